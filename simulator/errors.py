@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can make (bad sizes, bad specs, bad schedules).
+
+Why: the CLI turns exactly this type into one clear sentence and a non-zero exit; anything else
+is a bug in pebblesim and is allowed to show its traceback.
+"""
+
+
+class PebbleError(Exception):
+    """A user-facing error: its message is one complete sentence."""

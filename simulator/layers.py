@@ -1,0 +1,383 @@
+"""Numpy layers with hand-written forward and split backward, caching through ActivationCache.
+
+The rules, as the CS231n notes in shared/seeds teach them:
+
+* ``forward(mb, x)`` caches what the backward needs, keyed by microbatch: the layer's *input*
+  (the previous layer's output). Sigmoid and Tanh cache their *output* instead, because their
+  derivative is cheaper from it (sigma' = y(1-y), tanh' = 1-y^2).
+* ``backward_input(mb, grad_out) -> grad_in`` (the ``I`` action). A parametric layer then keeps
+  exactly what its weight gradient still needs: its input (already cached) plus the output
+  gradient, which it puts into the cache. A layer without parameters frees everything here.
+* ``backward_weight(mb)`` (the ``W`` action) accumulates parameter gradients with ``+=`` and
+  frees the input and the output gradient.
+* ``backward(mb, grad_out)`` (the ``B`` action) does both at once and never caches the output
+  gradient, so a full backward only ever frees memory.
+
+Every layer states its memory rule once, in ``footprint``: the signed byte changes each phase
+makes to the cache. The analytic executor predicts memory from these rules and a test checks
+that the real layers move exactly these bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.cache import ActivationCache
+
+Phase = str  # "F", "I", "W" or "B"
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Signed cache byte changes of one layer for one microbatch, per phase, in order."""
+
+    F: tuple[int, ...]
+    I: tuple[int, ...]
+    W: tuple[int, ...]
+    B: tuple[int, ...]
+
+    def phase(self, kind: Phase) -> tuple[int, ...]:
+        return getattr(self, kind)
+
+
+@dataclass(frozen=True)
+class Flops:
+    """Floating-point operations per microbatch row for each phase (B = I + W)."""
+
+    F: float
+    I: float
+    W: float
+
+
+class Layer:
+    """Base class: a layer with a global index, a shared cache and (maybe) parameters.
+
+    Why a class per layer with explicit phases: pipeline schedules split the backward into
+    ``I`` and ``W`` and interleave microbatches, so each layer must be able to run any phase for
+    any microbatch in any order the schedule allows, holding state only in the cache.
+    """
+
+    kind = "layer"
+    has_params = False
+
+    def __init__(self, layer_index: int, in_features: int, out_features: int, dtype: np.dtype):
+        self.layer_index = layer_index
+        self.in_features = in_features
+        self.out_features = out_features
+        self.dtype = np.dtype(dtype)
+        self.cache = ActivationCache()
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer_index}:{self.kind}"
+
+    def zero_grad(self) -> None:
+        for grad in self.grads.values():
+            grad.fill(0.0)
+
+    def _put(self, mb: int, key: str, array: np.ndarray) -> None:
+        self.cache.put(self.layer_index, mb, key, array)
+
+    def _pop(self, mb: int, key: str) -> np.ndarray:
+        return self.cache.pop(self.layer_index, mb, key)
+
+    def _peek(self, mb: int, key: str) -> np.ndarray:
+        return self.cache.peek(self.layer_index, mb, key)
+
+    def forward(self, mb: int, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward_input(self, mb: int, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward_weight(self, mb: int) -> None:
+        """Parameterless layers have nothing to do in ``W``."""
+
+    def backward(self, mb: int, grad_out: np.ndarray) -> np.ndarray:
+        grad_in = self.backward_input(mb, grad_out)
+        self.backward_weight(mb)
+        return grad_in
+
+    @classmethod
+    def footprint(cls, in_features: int, out_features: int, rows: int, itemsize: int) -> Footprint:
+        """Default for elementwise layers: cache the input in F, free it in I (or B)."""
+        size = rows * in_features * itemsize
+        return Footprint(F=(size,), I=(-size,), W=(), B=(-size,))
+
+    @classmethod
+    def flops(cls, in_features: int, out_features: int) -> Flops:
+        return Flops(F=4.0 * in_features, I=4.0 * in_features, W=0.0)
+
+
+class Linear(Layer):
+    """``Y = X W + b`` with ``W`` of shape (in, out), as in seed 001.
+
+    Backward: ``dX = dY W^T``, ``dW = X^T dY``, ``db`` = column sum of ``dY``.
+    """
+
+    kind = "linear"
+    has_params = True
+
+    def __init__(self, layer_index: int, in_features: int, out_features: int, dtype, rng=None):
+        super().__init__(layer_index, in_features, out_features, dtype)
+        rng = rng if rng is not None else np.random.default_rng(layer_index)
+        scale = math.sqrt(2.0 / in_features)
+        self.params["W"] = (rng.standard_normal((in_features, out_features)) * scale).astype(
+            self.dtype
+        )
+        self.params["b"] = np.zeros(out_features, dtype=self.dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def forward(self, mb, x):
+        self._put(mb, "input", x)
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward_input(self, mb, grad_out):
+        self._put(mb, "grad_out", grad_out)
+        return grad_out @ self.params["W"].T
+
+    def backward_weight(self, mb):
+        x = self._pop(mb, "input")
+        grad_out = self._pop(mb, "grad_out")
+        self._accumulate(x, grad_out)
+
+    def backward(self, mb, grad_out):
+        x = self._pop(mb, "input")
+        self._accumulate(x, grad_out)
+        return grad_out @ self.params["W"].T
+
+    def _accumulate(self, x, grad_out):
+        self.grads["W"] += x.T @ grad_out
+        self.grads["b"] += grad_out.sum(axis=0)
+
+    @classmethod
+    def footprint(cls, in_features, out_features, rows, itemsize):
+        x = rows * in_features * itemsize
+        g = rows * out_features * itemsize
+        return Footprint(F=(x,), I=(g,), W=(-x, -g), B=(-x,))
+
+    @classmethod
+    def flops(cls, in_features, out_features):
+        mac = 2.0 * in_features * out_features
+        return Flops(F=mac + out_features, I=mac, W=mac + out_features)
+
+
+class ReLU(Layer):
+    """max(0, x); caches its input, routes the gradient where the input was positive."""
+
+    kind = "relu"
+
+    def forward(self, mb, x):
+        self._put(mb, "input", x)
+        return np.maximum(x, 0)
+
+    def backward_input(self, mb, grad_out):
+        x = self._pop(mb, "input")
+        return grad_out * (x > 0)
+
+    @classmethod
+    def flops(cls, in_features, out_features):
+        return Flops(F=1.0 * in_features, I=2.0 * in_features, W=0.0)
+
+
+class Sigmoid(Layer):
+    """1/(1+e^-x); caches its *output* y, since dsigma/dx = y(1 - y)."""
+
+    kind = "sigmoid"
+
+    def forward(self, mb, x):
+        y = 1.0 / (1.0 + np.exp(-x))
+        self._put(mb, "output", y)
+        return y
+
+    def backward_input(self, mb, grad_out):
+        y = self._pop(mb, "output")
+        return grad_out * y * (1.0 - y)
+
+
+class Tanh(Layer):
+    """tanh(x); caches its *output* y, since dtanh/dx = 1 - y^2."""
+
+    kind = "tanh"
+
+    def forward(self, mb, x):
+        y = np.tanh(x)
+        self._put(mb, "output", y)
+        return y
+
+    def backward_input(self, mb, grad_out):
+        y = self._pop(mb, "output")
+        return grad_out * (1.0 - y * y)
+
+
+class GELU(Layer):
+    """GELU, tanh approximation: 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)."""
+
+    kind = "gelu"
+    _K = math.sqrt(2.0 / math.pi)
+    _C = 0.044715
+
+    def forward(self, mb, x):
+        self._put(mb, "input", x)
+        return 0.5 * x * (1.0 + np.tanh(self._K * (x + self._C * x**3)))
+
+    def backward_input(self, mb, grad_out):
+        x = self._pop(mb, "input")
+        t = np.tanh(self._K * (x + self._C * x**3))
+        dt = (1.0 - t * t) * self._K * (1.0 + 3.0 * self._C * x * x)
+        return grad_out * (0.5 * (1.0 + t) + 0.5 * x * dt)
+
+    @classmethod
+    def flops(cls, in_features, out_features):
+        return Flops(F=10.0 * in_features, I=16.0 * in_features, W=0.0)
+
+
+class LayerNorm(Layer):
+    """Normalise each row, then scale and shift: y = gamma * x_hat + beta.
+
+    Caches only its input; x_hat and 1/std are recomputed in the backward (cheap, and it keeps
+    the cache rule the same as Linear's: input in F, plus the output gradient between I and W).
+    """
+
+    kind = "layernorm"
+    has_params = True
+    eps = 1e-5
+
+    def __init__(self, layer_index, in_features, out_features, dtype, rng=None):
+        super().__init__(layer_index, in_features, out_features, dtype)
+        self.params["gamma"] = np.ones(in_features, dtype=self.dtype)
+        self.params["beta"] = np.zeros(in_features, dtype=self.dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def _normalise(self, x):
+        mean = x.mean(axis=1, keepdims=True)
+        rstd = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + self.eps)
+        return (x - mean) * rstd, rstd
+
+    def forward(self, mb, x):
+        self._put(mb, "input", x)
+        x_hat, _ = self._normalise(x)
+        return x_hat * self.params["gamma"] + self.params["beta"]
+
+    def _grad_input(self, x, grad_out):
+        x_hat, rstd = self._normalise(x)
+        d_hat = grad_out * self.params["gamma"]
+        n = x.shape[1]
+        return rstd / n * (
+            n * d_hat
+            - d_hat.sum(axis=1, keepdims=True)
+            - x_hat * (d_hat * x_hat).sum(axis=1, keepdims=True)
+        )
+
+    def backward_input(self, mb, grad_out):
+        self._put(mb, "grad_out", grad_out)
+        return self._grad_input(self._peek(mb, "input"), grad_out)
+
+    def backward_weight(self, mb):
+        x = self._pop(mb, "input")
+        grad_out = self._pop(mb, "grad_out")
+        self._accumulate(x, grad_out)
+
+    def backward(self, mb, grad_out):
+        x = self._pop(mb, "input")
+        self._accumulate(x, grad_out)
+        return self._grad_input(x, grad_out)
+
+    def _accumulate(self, x, grad_out):
+        x_hat, _ = self._normalise(x)
+        self.grads["gamma"] += (grad_out * x_hat).sum(axis=0)
+        self.grads["beta"] += grad_out.sum(axis=0)
+
+    @classmethod
+    def footprint(cls, in_features, out_features, rows, itemsize):
+        return Linear.footprint(in_features, in_features, rows, itemsize)
+
+    @classmethod
+    def flops(cls, in_features, out_features):
+        return Flops(F=8.0 * in_features, I=14.0 * in_features, W=8.0 * in_features)
+
+
+class Loss(Layer):
+    """Base for losses: the last layer of the model; ``forward`` returns the scalar loss.
+
+    ``scale`` multiplies the summed per-row loss; the trainer sets it to 1 / (rows in the whole
+    batch), so the loss is the batch mean and the gradients summed over microbatches equal the
+    gradient of the whole batch.
+    """
+
+    scale = 1.0
+
+    def forward(self, mb, x, targets=None):  # type: ignore[override]
+        raise NotImplementedError
+
+    def backward_input(self, mb, grad_out=None):  # type: ignore[override]
+        raise NotImplementedError
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by negative log-likelihood of integer class targets (seed 002).
+
+    Caches the probabilities and the targets; the gradient is (p - onehot(y)) * scale.
+    """
+
+    kind = "cross_entropy"
+
+    def forward(self, mb, x, targets=None):
+        shifted = x - x.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        probs = exp / exp.sum(axis=1, keepdims=True)
+        targets = np.asarray(targets, dtype=np.int64)
+        self._put(mb, "probs", probs)
+        self._put(mb, "targets", targets)
+        log_norm = np.log(exp.sum(axis=1))
+        picked = shifted[np.arange(len(targets)), targets]
+        return float((log_norm - picked).sum() * self.scale)
+
+    def backward_input(self, mb, grad_out=None):
+        probs = self._pop(mb, "probs")
+        targets = self._pop(mb, "targets")
+        grad = probs.copy()
+        grad[np.arange(len(targets)), targets] -= 1.0
+        return grad * self.scale
+
+    @classmethod
+    def footprint(cls, in_features, out_features, rows, itemsize):
+        probs = rows * in_features * itemsize
+        targets = rows * 8
+        return Footprint(F=(probs, targets), I=(-probs, -targets), W=(), B=(-probs, -targets))
+
+    @classmethod
+    def flops(cls, in_features, out_features):
+        return Flops(F=5.0 * in_features, I=2.0 * in_features, W=0.0)
+
+
+class MSE(Loss):
+    """Sum of squared errors per row, times ``scale``: L = scale * sum((x - y)^2).
+
+    With scale = 1 this is seed 001's loss, whose gradient is 2 (x - y). Caches the difference.
+    """
+
+    kind = "mse"
+
+    def forward(self, mb, x, targets=None):
+        diff = x - np.asarray(targets, dtype=x.dtype).reshape(x.shape)
+        self._put(mb, "diff", diff)
+        return float((diff * diff).sum() * self.scale)
+
+    def backward_input(self, mb, grad_out=None):
+        return 2.0 * self._pop(mb, "diff") * self.scale
+
+    @classmethod
+    def flops(cls, in_features, out_features):
+        return Flops(F=3.0 * in_features, I=2.0 * in_features, W=0.0)
+
+
+LAYER_CLASSES: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (Linear, ReLU, Sigmoid, Tanh, GELU, LayerNorm, SoftmaxCrossEntropy, MSE)
+}

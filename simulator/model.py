@@ -1,0 +1,223 @@
+"""Model specs, the layer list they describe, and how that list is split into stages.
+
+Why a spec separate from the layers: the analytic executor must reason about a 128-stage model
+without allocating a single weight, and a Ray actor must build only its own stages. Both read the
+same ``LayerInfo`` list, so they agree on indices, shapes, FLOPs and cache bytes.
+
+Weights initialise from (seed, global layer index) only, never from the partition, so every
+schedule and every partition trains the identical model as the sequential reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from simulator.errors import PebbleError
+from simulator.layers import LAYER_CLASSES, Flops, Footprint, Layer
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
+LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An MLP: Linear layers of the given widths, each but the last followed by an optional
+    LayerNorm and the activation, then the loss. Typed and frozen so it pickles to actors."""
+
+    widths: tuple[int, ...] = (2, 64, 64, 3)
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    dtype: str = "float64"
+    layernorm: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        widths = tuple(int(w) for w in self.widths)
+        object.__setattr__(self, "widths", widths)
+        if len(widths) < 2 or any(w <= 0 for w in widths):
+            raise PebbleError(
+                f"model widths must be at least two positive integers, got {list(widths)}."
+            )
+        if self.activation not in ACTIVATIONS:
+            raise PebbleError(
+                f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}."
+            )
+        if self.loss not in LOSSES:
+            raise PebbleError(f"unknown loss {self.loss!r}; choose cross_entropy (ce) or mse.")
+        object.__setattr__(self, "loss", LOSSES[self.loss])
+        if self.dtype not in DTYPES:
+            raise PebbleError(f"unknown dtype {self.dtype!r}; choose float64 or float32.")
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """Parse ``2-64-64-3`` or ``widths=2-64-64-3,activation=tanh,loss=mse,dtype=float32,
+        layernorm=1,seed=3`` (any subset of keys; bare widths may lead)."""
+        kwargs: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep:
+                key, value = "widths", part
+            key = key.strip()
+            try:
+                if key == "widths":
+                    kwargs["widths"] = tuple(int(w) for w in value.replace("x", "-").split("-"))
+                elif key in ("activation", "loss", "dtype"):
+                    kwargs[key] = value.strip()
+                elif key == "layernorm":
+                    kwargs[key] = value.strip().lower() in ("1", "true", "yes", "on")
+                elif key == "seed":
+                    kwargs[key] = int(value)
+                else:
+                    raise PebbleError(
+                        f"unknown model key {key!r} in {text!r}; "
+                        "use widths, activation, loss, dtype, layernorm, seed."
+                    )
+            except ValueError:
+                raise PebbleError(f"cannot read {part!r} in model spec {text!r}.") from None
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def to_text(self) -> str:
+        return (
+            f"widths={'-'.join(map(str, self.widths))},activation={self.activation},"
+            f"loss={self.loss},dtype={self.dtype},layernorm={int(self.layernorm)},seed={self.seed}"
+        )
+
+    @classmethod
+    def uniform(cls, blocks: int, width: int = 1024, **kwargs) -> ModelSpec:
+        """``blocks`` equal Linear(width, width) blocks: the default model for ``simulate``."""
+        return cls(widths=(width,) * (blocks + 1), **kwargs)
+
+    def layers(self) -> list[LayerInfo]:
+        """The flat layer list, loss included, with global indices and block numbers."""
+        infos: list[LayerInfo] = []
+        last = len(self.widths) - 2
+        for block, (fan_in, fan_out) in enumerate(zip(self.widths, self.widths[1:], strict=False)):
+            infos.append(LayerInfo(len(infos), "linear", fan_in, fan_out, block))
+            if block < last:
+                if self.layernorm:
+                    infos.append(LayerInfo(len(infos), "layernorm", fan_out, fan_out, block))
+                infos.append(LayerInfo(len(infos), self.activation, fan_out, fan_out, block))
+            else:
+                infos.append(LayerInfo(len(infos), self.loss, fan_out, fan_out, block))
+        return infos
+
+    def build(self, layer_indices: range | None = None) -> list[Layer]:
+        """Instantiate layers (all, or the given contiguous indices) with seeded weights."""
+        infos = self.layers()
+        chosen = infos if layer_indices is None else [infos[i] for i in layer_indices]
+        return [info.build(self) for info in chosen]
+
+    def with_dtype(self, dtype: str) -> ModelSpec:
+        return replace(self, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What is known about one layer without building it: index, kind, shape, block."""
+
+    index: int
+    kind: str
+    in_features: int
+    out_features: int
+    block: int
+
+    @property
+    def cls(self) -> type[Layer]:
+        return LAYER_CLASSES[self.kind]
+
+    @property
+    def has_params(self) -> bool:
+        return self.cls.has_params
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}:{self.kind}"
+
+    def footprint(self, rows: int, itemsize: int) -> Footprint:
+        return self.cls.footprint(self.in_features, self.out_features, rows, itemsize)
+
+    def flops(self) -> Flops:
+        return self.cls.flops(self.in_features, self.out_features)
+
+    def build(self, spec: ModelSpec) -> Layer:
+        rng = np.random.default_rng([spec.seed, self.index])
+        cls = self.cls
+        if cls.has_params:
+            return cls(self.index, self.in_features, self.out_features, spec.dtype, rng=rng)
+        return cls(self.index, self.in_features, self.out_features, spec.dtype)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Contiguous layer ranges, one per stage, in model order."""
+
+    stage_layers: tuple[range, ...] = field(default_factory=tuple)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_layers)
+
+    def stage_of_layer(self, layer_index: int) -> int:
+        for stage_index, layers in enumerate(self.stage_layers):
+            if layer_index in layers:
+                return stage_index
+        raise IndexError(layer_index)
+
+
+def partition(spec: ModelSpec, num_stages: int) -> Partition:
+    """Split the model into ``num_stages`` contiguous stages balanced by forward+backward FLOPs.
+
+    Cuts fall between blocks (Linear + its norm and activation) when there are enough blocks,
+    so a stage never separates a Linear from its activation; otherwise between single layers.
+    """
+    infos = spec.layers()
+    blocks: list[list[LayerInfo]] = []
+    for info in infos:
+        if blocks and blocks[-1][0].block == info.block:
+            blocks[-1].append(info)
+        else:
+            blocks.append([info])
+    if len(blocks) < num_stages:
+        blocks = [[info] for info in infos]
+    if len(blocks) < num_stages:
+        raise PebbleError(
+            f"the model has {len(infos)} layers but the schedule needs {num_stages} stages; "
+            "use a deeper model (--model) or fewer ranks/chunks."
+        )
+
+    def cost(block: list[LayerInfo]) -> float:
+        total = 0.0
+        for info in block:
+            f = info.flops()
+            total += f.F + f.I + f.W
+        return total
+
+    costs = [cost(b) for b in blocks]
+    total = sum(costs)
+    # Cut after block k when the running cost first passes the stage's share, keeping every
+    # stage non-empty and leaving at least one block for each remaining stage.
+    cuts: list[int] = []
+    running = 0.0
+    for k, c in enumerate(costs[:-1]):
+        running += c
+        stage = len(cuts) + 1
+        if stage >= num_stages:
+            break
+        remaining_blocks = len(costs) - (k + 1)
+        must_cut = remaining_blocks == num_stages - stage
+        if must_cut or running >= total * stage / num_stages - 1e-9 * total:
+            cuts.append(k + 1)
+    bounds = [0, *cuts, len(blocks)]
+    ranges = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        first = blocks[lo][0].index
+        last = blocks[hi - 1][-1].index
+        ranges.append(range(first, last + 1))
+    return Partition(tuple(ranges))
