@@ -1,0 +1,622 @@
+"""The Ray executor: real numpy training, one Ray actor per pipeline rank, measured.
+
+Why it looks like this:
+
+* The driver validates the schedule, then submits every rank's actions for a step up front, in
+  the validator's dry-run order, so each action's input already exists as an object reference.
+  A synchronous actor runs one submitter's tasks in submission order, so Ray itself enforces each
+  rank's schedule; the driver never fetches an activation or a gradient.
+* Activations and gradients travel actor to actor as object references; a stage on the same rank
+  hands over in memory. Only "sink" results (``None``) come back, and they carry any failure.
+* With data parallelism each stage's last weight-gradient action also returns that stage's
+  gradients; one reducer task per layer sums them over replicas as soon as they exist, so a
+  layer's reduction overlaps the backward of the layers before it.
+* A step is all-or-nothing: no actor applies its update unless every action of every actor
+  finished. With retries, a dead rank is replaced, everyone is restored from the last committed
+  state, and the step runs again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schedules.actions import Schedule
+from schedules.validate import validate
+from simulator.analytic import timeline_meta
+from simulator.costs import Profile
+from simulator.errors import PebbleError
+from simulator.model import partition as make_partition
+from simulator.ray_worker import BLAS_ENV, RankWorker, reduce_gradients
+from simulator.reference import TrainConfig
+from simulator.timeline import (
+    AllReduce,
+    CacheChange,
+    CommEvent,
+    ComputeEvent,
+    GradReady,
+    OptimizerStep,
+    Timeline,
+)
+
+
+class RankFailure(PebbleError):
+    """A rank died or raised during a step; no rank applied that step."""
+
+    def __init__(self, message: str, step: int, ranks: list[tuple[int, int]]):
+        super().__init__(message)
+        self.step = step
+        self.ranks = ranks
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How to run on Ray: where, how many replicas, how to survive faults."""
+
+    address: str | None = None
+    dp: int = 1
+    retries: int = 0
+    step_timeout: float = 300.0
+
+
+@dataclass
+class RayRunResult:
+    """What a Ray run produced: the measured Timeline, losses, state for checking."""
+
+    timeline: Timeline
+    losses: list[float]
+    weights: dict[tuple[int, str], np.ndarray]
+    first_step_gradients: dict[tuple[int, str], np.ndarray] | None
+    profile: Profile
+    restarts: int = 0
+    action_order: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast, in one sentence, on a host:port nobody answers on."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise PebbleError(f"cannot read Ray address {address!r}; use host:port, ray://host:port or auto.")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise PebbleError(f"no Ray cluster answers at {address} ({exc.strerror or exc}).") from None
+
+
+def ensure_ray(address: str | None, num_actors: int) -> bool:
+    """Connect to ``address`` or start a local Ray sized for ``num_actors``; True if started."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        if address != "auto":
+            _check_reachable(address)
+        try:
+            ray.init(
+                address=address,
+                logging_level="ERROR",
+                runtime_env={"py_modules": _package_dirs(), "env_vars": BLAS_ENV},
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PebbleError(f"cannot join the Ray cluster at {address}: {first}") from None
+        return True
+    ray.init(
+        num_cpus=max(num_actors, os.cpu_count() or 1),
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+    return True
+
+
+def _package_dirs() -> list[str]:
+    import schedules
+    import simulator
+
+    return [os.path.dirname(simulator.__file__), os.path.dirname(schedules.__file__)]
+
+
+@dataclass(frozen=True)
+class _Step:
+    """How one action is wired: where its input comes from, where its output goes."""
+
+    rank: int
+    stage: int
+    kind: str
+    mb: int
+    producer: tuple[int, str, int] | None  # (stage, F|G, mb) whose output this action takes
+    remote_input: bool
+    keep_local: bool
+    send: bool
+    grads_out: bool
+
+
+def _wire(schedule: Schedule, order: list[tuple[int, int]], param_stages: set[int], dp: int):
+    """Per action, in submission order: input source, output destination, gradient returns."""
+    to_rank = schedule.stage_to_rank
+    last = schedule.num_stages - 1
+    last_weight_action: dict[int, int] = {}
+    for rank, actions in enumerate(schedule.actions):
+        for position, (stage, kind, _mb) in enumerate(actions):
+            if kind in ("W", "B"):
+                last_weight_action[stage] = position
+    wired = []
+    for rank, position in order:
+        stage, kind, mb = schedule.actions[rank][position]
+        producer = None
+        if kind == "F" and stage > 0:
+            producer = (stage - 1, "F", mb)
+        elif kind in ("I", "B") and stage < last:
+            producer = (stage + 1, "G", mb)
+        if kind == "F":
+            receiver = stage + 1 if stage < last else None
+        elif kind in ("I", "B"):
+            receiver = stage - 1 if stage > 0 else None
+        else:
+            receiver = None
+        remote_input = producer is not None and to_rank[producer[0]] != rank
+        keep_local = receiver is not None and to_rank[receiver] == rank
+        send = receiver is not None and to_rank[receiver] != rank
+        grads_out = (
+            dp > 1 and stage in param_stages and last_weight_action.get(stage) == position
+        )
+        wired.append(_Step(rank, stage, kind, mb, producer, remote_input, keep_local, send,
+                           grads_out))
+    return wired
+
+
+class RayPipeline:
+    """A pipeline (times ``dp`` replicas) of RankWorker actors that trains ``config``.
+
+    Use as a context manager or call ``shutdown``; ``run`` trains and returns the measurement.
+    """
+
+    def __init__(self, schedule: Schedule, config: TrainConfig, options: RayOptions | None = None):
+        self.order = validate(schedule)
+        self.schedule = schedule
+        self.config = config
+        self.options = options or RayOptions()
+        dp = self.options.dp
+        if dp < 1:
+            raise PebbleError(f"--dp must be a positive integer, got {dp}.")
+        if config.microbatches != schedule.num_microbatches:
+            raise PebbleError("the schedule and the training config disagree on microbatches.")
+        rows = config.batch_size
+        if rows % (dp * config.microbatches):
+            raise PebbleError(
+                f"a batch of {rows} rows does not split into {dp} replicas x "
+                f"{config.microbatches} microbatches of equal size."
+            )
+        self.microbatch_rows = rows // (dp * config.microbatches)
+        self.partition = make_partition(config.model, schedule.num_stages)
+        infos = config.model.layers()
+        self.param_layers = {
+            s: [i for i in r if infos[i].has_params]
+            for s, r in enumerate(self.partition.stage_layers)
+        }
+        param_stages = {s for s, layers in self.param_layers.items() if layers}
+        self.wired = _wire(schedule, self.order, param_stages, dp)
+        self.started_ray = False
+        self.actors: list[list] = []
+        self.pg = None
+        self.origin = 0.0
+        self._records: list[dict] = []
+        self._reduce_times: list[tuple[int, int, tuple[float, float]]] = []
+
+    # ------------------------------------------------------------------ set-up
+    def __enter__(self) -> RayPipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def start(self) -> None:
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        ranks, dp = self.schedule.num_ranks, self.options.dp
+        self.started_ray = ensure_ray(self.options.address, ranks * dp)
+        available = ray.available_resources().get("CPU", 0.0)
+        if available <= 0:
+            raise PebbleError("the Ray cluster has no free CPU for the pipeline ranks.")
+        cpus = min(1.0, math.floor(100 * available / (ranks * dp)) / 100)
+        if cpus <= 0:
+            raise PebbleError(
+                f"the Ray cluster has {available:g} free CPUs, too few for {ranks * dp} ranks."
+            )
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        strategy = "SPREAD" if len(nodes) > 1 else "PACK"
+        self.pg = placement_group([{"CPU": cpus}] * (ranks * dp), strategy=strategy)
+        try:
+            ray.get(self.pg.ready(), timeout=60)
+        except Exception:
+            raise PebbleError(
+                f"the Ray cluster could not place {ranks * dp} ranks of {cpus:g} CPU each "
+                "within 60 s."
+            ) from None
+        self._remote = ray.remote(RankWorker)
+        self._reducer = ray.remote(reduce_gradients).options(num_cpus=0, num_returns=2)
+        self.origin = time.time()
+        self.actors = [
+            [self._make_actor(rank, replica, PlacementGroupSchedulingStrategy, cpus)
+             for rank in range(ranks)]
+            for replica in range(dp)
+        ]
+        self._x, self._y = self.config.data()
+        for replica in range(dp):
+            for rank in range(ranks):
+                self._init_actor(rank, replica)
+        ray.get([a.ping.remote() for row in self.actors for a in row], timeout=120)
+
+    def _make_actor(self, rank, replica, strategy_cls, cpus):
+        stage_layers = {
+            s: (self.partition.stage_layers[s][0], self.partition.stage_layers[s][-1])
+            for s in self.schedule.stages_of_rank(rank)
+        }
+        bundle = replica * self.schedule.num_ranks + rank
+        return self._remote.options(
+            num_cpus=cpus,
+            max_restarts=0,
+            scheduling_strategy=strategy_cls(placement_group=self.pg,
+                                             placement_group_bundle_index=bundle),
+            runtime_env={"env_vars": BLAS_ENV},
+        ).remote(
+            rank, replica, self.config.model, stage_layers, self.schedule.num_stages,
+            self.config.microbatches, self.config.optimizer, self.config.batch_size, self.origin,
+        )
+
+    def _init_actor(self, rank: int, replica: int) -> None:
+        actor = self.actors[replica][rank]
+        rows = self.microbatch_rows * self.config.microbatches
+        lo, hi = replica * rows, (replica + 1) * rows
+        stages = self.schedule.stages_of_rank(rank)
+        x = self._x[lo:hi] if 0 in stages else None
+        y = self._y[lo:hi] if self.schedule.num_stages - 1 in stages else None
+        actor.set_data.remote(x, y)
+        actor.expect_local.remote(
+            [(w.stage, w.kind, w.mb) for w in self.wired
+             if w.rank == rank and w.producer is not None and not w.remote_input]
+        )
+
+    def shutdown(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            return
+        for row in self.actors:
+            for actor in row:
+                ray.kill(actor)
+        self.actors = []
+        if self.pg is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.pg)
+            self.pg = None
+        if self.started_ray:
+            ray.shutdown()
+
+    # ------------------------------------------------------------------ one step
+    def _submit_step(self, step: int):
+        """Submit every action of the step; returns sink refs and per-layer reduced refs."""
+        dp = self.options.dp
+        for row in self.actors:
+            for actor in row:
+                actor.begin_step.remote(step)
+        outputs: dict[tuple[int, tuple[int, str, int]], object] = {}
+        sinks: list[tuple[object, int, int]] = []
+        grad_refs: dict[int, list] = defaultdict(list)
+        for w in self.wired:
+            for replica in range(dp):
+                actor = self.actors[replica][w.rank]
+                payload = outputs.pop((replica, w.producer)) if w.remote_input else None
+                n_grads = len(self.param_layers[w.stage]) if w.grads_out else 0
+                result = actor.act.options(num_returns=1 + n_grads).remote(
+                    w.stage, w.kind, w.mb, w.keep_local, w.send, w.grads_out, payload
+                )
+                if n_grads:
+                    result, *grads = result
+                    for layer, ref in zip(self.param_layers[w.stage], grads, strict=True):
+                        grad_refs[layer].append(ref)
+                if w.send:
+                    direction = "F" if w.kind == "F" else "G"
+                    outputs[(replica, (w.stage, direction, w.mb))] = result
+                else:
+                    sinks.append((result, w.rank, replica))
+        reduced: dict[int, object] = {}
+        timing_refs = []
+        for layer, refs in grad_refs.items():
+            total, timing = self._reducer.remote(*refs)
+            reduced[layer] = total
+            timing_refs.append((layer, timing))
+        return sinks, reduced, timing_refs
+
+    def _wait(self, step: int, refs: list[tuple[object, int, int]], deadline: float) -> None:
+        """Wait for every ref; the first failure becomes a RankFailure naming the rank."""
+        import ray
+
+        pending = {ref: (rank, replica) for ref, rank, replica in refs}
+        while pending:
+            left = deadline - time.time()
+            if left <= 0:
+                stuck = sorted(set(pending.values()))
+                raise RankFailure(
+                    f"step {step} did not finish within {self.options.step_timeout:g} s; "
+                    f"still waiting on rank {stuck[0][0]} (replica {stuck[0][1]}).",
+                    step, stuck,
+                )
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(left, 1.0),
+                                fetch_local=False)
+            for ref in ready:
+                where = pending.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - any failure aborts the step
+                    raise self._failure(step, where, exc) from None
+
+    def _failure(self, step: int, where: tuple[int, int], exc: Exception) -> RankFailure:
+        """Name the dead ranks if any died, else the rank whose action raised."""
+        dead = self.dead_ranks()
+        if dead:
+            names = ", ".join(f"rank {r}" + (f" (replica {d})" if self.options.dp > 1 else "")
+                              for r, d in dead)
+            return RankFailure(f"{names} died during step {step}; no rank applied the step.",
+                               step, dead)
+        cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        rank, replica = where
+        return RankFailure(
+            f"step {step} failed on rank {rank}: {cause}; no rank applied the step.",
+            step, [where],
+        )
+
+    def dead_ranks(self) -> list[tuple[int, int]]:
+        import ray
+
+        pings = {a.ping.remote(): (rank, replica)
+                 for replica, row in enumerate(self.actors) for rank, a in enumerate(row)}
+        ready, not_ready = ray.wait(list(pings), num_returns=len(pings), timeout=10)
+        dead = [pings[ref] for ref in not_ready]
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception:  # noqa: BLE001 - a failed ping means a dead actor
+                dead.append(pings[ref])
+        return sorted(dead)
+
+    def run_step(self, step: int, fault: tuple[int, int] | None = None,
+                 collect_gradients: bool = False):
+        """One all-or-nothing step. Returns (loss, gradients or None)."""
+        import ray
+
+        deadline = time.time() + self.options.step_timeout
+        sinks, reduced, timing_refs = self._submit_step(step)
+        if fault is not None:
+            rank, replica = fault
+            ray.kill(self.actors[replica][rank], no_restart=True)
+        self._wait(step, sinks + [(t, -1, -1) for _, t in timing_refs], deadline)
+        ends = ray.get([a.end_step.remote(step) for row in self.actors for a in row],
+                       timeout=max(1.0, deadline - time.time()))
+        leftovers = [e for e in ends if e["cached"] or e["local"]]
+        if leftovers:
+            raise RankFailure(
+                f"rank {leftovers[0]['rank']} still holds {leftovers[0]['cache_bytes']} cached "
+                f"bytes after step {step}: the schedule left a backward undone.",
+                step, [(leftovers[0]["rank"], 0)],
+            )
+        gradients = self.gradients() if collect_gradients else None
+        layers = tuple(sorted(reduced))
+        refs = [reduced[layer] for layer in layers]
+        applied = [(a.apply_step.remote(step, layers, *refs), rank, replica)
+                   for replica, row in enumerate(self.actors) for rank, a in enumerate(row)]
+        self._wait(step, applied, deadline)
+        for layer, timing in timing_refs:
+            self._reduce_times.append((layer, step, ray.get(timing)))
+        self._records.extend(ray.get([a.drain_records.remote()
+                                      for row in self.actors for a in row]))
+        return sum(e["loss"] for e in ends), gradients
+
+    def gradients(self) -> dict[tuple[int, str], np.ndarray]:
+        """Gradients of the step just run, summed over replicas (for checking only)."""
+        import ray
+
+        total: dict[tuple[int, str], np.ndarray] = {}
+        for row in self.actors:
+            for grads in ray.get([a.gradients.remote() for a in row]):
+                for key, g in grads.items():
+                    total[key] = total[key] + g if key in total else g
+        return total
+
+    def weights(self) -> dict[tuple[int, str], np.ndarray]:
+        import ray
+
+        out: dict[tuple[int, str], np.ndarray] = {}
+        for weights in ray.get([a.weights.remote() for a in self.actors[0]]):
+            out.update(weights)
+        return out
+
+    def _snapshot(self) -> list[list]:
+        return [[a.get_state.remote() for a in row] for row in self.actors]
+
+    def _restore(self, snapshot: list[list]) -> None:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        cpus = None
+        for rank, replica in self.dead_ranks():
+            if cpus is None:
+                cpus = self.pg.bundle_specs[0].get("CPU", 1.0)
+            self.actors[replica][rank] = self._make_actor(
+                rank, replica, PlacementGroupSchedulingStrategy, cpus
+            )
+            self._init_actor(rank, replica)
+        ray.get([a.load_state.remote(state)
+                 for row, states in zip(self.actors, snapshot, strict=True)
+                 for a, state in zip(row, states, strict=True)], timeout=120)
+
+    # ------------------------------------------------------------------ the run
+    def run(
+        self,
+        steps: int,
+        on_step: Callable[[int, float], None] | None = None,
+        fault: tuple[int, int, int] | None = None,
+        check: bool = False,
+    ) -> RayRunResult:
+        """Train ``steps`` steps. ``fault=(step, rank, replica)`` kills that actor during that
+        step (for testing recovery). ``check`` keeps the first step's gradients."""
+        if not self.actors:
+            self.start()
+        losses: list[float] = []
+        first_grads = None
+        restarts = 0
+        retries_left = self.options.retries
+        snapshot = self._snapshot() if retries_left else None
+        step = 0
+        while step < steps:
+            inject = (fault[1], fault[2]) if fault and fault[0] == step and not restarts else None
+            try:
+                loss, grads = self.run_step(step, inject, collect_gradients=check and step == 0)
+            except RankFailure:
+                if retries_left <= 0:
+                    raise
+                retries_left -= 1
+                restarts += 1
+                self._restore(snapshot)
+                self._drop_step_records(step)
+                continue
+            if grads is not None:
+                first_grads = grads
+            losses.append(loss)
+            if snapshot is not None:
+                snapshot = self._snapshot()
+            if on_step:
+                on_step(step, loss)
+            step += 1
+        timeline = self.timeline(steps)
+        return RayRunResult(
+            timeline=timeline,
+            losses=losses,
+            weights=self.weights(),
+            first_step_gradients=first_grads,
+            profile=self.profile(timeline),
+            restarts=restarts,
+            action_order=self.action_order(timeline),
+        )
+
+    def _drop_step_records(self, step: int) -> None:
+        self._reduce_times = [r for r in self._reduce_times if r[1] != step]
+
+    # ------------------------------------------------------------------ measurement
+    def timeline(self, steps: int) -> Timeline:
+        """Merge every actor's records into one Timeline, times from the first action."""
+        rows = defaultdict(list)
+        for record in self._records:
+            for name, values in record.items():
+                rows[name].extend(values)
+        events = [ComputeEvent(*r) for r in rows["events"]]
+        t0 = min((e.start for e in events), default=0.0)
+        events = [e._replace(start=e.start - t0, end=e.end - t0) for e in events]
+        events.sort(key=lambda e: (e.replica, e.rank, e.start))
+        timeline = Timeline(
+            meta=timeline_meta(
+                self.schedule, self.config.model, self.partition, source="ray", steps=steps,
+                dp=self.options.dp, time_unit="s", microbatch_rows=self.microbatch_rows,
+            ),
+            events=events,
+        )
+        cache = [CacheChange(*r) for r in rows["cache"]]
+        cache.sort(key=lambda c: (c.replica, c.rank, c.time))
+        timeline.cache = [c._replace(time=c.time - t0) for c in cache]
+        timeline.grad_ready = sorted(
+            (GradReady(layer, step, t - t0, replica) for layer, step, t, replica
+             in rows["grad_ready"]),
+            key=lambda g: (g.replica, g.step, g.layer),
+        )
+        by_step: dict[int, list[float]] = defaultdict(list)
+        for step, start, end in rows["optimizer"]:
+            by_step[step].extend((start - t0, end - t0))
+        timeline.optimizer = [OptimizerStep(s, min(v), max(v)) for s, v in sorted(by_step.items())]
+        timeline.allreduce = [
+            AllReduce(layer, step, start - self.origin - t0, end - self.origin - t0)
+            for layer, step, (start, end) in sorted(self._reduce_times)
+        ]
+        timeline.comms = self._comms(events, rows["received"])
+        return timeline
+
+    def _comms(self, events: list[ComputeEvent], received: list[tuple]) -> list[CommEvent]:
+        """A transfer runs from the producer's end; it is counted until the consumer starts
+        only when the consumer sat idle waiting for it (otherwise it was hidden: zero length)."""
+        produced: dict[tuple, tuple[int, float]] = {}
+        previous_end: dict[tuple, float] = {}
+        last_end: dict[tuple[int, int], float] = {}
+        for e in events:
+            direction = "F" if e.kind == "F" else "G"
+            if e.kind != "W":
+                produced[(e.replica, e.step, e.stage, direction, e.microbatch)] = (e.rank, e.end)
+            previous_end[(e.replica, e.step, e.stage, e.kind, e.microbatch)] = last_end.get(
+                (e.replica, e.rank), 0.0
+            )
+            last_end[(e.replica, e.rank)] = e.end
+        start_of = {(e.replica, e.step, e.stage, e.kind, e.microbatch): (e.rank, e.start)
+                    for e in events}
+        comms = {}
+        for replica, stage, kind, mb, step, nbytes in received:
+            key = (replica, step, stage, kind, mb)
+            if key not in start_of:
+                continue
+            rank, start = start_of[key]
+            src_stage = stage - 1 if kind == "F" else stage + 1
+            source = produced.get((replica, step, src_stage, "F" if kind == "F" else "G", mb))
+            if source is None:
+                continue
+            src_rank, sent = source
+            waited = previous_end[key] <= sent
+            comms[key] = CommEvent(
+                src_rank, rank, stage, "activation" if kind == "F" else "gradient",
+                mb, step, sent, start if waited else sent, nbytes, replica,
+            )
+        return list(comms.values())
+
+    def profile(self, timeline: Timeline) -> Profile:
+        """Mean seconds per stage and kind (first step skipped when there are more)."""
+        durations: dict[tuple[int, str], list[float]] = defaultdict(list)
+        skip_first = int(timeline.meta.get("steps", 1)) > 1
+        for e in timeline.events:
+            if skip_first and e.step == 0:
+                continue
+            durations[(e.stage, e.kind)].append(e.end - e.start)
+        costs = []
+        for stage in range(self.schedule.num_stages):
+            costs.append({
+                kind: (statistics.fmean(durations[(stage, kind)])
+                       if durations.get((stage, kind)) else None)
+                for kind in ("F", "I", "W", "B")
+            })
+        waits = [c.end - c.start for c in timeline.comms if c.end > c.start]
+        return Profile(
+            model=self.config.model.to_text(),
+            microbatch_rows=self.microbatch_rows,
+            stages=[[r[0], r[-1]] for r in self.partition.stage_layers],
+            costs=costs,
+            transfer={"latency": statistics.median(waits) if waits else 0.0},
+        )
+
+    @staticmethod
+    def action_order(timeline: Timeline) -> dict[tuple[int, int], list[str]]:
+        """Per (replica, rank), the actions in the order the actor ran them (first step)."""
+        order: dict[tuple[int, int], list[str]] = defaultdict(list)
+        for e in timeline.events:
+            if e.step == 0:
+                order[(e.replica, e.rank)].append(f"{e.stage}{e.kind}{e.microbatch}")
+        return dict(order)

@@ -1,0 +1,196 @@
+"""One pipeline rank as a Ray actor: its stages' layers, its optimizer, its recorder.
+
+Why an actor per rank: a rank is a device with memory. The actor keeps the rank's layers and
+their activation cache alive across calls, so a forward caches the previous layer's output here,
+the matching backward frees it here, and only activations and gradients travel between ranks,
+as Ray object references the driver never fetches.
+
+The class is plain Python (``ray.remote`` is applied by the driver), so it is also usable, and
+testable, without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from simulator.cache import ActivationCache
+from simulator.model import ModelSpec
+from simulator.optim import OptimizerConfig
+from simulator.recorder import Recorder
+from simulator.reference import set_loss_scale
+from simulator.stage import Stage
+
+BLAS_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+}
+
+
+class RankWorker:
+    """The stages of one rank (one replica), driven one action at a time by the Ray driver.
+
+    ``act`` is the single entry point; one handler per action kind lives in ``Stage.handlers``.
+    Payloads arriving from other ranks are read-only views into the object store: the layers
+    never write into their inputs, so nothing needs copying. Outputs bound for a stage on the
+    same rank (the turn of a V schedule) stay in ``self.local`` instead of the object store.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        replica: int,
+        spec: ModelSpec,
+        stage_layers: dict[int, tuple[int, int]],
+        num_stages: int,
+        num_microbatches: int,
+        optimizer: OptimizerConfig,
+        loss_rows: int,
+        origin: float,
+    ):
+        os.environ.update(BLAS_ENV)
+        self.rank = rank
+        self.replica = replica
+        self.num_stages = num_stages
+        self.num_microbatches = num_microbatches
+        self.cache = ActivationCache()
+        self.recorder = Recorder(rank, replica, origin)
+        self.cache.add_listener(self.recorder.on_cache)
+        self.stages: dict[int, Stage] = {}
+        for stage_index, (first, last) in sorted(stage_layers.items()):
+            layers = spec.build(range(first, last + 1))
+            set_loss_scale(layers, loss_rows)
+            stage = Stage(stage_index, layers, self.cache)
+            stage.on_weight_grad = self.recorder.on_weight_grad
+            self.stages[stage_index] = stage
+        self.optimizer = optimizer.build()
+        self.local: dict[tuple[int, str, int], np.ndarray] = {}
+        self._expects_local: set[tuple[int, str, int]] = set()
+        self.x: np.ndarray | None = None
+        self.y: np.ndarray | None = None
+        self.rows = 0
+
+    # ------------------------------------------------------------------ control
+    def ping(self) -> int:
+        return self.rank
+
+    def set_data(self, x: np.ndarray | None, y: np.ndarray | None) -> None:
+        self.x, self.y = x, y
+        rows = len(x) if x is not None else len(y) if y is not None else 0
+        self.rows = rows // self.num_microbatches
+
+    def expect_local(self, actions: list[tuple[int, str, int]]) -> None:
+        """Which of this rank's actions take their input from a stage on this same rank."""
+        self._expects_local = set(actions)
+
+    def begin_step(self, step: int) -> None:
+        self.recorder.begin_step(step, self.num_microbatches)
+        for stage in self.stages.values():
+            stage.losses.clear()
+
+    def end_step(self, step: int) -> dict:
+        """Confirm the step's backward is complete here: the cache must be empty."""
+        losses = sum(s.losses.get(mb, 0.0) for s in self.stages.values() for mb in s.losses)
+        return {"rank": self.rank, "loss": losses, "cache_bytes": self.cache.total_bytes,
+                "cached": len(self.cache), "local": len(self.local)}
+
+    def layers(self):
+        return [layer for s in self.stages.values() for layer in s.layers]
+
+    def gradients(self) -> dict[tuple[int, str], np.ndarray]:
+        return {(l.layer_index, k): g.copy() for l in self.layers() for k, g in l.grads.items()}
+
+    def weights(self) -> dict[tuple[int, str], np.ndarray]:
+        return {(l.layer_index, k): p.copy() for l in self.layers() for k, p in l.params.items()}
+
+    def get_state(self) -> dict:
+        return {
+            "params": self.weights(),
+            "optimizer": {k: {n: a.copy() for n, a in v.items()}
+                          for k, v in self.optimizer.state.items()},
+            "optimizer_steps": self.optimizer.steps_taken,
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore committed weights and optimizer state; forget any half-run step."""
+        for layer in self.layers():
+            for name, param in layer.params.items():
+                param[...] = state["params"][(layer.layer_index, name)]
+            layer.zero_grad()
+        self.optimizer.state = {k: {n: a.copy() for n, a in v.items()}
+                                for k, v in state["optimizer"].items()}
+        self.optimizer.steps_taken = state["optimizer_steps"]
+        self.cache.clear()
+        self.local.clear()
+        self.recorder.drain()
+
+    def apply_step(self, step: int, layer_indices: tuple[int, ...] = (), *reduced) -> int:
+        """The optimizer step. With data parallelism ``reduced`` holds, per layer in
+        ``layer_indices``, the gradients summed over replicas; they replace the local ones."""
+        start = self.recorder.now()
+        by_layer = dict(zip(layer_indices, reduced, strict=True))
+        for layer in self.layers():
+            if layer.layer_index in by_layer:
+                for name, grad in by_layer[layer.layer_index].items():
+                    layer.grads[name][...] = grad
+        self.optimizer.step(self.layers())
+        for layer in self.layers():
+            layer.zero_grad()
+        self.recorder.optimizer.append((step, start, self.recorder.now()))
+        return self.rank
+
+    def drain_records(self) -> dict[str, list[tuple]]:
+        return self.recorder.drain()
+
+    # ------------------------------------------------------------------ actions
+    def act(self, stage_index: int, kind: str, mb: int, keep_local: bool, send: bool,
+            grads_out: bool, payload=None):
+        """Run one action. ``payload`` is the input activation (F) or output gradient (I/B)
+        from another rank, or None when it comes from this rank or there is none. The output
+        goes to the object store when ``send``, into ``self.local`` when ``keep_local``."""
+        start = self.recorder.now()
+        stage = self.stages[stage_index]
+        direction = "F" if kind == "F" else "G"  # activations flow down, gradients up
+        if payload is not None:
+            self.recorder.on_receive(stage_index, kind, mb, payload.nbytes)
+        elif (stage_index, kind, mb) in self._expects_local:
+            payload = self.local.pop((stage_index, direction, mb))
+        if kind == "F":
+            if stage_index == 0:
+                payload = self.x[mb * self.rows:(mb + 1) * self.rows]
+            targets = self.y[mb * self.rows:(mb + 1) * self.rows] if stage.is_last else None
+            out = stage.forward(mb, payload, targets)
+            receiver = None if stage.is_last else stage_index + 1
+        elif kind == "W":
+            stage.backward_weight(mb)
+            out, receiver = None, None
+        else:
+            out = stage.handlers[kind](mb, payload)
+            receiver = None if stage_index == 0 else stage_index - 1
+        if receiver is None:
+            out = None
+        elif keep_local:
+            self.local[(receiver, direction, mb)] = out
+        self.recorder.on_action(stage_index, kind, mb, start, self.recorder.now())
+        result = out if send else None
+        if grads_out:
+            grads = [
+                {name: g.copy() for name, g in layer.grads.items()}
+                for layer in stage.param_layers
+            ]
+            return (result, *grads)
+        return result
+
+
+def reduce_gradients(*replica_grads: dict) -> tuple[dict, tuple[float, float]]:
+    """Sum one layer's gradients over replicas (a Ray task per layer); also when it ran."""
+    start = time.time()
+    total = {name: np.array(g, copy=True) for name, g in replica_grads[0].items()}
+    for grads in replica_grads[1:]:
+        for name, g in grads.items():
+            total[name] += g
+    return total, (start, time.time())
