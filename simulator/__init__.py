@@ -1,1 +1,1 @@
-"""pebblesim.simulator: numpy layers, models, the stage worker, both executors, the Timeline, the CLI."""
+"""pebblesim.simulator: layers, models, stage worker, both executors, Timeline, CLI."""

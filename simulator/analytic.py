@@ -144,8 +144,14 @@ def simulate(
 
     timeline = Timeline(
         meta=timeline_meta(
-            schedule, spec, partition, source="analytic", steps=steps, dp=dp,
-            time_unit=costs.time_unit, microbatch_rows=microbatch_rows,
+            schedule,
+            spec,
+            partition,
+            source="analytic",
+            steps=steps,
+            dp=dp,
+            time_unit=costs.time_unit,
+            microbatch_rows=microbatch_rows,
         )
     )
     events, comms, cache = timeline.events, timeline.comms, timeline.cache
@@ -167,9 +173,19 @@ def simulate(
                     t = end_f[slot - num_mb]
                     if stage_to_rank[stage - 1] != rank:
                         arrive = t + send[stage - 1]
-                        comms.append(CommEvent(stage_to_rank[stage - 1], rank, stage,
-                                               "activation", mb, step, t, arrive,
-                                               boundary[stage - 1]))
+                        comms.append(
+                            CommEvent(
+                                stage_to_rank[stage - 1],
+                                rank,
+                                stage,
+                                "activation",
+                                mb,
+                                step,
+                                t,
+                                arrive,
+                                boundary[stage - 1],
+                            )
+                        )
                         t = arrive
                     if t > ready:
                         ready = t
@@ -185,8 +201,19 @@ def simulate(
                     t = end_bi[slot + num_mb]
                     if stage_to_rank[stage + 1] != rank:
                         arrive = t + send[stage]
-                        comms.append(CommEvent(stage_to_rank[stage + 1], rank, stage,
-                                               "gradient", mb, step, t, arrive, boundary[stage]))
+                        comms.append(
+                            CommEvent(
+                                stage_to_rank[stage + 1],
+                                rank,
+                                stage,
+                                "gradient",
+                                mb,
+                                step,
+                                t,
+                                arrive,
+                                boundary[stage],
+                            )
+                        )
                         t = arrive
                     if t > ready:
                         ready = t

@@ -121,7 +121,8 @@ def parse_unit_costs(text: str) -> dict[str, float]:
             number = -1.0
         if not sep or key not in ("F", "I", "W", "B") or number < 0 or not math.isfinite(number):
             raise PebbleError(
-                f"cannot read cost {part!r}; write e.g. --costs F=1,I=1,W=1 with non-negative numbers."
+                f"cannot read cost {part!r}; write e.g. --costs F=1,I=1,W=1 "
+                "with non-negative numbers."
             )
         if key == "B":
             costs["I"] = costs["W"] = number / 2
@@ -160,9 +161,7 @@ def unit_costs(
     shares = []
     for stage_index, layers in enumerate(partition.stage_layers):
         rank = schedule.stage_to_rank[stage_index]
-        rank_layers = sum(
-            len(partition.stage_layers[s]) for s in schedule.stages_of_rank(rank)
-        )
+        rank_layers = sum(len(partition.stage_layers[s]) for s in schedule.stages_of_rank(rank))
         shares.append(len(layers) / rank_layers)
     return CostModel(
         stage_costs=tuple(StageCost(f * s, i * s, w * s) for s in shares),

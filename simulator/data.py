@@ -26,7 +26,9 @@ def spiral(points_per_class: int = 100, classes: int = 3, seed: int = 0, dtype="
     return x[order].astype(dtype), y[order]
 
 
-def regression(rows: int = 256, features: int = 2, outputs: int = 1, seed: int = 0, dtype="float64"):
+def regression(
+    rows: int = 256, features: int = 2, outputs: int = 1, seed: int = 0, dtype="float64"
+):
     """y = sin(3 x0) + x1^2 (+ more sines for more outputs) plus a little noise."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(rows, features))
@@ -42,7 +44,9 @@ def load(name: str, in_features: int, out_features: int, rows: int, seed: int, d
     """A dataset shaped for a model with the given input and output widths."""
     if name == "spiral":
         if in_features != 2:
-            raise PebbleError(f"the spiral has 2 features, but the model's input width is {in_features}.")
+            raise PebbleError(
+                f"the spiral has 2 features, but the model's input width is {in_features}."
+            )
         per_class = -(-rows // out_features)
         x, y = spiral(per_class, out_features, seed, dtype)
         return x[:rows], y[:rows]

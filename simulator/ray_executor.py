@@ -85,7 +85,9 @@ def _check_reachable(address: str) -> None:
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
-        raise PebbleError(f"cannot read Ray address {address!r}; use host:port, ray://host:port or auto.")
+        raise PebbleError(
+            f"cannot read Ray address {address!r}; use host:port, ray://host:port or auto."
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=5):
             pass
@@ -148,7 +150,7 @@ def _wire(schedule: Schedule, order: list[tuple[int, int]], param_stages: set[in
     to_rank = schedule.stage_to_rank
     last = schedule.num_stages - 1
     last_weight_action: dict[int, int] = {}
-    for rank, actions in enumerate(schedule.actions):
+    for actions in schedule.actions:
         for position, (stage, kind, _mb) in enumerate(actions):
             if kind in ("W", "B"):
                 last_weight_action[stage] = position
@@ -169,11 +171,10 @@ def _wire(schedule: Schedule, order: list[tuple[int, int]], param_stages: set[in
         remote_input = producer is not None and to_rank[producer[0]] != rank
         keep_local = receiver is not None and to_rank[receiver] == rank
         send = receiver is not None and to_rank[receiver] != rank
-        grads_out = (
-            dp > 1 and stage in param_stages and last_weight_action.get(stage) == position
+        grads_out = dp > 1 and stage in param_stages and last_weight_action.get(stage) == position
+        wired.append(
+            _Step(rank, stage, kind, mb, producer, remote_input, keep_local, send, grads_out)
         )
-        wired.append(_Step(rank, stage, kind, mb, producer, remote_input, keep_local, send,
-                           grads_out))
     return wired
 
 
@@ -251,8 +252,10 @@ class RayPipeline:
         self._reducer = ray.remote(reduce_gradients).options(num_cpus=0, num_returns=2)
         self.origin = time.time()
         self.actors = [
-            [self._make_actor(rank, replica, PlacementGroupSchedulingStrategy, cpus)
-             for rank in range(ranks)]
+            [
+                self._make_actor(rank, replica, PlacementGroupSchedulingStrategy, cpus)
+                for rank in range(ranks)
+            ]
             for replica in range(dp)
         ]
         self._x, self._y = self.config.data()
@@ -270,12 +273,20 @@ class RayPipeline:
         return self._remote.options(
             num_cpus=cpus,
             max_restarts=0,
-            scheduling_strategy=strategy_cls(placement_group=self.pg,
-                                             placement_group_bundle_index=bundle),
+            scheduling_strategy=strategy_cls(
+                placement_group=self.pg, placement_group_bundle_index=bundle
+            ),
             runtime_env={"env_vars": BLAS_ENV},
         ).remote(
-            rank, replica, self.config.model, stage_layers, self.schedule.num_stages,
-            self.config.microbatches, self.config.optimizer, self.config.batch_size, self.origin,
+            rank,
+            replica,
+            self.config.model,
+            stage_layers,
+            self.schedule.num_stages,
+            self.config.microbatches,
+            self.config.optimizer,
+            self.config.batch_size,
+            self.origin,
         )
 
     def _init_actor(self, rank: int, replica: int) -> None:
@@ -287,8 +298,11 @@ class RayPipeline:
         y = self._y[lo:hi] if self.schedule.num_stages - 1 in stages else None
         actor.set_data.remote(x, y)
         actor.expect_local.remote(
-            [(w.stage, w.kind, w.mb) for w in self.wired
-             if w.rank == rank and w.producer is not None and not w.remote_input]
+            [
+                (w.stage, w.kind, w.mb)
+                for w in self.wired
+                if w.rank == rank and w.producer is not None and not w.remote_input
+            ]
         )
 
     def shutdown(self) -> None:
@@ -355,10 +369,12 @@ class RayPipeline:
                 raise RankFailure(
                     f"step {step} did not finish within {self.options.step_timeout:g} s; "
                     f"still waiting on rank {stuck[0][0]} (replica {stuck[0][1]}).",
-                    step, stuck,
+                    step,
+                    stuck,
                 )
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(left, 1.0),
-                                fetch_local=False)
+            ready, _ = ray.wait(
+                list(pending), num_returns=len(pending), timeout=min(left, 1.0), fetch_local=False
+            )
             for ref in ready:
                 where = pending.pop(ref)
                 try:
@@ -370,22 +386,28 @@ class RayPipeline:
         """Name the dead ranks if any died, else the rank whose action raised."""
         dead = self.dead_ranks()
         if dead:
-            names = ", ".join(f"rank {r}" + (f" (replica {d})" if self.options.dp > 1 else "")
-                              for r, d in dead)
-            return RankFailure(f"{names} died during step {step}; no rank applied the step.",
-                               step, dead)
+            names = ", ".join(
+                f"rank {r}" + (f" (replica {d})" if self.options.dp > 1 else "") for r, d in dead
+            )
+            return RankFailure(
+                f"{names} died during step {step}; no rank applied the step.", step, dead
+            )
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         rank, replica = where
         return RankFailure(
             f"step {step} failed on rank {rank}: {cause}; no rank applied the step.",
-            step, [where],
+            step,
+            [where],
         )
 
     def dead_ranks(self) -> list[tuple[int, int]]:
         import ray
 
-        pings = {a.ping.remote(): (rank, replica)
-                 for replica, row in enumerate(self.actors) for rank, a in enumerate(row)}
+        pings = {
+            a.ping.remote(): (rank, replica)
+            for replica, row in enumerate(self.actors)
+            for rank, a in enumerate(row)
+        }
         ready, not_ready = ray.wait(list(pings), num_returns=len(pings), timeout=10)
         dead = [pings[ref] for ref in not_ready]
         for ref in ready:
@@ -395,8 +417,9 @@ class RayPipeline:
                 dead.append(pings[ref])
         return sorted(dead)
 
-    def run_step(self, step: int, fault: tuple[int, int] | None = None,
-                 collect_gradients: bool = False):
+    def run_step(
+        self, step: int, fault: tuple[int, int] | None = None, collect_gradients: bool = False
+    ):
         """One all-or-nothing step. Returns (loss, gradients or None)."""
         import ray
 
@@ -406,25 +429,32 @@ class RayPipeline:
             rank, replica = fault
             ray.kill(self.actors[replica][rank], no_restart=True)
         self._wait(step, sinks + [(t, -1, -1) for _, t in timing_refs], deadline)
-        ends = ray.get([a.end_step.remote(step) for row in self.actors for a in row],
-                       timeout=max(1.0, deadline - time.time()))
+        ends = ray.get(
+            [a.end_step.remote(step) for row in self.actors for a in row],
+            timeout=max(1.0, deadline - time.time()),
+        )
         leftovers = [e for e in ends if e["cached"] or e["local"]]
         if leftovers:
             raise RankFailure(
                 f"rank {leftovers[0]['rank']} still holds {leftovers[0]['cache_bytes']} cached "
                 f"bytes after step {step}: the schedule left a backward undone.",
-                step, [(leftovers[0]["rank"], 0)],
+                step,
+                [(leftovers[0]["rank"], 0)],
             )
         gradients = self.gradients() if collect_gradients else None
         layers = tuple(sorted(reduced))
         refs = [reduced[layer] for layer in layers]
-        applied = [(a.apply_step.remote(step, layers, *refs), rank, replica)
-                   for replica, row in enumerate(self.actors) for rank, a in enumerate(row)]
+        applied = [
+            (a.apply_step.remote(step, layers, *refs), rank, replica)
+            for replica, row in enumerate(self.actors)
+            for rank, a in enumerate(row)
+        ]
         self._wait(step, applied, deadline)
         for layer, timing in timing_refs:
             self._reduce_times.append((layer, step, ray.get(timing)))
-        self._records.extend(ray.get([a.drain_records.remote()
-                                      for row in self.actors for a in row]))
+        self._records.extend(
+            ray.get([a.drain_records.remote() for row in self.actors for a in row])
+        )
         return sum(e["loss"] for e in ends), gradients
 
     def gradients(self) -> dict[tuple[int, str], np.ndarray]:
@@ -461,9 +491,14 @@ class RayPipeline:
                 rank, replica, PlacementGroupSchedulingStrategy, cpus
             )
             self._init_actor(rank, replica)
-        ray.get([a.load_state.remote(state)
-                 for row, states in zip(self.actors, snapshot, strict=True)
-                 for a, state in zip(row, states, strict=True)], timeout=120)
+        ray.get(
+            [
+                a.load_state.remote(state)
+                for row, states in zip(self.actors, snapshot, strict=True)
+                for a, state in zip(row, states, strict=True)
+            ],
+            timeout=120,
+        )
 
     # ------------------------------------------------------------------ the run
     def run(
@@ -530,8 +565,14 @@ class RayPipeline:
         events.sort(key=lambda e: (e.replica, e.rank, e.start))
         timeline = Timeline(
             meta=timeline_meta(
-                self.schedule, self.config.model, self.partition, source="ray", steps=steps,
-                dp=self.options.dp, time_unit="s", microbatch_rows=self.microbatch_rows,
+                self.schedule,
+                self.config.model,
+                self.partition,
+                source="ray",
+                steps=steps,
+                dp=self.options.dp,
+                time_unit="s",
+                microbatch_rows=self.microbatch_rows,
             ),
             events=events,
         )
@@ -539,8 +580,10 @@ class RayPipeline:
         cache.sort(key=lambda c: (c.replica, c.rank, c.time))
         timeline.cache = [c._replace(time=c.time - t0) for c in cache]
         timeline.grad_ready = sorted(
-            (GradReady(layer, step, t - t0, replica) for layer, step, t, replica
-             in rows["grad_ready"]),
+            (
+                GradReady(layer, step, t - t0, replica)
+                for layer, step, t, replica in rows["grad_ready"]
+            ),
             key=lambda g: (g.replica, g.step, g.layer),
         )
         by_step: dict[int, list[float]] = defaultdict(list)
@@ -568,8 +611,9 @@ class RayPipeline:
                 (e.replica, e.rank), 0.0
             )
             last_end[(e.replica, e.rank)] = e.end
-        start_of = {(e.replica, e.step, e.stage, e.kind, e.microbatch): (e.rank, e.start)
-                    for e in events}
+        start_of = {
+            (e.replica, e.step, e.stage, e.kind, e.microbatch): (e.rank, e.start) for e in events
+        }
         comms = {}
         for replica, stage, kind, mb, step, nbytes in received:
             key = (replica, step, stage, kind, mb)
@@ -583,8 +627,16 @@ class RayPipeline:
             src_rank, sent = source
             waited = previous_end[key] <= sent
             comms[key] = CommEvent(
-                src_rank, rank, stage, "activation" if kind == "F" else "gradient",
-                mb, step, sent, start if waited else sent, nbytes, replica,
+                src_rank,
+                rank,
+                stage,
+                "activation" if kind == "F" else "gradient",
+                mb,
+                step,
+                sent,
+                start if waited else sent,
+                nbytes,
+                replica,
             )
         return list(comms.values())
 
@@ -598,11 +650,16 @@ class RayPipeline:
             durations[(e.stage, e.kind)].append(e.end - e.start)
         costs = []
         for stage in range(self.schedule.num_stages):
-            costs.append({
-                kind: (statistics.fmean(durations[(stage, kind)])
-                       if durations.get((stage, kind)) else None)
-                for kind in ("F", "I", "W", "B")
-            })
+            costs.append(
+                {
+                    kind: (
+                        statistics.fmean(durations[(stage, kind)])
+                        if durations.get((stage, kind))
+                        else None
+                    )
+                    for kind in ("F", "I", "W", "B")
+                }
+            )
         waits = [c.end - c.start for c in timeline.comms if c.end > c.start]
         return Profile(
             model=self.config.model.to_text(),

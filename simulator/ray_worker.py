@@ -95,8 +95,13 @@ class RankWorker:
     def end_step(self, step: int) -> dict:
         """Confirm the step's backward is complete here: the cache must be empty."""
         losses = sum(s.losses.get(mb, 0.0) for s in self.stages.values() for mb in s.losses)
-        return {"rank": self.rank, "loss": losses, "cache_bytes": self.cache.total_bytes,
-                "cached": len(self.cache), "local": len(self.local)}
+        return {
+            "rank": self.rank,
+            "loss": losses,
+            "cache_bytes": self.cache.total_bytes,
+            "cached": len(self.cache),
+            "local": len(self.local),
+        }
 
     def layers(self):
         return [layer for s in self.stages.values() for layer in s.layers]
@@ -110,8 +115,9 @@ class RankWorker:
     def get_state(self) -> dict:
         return {
             "params": self.weights(),
-            "optimizer": {k: {n: a.copy() for n, a in v.items()}
-                          for k, v in self.optimizer.state.items()},
+            "optimizer": {
+                k: {n: a.copy() for n, a in v.items()} for k, v in self.optimizer.state.items()
+            },
             "optimizer_steps": self.optimizer.steps_taken,
         }
 
@@ -121,8 +127,9 @@ class RankWorker:
             for name, param in layer.params.items():
                 param[...] = state["params"][(layer.layer_index, name)]
             layer.zero_grad()
-        self.optimizer.state = {k: {n: a.copy() for n, a in v.items()}
-                                for k, v in state["optimizer"].items()}
+        self.optimizer.state = {
+            k: {n: a.copy() for n, a in v.items()} for k, v in state["optimizer"].items()
+        }
         self.optimizer.steps_taken = state["optimizer_steps"]
         self.cache.clear()
         self.local.clear()
@@ -147,8 +154,16 @@ class RankWorker:
         return self.recorder.drain()
 
     # ------------------------------------------------------------------ actions
-    def act(self, stage_index: int, kind: str, mb: int, keep_local: bool, send: bool,
-            grads_out: bool, payload=None):
+    def act(
+        self,
+        stage_index: int,
+        kind: str,
+        mb: int,
+        keep_local: bool,
+        send: bool,
+        grads_out: bool,
+        payload=None,
+    ):
         """Run one action. ``payload`` is the input activation (F) or output gradient (I/B)
         from another rank, or None when it comes from this rank or there is none. The output
         goes to the object store when ``send``, into ``self.local`` when ``keep_local``."""
@@ -161,8 +176,8 @@ class RankWorker:
             payload = self.local.pop((stage_index, direction, mb))
         if kind == "F":
             if stage_index == 0:
-                payload = self.x[mb * self.rows:(mb + 1) * self.rows]
-            targets = self.y[mb * self.rows:(mb + 1) * self.rows] if stage.is_last else None
+                payload = self.x[mb * self.rows : (mb + 1) * self.rows]
+            targets = self.y[mb * self.rows : (mb + 1) * self.rows] if stage.is_last else None
             out = stage.forward(mb, payload, targets)
             receiver = None if stage.is_last else stage_index + 1
         elif kind == "W":
@@ -179,8 +194,7 @@ class RankWorker:
         result = out if send else None
         if grads_out:
             grads = [
-                {name: g.copy() for name, g in layer.grads.items()}
-                for layer in stage.param_layers
+                {name: g.copy() for name, g in layer.grads.items()} for layer in stage.param_layers
             ]
             return (result, *grads)
         return result

@@ -39,8 +39,15 @@ class Recorder:
 
     def on_cache(self, event: CacheEvent) -> None:
         self.cache.append(
-            (self.now(), self.rank, event.layer_index, event.microbatch_index, self.step,
-             event.delta_bytes, self.replica)
+            (
+                self.now(),
+                self.rank,
+                event.layer_index,
+                event.microbatch_index,
+                self.step,
+                event.delta_bytes,
+                self.replica,
+            )
         )
 
     def on_weight_grad(self, layer_index: int, microbatch_index: int) -> None:
@@ -66,6 +73,10 @@ class Recorder:
             "optimizer": self.optimizer,
         }
         self.events, self.cache, self.grad_ready, self.received, self.optimizer = (
-            [], [], [], [], []
+            [],
+            [],
+            [],
+            [],
+            [],
         )
         return out

@@ -294,12 +294,20 @@ class Timeline:
             for rank in range(ranks):
                 label = f"rank {rank}" if dp == 1 else f"replica {replica} rank {rank}"
                 trace.append(
-                    {"ph": "M", "name": "process_name", "pid": pid(rank, replica),
-                     "args": {"name": label}}
+                    {
+                        "ph": "M",
+                        "name": "process_name",
+                        "pid": pid(rank, replica),
+                        "args": {"name": label},
+                    }
                 )
                 trace.append(
-                    {"ph": "M", "name": "process_sort_index", "pid": pid(rank, replica),
-                     "args": {"sort_index": pid(rank, replica)}}
+                    {
+                        "ph": "M",
+                        "name": "process_sort_index",
+                        "pid": pid(rank, replica),
+                        "args": {"sort_index": pid(rank, replica)},
+                    }
                 )
         for e in self.events:
             trace.append(
@@ -342,9 +350,16 @@ class Timeline:
             )
         for a in self.allreduce:
             trace.append(
-                {"name": f"all-reduce layer {a.layer}", "cat": "allreduce", "ph": "X",
-                 "ts": a.start * scale, "dur": (a.end - a.start) * scale,
-                 "pid": 0, "tid": 2, "args": {"step": a.step}}
+                {
+                    "name": f"all-reduce layer {a.layer}",
+                    "cat": "allreduce",
+                    "ph": "X",
+                    "ts": a.start * scale,
+                    "dur": (a.end - a.start) * scale,
+                    "pid": 0,
+                    "tid": 2,
+                    "args": {"step": a.step},
+                }
             )
         return {"traceEvents": trace, "displayTimeUnit": "ms"}
 

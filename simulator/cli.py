@@ -1,0 +1,161 @@
+"""The ``pebblesim`` command line: the only place that prints.
+
+Every error a user can cause is a PebbleError, printed as one sentence with a non-zero exit;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from simulator.errors import PebbleError
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
+    return value
+
+
+def _add_schedule_args(parser: argparse.ArgumentParser, ranks_required: bool = True) -> None:
+    parser.add_argument("--schedule", help="schedule name (see `pebblesim schedules`)")
+    parser.add_argument("--schedule-file", help="a schedule in PyTorch's compute-only CSV layout")
+    parser.add_argument("--ranks", type=_positive, help="pipeline ranks p")
+    parser.add_argument("--microbatches", type=_positive, required=True, help="microbatches m")
+    parser.add_argument("--chunks", type=_positive, help="stages per rank v (interleaved, V)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pebblesim",
+        description="Pipeline-parallel training, made visible and measurable.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="the tour: train on Ray, simulate, draw every figure")
+    demo.add_argument("--out", default="pebblesim-out", help="output folder (default %(default)s)")
+    demo.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+
+    sub.add_parser("schedules", help="list the built-in schedules")
+
+    validate = sub.add_parser("validate", help="check a schedule CSV file")
+    validate.add_argument("file", help="schedule CSV (one row per rank)")
+    validate.add_argument("--microbatches", type=_positive, required=True)
+
+    export = sub.add_parser("export", help="write a built-in schedule as CSV")
+    export.add_argument("--schedule", required=True)
+    export.add_argument("--ranks", type=_positive, required=True)
+    export.add_argument("--microbatches", type=_positive, required=True)
+    export.add_argument("--chunks", type=_positive)
+    export.add_argument("--output", "-o", help="file to write (default: stdout)")
+
+    simulate = sub.add_parser("simulate", help="predict a run with the analytic executor")
+    _add_schedule_args(simulate)
+    simulate.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1 (default all 1)")
+    simulate.add_argument(
+        "--comm-latency",
+        type=_non_negative_float,
+        default=0.0,
+        help="time per point-to-point transfer (unit costs)",
+    )
+    simulate.add_argument(
+        "--hardware", help="FLOP-derived costs: flops=1e12,bandwidth=25e9,latency=5e-6"
+    )
+    simulate.add_argument("--profile", help="measured cost profile written by `train --out`")
+    simulate.add_argument("--model", help="model spec, e.g. widths=2-64-64-3,activation=relu")
+    simulate.add_argument(
+        "--batch-size", type=_positive, help="rows per step (default 32 per microbatch)"
+    )
+    simulate.add_argument("--steps", type=_positive, default=1)
+    simulate.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="let a rank start its next step without the optimizer barrier",
+    )
+    simulate.add_argument("--dp", type=_positive, default=1, help="data-parallel replicas")
+    simulate.add_argument("--json", action="store_true", help="print one JSON object")
+    simulate.add_argument("--out", help="write timeline.json and trace.json here")
+
+    train = sub.add_parser("train", help="train for real on Ray, one actor per rank")
+    _add_schedule_args(train)
+    train.add_argument("--dp", type=_positive, default=1, help="data-parallel replicas")
+    train.add_argument("--steps", type=_positive, default=3)
+    train.add_argument("--model", help="model spec (default: an MLP deep enough for the stages)")
+    train.add_argument("--dataset", default="spiral", choices=["spiral", "regression"])
+    train.add_argument(
+        "--batch-size", type=_positive, help="rows per step (default 32 per microbatch)"
+    )
+    train.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    train.add_argument("--lr", type=float, help="learning rate (default 0.5 sgd, 0.01 adam)")
+    train.add_argument("--address", help="Ray cluster: auto, host:port or ray://host:port")
+    train.add_argument("--retries", type=int, default=0, help="restarts allowed after a rank dies")
+    train.add_argument(
+        "--step-timeout",
+        type=_non_negative_float,
+        default=300.0,
+        help="seconds before a step counts as hung (default %(default)s)",
+    )
+    train.add_argument("--check", action="store_true", help="compare with the sequential reference")
+    train.add_argument(
+        "--inject-fault",
+        metavar="STEP:RANK",
+        help="kill RANK during STEP (to see recovery; with --retries)",
+    )
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+    train.add_argument("--out", help="write timeline.json, trace.json and profile.json here")
+
+    plot = sub.add_parser("plot", help="draw figures from a Timeline JSON")
+    plot.add_argument("timeline")
+    plot.add_argument(
+        "--kind", default="all", choices=["pebble", "pipeline", "memory", "grads", "all"]
+    )
+    plot.add_argument("--out", default=".", help="output folder (default: here)")
+
+    compare = sub.add_parser("compare", help="compare schedules on the same model and sizes")
+    compare.add_argument("--ranks", type=_positive, required=True)
+    compare.add_argument("--microbatches", type=_positive, required=True)
+    compare.add_argument("--schedules", help="comma-separated names (default: all that fit)")
+    compare.add_argument("--chunks", type=_positive, default=2, help="chunks for interleaved")
+    compare.add_argument("--model", help="model spec")
+    compare.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1")
+    compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from simulator import commands
+
+        return getattr(commands, f"cmd_{args.command}")(args)
+    except PebbleError as exc:
+        print(f"pebblesim: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pebblesim: interrupted", file=sys.stderr)
+        return 130
+
+
+def emit_json(payload: dict) -> None:
+    print(json.dumps(payload, indent=None, default=float))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

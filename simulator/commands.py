@@ -1,0 +1,237 @@
+"""One function per ``pebblesim`` subcommand; the parser lives in ``simulator.cli``."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from simulator.cli import emit_json
+from simulator.errors import PebbleError
+from simulator.runs import make_costs, make_plan, make_schedule, summary_dict
+from simulator.timeline import Timeline
+from simulator.units import human_bytes, human_time
+
+
+def format_summary(timeline: Timeline) -> str:
+    """A readable summary table of one run."""
+    data = summary_dict(timeline)
+    unit = data["time_unit"]
+    lines = [
+        f"schedule {data['schedule']}: {data['ranks']} ranks x {data['chunks']} chunk(s), "
+        f"{data['microbatches']} microbatches, dp {data['dp']}, {data['steps']} step(s), "
+        f"{timeline.meta.get('source')} run",
+        f"makespan {human_time(data['makespan'], unit)}   "
+        f"bubble {100 * data['bubble_fraction']:.1f}%",
+    ]
+    if data["steps"] > 1:
+        times = ", ".join(human_time(t, unit) for t in data["step_times"])
+        lines.append(f"time per step: {times}")
+    header = f"{'rank':>4}  {'busy':>12}  {'peak activations':>16}  {'peak in-flight':>14}"
+    lines += ["", header, "-" * len(header)]
+    for r in data["per_rank"]:
+        lines.append(
+            f"{r['rank']:>4}  {human_time(r['busy'], unit):>12}  "
+            f"{human_bytes(r['peak_activation_bytes']):>16}  {r['peak_inflight_microbatches']:>14}"
+        )
+    ready = sorted(data["gradient_ready"], key=lambda g: g["time"])
+    if ready:
+        order = ", ".join(f"L{g['layer']}@{human_time(g['time'], unit)}" for g in ready)
+        lines += ["", f"weight gradients complete (step 0, first to last): {order}"]
+    return "\n".join(lines)
+
+
+def _write_timeline(out, timeline: Timeline, prefix: str = "") -> None:
+    timeline.save(out.path(f"{prefix}timeline.json"))
+    timeline.save_chrome_trace(out.path(f"{prefix}trace.json"))
+
+
+def cmd_schedules(args) -> int:
+    from schedules.registry import list_schedules
+
+    rows = list_schedules()
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        print(f"{name.ljust(width)}  {description}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from schedules.validate import validate
+
+    schedule = make_schedule(None, None, args.microbatches, schedule_file=args.file)
+    validate(schedule)
+    print(
+        f"OK: {args.file} is a valid schedule: {schedule.num_ranks} ranks, "
+        f"{schedule.num_stages} stages, {schedule.num_microbatches} microbatches, "
+        f"{len(schedule)} actions."
+    )
+    return 0
+
+
+def cmd_export(args) -> int:
+    from schedules.csv_io import schedule_to_csv
+
+    schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
+    text = schedule_to_csv(schedule)
+    if args.output:
+        from pathlib import Path
+
+        from simulator.outputs import StagedOutput
+
+        target = Path(args.output)
+        with StagedOutput(target.parent if str(target.parent) else ".") as out:
+            out.path(target.name).write_text(text)
+        print(f"wrote {target}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from simulator.analytic import simulate
+    from simulator.outputs import StagedOutput
+
+    schedule = make_schedule(
+        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
+    )
+    plan = make_plan(schedule, args.model, args.batch_size, args.dp)
+    costs = make_costs(plan, args.costs, args.comm_latency, args.hardware, args.profile)
+    with StagedOutput(args.out) as out:
+        timeline = simulate(
+            schedule,
+            costs,
+            plan.spec,
+            plan.partition,
+            plan.microbatch_rows,
+            steps=args.steps,
+            sync=not args.no_sync,
+            dp=args.dp,
+        )
+        if args.out:
+            _write_timeline(out, timeline)
+    if args.json:
+        emit_json(summary_dict(timeline))
+    else:
+        print(format_summary(timeline))
+        if args.out:
+            print(f"\nwrote {args.out}/timeline.json and {args.out}/trace.json (open in Perfetto)")
+    return 0
+
+
+def default_train_model(num_stages: int) -> str:
+    """An MLP for the spiral deep enough that every stage gets at least one Linear."""
+    hidden = "-".join(["64"] * max(2, num_stages - 1))
+    return f"widths=2-{hidden}-3,activation=relu,loss=cross_entropy,dtype=float64"
+
+
+def max_differences(result, config) -> dict:
+    """Largest relative gradient difference (step 1) and absolute weight difference (last
+    step) between the Ray run and the sequential reference on the same data."""
+    from simulator.reference import train_reference
+
+    first = train_reference(config, steps=1)
+    final = train_reference(config)
+    grad_diff = 0.0
+    for key, reference in first.gradients.items():
+        scale = max(float(np.abs(reference).max()), 1e-300)
+        grad_diff = max(
+            grad_diff, float(np.abs(result.first_step_gradients[key] - reference).max()) / scale
+        )
+    weight_diff = max(
+        float(np.abs(result.weights[key] - value).max()) for key, value in final.weights().items()
+    )
+    return {
+        "max_grad_rel_diff": grad_diff,
+        "max_weight_abs_diff": weight_diff,
+        "reference_loss": final.losses,
+    }
+
+
+def _parse_fault(text: str | None) -> tuple[int, int, int] | None:
+    if not text:
+        return None
+    parts = text.split(":")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (2, 3) or min(numbers) < 0:
+        raise PebbleError(f"cannot read --inject-fault {text!r}; write STEP:RANK, e.g. 1:0.")
+    step, rank, replica = (*numbers, 0) if len(numbers) == 2 else numbers
+    return step, rank, replica
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from simulator.optim import OptimizerConfig
+    from simulator.outputs import StagedOutput
+    from simulator.ray_executor import RayOptions, RayPipeline
+    from simulator.reference import TrainConfig
+
+    schedule = make_schedule(
+        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
+    )
+    model = args.model or default_train_model(schedule.num_stages)
+    plan = make_plan(schedule, model, args.batch_size, args.dp)
+    fault = _parse_fault(args.inject_fault)
+    if fault and (fault[1] >= schedule.num_ranks or fault[2] >= args.dp or fault[0] >= args.steps):
+        raise PebbleError(f"--inject-fault {args.inject_fault} names no step/rank of this run.")
+    if args.retries < 0:
+        raise PebbleError(f"--retries must not be negative, got {args.retries}.")
+    lr = args.lr if args.lr is not None else (0.5 if args.optimizer == "sgd" else 0.01)
+    config = TrainConfig(
+        model=plan.spec,
+        dataset=args.dataset,
+        batch_size=plan.batch_size * args.dp,
+        microbatches=schedule.num_microbatches,
+        steps=args.steps,
+        optimizer=OptimizerConfig(args.optimizer, lr=lr),
+    )
+    config.data()  # bad dataset/model combinations fail here, before Ray starts
+    options = RayOptions(
+        address=args.address, dp=args.dp, retries=args.retries, step_timeout=args.step_timeout
+    )
+    with StagedOutput(args.out) as out:
+        with (
+            RayPipeline(schedule, config, options) as pipeline,
+            tqdm(
+                total=args.steps, desc="training", unit="step", disable=None, file=sys.stderr
+            ) as bar,
+        ):
+
+            def progress(step: int, loss: float) -> None:
+                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.update(1)
+
+            result = pipeline.run(args.steps, on_step=progress, fault=fault, check=args.check)
+        payload = summary_dict(result.timeline)
+        payload["loss"] = result.losses
+        payload["restarts"] = result.restarts
+        if args.check:
+            diffs = max_differences(result, config)
+            payload["max_grad_rel_diff"] = diffs["max_grad_rel_diff"]
+            payload["max_weight_abs_diff"] = diffs["max_weight_abs_diff"]
+        if args.out:
+            _write_timeline(out, result.timeline)
+            result.profile.save(out.path("profile.json"))
+    if args.json:
+        emit_json(payload)
+        return 0
+    print(format_summary(result.timeline))
+    print("\nloss per step: " + ", ".join(f"{x:.4f}" for x in result.losses))
+    if result.restarts:
+        print(f"recovered from {result.restarts} rank failure(s) by restarting the step")
+    if args.check:
+        print(
+            f"check against the sequential reference: max gradient relative difference "
+            f"{payload['max_grad_rel_diff']:.2e}, max weight difference "
+            f"{payload['max_weight_abs_diff']:.2e}"
+        )
+    if args.out:
+        print(
+            f"\nwrote {args.out}/timeline.json, trace.json (Perfetto) and profile.json "
+            f"(use with simulate --profile)"
+        )
+    return 0

@@ -1,0 +1,163 @@
+"""From command-line choices to the objects a run needs: schedule, model, partition, costs.
+
+Why separate from the CLI: the demo, the benchmarks and the tests build runs the same way the
+CLI does, without going through argparse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schedules.actions import Schedule
+from simulator.costs import (
+    CostModel,
+    Hardware,
+    Profile,
+    flop_costs,
+    parse_unit_costs,
+    profile_costs,
+    unit_costs,
+)
+from simulator.errors import PebbleError
+from simulator.model import ModelSpec, Partition, partition
+from simulator.timeline import Timeline
+
+DEFAULT_MICROBATCH_ROWS = 32
+
+
+def make_schedule(
+    name: str | None,
+    ranks: int | None,
+    microbatches: int,
+    chunks: int | None = None,
+    schedule_file: str | None = None,
+) -> Schedule:
+    """A built-in schedule by name, or one read from a PyTorch-style CSV file."""
+    if schedule_file:
+        from schedules.csv_io import read_csv
+
+        try:
+            with open(schedule_file) as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise PebbleError(
+                f"cannot read schedule file {schedule_file} ({exc.strerror})."
+            ) from None
+        schedule = read_csv(text, microbatches, name=schedule_file)
+        if ranks is not None and ranks != schedule.num_ranks:
+            raise PebbleError(
+                f"{schedule_file} has {schedule.num_ranks} ranks, but --ranks says {ranks}."
+            )
+        return schedule
+    if not name:
+        raise PebbleError("name a schedule with --schedule or give --schedule-file.")
+    if ranks is None:
+        raise PebbleError("--ranks is required with --schedule.")
+    from schedules.registry import build_schedule
+
+    return build_schedule(name, ranks, microbatches, chunks)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A schedule placed on a model: what every executor and report needs to agree on."""
+
+    schedule: Schedule
+    spec: ModelSpec
+    partition: Partition
+    microbatch_rows: int
+
+    @property
+    def batch_size(self) -> int:
+        return self.microbatch_rows * self.schedule.num_microbatches
+
+
+def make_plan(
+    schedule: Schedule,
+    model: str | ModelSpec | None = None,
+    batch_size: int | None = None,
+    dp: int = 1,
+) -> RunPlan:
+    """Place ``schedule`` on ``model`` (default: one 1024-wide Linear+ReLU block per stage)."""
+    if isinstance(model, ModelSpec):
+        spec = model
+    elif model:
+        spec = ModelSpec.parse(model)
+    else:
+        spec = ModelSpec.uniform(schedule.num_stages)
+    m = schedule.num_microbatches
+    if batch_size is None:
+        batch_size = DEFAULT_MICROBATCH_ROWS * m * dp
+    if batch_size <= 0 or batch_size % (m * dp):
+        raise PebbleError(
+            f"a batch of {batch_size} rows does not split into {dp} replica(s) x {m} "
+            "microbatches of equal size."
+        )
+    return RunPlan(schedule, spec, partition(spec, schedule.num_stages), batch_size // (m * dp))
+
+
+def parse_hardware(text: str) -> Hardware:
+    """``flops=1e12,bandwidth=25e9,latency=5e-6`` (any subset)."""
+    values = {}
+    names = {"flops": "flops_per_second", "bandwidth": "link_bandwidth", "latency": "link_latency"}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        if key.strip() not in names:
+            raise PebbleError(
+                f"unknown hardware key {key.strip()!r}; use flops, bandwidth, latency."
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if number <= 0 and key.strip() != "latency" or number < 0:
+            raise PebbleError(f"cannot read hardware value {part!r}; give a positive number.")
+        values[names[key.strip()]] = number
+    return Hardware(**values)
+
+
+def make_costs(
+    plan: RunPlan,
+    costs: str | None = None,
+    comm_latency: float = 0.0,
+    hardware: str | None = None,
+    profile: str | None = None,
+) -> CostModel:
+    """Unit costs (default), FLOP costs on ``hardware``, or a measured ``profile`` file."""
+    if comm_latency < 0:
+        raise PebbleError(f"--comm-latency must not be negative, got {comm_latency}.")
+    if sum(x is not None for x in (costs, hardware, profile)) > 1:
+        raise PebbleError("choose one cost source: --costs, --hardware or --profile.")
+    if profile:
+        return profile_costs(Profile.load(profile), plan.spec, plan.partition, plan.microbatch_rows)
+    if hardware:
+        return flop_costs(plan.spec, plan.partition, plan.microbatch_rows, parse_hardware(hardware))
+    unit = parse_unit_costs(costs or "")
+    return unit_costs(
+        plan.schedule, plan.partition, unit["F"], unit["I"], unit["W"], comm_latency=comm_latency
+    )
+
+
+def summary_dict(timeline: Timeline) -> dict:
+    """The keys ``simulate --json`` and ``train --json`` share."""
+    meta = timeline.meta
+    summary = timeline.summary()
+    out = {
+        "schedule": meta.get("schedule"),
+        "ranks": meta.get("ranks"),
+        "microbatches": meta.get("microbatches"),
+        "chunks": meta.get("chunks"),
+        "dp": meta.get("dp", 1),
+        "steps": meta.get("steps", 1),
+        "time_unit": meta.get("time_unit"),
+        "makespan": summary.makespan,
+        "bubble_fraction": summary.bubble_fraction,
+        "step_times": summary.step_times,
+        "per_rank": [vars(r) for r in summary.per_rank],
+        "gradient_ready": [
+            {"layer": g["layer"], "time": g["time"]}
+            for g in summary.gradient_ready
+            if g["step"] == 0
+        ],
+    }
+    return out

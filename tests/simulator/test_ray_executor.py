@@ -1,0 +1,147 @@
+"""The Ray executor trains exactly what the sequential reference trains, on every schedule."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from schedules.registry import build_schedule, list_schedules
+from simulator.analytic import simulate
+from simulator.costs import unit_costs
+from simulator.errors import PebbleError
+from simulator.model import ModelSpec
+from simulator.optim import OptimizerConfig
+from simulator.ray_executor import RankFailure, RayOptions, RayPipeline
+from simulator.reference import TrainConfig, train_reference
+
+RANKS, MICROBATCHES = 2, 4
+
+
+def config_for(schedule, dp=1, steps=3, optimizer=None) -> TrainConfig:
+    hidden = (16,) * max(2, schedule.num_stages - 1)
+    return TrainConfig(
+        model=ModelSpec(widths=(2, *hidden, 3), activation="tanh", dtype="float64", seed=7),
+        batch_size=8 * MICROBATCHES * dp,
+        microbatches=schedule.num_microbatches,
+        steps=steps,
+        optimizer=optimizer or OptimizerConfig("sgd", lr=0.3, momentum=0.9),
+    )
+
+
+def schedule_named(name):
+    chunks = 2 if name in ("interleaved-1f1b", "zb-v", "dualpipe-v") else None
+    return build_schedule(name, RANKS, MICROBATCHES, chunks)
+
+
+def max_rel(a: dict, b: dict) -> float:
+    worst = 0.0
+    for key, ref in b.items():
+        scale = max(float(np.abs(ref).max()), 1e-300)
+        worst = max(worst, float(np.abs(a[key] - ref).max()) / scale)
+    return worst
+
+
+SCHEDULE_NAMES = [name for name, _ in list_schedules()]
+
+
+@pytest.mark.parametrize("dp", [1, 2])
+@pytest.mark.parametrize("name", SCHEDULE_NAMES)
+def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
+    schedule = schedule_named(name)
+    config = config_for(schedule, dp=dp)
+    with RayPipeline(schedule, config, RayOptions(dp=dp)) as pipeline:
+        result = pipeline.run(config.steps, check=True)
+    one_step = train_reference(config, steps=1)
+    three_steps = train_reference(config)
+    assert max_rel(result.first_step_gradients, one_step.gradients) <= 1e-9
+    assert max_rel(result.weights, three_steps.weights()) <= 1e-9
+    assert result.losses == pytest.approx(three_steps.losses, rel=1e-9)
+    # the order each actor ran equals its list in the schedule, in every replica
+    for replica in range(dp):
+        for rank, actions in enumerate(schedule.actions):
+            assert result.action_order[(replica, rank)] == [str(a) for a in actions]
+
+
+@pytest.mark.parametrize("name", SCHEDULE_NAMES)
+def test_measured_peak_memory_equals_analytic_prediction(ray_session, name):
+    schedule = schedule_named(name)
+    config = config_for(schedule, steps=2)
+    with RayPipeline(schedule, config) as pipeline:
+        result = pipeline.run(config.steps)
+        predicted = simulate(
+            schedule,
+            unit_costs(schedule, pipeline.partition),
+            config.model,
+            pipeline.partition,
+            pipeline.microbatch_rows,
+        )
+        ends = [a.end_step.remote(99) for a in pipeline.actors[0]]
+        states = ray_session.get(ends)
+    measured = {r.rank: r.peak_activation_bytes for r in result.timeline.summary().per_rank}
+    expected = {r.rank: r.peak_activation_bytes for r in predicted.summary().per_rank}
+    assert measured == expected
+    assert all(s["cache_bytes"] == 0 and s["cached"] == 0 for s in states)
+    # every cache change is matched: the running total returns to zero on every rank
+    for rank in range(schedule.num_ranks):
+        _, totals = result.timeline.rank_memory(rank)
+        assert totals[-1] == 0
+
+
+def test_adam_and_float32_still_match(ray_session):
+    schedule = schedule_named("1f1b")
+    config = config_for(schedule, optimizer=OptimizerConfig("adam", lr=0.01))
+    with RayPipeline(schedule, config) as pipeline:
+        result = pipeline.run(config.steps)
+    assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
+
+
+def test_every_layer_gradient_is_recorded_once_per_step(ray_session):
+    schedule = schedule_named("zb-h1")
+    config = config_for(schedule, steps=2)
+    with RayPipeline(schedule, config) as pipeline:
+        timeline = pipeline.run(config.steps).timeline
+    param_layers = [l["index"] for l in timeline.meta["layers"] if l["has_params"]]
+    for step in range(2):
+        ready = sorted(g.layer for g in timeline.grad_ready if g.step == step)
+        assert ready == param_layers
+    # the last layer's gradient is complete before the first layer's
+    step0 = {g.layer: g.time for g in timeline.grad_ready if g.step == 0}
+    assert step0[param_layers[-1]] < step0[param_layers[0]]
+
+
+def test_dead_rank_is_named_and_no_rank_applies_the_step(ray_session):
+    schedule = schedule_named("1f1b")
+    config = config_for(schedule, steps=3)
+    pipeline = RayPipeline(schedule, config, RayOptions(step_timeout=60))
+    try:
+        began = time.time()
+        with pytest.raises(RankFailure) as failure:
+            pipeline.run(3, fault=(1, 1, 0))
+        assert time.time() - began < 60
+        assert "rank 1" in str(failure.value) and "step 1" in str(failure.value)
+        assert failure.value.step == 1
+        survivor = ray_session.get(pipeline.actors[0][0].weights.remote())
+    finally:
+        pipeline.shutdown()
+    after_one_step = train_reference(config, steps=1).weights()
+    for key, value in survivor.items():
+        np.testing.assert_array_equal(value, after_one_step[key])
+
+
+def test_retry_restarts_the_dead_rank_and_ends_like_a_fault_free_run(ray_session):
+    schedule = schedule_named("gpipe")
+    config = config_for(schedule, steps=3)
+    with RayPipeline(schedule, config, RayOptions(retries=1, step_timeout=60)) as pipeline:
+        result = pipeline.run(3, fault=(1, 0, 0))
+    assert result.restarts == 1
+    assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
+
+
+def test_impossible_sizes_are_one_sentence(ray_session):
+    schedule = schedule_named("1f1b")
+    config = TrainConfig(model=ModelSpec(widths=(2, 8, 3)), batch_size=10, microbatches=4)
+    with pytest.raises(PebbleError) as error:
+        RayPipeline(schedule, config)
+    assert "does not split" in str(error.value)

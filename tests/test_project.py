@@ -1,0 +1,38 @@
+"""The project's own promises: ruff-clean, and CI runs exactly the README's test command."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    quickstart = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(?:bash|sh)?\n(.*?)\n```", quickstart, flags=re.S)
+
+
+def test_readme_quickstart_has_two_commands_and_ci_runs_the_second():
+    commands = readme_commands()
+    assert len(commands) == 2, commands
+    demo, tests = commands
+    assert "pebblesim demo" in demo and "pip install" in demo
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_command = [line for line in ci.splitlines() if "pytest" in line and "pip" in line]
+    assert len(ci_command) == 1
+    assert ci_command[0].strip() in tests, (ci_command, tests)
+
+
+def test_tree_is_ruff_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    result = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
