@@ -1,0 +1,106 @@
+"""Benchmark: how much the Ray executor costs, how much pipelining gains, how good the model is.
+
+Prints, for a compute-heavy MLP (every action >= 20 ms here):
+  (a) per-action overhead: measured step time minus the analytic prediction from the measured
+      profile, divided by the actions each rank runs (and by all actions);
+  (b) the speedup of 1f1b on 2 ranks over the sequential reference (ideal 2m/(m+1));
+  (c) the analytic executor's prediction error on the measured step time.
+
+Run: python benchmarks/ray_pipeline.py [--microbatches 8] [--width 2048] [--rows 128]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+from schedules.registry import build_schedule  # noqa: E402
+from simulator.analytic import simulate  # noqa: E402
+from simulator.costs import profile_costs  # noqa: E402
+from simulator.model import ModelSpec  # noqa: E402
+from simulator.optim import OptimizerConfig  # noqa: E402
+from simulator.ray_executor import RayPipeline  # noqa: E402
+from simulator.reference import TrainConfig, set_loss_scale, train_step  # noqa: E402
+from simulator.stage import Stage  # noqa: E402
+
+
+def step_span(timeline, step: int) -> float:
+    events = [e for e in timeline.events if e.step == step and e.replica == 0]
+    return max(e.end for e in events) - min(e.start for e in events)
+
+
+def sequential_step_time(config: TrainConfig, repeats: int) -> float:
+    x, y = config.data()
+    layers = config.model.build()
+    set_loss_scale(layers, len(x))
+    stage = Stage(0, layers)
+    slices = config.microbatch_slices()
+    train_step(stage, x, y, slices)  # warm-up
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        train_step(stage, x, y, slices)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--microbatches", type=int, default=8)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--rows", type=int, default=128, help="rows per microbatch")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--schedule", default="1f1b")
+    args = parser.parse_args()
+
+    import ray
+
+    ranks, m = 2, args.microbatches
+    spec = ModelSpec(
+        widths=(2,) + (args.width,) * 4 + (3,), activation="relu", dtype="float32", seed=0
+    )
+    config = TrainConfig(
+        model=spec, batch_size=args.rows * m, microbatches=m, steps=args.steps,
+        optimizer=OptimizerConfig("sgd", lr=1e-3, momentum=0.0),
+    )
+    schedule = build_schedule(args.schedule, ranks, m)
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        with RayPipeline(schedule, config) as pipeline:
+            result = pipeline.run(args.steps)
+            partition, rows = pipeline.partition, pipeline.microbatch_rows
+    finally:
+        ray.shutdown()
+    timeline = result.timeline
+    measured_steps = [step_span(timeline, s) for s in range(1, args.steps)]
+    measured = statistics.median(measured_steps)
+    costs = profile_costs(result.profile, spec, partition, rows)
+    predicted = simulate(schedule, costs, spec, partition, rows).summary().makespan
+    actions_per_rank = max(len(a) for a in schedule.actions)
+    durations = sorted(e.end - e.start for e in timeline.events if e.step > 0)
+    sequential = sequential_step_time(config, repeats=3)
+
+    print(f"model {spec.to_text()}, {rows} rows per microbatch, schedule {schedule.name}, "
+          f"p={ranks}, m={m}")
+    print(f"shortest action: {1e3 * durations[0]:.1f} ms, median {1e3 * durations[len(durations) // 2]:.1f} ms")
+    print(f"measured step time (median of steps 1..{args.steps - 1}): {1e3 * measured:.1f} ms")
+    print(f"predicted from the measured profile:            {1e3 * predicted:.1f} ms")
+    print(f"(a) overhead per action: {1e3 * (measured - predicted) / actions_per_rank:.2f} ms "
+          f"per action on a rank ({actions_per_rank} each), "
+          f"{1e3 * (measured - predicted) / len(schedule):.2f} ms over all {len(schedule)} actions"
+          "  [target < 1 ms]")
+    ideal = 2 * m / (m + 1)
+    print(f"(b) speedup over the sequential reference ({1e3 * sequential:.1f} ms/step): "
+          f"{sequential / measured:.2f}x  [ideal {ideal:.2f}x, target >= 1.5x]")
+    print(f"(c) prediction error: {100 * abs(predicted - measured) / measured:.1f}%  "
+          "[target <= 10%]")
+
+
+if __name__ == "__main__":
+    main()
