@@ -66,7 +66,10 @@ def main() -> None:
         widths=(2,) + (args.width,) * 4 + (3,), activation="relu", dtype="float32", seed=0
     )
     config = TrainConfig(
-        model=spec, batch_size=args.rows * m, microbatches=m, steps=args.steps,
+        model=spec,
+        batch_size=args.rows * m,
+        microbatches=m,
+        steps=args.steps,
         optimizer=OptimizerConfig("sgd", lr=1e-3, momentum=0.0),
     )
     schedule = build_schedule(args.schedule, ranks, m)
@@ -86,20 +89,29 @@ def main() -> None:
     durations = sorted(e.end - e.start for e in timeline.events if e.step > 0)
     sequential = sequential_step_time(config, repeats=3)
 
-    print(f"model {spec.to_text()}, {rows} rows per microbatch, schedule {schedule.name}, "
-          f"p={ranks}, m={m}")
-    print(f"shortest action: {1e3 * durations[0]:.1f} ms, median {1e3 * durations[len(durations) // 2]:.1f} ms")
+    print(
+        f"model {spec.to_text()}, {rows} rows per microbatch, schedule {schedule.name}, "
+        f"p={ranks}, m={m}"
+    )
+    print(
+        f"shortest action: {1e3 * durations[0]:.1f} ms, median {1e3 * durations[len(durations) // 2]:.1f} ms"
+    )
     print(f"measured step time (median of steps 1..{args.steps - 1}): {1e3 * measured:.1f} ms")
     print(f"predicted from the measured profile:            {1e3 * predicted:.1f} ms")
-    print(f"(a) overhead per action: {1e3 * (measured - predicted) / actions_per_rank:.2f} ms "
-          f"per action on a rank ({actions_per_rank} each), "
-          f"{1e3 * (measured - predicted) / len(schedule):.2f} ms over all {len(schedule)} actions"
-          "  [target < 1 ms]")
+    print(
+        f"(a) overhead per action: {1e3 * (measured - predicted) / actions_per_rank:.2f} ms "
+        f"per action on a rank ({actions_per_rank} each), "
+        f"{1e3 * (measured - predicted) / len(schedule):.2f} ms over all {len(schedule)} actions"
+        "  [target < 1 ms]"
+    )
     ideal = 2 * m / (m + 1)
-    print(f"(b) speedup over the sequential reference ({1e3 * sequential:.1f} ms/step): "
-          f"{sequential / measured:.2f}x  [ideal {ideal:.2f}x, target >= 1.5x]")
-    print(f"(c) prediction error: {100 * abs(predicted - measured) / measured:.1f}%  "
-          "[target <= 10%]")
+    print(
+        f"(b) speedup over the sequential reference ({1e3 * sequential:.1f} ms/step): "
+        f"{sequential / measured:.2f}x  [ideal {ideal:.2f}x, target >= 1.5x]"
+    )
+    print(
+        f"(c) prediction error: {100 * abs(predicted - measured) / measured:.1f}%  [target <= 10%]"
+    )
 
 
 if __name__ == "__main__":
