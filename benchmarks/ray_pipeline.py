@@ -94,7 +94,8 @@ def main() -> None:
         f"p={ranks}, m={m}"
     )
     print(
-        f"shortest action: {1e3 * durations[0]:.1f} ms, median {1e3 * durations[len(durations) // 2]:.1f} ms"
+        f"shortest action: {1e3 * durations[0]:.1f} ms, "
+        f"median {1e3 * statistics.median(durations):.1f} ms"
     )
     print(f"measured step time (median of steps 1..{args.steps - 1}): {1e3 * measured:.1f} ms")
     print(f"predicted from the measured profile:            {1e3 * predicted:.1f} ms")
