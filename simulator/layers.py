@@ -318,6 +318,10 @@ class Loss(Layer):
     def backward_input(self, mb, grad_out=None):  # type: ignore[override]
         raise NotImplementedError
 
+    def backward(self, mb, grad_out=None):  # type: ignore[override]
+        """A loss has no parameters and starts from itself: ``B`` is ``I``."""
+        return self.backward_input(mb, grad_out)
+
 
 class SoftmaxCrossEntropy(Loss):
     """Softmax followed by negative log-likelihood of integer class targets (seed 002).

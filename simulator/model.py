@@ -20,6 +20,8 @@ from simulator.layers import LAYER_CLASSES, Flops, Footprint, Layer
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}
 DTYPES = ("float64", "float32")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class ModelSpec:
         object.__setattr__(self, "loss", LOSSES[self.loss])
         if self.dtype not in DTYPES:
             raise PebbleError(f"unknown dtype {self.dtype!r}; choose float64 or float32.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed!r}.")
+        if self.seed < 0:
+            raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed}.")
 
     @property
     def itemsize(self) -> int:
@@ -71,7 +77,13 @@ class ModelSpec:
                 elif key in ("activation", "loss", "dtype"):
                     kwargs[key] = value.strip()
                 elif key == "layernorm":
-                    kwargs[key] = value.strip().lower() in ("1", "true", "yes", "on")
+                    flag = value.strip().lower()
+                    if flag not in _TRUE + _FALSE:
+                        raise PebbleError(
+                            f"cannot read {part!r} in model spec {text!r}; "
+                            "layernorm takes 1/0, true/false, yes/no or on/off."
+                        )
+                    kwargs[key] = flag in _TRUE
                 elif key == "seed":
                     kwargs[key] = int(value)
                 else:
@@ -177,6 +189,8 @@ def partition(spec: ModelSpec, num_stages: int) -> Partition:
     Cuts fall between blocks (Linear + its norm and activation) when there are enough blocks,
     so a stage never separates a Linear from its activation; otherwise between single layers.
     """
+    if num_stages < 1:
+        raise PebbleError(f"a model needs at least one stage, got {num_stages}.")
     infos = spec.layers()
     blocks: list[list[LayerInfo]] = []
     for info in infos:
@@ -201,8 +215,9 @@ def partition(spec: ModelSpec, num_stages: int) -> Partition:
 
     costs = [cost(b) for b in blocks]
     total = sum(costs)
-    # Cut after block k when the running cost first passes the stage's share, keeping every
-    # stage non-empty and leaving at least one block for each remaining stage.
+    # Cut after block k when that boundary is the one nearest the stage's cumulative share
+    # (taking block k+1 too would overshoot the share by more than stopping here falls short),
+    # keeping every stage non-empty and leaving at least one block for each remaining stage.
     cuts: list[int] = []
     running = 0.0
     for k, c in enumerate(costs[:-1]):
@@ -212,7 +227,8 @@ def partition(spec: ModelSpec, num_stages: int) -> Partition:
             break
         remaining_blocks = len(costs) - (k + 1)
         must_cut = remaining_blocks == num_stages - stage
-        if must_cut or running >= total * stage / num_stages - 1e-9 * total:
+        share = total * stage / num_stages
+        if must_cut or running + costs[k + 1] / 2 >= share - 1e-9 * total:
             cuts.append(k + 1)
     bounds = [0, *cuts, len(blocks)]
     ranges = []
