@@ -1,0 +1,60 @@
+"""pebblesim.visualize: figures drawn from a Timeline, and nothing else.
+
+Every figure function takes a Timeline (or two, or several) and returns a
+``matplotlib.figure.Figure`` built without pyplot, so nothing here touches global backend state
+and everything works headless; ``save(fig, stem)`` writes ``stem.png`` and ``stem.svg``.
+
+=============  ==========================================================================
+pebble         cached activations per layer over time; purple once a gradient is ready
+pipeline       what each rank computes when (F/B/I/W boxes), the bubble left white
+memory         cached bytes per rank over time, peaks labelled
+grads          when each layer's weight gradient is complete (and its all-reduce)
+overlay        predicted vs measured on one chart, with the makespan error
+compare        bubble % against peak memory for several schedules, plus a table
+animate        the pebble graph as a GIF
+report         a Markdown page embedding the figures
+=============  ==========================================================================
+"""
+
+from visualize.animate import animate_pebbles, frame_times
+from visualize.compare import compare_figure, comparison_rows, format_table
+from visualize.grads import grad_rows, grads_figure
+from visualize.memory import human_bytes, memory_figure, memory_peaks
+from visualize.overlay import makespan_error, overlay_figure
+from visualize.pebble import grad_segments, pebble_counts, pebble_figure, pebble_intervals
+from visualize.pipeline import pipeline_boxes, pipeline_figure
+from visualize.report import Section, write_report
+from visualize.style import save
+
+# what ``pebblesim plot --kind`` draws: one Timeline in, one Figure out
+FIGURES = {
+    "pebble": pebble_figure,
+    "pipeline": pipeline_figure,
+    "memory": memory_figure,
+    "grads": grads_figure,
+}
+
+__all__ = [
+    "FIGURES",
+    "Section",
+    "animate_pebbles",
+    "compare_figure",
+    "comparison_rows",
+    "format_table",
+    "frame_times",
+    "grad_rows",
+    "grad_segments",
+    "grads_figure",
+    "human_bytes",
+    "makespan_error",
+    "memory_figure",
+    "memory_peaks",
+    "overlay_figure",
+    "pebble_counts",
+    "pebble_figure",
+    "pebble_intervals",
+    "pipeline_boxes",
+    "pipeline_figure",
+    "save",
+    "write_report",
+]

@@ -1,0 +1,272 @@
+"""Gradient availability: when each layer's weight gradient for a step is complete.
+
+One row per layer with parameters (layer 0 at the top). Faint grey ticks are the backward work
+on the layer's stage; the light purple bar is the gradient accumulating over microbatches (from
+the stage's first backward of the step); the diamond is the moment it is complete
+(``Timeline.grad_ready``), solid purple after it until the optimizer step. With data parallelism
+each layer's all-reduce is a blue bar. A bracket measures the gap between the first layer to
+finish (the last layer of the model) and the last (the first layer): the time a backward-overlap
+all-reduce or a per-layer optimizer could win back.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from simulator.timeline import Timeline
+from visualize.style import (
+    ALLREDUCE_COLOR,
+    GRAD_COLOR,
+    OPTIMIZER_COLOR,
+    format_time,
+    layer_info,
+    layer_label,
+    new_figure,
+    run_title,
+    set_time_axis,
+    time_span,
+)
+
+
+class GradRow(NamedTuple):
+    """What one row shows: ``layer`` (on ``stage``) starts accumulating at ``first_backward``,
+    is complete at ``ready``; its all-reduce ran from ``allreduce[0]`` to ``allreduce[1]``."""
+
+    layer: int
+    stage: int
+    first_backward: float
+    ready: float
+    allreduce: tuple[float, float] | None
+
+
+def step_window(timeline: Timeline, step: int, replica: int = 0) -> tuple[float, float]:
+    """From the step's first compute event to its optimizer step's end (or its last record)."""
+    events = [e for e in timeline.events if e.step == step and e.replica == replica]
+    start = min((e.start for e in events), default=0.0)
+    ends = [e.end for e in events]
+    ends += [g.time for g in timeline.grad_ready if g.step == step and g.replica == replica]
+    ends += [a.end for a in timeline.allreduce if a.step == step]
+    ends += [o.end for o in timeline.optimizer if o.step == step]
+    return start, max(ends, default=start)
+
+
+def grad_rows(timeline: Timeline, step: int = 0, replica: int = 0) -> list[GradRow]:
+    """One GradRow per layer with a gradient-ready record in ``step``, in layer order."""
+    stage_of = {layer["index"]: layer.get("stage", 0) for layer in layer_info(timeline)}
+    first_backward: dict[int, float] = {}
+    for e in timeline.events:
+        if e.step == step and e.replica == replica and e.kind in ("B", "W"):
+            first_backward[e.stage] = min(first_backward.get(e.stage, e.start), e.start)
+    reduce = {a.layer: (a.start, a.end) for a in timeline.allreduce if a.step == step}
+    rows = []
+    for g in sorted(timeline.grad_ready, key=lambda g: g.layer):
+        if g.step != step or g.replica != replica:
+            continue
+        stage = stage_of.get(g.layer, 0)
+        rows.append(
+            GradRow(
+                g.layer,
+                stage,
+                min(first_backward.get(stage, g.time), g.time),
+                g.time,
+                reduce.get(g.layer),
+            )
+        )
+    return rows
+
+
+def grads_figure(
+    timeline: Timeline, step: int = 0, replica: int = 0, *, title: str | None = None
+) -> Figure:
+    """Draw gradient availability for one step (see the module docstring); returns the Figure.
+
+    Artists carry ids: the diamond of each layer ``gid="ready:{layer}"``, the all-reduce bars
+    ``gid="allreduce:{layer}"``, the gap bracket's text ``gid="gap"``.
+    """
+    rows = grad_rows(timeline, step, replica)
+    layers = {layer["index"]: layer for layer in layer_info(timeline)}
+    start, end = step_window(timeline, step, replica)
+    window = (end - start) or 1.0
+    span = time_span(timeline) or 1.0
+    unit = timeline.time_unit
+
+    n = max(len(rows), 1)
+    fig = new_figure(11, min(max(3.0, 1.9 + 0.42 * n), 14))
+    ax = fig.add_subplot()
+    optimizer = [o for o in timeline.optimizer if o.step == step]
+    opt_start = optimizer[0].start if optimizer else end
+
+    for position, row in enumerate(rows):
+        stage_events = [
+            e
+            for e in timeline.events
+            if e.step == step
+            and e.replica == replica
+            and e.stage == row.stage
+            and e.kind in ("B", "W", "I")
+        ]
+        for e in stage_events:  # the backward work feeding this gradient
+            ax.add_patch(
+                Rectangle(
+                    (e.start, position + 0.12),
+                    e.end - e.start,
+                    0.22,
+                    facecolor="#BDBDBD",
+                    edgecolor="none",
+                    zorder=1,
+                )
+            )
+        ax.add_patch(
+            Rectangle(
+                (row.first_backward, position - 0.3),
+                row.ready - row.first_backward,
+                0.42,
+                facecolor=GRAD_COLOR,
+                alpha=0.22,
+                edgecolor="none",
+                zorder=2,
+            )
+        )
+        after = max(opt_start - row.ready, 0.0)
+        ax.add_patch(
+            Rectangle(
+                (row.ready, position - 0.3),
+                after,
+                0.42,
+                facecolor=GRAD_COLOR,
+                edgecolor="none",
+                zorder=2,
+            )
+        )
+        if row.allreduce:
+            a0, a1 = row.allreduce
+            ax.add_patch(
+                Rectangle(
+                    (a0, position + 0.12),
+                    max(a1 - a0, window * 0.003),
+                    0.22,
+                    facecolor=ALLREDUCE_COLOR,
+                    edgecolor="none",
+                    zorder=3,
+                    gid=f"allreduce:{row.layer}",
+                )
+            )
+        ax.plot(
+            [row.ready],
+            [position - 0.09],
+            marker="D",
+            color=GRAD_COLOR,
+            markersize=7,
+            markeredgecolor="white",
+            zorder=4,
+            gid=f"ready:{row.layer}",
+        )
+        ax.annotate(
+            format_time(row.ready - start, unit),
+            xy=(row.ready, position - 0.09),
+            xytext=(-7, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=7.5,
+            color="#3A1F5D",
+            zorder=5,
+        )
+
+    for opt in optimizer:
+        ax.axvspan(
+            opt.start,
+            max(opt.end, opt.start + window * 0.003),
+            color=OPTIMIZER_COLOR,
+            alpha=0.45,
+            lw=0,
+            zorder=0.5,
+        )
+
+    if len(rows) >= 2:
+        earliest = min(rows, key=lambda r: r.ready)
+        latest = max(rows, key=lambda r: r.ready)
+        gap = latest.ready - earliest.ready
+        y = len(rows) - 0.5 + 0.35
+        ax.annotate(
+            "",
+            xy=(latest.ready, y),
+            xytext=(earliest.ready, y),
+            arrowprops={
+                "arrowstyle": "<|-|>",
+                "color": "#3A1F5D",
+                "lw": 1.0,
+                "shrinkA": 0,
+                "shrinkB": 0,
+                "mutation_scale": 8,
+            },
+        )
+        for x in (earliest.ready, latest.ready):
+            ax.plot([x, x], [y, y - 0.3], color="#3A1F5D", lw=0.6, ls=":")
+        middle = (earliest.ready + latest.ready) / 2
+        near_left = middle - start < 0.3 * window
+        near_right = end - middle < 0.3 * window
+        x_text = earliest.ready if near_left else latest.ready if near_right else middle
+        ax.text(
+            x_text,
+            y + 0.12,
+            f"L{earliest.layer}'s gradient is ready {format_time(gap, unit)} "
+            f"before L{latest.layer}'s",
+            ha="left" if near_left else "right" if near_right else "center",
+            va="top",
+            fontsize=8.5,
+            color="#3A1F5D",
+            gid="gap",
+        )
+
+    ax.set_xlim(start - window * 0.02, end + window * 0.02)
+    ax.set_ylim(len(rows) - 0.5 + 0.75, -0.6)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(
+        [
+            f"{layer_label(layers.get(r.layer, {'index': r.layer}))} · s{r.stage}"
+            f" · r{layers.get(r.layer, {}).get('rank', '?')}"
+            for r in rows
+        ]
+    )
+    ax.tick_params(axis="y", length=0)
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    set_time_axis(ax, timeline, span)
+    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    heading = title or run_title(timeline, "Gradient availability")
+    if int(timeline.meta.get("steps", 1)) > 1:
+        heading += f", step {step}"
+    ax.set_title(f"{heading}\nlabels: time since the step started", fontsize=11)
+
+    handles = [
+        Patch(facecolor="#BDBDBD", label="backward on the layer's stage"),
+        Patch(facecolor=GRAD_COLOR, alpha=0.22, label="gradient accumulating"),
+        Line2D(
+            [],
+            [],
+            marker="D",
+            color=GRAD_COLOR,
+            ls="",
+            markeredgecolor="white",
+            markersize=7,
+            label="complete (grad_ready)",
+        ),
+        Patch(facecolor=GRAD_COLOR, label="ready, waiting for optimizer"),
+    ]
+    if any(r.allreduce for r in rows):
+        handles.append(Patch(facecolor=ALLREDUCE_COLOR, label="all-reduce"))
+    if optimizer:
+        handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8.5
+    )
+    return fig
+
+
+__all__ = ["GradRow", "grad_rows", "grads_figure", "step_window"]

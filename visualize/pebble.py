@@ -1,0 +1,323 @@
+"""The pebble graph: which layer holds how many cached activations ("pebbles") when, and when
+each layer's weight gradient is ready.
+
+Rows are layers in model order (layer 0 at the top), banded by stage and rank; time runs left to
+right. A row fills while the layer holds cached activations: the bar's height and colour grow
+with the number of microbatches cached, so the forward pass piles pebbles up and the backward
+pass drains them. From the moment a layer's weight gradient for the step is complete the row
+turns purple, until the step's optimizer step consumes it; layers without parameters never do.
+
+Everything is derived from ``Timeline.cache`` and ``Timeline.grad_ready``::
+
+    L0 linear  |▁▂▃▄▄▄▄▄▃▂▁        ████|   s0 · r0
+    L1 relu    |▁▂▃▄▄▄▄▄▃▂▁            |
+    L2 linear  | ▁▂▃▄▄▄▄▄▃▂▁     ██████|   s1 · r1
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import NamedTuple
+
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from simulator.timeline import Timeline
+from visualize.style import (
+    GRAD_COLOR,
+    OPTIMIZER_COLOR,
+    PEBBLE_CMAP,
+    layer_info,
+    layer_label,
+    new_figure,
+    run_title,
+    set_time_axis,
+    time_span,
+)
+
+ROW = 0.8  # height of a full row; a row's centre is at y = layer position
+
+
+class PebbleInterval(NamedTuple):
+    """One cache lifetime: ``layer`` held ``microbatch``'s activations of ``step`` from
+    ``start`` until ``end``."""
+
+    layer: int
+    microbatch: int
+    step: int
+    start: float
+    end: float
+
+
+class GradSegment(NamedTuple):
+    """``layer``'s weight gradient for ``step`` is complete from ``start`` until ``end`` (the
+    step's optimizer step, else the layer's next use, else the end of the run)."""
+
+    layer: int
+    step: int
+    start: float
+    end: float
+
+
+class CountSegment(NamedTuple):
+    """``layer`` holds ``count`` microbatches from ``start`` to ``end``."""
+
+    layer: int
+    start: float
+    end: float
+    count: int
+
+
+def pebble_intervals(timeline: Timeline, replica: int = 0) -> list[PebbleInterval]:
+    """Every cache lifetime, one per (layer, microbatch, step) time the bytes go above zero and
+    back: a microbatch is held from its first put until its bytes return to 0. A lifetime still
+    open when the records end closes at the end of the run. Sorted by (layer, step, mb, start)."""
+    end_of_run = time_span(timeline)
+    running: dict[tuple[int, int, int], int] = defaultdict(int)
+    opened: dict[tuple[int, int, int], float] = {}
+    out: list[PebbleInterval] = []
+    changes = [c for c in timeline.cache if c.replica == replica]
+    # each rank's records are in order; a stable sort by time keeps ties in that order
+    changes.sort(key=lambda c: c.time)
+    for change in changes:
+        key = (change.layer, change.microbatch, change.step)
+        before = running[key]
+        running[key] = after = before + change.bytes
+        if before <= 0 < after:
+            opened[key] = change.time
+        elif after <= 0 < before:
+            out.append(PebbleInterval(*key, opened.pop(key), change.time))
+    for key, start in opened.items():
+        out.append(PebbleInterval(*key, start, max(end_of_run, start)))
+    out.sort(key=lambda i: (i.layer, i.step, i.microbatch, i.start))
+    return out
+
+
+def pebble_counts(timeline: Timeline, replica: int = 0) -> list[CountSegment]:
+    """The step function drawn per row: maximal spans of constant, non-zero pebble count."""
+    edges: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for interval in pebble_intervals(timeline, replica):
+        if interval.end > interval.start:
+            edges[interval.layer].append((interval.start, +1))
+            edges[interval.layer].append((interval.end, -1))
+    out: list[CountSegment] = []
+    for layer in sorted(edges):
+        count, since = 0, None
+        items = sorted(edges[layer])
+        position = 0
+        while position < len(items):
+            time = items[position][0]
+            new = count
+            while position < len(items) and items[position][0] == time:
+                new += items[position][1]
+                position += 1
+            if new != count:
+                if count > 0 and since is not None and time > since:
+                    out.append(CountSegment(layer, since, time, count))
+                count, since = new, time
+    return out
+
+
+def grad_segments(timeline: Timeline, replica: int = 0) -> list[GradSegment]:
+    """When each parametric layer's weight gradient is complete, per step (see GradSegment)."""
+    optimizer_end = {o.step: o.end for o in timeline.optimizer}
+    first_use: dict[tuple[int, int], float] = {}
+    for interval in pebble_intervals(timeline, replica):
+        key = (interval.layer, interval.step)
+        first_use[key] = min(first_use.get(key, interval.start), interval.start)
+    end_of_run = time_span(timeline)
+    out = []
+    for ready in sorted(timeline.grad_ready, key=lambda g: (g.layer, g.step)):
+        if ready.replica != replica:
+            continue
+        if ready.step in optimizer_end:
+            end = optimizer_end[ready.step]
+        else:
+            end = first_use.get((ready.layer, ready.step + 1), end_of_run)
+        out.append(GradSegment(ready.layer, ready.step, ready.time, max(end, ready.time)))
+    return out
+
+
+def _stage_bands(layers: list[dict]) -> list[tuple[int, int, int, int]]:
+    """(first row, last row, stage, rank) for each run of consecutive rows on one stage."""
+    bands: list[list[int]] = []
+    for row, layer in enumerate(layers):
+        if bands and bands[-1][2] == layer.get("stage"):
+            bands[-1][1] = row
+        else:
+            bands.append([row, row, layer.get("stage"), layer.get("rank")])
+    return [tuple(b) for b in bands]
+
+
+def count_ticks(max_count: int) -> list[int]:
+    """Colorbar ticks: every count up to 10, else 1, round steps, and the maximum."""
+    if max_count <= 10:
+        return list(range(1, max_count + 1))
+    step = -(-max_count // 6)
+    ticks = [1, *range(step, max_count + 1, step)]
+    if max_count - ticks[-1] > step / 2:
+        ticks.append(max_count)
+    return ticks
+
+
+def pebble_colormap(max_count: int) -> tuple[ListedColormap, BoundaryNorm]:
+    """Discrete colours for 1..max_count pebbles (light = few, dark = many)."""
+    from matplotlib import colormaps
+
+    max_count = max(max_count, 1)
+    base = colormaps[PEBBLE_CMAP]
+    colours = base(np.linspace(0.3, 0.95, max_count))
+    cmap = ListedColormap(colours, name="pebbles")
+    norm = BoundaryNorm(np.arange(0.5, max_count + 1.5), cmap.N)
+    return cmap, norm
+
+
+def pebble_figure(
+    timeline: Timeline,
+    replica: int = 0,
+    *,
+    min_grad_width: float = 0.012,
+    title: str | None = None,
+    width: float = 11.0,
+) -> Figure:
+    """Draw the pebble graph (see the module docstring); returns the Figure.
+
+    Artists carry ids for checking: each pebble bar ``gid="pebble:{layer}"`` (one per
+    CountSegment), each purple span ``gid="grad:{layer}:{step}"`` (one per GradSegment, drawn at
+    least ``min_grad_width`` of the run long so a gradient completed at the very end still shows).
+    """
+    layers = layer_info(timeline)
+    row_of = {layer["index"]: row for row, layer in enumerate(layers)}
+    span = time_span(timeline) or 1.0
+    counts = pebble_counts(timeline, replica)
+    max_count = max((c.count for c in counts), default=1)
+    cmap, norm = pebble_colormap(max_count)
+
+    height = min(max(3.4, 1.5 + 0.3 * len(layers)), 16)
+    fig = new_figure(width, height)
+    ax = fig.add_subplot()
+    ax.set_facecolor("white")
+
+    # stage bands: alternating light background, a rule between stages, labels on the right
+    bands = _stage_bands(layers)
+    for number, (first, last, _stage, _rank) in enumerate(bands):
+        if number % 2 == 1:
+            ax.axhspan(first - 0.5, last + 0.5, color="#F2F2F2", zorder=0, lw=0)
+        if number:
+            ax.axhline(first - 0.5, color="#BDBDBD", lw=0.8, zorder=0.5)
+
+    # optimizer steps, as thin grey columns
+    for opt in timeline.optimizer:
+        ax.axvspan(
+            opt.start,
+            max(opt.end, opt.start + span * 0.002),
+            color=OPTIMIZER_COLOR,
+            alpha=0.35,
+            lw=0,
+            zorder=0.6,
+        )
+
+    # purple: the gradient is ready
+    for segment in grad_segments(timeline, replica):
+        row = row_of.get(segment.layer)
+        if row is None:
+            continue
+        length = max(segment.end - segment.start, min_grad_width * span)
+        ax.add_patch(
+            Rectangle(
+                (segment.start, row - ROW / 2),
+                length,
+                ROW,
+                facecolor=GRAD_COLOR,
+                edgecolor="none",
+                zorder=1,
+                gid=f"grad:{segment.layer}:{segment.step}",
+            )
+        )
+
+    # pebbles: bar height and colour both grow with the count
+    for segment in counts:
+        row = row_of.get(segment.layer)
+        if row is None:
+            continue
+        h = ROW * segment.count / max_count
+        ax.add_patch(
+            Rectangle(
+                (segment.start, row + ROW / 2 - h),
+                segment.end - segment.start,
+                h,
+                facecolor=cmap(norm(segment.count)),
+                edgecolor="none",
+                zorder=2,
+                gid=f"pebble:{segment.layer}",
+            )
+        )
+
+    ax.set_xlim(0, span * 1.03)
+    ax.set_ylim(max(len(layers), 1) - 0.5, -0.5)  # layer 0 at the top
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels([layer_label(layer) for layer in layers])
+    for tick, layer in zip(ax.get_yticklabels(), layers, strict=True):
+        if not layer.get("has_params", True):
+            tick.set_color("#7A7A7A")
+            tick.set_fontstyle("italic")
+    ax.tick_params(axis="y", length=0)
+    fontsize = 9 if len(layers) <= 24 else 7
+    ax.tick_params(axis="y", labelsize=fontsize)
+
+    right = ax.secondary_yaxis("right")
+    right.set_yticks([(first + last) / 2 for first, last, _s, _r in bands])
+    right.set_yticklabels([f"s{stage} · r{rank}" for _f, _l, stage, rank in bands])
+    right.tick_params(axis="y", length=0, labelsize=fontsize)
+    right.set_ylabel("stage · rank")
+
+    set_time_axis(ax, timeline, span)
+    ax.grid(axis="x", color="#E0E0E0", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    ax.set_title(title or run_title(timeline, "Pebble graph"), fontsize=11)
+
+    bar = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=ax,
+        ticks=count_ticks(max_count),
+        pad=0.02,
+        fraction=0.025,
+        aspect=max(20.0, 7.0 * height),  # a bar about as tall as the rows, however many
+    )
+    bar.set_label("microbatches cached")
+    bar.ax.tick_params(length=0)
+
+    handles = [
+        Patch(facecolor=cmap(norm(max_count)), label="cached activations (pebbles)"),
+        Patch(facecolor=GRAD_COLOR, label="weight gradient ready, until optimizer step"),
+    ]
+    if timeline.optimizer:
+        handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.35, label="optimizer step"))
+    if any(not layer.get("has_params", True) for layer in layers):
+        handles.append(
+            Patch(
+                facecolor="white", edgecolor="none", label="grey italic: no parameters, no gradient"
+            )
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=len(handles) if width >= 10.5 else 2,
+        frameon=False,
+        fontsize=8.5,
+    )
+    return fig
+
+
+__all__ = [
+    "CountSegment",
+    "GradSegment",
+    "PebbleInterval",
+    "grad_segments",
+    "pebble_counts",
+    "pebble_figure",
+    "pebble_intervals",
+]

@@ -1,0 +1,311 @@
+"""The pipeline chart: what every rank computes when, with real durations.
+
+One lane per rank (rank 0 at the top), time left to right. Each compute event is one box:
+``F`` forward, ``B`` full backward, ``I`` input-gradient and ``W`` weight-gradient backward, in
+Okabe-Ito colours, with the microbatch number inside when it fits. White is idle time: the
+bubble. Optimizer steps are grey columns; communication can be drawn as arrows (off by default).
+With data parallelism replica 0 is shown unless asked for another (or ``replica=None`` for all).
+
+``pipeline_boxes`` lists exactly the boxes the figure draws, one per compute event.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from simulator.timeline import Timeline
+from visualize.style import (
+    KIND_COLORS,
+    KIND_NAMES,
+    LANE_EDGE,
+    OPTIMIZER_COLOR,
+    format_time,
+    new_figure,
+    run_title,
+    set_time_axis,
+    time_span,
+)
+
+BOX = 0.8  # box height within a lane of height 1
+
+
+class Box(NamedTuple):
+    """One compute event as drawn: lane ``row``, x from ``start`` to ``end``."""
+
+    row: int
+    rank: int
+    replica: int
+    stage: int
+    chunk: int
+    kind: str
+    microbatch: int
+    step: int
+    start: float
+    end: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}{self.kind}{self.microbatch}"
+
+
+def _chunk_of(timeline: Timeline) -> dict[int, int]:
+    """Stage -> its position among its rank's stages (0 for the first chunk)."""
+    stage_to_rank = timeline.meta.get("stage_to_rank")
+    if not stage_to_rank:
+        return {}
+    seen: dict[int, int] = {}
+    out = {}
+    for stage, rank in enumerate(stage_to_rank):
+        out[stage] = seen.get(rank, 0)
+        seen[rank] = out[stage] + 1
+    return out
+
+
+def pipeline_boxes(timeline: Timeline, replica: int | None = 0) -> list[Box]:
+    """One Box per compute event of ``replica`` (all replicas, stacked, if None), in the
+    Timeline's order. Lane ``row`` is ``rank`` (plus ``replica * ranks`` for all replicas)."""
+    ranks = timeline.num_ranks
+    chunk_of = _chunk_of(timeline)
+    boxes = []
+    for e in timeline.events:
+        if replica is not None and e.replica != replica:
+            continue
+        row = e.rank if replica is not None else e.replica * ranks + e.rank
+        boxes.append(
+            Box(
+                row,
+                e.rank,
+                e.replica,
+                e.stage,
+                chunk_of.get(e.stage, 0),
+                e.kind,
+                e.microbatch,
+                e.step,
+                e.start,
+                e.end,
+            )
+        )
+    return boxes
+
+
+def box_color(kind: str, chunk: int = 0):
+    """The kind's colour, lighter for each later chunk of an interleaved schedule."""
+    rgb = to_rgb(KIND_COLORS.get(kind, "#999999"))
+    mix = min(0.45 * chunk, 0.7)
+    return tuple(c + (1 - c) * mix for c in rgb)
+
+
+def label_fontsize(
+    widths_points: list[float], digits: int, largest: float, smallest: float = 5.5
+) -> float:
+    """One font size for every microbatch number in a chart: as large as ``largest`` but small
+    enough that a ``digits``-wide number fits every box that can hold one at ``smallest``."""
+    needed = [(w - 2) / (0.62 * digits) for w in widths_points]
+    usable = [n for n in needed if n >= smallest]
+    return max(smallest, min([largest, *usable]))
+
+
+def label_fits(width_points: float, digits: int, fontsize: float) -> bool:
+    """Whether a ``digits``-wide number at ``fontsize`` fits a box ``width_points`` wide. Every
+    box is judged by the widest number of the chart, so equal boxes are labelled alike."""
+    return width_points >= 0.62 * fontsize * digits + 2
+
+
+def draw_boxes(
+    ax,
+    boxes: list[Box],
+    *,
+    x_range: float,
+    axes_points: float,
+    fontsize: float,
+    y_of=None,
+    height: float = BOX,
+    filled: bool = True,
+    show_labels: bool = True,
+    gid_prefix: str = "box",
+) -> list[Rectangle]:
+    """Add one Rectangle per box (``gid="{prefix}:{row}:{label}:{step}"``); ``y_of(box)`` gives
+    the lane centre (default: the box's row). Outlined, hatched boxes when not ``filled``."""
+    y_of = y_of or (lambda b: b.row)
+    patches = []
+    thin = axes_points / max(x_range, 1e-300)  # points per time unit
+    digits = len(str(max((b.microbatch for b in boxes), default=0)))
+    fontsize = label_fontsize([(b.end - b.start) * thin for b in boxes], digits, fontsize)
+    for b in boxes:
+        colour = box_color(b.kind, b.chunk)
+        tiny = (b.end - b.start) * thin < 3
+        if filled:
+            style = {
+                "facecolor": colour,
+                "edgecolor": "none" if tiny else "#303030",
+                "linewidth": 0.4,
+            }
+        else:
+            style = {
+                "facecolor": (*colour, 0.18),
+                "edgecolor": colour,
+                "linewidth": 1.1,
+                "hatch": None if tiny else "////",
+            }
+        rect = Rectangle(
+            (b.start, y_of(b) - height / 2),
+            b.end - b.start,
+            height,
+            zorder=2,
+            gid=f"{gid_prefix}:{b.row}:{b.label}:{b.step}",
+            **style,
+        )
+        ax.add_patch(rect)
+        patches.append(rect)
+        text = str(b.microbatch)
+        if show_labels and label_fits((b.end - b.start) * thin, digits, fontsize):
+            ax.text(
+                (b.start + b.end) / 2,
+                y_of(b),
+                text,
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                zorder=3,
+                color="#1A1A1A",
+                clip_on=True,
+            )
+    return patches
+
+
+def kind_handles(kinds, chunks: int = 1) -> list[Patch]:
+    """Legend entries for the kinds present, in F, B, I, W order."""
+    handles = [
+        Patch(facecolor=KIND_COLORS[k], edgecolor="#303030", linewidth=0.4, label=KIND_NAMES[k])
+        for k in ("F", "B", "I", "W")
+        if k in kinds
+    ]
+    if chunks > 1:
+        handles.append(
+            Patch(
+                facecolor=box_color("F", 1),
+                edgecolor="#303030",
+                linewidth=0.4,
+                label="lighter: later chunk",
+            )
+        )
+    return handles
+
+
+def pipeline_figure(
+    timeline: Timeline,
+    replica: int | None = 0,
+    *,
+    comms: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Draw the pipeline chart (see the module docstring); returns the Figure.
+
+    Boxes carry ``gid="box:{row}:{stage}{kind}{mb}:{step}"``, one per ``pipeline_boxes`` entry.
+    """
+    boxes = pipeline_boxes(timeline, replica)
+    ranks = timeline.num_ranks
+    dp = int(timeline.meta.get("dp", 1))
+    rows = ranks * dp if replica is None else ranks
+    span = time_span(timeline) or 1.0
+    x_max = span * 1.02
+
+    width = 11.0
+    height = min(max(2.6, 1.55 + 0.42 * rows), 14)
+    fig = new_figure(width, height)
+    ax = fig.add_subplot()
+    axes_points = width * 72 * 0.86
+    lane_points = height * 72 * 0.62 / rows
+    fontsize = max(5.0, min(8.0, lane_points * BOX * 0.55))
+
+    for row in range(rows):  # empty lanes: white is idle
+        ax.add_patch(
+            Rectangle(
+                (0, row - BOX / 2),
+                span,
+                BOX,
+                facecolor="white",
+                edgecolor=LANE_EDGE,
+                linewidth=0.6,
+                zorder=1,
+            )
+        )
+    for opt in timeline.optimizer:
+        ax.axvspan(
+            opt.start,
+            max(opt.end, opt.start + span * 0.002),
+            color=OPTIMIZER_COLOR,
+            alpha=0.45,
+            lw=0,
+            zorder=1.5,
+        )
+    draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize)
+
+    if comms:
+        for c in timeline.comms:
+            if replica is not None and c.replica != replica:
+                continue
+            offset = 0 if replica is not None else c.replica * ranks
+            src, dst = c.src_rank + offset, c.dst_rank + offset
+            sign = 1 if dst > src else -1
+            ax.annotate(
+                "",
+                xy=(c.end, dst - sign * BOX / 2),
+                xytext=(c.start, src + sign * BOX / 2),
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": "#555555",
+                    "lw": 0.6,
+                    "mutation_scale": 6,
+                    "shrinkA": 0,
+                    "shrinkB": 0,
+                },
+                zorder=4,
+            )
+
+    ax.set_xlim(0, x_max)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_yticks(range(rows))
+    if replica is None and dp > 1:
+        labels = [f"replica {r // ranks} · rank {r % ranks}" for r in range(rows)]
+    else:
+        labels = [f"rank {r}" for r in range(rows)]
+    ax.set_yticklabels(labels)
+    ax.tick_params(axis="y", length=0)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    set_time_axis(ax, timeline, span)
+    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+
+    summary = timeline.summary()
+    heading = title or run_title(timeline, "Pipeline chart")
+    if dp > 1 and replica is not None:
+        heading += f", replica {replica}"
+    ax.set_title(
+        f"{heading}\nmakespan {format_time(summary.makespan, timeline.time_unit)} · "
+        f"bubble {summary.bubble_fraction * 100:.1f}% (idle share of ranks × makespan)",
+        fontsize=11,
+    )
+
+    handles = kind_handles({b.kind for b in boxes}, int(timeline.meta.get("chunks", 1)))
+    handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label="idle (bubble)"))
+    if timeline.optimizer:
+        handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))
+    if comms:
+        from matplotlib.lines import Line2D
+
+        handles.append(
+            Line2D([], [], color="#555555", lw=0.8, marker=">", markersize=4, label="transfer")
+        )
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8.5
+    )
+    return fig
+
+
+__all__ = ["Box", "box_color", "draw_boxes", "pipeline_boxes", "pipeline_figure"]

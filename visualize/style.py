@@ -1,0 +1,206 @@
+"""Shared look of every figure: colours, time and byte axes, titles, row labels, saving.
+
+Why a module of its own: the figures are read side by side, so F is the same blue, a gradient
+the same purple and "time (ms)" the same axis everywhere. Figures are built with the object API
+(``matplotlib.figure.Figure``), never pyplot, so importing or drawing touches no global backend
+state and works headless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from simulator.timeline import Timeline
+from simulator.units import human_bytes
+
+# Okabe-Ito, the colour-blind-safe qualitative palette.
+OKABE_ITO = {
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "black": "#000000",
+}
+KIND_COLORS = {
+    "F": OKABE_ITO["sky"],
+    "B": OKABE_ITO["orange"],
+    "I": OKABE_ITO["green"],
+    "W": OKABE_ITO["yellow"],
+}
+KIND_NAMES = {
+    "F": "F forward",
+    "B": "B backward",
+    "I": "I backward (inputs)",
+    "W": "W backward (weights)",
+}
+GRAD_COLOR = "#6A3D9A"  # a true purple: "this layer's weight gradient is ready"
+PEBBLE_CMAP = "YlOrBr"  # light yellow (1 pebble) to dark brown (many): never confused with purple
+ALLREDUCE_COLOR = OKABE_ITO["blue"]
+OPTIMIZER_COLOR = "#9E9E9E"
+LANE_EDGE = "#C8C8C8"
+
+
+def time_axis(timeline: Timeline | str, span: float | None = None) -> tuple[float, str]:
+    """(factor, label): multiply a time in the Timeline's unit by ``factor`` to read it in the
+    axis label's unit. Measured runs shorter than a second read in ms (or µs)."""
+    unit = timeline if isinstance(timeline, str) else timeline.time_unit
+    if unit != "s":
+        return 1.0, "time (units)" if unit == "unit" else f"time ({unit})"
+    if span is None:
+        span = 0.0 if isinstance(timeline, str) else time_span(timeline)
+    if span == 0 or span >= 1:
+        return 1.0, "time (s)"
+    if span >= 1e-3:
+        return 1e3, "time (ms)"
+    return 1e6, "time (µs)"
+
+
+def time_span(timeline: Timeline) -> float:
+    """The last moment anything happens (events, optimizer, all-reduce, cache changes)."""
+    ends = [e.end for e in timeline.events]
+    ends += [o.end for o in timeline.optimizer]
+    ends += [a.end for a in timeline.allreduce]
+    ends += [c.time for c in timeline.cache]
+    return max(ends, default=0.0)
+
+
+def format_time(t: float, unit: str = "s") -> str:
+    """A time or duration in a Timeline's unit, readable: ``27 units``, ``1.23 s``,
+    ``12.3 ms``, ``45 µs`` (three significant digits)."""
+    if unit != "s":
+        return f"{t:.3g} {'units' if unit == 'unit' else unit}"
+    for factor, name in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
+        if t == 0 or abs(t) * factor >= 1 or name == "µs":
+            return f"{t * factor:.3g} {name}"
+    raise AssertionError("unreachable")
+
+
+def set_time_axis(ax, timeline: Timeline | str, span: float | None = None) -> tuple[float, str]:
+    """Label the x axis in readable units; the data stay in the Timeline's own unit, so every
+    artist's x is a Timeline time exactly."""
+    factor, label = time_axis(timeline, span)
+    ax.set_xlabel(label)
+    if factor != 1.0:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x * factor:g}"))
+    return factor, label
+
+
+def byte_unit(largest: float) -> tuple[float, str]:
+    """The binary unit (factor, name) that shows ``largest`` as a number below 1024."""
+    factor = 1.0
+    for name in ("B", "KiB", "MiB", "GiB"):
+        if largest < 1024 * factor or name == "GiB":
+            return factor, name
+        factor *= 1024
+    raise AssertionError("unreachable")
+
+
+def set_bytes_axis(ax, largest: float, axis: str = "y", nbins: int = 4) -> None:
+    """Ticks at round numbers of one binary unit (``0 KiB, 16 KiB, 32 KiB``)."""
+    factor, name = byte_unit(max(largest, 1.0))
+    top = max(largest, 1.0) / factor
+    ticks = [t * factor for t in MaxNLocator(nbins=nbins, integer=False).tick_values(0, top)]
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_ticks([t for t in ticks if 0 <= t <= largest * 1.25 + factor])
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / factor:g} {name}"))
+
+
+def run_title(timeline: Timeline, what: str) -> str:
+    """``what — 1f1b · 4 ranks · 8 microbatches (analytic)``."""
+    meta = timeline.meta
+    parts = [str(meta.get("schedule", "?")), f"{timeline.num_ranks} ranks"]
+    parts.append(f"{meta.get('microbatches', '?')} microbatches")
+    if int(meta.get("chunks", 1)) > 1:
+        parts.append(f"{meta['chunks']} chunks")
+    if int(meta.get("steps", 1)) > 1:
+        parts.append(f"{meta['steps']} steps")
+    if int(meta.get("dp", 1)) > 1:
+        parts.append(f"dp={meta['dp']}")
+    source = meta.get("source", "?")
+    source = "measured on Ray" if source == "ray" else source
+    return f"{what} — {' · '.join(parts)} ({source})"
+
+
+def layer_info(timeline: Timeline) -> list[dict]:
+    """``meta.layers``, or a stand-in built from the cache records if the meta lacks it."""
+    layers = timeline.meta.get("layers")
+    if layers:
+        return sorted(layers, key=lambda layer: layer["index"])
+    seen: dict[int, int] = {}
+    for change in timeline.cache:
+        seen.setdefault(change.layer, change.rank)
+    params = {g.layer for g in timeline.grad_ready}
+    return [
+        {
+            "index": i,
+            "name": f"{i}",
+            "kind": "layer",
+            "stage": rank,
+            "rank": rank,
+            "has_params": i in params,
+        }
+        for i, rank in sorted(seen.items())
+    ]
+
+
+def layer_label(layer: dict) -> str:
+    """``L2 linear``."""
+    return f"L{layer['index']} {layer.get('kind', '')}".rstrip()
+
+
+def rank_palette(count: int) -> list:
+    """One distinguishable colour per rank (Okabe-Ito first, then a colormap)."""
+    base = [
+        OKABE_ITO[k]
+        for k in ("blue", "orange", "green", "vermillion", "sky", "purple", "yellow", "black")
+    ]
+    if count <= len(base):
+        return base[:count]
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(count - 1, 1)) for i in range(count)]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A pyplot-free figure with constrained layout."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(
+    fig: Figure, path_stem, formats: Iterable[str] = ("png", "svg"), dpi: int = 150
+) -> list[Path]:
+    """Write ``path_stem.png``, ``path_stem.svg`` (...); returns the paths written."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, format=fmt, dpi=dpi)
+        paths.append(path)
+    return paths
+
+
+__all__ = [
+    "GRAD_COLOR",
+    "KIND_COLORS",
+    "OKABE_ITO",
+    "byte_unit",
+    "format_time",
+    "human_bytes",
+    "layer_info",
+    "layer_label",
+    "new_figure",
+    "run_title",
+    "save",
+    "set_bytes_axis",
+    "set_time_axis",
+    "time_axis",
+]
