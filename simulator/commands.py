@@ -235,3 +235,86 @@ def cmd_train(args) -> int:
             f"(use with simulate --profile)"
         )
     return 0
+
+
+def cmd_plot(args) -> int:
+    import visualize
+    from simulator.outputs import StagedOutput
+
+    timeline = Timeline.load(args.timeline)
+    if not timeline.events:
+        raise PebbleError(f"{args.timeline} holds no compute events to draw.")
+    kinds = list(visualize.FIGURES) if args.kind == "all" else [args.kind]
+    with StagedOutput(args.out) as out:
+        for kind in kinds:
+            visualize.save(visualize.FIGURES[kind](timeline), out.path(kind))
+    for path in out.written:
+        print(path)
+    return 0
+
+
+def comparison_model(ranks: int, chunks: int, model: str | None):
+    """One model for every schedule in a comparison: enough equal blocks that every stage
+    layout (p, 2p, p*v stages) gets the same share of layers."""
+    import math
+
+    from simulator.model import ModelSpec
+
+    return ModelSpec.parse(model) if model else ModelSpec.uniform(ranks * math.lcm(2, chunks))
+
+
+def compare_timelines(
+    ranks: int, microbatches: int, names, chunks: int = 2, model=None, costs=None
+) -> tuple[dict, list[str]]:
+    """Simulate each named schedule on the same model; returns the timelines and the names
+    skipped because the sizes do not suit them (only when no names were asked for)."""
+    from schedules.registry import SCHEDULES, canonical_name
+    from simulator.analytic import simulate
+
+    spec = comparison_model(ranks, chunks, model)
+    asked = names is not None
+    timelines, skipped = {}, []
+    for name in names if asked else list(SCHEDULES):
+        try:
+            v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
+            schedule = make_schedule(name, ranks, microbatches, v)
+            plan = make_plan(schedule, spec)
+        except PebbleError:
+            if asked:
+                raise
+            skipped.append(name)
+            continue
+        cost_model = make_costs(plan, costs)
+        timelines[schedule.name] = simulate(
+            schedule, cost_model, plan.spec, plan.partition, plan.microbatch_rows
+        )
+    return timelines, skipped
+
+
+def cmd_compare(args) -> int:
+    import visualize
+    from simulator.outputs import StagedOutput
+
+    names = [n.strip() for n in args.schedules.split(",") if n.strip()] if args.schedules else None
+    timelines, skipped = compare_timelines(
+        args.ranks, args.microbatches, names, args.chunks, args.model, args.costs
+    )
+    rows = visualize.comparison_rows(timelines)
+    print(visualize.format_table(rows, "text"))
+    if skipped:
+        print(f"\nskipped (sizes do not suit them): {', '.join(skipped)}")
+    if args.out:
+        with StagedOutput(args.out) as out:
+            out.path("compare.csv").write_text(visualize.format_table(rows, "csv"))
+            out.path("compare.md").write_text(visualize.format_table(rows, "markdown"))
+            visualize.save(visualize.compare_figure(timelines), out.path("compare"))
+        print(f"\nwrote {', '.join(str(p) for p in out.written)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from simulator.demo import run_demo
+
+    report = run_demo(args.out, args.address)
+    print(f"\nthe tour is in {args.out}/: start with {report}")
+    return 0

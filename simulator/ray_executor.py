@@ -35,7 +35,7 @@ from simulator.analytic import timeline_meta
 from simulator.costs import Profile
 from simulator.errors import PebbleError
 from simulator.model import partition as make_partition
-from simulator.ray_worker import BLAS_ENV, RankWorker, reduce_gradients
+from simulator.ray_worker import BLAS_ENV, GradientReducer, RankWorker
 from simulator.reference import TrainConfig
 from simulator.timeline import (
     AllReduce,
@@ -114,6 +114,7 @@ def ensure_ray(address: str | None, num_actors: int) -> bool:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise PebbleError(f"cannot join the Ray cluster at {address}: {first}") from None
         return True
+    os.environ.update(BLAS_ENV)  # the local Ray's workers inherit this: one BLAS thread each
     ray.init(
         num_cpus=max(num_actors, os.cpu_count() or 1),
         include_dashboard=False,
@@ -208,6 +209,8 @@ class RayPipeline:
             for s, r in enumerate(self.partition.stage_layers)
         }
         param_stages = {s for s, layers in self.param_layers.items() if layers}
+        self.layer_stage = {i: s for s, layers in self.param_layers.items() for i in layers}
+        self.reducers: list = []
         self.wired = _wire(schedule, self.order, param_stages, dp)
         self.started_ray = False
         self.actors: list[list] = []
@@ -249,7 +252,6 @@ class RayPipeline:
                 "within 60 s."
             ) from None
         self._remote = ray.remote(RankWorker)
-        self._reducer = ray.remote(reduce_gradients).options(num_cpus=0, num_returns=2)
         self.origin = time.time()
         self.actors = [
             [
@@ -262,7 +264,27 @@ class RayPipeline:
         for replica in range(dp):
             for rank in range(ranks):
                 self._init_actor(rank, replica)
-        ray.get([a.ping.remote() for row in self.actors for a in row], timeout=120)
+        # one warm reducer per rank, next to replica 0's actor of that rank
+        self.reducers = (
+            [
+                ray.remote(GradientReducer)
+                .options(
+                    num_cpus=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        placement_group=self.pg, placement_group_bundle_index=rank
+                    ),
+                )
+                .remote()
+                for rank in range(ranks)
+            ]
+            if dp > 1
+            else []
+        )
+        ray.get(
+            [a.ping.remote() for row in self.actors for a in row]
+            + [r.ping.remote() for r in self.reducers],
+            timeout=120,
+        )
 
     def _make_actor(self, rank, replica, strategy_cls, cpus):
         stage_layers = {
@@ -310,10 +332,9 @@ class RayPipeline:
 
         if not ray.is_initialized():
             return
-        for row in self.actors:
-            for actor in row:
-                ray.kill(actor)
-        self.actors = []
+        for actor in [a for row in self.actors for a in row] + self.reducers:
+            ray.kill(actor)
+        self.actors, self.reducers = [], []
         if self.pg is not None:
             from ray.util.placement_group import remove_placement_group
 
@@ -352,7 +373,8 @@ class RayPipeline:
         reduced: dict[int, object] = {}
         timing_refs = []
         for layer, refs in grad_refs.items():
-            total, timing = self._reducer.remote(*refs)
+            reducer = self.reducers[self.schedule.stage_to_rank[self.layer_stage[layer]]]
+            total, timing = reducer.reduce.options(num_returns=2).remote(*refs)
             reduced[layer] = total
             timing_refs.append((layer, timing))
         return sinks, reduced, timing_refs
