@@ -305,8 +305,8 @@ def cmd_compare(args) -> int:
         print(f"\nskipped (sizes do not suit them): {', '.join(skipped)}")
     if args.out:
         with StagedOutput(args.out) as out:
-            out.path("compare.csv").write_text(visualize.format_table(rows, "csv"))
-            out.path("compare.md").write_text(visualize.format_table(rows, "markdown"))
+            out.path("compare.csv").write_text(visualize.format_table(rows, "csv") + "\n")
+            out.path("compare.md").write_text(visualize.format_table(rows, "markdown") + "\n")
             visualize.save(visualize.compare_figure(timelines), out.path("compare"))
         print(f"\nwrote {', '.join(str(p) for p in out.written)}")
     return 0

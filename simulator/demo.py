@@ -16,9 +16,7 @@ DEMO_SCHEDULES = ("gpipe", "1f1b", "zb-h1")
 RANKS, MICROBATCHES, STEPS = 4, 8, 4
 # Wide enough that each action takes milliseconds, so measured timelines show the schedule,
 # not only Ray's per-call overhead; small enough to train all three in well under a minute.
-MODEL = (
-    "widths=2-" + "-".join(["1024"] * 9) + "-3,activation=relu,loss=ce,dtype=float32,seed=0"
-)
+MODEL = "widths=2-" + "-".join(["1024"] * 9) + "-3,activation=relu,loss=ce,dtype=float32,seed=0"
 ROWS_PER_MICROBATCH = 128
 
 INTRO = """\
@@ -148,8 +146,8 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
         bar.set_postfix_str("comparing schedules")
         timelines, skipped = compare_timelines(RANKS, MICROBATCHES, None)
         rows_table = visualize.comparison_rows(timelines)
-        (root / "compare.md").write_text(visualize.format_table(rows_table, "markdown"))
-        (root / "compare.csv").write_text(visualize.format_table(rows_table, "csv"))
+        (root / "compare.md").write_text(visualize.format_table(rows_table, "markdown") + "\n")
+        (root / "compare.csv").write_text(visualize.format_table(rows_table, "csv") + "\n")
         visualize.save(visualize.compare_figure(timelines), root / "compare")
         sections.append(
             Section(
