@@ -63,7 +63,7 @@ def main() -> None:
 
     ranks, m = 2, args.microbatches
     spec = ModelSpec(
-        widths=(2,) + (args.width,) * 4 + (3,), activation="relu", dtype="float32", seed=0
+        widths=(2,) + (args.width,) * 5 + (3,), activation="relu", dtype="float32", seed=0
     )
     config = TrainConfig(
         model=spec,

@@ -179,6 +179,26 @@ def _wire(schedule: Schedule, order: list[tuple[int, int]], param_stages: set[in
     return wired
 
 
+def _segments(wired: list[_Step]) -> list[list[_Step]]:
+    """Group each rank's actions into runs submitted as one Ray call each.
+
+    A run starts at an action whose input comes from another rank and ends after an action
+    whose output leaves the rank (or that returns gradients for the all-reduce), so every
+    payload still arrives at the start of a call and leaves at its end. Runs are listed in the
+    order of their first action in the dry run, which keeps submission topological.
+    """
+    runs: list[list[_Step]] = []
+    open_run: dict[int, list[_Step] | None] = {}
+    for step in wired:
+        run = open_run.get(step.rank)
+        if run is None or step.remote_input:
+            run = []
+            runs.append(run)
+        run.append(step)
+        open_run[step.rank] = None if step.send or step.grads_out else run
+    return runs
+
+
 class RayPipeline:
     """A pipeline (times ``dp`` replicas) of RankWorker actors that trains ``config``.
 
@@ -212,6 +232,7 @@ class RayPipeline:
         self.layer_stage = {i: s for s, layers in self.param_layers.items() for i in layers}
         self.reducers: list = []
         self.wired = _wire(schedule, self.order, param_stages, dp)
+        self.segments = _segments(self.wired)
         self.started_ray = False
         self.actors: list[list] = []
         self.pg = None
@@ -353,23 +374,25 @@ class RayPipeline:
         outputs: dict[tuple[int, tuple[int, str, int]], object] = {}
         sinks: list[tuple[object, int, int]] = []
         grad_refs: dict[int, list] = defaultdict(list)
-        for w in self.wired:
+        for segment in self.segments:
+            head, tail = segment[0], segment[-1]
+            specs = [(w.stage, w.kind, w.mb, w.keep_local, w.send, w.grads_out) for w in segment]
             for replica in range(dp):
-                actor = self.actors[replica][w.rank]
-                payload = outputs.pop((replica, w.producer)) if w.remote_input else None
-                n_grads = len(self.param_layers[w.stage]) if w.grads_out else 0
-                result = actor.act.options(num_returns=1 + n_grads).remote(
-                    w.stage, w.kind, w.mb, w.keep_local, w.send, w.grads_out, payload
+                actor = self.actors[replica][head.rank]
+                payload = outputs.pop((replica, head.producer)) if head.remote_input else None
+                n_grads = len(self.param_layers[tail.stage]) if tail.grads_out else 0
+                result = actor.run_segment.options(num_returns=1 + n_grads).remote(
+                    specs, payload
                 )
                 if n_grads:
                     result, *grads = result
-                    for layer, ref in zip(self.param_layers[w.stage], grads, strict=True):
+                    for layer, ref in zip(self.param_layers[tail.stage], grads, strict=True):
                         grad_refs[layer].append(ref)
-                if w.send:
-                    direction = "F" if w.kind == "F" else "G"
-                    outputs[(replica, (w.stage, direction, w.mb))] = result
+                if tail.send:
+                    direction = "F" if tail.kind == "F" else "G"
+                    outputs[(replica, (tail.stage, direction, tail.mb))] = result
                 else:
-                    sinks.append((result, w.rank, replica))
+                    sinks.append((result, head.rank, replica))
         reduced: dict[int, object] = {}
         timing_refs = []
         for layer, refs in grad_refs.items():
