@@ -60,7 +60,7 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
         batch_size=ROWS_PER_MICROBATCH * MICROBATCHES,
         microbatches=MICROBATCHES,
         steps=STEPS,
-        optimizer=OptimizerConfig("adam", lr=0.003),
+        optimizer=OptimizerConfig("adam", lr=1e-4),
     )
     tasks = len(DEMO_SCHEDULES) * 2 + 2
     sections: list[Section] = []
