@@ -155,3 +155,14 @@ def test_every_schedule_respects_dependencies_and_frees_all_memory(name, p, m, v
         assert totals[-1] == 0
         assert min(totals) >= 0
     assert len(timeline.events) == 2 * len(schedule)
+
+
+@pytest.mark.parametrize(("p", "m"), [(2, 4), (4, 8), (4, 16), (8, 16)])
+def test_zb_v_is_zero_bubble_in_steady_state(p, m):
+    """Qi et al.: with F = I = W, ZB-V's steady state has no bubble: once consecutive steps may
+    overlap (no optimizer barrier), a step takes exactly m (F + I + W)."""
+    _, free = run("zb-v", p, m, 2, steps=6, sync=False)
+    assert free.summary().step_times[-1] == pytest.approx(3 * m)
+    # with the barrier only the fill of the V remains: (p - 1) chunk forwards of 1/2 each
+    _, synced = run("zb-v", p, m, 2)
+    assert synced.summary().makespan == pytest.approx(3 * m + (p - 1) / 2)
