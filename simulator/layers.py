@@ -114,14 +114,57 @@ class Layer:
         return Flops(F=4.0 * in_features, I=4.0 * in_features, W=0.0)
 
 
-class Linear(Layer):
+class ParametricLayer(Layer):
+    """A layer with weights: caches its input in F; ``I`` also caches the output gradient, which
+    ``W`` needs with the input; ``B`` does both at once and caches nothing more.
+
+    Why one base: the cache protocol of a split backward is the same for every layer with
+    weights; a subclass says only how to compute the input gradient and the weight gradients.
+    """
+
+    has_params = True
+
+    def _grad_input(self, x: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _accumulate(self, x: np.ndarray, grad_out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def forward(self, mb, x):
+        self._put(mb, "input", x)
+        return self._forward(x)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward_input(self, mb, grad_out):
+        self._put(mb, "grad_out", grad_out)
+        return self._grad_input(self._peek(mb, "input"), grad_out)
+
+    def backward_weight(self, mb):
+        x = self._pop(mb, "input")
+        grad_out = self._pop(mb, "grad_out")
+        self._accumulate(x, grad_out)
+
+    def backward(self, mb, grad_out):
+        x = self._pop(mb, "input")
+        self._accumulate(x, grad_out)
+        return self._grad_input(x, grad_out)
+
+    @classmethod
+    def footprint(cls, in_features, out_features, rows, itemsize):
+        x = rows * in_features * itemsize
+        g = rows * out_features * itemsize
+        return Footprint(F=(x,), I=(g,), W=(-x, -g), B=(-x,))
+
+
+class Linear(ParametricLayer):
     """``Y = X W + b`` with ``W`` of shape (in, out), as in seed 001.
 
     Backward: ``dX = dY W^T``, ``dW = X^T dY``, ``db`` = column sum of ``dY``.
     """
 
     kind = "linear"
-    has_params = True
 
     def __init__(self, layer_index: int, in_features: int, out_features: int, dtype, rng=None):
         super().__init__(layer_index, in_features, out_features, dtype)
@@ -133,33 +176,15 @@ class Linear(Layer):
         self.params["b"] = np.zeros(out_features, dtype=self.dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, mb, x):
-        self._put(mb, "input", x)
+    def _forward(self, x):
         return x @ self.params["W"] + self.params["b"]
 
-    def backward_input(self, mb, grad_out):
-        self._put(mb, "grad_out", grad_out)
-        return grad_out @ self.params["W"].T
-
-    def backward_weight(self, mb):
-        x = self._pop(mb, "input")
-        grad_out = self._pop(mb, "grad_out")
-        self._accumulate(x, grad_out)
-
-    def backward(self, mb, grad_out):
-        x = self._pop(mb, "input")
-        self._accumulate(x, grad_out)
+    def _grad_input(self, x, grad_out):
         return grad_out @ self.params["W"].T
 
     def _accumulate(self, x, grad_out):
         self.grads["W"] += x.T @ grad_out
         self.grads["b"] += grad_out.sum(axis=0)
-
-    @classmethod
-    def footprint(cls, in_features, out_features, rows, itemsize):
-        x = rows * in_features * itemsize
-        g = rows * out_features * itemsize
-        return Footprint(F=(x,), I=(g,), W=(-x, -g), B=(-x,))
 
     @classmethod
     def flops(cls, in_features, out_features):
@@ -237,7 +262,7 @@ class GELU(Layer):
         return Flops(F=10.0 * in_features, I=16.0 * in_features, W=0.0)
 
 
-class LayerNorm(Layer):
+class LayerNorm(ParametricLayer):
     """Normalise each row, then scale and shift: y = gamma * x_hat + beta.
 
     Caches only its input; x_hat and 1/std are recomputed in the backward (cheap, and it keeps
@@ -245,7 +270,6 @@ class LayerNorm(Layer):
     """
 
     kind = "layernorm"
-    has_params = True
     eps = 1e-5
 
     def __init__(self, layer_index, in_features, out_features, dtype, rng=None):
@@ -259,8 +283,7 @@ class LayerNorm(Layer):
         rstd = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + self.eps)
         return (x - mean) * rstd, rstd
 
-    def forward(self, mb, x):
-        self._put(mb, "input", x)
+    def _forward(self, x):
         x_hat, _ = self._normalise(x)
         return x_hat * self.params["gamma"] + self.params["beta"]
 
@@ -268,34 +291,20 @@ class LayerNorm(Layer):
         x_hat, rstd = self._normalise(x)
         d_hat = grad_out * self.params["gamma"]
         n = x.shape[1]
-        return rstd / n * (
-            n * d_hat
-            - d_hat.sum(axis=1, keepdims=True)
-            - x_hat * (d_hat * x_hat).sum(axis=1, keepdims=True)
+        return (
+            rstd
+            / n
+            * (
+                n * d_hat
+                - d_hat.sum(axis=1, keepdims=True)
+                - x_hat * (d_hat * x_hat).sum(axis=1, keepdims=True)
+            )
         )
-
-    def backward_input(self, mb, grad_out):
-        self._put(mb, "grad_out", grad_out)
-        return self._grad_input(self._peek(mb, "input"), grad_out)
-
-    def backward_weight(self, mb):
-        x = self._pop(mb, "input")
-        grad_out = self._pop(mb, "grad_out")
-        self._accumulate(x, grad_out)
-
-    def backward(self, mb, grad_out):
-        x = self._pop(mb, "input")
-        self._accumulate(x, grad_out)
-        return self._grad_input(x, grad_out)
 
     def _accumulate(self, x, grad_out):
         x_hat, _ = self._normalise(x)
         self.grads["gamma"] += (grad_out * x_hat).sum(axis=0)
         self.grads["beta"] += grad_out.sum(axis=0)
-
-    @classmethod
-    def footprint(cls, in_features, out_features, rows, itemsize):
-        return Linear.footprint(in_features, in_features, rows, itemsize)
 
     @classmethod
     def flops(cls, in_features, out_features):

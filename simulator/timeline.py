@@ -309,31 +309,44 @@ class Timeline:
                         "args": {"sort_index": pid(rank, replica)},
                     }
                 )
+
+        def span(
+            name: str, cat: str, start: float, end: float, where: int, tid: int, args: dict
+        ) -> dict:
+            return {
+                "name": name,
+                "cat": cat,
+                "ph": "X",
+                "ts": start * scale,
+                "dur": (end - start) * scale,
+                "pid": where,
+                "tid": tid,
+                "args": args,
+            }
+
         for e in self.events:
             trace.append(
-                {
-                    "name": f"{e.stage}{e.kind}{e.microbatch}",
-                    "cat": e.kind,
-                    "ph": "X",
-                    "ts": e.start * scale,
-                    "dur": (e.end - e.start) * scale,
-                    "pid": pid(e.rank, e.replica),
-                    "tid": 0,
-                    "args": {"stage": e.stage, "microbatch": e.microbatch, "step": e.step},
-                }
+                span(
+                    f"{e.stage}{e.kind}{e.microbatch}",
+                    e.kind,
+                    e.start,
+                    e.end,
+                    pid(e.rank, e.replica),
+                    0,
+                    {"stage": e.stage, "microbatch": e.microbatch, "step": e.step},
+                )
             )
         for c in self.comms:
             trace.append(
-                {
-                    "name": f"{c.kind} mb{c.microbatch} -> stage {c.stage}",
-                    "cat": "comm",
-                    "ph": "X",
-                    "ts": c.start * scale,
-                    "dur": (c.end - c.start) * scale,
-                    "pid": pid(c.src_rank, c.replica),
-                    "tid": 1,
-                    "args": {"bytes": c.bytes, "dst_rank": c.dst_rank},
-                }
+                span(
+                    f"{c.kind} mb{c.microbatch} -> stage {c.stage}",
+                    "comm",
+                    c.start,
+                    c.end,
+                    pid(c.src_rank, c.replica),
+                    1,
+                    {"bytes": c.bytes, "dst_rank": c.dst_rank},
+                )
             )
         running: dict[tuple[int, int], int] = defaultdict(int)
         for change in self.cache:
@@ -350,16 +363,15 @@ class Timeline:
             )
         for a in self.allreduce:
             trace.append(
-                {
-                    "name": f"all-reduce layer {a.layer}",
-                    "cat": "allreduce",
-                    "ph": "X",
-                    "ts": a.start * scale,
-                    "dur": (a.end - a.start) * scale,
-                    "pid": 0,
-                    "tid": 2,
-                    "args": {"step": a.step},
-                }
+                span(
+                    f"all-reduce layer {a.layer}",
+                    "allreduce",
+                    a.start,
+                    a.end,
+                    0,
+                    2,
+                    {"step": a.step},
+                )
             )
         return {"traceEvents": trace, "displayTimeUnit": "ms"}
 

@@ -28,6 +28,7 @@ from visualize.style import (
     new_figure,
     run_title,
     set_time_axis,
+    shade_optimizer_steps,
     time_span,
 )
 
@@ -177,15 +178,7 @@ def grads_figure(
             zorder=5,
         )
 
-    for opt in optimizer:
-        ax.axvspan(
-            opt.start,
-            max(opt.end, opt.start + window * 0.003),
-            color=OPTIMIZER_COLOR,
-            alpha=0.45,
-            lw=0,
-            zorder=0.5,
-        )
+    shade_optimizer_steps(ax, optimizer, window, alpha=0.45, zorder=0.5, min_fraction=0.003)
 
     if len(rows) >= 2:
         earliest = min(rows, key=lambda r: r.ready)

@@ -14,12 +14,12 @@ from matplotlib.figure import Figure
 from simulator.timeline import Timeline
 from simulator.units import human_bytes
 from visualize.style import (
-    OPTIMIZER_COLOR,
     new_figure,
     rank_palette,
     run_title,
     set_bytes_axis,
     set_time_axis,
+    shade_optimizer_steps,
     time_span,
 )
 
@@ -71,14 +71,7 @@ def memory_figure(timeline: Timeline, *, title: str | None = None) -> Figure:
                 ax.plot(xs, ys, drawstyle="steps-post", color=colour, lw=1.3)
             else:
                 ax.plot(xs, ys, drawstyle="steps-post", color=colour, lw=0.8, ls="--", alpha=0.8)
-        for opt in timeline.optimizer:
-            ax.axvspan(
-                opt.start,
-                max(opt.end, opt.start + span * 0.002),
-                color=OPTIMIZER_COLOR,
-                alpha=0.35,
-                lw=0,
-            )
+        shade_optimizer_steps(ax, timeline.optimizer, span, zorder=1.0)
         peak, when, replica = peaks[rank]
         if peak > 0:
             ax.plot(

@@ -35,6 +35,7 @@ from visualize.style import (
     new_figure,
     run_title,
     set_time_axis,
+    shade_optimizer_steps,
     time_span,
 )
 
@@ -210,15 +211,7 @@ def pebble_figure(
             ax.axhline(first - 0.5, color="#BDBDBD", lw=0.8, zorder=0.5)
 
     # optimizer steps, as thin grey columns
-    for opt in timeline.optimizer:
-        ax.axvspan(
-            opt.start,
-            max(opt.end, opt.start + span * 0.002),
-            color=OPTIMIZER_COLOR,
-            alpha=0.35,
-            lw=0,
-            zorder=0.6,
-        )
+    shade_optimizer_steps(ax, timeline.optimizer, span)
 
     # purple: the gradient is ready
     for segment in grad_segments(timeline, replica):

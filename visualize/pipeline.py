@@ -27,6 +27,7 @@ from visualize.style import (
     new_figure,
     run_title,
     set_time_axis,
+    shade_optimizer_steps,
     time_span,
 )
 
@@ -234,15 +235,7 @@ def pipeline_figure(
                 zorder=1,
             )
         )
-    for opt in timeline.optimizer:
-        ax.axvspan(
-            opt.start,
-            max(opt.end, opt.start + span * 0.002),
-            color=OPTIMIZER_COLOR,
-            alpha=0.45,
-            lw=0,
-            zorder=1.5,
-        )
+    shade_optimizer_steps(ax, timeline.optimizer, span, alpha=0.45, zorder=1.5)
     draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize)
 
     if comms:

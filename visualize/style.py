@@ -169,6 +169,28 @@ def rank_palette(count: int) -> list:
     return [cmap(i / max(count - 1, 1)) for i in range(count)]
 
 
+def shade_optimizer_steps(
+    ax,
+    optimizer,
+    span: float,
+    *,
+    alpha: float = 0.35,
+    zorder: float = 0.6,
+    min_fraction: float = 0.002,
+) -> None:
+    """Grey columns where optimizer steps ran; at least ``min_fraction`` of ``span`` wide so
+    an instant step (the analytic default) still shows."""
+    for opt in optimizer:
+        ax.axvspan(
+            opt.start,
+            max(opt.end, opt.start + span * min_fraction),
+            color=OPTIMIZER_COLOR,
+            alpha=alpha,
+            lw=0,
+            zorder=zorder,
+        )
+
+
 def new_figure(width: float, height: float) -> Figure:
     """A pyplot-free figure with constrained layout."""
     return Figure(figsize=(width, height), layout="constrained")
@@ -200,6 +222,7 @@ __all__ = [
     "new_figure",
     "run_title",
     "save",
+    "shade_optimizer_steps",
     "set_bytes_axis",
     "set_time_axis",
     "time_axis",
