@@ -22,6 +22,8 @@ import math
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -95,6 +97,37 @@ def _check_reachable(address: str) -> None:
         raise PebbleError(f"no Ray cluster answers at {address} ({exc.strerror or exc}).") from None
 
 
+_PROBE = "import sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR'); ray.shutdown()"
+
+
+def _probe_cluster(address: str) -> None:
+    """Join the cluster once in a child process, within a time limit.
+
+    Why a child: Ray's client retries a port that accepts connections but is not a Ray cluster
+    for ever, printing as it goes. A child can be stopped and its noise kept out of sight.
+    """
+    timeout = float(os.environ.get("PEBBLESIM_CONNECT_TIMEOUT", "30"))
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE, address],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise PebbleError(f"no Ray cluster answered at {address} within {timeout:g} s.") from None
+    if probe.returncode != 0:
+        if "InvalidAuthToken" in probe.stderr or "Unauthenticated" in probe.stderr:
+            raise PebbleError(
+                f"the Ray cluster at {address} requires token authentication: set "
+                "RAY_AUTH_MODE=token (Ray reads the token from RAY_AUTH_TOKEN or its default "
+                "file; `ray get-auth-token` prints it) or use --address auto on the head node."
+            )
+        lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1].split(": ", 1)[-1] if lines else f"exit code {probe.returncode}"
+        raise PebbleError(f"cannot join the Ray cluster at {address}: {reason}")
+
+
 def ensure_ray(address: str | None, num_actors: int) -> bool:
     """Connect to ``address`` or start a local Ray sized for ``num_actors``; True if started."""
     import ray
@@ -104,6 +137,7 @@ def ensure_ray(address: str | None, num_actors: int) -> bool:
     if address:
         if address != "auto":
             _check_reachable(address)
+        _probe_cluster(address)
         try:
             ray.init(
                 address=address,
@@ -253,6 +287,10 @@ class RayPipeline:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         ranks, dp = self.schedule.num_ranks, self.options.dp
+        # Every result submitted here is consumed by another action or waited on as a sink, so
+        # a failure always reaches _wait and becomes one RankFailure sentence; Ray's own
+        # "unhandled error" log of the aborted step's leftover results would only repeat it.
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
         self.started_ray = ensure_ray(self.options.address, ranks * dp)
         available = ray.available_resources().get("CPU", 0.0)
         if available <= 0:
@@ -381,9 +419,7 @@ class RayPipeline:
                 actor = self.actors[replica][head.rank]
                 payload = outputs.pop((replica, head.producer)) if head.remote_input else None
                 n_grads = len(self.param_layers[tail.stage]) if tail.grads_out else 0
-                result = actor.run_segment.options(num_returns=1 + n_grads).remote(
-                    specs, payload
-                )
+                result = actor.run_segment.options(num_returns=1 + n_grads).remote(specs, payload)
                 if n_grads:
                     result, *grads = result
                     for layer, ref in zip(self.param_layers[tail.stage], grads, strict=True):

@@ -304,3 +304,41 @@ def test_unreachable_address_is_one_sentence_in_a_fresh_process():
     assert result.returncode == 1
     one_sentence_error(result.stderr)
     assert "127.0.0.1:9" in result.stderr
+
+
+def test_a_port_that_is_not_ray_fails_within_the_connect_timeout(tmp_path):
+    """A listener that accepts connections but speaks no Ray: Ray's own client would retry for
+    ever; pebblesim gives up after PEBBLESIM_CONNECT_TIMEOUT seconds with one sentence."""
+    import os
+    import socket
+    import time
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        began = time.time()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "simulator.cli",
+                "train",
+                "--schedule",
+                "1f1b",
+                "--ranks",
+                "2",
+                "--microbatches",
+                "2",
+                "--address",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PEBBLESIM_CONNECT_TIMEOUT": "4"},
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    assert time.time() - began < 60
+    assert result.returncode == 1
+    one_sentence_error(result.stderr)
