@@ -95,7 +95,16 @@ def cmd_simulate(args) -> int:
     schedule = make_schedule(
         args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
     )
-    plan = make_plan(schedule, args.model, args.batch_size, args.dp)
+    model, batch_size = args.model, args.batch_size
+    if args.profile and not model:
+        # predict the profiled model unless told otherwise, at the profiled microbatch size
+        from simulator.costs import Profile
+
+        profile = Profile.load(args.profile)
+        model = profile.model
+        if batch_size is None:
+            batch_size = profile.microbatch_rows * schedule.num_microbatches * args.dp
+    plan = make_plan(schedule, model, batch_size, args.dp)
     costs = make_costs(plan, args.costs, args.comm_latency, args.hardware, args.profile)
     with StagedOutput(args.out) as out:
         timeline = simulate(

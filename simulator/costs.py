@@ -195,26 +195,66 @@ def flop_costs(
     )
 
 
+def _stage_flops(spec: ModelSpec, layers: range) -> dict[str, float]:
+    """FLOPs per microbatch row of one stage, per phase."""
+    infos = spec.layers()
+    totals = {"F": 0.0, "I": 0.0, "W": 0.0}
+    for index in layers:
+        flops = infos[index].flops()
+        for kind in totals:
+            totals[kind] += getattr(flops, kind)
+    return totals
+
+
+def _measured(costs: dict, flops: dict[str, float]) -> tuple[float, float, float, float | None]:
+    """F, I, W (and B if measured) seconds of one profiled stage. A schedule without a split
+    backward measured only B: it is divided between I and W by their FLOPs."""
+    f, i, w, b = (costs.get(k) for k in ("F", "I", "W", "B"))
+    if b is not None and (i is None or w is None):
+        backward = flops["I"] + flops["W"]
+        share = flops["I"] / backward if backward else 0.5
+        i, w = b * share, b * (1 - share)
+    if f is None or i is None or w is None:
+        raise PebbleError("the profile lacks F, I or W times for a stage.")
+    return f, i, w, b
+
+
 def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows: int) -> CostModel:
-    """Seconds from a measured profile. The profile must describe the same stages; its times
-    scale linearly with rows when the microbatch size differs."""
-    wanted = [[r[0], r[-1]] for r in partition.stage_layers]
-    if [list(s) for s in profile.stages] != wanted:
-        raise PebbleError(
-            f"the profile was measured on stages {profile.stages}, but this run splits the model "
-            f"into {wanted}; profile the same ranks and chunks."
-        )
-    factor = rows / profile.microbatch_rows
+    """Seconds from a measured profile, for this model, split and microbatch size.
+
+    On the profiled split the measured stage times are used directly (scaled linearly with
+    rows). On any other split, or another model, the profile is a calibration: it gives the
+    FLOP/s this machine sustained in forwards and in backwards, and each new stage costs its
+    FLOPs at those rates. That is how a small measured run predicts a bigger one.
+    """
+    profiled = ModelSpec.parse(profile.model)
+    profiled_stages = [range(a, b + 1) for a, b in profile.stages]
+    measured = [
+        _measured(c, _stage_flops(profiled, r))
+        for c, r in zip(profile.costs, profiled_stages, strict=True)
+    ]
+    same_split = profiled == spec and [[r[0], r[-1]] for r in partition.stage_layers] == [
+        list(s) for s in profile.stages
+    ]
     stage_costs = []
-    for measured in profile.costs:
-        f, i, w, b = (measured.get(k) for k in ("F", "I", "W", "B"))
-        if b is not None and (i is None or w is None):
-            i = w = b / 2  # a schedule without split backward only measured B
-        if f is None or i is None or w is None:
-            raise PebbleError("the profile lacks F, I or W times for a stage.")
-        stage_costs.append(
-            StageCost(f * factor, i * factor, w * factor, None if b is None else b * factor)
-        )
+    if same_split:
+        factor = rows / profile.microbatch_rows
+        for f, i, w, b in measured:
+            stage_costs.append(
+                StageCost(f * factor, i * factor, w * factor, None if b is None else b * factor)
+            )
+    else:
+        work = {"F": 0.0, "I": 0.0, "W": 0.0}
+        seconds = {"F": 0.0, "I": 0.0, "W": 0.0}
+        for (f, i, w, _b), layers in zip(measured, profiled_stages, strict=True):
+            flops = _stage_flops(profiled, layers)
+            for kind, t in (("F", f), ("I", i), ("W", w)):
+                work[kind] += flops[kind] * profile.microbatch_rows
+                seconds[kind] += t
+        rate = {k: work[k] / seconds[k] if seconds[k] > 0 else math.inf for k in work}
+        for layers in partition.stage_layers:
+            flops = _stage_flops(spec, layers)
+            stage_costs.append(StageCost(**{k: flops[k] * rows / rate[k] for k in flops}))
     transfer = profile.transfer or {}
     return CostModel(
         stage_costs=tuple(stage_costs),

@@ -278,6 +278,23 @@ def test_train_check_json_matches_the_reference(ray_session, capsys, tmp_path):
     )
     assert code == 0
     assert json.loads(out)["time_unit"] == "s"
+    # ... and, calibrated, a bigger one: twice the ranks, four times the microbatches
+    code, out, err = run_cli(
+        capsys,
+        "simulate",
+        "--schedule",
+        "1f1b",
+        "--ranks",
+        4,
+        "--microbatches",
+        16,
+        "--profile",
+        tmp_path / "profile.json",
+        "--json",
+    )
+    assert code == 0, err
+    bigger = json.loads(out)
+    assert bigger["ranks"] == 4 and bigger["makespan"] > 0
 
 
 def test_unreachable_address_is_one_sentence_in_a_fresh_process():
