@@ -297,33 +297,29 @@ def test_train_check_json_matches_the_reference(ray_session, capsys, tmp_path):
     assert bigger["ranks"] == 4 and bigger["makespan"] > 0
 
 
-def test_unreachable_address_is_one_sentence_in_a_fresh_process():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulator.cli",
-            "train",
-            "--schedule",
-            "1f1b",
-            "--ranks",
-            "2",
-            "--microbatches",
-            "2",
-            "--address",
-            "127.0.0.1:9",
-        ],
+def run_cli_process(*argv, env=None) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process, where no Ray is running yet."""
+    return subprocess.run(
+        [sys.executable, "-m", "simulator.cli", *map(str, argv)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
         cwd=Path(__file__).resolve().parents[1],
     )
+
+
+TRAIN_SMALL = ("train", "--schedule", "1f1b", "--ranks", 2, "--microbatches", 2)
+
+
+def test_unreachable_address_is_one_sentence_in_a_fresh_process():
+    result = run_cli_process(*TRAIN_SMALL, "--address", "127.0.0.1:9")
     assert result.returncode == 1
     one_sentence_error(result.stderr)
     assert "127.0.0.1:9" in result.stderr
 
 
-def test_a_port_that_is_not_ray_fails_within_the_connect_timeout(tmp_path):
+def test_a_port_that_is_not_ray_fails_within_the_connect_timeout():
     """A listener that accepts connections but speaks no Ray: Ray's own client would retry for
     ever; pebblesim gives up after PEBBLESIM_CONNECT_TIMEOUT seconds with one sentence."""
     import os
@@ -335,26 +331,11 @@ def test_a_port_that_is_not_ray_fails_within_the_connect_timeout(tmp_path):
         server.listen()
         port = server.getsockname()[1]
         began = time.time()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "simulator.cli",
-                "train",
-                "--schedule",
-                "1f1b",
-                "--ranks",
-                "2",
-                "--microbatches",
-                "2",
-                "--address",
-                f"127.0.0.1:{port}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result = run_cli_process(
+            *TRAIN_SMALL,
+            "--address",
+            f"127.0.0.1:{port}",
             env={**os.environ, "PEBBLESIM_CONNECT_TIMEOUT": "4"},
-            cwd=Path(__file__).resolve().parents[1],
         )
     assert time.time() - began < 60
     assert result.returncode == 1
