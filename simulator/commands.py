@@ -12,6 +12,8 @@ from simulator.runs import make_costs, make_plan, make_schedule, summary_dict
 from simulator.timeline import Timeline
 from simulator.units import human_bytes, human_time
 
+OVERHEAD_DOMINATES = 5e-3  # seconds: below this per action, Ray's per-call cost dominates
+
 
 def format_summary(timeline: Timeline) -> str:
     """A readable summary table of one run."""
@@ -229,6 +231,14 @@ def cmd_train(args) -> int:
         emit_json(payload)
         return 0
     print(format_summary(result.timeline))
+    durations = sorted(e.end - e.start for e in result.timeline.events)
+    typical = durations[len(durations) // 2] if durations else 0.0
+    if typical < OVERHEAD_DOMINATES:
+        print(
+            f"\nnote: the median action took {human_time(typical)}; Ray's cost per call (about "
+            "1 ms) dominates such short actions, so the bubble above is mostly overhead. Use a "
+            "wider --model or a larger --batch-size to see the schedule itself."
+        )
     print("\nloss per step: " + ", ".join(f"{x:.4f}" for x in result.losses))
     if result.restarts:
         print(f"recovered from {result.restarts} rank failure(s) by restarting the step")
