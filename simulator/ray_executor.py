@@ -438,15 +438,23 @@ class RayPipeline:
             timing_refs.append((layer, timing))
         return sinks, reduced, timing_refs
 
-    def _wait(self, step: int, refs: list[tuple[object, int, int]], deadline: float) -> None:
-        """Wait for every ref; the first failure becomes a RankFailure naming the rank."""
+    def _wait(
+        self,
+        step: int,
+        refs: list[tuple[object, int, int]],
+        deadline: float,
+        applying: bool = False,
+    ) -> list:
+        """Wait for every ref and return the values in order; the first failure (or the
+        deadline) becomes a RankFailure naming the rank."""
         import ray
 
-        pending = {ref: (rank, replica) for ref, rank, replica in refs}
+        pending = {ref: (index, rank, replica) for index, (ref, rank, replica) in enumerate(refs)}
+        values: list = [None] * len(refs)
         while pending:
             left = deadline - time.time()
             if left <= 0:
-                stuck = sorted(set(pending.values()))
+                stuck = sorted({(rank, replica) for _, rank, replica in pending.values()})
                 raise RankFailure(
                     f"step {step} did not finish within {self.options.step_timeout:g} s; "
                     f"still waiting on rank {stuck[0][0]} (replica {stuck[0][1]}).",
@@ -457,29 +465,42 @@ class RayPipeline:
                 list(pending), num_returns=len(pending), timeout=min(left, 1.0), fetch_local=False
             )
             for ref in ready:
-                where = pending.pop(ref)
+                index, rank, replica = pending.pop(ref)
                 try:
-                    ray.get(ref)
+                    values[index] = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - any failure aborts the step
-                    raise self._failure(step, where, exc) from None
+                    raise self._failure(step, (rank, replica), exc, applying) from None
+        return values
 
-    def _failure(self, step: int, where: tuple[int, int], exc: Exception) -> RankFailure:
+    def _on_every_actor(
+        self, step: int, method: str, deadline: float, *args, applying: bool = False
+    ) -> list:
+        """Call ``method`` on every rank actor and wait for all, failures named by rank."""
+        refs = [
+            (getattr(actor, method).remote(*args), rank, replica)
+            for replica, row in enumerate(self.actors)
+            for rank, actor in enumerate(row)
+        ]
+        return self._wait(step, refs, deadline, applying)
+
+    def _failure(
+        self, step: int, where: tuple[int, int], exc: Exception, applying: bool = False
+    ) -> RankFailure:
         """Name the dead ranks if any died, else the rank whose action raised."""
+        outcome = (
+            "other ranks may already have applied the step"
+            if applying
+            else "no rank applied the step"
+        )
         dead = self.dead_ranks()
         if dead:
             names = ", ".join(
                 f"rank {r}" + (f" (replica {d})" if self.options.dp > 1 else "") for r, d in dead
             )
-            return RankFailure(
-                f"{names} died during step {step}; no rank applied the step.", step, dead
-            )
+            return RankFailure(f"{names} died during step {step}; {outcome}.", step, dead)
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        rank, replica = where
-        return RankFailure(
-            f"step {step} failed on rank {rank}: {cause}; no rank applied the step.",
-            step,
-            [where],
-        )
+        rank, _replica = where
+        return RankFailure(f"step {step} failed on rank {rank}: {cause}; {outcome}.", step, [where])
 
     def dead_ranks(self) -> list[tuple[int, int]]:
         import ray
@@ -509,11 +530,10 @@ class RayPipeline:
         if fault is not None:
             rank, replica = fault
             ray.kill(self.actors[replica][rank], no_restart=True)
-        self._wait(step, sinks + [(t, -1, -1) for _, t in timing_refs], deadline)
-        ends = ray.get(
-            [a.end_step.remote(step) for row in self.actors for a in row],
-            timeout=max(1.0, deadline - time.time()),
-        )
+        timings = self._wait(step, sinks + [(t, -1, -1) for _, t in timing_refs], deadline)[
+            len(sinks) :
+        ]
+        ends = self._on_every_actor(step, "end_step", deadline, step)
         leftovers = [e for e in ends if e["cached"] or e["local"]]
         if leftovers:
             raise RankFailure(
@@ -522,31 +542,24 @@ class RayPipeline:
                 step,
                 [(leftovers[0]["rank"], 0)],
             )
-        gradients = self.gradients() if collect_gradients else None
+        gradients = None
+        if collect_gradients:
+            gradients = self._sum_over_replicas(self._on_every_actor(step, "gradients", deadline))
         layers = tuple(sorted(reduced))
         refs = [reduced[layer] for layer in layers]
-        applied = [
-            (a.apply_step.remote(step, layers, *refs), rank, replica)
-            for replica, row in enumerate(self.actors)
-            for rank, a in enumerate(row)
-        ]
-        self._wait(step, applied, deadline)
-        for layer, timing in timing_refs:
-            self._reduce_times.append((layer, step, ray.get(timing)))
-        self._records.extend(
-            ray.get([a.drain_records.remote() for row in self.actors for a in row])
-        )
+        self._on_every_actor(step, "apply_step", deadline, step, layers, *refs, applying=True)
+        for (layer, _), timing in zip(timing_refs, timings, strict=True):
+            self._reduce_times.append((layer, step, timing))
+        self._records.extend(self._on_every_actor(step, "drain_records", deadline))
         return sum(e["loss"] for e in ends), gradients
 
-    def gradients(self) -> dict[tuple[int, str], np.ndarray]:
+    @staticmethod
+    def _sum_over_replicas(per_actor: list[dict]) -> dict[tuple[int, str], np.ndarray]:
         """Gradients of the step just run, summed over replicas (for checking only)."""
-        import ray
-
         total: dict[tuple[int, str], np.ndarray] = {}
-        for row in self.actors:
-            for grads in ray.get([a.gradients.remote() for a in row]):
-                for key, g in grads.items():
-                    total[key] = total[key] + g if key in total else g
+        for grads in per_actor:
+            for key, g in grads.items():
+                total[key] = total[key] + g if key in total else g
         return total
 
     def weights(self) -> dict[tuple[int, str], np.ndarray]:
@@ -558,7 +571,18 @@ class RayPipeline:
         return out
 
     def _snapshot(self) -> list[list]:
-        return [[a.get_state.remote() for a in row] for row in self.actors]
+        """References to every actor's committed weights and optimizer state.
+
+        The driver owns these objects, so they outlive an actor that dies later; but only once
+        they exist, so the snapshot is complete before the next step starts (nothing is
+        fetched to the driver).
+        """
+        import ray
+
+        refs = [[a.get_state.remote() for a in row] for row in self.actors]
+        flat = [ref for row in refs for ref in row]
+        ray.wait(flat, num_returns=len(flat), timeout=self.options.step_timeout, fetch_local=False)
+        return refs
 
     def _restore(self, snapshot: list[list]) -> None:
         import ray
