@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", default="all", choices=["pebble", "pipeline", "memory", "grads", "all"]
     )
     plot.add_argument("--out", default=".", help="output folder (default: here)")
+    plot.add_argument(
+        "--against",
+        metavar="OTHER.json",
+        help="also draw overlay.png: this run against another Timeline of the same "
+        "configuration (e.g. train --out's predicted_timeline.json)",
+    )
 
     compare = sub.add_parser("compare", help="compare schedules on the same model and sizes")
     compare.add_argument("--ranks", type=_positive, required=True)

@@ -48,6 +48,13 @@ def _write_timeline(out, timeline: Timeline, prefix: str = "") -> None:
     timeline.save_chrome_trace(out.path(f"{prefix}trace.json"))
 
 
+def write_measured_run(out, result, predicted: Timeline, prefix: str = "") -> None:
+    """A Ray run's files: measured Timeline and trace, cost profile, and the prediction."""
+    _write_timeline(out, result.timeline, prefix)
+    result.profile.save(out.path(f"{prefix}profile.json"))
+    predicted.save(out.path(f"{prefix}predicted_timeline.json"))
+
+
 def cmd_schedules(args) -> int:
     from schedules.registry import list_schedules
 
@@ -225,8 +232,8 @@ def cmd_train(args) -> int:
             payload["max_grad_rel_diff"] = diffs["max_grad_rel_diff"]
             payload["max_weight_abs_diff"] = diffs["max_weight_abs_diff"]
         if args.out:
-            _write_timeline(out, result.timeline)
-            result.profile.save(out.path("profile.json"))
+            predicted = pipeline.prediction(result)
+            write_measured_run(out, result, predicted)
     if args.json:
         emit_json(payload)
         return 0
@@ -250,8 +257,8 @@ def cmd_train(args) -> int:
         )
     if args.out:
         print(
-            f"\nwrote {args.out}/timeline.json, trace.json (Perfetto) and profile.json "
-            f"(use with simulate --profile)"
+            f"\nwrote {args.out}/: timeline.json, trace.json (Perfetto), profile.json (use with "
+            "simulate --profile) and predicted_timeline.json (compare with plot --against)"
         )
     return 0
 
@@ -267,6 +274,10 @@ def cmd_plot(args) -> int:
     with StagedOutput(args.out) as out:
         for kind in kinds:
             visualize.save(visualize.FIGURES[kind](timeline), out.path(kind))
+        if args.against:
+            other = Timeline.load(args.against)
+            pair = sorted((timeline, other), key=lambda t: t.meta.get("source") != "analytic")
+            visualize.save(visualize.overlay_figure(*pair), out.path("overlay"))
     for path in out.written:
         print(path)
     return 0

@@ -81,7 +81,9 @@ class Profile:
 
     File format (JSON): ``{"version": 1, "model": ModelSpec text, "microbatch_rows": int,
     "stages": [[first_layer, last_layer], ...], "costs": [{"F": s, "I": s, "W": s, "B": s}, ...],
-    "transfer": {"latency": s, "bandwidth": bytes/s}}``; a kind never measured is ``null``.
+    "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s}``; a kind never
+    measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time between
+    steps, which a multi-step prediction adds after every step.
     """
 
     model: str
@@ -90,6 +92,7 @@ class Profile:
     costs: list[dict[str, float | None]]
     transfer: dict[str, float] = field(default_factory=dict)
     version: int = PROFILE_VERSION
+    step_overhead: float = 0.0  # seconds between one step's last action and the next's first
 
     def save(self, path) -> None:
         with open(path, "w") as handle:
@@ -257,6 +260,7 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
             stage_costs.append(StageCost(**{k: flops[k] * rows / rate[k] for k in flops}))
     transfer = profile.transfer or {}
     return CostModel(
+        optimizer_time=profile.step_overhead,
         stage_costs=tuple(stage_costs),
         boundary_bytes=_boundary_bytes(spec, partition, rows),
         comm_latency=float(transfer.get("latency", 0.0)),

@@ -43,9 +43,7 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
 
     import visualize
     from schedules.registry import build_schedule
-    from simulator.analytic import simulate
-    from simulator.commands import compare_timelines
-    from simulator.costs import profile_costs
+    from simulator.commands import compare_timelines, write_measured_run
     from simulator.model import ModelSpec
     from simulator.optim import OptimizerConfig
     from simulator.outputs import StagedOutput
@@ -74,23 +72,12 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
             schedule = build_schedule(name, RANKS, MICROBATCHES)
             with RayPipeline(schedule, config, RayOptions(address=address)) as pipeline:
                 result = pipeline.run(STEPS)
-                partition, rows = pipeline.partition, pipeline.microbatch_rows
+                predicted = pipeline.prediction(result)
             bar.update(1)
             bar.set_postfix_str(f"drawing {name}")
             measured = result.timeline
-            predicted = simulate(
-                schedule,
-                profile_costs(result.profile, spec, partition, rows),
-                spec,
-                partition,
-                rows,
-                steps=STEPS,
-            )
             folder = root / name
-            measured.save(staged.path(f"{name}/timeline.json"))
-            measured.save_chrome_trace(staged.path(f"{name}/trace.json"))
-            predicted.save(staged.path(f"{name}/predicted_timeline.json"))
-            result.profile.save(staged.path(f"{name}/profile.json"))
+            write_measured_run(staged, result, predicted, prefix=f"{name}/")
             for kind, draw in visualize.FIGURES.items():
                 visualize.save(draw(measured), folder / kind)
             visualize.save(visualize.overlay_figure(predicted, measured), folder / "overlay")

@@ -654,6 +654,24 @@ class RayPipeline:
             action_order=self.action_order(timeline),
         )
 
+    def prediction(self, result: RayRunResult) -> Timeline:
+        """The analytic executor's Timeline of this very run, from the run's own profile."""
+        from simulator.analytic import simulate
+        from simulator.costs import profile_costs
+
+        spec = self.config.model
+        steps = int(result.timeline.meta.get("steps", 1))
+        costs = profile_costs(result.profile, spec, self.partition, self.microbatch_rows)
+        return simulate(
+            self.schedule,
+            costs,
+            spec,
+            self.partition,
+            self.microbatch_rows,
+            steps=steps,
+            dp=self.options.dp,
+        )
+
     def _drop_step_records(self, step: int) -> None:
         self._reduce_times = [r for r in self._reduce_times if r[1] != step]
 
@@ -766,12 +784,19 @@ class RayPipeline:
                 }
             )
         waits = [c.end - c.start for c in timeline.comms if c.end > c.start]
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for e in timeline.events:
+            first[e.step] = min(first.get(e.step, e.start), e.start)
+            last[e.step] = max(last.get(e.step, e.end), e.end)
+        gaps = [first[s] - last[s - 1] for s in sorted(first) if s - 1 in last]
         return Profile(
             model=self.config.model.to_text(),
             microbatch_rows=self.microbatch_rows,
             stages=[[r[0], r[-1]] for r in self.partition.stage_layers],
             costs=costs,
             transfer={"latency": statistics.median(waits) if waits else 0.0},
+            step_overhead=statistics.median(gaps) if gaps else 0.0,
         )
 
     @staticmethod

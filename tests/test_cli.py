@@ -278,6 +278,20 @@ def test_train_check_json_matches_the_reference(ray_session, capsys, tmp_path):
     )
     assert code == 0
     assert json.loads(out)["time_unit"] == "s"
+    # train --out also wrote its own prediction; plot --against overlays the two
+    code, out, err = run_cli(
+        capsys,
+        "plot",
+        tmp_path / "timeline.json",
+        "--kind",
+        "pipeline",
+        "--against",
+        tmp_path / "predicted_timeline.json",
+        "--out",
+        tmp_path / "fig",
+    )
+    assert code == 0, err
+    assert (tmp_path / "fig" / "overlay.png").stat().st_size > 1000
     # ... and, calibrated, a bigger one: twice the ranks, four times the microbatches
     code, out, err = run_cli(
         capsys,
