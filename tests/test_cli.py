@@ -168,34 +168,11 @@ def test_argparse_mistakes_exit_2(capsys):
 
 
 def test_a_failed_run_leaves_earlier_outputs_intact(capsys, tmp_path):
-    code, _, _ = run_cli(
-        capsys,
-        "simulate",
-        "--schedule",
-        "gpipe",
-        "--ranks",
-        2,
-        "--microbatches",
-        4,
-        "--out",
-        tmp_path,
-    )
+    gpipe = ("simulate", "--schedule", "gpipe", "--ranks", 2, "--microbatches", 4)
+    code, _, _ = run_cli(capsys, *gpipe, "--out", tmp_path)
     assert code == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    code, _, err = run_cli(
-        capsys,
-        "simulate",
-        "--schedule",
-        "gpipe",
-        "--ranks",
-        2,
-        "--microbatches",
-        4,
-        "--out",
-        tmp_path,
-        "--profile",
-        tmp_path / "x",
-    )
+    code, _, err = run_cli(capsys, *gpipe, "--out", tmp_path, "--profile", tmp_path / "x")
     assert code == 1
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert after == before
