@@ -28,6 +28,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from simulator.errors import PebbleError
+
 SCHEMA_VERSION = 1
 
 
@@ -112,15 +114,6 @@ class Summary:
     per_rank: list[RankSummary]
     step_times: list[float]
     gradient_ready: list[dict]
-
-    def as_dict(self) -> dict:
-        return {
-            "makespan": self.makespan,
-            "bubble_fraction": self.bubble_fraction,
-            "per_rank": [vars(r) for r in self.per_rank],
-            "step_times": self.step_times,
-            "gradient_ready": self.gradient_ready,
-        }
 
 
 @dataclass
@@ -244,8 +237,6 @@ class Timeline:
 
     @classmethod
     def from_dict(cls, data: dict) -> Timeline:
-        from simulator.errors import PebbleError
-
         version = data.get("version")
         if version != SCHEMA_VERSION:
             raise PebbleError(
@@ -263,8 +254,6 @@ class Timeline:
 
     @classmethod
     def load(cls, path) -> Timeline:
-        from simulator.errors import PebbleError
-
         try:
             with open(path) as handle:
                 data = json.load(handle)

@@ -14,11 +14,11 @@ def human_bytes(n: float) -> str:
 
 
 def human_time(t: float, unit: str = "s") -> str:
-    """Seconds as s/ms/us; abstract cost units as plain numbers."""
+    """A time or duration in a Timeline's unit, readable: ``27 units``, ``1.23 s``,
+    ``12.3 ms``, ``45 µs`` (three significant digits). One formatter for the CLI and figures."""
     if unit != "s":
-        return f"{t:.4g} units"
-    if abs(t) >= 1:
-        return f"{t:.3f} s"
-    if abs(t) >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
+        return f"{t:.3g} {'units' if unit == 'unit' else unit}"
+    for factor, name in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
+        if t == 0 or abs(t) * factor >= 1 or name == "µs":
+            return f"{t * factor:.3g} {name}"
+    raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from simulator.timeline import Timeline
-from simulator.units import human_bytes
+from simulator.units import human_bytes, human_time
 
 # Okabe-Ito, the colour-blind-safe qualitative palette.
 OKABE_ITO = {
@@ -71,15 +71,7 @@ def time_span(timeline: Timeline) -> float:
     return max(ends, default=0.0)
 
 
-def format_time(t: float, unit: str = "s") -> str:
-    """A time or duration in a Timeline's unit, readable: ``27 units``, ``1.23 s``,
-    ``12.3 ms``, ``45 µs`` (three significant digits)."""
-    if unit != "s":
-        return f"{t:.3g} {'units' if unit == 'unit' else unit}"
-    for factor, name in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
-        if t == 0 or abs(t) * factor >= 1 or name == "µs":
-            return f"{t * factor:.3g} {name}"
-    raise AssertionError("unreachable")
+format_time = human_time  # the figures format times exactly as the CLI does
 
 
 def set_time_axis(ax, timeline: Timeline | str, span: float | None = None) -> tuple[float, str]:
