@@ -33,7 +33,7 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _add_schedule_args(parser: argparse.ArgumentParser, ranks_required: bool = True) -> None:
+def _add_schedule_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", help="schedule name (see `pebblesim schedules`)")
     parser.add_argument("--schedule-file", help="a schedule in PyTorch's compute-only CSV layout")
     parser.add_argument("--ranks", type=_positive, help="pipeline ranks p")

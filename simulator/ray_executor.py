@@ -166,7 +166,7 @@ def _package_dirs() -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Step:
+class _WiredAction:
     """How one action is wired: where its input comes from, where its output goes."""
 
     rank: int
@@ -208,12 +208,12 @@ def _wire(schedule: Schedule, order: list[tuple[int, int]], param_stages: set[in
         send = receiver is not None and to_rank[receiver] != rank
         grads_out = dp > 1 and stage in param_stages and last_weight_action.get(stage) == position
         wired.append(
-            _Step(rank, stage, kind, mb, producer, remote_input, keep_local, send, grads_out)
+            _WiredAction(rank, stage, kind, mb, producer, remote_input, keep_local, send, grads_out)
         )
     return wired
 
 
-def _segments(wired: list[_Step]) -> list[list[_Step]]:
+def _segments(wired: list[_WiredAction]) -> list[list[_WiredAction]]:
     """Group each rank's actions into runs submitted as one Ray call each.
 
     A run starts at an action whose input comes from another rank and ends after an action
@@ -221,15 +221,15 @@ def _segments(wired: list[_Step]) -> list[list[_Step]]:
     payload still arrives at the start of a call and leaves at its end. Runs are listed in the
     order of their first action in the dry run, which keeps submission topological.
     """
-    runs: list[list[_Step]] = []
-    open_run: dict[int, list[_Step] | None] = {}
-    for step in wired:
-        run = open_run.get(step.rank)
-        if run is None or step.remote_input:
+    runs: list[list[_WiredAction]] = []
+    open_run: dict[int, list[_WiredAction] | None] = {}
+    for action in wired:
+        run = open_run.get(action.rank)
+        if run is None or action.remote_input:
             run = []
             runs.append(run)
-        run.append(step)
-        open_run[step.rank] = None if step.send or step.grads_out else run
+        run.append(action)
+        open_run[action.rank] = None if action.send or action.grads_out else run
     return runs
 
 
@@ -548,9 +548,11 @@ class RayPipeline:
         layers = tuple(sorted(reduced))
         refs = [reduced[layer] for layer in layers]
         self._on_every_actor(step, "apply_step", deadline, step, layers, *refs, applying=True)
+        records = self._on_every_actor(step, "drain_records", deadline)
+        # a step's measurements are kept only once all of it succeeded: a rerun never doubles
+        self._records.extend(records)
         for (layer, _), timing in zip(timing_refs, timings, strict=True):
             self._reduce_times.append((layer, step, timing))
-        self._records.extend(self._on_every_actor(step, "drain_records", deadline))
         return sum(e["loss"] for e in ends), gradients
 
     @staticmethod
@@ -633,7 +635,6 @@ class RayPipeline:
                 retries_left -= 1
                 restarts += 1
                 self._restore(snapshot)
-                self._drop_step_records(step)
                 continue
             if grads is not None:
                 first_grads = grads
@@ -672,10 +673,6 @@ class RayPipeline:
             dp=self.options.dp,
         )
 
-    def _drop_step_records(self, step: int) -> None:
-        self._reduce_times = [r for r in self._reduce_times if r[1] != step]
-
-    # ------------------------------------------------------------------ measurement
     def timeline(self, steps: int) -> Timeline:
         """Merge every actor's records into one Timeline, times from the first action."""
         rows = defaultdict(list)
@@ -724,31 +721,28 @@ class RayPipeline:
         """A transfer runs from the producer's end; it is counted until the consumer starts
         only when the consumer sat idle waiting for it (otherwise it was hidden: zero length)."""
         produced: dict[tuple, tuple[int, float]] = {}
-        previous_end: dict[tuple, float] = {}
+        # per action: its rank, its start, and when its rank's previous action ended
+        started: dict[tuple, tuple[int, float, float]] = {}
         last_end: dict[tuple[int, int], float] = {}
         for e in events:
-            direction = "F" if e.kind == "F" else "G"
             if e.kind != "W":
+                direction = "F" if e.kind == "F" else "G"
                 produced[(e.replica, e.step, e.stage, direction, e.microbatch)] = (e.rank, e.end)
-            previous_end[(e.replica, e.step, e.stage, e.kind, e.microbatch)] = last_end.get(
-                (e.replica, e.rank), 0.0
-            )
+            key = (e.replica, e.step, e.stage, e.kind, e.microbatch)
+            started[key] = (e.rank, e.start, last_end.get((e.replica, e.rank), 0.0))
             last_end[(e.replica, e.rank)] = e.end
-        start_of = {
-            (e.replica, e.step, e.stage, e.kind, e.microbatch): (e.rank, e.start) for e in events
-        }
         comms = {}
         for replica, stage, kind, mb, step, nbytes in received:
             key = (replica, step, stage, kind, mb)
-            if key not in start_of:
+            if key not in started:
                 continue
-            rank, start = start_of[key]
+            rank, start, previous_end = started[key]
             src_stage = stage - 1 if kind == "F" else stage + 1
             source = produced.get((replica, step, src_stage, "F" if kind == "F" else "G", mb))
             if source is None:
                 continue
             src_rank, sent = source
-            waited = previous_end[key] <= sent
+            waited = previous_end <= sent
             comms[key] = CommEvent(
                 src_rank,
                 rank,

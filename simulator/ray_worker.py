@@ -19,7 +19,7 @@ from simulator.cache import ActivationCache
 from simulator.model import ModelSpec
 from simulator.optim import OptimizerConfig
 from simulator.recorder import Recorder
-from simulator.reference import set_loss_scale
+from simulator.reference import gradients_of, set_loss_scale, weights_of
 from simulator.stage import Stage
 
 BLAS_ENV = {
@@ -92,7 +92,7 @@ class RankWorker:
 
     def end_step(self, step: int) -> dict:
         """Confirm the step's backward is complete here: the cache must be empty."""
-        losses = sum(s.losses.get(mb, 0.0) for s in self.stages.values() for mb in s.losses)
+        losses = sum(sum(s.losses.values()) for s in self.stages.values())
         return {
             "rank": self.rank,
             "loss": losses,
@@ -105,10 +105,10 @@ class RankWorker:
         return [layer for s in self.stages.values() for layer in s.layers]
 
     def gradients(self) -> dict[tuple[int, str], np.ndarray]:
-        return {(l.layer_index, k): g.copy() for l in self.layers() for k, g in l.grads.items()}
+        return gradients_of(self.layers())
 
     def weights(self) -> dict[tuple[int, str], np.ndarray]:
-        return {(l.layer_index, k): p.copy() for l in self.layers() for k, p in l.params.items()}
+        return weights_of(self.layers())
 
     def get_state(self) -> dict:
         return {
@@ -181,18 +181,17 @@ class RankWorker:
             self.recorder.on_receive(stage_index, kind, mb, payload.nbytes)
         elif (stage_index, kind, mb) in self._expects_local:
             payload = self.local.pop((stage_index, direction, mb))
+        rows = slice(mb * self.rows, (mb + 1) * self.rows)
+        targets = None
         if kind == "F":
-            if stage_index == 0:
-                payload = self.x[mb * self.rows : (mb + 1) * self.rows]
-            targets = self.y[mb * self.rows : (mb + 1) * self.rows] if stage.is_last else None
-            out = stage.forward(mb, payload, targets)
+            payload = self.x[rows] if stage_index == 0 else payload
+            targets = self.y[rows] if stage.is_last else None
             receiver = None if stage.is_last else stage_index + 1
         elif kind == "W":
-            stage.backward_weight(mb)
-            out, receiver = None, None
+            receiver = None
         else:
-            out = stage.handlers[kind](mb, payload)
             receiver = None if stage_index == 0 else stage_index - 1
+        out = stage.run(kind, mb, payload, targets)
         if receiver is None:
             out = None
         elif keep_local:

@@ -63,11 +63,17 @@ class ReferenceResult:
         return self.stage.layers
 
     def weights(self) -> dict[tuple[int, str], np.ndarray]:
-        return {(l.layer_index, k): v for l in self.layers for k, v in l.params.items()}
+        return weights_of(self.layers)
 
 
 def gradients_of(layers: list[Layer]) -> dict[tuple[int, str], np.ndarray]:
+    """Copies of every parameter gradient, keyed by (global layer index, parameter name)."""
     return {(l.layer_index, k): g.copy() for l in layers for k, g in l.grads.items()}
+
+
+def weights_of(layers: list[Layer]) -> dict[tuple[int, str], np.ndarray]:
+    """Copies of every parameter, keyed by (global layer index, parameter name)."""
+    return {(l.layer_index, k): p.copy() for l in layers for k, p in l.params.items()}
 
 
 def train_step(stage: Stage, x, y, slices: list[slice], split_backward: bool = False) -> float:
