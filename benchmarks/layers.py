@@ -1,8 +1,8 @@
 """Overhead of pebblesim's numpy layers over the bare matmuls they must do.
 
 Runs a stack of ``--layers`` blocks of Linear(width, width) + ReLU, float32, at ``--batch`` rows,
-forward then full backward through ``simulator.stage.Stage``, and compares the median time with
-the median time of the three matmuls per Linear that any implementation needs
+forward then full backward through ``simulator.model.stage.Stage``, and compares the median
+time with the median time of the three matmuls per Linear that any implementation needs
 (``x @ W``, ``g @ W.T``, ``x.T @ g``). Everything else (bias, activation, caching, gradient
 accumulation, bookkeeping) is overhead; the target is under 10 %.
 
@@ -25,8 +25,8 @@ from contextlib import nullcontext  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from simulator.layers import Linear, ReLU  # noqa: E402
-from simulator.stage import Stage  # noqa: E402
+from simulator.model.layers import Linear, ReLU  # noqa: E402
+from simulator.model.stage import Stage  # noqa: E402
 
 try:  # optional: also pins threads of an already-loaded BLAS
     from threadpoolctl import threadpool_limits

@@ -21,13 +21,13 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 from schedules.registry import build_schedule  # noqa: E402
-from simulator.analytic import simulate  # noqa: E402
-from simulator.costs import profile_costs  # noqa: E402
+from simulator.analytic.costs import profile_costs  # noqa: E402
+from simulator.analytic.executor import simulate  # noqa: E402
 from simulator.model import ModelSpec  # noqa: E402
-from simulator.optim import OptimizerConfig  # noqa: E402
-from simulator.ray_executor import RayPipeline  # noqa: E402
-from simulator.reference import TrainConfig, set_loss_scale, train_step  # noqa: E402
-from simulator.stage import Stage  # noqa: E402
+from simulator.model.optim import OptimizerConfig  # noqa: E402
+from simulator.model.reference import TrainConfig, set_loss_scale, train_step  # noqa: E402
+from simulator.model.stage import Stage  # noqa: E402
+from simulator.ray_pipeline.executor import RayPipeline  # noqa: E402
 
 
 def step_span(timeline, step: int) -> float:

@@ -14,8 +14,8 @@ import time
 
 from schedules.registry import build_schedule
 from schedules.validate import validate
-from simulator.analytic import simulate
-from simulator.costs import unit_costs
+from simulator.analytic.costs import unit_costs
+from simulator.analytic.executor import simulate
 from simulator.model import ModelSpec, partition
 
 CASES = [("interleaved-1f1b", 32, 256, 2, 0.5), ("interleaved-1f1b", 128, 1024, 2, 5.0)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from simulator import demo
+from simulator.cli import demo
 
 
 def test_demo_writes_every_figure_and_a_report_whose_links_resolve(

@@ -12,8 +12,8 @@ import itertools
 import pytest
 
 from schedules.registry import build_schedule, list_schedules
-from simulator.analytic import simulate
-from simulator.costs import unit_costs
+from simulator.analytic.costs import unit_costs
+from simulator.analytic.executor import simulate
 from simulator.model import ModelSpec, partition
 from simulator.timeline import Timeline
 

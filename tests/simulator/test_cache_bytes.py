@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.cache import ActivationCache, CacheEvent
-from simulator.layers import LAYER_CLASSES, Layer, Loss
 from simulator.model import ModelSpec, partition
-from simulator.reference import set_loss_scale
-from simulator.stage import Stage
+from simulator.model.cache import ActivationCache, CacheEvent
+from simulator.model.layers import LAYER_CLASSES, Layer, Loss
+from simulator.model.reference import set_loss_scale
+from simulator.model.stage import Stage
 
 ROWS = 5
 N_IN, N_OUT = 6, 4
@@ -134,7 +134,7 @@ def test_stage_actions_move_the_concatenated_footprints(dtype, loss):
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_analytic_memory_plans_net_to_what_the_stages_move(loss):
     """The analytic executor's per-action plan nets to the same per-layer totals."""
-    analytic = pytest.importorskip("simulator.analytic")
+    analytic = pytest.importorskip("simulator.analytic.executor")
     _run_stage_actions("float32", loss, plans=analytic.memory_plans)
 
 

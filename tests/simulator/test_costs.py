@@ -7,7 +7,7 @@ import math
 import pytest
 
 from schedules.registry import build_schedule
-from simulator.costs import (
+from simulator.analytic.costs import (
     Hardware,
     Profile,
     flop_costs,

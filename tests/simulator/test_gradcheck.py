@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.cache import ActivationCache
-from simulator.layers import (
+from simulator.model import ModelSpec, partition
+from simulator.model.cache import ActivationCache
+from simulator.model.layers import (
     GELU,
     MSE,
     Layer,
@@ -24,9 +25,8 @@ from simulator.layers import (
     SoftmaxCrossEntropy,
     Tanh,
 )
-from simulator.model import ModelSpec, partition
-from simulator.reference import set_loss_scale
-from simulator.stage import Stage
+from simulator.model.reference import set_loss_scale
+from simulator.model.stage import Stage
 
 STEP = 1e-6
 TOLERANCE = 1e-6

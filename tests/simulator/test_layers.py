@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.cache import ActivationCache
-from simulator.layers import (
+from simulator.model import ModelSpec
+from simulator.model.cache import ActivationCache
+from simulator.model.layers import (
     GELU,
     LAYER_CLASSES,
     MSE,
@@ -20,10 +21,9 @@ from simulator.layers import (
     SoftmaxCrossEntropy,
     Tanh,
 )
-from simulator.model import ModelSpec
-from simulator.optim import OptimizerConfig
-from simulator.reference import set_loss_scale, train_step
-from simulator.stage import Stage
+from simulator.model.optim import OptimizerConfig
+from simulator.model.reference import set_loss_scale, train_step
+from simulator.model.stage import Stage
 
 PLAIN_LAYERS = [Linear, ReLU, Sigmoid, Tanh, GELU, LayerNorm]
 ROWS = 6

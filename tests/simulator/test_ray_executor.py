@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from schedules.registry import build_schedule, list_schedules
-from simulator.analytic import simulate
-from simulator.costs import unit_costs
+from simulator.analytic.costs import unit_costs
+from simulator.analytic.executor import simulate
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
-from simulator.optim import OptimizerConfig
-from simulator.ray_executor import RankFailure, RayOptions, RayPipeline
-from simulator.reference import TrainConfig, train_reference
+from simulator.model.optim import OptimizerConfig
+from simulator.model.reference import TrainConfig, train_reference
+from simulator.ray_pipeline.executor import RankFailure, RayOptions, RayPipeline
 
 RANKS, MICROBATCHES = 2, 4
 

@@ -13,12 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from simulator.data import load, regression, spiral, split_microbatches
 from simulator.errors import PebbleError
-from simulator.layers import Linear
 from simulator.model import ModelSpec
-from simulator.optim import SGD, Adam, OptimizerConfig
-from simulator.reference import (
+from simulator.model.data import load, regression, spiral, split_microbatches
+from simulator.model.layers import Linear
+from simulator.model.optim import SGD, Adam, OptimizerConfig
+from simulator.model.reference import (
     TrainConfig,
     accuracy,
     gradients_of,
@@ -26,7 +26,7 @@ from simulator.reference import (
     train_reference,
     train_step,
 )
-from simulator.stage import Stage
+from simulator.model.stage import Stage
 
 
 def report_accuracy(label: str, result, config: TrainConfig) -> float:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator.layers import MSE, Linear, Sigmoid, SoftmaxCrossEntropy
+from simulator.model.layers import MSE, Linear, Sigmoid, SoftmaxCrossEntropy
 
 F64 = np.float64
 

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("schedules.validate")
 
 from schedules.actions import Action, Schedule, loop_stage_to_rank  # noqa: E402
-from simulator.analytic import simulate  # noqa: E402
-from simulator.costs import unit_costs  # noqa: E402
+from simulator.analytic.costs import unit_costs  # noqa: E402
+from simulator.analytic.executor import simulate  # noqa: E402
 from simulator.model import ModelSpec, partition  # noqa: E402
 from tests.visualize.synthetic import patches_with, texts_with  # noqa: E402
 from visualize import (  # noqa: E402

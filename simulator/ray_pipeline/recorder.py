@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from simulator.cache import CacheEvent
+from simulator.model.cache import CacheEvent
 
 
 class Recorder:

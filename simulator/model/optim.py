@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.errors import PebbleError
-from simulator.layers import Layer
+from simulator.model.layers import Layer
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,8 @@
-"""The ``pebblesim`` command line: the only place that prints.
-
-Every error a user can cause is a PebbleError, printed as one sentence with a non-zero exit;
-anything else is a bug and keeps its traceback.
-"""
+"""The ``pebblesim`` argument parser: every subcommand, its flags and their value checks."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-
-from simulator.errors import PebbleError
 
 
 def _positive(text: str) -> int:
@@ -143,25 +135,3 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from simulator import commands
-
-        return getattr(commands, f"cmd_{args.command}")(args)
-    except PebbleError as exc:
-        print(f"pebblesim: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("pebblesim: interrupted", file=sys.stderr)
-        return 130
-
-
-def emit_json(payload: dict) -> None:
-    print(json.dumps(payload, indent=None, default=float))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schedules.actions import Schedule
-from simulator.costs import (
+from simulator.analytic.costs import (
     CostModel,
     Hardware,
     Profile,

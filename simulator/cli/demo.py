@@ -43,12 +43,12 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
 
     import visualize
     from schedules.registry import build_schedule
-    from simulator.commands import compare_timelines, write_measured_run
+    from simulator.cli.commands import compare_timelines, write_measured_run
+    from simulator.cli.outputs import StagedOutput
     from simulator.model import ModelSpec
-    from simulator.optim import OptimizerConfig
-    from simulator.outputs import StagedOutput
-    from simulator.ray_executor import RayOptions, RayPipeline
-    from simulator.reference import TrainConfig
+    from simulator.model.optim import OptimizerConfig
+    from simulator.model.reference import TrainConfig
+    from simulator.ray_pipeline.executor import RayOptions, RayPipeline
     from visualize.report import Section
 
     spec = ModelSpec.parse(MODEL)

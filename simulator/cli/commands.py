@@ -1,18 +1,22 @@
-"""One function per ``pebblesim`` subcommand; the parser lives in ``simulator.cli``."""
+"""One function per ``pebblesim`` subcommand; the parser lives in ``simulator.cli.parser``."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
 
-from simulator.cli import emit_json
+from simulator.cli.workflows import make_costs, make_plan, make_schedule, summary_dict
 from simulator.errors import PebbleError
-from simulator.runs import make_costs, make_plan, make_schedule, summary_dict
 from simulator.timeline import Timeline
 from simulator.units import human_bytes, human_time
 
 OVERHEAD_DOMINATES = 5e-3  # seconds: below this per action, Ray's per-call cost dominates
+
+
+def emit_json(payload: dict) -> None:
+    print(json.dumps(payload, indent=None, default=float))
 
 
 def format_summary(timeline: Timeline) -> str:
@@ -86,7 +90,7 @@ def cmd_export(args) -> int:
     if args.output:
         from pathlib import Path
 
-        from simulator.outputs import StagedOutput
+        from simulator.cli.outputs import StagedOutput
 
         target = Path(args.output)
         with StagedOutput(target.parent if str(target.parent) else ".") as out:
@@ -98,8 +102,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from simulator.analytic import simulate
-    from simulator.outputs import StagedOutput
+    from simulator.analytic.executor import simulate
+    from simulator.cli.outputs import StagedOutput
 
     schedule = make_schedule(
         args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
@@ -107,7 +111,7 @@ def cmd_simulate(args) -> int:
     model, batch_size = args.model, args.batch_size
     if args.profile and not model:
         # predict the profiled model unless told otherwise, at the profiled microbatch size
-        from simulator.costs import Profile
+        from simulator.analytic.costs import Profile
 
         profile = Profile.load(args.profile)
         model = profile.model
@@ -146,7 +150,7 @@ def default_train_model(num_stages: int) -> str:
 def max_differences(result, config) -> dict:
     """Largest relative gradient difference (step 1) and absolute weight difference (last
     step) between the Ray run and the sequential reference on the same data."""
-    from simulator.reference import train_reference
+    from simulator.model.reference import train_reference
 
     first = train_reference(config, steps=1)
     final = train_reference(config)
@@ -183,10 +187,10 @@ def _parse_fault(text: str | None) -> tuple[int, int, int] | None:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from simulator.optim import OptimizerConfig
-    from simulator.outputs import StagedOutput
-    from simulator.ray_executor import RayOptions, RayPipeline
-    from simulator.reference import TrainConfig
+    from simulator.cli.outputs import StagedOutput
+    from simulator.model.optim import OptimizerConfig
+    from simulator.model.reference import TrainConfig
+    from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 
     schedule = make_schedule(
         args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
@@ -265,7 +269,7 @@ def cmd_train(args) -> int:
 
 def cmd_plot(args) -> int:
     import visualize
-    from simulator.outputs import StagedOutput
+    from simulator.cli.outputs import StagedOutput
 
     timeline = Timeline.load(args.timeline)
     if not timeline.events:
@@ -299,7 +303,7 @@ def compare_timelines(
     """Simulate each named schedule on the same model; returns the timelines and the names
     skipped because the sizes do not suit them (only when no names were asked for)."""
     from schedules.registry import SCHEDULES, canonical_name
-    from simulator.analytic import simulate
+    from simulator.analytic.executor import simulate
 
     spec = comparison_model(ranks, chunks, model)
     asked = names is not None
@@ -323,7 +327,7 @@ def compare_timelines(
 
 def cmd_compare(args) -> int:
     import visualize
-    from simulator.outputs import StagedOutput
+    from simulator.cli.outputs import StagedOutput
 
     names = [n.strip() for n in args.schedules.split(",") if n.strip()] if args.schedules else None
     timelines, skipped = compare_timelines(
@@ -343,7 +347,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from simulator.demo import run_demo
+    from simulator.cli.demo import run_demo
 
     report = run_demo(args.out, args.address)
     print(f"\nthe tour is in {args.out}/: start with {report}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from schedules.actions import Schedule
 from schedules.validate import validate
-from simulator.costs import CostModel
+from simulator.analytic.costs import CostModel
 from simulator.model import ModelSpec, Partition
 from simulator.timeline import (
     AllReduce,

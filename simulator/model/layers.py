@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.cache import ActivationCache
+from simulator.model.cache import ActivationCache
 
 Phase = str  # "F", "I", "W" or "B"
 

@@ -33,12 +33,12 @@ import numpy as np
 
 from schedules.actions import Schedule
 from schedules.validate import validate
-from simulator.analytic import timeline_meta
-from simulator.costs import Profile
+from simulator.analytic.costs import Profile
+from simulator.analytic.executor import timeline_meta
 from simulator.errors import PebbleError
 from simulator.model import partition as make_partition
-from simulator.ray_worker import BLAS_ENV, GradientReducer, RankWorker
-from simulator.reference import TrainConfig
+from simulator.model.reference import TrainConfig
+from simulator.ray_pipeline.worker import BLAS_ENV, GradientReducer, RankWorker
 from simulator.timeline import (
     AllReduce,
     CacheChange,
@@ -657,8 +657,8 @@ class RayPipeline:
 
     def prediction(self, result: RayRunResult) -> Timeline:
         """The analytic executor's Timeline of this very run, from the run's own profile."""
-        from simulator.analytic import simulate
-        from simulator.costs import profile_costs
+        from simulator.analytic.costs import profile_costs
+        from simulator.analytic.executor import simulate
 
         spec = self.config.model
         steps = int(result.timeline.meta.get("steps", 1))

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulator.cache import ActivationCache
-from simulator.layers import Layer, Loss
+from simulator.model.cache import ActivationCache
+from simulator.model.layers import Layer, Loss
 
 
 class Stage:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.data import load, split_microbatches
-from simulator.layers import Layer, Loss
-from simulator.model import ModelSpec
-from simulator.optim import OptimizerConfig
-from simulator.stage import Stage
+from simulator.model.data import load, split_microbatches
+from simulator.model.layers import Layer, Loss
+from simulator.model.optim import OptimizerConfig
+from simulator.model.spec import ModelSpec
+from simulator.model.stage import Stage
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ schedule and every partition trains the identical model as the sequential refere
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from simulator.errors import PebbleError
-from simulator.layers import LAYER_CLASSES, Flops, Footprint, Layer
+from simulator.model.layers import LAYER_CLASSES, Flops, Footprint, Layer
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}
@@ -164,76 +164,3 @@ class LayerInfo:
         if cls.has_params:
             return cls(self.index, self.in_features, self.out_features, spec.dtype, rng=rng)
         return cls(self.index, self.in_features, self.out_features, spec.dtype)
-
-
-@dataclass(frozen=True)
-class Partition:
-    """Contiguous layer ranges, one per stage, in model order."""
-
-    stage_layers: tuple[range, ...] = field(default_factory=tuple)
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.stage_layers)
-
-    def stage_of_layer(self, layer_index: int) -> int:
-        for stage_index, layers in enumerate(self.stage_layers):
-            if layer_index in layers:
-                return stage_index
-        raise IndexError(layer_index)
-
-
-def partition(spec: ModelSpec, num_stages: int) -> Partition:
-    """Split the model into ``num_stages`` contiguous stages balanced by forward+backward FLOPs.
-
-    Cuts fall between blocks (Linear + its norm and activation) when there are enough blocks,
-    so a stage never separates a Linear from its activation; otherwise between single layers.
-    """
-    if num_stages < 1:
-        raise PebbleError(f"a model needs at least one stage, got {num_stages}.")
-    infos = spec.layers()
-    blocks: list[list[LayerInfo]] = []
-    for info in infos:
-        if blocks and blocks[-1][0].block == info.block:
-            blocks[-1].append(info)
-        else:
-            blocks.append([info])
-    if len(blocks) < num_stages:
-        blocks = [[info] for info in infos]
-    if len(blocks) < num_stages:
-        raise PebbleError(
-            f"the model has {len(infos)} layers but the schedule needs {num_stages} stages; "
-            "use a deeper model (--model) or fewer ranks/chunks."
-        )
-
-    def cost(block: list[LayerInfo]) -> float:
-        total = 0.0
-        for info in block:
-            f = info.flops()
-            total += f.F + f.I + f.W
-        return total
-
-    costs = [cost(b) for b in blocks]
-    total = sum(costs)
-    # Cut after block k when that boundary is the one nearest the stage's cumulative share
-    # (taking block k+1 too would overshoot the share by more than stopping here falls short),
-    # keeping every stage non-empty and leaving at least one block for each remaining stage.
-    cuts: list[int] = []
-    running = 0.0
-    for k, c in enumerate(costs[:-1]):
-        running += c
-        stage = len(cuts) + 1
-        if stage >= num_stages:
-            break
-        remaining_blocks = len(costs) - (k + 1)
-        must_cut = remaining_blocks == num_stages - stage
-        share = total * stage / num_stages
-        if must_cut or running + costs[k + 1] / 2 >= share - 1e-9 * total:
-            cuts.append(k + 1)
-    bounds = [0, *cuts, len(blocks)]
-    ranges = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        first = blocks[lo][0].index
-        last = blocks[hi - 1][-1].index
-        ranges.append(range(first, last + 1))
-    return Partition(tuple(ranges))

@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from simulator.cache import ActivationCache
 from simulator.model import ModelSpec
-from simulator.optim import OptimizerConfig
-from simulator.recorder import Recorder
-from simulator.reference import gradients_of, set_loss_scale, weights_of
-from simulator.stage import Stage
+from simulator.model.cache import ActivationCache
+from simulator.model.optim import OptimizerConfig
+from simulator.model.reference import gradients_of, set_loss_scale, weights_of
+from simulator.model.stage import Stage
+from simulator.ray_pipeline.recorder import Recorder
 
 BLAS_ENV = {
     "OMP_NUM_THREADS": "1",

@@ -1,0 +1,1 @@
+"""The Ray executor: one actor per pipeline rank trains for real; the run is measured."""
