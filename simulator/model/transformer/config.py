@@ -1,0 +1,84 @@
+"""The architecture of a decoder-only transformer, as data.
+
+Why one frozen dataclass: the numpy layers (which run at toy size), the footprint and FLOP rules
+(which the analytic executor evaluates at GPT-3 scale), the presets and the parameter count all
+read the same fields, so a preset that fits in a test is the same object a 175B prediction uses.
+
+Vocabulary follows Korthikanti et al. 2022: ``s`` sequence length, ``b`` microbatch size in
+sequences, ``h`` hidden size, ``a`` attention heads, ``t`` tensor-parallel degree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.errors import PebbleError
+
+MLP_KINDS = ("gelu", "swiglu")
+NORM_KINDS = ("layernorm", "rmsnorm")
+POSITION_KINDS = ("learned", "rope")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A GPT- or Llama-style decoder: ``layers`` blocks of attention + MLP between an embedding
+    and an LM head.
+
+    * ``kv_heads`` < ``heads`` is grouped-query attention (None: as many as ``heads``).
+    * ``ffn`` is the MLP's inner width (None: 4 h for GELU; Llama presets give theirs).
+    * ``position`` "learned" adds a position table (GPT); "rope" has no parameters (Llama).
+    * ``dropout`` is the probability of the attention and residual dropouts; Korthikanti's
+      activation counts assume dropout is on, masks kept at 1 byte per element.
+    * ``tied_embeddings``: the LM head reuses the token embedding (GPT-3) or has its own (Llama).
+    * ``bias``: linear layers and norms carry biases (GPT) or not (Llama).
+    """
+
+    layers: int
+    hidden: int
+    heads: int
+    seq: int
+    vocab: int
+    kv_heads: int | None = None
+    ffn: int | None = None
+    mlp: str = "gelu"
+    norm: str = "layernorm"
+    position: str = "learned"
+    dropout: float = 0.1
+    tied_embeddings: bool = True
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "hidden", "heads", "seq", "vocab"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PebbleError(f"transformer {name} must be a positive integer, got {value!r}.")
+        if self.hidden % self.heads:
+            raise PebbleError(
+                f"transformer hidden {self.hidden} is not a multiple of heads {self.heads}."
+            )
+        if self.heads % self.num_kv_heads:
+            raise PebbleError(
+                f"transformer heads {self.heads} is not a multiple of kv_heads {self.num_kv_heads}."
+            )
+        if self.mlp not in MLP_KINDS:
+            raise PebbleError(f"unknown mlp {self.mlp!r}; choose {' or '.join(MLP_KINDS)}.")
+        if self.norm not in NORM_KINDS:
+            raise PebbleError(f"unknown norm {self.norm!r}; choose {' or '.join(NORM_KINDS)}.")
+        if self.position not in POSITION_KINDS:
+            raise PebbleError(
+                f"unknown position {self.position!r}; choose {' or '.join(POSITION_KINDS)}."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise PebbleError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.heads if self.kv_heads is None else self.kv_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def ffn_hidden(self) -> int:
+        return 4 * self.hidden if self.ffn is None else self.ffn
