@@ -1,14 +1,24 @@
 """pebblesim.schedules: the action IR, one generator per schedule family, the validator, CSV I/O."""
 
-from schedules.actions import KINDS, Action, Schedule, ScheduleError
+from schedules.actions import KINDS, Action, Schedule
 from schedules.csv_io import read_csv, schedule_to_csv, write_csv
+from schedules.dependencies import PIPELINE_RULE, DependencyRule, Flow, Kind, KindRule, Need
+from schedules.errors import PebbleError, ScheduleError
 from schedules.registry import SCHEDULES, build_schedule, canonical_name, list_schedules
-from schedules.validate import validate
+from schedules.validate import DryRun, validate
 
 __all__ = [
     "KINDS",
+    "PIPELINE_RULE",
     "SCHEDULES",
     "Action",
+    "DependencyRule",
+    "DryRun",
+    "Flow",
+    "Kind",
+    "KindRule",
+    "Need",
+    "PebbleError",
     "Schedule",
     "ScheduleError",
     "build_schedule",

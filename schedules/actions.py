@@ -11,24 +11,22 @@ printed, diffed, exported, simulated and executed without change.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from simulator.errors import PebbleError
+from schedules.dependencies import Kind
+from schedules.errors import ScheduleError
+from schedules.grid import format_grid
 
-KINDS = ("F", "B", "I", "W")
-_ACTION_RE = re.compile(r"^\s*(\d+)\s*([FBIW])\s*(\d+)\s*$")
-
-
-class ScheduleError(PebbleError):
-    """A schedule that cannot run: bad sizes, a missing or misplaced action, a deadlock."""
+KINDS = tuple(kind.value for kind in Kind)
+_ACTION_RE = re.compile(r"^\s*(\d+)\s*([" + "".join(KINDS) + r"])\s*(\d+)\s*$")
 
 
 class Action(NamedTuple):
     """One unit of work on one rank. Immutable and hashable; ``str`` gives ``2F0``."""
 
     stage_index: int
-    kind: str
+    kind: Kind
     microbatch_index: int
 
     def __str__(self) -> str:
@@ -42,7 +40,7 @@ class Action(NamedTuple):
                 f"cannot read action {text.strip()!r}; write it like 2F0 "
                 "(stage, kind F/B/I/W, microbatch)."
             )
-        return cls(int(match.group(1)), match.group(2), int(match.group(3)))
+        return cls(int(match.group(1)), Kind(match.group(2)), int(match.group(3)))
 
 
 def loop_stage_to_rank(num_ranks: int, chunks: int) -> tuple[int, ...]:
@@ -71,10 +69,16 @@ class Schedule:
     num_microbatches: int
     stage_to_rank: tuple[int, ...]
     actions: tuple[tuple[Action, ...], ...]
+    _rank_stages: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage_to_rank", tuple(self.stage_to_rank))
         object.__setattr__(self, "actions", tuple(tuple(a) for a in self.actions))
+        rank_stages: list[list[int]] = [[] for _ in self.actions]
+        for stage_index, rank in enumerate(self.stage_to_rank):
+            if isinstance(rank, int) and 0 <= rank < len(rank_stages):
+                rank_stages[rank].append(stage_index)
+        object.__setattr__(self, "_rank_stages", tuple(tuple(s) for s in rank_stages))
 
     @classmethod
     def from_dict(
@@ -105,7 +109,8 @@ class Schedule:
         return self.num_stages // self.num_ranks
 
     def stages_of_rank(self, rank: int) -> list[int]:
-        return [s for s, r in enumerate(self.stage_to_rank) if r == rank]
+        """The stages ``rank`` holds, in model order (a lookup, not a scan)."""
+        return list(self._rank_stages[rank])
 
     def as_dict(self) -> dict[int, list[Action]]:
         return {rank: list(actions) for rank, actions in enumerate(self.actions)}
@@ -113,21 +118,9 @@ class Schedule:
     def __len__(self) -> int:
         return sum(len(a) for a in self.actions)
 
-    def grid(self, mark: tuple[int, int] | None = None, width: int | None = None) -> str:
-        """Per-rank rows of actions; ``mark=(rank, position)`` brackets one action."""
-        cell = max((len(str(a)) for row in self.actions for a in row), default=3) + 3
-        lines = []
-        for rank, row in enumerate(self.actions):
-            shown = row if width is None else row[:width]
-            cells = []
-            for position, action in enumerate(shown):
-                text = str(action)
-                if mark == (rank, position):
-                    text = f"[{text}]"
-                cells.append(text.ljust(cell))
-            more = " ..." if width is not None and len(row) > width else ""
-            lines.append(f"rank {rank}: " + "".join(cells).rstrip() + more)
-        return "\n".join(lines)
+    def grid(self, mark: tuple[int, int] | None = None) -> str:
+        """Every rank's actions, positions as a header; ``mark=(rank, position)`` bracketed."""
+        return format_grid(self.actions, mark, max_columns=None, max_rows=None)
 
     def __str__(self) -> str:
         return self.grid()

@@ -15,6 +15,7 @@ Timeline (p=3, m=3; unit-time run with F one unit, B two)::
 from __future__ import annotations
 
 from schedules.actions import Action, Schedule, loop_stage_to_rank
+from schedules.dependencies import Kind
 from schedules.sizes import one_chunk
 
 
@@ -23,7 +24,7 @@ def gpipe(num_ranks: int, num_microbatches: int, chunks: int | None = None) -> S
     one_chunk("gpipe", num_ranks, num_microbatches, chunks)
     per_rank = []
     for rank in range(num_ranks):
-        forwards = [Action(rank, "F", mb) for mb in range(num_microbatches)]  # fill
-        backwards = [Action(rank, "B", mb) for mb in range(num_microbatches)]  # drain
+        forwards = [Action(rank, Kind.F, mb) for mb in range(num_microbatches)]  # fill
+        backwards = [Action(rank, Kind.B, mb) for mb in range(num_microbatches)]  # drain
         per_rank.append(forwards + backwards)
     return Schedule("gpipe", num_microbatches, loop_stage_to_rank(num_ranks, 1), per_rank)

@@ -6,7 +6,7 @@ neighbourhood of the problem, not ten thousand columns.
 
 from __future__ import annotations
 
-from schedules.actions import Schedule
+from collections.abc import Sequence
 
 MAX_COLUMNS = 12
 MAX_ROWS = 12
@@ -20,18 +20,20 @@ def _window(total: int, size: int, centre: int) -> tuple[int, int]:
 
 
 def format_grid(
-    schedule: Schedule,
+    rows: Sequence[Sequence[object]],
     mark: tuple[int, int] | None = None,
-    max_columns: int = MAX_COLUMNS,
-    max_rows: int = MAX_ROWS,
+    max_columns: int | None = MAX_COLUMNS,
+    max_rows: int | None = MAX_ROWS,
 ) -> str:
-    """Rows of actions per rank, positions as a header, ``mark=(rank, position)`` bracketed.
+    """Rows of actions per rank (``schedule.actions``), positions as a header,
+    ``mark=(rank, position)`` bracketed.
 
     Only ``max_columns`` positions around the mark (the start if there is none) and
-    ``max_rows`` ranks around the marked rank are shown; elisions are written as ``...``.
+    ``max_rows`` ranks around the marked rank are shown (None: all); elisions are ``...``.
     """
-    rows = schedule.actions
     longest = max((len(row) for row in rows), default=0)
+    max_columns = longest if max_columns is None else max_columns
+    max_rows = len(rows) if max_rows is None else max_rows
     mark_rank, mark_position = mark if mark is not None else (0, 0)
     first_column, last_column = _window(longest, max_columns, mark_position)
     first_rank, last_rank = _window(len(rows), max_rows, mark_rank)

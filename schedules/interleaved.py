@@ -23,6 +23,7 @@ Timeline (p=2, m=2, v=2; unit-time run, one cell is one chunk's F = 1/v of a ran
 from __future__ import annotations
 
 from schedules.actions import Action, Schedule, ScheduleError, loop_stage_to_rank
+from schedules.dependencies import Kind
 from schedules.sizes import check_counts
 
 
@@ -53,13 +54,13 @@ def _rank_actions(rank: int, p: int, m: int, v: int) -> list[Action]:
         # the step-th forward of this rank: groups of p microbatches, chunk 0, 1, ... v-1, repeat
         group, within = divmod(step, p)
         chunk = group % v
-        return Action(chunk * p + rank, "F", (group // v) * p + within)
+        return Action(chunk * p + rank, Kind.F, (group // v) * p + within)
 
     def backward(step: int) -> Action:
         # the step-th backward: the same groups, chunks in reverse
         group, within = divmod(step, p)
         chunk = v - 1 - group % v
-        return Action(chunk * p + rank, "B", (group // v) * p + within)
+        return Action(chunk * p + rank, Kind.B, (group // v) * p + within)
 
     actions = [forward(step) for step in range(warmup)]
     for step in range(total - warmup):  # steady: one forward, then one backward

@@ -14,6 +14,7 @@ Timeline (p=2, m=2; unit-time run with F one unit, B two, shown as ``---``)::
 from __future__ import annotations
 
 from schedules.actions import Action, Schedule, loop_stage_to_rank
+from schedules.dependencies import Kind
 from schedules.sizes import one_chunk
 
 
@@ -24,7 +25,7 @@ def naive(num_ranks: int, num_microbatches: int, chunks: int | None = None) -> S
     for rank in range(num_ranks):
         actions = []
         for microbatch_index in range(num_microbatches):  # no warmup, no cooldown: one phase
-            actions.append(Action(rank, "F", microbatch_index))
-            actions.append(Action(rank, "B", microbatch_index))
+            actions.append(Action(rank, Kind.F, microbatch_index))
+            actions.append(Action(rank, Kind.B, microbatch_index))
         per_rank.append(actions)
     return Schedule("naive", num_microbatches, loop_stage_to_rank(num_ranks, 1), per_rank)

@@ -21,6 +21,7 @@ Timeline (p=3, m=4; unit-time run with F one unit, B two)::
 from __future__ import annotations
 
 from schedules.actions import Action, Schedule, loop_stage_to_rank
+from schedules.dependencies import Kind
 from schedules.sizes import one_chunk
 
 
@@ -31,10 +32,10 @@ def one_f_one_b(num_ranks: int, num_microbatches: int, chunks: int | None = None
     per_rank = []
     for rank in range(num_ranks):
         warmup = min(num_ranks - rank, m)
-        actions = [Action(rank, "F", mb) for mb in range(warmup)]
+        actions = [Action(rank, Kind.F, mb) for mb in range(warmup)]
         for step in range(m - warmup):  # steady: the oldest backward, then the next forward
-            actions.append(Action(rank, "B", step))
-            actions.append(Action(rank, "F", warmup + step))
-        actions.extend(Action(rank, "B", mb) for mb in range(m - warmup, m))  # cooldown
+            actions.append(Action(rank, Kind.B, step))
+            actions.append(Action(rank, Kind.F, warmup + step))
+        actions.extend(Action(rank, Kind.B, mb) for mb in range(m - warmup, m))  # cooldown
         per_rank.append(actions)
     return Schedule("1f1b", m, loop_stage_to_rank(num_ranks, 1), per_rank)

@@ -8,6 +8,7 @@ numbers; the counters make that phrasing direct and keep each (stage, kind) in m
 from __future__ import annotations
 
 from schedules.actions import Action
+from schedules.dependencies import Kind
 
 
 class RankProgram:
@@ -44,7 +45,7 @@ class RankProgram:
         elif kind == "W":
             del self._deferred[(stage_index, microbatch_index)]
         if self.limit is None or microbatch_index < self.limit:
-            self.actions.append(Action(stage_index, kind, microbatch_index))
+            self.actions.append(Action(stage_index, Kind(kind), microbatch_index))
 
     def add_oldest_weight(self) -> bool:
         """Run the oldest deferred ``W`` on this rank; False (and nothing added) if none."""
@@ -54,5 +55,5 @@ class RankProgram:
         del self._deferred[(stage_index, microbatch_index)]
         self._next[(stage_index, "W")] = microbatch_index + 1
         if self.limit is None or microbatch_index < self.limit:
-            self.actions.append(Action(stage_index, "W", microbatch_index))
+            self.actions.append(Action(stage_index, Kind.W, microbatch_index))
         return True

@@ -7,7 +7,8 @@ the same thing.
 
 from __future__ import annotations
 
-from schedules.actions import ScheduleError
+from schedules.actions import Schedule
+from schedules.errors import ScheduleError
 
 
 def _is_count(value: object) -> bool:
@@ -44,3 +45,28 @@ def two_chunks(family: str, num_ranks: int, num_microbatches: int, chunks: int |
             f"{family} holds exactly two stages per rank in a V, so chunks must be 2 "
             f"(got {chunks})."
         )
+
+
+def check_layout(schedule: Schedule) -> None:
+    """Ranks, microbatches and the stage -> rank mapping make sense before any action is read."""
+    num_ranks = schedule.num_ranks
+    m = schedule.num_microbatches
+    if num_ranks == 0:
+        raise ScheduleError(f"schedule {schedule.name!r} has no ranks.")
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+        raise ScheduleError(
+            f"schedule {schedule.name!r} needs a positive number of microbatches, got {m!r}."
+        )
+    if not schedule.stage_to_rank:
+        raise ScheduleError(f"schedule {schedule.name!r} maps no stages to ranks.")
+    owned = [0] * num_ranks
+    for stage_index, rank in enumerate(schedule.stage_to_rank):
+        if not isinstance(rank, int) or not 0 <= rank < num_ranks:
+            raise ScheduleError(
+                f"stage {stage_index} is mapped to rank {rank!r}, but the schedule has "
+                f"{num_ranks} ranks (0..{num_ranks - 1})."
+            )
+        owned[rank] += 1
+    for rank, count in enumerate(owned):
+        if count == 0:
+            raise ScheduleError(f"rank {rank} owns no stage; every rank needs at least one.")

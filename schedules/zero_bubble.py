@@ -34,6 +34,7 @@ Timeline ZB-H2 (p=3, m=6; the same run): every rank busy from its first action t
 from __future__ import annotations
 
 from schedules.actions import Action, Schedule, loop_stage_to_rank
+from schedules.dependencies import Kind
 from schedules.sizes import one_chunk
 
 
@@ -60,13 +61,13 @@ def _rank_actions(rank: int, m: int, warmup: int, deferred: int) -> list[Action]
     def place(kind: str) -> None:
         nonlocal forwards, inputs, weights
         if kind == "F":
-            actions.append(Action(rank, "F", forwards))
+            actions.append(Action(rank, Kind.F, forwards))
             forwards += 1
         elif kind == "I":
-            actions.append(Action(rank, "I", inputs))
+            actions.append(Action(rank, Kind.I, inputs))
             inputs += 1
         else:
-            actions.append(Action(rank, "W", weights))
+            actions.append(Action(rank, Kind.W, weights))
             weights += 1
 
     for _ in range(min(warmup, m)):  # warmup
