@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from simulator.errors import PebbleError
+from simulator.timeline_meta import TimelineMeta
 
 SCHEMA_VERSION = 1
 
@@ -120,7 +121,7 @@ class Summary:
 class Timeline:
     """What happened (or is predicted to happen) in a run: see the module docstring."""
 
-    meta: dict = field(default_factory=dict)
+    meta: TimelineMeta = field(default_factory=TimelineMeta)
     events: list[ComputeEvent] = field(default_factory=list)
     comms: list[CommEvent] = field(default_factory=list)
     cache: list[CacheChange] = field(default_factory=list)
@@ -128,14 +129,20 @@ class Timeline:
     allreduce: list[AllReduce] = field(default_factory=list)
     optimizer: list[OptimizerStep] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.meta, dict):  # a meta block written as a plain dict (tests, JSON)
+            self.meta = TimelineMeta.from_dict(self.meta)
+
     # ----------------------------------------------------------------- derived views
     @property
     def num_ranks(self) -> int:
-        return int(self.meta.get("ranks", 1 + max((e.rank for e in self.events), default=0)))
+        if self.meta.ranks is not None:
+            return int(self.meta.ranks)
+        return 1 + max((e.rank for e in self.events), default=0)
 
     @property
     def time_unit(self) -> str:
-        return self.meta.get("time_unit", "s")
+        return self.meta.time_unit
 
     def rank_memory(self, rank: int, replica: int = 0) -> tuple[list[float], list[int]]:
         """Times and running totals of cached bytes on one rank (a step function)."""
@@ -230,7 +237,7 @@ class Timeline:
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict:
-        out: dict = {"version": SCHEMA_VERSION, "meta": self.meta}
+        out: dict = {"version": SCHEMA_VERSION, "meta": self.meta.to_dict()}
         for name in _TABLES:
             out[name] = [row._asdict() for row in getattr(self, name)]
         return out
@@ -243,7 +250,7 @@ class Timeline:
                 f"this Timeline has schema version {version!r}; pebblesim reads version "
                 f"{SCHEMA_VERSION}."
             )
-        timeline = cls(meta=data.get("meta", {}))
+        timeline = cls(meta=TimelineMeta.from_dict(data.get("meta", {})))
         for name, row_type in _TABLES.items():
             setattr(timeline, name, [row_type(**row) for row in data.get(name, [])])
         return timeline
@@ -267,103 +274,3 @@ class Timeline:
             return cls.from_dict(data)
         except TypeError as exc:
             raise PebbleError(f"{path} does not follow the Timeline schema ({exc}).") from None
-
-    def to_chrome_trace(self) -> dict:
-        """Chrome trace event format: one process per rank, ``X`` compute events and a ``C``
-        counter of cached activation bytes; Perfetto and chrome://tracing open it."""
-        scale = 1e6 if self.time_unit == "s" else 1e3  # microseconds; a cost unit shows as 1 ms
-        trace: list[dict] = []
-        dp = int(self.meta.get("dp", 1))
-        ranks = self.num_ranks
-
-        def pid(rank: int, replica: int) -> int:
-            return replica * ranks + rank
-
-        for replica in range(dp):
-            for rank in range(ranks):
-                label = f"rank {rank}" if dp == 1 else f"replica {replica} rank {rank}"
-                trace.append(
-                    {
-                        "ph": "M",
-                        "name": "process_name",
-                        "pid": pid(rank, replica),
-                        "args": {"name": label},
-                    }
-                )
-                trace.append(
-                    {
-                        "ph": "M",
-                        "name": "process_sort_index",
-                        "pid": pid(rank, replica),
-                        "args": {"sort_index": pid(rank, replica)},
-                    }
-                )
-
-        def span(
-            name: str, cat: str, start: float, end: float, where: int, tid: int, args: dict
-        ) -> dict:
-            return {
-                "name": name,
-                "cat": cat,
-                "ph": "X",
-                "ts": start * scale,
-                "dur": (end - start) * scale,
-                "pid": where,
-                "tid": tid,
-                "args": args,
-            }
-
-        for e in self.events:
-            trace.append(
-                span(
-                    f"{e.stage}{e.kind}{e.microbatch}",
-                    e.kind,
-                    e.start,
-                    e.end,
-                    pid(e.rank, e.replica),
-                    0,
-                    {"stage": e.stage, "microbatch": e.microbatch, "step": e.step},
-                )
-            )
-        for c in self.comms:
-            trace.append(
-                span(
-                    f"{c.kind} mb{c.microbatch} -> stage {c.stage}",
-                    "comm",
-                    c.start,
-                    c.end,
-                    pid(c.src_rank, c.replica),
-                    1,
-                    {"bytes": c.bytes, "dst_rank": c.dst_rank},
-                )
-            )
-        running: dict[tuple[int, int], int] = defaultdict(int)
-        for change in self.cache:
-            key = (change.rank, change.replica)
-            running[key] += change.bytes
-            trace.append(
-                {
-                    "name": "activation bytes",
-                    "ph": "C",
-                    "ts": change.time * scale,
-                    "pid": pid(change.rank, change.replica),
-                    "args": {"bytes": running[key]},
-                }
-            )
-        for a in self.allreduce:
-            trace.append(
-                span(
-                    f"all-reduce layer {a.layer}",
-                    "allreduce",
-                    a.start,
-                    a.end,
-                    0,
-                    2,
-                    {"step": a.step},
-                )
-            )
-        return {"traceEvents": trace, "displayTimeUnit": "ms"}
-
-    def save_chrome_trace(self, path) -> None:
-        with open(path, "w") as handle:
-            json.dump(self.to_chrome_trace(), handle)

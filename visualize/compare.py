@@ -242,8 +242,8 @@ def compare_figure(
     if title is None and pairs:
         meta = pairs[0][1].meta
         title = (
-            f"Schedules compared — {meta.get('ranks', '?')} ranks · "
-            f"{meta.get('microbatches', '?')} microbatches ({meta.get('source', '?')})"
+            f"Schedules compared — {meta.ranks or '?'} ranks · "
+            f"{meta.microbatches or '?'} microbatches ({meta.source})"
         )
     ax.set_title(f"{title or 'Schedules compared'}\nlower left is better", fontsize=11)
     return fig

@@ -57,7 +57,7 @@ def step_window(timeline: Timeline, step: int, replica: int = 0) -> tuple[float,
 
 def grad_rows(timeline: Timeline, step: int = 0, replica: int = 0) -> list[GradRow]:
     """One GradRow per layer with a gradient-ready record in ``step``, in layer order."""
-    stage_of = {layer["index"]: layer.get("stage", 0) for layer in layer_info(timeline)}
+    stage_of = {layer.index: layer.stage for layer in layer_info(timeline)}
     first_backward: dict[int, float] = {}
     for e in timeline.events:
         if e.step == step and e.replica == replica and e.kind in ("B", "W"):
@@ -89,7 +89,7 @@ def grads_figure(
     ``gid="allreduce:{layer}"``, the gap bracket's text ``gid="gap"``.
     """
     rows = grad_rows(timeline, step, replica)
-    layers = {layer["index"]: layer for layer in layer_info(timeline)}
+    layers = {layer.index: layer for layer in layer_info(timeline)}
     start, end = step_window(timeline, step, replica)
     window = (end - start) or 1.0
     span = time_span(timeline) or 1.0
@@ -219,13 +219,7 @@ def grads_figure(
     ax.set_xlim(start - window * 0.02, end + window * 0.02)
     ax.set_ylim(len(rows) - 0.5 + 0.75, -0.6)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(
-        [
-            f"{layer_label(layers.get(r.layer, {'index': r.layer}))} · s{r.stage}"
-            f" · r{layers.get(r.layer, {}).get('rank', '?')}"
-            for r in rows
-        ]
-    )
+    ax.set_yticklabels([_row_label(layers.get(r.layer), r) for r in rows])
     ax.tick_params(axis="y", length=0)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
@@ -233,7 +227,7 @@ def grads_figure(
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
     heading = title or run_title(timeline, "Gradient availability")
-    if int(timeline.meta.get("steps", 1)) > 1:
+    if timeline.meta.steps > 1:
         heading += f", step {step}"
     ax.set_title(f"{heading}\nlabels: time since the step started", fontsize=11)
 
@@ -263,3 +257,10 @@ def grads_figure(
 
 
 __all__ = ["GradRow", "grad_rows", "grads_figure", "step_window"]
+
+
+def _row_label(layer, row) -> str:
+    """``L2 linear · s1 · r0``; a layer the meta does not describe shows its index only."""
+    if layer is None:
+        return f"L{row.layer} · s{row.stage} · r?"
+    return f"{layer_label(layer)} · s{row.stage} · r{layer.rank}"

@@ -34,7 +34,7 @@ def memory_steps(timeline: Timeline, rank: int, replica: int = 0) -> tuple[list[
 
 def memory_peaks(timeline: Timeline) -> dict[int, tuple[int, float, int]]:
     """Per rank, (peak bytes, first time reached, replica) over all replicas."""
-    dp = int(timeline.meta.get("dp", 1))
+    dp = timeline.meta.dp
     out: dict[int, tuple[int, float, int]] = {}
     for rank in range(timeline.num_ranks):
         best = (0, 0.0, 0)
@@ -53,7 +53,7 @@ def memory_figure(timeline: Timeline, *, title: str | None = None) -> Figure:
     Each rank's peak label is a Text with ``gid="peak:{rank}"`` reading ``peak 48.0 KiB``.
     """
     ranks = timeline.num_ranks
-    dp = int(timeline.meta.get("dp", 1))
+    dp = timeline.meta.dp
     span = time_span(timeline) or 1.0
     peaks = memory_peaks(timeline)
     largest = max((p[0] for p in peaks.values()), default=0) or 1

@@ -51,7 +51,7 @@ def makespan_error(predicted: Timeline, measured: Timeline) -> MakespanError:
 
 def _check_same_configuration(predicted: Timeline, measured: Timeline) -> None:
     for key in ("schedule", "ranks", "microbatches", "stages", "steps"):
-        a, b = predicted.meta.get(key), measured.meta.get(key)
+        a, b = getattr(predicted.meta, key), getattr(measured.meta, key)
         if a is not None and b is not None and a != b:
             raise PebbleError(
                 f"these Timelines are not the same configuration: {key} {a} (predicted) "
@@ -168,7 +168,7 @@ def overlay_figure(
     ax.set_title(f"{heading}\n{unit_text}", fontsize=11)
 
     kinds = {b.kind for b in pred_boxes + meas_boxes}
-    handles = kind_handles(kinds, int(measured.meta.get("chunks", 1)))
+    handles = kind_handles(kinds, measured.meta.chunks)
     some = sorted(kinds)[0] if kinds else "F"
     handles.append(
         Patch(

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import Timeline
+from simulator.timeline_meta import LayerMeta
 from visualize.style import (
     GRAD_COLOR,
     OPTIMIZER_COLOR,
@@ -142,14 +143,14 @@ def grad_segments(timeline: Timeline, replica: int = 0) -> list[GradSegment]:
     return out
 
 
-def _stage_bands(layers: list[dict]) -> list[tuple[int, int, int, int]]:
+def _stage_bands(layers: list[LayerMeta]) -> list[tuple[int, int, int, int]]:
     """(first row, last row, stage, rank) for each run of consecutive rows on one stage."""
     bands: list[list[int]] = []
     for row, layer in enumerate(layers):
-        if bands and bands[-1][2] == layer.get("stage"):
+        if bands and bands[-1][2] == layer.stage:
             bands[-1][1] = row
         else:
-            bands.append([row, row, layer.get("stage"), layer.get("rank")])
+            bands.append([row, row, layer.stage, layer.rank])
     return [tuple(b) for b in bands]
 
 
@@ -191,7 +192,7 @@ def pebble_figure(
     least ``min_grad_width`` of the run long so a gradient completed at the very end still shows).
     """
     layers = layer_info(timeline)
-    row_of = {layer["index"]: row for row, layer in enumerate(layers)}
+    row_of = {layer.index: row for row, layer in enumerate(layers)}
     span = time_span(timeline) or 1.0
     counts = pebble_counts(timeline, replica)
     max_count = max((c.count for c in counts), default=1)
@@ -254,7 +255,7 @@ def pebble_figure(
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels([layer_label(layer) for layer in layers])
     for tick, layer in zip(ax.get_yticklabels(), layers, strict=True):
-        if not layer.get("has_params", True):
+        if not layer.has_params:
             tick.set_color("#7A7A7A")
             tick.set_fontstyle("italic")
     ax.tick_params(axis="y", length=0)
@@ -289,7 +290,7 @@ def pebble_figure(
     ]
     if timeline.optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.35, label="optimizer step"))
-    if any(not layer.get("has_params", True) for layer in layers):
+    if any(not layer.has_params for layer in layers):
         handles.append(
             Patch(
                 facecolor="white", edgecolor="none", label="grey italic: no parameters, no gradient"

@@ -55,7 +55,7 @@ class Box(NamedTuple):
 
 def _chunk_of(timeline: Timeline) -> dict[int, int]:
     """Stage -> its position among its rank's stages (0 for the first chunk)."""
-    stage_to_rank = timeline.meta.get("stage_to_rank")
+    stage_to_rank = timeline.meta.stage_to_rank
     if not stage_to_rank:
         return {}
     seen: dict[int, int] = {}
@@ -210,7 +210,7 @@ def pipeline_figure(
     """
     boxes = pipeline_boxes(timeline, replica)
     ranks = timeline.num_ranks
-    dp = int(timeline.meta.get("dp", 1))
+    dp = timeline.meta.dp
     rows = ranks * dp if replica is None else ranks
     span = time_span(timeline) or 1.0
     x_max = span * 1.02
@@ -285,7 +285,7 @@ def pipeline_figure(
         fontsize=11,
     )
 
-    handles = kind_handles({b.kind for b in boxes}, int(timeline.meta.get("chunks", 1)))
+    handles = kind_handles({b.kind for b in boxes}, timeline.meta.chunks)
     handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label="idle (bubble)"))
     if timeline.optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))

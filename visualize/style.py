@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from simulator.timeline import Timeline
+from simulator.timeline_meta import LayerMeta
 from simulator.units import human_bytes, human_time
 
 # Okabe-Ito, the colour-blind-safe qualitative palette.
@@ -107,44 +108,36 @@ def set_bytes_axis(ax, largest: float, axis: str = "y", nbins: int = 4) -> None:
 def run_title(timeline: Timeline, what: str) -> str:
     """``what — 1f1b · 4 ranks · 8 microbatches (analytic)``."""
     meta = timeline.meta
-    parts = [str(meta.get("schedule", "?")), f"{timeline.num_ranks} ranks"]
-    parts.append(f"{meta.get('microbatches', '?')} microbatches")
-    if int(meta.get("chunks", 1)) > 1:
-        parts.append(f"{meta['chunks']} chunks")
-    if int(meta.get("steps", 1)) > 1:
-        parts.append(f"{meta['steps']} steps")
-    if int(meta.get("dp", 1)) > 1:
-        parts.append(f"dp={meta['dp']}")
-    source = meta.get("source", "?")
+    microbatches = "?" if meta.microbatches is None else meta.microbatches
+    parts = [meta.schedule, f"{timeline.num_ranks} ranks", f"{microbatches} microbatches"]
+    if meta.chunks > 1:
+        parts.append(f"{meta.chunks} chunks")
+    if meta.steps > 1:
+        parts.append(f"{meta.steps} steps")
+    if meta.dp > 1:
+        parts.append(f"dp={meta.dp}")
+    source = meta.source
     source = "measured on Ray" if source == "ray" else source
     return f"{what} — {' · '.join(parts)} ({source})"
 
 
-def layer_info(timeline: Timeline) -> list[dict]:
+def layer_info(timeline: Timeline) -> list[LayerMeta]:
     """``meta.layers``, or a stand-in built from the cache records if the meta lacks it."""
-    layers = timeline.meta.get("layers")
+    layers = timeline.meta.layers
     if layers:
-        return sorted(layers, key=lambda layer: layer["index"])
+        return sorted(layers, key=lambda layer: layer.index)
     seen: dict[int, int] = {}
     for change in timeline.cache:
         seen.setdefault(change.layer, change.rank)
     params = {g.layer for g in timeline.grad_ready}
     return [
-        {
-            "index": i,
-            "name": f"{i}",
-            "kind": "layer",
-            "stage": rank,
-            "rank": rank,
-            "has_params": i in params,
-        }
-        for i, rank in sorted(seen.items())
+        LayerMeta(i, f"{i}", "layer", rank, rank, i in params) for i, rank in sorted(seen.items())
     ]
 
 
-def layer_label(layer: dict) -> str:
+def layer_label(layer: LayerMeta) -> str:
     """``L2 linear``."""
-    return f"L{layer['index']} {layer.get('kind', '')}".rstrip()
+    return f"L{layer.index} {layer.kind}".rstrip()
 
 
 def rank_palette(count: int) -> list:

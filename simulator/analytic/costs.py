@@ -30,11 +30,16 @@ class StageCost:
     I: float
     W: float
     B: float | None = None
+    extra: tuple[tuple[str, float], ...] = ()  # kinds beyond F, I, W, B: (kind, time)
 
     def of(self, kind: str) -> float:
+        """Time of one action of ``kind``: ``B`` is ``I + W`` unless measured; a kind the
+        model has no time for costs nothing."""
         if kind == "B":
             return self.I + self.W if self.B is None else self.B
-        return getattr(self, kind)
+        if kind in ("F", "I", "W"):
+            return getattr(self, kind)
+        return dict(self.extra).get(kind, 0.0)
 
 
 @dataclass(frozen=True)

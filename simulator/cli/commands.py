@@ -10,6 +10,7 @@ import numpy as np
 from simulator.cli.workflows import make_costs, make_plan, make_schedule, summary_dict
 from simulator.errors import PebbleError
 from simulator.timeline import Timeline
+from simulator.trace import save_chrome_trace
 from simulator.units import human_bytes, human_time
 
 OVERHEAD_DOMINATES = 5e-3  # seconds: below this per action, Ray's per-call cost dominates
@@ -26,7 +27,7 @@ def format_summary(timeline: Timeline) -> str:
     lines = [
         f"schedule {data['schedule']}: {data['ranks']} ranks x {data['chunks']} chunk(s), "
         f"{data['microbatches']} microbatches, dp {data['dp']}, {data['steps']} step(s), "
-        f"{timeline.meta.get('source')} run",
+        f"{timeline.meta.source} run",
         f"makespan {human_time(data['makespan'], unit)}   "
         f"bubble {100 * data['bubble_fraction']:.1f}%",
     ]
@@ -49,7 +50,7 @@ def format_summary(timeline: Timeline) -> str:
 
 def _write_timeline(out, timeline: Timeline, prefix: str = "") -> None:
     timeline.save(out.path(f"{prefix}timeline.json"))
-    timeline.save_chrome_trace(out.path(f"{prefix}trace.json"))
+    save_chrome_trace(timeline, out.path(f"{prefix}trace.json"))
 
 
 def write_measured_run(out, result, predicted: Timeline, prefix: str = "") -> None:
@@ -280,7 +281,7 @@ def cmd_plot(args) -> int:
             visualize.save(visualize.FIGURES[kind](timeline), out.path(kind))
         if args.against:
             other = Timeline.load(args.against)
-            pair = sorted((timeline, other), key=lambda t: t.meta.get("source") != "analytic")
+            pair = sorted((timeline, other), key=lambda t: t.meta.source != "analytic")
             visualize.save(visualize.overlay_figure(*pair), out.path("overlay"))
     for path in out.written:
         print(path)

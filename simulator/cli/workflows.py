@@ -143,13 +143,13 @@ def summary_dict(timeline: Timeline) -> dict:
     meta = timeline.meta
     summary = timeline.summary()
     out = {
-        "schedule": meta.get("schedule"),
-        "ranks": meta.get("ranks"),
-        "microbatches": meta.get("microbatches"),
-        "chunks": meta.get("chunks"),
-        "dp": meta.get("dp", 1),
-        "steps": meta.get("steps", 1),
-        "time_unit": meta.get("time_unit"),
+        "schedule": meta.schedule,
+        "ranks": meta.ranks,
+        "microbatches": meta.microbatches,
+        "chunks": meta.chunks,
+        "dp": meta.dp,
+        "steps": meta.steps,
+        "time_unit": meta.time_unit,
         "makespan": summary.makespan,
         "bubble_fraction": summary.bubble_fraction,
         "step_times": summary.step_times,

@@ -40,7 +40,8 @@ class Footprint:
     B: tuple[int, ...]
 
     def phase(self, kind: Phase) -> tuple[int, ...]:
-        return getattr(self, kind)
+        """The changes of phase ``kind``; a kind a layer does not know moves nothing."""
+        return getattr(self, kind, ())
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class Flops:
     F: float
     I: float
     W: float
+
+    def of(self, kind: Phase) -> float:
+        """FLOPs of phase ``kind``: ``B`` is ``I + W``; a kind a layer does not know costs 0."""
+        if kind == "B":
+            return self.I + self.W
+        return getattr(self, kind, 0.0)
 
 
 class Layer:

@@ -6,6 +6,7 @@ Why a module of its own: the partition is the one place where the model meets th
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from simulator.errors import PebbleError
@@ -22,11 +23,17 @@ class Partition:
     def num_stages(self) -> int:
         return len(self.stage_layers)
 
+    def layer_stages(self) -> list[int]:
+        """Stage of every layer, indexed by layer (one pass; stages are contiguous ranges)."""
+        return [s for s, layers in enumerate(self.stage_layers) for _ in layers]
+
     def stage_of_layer(self, layer_index: int) -> int:
-        for stage_index, layers in enumerate(self.stage_layers):
-            if layer_index in layers:
-                return stage_index
-        raise IndexError(layer_index)
+        """The stage holding ``layer_index``: a binary search over the stages' first layers."""
+        starts = [layers[0] for layers in self.stage_layers]
+        stage_index = bisect.bisect_right(starts, layer_index) - 1
+        if stage_index < 0 or layer_index not in self.stage_layers[stage_index]:
+            raise IndexError(layer_index)
+        return stage_index
 
 
 def partition(spec: ModelSpec, num_stages: int) -> Partition:

@@ -34,7 +34,7 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.validate import validate
 from simulator.analytic.costs import Profile
-from simulator.analytic.executor import timeline_meta
+from simulator.analytic.run_meta import run_meta
 from simulator.errors import PebbleError
 from simulator.model import partition as make_partition
 from simulator.model.reference import TrainConfig
@@ -661,7 +661,7 @@ class RayPipeline:
         from simulator.analytic.executor import simulate
 
         spec = self.config.model
-        steps = int(result.timeline.meta.get("steps", 1))
+        steps = result.timeline.meta.steps
         costs = profile_costs(result.profile, spec, self.partition, self.microbatch_rows)
         return simulate(
             self.schedule,
@@ -684,7 +684,7 @@ class RayPipeline:
         events = [e._replace(start=e.start - t0, end=e.end - t0) for e in events]
         events.sort(key=lambda e: (e.replica, e.rank, e.start))
         timeline = Timeline(
-            meta=timeline_meta(
+            meta=run_meta(
                 self.schedule,
                 self.config.model,
                 self.partition,
@@ -760,7 +760,7 @@ class RayPipeline:
     def profile(self, timeline: Timeline) -> Profile:
         """Mean seconds per stage and kind (first step skipped when there are more)."""
         durations: dict[tuple[int, str], list[float]] = defaultdict(list)
-        skip_first = int(timeline.meta.get("steps", 1)) > 1
+        skip_first = timeline.meta.steps > 1
         for e in timeline.events:
             if skip_first and e.step == 0:
                 continue

@@ -103,7 +103,7 @@ def test_every_layer_gradient_is_recorded_once_per_step(ray_session, name):
     config = config_for(schedule, steps=2)
     with RayPipeline(schedule, config) as pipeline:
         timeline = pipeline.run(config.steps).timeline
-    param_layers = [l["index"] for l in timeline.meta["layers"] if l["has_params"]]
+    param_layers = [l.index for l in timeline.meta.layers if l.has_params]
     for step in range(2):
         ready = sorted(g.layer for g in timeline.grad_ready if g.step == step)
         assert ready == param_layers

@@ -107,7 +107,7 @@ def test_purple_starts_exactly_at_grad_ready(gpipe):
 def test_parameterless_layers_never_turn_purple(gpipe):
     fig = pebble_figure(gpipe)
     layers = {int(p.get_gid().split(":")[1]) for p in patches_with(fig, "grad:")}
-    no_params = {l["index"] for l in gpipe.meta["layers"] if not l["has_params"]}
+    no_params = {l.index for l in gpipe.meta.layers if not l.has_params}
     assert layers and not layers & no_params
 
 

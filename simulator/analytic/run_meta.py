@@ -1,0 +1,49 @@
+"""The ``meta`` block both executors write: which schedule, model split and units a run used."""
+
+from __future__ import annotations
+
+from schedules.actions import Schedule
+from simulator.model.partitioning import Partition
+from simulator.model.spec import ModelSpec
+from simulator.timeline_meta import LayerMeta, TimelineMeta
+
+
+def run_meta(
+    schedule: Schedule,
+    spec: ModelSpec,
+    partition: Partition,
+    *,
+    source: str,
+    steps: int,
+    dp: int,
+    time_unit: str,
+    microbatch_rows: int,
+) -> TimelineMeta:
+    """The meta of a run of ``schedule`` on ``spec`` split by ``partition``."""
+    stage_of = partition.layer_stages()
+    layers = tuple(
+        LayerMeta(
+            index=info.index,
+            name=info.name,
+            kind=info.kind,
+            stage=stage_of[info.index],
+            rank=schedule.stage_to_rank[stage_of[info.index]],
+            has_params=info.has_params,
+        )
+        for info in spec.layers()
+    )
+    return TimelineMeta(
+        schedule=schedule.name,
+        ranks=schedule.num_ranks,
+        microbatches=schedule.num_microbatches,
+        chunks=schedule.chunks,
+        stages=schedule.num_stages,
+        steps=steps,
+        dp=dp,
+        source=source,
+        model=spec.to_text(),
+        microbatch_rows=microbatch_rows,
+        time_unit=time_unit,
+        stage_to_rank=tuple(schedule.stage_to_rank),
+        layers=layers,
+    )
