@@ -21,8 +21,8 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 from schedules.registry import build_schedule  # noqa: E402
-from simulator.analytic.costs import profile_costs  # noqa: E402
 from simulator.analytic.executor import simulate  # noqa: E402
+from simulator.analytic.profile import profile_costs  # noqa: E402
 from simulator.model import ModelSpec  # noqa: E402
 from simulator.model.optim import OptimizerConfig  # noqa: E402
 from simulator.model.reference import TrainConfig, set_loss_scale, train_step  # noqa: E402

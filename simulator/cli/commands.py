@@ -112,7 +112,7 @@ def cmd_simulate(args) -> int:
     model, batch_size = args.model, args.batch_size
     if args.profile and not model:
         # predict the profiled model unless told otherwise, at the profiled microbatch size
-        from simulator.analytic.costs import Profile
+        from simulator.analytic.profile import Profile
 
         profile = Profile.load(args.profile)
         model = profile.model

@@ -12,14 +12,14 @@ from schedules.actions import Schedule
 from simulator.analytic.costs import (
     CostModel,
     Hardware,
-    Profile,
     flop_costs,
     parse_unit_costs,
-    profile_costs,
     unit_costs,
 )
+from simulator.analytic.profile import Profile, profile_costs
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
+from simulator.model.batch import microbatch_rows
 from simulator.timeline import Timeline
 
 DEFAULT_MICROBATCH_ROWS = 32
@@ -88,12 +88,8 @@ def make_plan(
     m = schedule.num_microbatches
     if batch_size is None:
         batch_size = DEFAULT_MICROBATCH_ROWS * m * dp
-    if batch_size <= 0 or batch_size % (m * dp):
-        raise PebbleError(
-            f"a batch of {batch_size} rows does not split into {dp} replica(s) x {m} "
-            "microbatches of equal size."
-        )
-    return RunPlan(schedule, spec, partition(spec, schedule.num_stages), batch_size // (m * dp))
+    rows = microbatch_rows(batch_size, m, dp)
+    return RunPlan(schedule, spec, partition(spec, schedule.num_stages), rows)
 
 
 def parse_hardware(text: str) -> Hardware:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.errors import PebbleError
+from simulator.model.batch import microbatch_rows
 
 
 def spiral(points_per_class: int = 100, classes: int = 3, seed: int = 0, dtype="float64"):
@@ -57,11 +58,5 @@ def load(name: str, in_features: int, out_features: int, rows: int, seed: int, d
 
 def split_microbatches(rows: int, microbatches: int) -> list[slice]:
     """Equal row slices; the pipeline needs every microbatch the same size."""
-    if microbatches <= 0:
-        raise PebbleError(f"microbatches must be a positive integer, got {microbatches}.")
-    if rows % microbatches:
-        raise PebbleError(
-            f"a batch of {rows} rows does not split into {microbatches} equal microbatches."
-        )
-    size = rows // microbatches
+    size = microbatch_rows(rows, microbatches)
     return [slice(i * size, (i + 1) * size) for i in range(microbatches)]

@@ -37,11 +37,12 @@ class Stage:
         # Called with (layer_index, microbatch_index) right after a layer has added that
         # microbatch's contribution to its weight gradient (in W or B).
         self.on_weight_grad: Callable[[int, int], None] | None = None
-        self.handlers = {
+        # one handler per action kind, all called as handler(mb, payload, targets)
+        self.handlers: dict[str, Callable] = {
             "F": self.forward,
-            "I": self.backward_input,
-            "W": self.backward_weight,
-            "B": self.backward,
+            "I": lambda mb, grad, _targets: self.backward_input(mb, grad),
+            "W": lambda mb, _payload, _targets: self.backward_weight(mb),
+            "B": lambda mb, grad, _targets: self.backward(mb, grad),
         }
 
     @property
@@ -53,11 +54,8 @@ class Stage:
         return [layer for layer in self.layers if layer.has_params]
 
     def run(self, kind: str, microbatch_index: int, payload=None, targets=None):
-        if kind == "F":
-            return self.forward(microbatch_index, payload, targets)
-        if kind == "W":
-            return self.backward_weight(microbatch_index)
-        return self.handlers[kind](microbatch_index, payload)
+        """Run one action of ``kind``: a table lookup, one handler per kind."""
+        return self.handlers[kind](microbatch_index, payload, targets)
 
     def forward(self, mb: int, x: np.ndarray, targets: np.ndarray | None = None):
         for layer in self.layers:

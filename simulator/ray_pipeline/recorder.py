@@ -11,10 +11,14 @@ from __future__ import annotations
 import time
 
 from simulator.model.cache import CacheEvent
+from simulator.ray_pipeline.records import Received
+from simulator.timeline import CacheChange, ComputeEvent, GradReady, OptimizerStep
+
+TABLES = ("events", "cache", "grad_ready", "received", "optimizer")
 
 
 class Recorder:
-    """Buffers rows in the Timeline's field order; the driver drains them with ``drain``."""
+    """Buffers the Timeline's own row types; the driver drains them with ``drain``."""
 
     def __init__(self, rank: int, replica: int, origin: float):
         self.rank = rank
@@ -23,11 +27,7 @@ class Recorder:
         self.step = 0
         self.microbatches_per_step = 1
         self._contributions: dict[int, int] = {}
-        self.events: list[tuple] = []
-        self.cache: list[tuple] = []
-        self.grad_ready: list[tuple] = []
-        self.received: list[tuple] = []
-        self.optimizer: list[tuple] = []
+        self._tables: dict[str, list] = {name: [] for name in TABLES}
 
     def now(self) -> float:
         return time.time() - self.origin
@@ -38,8 +38,8 @@ class Recorder:
         self._contributions.clear()
 
     def on_cache(self, event: CacheEvent) -> None:
-        self.cache.append(
-            (
+        self._tables["cache"].append(
+            CacheChange(
                 self.now(),
                 self.rank,
                 event.layer_index,
@@ -55,28 +55,23 @@ class Recorder:
         count = self._contributions.get(layer_index, 0) + 1
         self._contributions[layer_index] = count
         if count == self.microbatches_per_step:
-            self.grad_ready.append((layer_index, self.step, self.now(), self.replica))
+            self._tables["grad_ready"].append(
+                GradReady(layer_index, self.step, self.now(), self.replica)
+            )
 
     def on_action(self, stage: int, kind: str, mb: int, start: float, end: float) -> None:
-        self.events.append((self.rank, stage, kind, mb, self.step, start, end, self.replica))
+        self._tables["events"].append(
+            ComputeEvent(self.rank, stage, kind, mb, self.step, start, end, self.replica)
+        )
 
     def on_receive(self, stage: int, kind: str, mb: int, nbytes: int) -> None:
         """Action (stage, kind, mb) started with a payload of ``nbytes`` from another rank."""
-        self.received.append((self.replica, stage, kind, mb, self.step, nbytes))
+        self._tables["received"].append(Received(self.replica, stage, kind, mb, self.step, nbytes))
 
-    def drain(self) -> dict[str, list[tuple]]:
-        out = {
-            "events": self.events,
-            "cache": self.cache,
-            "grad_ready": self.grad_ready,
-            "received": self.received,
-            "optimizer": self.optimizer,
-        }
-        self.events, self.cache, self.grad_ready, self.received, self.optimizer = (
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
+    def on_optimizer(self, start: float, end: float) -> None:
+        self._tables["optimizer"].append(OptimizerStep(self.step, start, end))
+
+    def drain(self) -> dict[str, list]:
+        out = self._tables
+        self._tables = {name: [] for name in TABLES}
         return out

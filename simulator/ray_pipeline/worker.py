@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from schedules.dependencies import PIPELINE_RULE, DependencyRule, Flow
 from simulator.model import ModelSpec
 from simulator.model.cache import ActivationCache
 from simulator.model.optim import OptimizerConfig
@@ -50,9 +51,16 @@ class RankWorker:
         optimizer: OptimizerConfig,
         loss_rows: int,
         origin: float,
+        rule: DependencyRule = PIPELINE_RULE,
     ):
         self.rank = rank
         self.replica = replica
+        self.rule = rule
+        # per kind: the flow it receives from a neighbouring stage (None: it receives nothing)
+        self._incoming = {
+            kind: next((n.flow for n in rule.needs(kind) if n.flow is not None), None)
+            for kind in rule.kinds
+        }
         self.num_stages = num_stages
         self.num_microbatches = num_microbatches
         self.cache = ActivationCache()
@@ -145,7 +153,7 @@ class RankWorker:
         self.optimizer.step(self.layers())
         for layer in self.layers():
             layer.zero_grad()
-        self.recorder.optimizer.append((step, start, self.recorder.now()))
+        self.recorder.on_optimizer(start, self.recorder.now())
         return self.rank
 
     def drain_records(self) -> dict[str, list[tuple]]:
@@ -171,31 +179,30 @@ class RankWorker:
         grads_out: bool,
         payload=None,
     ):
-        """Run one action. ``payload`` is the input activation (F) or output gradient (I/B)
-        from another rank, or None when it comes from this rank or there is none. The output
-        goes to the object store when ``send``, into ``self.local`` when ``keep_local``."""
+        """Run one action. ``payload`` is what it receives from another rank (the activation
+        for F, the output gradient for I and B), or None when that comes from this rank or there
+        is none. Where the output goes is the dependency rule's ``receiver``: the object store
+        when ``send``, ``self.local`` when ``keep_local``."""
         start = self.recorder.now()
         stage = self.stages[stage_index]
-        direction = "F" if kind == "F" else "G"  # activations flow down, gradients up
+        rule = self.rule.rule(kind)
         if payload is not None:
             self.recorder.on_receive(stage_index, kind, mb, payload.nbytes)
         elif (stage_index, kind, mb) in self._expects_local:
-            payload = self.local.pop((stage_index, direction, mb))
+            payload = self.local.pop((stage_index, self._incoming[kind], mb))
         rows = slice(mb * self.rows, (mb + 1) * self.rows)
         targets = None
-        if kind == "F":
+        if (
+            rule.output is Flow.ACTIVATION
+        ):  # a forward: data at the first stage, targets at the last
             payload = self.x[rows] if stage_index == 0 else payload
             targets = self.y[rows] if stage.is_last else None
-            receiver = None if stage.is_last else stage_index + 1
-        elif kind == "W":
-            receiver = None
-        else:
-            receiver = None if stage_index == 0 else stage_index - 1
+        receiver = self.rule.receiver(kind, stage_index, self.num_stages)
         out = stage.run(kind, mb, payload, targets)
         if receiver is None:
             out = None
         elif keep_local:
-            self.local[(receiver, direction, mb)] = out
+            self.local[(receiver, rule.output, mb)] = out
         self.recorder.on_action(stage_index, kind, mb, start, self.recorder.now())
         result = out if send else None
         if grads_out:

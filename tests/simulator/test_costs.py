@@ -9,12 +9,11 @@ import pytest
 from schedules.registry import build_schedule
 from simulator.analytic.costs import (
     Hardware,
-    Profile,
     flop_costs,
     parse_unit_costs,
-    profile_costs,
     unit_costs,
 )
+from simulator.analytic.profile import Profile, profile_costs
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, partition
 

@@ -1,0 +1,180 @@
+"""A measured cost profile: mean seconds per stage and action kind, from any measured Timeline.
+
+Why from a Timeline: the Ray executor writes one, and so can anything else that measures a run;
+``Profile.from_timeline`` is the one place the measurement becomes costs, so ``simulate
+--profile`` accepts a profile.json or a measured timeline.json alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from simulator.analytic.costs import CostModel, StageCost, boundary_bytes, param_bytes
+from simulator.errors import PebbleError
+from simulator.model.partitioning import Partition
+from simulator.model.spec import ModelSpec
+from simulator.timeline import Timeline
+
+PROFILE_VERSION = 1
+MEASURED_KINDS = ("F", "I", "W", "B")
+
+
+@dataclass
+class Profile:
+    """Measured mean seconds per stage and action kind, as the Ray executor writes it.
+
+    File format (JSON): ``{"version": 1, "model": ModelSpec text, "microbatch_rows": int,
+    "stages": [[first_layer, last_layer], ...], "costs": [{"F": s, "I": s, "W": s, "B": s}, ...],
+    "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s}``; a kind never
+    measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time between
+    steps, which a multi-step prediction adds after every step.
+    """
+
+    model: str
+    microbatch_rows: int
+    stages: list[list[int]]
+    costs: list[dict[str, float | None]]
+    transfer: dict[str, float] = field(default_factory=dict)
+    version: int = PROFILE_VERSION
+    step_overhead: float = 0.0  # seconds between one step's last action and the next's first
+
+    def save(self, path) -> None:
+        with open(path, "w") as handle:
+            json.dump(asdict(self), handle, indent=1)
+
+    @classmethod
+    def from_timeline(cls, timeline: Timeline) -> Profile:
+        """Mean seconds per stage and kind of a measured run (its first step skipped when there
+        are more: warm-up), the median transfer wait and the median gap between steps."""
+        meta = timeline.meta
+        if meta.time_unit != "s" or not meta.layers or not meta.model:
+            raise PebbleError(
+                "a cost profile needs a measured Timeline in seconds that names its model and "
+                "layers (written by `pebblesim train --out`)."
+            )
+        durations: dict[tuple[int, str], list[float]] = defaultdict(list)
+        skip_first = meta.steps > 1
+        for e in timeline.events:
+            if not (skip_first and e.step == 0):
+                durations[(e.stage, e.kind)].append(e.end - e.start)
+        stage_layers: dict[int, list[int]] = defaultdict(list)
+        for layer in meta.layers:
+            stage_layers[layer.stage].append(layer.index)
+        costs = [
+            {
+                kind: statistics.fmean(durations[(stage, kind)])
+                if durations.get((stage, kind))
+                else None
+                for kind in MEASURED_KINDS
+            }
+            for stage in sorted(stage_layers)
+        ]
+        waits = [c.end - c.start for c in timeline.comms if c.end > c.start]
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for e in timeline.events:
+            first[e.step] = min(first.get(e.step, e.start), e.start)
+            last[e.step] = max(last.get(e.step, e.end), e.end)
+        gaps = [first[s] - last[s - 1] for s in sorted(first) if s - 1 in last]
+        return cls(
+            model=meta.model,
+            microbatch_rows=meta.microbatch_rows,
+            stages=[[min(v), max(v)] for _, v in sorted(stage_layers.items())],
+            costs=costs,
+            transfer={"latency": statistics.median(waits) if waits else 0.0},
+            step_overhead=statistics.median(gaps) if gaps else 0.0,
+        )
+
+    @classmethod
+    def load(cls, path) -> Profile:
+        """Read a profile.json, or a measured timeline.json (its profile is derived)."""
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+            if isinstance(data, dict) and "events" in data and "meta" in data:
+                return cls.from_timeline(Timeline.from_dict(data))
+            if data.get("version") != PROFILE_VERSION:
+                raise PebbleError(f"{path} is not a version {PROFILE_VERSION} cost profile.")
+            return cls(**data)
+        except FileNotFoundError:
+            raise PebbleError(f"no cost profile at {path}.") from None
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+            raise PebbleError(f"{path} is not a pebblesim cost profile ({exc}).") from None
+
+
+def _stage_flops(spec: ModelSpec, layers: range) -> dict[str, float]:
+    """FLOPs per microbatch row of one stage, per phase."""
+    infos = spec.layers()
+    totals = {"F": 0.0, "I": 0.0, "W": 0.0}
+    for index in layers:
+        flops = infos[index].flops()
+        for kind in totals:
+            totals[kind] += getattr(flops, kind)
+    return totals
+
+
+def _measured(costs: dict, flops: dict[str, float]) -> tuple[float, float, float, float | None]:
+    """F, I, W (and B if measured) seconds of one profiled stage. A schedule without a split
+    backward measured only B: it is divided between I and W by their FLOPs."""
+    f, i, w, b = (costs.get(k) for k in ("F", "I", "W", "B"))
+    if b is not None and (i is None or w is None):
+        backward = flops["I"] + flops["W"]
+        share = flops["I"] / backward if backward else 0.5
+        i, w = b * share, b * (1 - share)
+    if f is None or i is None or w is None:
+        raise PebbleError("the profile lacks F, I or W times for a stage.")
+    return f, i, w, b
+
+
+def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows: int) -> CostModel:
+    """Seconds from a measured profile, for this model, split and microbatch size.
+
+    On the profiled split the measured stage times are used directly (scaled linearly with
+    rows). On any other split, or another model, the profile is a calibration: it gives the
+    FLOP/s this machine sustained in forwards and in backwards, and each new stage costs its
+    FLOPs at those rates. That is how a small measured run predicts a bigger one.
+    """
+    profiled = ModelSpec.parse(profile.model)
+    profiled_stages = [range(a, b + 1) for a, b in profile.stages]
+    measured = [
+        _measured(c, _stage_flops(profiled, r))
+        for c, r in zip(profile.costs, profiled_stages, strict=True)
+    ]
+    same_split = profiled == spec and [[r[0], r[-1]] for r in partition.stage_layers] == [
+        list(s) for s in profile.stages
+    ]
+    stage_costs = []
+    if same_split:
+        factor = rows / profile.microbatch_rows
+        for f, i, w, b in measured:
+            stage_costs.append(
+                StageCost(f * factor, i * factor, w * factor, None if b is None else b * factor)
+            )
+    else:
+        work = {"F": 0.0, "I": 0.0, "W": 0.0}
+        seconds = {"F": 0.0, "I": 0.0, "W": 0.0}
+        for (f, i, w, _b), layers in zip(measured, profiled_stages, strict=True):
+            flops = _stage_flops(profiled, layers)
+            for kind, t in (("F", f), ("I", i), ("W", w)):
+                work[kind] += flops[kind] * profile.microbatch_rows
+                seconds[kind] += t
+        rate = {k: work[k] / seconds[k] if seconds[k] > 0 else math.inf for k in work}
+        for layers in partition.stage_layers:
+            flops = _stage_flops(spec, layers)
+            stage_costs.append(StageCost(**{k: flops[k] * rows / rate[k] for k in flops}))
+    transfer = profile.transfer or {}
+    return CostModel(
+        optimizer_time=profile.step_overhead,
+        stage_costs=tuple(stage_costs),
+        boundary_bytes=boundary_bytes(spec, partition, rows),
+        comm_latency=float(transfer.get("latency", 0.0)),
+        comm_bandwidth=float(transfer.get("bandwidth", math.inf)) or math.inf,
+        allreduce_latency=float(transfer.get("latency", 0.0)),
+        allreduce_bandwidth=float(transfer.get("bandwidth", math.inf)) or math.inf,
+        param_bytes=param_bytes(spec),
+        time_unit="s",
+    )
