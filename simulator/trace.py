@@ -12,103 +12,81 @@ from collections import defaultdict
 from simulator.timeline import Timeline
 
 
+class _Trace:
+    """Builds the event list; ``pid`` numbers one process per (replica, rank)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        # microseconds; a cost unit shows as 1 ms
+        self.scale = 1e6 if timeline.time_unit == "s" else 1e3
+        self.ranks = timeline.num_ranks
+        self.events: list[dict] = []
+
+    def pid(self, rank: int, replica: int) -> int:
+        return replica * self.ranks + rank
+
+    def process(self, rank: int, replica: int, label: str) -> None:
+        pid = self.pid(rank, replica)
+        self.events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": label}})
+        self.events.append(
+            {"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}
+        )
+
+    def span(self, name, cat, start, end, pid, tid, args) -> None:
+        self.events.append(
+            {
+                "name": name,
+                "cat": cat,
+                "ph": "X",
+                "ts": start * self.scale,
+                "dur": (end - start) * self.scale,
+                "pid": pid,
+                "tid": tid,
+                "args": args,
+            }
+        )
+
+    def counter(self, time: float, pid: int, value: int) -> None:
+        self.events.append(
+            {
+                "name": "activation bytes",
+                "ph": "C",
+                "ts": time * self.scale,
+                "pid": pid,
+                "args": {"bytes": value},
+            }
+        )
+
+
 def to_chrome_trace(timeline: Timeline) -> dict:
     """Chrome trace event format: one process per rank, ``X`` compute events and a ``C``
     counter of cached activation bytes; Perfetto and chrome://tracing open it."""
-    scale = 1e6 if timeline.time_unit == "s" else 1e3  # microseconds; a cost unit shows as 1 ms
-    trace: list[dict] = []
+    trace = _Trace(timeline)
     dp = timeline.meta.dp
-    ranks = timeline.num_ranks
-
-    def pid(rank: int, replica: int) -> int:
-        return replica * ranks + rank
-
     for replica in range(dp):
-        for rank in range(ranks):
+        for rank in range(trace.ranks):
             label = f"rank {rank}" if dp == 1 else f"replica {replica} rank {rank}"
-            trace.append(
-                {
-                    "ph": "M",
-                    "name": "process_name",
-                    "pid": pid(rank, replica),
-                    "args": {"name": label},
-                }
-            )
-            trace.append(
-                {
-                    "ph": "M",
-                    "name": "process_sort_index",
-                    "pid": pid(rank, replica),
-                    "args": {"sort_index": pid(rank, replica)},
-                }
-            )
-
-    def span(
-        name: str, cat: str, start: float, end: float, where: int, tid: int, args: dict
-    ) -> dict:
-        return {
-            "name": name,
-            "cat": cat,
-            "ph": "X",
-            "ts": start * scale,
-            "dur": (end - start) * scale,
-            "pid": where,
-            "tid": tid,
-            "args": args,
-        }
-
+            trace.process(rank, replica, label)
     for e in timeline.events:
-        trace.append(
-            span(
-                f"{e.stage}{e.kind}{e.microbatch}",
-                e.kind,
-                e.start,
-                e.end,
-                pid(e.rank, e.replica),
-                0,
-                {"stage": e.stage, "microbatch": e.microbatch, "step": e.step},
-            )
-        )
+        name = f"{e.stage}{e.kind}{e.microbatch}"
+        args = {"stage": e.stage, "microbatch": e.microbatch, "step": e.step}
+        trace.span(name, e.kind, e.start, e.end, trace.pid(e.rank, e.replica), 0, args)
     for c in timeline.comms:
-        trace.append(
-            span(
-                f"{c.kind} mb{c.microbatch} -> stage {c.stage}",
-                "comm",
-                c.start,
-                c.end,
-                pid(c.src_rank, c.replica),
-                1,
-                {"bytes": c.bytes, "dst_rank": c.dst_rank},
-            )
-        )
+        name = f"{c.kind} mb{c.microbatch} -> stage {c.stage}"
+        args = {"bytes": c.bytes, "dst_rank": c.dst_rank}
+        trace.span(name, "comm", c.start, c.end, trace.pid(c.src_rank, c.replica), 1, args)
     running: dict[tuple[int, int], int] = defaultdict(int)
     for change in timeline.cache:
         key = (change.rank, change.replica)
         running[key] += change.bytes
-        trace.append(
-            {
-                "name": "activation bytes",
-                "ph": "C",
-                "ts": change.time * scale,
-                "pid": pid(change.rank, change.replica),
-                "args": {"bytes": running[key]},
-            }
-        )
+        trace.counter(change.time, trace.pid(change.rank, change.replica), running[key])
     for a in timeline.allreduce:
-        trace.append(
-            span(
-                f"all-reduce layer {a.layer}",
-                "allreduce",
-                a.start,
-                a.end,
-                0,
-                2,
-                {"step": a.step},
-            )
+        trace.span(
+            f"all-reduce layer {a.layer}", "allreduce", a.start, a.end, 0, 2, {"step": a.step}
         )
-    return {"traceEvents": trace, "displayTimeUnit": "ms"}
+    return {"traceEvents": trace.events, "displayTimeUnit": "ms"}
 
 
 def save_chrome_trace(timeline: Timeline, path) -> None:
+    """Write ``timeline`` as a Chrome trace JSON file."""
     with open(path, "w") as handle:
         json.dump(to_chrome_trace(timeline), handle)

@@ -10,7 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from schedules.registry import build_schedule
+from simulator.cli.outputs import StagedOutput
+from simulator.cli.workflows import compare_timelines, write_measured_run
 from simulator.errors import PebbleError
+from simulator.model.optim import OptimizerConfig
+from simulator.model.reference import TrainConfig
+from simulator.model.spec import ModelSpec
+from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from visualize.report import Section
 
 DEMO_SCHEDULES = ("gpipe", "1f1b", "zb-h1")
 RANKS, MICROBATCHES, STEPS = 4, 8, 4
@@ -34,6 +42,18 @@ data-parallel all-reduce of that layer could already start.
 """
 
 
+def demo_config() -> TrainConfig:
+    """The model, data and optimizer every demo schedule trains."""
+    return TrainConfig(
+        model=ModelSpec.parse(MODEL),
+        dataset="spiral",
+        batch_size=ROWS_PER_MICROBATCH * MICROBATCHES,
+        microbatches=MICROBATCHES,
+        steps=STEPS,
+        optimizer=OptimizerConfig("adam", lr=1e-4),
+    )
+
+
 def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
     """Run the tour into ``out``; returns the report's path. Library code: prints nothing but
     the progress bar (on stderr)."""
@@ -42,130 +62,123 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
     from tqdm import tqdm
 
     import visualize
-    from schedules.registry import build_schedule
-    from simulator.cli.commands import compare_timelines, write_measured_run
-    from simulator.cli.outputs import StagedOutput
-    from simulator.model import ModelSpec
-    from simulator.model.optim import OptimizerConfig
-    from simulator.model.reference import TrainConfig
-    from simulator.ray_pipeline.executor import RayOptions, RayPipeline
-    from visualize.report import Section
 
-    spec = ModelSpec.parse(MODEL)
-    config = TrainConfig(
-        model=spec,
-        dataset="spiral",
-        batch_size=ROWS_PER_MICROBATCH * MICROBATCHES,
-        microbatches=MICROBATCHES,
-        steps=STEPS,
-        optimizer=OptimizerConfig("adam", lr=1e-4),
-    )
+    config = demo_config()
     tasks = len(DEMO_SCHEDULES) * 2 + 2
     sections: list[Section] = []
     with (
         StagedOutput(out) as staged,
         tqdm(total=tasks, desc="demo", unit="task", file=sys.stderr, disable=None) as bar,
     ):
-        root = staged.staging
         for name in DEMO_SCHEDULES:
-            bar.set_postfix_str(f"training {name} on Ray")
-            schedule = build_schedule(name, RANKS, MICROBATCHES)
-            with RayPipeline(schedule, config, RayOptions(address=address)) as pipeline:
-                result = pipeline.run(STEPS)
-                predicted = pipeline.prediction(result)
-            bar.update(1)
-            bar.set_postfix_str(f"drawing {name}")
-            measured = result.timeline
-            folder = root / name
-            write_measured_run(staged, result, predicted, prefix=f"{name}/")
-            for kind, draw in visualize.FIGURES.items():
-                visualize.save(draw(measured), folder / kind)
-            visualize.save(visualize.overlay_figure(predicted, measured), folder / "overlay")
-            animated = name == "1f1b"
-            if animated:
-                visualize.animate_pebbles(measured, folder / "pebble.gif")
-            bar.update(1)
-            losses = ", ".join(f"{x:.3f}" for x in result.losses)
-            summary = measured.summary()
-            error = visualize.makespan_error(predicted, measured)
-            sections += [
-                Section(
-                    f"{name}: pebble graph (measured)",
-                    f"{name}/pebble.png",
-                    "Cached activations per layer over time; purple from the moment each "
-                    "layer's weight gradient is complete.",
-                    f"Loss per step: {losses}. Measured bubble "
-                    f"{100 * summary.bubble_fraction:.1f}%; peak activation memory per rank: "
-                    + ", ".join(
-                        visualize.human_bytes(r.peak_activation_bytes) for r in summary.per_rank
-                    )
-                    + ".",
-                ),
-                Section(
-                    f"{name}: pipeline chart",
-                    f"{name}/pipeline.png",
-                    "What each rank computed when; white is the bubble.",
-                ),
-                Section(
-                    f"{name}: activation memory",
-                    f"{name}/memory.png",
-                    "Cached bytes per rank; each rank's peak labelled.",
-                ),
-                Section(
-                    f"{name}: gradient availability",
-                    f"{name}/grads.png",
-                    "When each layer's weight gradient for step 0 was complete.",
-                ),
-                Section(
-                    f"{name}: predicted vs measured",
-                    f"{name}/overlay.png",
-                    f"Analytic prediction from the measured profile: {error.text()}.",
-                ),
-            ]
-            if animated:
-                sections.append(
-                    Section(
-                        f"{name}: the pebble graph, animated",
-                        f"{name}/pebble.gif",
-                        "The same run, step by step.",
-                    )
-                )
+            sections += _train_and_draw(name, config, address, staged, bar)
         bar.set_postfix_str("comparing schedules")
-        timelines, skipped = compare_timelines(RANKS, MICROBATCHES, None)
-        rows_table = visualize.comparison_rows(timelines)
-        (root / "compare.md").write_text(visualize.format_table(rows_table, "markdown") + "\n")
-        (root / "compare.csv").write_text(visualize.format_table(rows_table, "csv") + "\n")
-        visualize.save(visualize.compare_figure(timelines), root / "compare")
-        sections.append(
-            Section(
-                "Comparing schedules (analytic, F = I = W = 1)",
-                "compare.png",
-                "Bubble fraction against the worst rank's peak activation memory.",
-                visualize.format_table(rows_table, "markdown")
-                + (
-                    f"\n\nNot shown (sizes do not suit them): {', '.join(skipped)}."
-                    if skipped
-                    else ""
-                ),
-            )
-        )
+        sections.append(_comparison(staged.staging))
         bar.update(1)
         bar.set_postfix_str("writing the report")
-        visualize.write_report(
-            root,
-            sections,
-            title="pebblesim tour",
-            intro=INTRO.format(
-                widths=spec.widths[1],
-                steps=STEPS,
-                ranks=RANKS,
-                m=MICROBATCHES,
-                rows=ROWS_PER_MICROBATCH,
-                cores=os.cpu_count() or 1,
-            ),
+        intro = INTRO.format(
+            widths=config.model.widths[1],
+            steps=STEPS,
+            ranks=RANKS,
+            m=MICROBATCHES,
+            rows=ROWS_PER_MICROBATCH,
+            cores=os.cpu_count() or 1,
         )
+        visualize.write_report(staged.staging, sections, title="pebblesim tour", intro=intro)
         bar.update(1)
     report = Path(out) / "report.md"
     if not report.exists():
         raise PebbleError(f"the demo did not write {report}.")
     return report
+
+
+def _train_and_draw(name: str, config, address, staged, bar) -> list[Section]:
+    """Train ``name`` on Ray, predict it, draw every figure; returns its report sections."""
+    import visualize
+
+    bar.set_postfix_str(f"training {name} on Ray")
+    schedule = build_schedule(name, RANKS, MICROBATCHES)
+    with RayPipeline(schedule, config, RayOptions(address=address)) as pipeline:
+        result = pipeline.run(STEPS)
+        predicted = pipeline.prediction(result)
+    bar.update(1)
+    bar.set_postfix_str(f"drawing {name}")
+    measured = result.timeline
+    folder = staged.staging / name
+    write_measured_run(staged, result, predicted, prefix=f"{name}/")
+    for kind, draw in visualize.FIGURES.items():
+        visualize.save(draw(measured), folder / kind)
+    visualize.save(visualize.overlay_figure(predicted, measured), folder / "overlay")
+    animated = name == "1f1b"
+    if animated:
+        visualize.animate_pebbles(measured, folder / "pebble.gif")
+    bar.update(1)
+    return _sections(name, result, predicted, animated)
+
+
+def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
+    """The report's sections for one trained schedule."""
+    import visualize
+
+    measured = result.timeline
+    losses = ", ".join(f"{x:.3f}" for x in result.losses)
+    summary = measured.summary()
+    error = visualize.makespan_error(predicted, measured)
+    peaks = ", ".join(visualize.human_bytes(r.peak_activation_bytes) for r in summary.per_rank)
+    sections = [
+        Section(
+            f"{name}: pebble graph (measured)",
+            f"{name}/pebble.png",
+            "Cached activations per layer over time; purple from the moment each "
+            "layer's weight gradient is complete.",
+            f"Loss per step: {losses}. Measured bubble {100 * summary.bubble_fraction:.1f}%; "
+            f"peak activation memory per rank: {peaks}.",
+        ),
+        Section(
+            f"{name}: pipeline chart",
+            f"{name}/pipeline.png",
+            "What each rank computed when; white is the bubble.",
+        ),
+        Section(
+            f"{name}: activation memory",
+            f"{name}/memory.png",
+            "Cached bytes per rank; each rank's peak labelled.",
+        ),
+        Section(
+            f"{name}: gradient availability",
+            f"{name}/grads.png",
+            "When each layer's weight gradient for step 0 was complete.",
+        ),
+        Section(
+            f"{name}: predicted vs measured",
+            f"{name}/overlay.png",
+            f"Analytic prediction from the measured profile: {error.text()}.",
+        ),
+    ]
+    if animated:
+        sections.append(
+            Section(
+                f"{name}: the pebble graph, animated",
+                f"{name}/pebble.gif",
+                "The same run, step by step.",
+            )
+        )
+    return sections
+
+
+def _comparison(root: Path) -> Section:
+    """Every built-in schedule simulated on the demo's sizes: table, CSV and figure."""
+    import visualize
+
+    timelines, skipped = compare_timelines(RANKS, MICROBATCHES, None)
+    rows_table = visualize.comparison_rows(timelines)
+    (root / "compare.md").write_text(visualize.format_table(rows_table, "markdown") + "\n")
+    (root / "compare.csv").write_text(visualize.format_table(rows_table, "csv") + "\n")
+    visualize.save(visualize.compare_figure(timelines), root / "compare")
+    not_shown = f"\n\nNot shown (sizes do not suit them): {', '.join(skipped)}." if skipped else ""
+    return Section(
+        "Comparing schedules (analytic, F = I = W = 1)",
+        "compare.png",
+        "Bubble fraction against the worst rank's peak activation memory.",
+        visualize.format_table(rows_table, "markdown") + not_shown,
+    )

@@ -21,6 +21,7 @@ from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
 from simulator.timeline import Timeline
+from simulator.trace import save_chrome_trace
 
 DEFAULT_MICROBATCH_ROWS = 32
 
@@ -157,3 +158,53 @@ def summary_dict(timeline: Timeline) -> dict:
         ],
     }
     return out
+
+
+def write_timeline(out, timeline: Timeline, prefix: str = "") -> None:
+    timeline.save(out.path(f"{prefix}timeline.json"))
+    save_chrome_trace(timeline, out.path(f"{prefix}trace.json"))
+
+
+def write_measured_run(out, result, predicted: Timeline, prefix: str = "") -> None:
+    """A Ray run's files: measured Timeline and trace, cost profile, and the prediction."""
+    write_timeline(out, result.timeline, prefix)
+    result.profile.save(out.path(f"{prefix}profile.json"))
+    predicted.save(out.path(f"{prefix}predicted_timeline.json"))
+
+
+def comparison_model(ranks: int, chunks: int, model: str | None):
+    """One model for every schedule in a comparison: enough equal blocks that every stage
+    layout (p, 2p, p*v stages) gets the same share of layers."""
+    import math
+
+    from simulator.model import ModelSpec
+
+    return ModelSpec.parse(model) if model else ModelSpec.uniform(ranks * math.lcm(2, chunks))
+
+
+def compare_timelines(
+    ranks: int, microbatches: int, names, chunks: int = 2, model=None, costs=None
+) -> tuple[dict, list[str]]:
+    """Simulate each named schedule on the same model; returns the timelines and the names
+    skipped because the sizes do not suit them (only when no names were asked for)."""
+    from schedules.registry import SCHEDULES, canonical_name
+    from simulator.analytic.executor import simulate
+
+    spec = comparison_model(ranks, chunks, model)
+    asked = names is not None
+    timelines, skipped = {}, []
+    for name in names if asked else list(SCHEDULES):
+        try:
+            v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
+            schedule = make_schedule(name, ranks, microbatches, v)
+            plan = make_plan(schedule, spec)
+        except PebbleError:
+            if asked:
+                raise
+            skipped.append(name)
+            continue
+        cost_model = make_costs(plan, costs)
+        timelines[schedule.name] = simulate(
+            schedule, cost_model, plan.spec, plan.partition, plan.microbatch_rows
+        )
+    return timelines, skipped

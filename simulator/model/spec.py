@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from simulator.errors import PebbleError
-from simulator.model.layers import LAYER_CLASSES, Flops, Footprint, Layer
+from simulator.model.layer_kinds import LAYER_CLASSES
+from simulator.model.layers import Flops, Footprint, Layer
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}

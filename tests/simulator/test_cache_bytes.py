@@ -12,7 +12,8 @@ import pytest
 
 from simulator.model import ModelSpec, partition
 from simulator.model.cache import ActivationCache, CacheEvent
-from simulator.model.layers import LAYER_CLASSES, Layer, Loss
+from simulator.model.layer_kinds import LAYER_CLASSES
+from simulator.model.layers import Layer, Loss
 from simulator.model.reference import set_loss_scale
 from simulator.model.stage import Stage
 

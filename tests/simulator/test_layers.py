@@ -8,19 +8,9 @@ import pytest
 
 from simulator.model import ModelSpec
 from simulator.model.cache import ActivationCache
-from simulator.model.layers import (
-    GELU,
-    LAYER_CLASSES,
-    MSE,
-    Layer,
-    LayerNorm,
-    Linear,
-    Loss,
-    ReLU,
-    Sigmoid,
-    SoftmaxCrossEntropy,
-    Tanh,
-)
+from simulator.model.layer_kinds import LAYER_CLASSES
+from simulator.model.layers import GELU, Layer, LayerNorm, Linear, Loss, ReLU, Sigmoid, Tanh
+from simulator.model.losses import MSE, SoftmaxCrossEntropy
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import set_loss_scale, train_step
 from simulator.model.stage import Stage

@@ -19,7 +19,8 @@ import math
 import numpy as np
 import pytest
 
-from simulator.model.layers import MSE, Linear, Sigmoid, SoftmaxCrossEntropy
+from simulator.model.layers import Linear, Sigmoid
+from simulator.model.losses import MSE, SoftmaxCrossEntropy
 
 F64 = np.float64
 

@@ -1,0 +1,76 @@
+"""What the CLI prints: summary tables, the training report, strict JSON.
+
+Why a module of its own: library code never prints; every string a user reads is built here,
+so its wording and layout live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+
+from simulator.timeline import Timeline
+from simulator.units import human_bytes, human_time
+
+OVERHEAD_DOMINATES = 5e-3  # seconds: below this per action, Ray's per-call cost dominates
+
+
+def emit_json(payload: dict) -> None:
+    print(json.dumps(payload, indent=None, default=float))
+
+
+def format_summary(timeline: Timeline) -> str:
+    """A readable summary table of one run."""
+    from simulator.cli.workflows import summary_dict
+
+    data = summary_dict(timeline)
+    unit = data["time_unit"]
+    lines = [
+        f"schedule {data['schedule']}: {data['ranks']} ranks x {data['chunks']} chunk(s), "
+        f"{data['microbatches']} microbatches, dp {data['dp']}, {data['steps']} step(s), "
+        f"{timeline.meta.source} run",
+        f"makespan {human_time(data['makespan'], unit)}   "
+        f"bubble {100 * data['bubble_fraction']:.1f}%",
+    ]
+    if data["steps"] > 1:
+        times = ", ".join(human_time(t, unit) for t in data["step_times"])
+        lines.append(f"time per step: {times}")
+    header = f"{'rank':>4}  {'busy':>12}  {'peak activations':>16}  {'peak in-flight':>14}"
+    lines += ["", header, "-" * len(header)]
+    for r in data["per_rank"]:
+        lines.append(
+            f"{r['rank']:>4}  {human_time(r['busy'], unit):>12}  "
+            f"{human_bytes(r['peak_activation_bytes']):>16}  {r['peak_inflight_microbatches']:>14}"
+        )
+    ready = sorted(data["gradient_ready"], key=lambda g: g["time"])
+    if ready:
+        order = ", ".join(f"L{g['layer']}@{human_time(g['time'], unit)}" for g in ready)
+        lines += ["", f"weight gradients complete (step 0, first to last): {order}"]
+    return "\n".join(lines)
+
+
+def format_train_report(result, payload: dict, args) -> str:
+    """The text ``train`` prints after a run: summary, an overhead note, losses, checks."""
+    lines = [format_summary(result.timeline)]
+    durations = sorted(e.end - e.start for e in result.timeline.events)
+    typical = durations[len(durations) // 2] if durations else 0.0
+    if typical < OVERHEAD_DOMINATES:
+        lines.append(
+            f"\nnote: the median action took {human_time(typical)}; Ray's cost per call (about "
+            "1 ms) dominates such short actions, so the bubble above is mostly overhead. Use a "
+            "wider --model or a larger --batch-size to see the schedule itself."
+        )
+    lines.append("\nloss per step: " + ", ".join(f"{x:.4f}" for x in result.losses))
+    if result.restarts:
+        lines.append(f"recovered from {result.restarts} rank failure(s) by restarting the step")
+    if args.check:
+        lines.append(
+            f"check against the sequential reference: max gradient relative difference "
+            f"{payload['max_grad_rel_diff']:.2e}, max weight difference "
+            f"{payload['max_weight_abs_diff']:.2e}"
+        )
+    if args.out:
+        lines.append(
+            f"\nwrote {args.out}/: timeline.json, trace.json (Perfetto), profile.json (use with "
+            "simulate --profile) and predicted_timeline.json (compare with plot --against)"
+        )
+    return "\n".join(lines)
