@@ -2,5 +2,19 @@
 footprint/FLOP rules that reproduce Korthikanti et al. 2022 at any scale."""
 
 from simulator.model.transformer.config import TransformerConfig
+from simulator.model.transformer.layers import (
+    TransformerLayerInfo,
+    parameter_count,
+    set_dropout_step,
+    transformer_layer_infos,
+    transformer_layers,
+)
 
-__all__ = ["TransformerConfig"]
+__all__ = [
+    "TransformerConfig",
+    "TransformerLayerInfo",
+    "parameter_count",
+    "set_dropout_step",
+    "transformer_layer_infos",
+    "transformer_layers",
+]

@@ -1,0 +1,114 @@
+"""The shapes a transformer layer's footprint, FLOP and parameter rules read.
+
+Why one object: every rule is a function of the same handful of numbers (Korthikanti's ``b``,
+``s``, ``h``, ``a``, plus ``kv_heads``, ``ffn``, the vocabulary, the activation itemsize, the
+tensor-parallel degree ``t`` and whether sequence parallelism is on). Passing them as one frozen
+value keeps every rule's signature the same and puts the divisibility checks in one place.
+
+Tensor and sequence parallelism only change the rules: the numpy layers always run with t = 1,
+where every "local" size below equals the full size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.errors import PebbleError
+from simulator.model.transformer.config import TransformerConfig
+
+MASK_BYTES = 1
+"""A dropout mask element is one byte (numpy bool), whatever the activation dtype."""
+
+ID_BYTES = 8
+"""A token id or target is an int64."""
+
+
+@dataclass(frozen=True)
+class Dims:
+    """One microbatch of ``b`` sequences of a ``config`` model on one tensor-parallel rank.
+
+    ``itemsize`` is the activation dtype's bytes per element (2 for bf16, 8 for numpy float64).
+    ``t`` is the tensor-parallel degree; ``sp`` turns on sequence parallelism, which shards the
+    tensors of the norm/dropout regions along the sequence (Korthikanti et al. 2022, 4.2.2).
+    """
+
+    config: TransformerConfig
+    b: int = 1
+    itemsize: int = 2
+    t: int = 1
+    sp: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("b", "itemsize", "t"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PebbleError(f"{name} must be a positive integer, got {value!r}.")
+        cfg = self.config
+        for what, size in (
+            ("heads", cfg.heads),
+            ("kv_heads", cfg.num_kv_heads),
+            ("ffn", cfg.ffn_hidden),
+        ):
+            if size % self.t:
+                raise PebbleError(
+                    f"tensor-parallel degree {self.t} does not divide the model's {what} {size}."
+                )
+        if self.sp and cfg.seq % self.t:
+            raise PebbleError(
+                f"sequence parallelism needs seq {cfg.seq} to be a multiple of t = {self.t}."
+            )
+
+    # ---------------------------------------------------------------- the paper's letters
+    @property
+    def s(self) -> int:
+        return self.config.seq
+
+    @property
+    def h(self) -> int:
+        return self.config.hidden
+
+    @property
+    def a(self) -> int:
+        return self.config.heads
+
+    @property
+    def d(self) -> int:
+        """Width of one attention head."""
+        return self.config.head_dim
+
+    @property
+    def dropout(self) -> bool:
+        """Dropout layers exist (and cache masks) only when the probability is positive."""
+        return self.config.dropout > 0.0
+
+    # ---------------------------------------------------------------- sizes on one rank
+    @property
+    def tokens(self) -> int:
+        """Tokens of the microbatch: rows of a tensor replicated over the tensor-parallel group."""
+        return self.b * self.s
+
+    @property
+    def seq_tokens(self) -> int:
+        """Rows a rank holds in the norm/dropout regions: all tokens, or 1/t of them with SP."""
+        return self.tokens // self.t if self.sp else self.tokens
+
+    @property
+    def local_heads(self) -> int:
+        return self.a // self.t
+
+    @property
+    def local_kv_heads(self) -> int:
+        return self.config.num_kv_heads // self.t
+
+    @property
+    def local_ffn(self) -> int:
+        return self.config.ffn_hidden // self.t
+
+    @property
+    def local_vocab(self) -> int:
+        """Vocabulary-parallel share, rounded up (Megatron pads the table to a multiple of t)."""
+        return math.ceil(self.config.vocab / self.t)
+
+    def activation_bytes(self, elements: int) -> int:
+        return elements * self.itemsize

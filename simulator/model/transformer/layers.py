@@ -1,0 +1,200 @@
+"""A decoder-only transformer as one flat list of layers, and what is known about each layer
+without building it.
+
+The list for ``config`` (``L = config.layers``), with the partition unit ``block`` of each run::
+
+    block 0        embedding, dropout
+    block 1..L     fork, norm, qkv, attention, attn_out, dropout, add,
+                   fork, norm, mlp_up, mlp_gelu | swiglu, mlp_down, dropout, add
+    block L + 1    norm (final), lm_head, token_ce
+
+Dropout layers are left out when ``config.dropout`` is 0 (the attention core then keeps no
+mask either). Every block begins with a fork and ends with an add, so cutting a pipeline stage
+between two ``block`` numbers only ever sends plain arrays (see ``base.py``).
+
+Why descriptors (``TransformerLayerInfo``) next to the layers: the analytic executor needs the
+footprint, FLOPs and parameter count of every layer of a 126-block model without allocating a
+weight, and a Ray actor builds only its own stage's layers. Both read the same list, so they
+agree on indices. Weights are drawn from ``default_rng([seed, index])`` (as ``spec.LayerInfo``
+does), and dropout masks from ``(seed, index, step, microbatch)``: never from the partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.model.layers import Flops, Footprint, Layer
+from simulator.model.transformer.activations import MLPGELU, SwiGLU
+from simulator.model.transformer.attention import CausalSelfAttention
+from simulator.model.transformer.base import Rules
+from simulator.model.transformer.config import TransformerConfig
+from simulator.model.transformer.dims import Dims
+from simulator.model.transformer.dropout import Dropout, set_dropout_step
+from simulator.model.transformer.embedding import Embedding, TokenCrossEntropy
+from simulator.model.transformer.linear import (
+    AttentionProjection,
+    LMHead,
+    MLPDown,
+    MLPUp,
+    QKVProjection,
+    TokenLinear,
+)
+from simulator.model.transformer.norms import RMSNorm, TokenLayerNorm
+from simulator.model.transformer.stream import ResidualAdd, ResidualFork
+
+TRANSFORMER_LAYER_CLASSES: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (
+        Embedding,
+        Dropout,
+        ResidualFork,
+        TokenLayerNorm,
+        RMSNorm,
+        QKVProjection,
+        CausalSelfAttention,
+        AttentionProjection,
+        ResidualAdd,
+        MLPUp,
+        MLPGELU,
+        SwiGLU,
+        MLPDown,
+        LMHead,
+        TokenCrossEntropy,
+    )
+}
+"""Layer kind -> class. The kinds differ from the MLP layers' kinds in ``layers.LAYER_CLASSES``,
+so the two tables can be merged."""
+
+
+def _block_kinds(config: TransformerConfig) -> list[str]:
+    """The layer kinds of one transformer block, in chain order."""
+    dropout = ["dropout"] if config.dropout > 0.0 else []
+    norm = "ln" if config.norm == "layernorm" else "rmsnorm"
+    activation = "mlp_gelu" if config.mlp == "gelu" else "swiglu"
+    attention = ["fork", norm, "qkv", "attention", "attn_out", *dropout, "add"]
+    mlp = ["fork", norm, "mlp_up", activation, "mlp_down", *dropout, "add"]
+    return attention + mlp
+
+
+@dataclass(frozen=True)
+class TransformerLayerInfo:
+    """One layer of the list, unbuilt: global index, kind, partition unit and the config.
+
+    ``footprint`` and ``flops`` follow ``spec.LayerInfo``'s calling convention (``rows`` is the
+    microbatch size in sequences; FLOPs are per sequence), with the tensor-parallel degree and
+    sequence parallelism as extra keywords.
+    """
+
+    index: int
+    kind: str
+    block: int
+    config: TransformerConfig
+
+    @property
+    def cls(self) -> type[Layer]:
+        return TRANSFORMER_LAYER_CLASSES[self.kind]
+
+    @property
+    def has_params(self) -> bool:
+        return self.cls.has_params
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}:{self.kind}"
+
+    @property
+    def in_features(self) -> int:
+        return self._rules.widths(self.config)[0]
+
+    @property
+    def out_features(self) -> int:
+        return self._rules.widths(self.config)[1]
+
+    @property
+    def is_transformer_block(self) -> bool:
+        """False for the embedding (block 0) and the head (block L + 1)."""
+        return 1 <= self.block <= self.config.layers
+
+    @property
+    def _rules(self) -> type[Rules]:
+        return self.cls  # type: ignore[return-value]
+
+    def dims(self, rows: int = 1, itemsize: int = 2, tp: int = 1, sp: bool = False) -> Dims:
+        return Dims(self.config, rows, itemsize, tp, sp)
+
+    def footprint(self, rows: int, itemsize: int, tp: int = 1, sp: bool = False) -> Footprint:
+        return self._rules.footprint(self.dims(rows, itemsize, tp, sp))
+
+    def flops(self, tp: int = 1, sp: bool = False) -> Flops:
+        return self._rules.flops(self.dims(1, 2, tp, sp))
+
+    def param_count(self, tp: int = 1) -> int:
+        """Parameters one tensor-parallel rank holds for this layer (a tied LM head counts its
+        copy: the last pipeline stage holds one)."""
+        return self._rules.param_count(self.dims(1, 2, tp))
+
+    def build(self, dtype="float64", seed: int = 0) -> Layer:
+        rng = np.random.default_rng([seed, self.index])
+        return self._rules.from_config(self.index, self.config, dtype, rng, seed)
+
+
+def transformer_layer_infos(config: TransformerConfig) -> list[TransformerLayerInfo]:
+    """The model's flat layer list (loss included), unbuilt."""
+    norm = "ln" if config.norm == "layernorm" else "rmsnorm"
+    runs = [["embedding", *(["dropout"] if config.dropout > 0.0 else [])]]
+    runs += [_block_kinds(config) for _ in range(config.layers)]
+    runs.append([norm, "lm_head", "token_ce"])
+    infos: list[TransformerLayerInfo] = []
+    for block, kinds in enumerate(runs):
+        for kind in kinds:
+            infos.append(TransformerLayerInfo(len(infos), kind, block, config))
+    return infos
+
+
+def transformer_layers(
+    config: TransformerConfig,
+    dtype="float64",
+    seed: int = 0,
+    layer_indices: range | None = None,
+) -> list[Layer]:
+    """Build the layers (all, or the given global indices) with seeded weights."""
+    infos = transformer_layer_infos(config)
+    chosen = infos if layer_indices is None else [infos[i] for i in layer_indices]
+    return [info.build(dtype, seed) for info in chosen]
+
+
+def parameter_count(config: TransformerConfig) -> int:
+    """Parameters of the whole model, counting a tied embedding/LM-head matrix once."""
+    total = sum(info.param_count() for info in transformer_layer_infos(config))
+    if config.tied_embeddings:
+        total -= config.vocab * config.hidden
+    return total
+
+
+__all__ = [
+    "TRANSFORMER_LAYER_CLASSES",
+    "AttentionProjection",
+    "CausalSelfAttention",
+    "Dims",
+    "Dropout",
+    "Embedding",
+    "LMHead",
+    "MLPDown",
+    "MLPGELU",
+    "MLPUp",
+    "QKVProjection",
+    "RMSNorm",
+    "ResidualAdd",
+    "ResidualFork",
+    "SwiGLU",
+    "TokenCrossEntropy",
+    "TokenLayerNorm",
+    "TokenLinear",
+    "TransformerLayerInfo",
+    "parameter_count",
+    "set_dropout_step",
+    "transformer_layer_infos",
+    "transformer_layers",
+]
