@@ -8,6 +8,8 @@ user wrote), so "rank 0 action 0B0 needs 1B0 (or 1I0), which never runs" points 
 
 from __future__ import annotations
 
+import numpy as np
+
 from schedules.action_index import NEVER, ActionIndex, fail
 from schedules.actions import Action, Schedule
 from schedules.dependencies import DependencyRule, Need
@@ -25,26 +27,25 @@ def _either(alternatives: tuple[tuple[str, ...], ...]) -> str:
     return parts[0] if len(parts) == 1 else "either " + ", or ".join(parts)
 
 
-def _is_whole(index: ActionIndex, requirement, size: int) -> bool:
-    """Fast path: every key has exactly one alternative, wholly present, and nothing else."""
-    present = [0] * size
+def _whole(index: ActionIndex, requirement) -> np.ndarray:
+    """Per key: exactly one alternative is present, wholly, and nothing of the others."""
+    present = np.zeros(index.num_stages * index.m, dtype=np.int64)
+    partial = np.zeros(len(present), dtype=bool)
     for alternative in requirement:
-        head = index.tables[alternative[0]]
-        for kind in alternative:
-            table = index.tables[kind]
-            if kind != alternative[0] and [t == NEVER for t in table] != [h == NEVER for h in head]:
-                return False
-        present = [p + (h != NEVER) for p, h in zip(present, head, strict=True)]
-    return all(p == 1 for p in present)
+        head = index.tables[alternative[0]] != NEVER
+        for kind in alternative[1:]:
+            partial |= (index.tables[kind] != NEVER) != head
+        present += head
+    return (present == 1) & ~partial
 
 
 def check_complete(schedule: Schedule, rule: DependencyRule, index: ActionIndex) -> None:
     """Raise ``ScheduleError`` for the first (stage, microbatch) that misses or mixes a
     requirement, in stage-major order; return quietly when all is whole."""
-    size = index.num_stages * index.m
-    if all(_is_whole(index, requirement, size) for requirement in rule.requirements):
-        return
-    for key in range(size):
+    bad = np.zeros(index.num_stages * index.m, dtype=bool)
+    for requirement in rule.requirements:
+        bad |= ~_whole(index, requirement)
+    for key in np.flatnonzero(bad).tolist():
         for requirement in rule.requirements:
             _check_key(schedule, rule, index, requirement, key)
 

@@ -49,22 +49,21 @@ def interleaved_1f1b(num_ranks: int, num_microbatches: int, chunks: int | None =
 def _rank_actions(rank: int, p: int, m: int, v: int) -> list[Action]:
     total = m * v  # forwards (and backwards) this rank runs, over all its chunks
     warmup = min((v - 1) * p + 2 * (p - 1 - rank), total)
-
-    def forward(step: int) -> Action:
-        # the step-th forward of this rank: groups of p microbatches, chunk 0, 1, ... v-1, repeat
-        group, within = divmod(step, p)
-        chunk = group % v
-        return Action(chunk * p + rank, Kind.F, (group // v) * p + within)
-
-    def backward(step: int) -> Action:
-        # the step-th backward: the same groups, chunks in reverse
-        group, within = divmod(step, p)
-        chunk = v - 1 - group % v
-        return Action(chunk * p + rank, Kind.B, (group // v) * p + within)
-
-    actions = [forward(step) for step in range(warmup)]
-    for step in range(total - warmup):  # steady: one forward, then one backward
-        actions.append(forward(warmup + step))
-        actions.append(backward(step))
-    actions.extend(backward(step) for step in range(total - warmup, total))  # cooldown
-    return actions
+    # The step-th forward: groups of p microbatches, chunk 0, 1, ... v-1, repeat; the step-th
+    # backward: the same groups, chunks in reverse. (m is a multiple of p: groups are whole.)
+    groups = [(group % v, (group // v) * p) for group in range(total // p)]
+    forwards = [
+        Action(chunk * p + rank, Kind.F, first + within)
+        for chunk, first in groups
+        for within in range(p)
+    ]
+    backwards = [
+        Action((v - 1 - chunk) * p + rank, Kind.B, first + within)
+        for chunk, first in groups
+        for within in range(p)
+    ]
+    steady = total - warmup
+    pairs: list[Action] = [None] * (2 * steady)  # type: ignore[list-item]
+    pairs[0::2] = forwards[warmup:]  # steady: one forward, then one backward
+    pairs[1::2] = backwards[:steady]
+    return forwards[:warmup] + pairs + backwards[steady:]  # warmup, steady, cooldown

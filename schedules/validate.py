@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
 
 from schedules.action_index import NEVER, index_actions
 from schedules.actions import Action, Schedule
@@ -40,24 +43,39 @@ class DryRun(Sequence):
     """A validated schedule's execution order, with what each action consumes.
 
     It is a sequence of ``(rank, position)`` pairs: every action once, each after all the
-    actions it depends on, each rank's own order kept. ``inputs[i]`` lists, for the ``i``-th
-    action and aligned with ``rule.needs(kind)``, the order index of the action that satisfies
-    each need, or -1 where the need falls off the pipeline's end.
+    actions it depends on, each rank's own order kept. ``producers[i, j]`` is the order index of
+    the action that satisfies the ``j``-th need of the ``i``-th action (``rule.needs(kind)``),
+    or -1 where the need falls off the pipeline's end or the kind has fewer needs; ``inputs[i]``
+    is that row as a tuple. ``ranks``, ``stages``, ``kinds`` and ``microbatches`` are the
+    actions' fields in order, as arrays, for executors that work on whole columns.
     """
 
     schedule: Schedule
     rule: DependencyRule
-    order: list[tuple[int, int]]
-    inputs: list[tuple[int, ...]]
+    producers: np.ndarray
+    ranks: np.ndarray
+    positions: np.ndarray
+    stages: np.ndarray
+    kinds: np.ndarray
+    microbatches: np.ndarray
+
+    @cached_property
+    def order(self) -> list[tuple[int, int]]:
+        """The run order as (rank, position) pairs (built on first use)."""
+        return list(zip(self.ranks.tolist(), self.positions.tolist(), strict=True))
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.ranks)
 
     def __getitem__(self, index):
         return self.order[index]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(self.order)
+
+    @property
+    def inputs(self) -> _Rows:
+        return _Rows(self.producers)
 
     def action(self, index: int) -> Action:
         rank, position = self.order[index]
@@ -67,10 +85,23 @@ class DryRun(Sequence):
         """(producer order index, flow) of the payload action ``index`` takes from another
         stage, or None (stage 0's forward, the last stage's backward, a same-stage need)."""
         kind = self.action(index).kind
-        for need, producer in zip(self.rule.needs(kind), self.inputs[index], strict=True):
+        for need, producer in zip(self.rule.needs(kind), self.inputs[index], strict=False):
             if need.flow is not None and producer != NEVER:
                 return producer, need.flow
         return None
+
+
+class _Rows(Sequence):
+    """Rows of an integer array as tuples of ints."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index):
+        return tuple(self.array[index].tolist())
 
 
 def validate(schedule: Schedule, rule: DependencyRule = PIPELINE_RULE) -> DryRun:
@@ -84,5 +115,16 @@ def validate(schedule: Schedule, rule: DependencyRule = PIPELINE_RULE) -> DryRun
     check_layout(schedule)
     index = index_actions(schedule, rule)
     check_complete(schedule, rule, index)
-    order, inputs = dry_run(schedule, rule, index)
-    return DryRun(schedule, rule, order, inputs)
+    globals_in_order, producers = dry_run(schedule, rule, index)
+    ranks = index.rank_array[globals_in_order]
+    positions = globals_in_order - np.asarray(index.offsets, dtype=np.int64)[ranks]
+    return DryRun(
+        schedule,
+        rule,
+        producers,
+        ranks,
+        positions,
+        index.stage[globals_in_order],
+        np.array(index.kinds)[index.kind[globals_in_order]],
+        index.microbatch[globals_in_order],
+    )

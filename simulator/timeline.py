@@ -24,68 +24,24 @@ runs, "unit" for unit costs), all starting from 0:
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+
+import numpy as np
 
 from simulator.errors import PebbleError
 from simulator.timeline_meta import TimelineMeta
+from simulator.timeline_rows import (
+    AllReduce,
+    CacheChange,
+    CommEvent,
+    ComputeEvent,
+    GradReady,
+    OptimizerStep,
+    RowTable,
+)
+from simulator.timeline_stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
 SCHEMA_VERSION = 1
-
-
-class ComputeEvent(NamedTuple):
-    rank: int
-    stage: int
-    kind: str
-    microbatch: int
-    step: int
-    start: float
-    end: float
-    replica: int = 0
-
-
-class CommEvent(NamedTuple):
-    src_rank: int
-    dst_rank: int
-    stage: int
-    kind: str
-    microbatch: int
-    step: int
-    start: float
-    end: float
-    bytes: int
-    replica: int = 0
-
-
-class CacheChange(NamedTuple):
-    time: float
-    rank: int
-    layer: int
-    microbatch: int
-    step: int
-    bytes: int
-    replica: int = 0
-
-
-class GradReady(NamedTuple):
-    layer: int
-    step: int
-    time: float
-    replica: int = 0
-
-
-class AllReduce(NamedTuple):
-    layer: int
-    step: int
-    start: float
-    end: float
-
-
-class OptimizerStep(NamedTuple):
-    step: int
-    start: float
-    end: float
 
 
 _TABLES = {
@@ -119,26 +75,34 @@ class Summary:
 
 @dataclass
 class Timeline:
-    """What happened (or is predicted to happen) in a run: see the module docstring."""
+    """What happened (or is predicted to happen) in a run: see the module docstring.
+
+    Each table (``events``, ``comms``, ...) is a ``RowTable``: a sequence of its row type that
+    an executor may fill in bulk as columns; assigning a plain list wraps it.
+    """
 
     meta: TimelineMeta = field(default_factory=TimelineMeta)
-    events: list[ComputeEvent] = field(default_factory=list)
-    comms: list[CommEvent] = field(default_factory=list)
-    cache: list[CacheChange] = field(default_factory=list)
-    grad_ready: list[GradReady] = field(default_factory=list)
-    allreduce: list[AllReduce] = field(default_factory=list)
-    optimizer: list[OptimizerStep] = field(default_factory=list)
+    events: RowTable = field(default_factory=list)
+    comms: RowTable = field(default_factory=list)
+    cache: RowTable = field(default_factory=list)
+    grad_ready: RowTable = field(default_factory=list)
+    allreduce: RowTable = field(default_factory=list)
+    optimizer: RowTable = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.meta, dict):  # a meta block written as a plain dict (tests, JSON)
-            self.meta = TimelineMeta.from_dict(self.meta)
+    def __setattr__(self, name, value) -> None:
+        if name in _TABLES and not isinstance(value, RowTable):
+            value = RowTable(_TABLES[name], value)
+        elif name == "meta" and isinstance(value, dict):  # a plain dict (tests, JSON)
+            value = TimelineMeta.from_dict(value)
+        object.__setattr__(self, name, value)
 
     # ----------------------------------------------------------------- derived views
     @property
     def num_ranks(self) -> int:
         if self.meta.ranks is not None:
             return int(self.meta.ranks)
-        return 1 + max((e.rank for e in self.events), default=0)
+        ranks = self.events.columns()["rank"]
+        return 1 + int(ranks.max()) if len(ranks) else 1
 
     @property
     def time_unit(self) -> str:
@@ -146,63 +110,34 @@ class Timeline:
 
     def rank_memory(self, rank: int, replica: int = 0) -> tuple[list[float], list[int]]:
         """Times and running totals of cached bytes on one rank (a step function)."""
-        times, totals, total = [], [], 0
-        for change in self.cache:
-            if change.rank == rank and change.replica == replica:
-                total += change.bytes
-                times.append(change.time)
-                totals.append(total)
-        return times, totals
+        cache = self.cache.columns()
+        mine = (cache["rank"] == rank) & (cache["replica"] == replica)
+        return cache["time"][mine].tolist(), np.cumsum(cache["bytes"][mine]).tolist()
 
     def peak_activation_bytes(self) -> dict[int, int]:
         """Per rank, the most bytes held at once (max over replicas)."""
-        running: dict[tuple[int, int], int] = defaultdict(int)
-        peak: dict[int, int] = {r: 0 for r in range(self.num_ranks)}
-        for change in self.cache:
-            key = (change.replica, change.rank)
-            running[key] += change.bytes
-            if running[key] > peak.get(change.rank, 0):
-                peak[change.rank] = running[key]
-        return peak
+        return peak_activation_bytes(self.cache.columns(), self.num_ranks)
 
     def peak_inflight(self) -> dict[int, int]:
         """Per rank, most microbatches whose forward there has run and last backward not.
 
-        "Last backward" is the last B or W of that microbatch on that rank (over all its stages),
-        found from the events themselves, per step.
+        "Last backward" is the last B, I or W of that microbatch on that rank (over all its
+        stages), found from the events themselves, per step.
         """
-        last_backward: dict[tuple, int] = {}
-        ordered = sorted(
-            (e for e in self.events if e.replica == 0),
-            key=lambda e: (e.rank, e.start),  # stable: ties keep execution order
-        )
-        for position, e in enumerate(ordered):
-            if e.kind in ("B", "W", "I"):
-                last_backward[(e.rank, e.step, e.microbatch)] = position
-        peak: dict[int, int] = {r: 0 for r in range(self.num_ranks)}
-        live: dict[int, set] = defaultdict(set)
-        for position, e in enumerate(ordered):
-            key = (e.rank, e.step, e.microbatch)
-            if e.kind == "F":
-                live[e.rank].add(key)
-                peak[e.rank] = max(peak[e.rank], len(live[e.rank]))
-            elif last_backward.get(key) == position:
-                live[e.rank].discard(key)
-        return peak
+        return peak_inflight(self.events.columns(), self.num_ranks)
 
     def summary(self) -> Summary:
-        events = [e for e in self.events if e.replica == 0]
-        if not events:
+        events = self.events.columns()
+        first = events["replica"] == 0
+        if not first.any():
             return Summary(0.0, 0.0, [], [], [])
-        start = min(e.start for e in events)
-        end = max(e.end for e in events)
-        if self.optimizer:
-            end = max(end, max(o.end for o in self.optimizer))
+        start = float(events["start"][first].min())
+        end = float(events["end"][first].max())
+        if len(self.optimizer):
+            end = max(end, float(self.optimizer.columns()["end"].max()))
         makespan = end - start
-        busy: dict[int, float] = {r: 0.0 for r in range(self.num_ranks)}
-        for e in events:
-            busy[e.rank] += e.end - e.start
         ranks = self.num_ranks
+        busy = busy_per_rank(events, ranks)
         bubble = 1.0 - sum(busy.values()) / (ranks * makespan) if makespan > 0 else 0.0
         peaks = self.peak_activation_bytes()
         inflight = self.peak_inflight()
@@ -224,11 +159,7 @@ class Timeline:
 
     def step_times(self) -> list[float]:
         """Duration of each step, from the previous step's end (or 0) to this step's end."""
-        ends: dict[int, float] = defaultdict(float)
-        for e in self.events:
-            ends[e.step] = max(ends[e.step], e.end)
-        for o in self.optimizer:
-            ends[o.step] = max(ends[o.step], o.end)
+        ends = step_ends(self.events.columns(), self.optimizer.columns())
         times, previous = [], 0.0
         for step in sorted(ends):
             times.append(ends[step] - previous)
@@ -239,7 +170,7 @@ class Timeline:
     def to_dict(self) -> dict:
         out: dict = {"version": SCHEMA_VERSION, "meta": self.meta.to_dict()}
         for name in _TABLES:
-            out[name] = [row._asdict() for row in getattr(self, name)]
+            out[name] = getattr(self, name).to_dicts()
         return out
 
     @classmethod

@@ -57,7 +57,8 @@ def test_the_validator_follows_the_new_rule():
     for i in range(len(run)):
         action = run.action(i)
         if action.kind == "X":
-            (producer,) = run.inputs[i]
+            producer, *padding = run.inputs[i]
+            assert padding == [-1] * (len(padding))
             assert run.action(producer) == (action.stage_index, "F", action.microbatch_index)
 
 

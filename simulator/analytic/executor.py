@@ -12,22 +12,26 @@ Memory follows each layer's footprint (``memory_plan``).
 
 from __future__ import annotations
 
+import numpy as np
+
 from schedules.actions import Schedule
 from schedules.validate import DryRun, validate
 from simulator.analytic.costs import CostModel
 from simulator.analytic.memory_plan import memory_plans
+from simulator.analytic.plan_arrays import PlanArrays
 from simulator.analytic.run_meta import run_meta
 from simulator.errors import PebbleError
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
-from simulator.timeline import (
+from simulator.timeline import Timeline
+from simulator.timeline_rows import (
     AllReduce,
     CacheChange,
     CommEvent,
     ComputeEvent,
     GradReady,
     OptimizerStep,
-    Timeline,
+    RowTable,
 )
 
 
@@ -83,82 +87,98 @@ def simulate(
                 OptimizerStep(step, step_end, step_end + costs.optimizer_time)
             )
             barrier = step_end + costs.optimizer_time
+    walk.finish()
     return timeline
 
 
 class _Walk:
-    """One pass over the dry run per step, appending rows to the Timeline."""
+    """One pass over the dry run per step; rows are built in bulk, as columns."""
 
     def __init__(self, run, costs, spec, partition, rows, timeline) -> None:
-        schedule = run.schedule
-        self.run = run
         self.costs = costs
         self.timeline = timeline
         self.partition = partition
-        self.stage_to_rank = schedule.stage_to_rank
-        self.actions = [schedule.actions[r][p] for r, p in run.order]
-        self.ranks = [r for r, _ in run.order]
-        # per kind: (flow or None, stage offset) of each need, aligned with run.inputs
-        self.needs = {
-            kind: tuple((need.flow, need.stage_offset) for need in run.rule.needs(kind))
-            for kind in run.rule.kinds
-        }
-        self.cost_of = {
-            (s, kind): costs.stage_costs[s].of(kind)
-            for s in range(schedule.num_stages)
-            for kind in run.rule.kinds
-        }
-        self.send = [costs.transfer_time(s) for s in range(schedule.num_stages)]
-        self.boundary = costs.boundary_bytes or (0,) * schedule.num_stages
-        self.plans = memory_plans(spec, partition, rows, run.rule)
+        self.stage_to_rank = run.schedule.stage_to_rank
+        self.arrays = PlanArrays(run, costs, memory_plans(spec, partition, rows, run.rule))
+        a = self.arrays
+        self._lists = (
+            a.rank.tolist(),
+            a.duration.tolist(),
+            [p.tolist() for p in a.producers],
+            [x.tolist() for x in a.transfer],
+        )
+        self.columns: dict[str, list] = {name: [] for name in _COLUMNS}
 
     def step(self, step: int, rank_free: list[float]) -> dict[int, float]:
-        """Run every action once from ``rank_free``; returns when each layer's gradient is
-        complete. ``rank_free`` is updated in place."""
-        actions, ranks, inputs, needs = self.actions, self.ranks, self.run.inputs, self.needs
-        send, boundary, cost_of, plans = self.send, self.boundary, self.cost_of, self.plans
-        events, comms, cache = self.timeline.events, self.timeline.comms, self.timeline.cache
-        end = [0.0] * len(actions)
-        grad_time: dict[int, float] = {}
-        for i, action in enumerate(actions):
-            stage, kind, mb = action
-            rank = ranks[i]
-            ready = rank_free[rank]
-            for (flow, offset), producer in zip(needs[kind], inputs[i]):  # noqa: B905 - hot
-                if producer < 0:
-                    continue
-                t = end[producer]
-                if flow is not None and ranks[producer] != rank:
-                    link = stage if offset > 0 else stage + offset  # the boundary crossed
-                    arrive = t + send[link]
-                    comms.append(
-                        CommEvent(
-                            ranks[producer],
-                            rank,
-                            stage,
-                            flow.value,
-                            mb,
-                            step,
-                            t,
-                            arrive,
-                            boundary[link],
-                        )
-                    )
-                    t = arrive
-                if t > ready:
-                    ready = t
-            duration = cost_of[(stage, kind)]
-            finish = ready + duration
-            rank_free[rank] = end[i] = finish
-            events.append(ComputeEvent(rank, stage, kind, mb, step, ready, finish))
-            plan = plans[(stage, kind)]
-            for layer, delta, fraction in plan.changes:
-                cache.append(CacheChange(ready + fraction * duration, rank, layer, mb, step, delta))
-            for layer, fraction in plan.weight_grads:
-                grad_time[layer] = ready + fraction * duration
-        for layer in sorted(grad_time):
-            self.timeline.grad_ready.append(GradReady(layer, step, grad_time[layer]))
-        return grad_time
+        """Run every action once from ``rank_free`` (updated in place); returns when each
+        layer's weight gradient is complete."""
+        start, end = _action_times(*self._lists, rank_free)
+        start, end = np.array(start), np.array(end)
+        a = self.arrays
+        steps = np.full(len(start), step, dtype=np.int64)
+        self._add(
+            "events", [a.rank, a.stage, a.kind_names[a.kind], a.microbatch, steps, start, end]
+        )
+        self._add("comms", self._comms(step, end))
+        cache_time = start[a.cache_action] + a.cache_fraction * a.duration[a.cache_action]
+        on = a.cache_action
+        self._add(
+            "cache",
+            [cache_time, a.rank[on], a.cache_layer, a.microbatch[on], steps[on], a.cache_bytes],
+        )
+        grad_time = start[a.grads_action] + a.grads_fraction * a.duration[a.grads_action]
+        # a layer's gradient is complete at its last contribution (in order: on one rank)
+        layers, last = np.unique(a.grads_layer[::-1], return_index=True)
+        times = grad_time[::-1][last]
+        ready = dict(zip(layers.tolist(), times.tolist(), strict=True))
+        self.timeline.grad_ready.extend(
+            GradReady(layer, step, ready[layer]) for layer in sorted(ready)
+        )
+        return ready
+
+    def _comms(self, step: int, end: np.ndarray) -> list[np.ndarray]:
+        """Transfers into each action from producers on other ranks, per need slot."""
+        a = self.arrays
+        parts = []
+        for slot, producer in enumerate(a.producers):
+            moved = np.flatnonzero(a.flow[slot] != "")
+            source = producer[moved]
+            parts.append((moved, slot, source, a.transfer[slot][moved], a.link[slot][moved]))
+        action = np.concatenate([p[0] for p in parts])
+        slot = np.concatenate([np.full(len(p[0]), p[1]) for p in parts])
+        order = np.lexsort((slot, action))
+        source = np.concatenate([p[2] for p in parts])[order]
+        transfer = np.concatenate([p[3] for p in parts])[order]
+        link = np.concatenate([p[4] for p in parts])[order]
+        flow = np.concatenate([a.flow[p[1]][p[0]] for p in parts])[order]
+        action = action[order]
+        sent = end[source]
+        return [
+            a.rank[source],
+            a.rank[action],
+            a.stage[action],
+            flow,
+            a.microbatch[action],
+            np.full(len(action), step, dtype=np.int64),
+            sent,
+            sent + transfer,
+            a.boundary[link],
+        ]
+
+    def _add(self, table: str, columns: list[np.ndarray]) -> None:
+        self.columns[table].append(columns)
+
+    def finish(self) -> None:
+        """Move the accumulated columns into the Timeline's tables."""
+        for table, row_type in (
+            ("events", ComputeEvent),
+            ("comms", CommEvent),
+            ("cache", CacheChange),
+        ):
+            chunks = self.columns[table]
+            fields = [f for f in row_type._fields if f != "replica"]
+            columns = {f: np.concatenate([c[i] for c in chunks]) for i, f in enumerate(fields)}
+            setattr(self.timeline, table, RowTable.from_columns(row_type, columns))
 
     def allreduce(self, step: int, grad_time: dict[int, float], dp: int) -> float:
         """Each layer's data-parallel all-reduce starts when its gradient is complete, one at a
@@ -174,3 +194,41 @@ class _Walk:
             self.timeline.allreduce.append(AllReduce(layer, step, start, finish))
             last = max(last, finish)
         return last
+
+
+_COLUMNS = ("events", "comms", "cache")
+
+
+def _action_times(rank, duration, producers, transfer, rank_free):
+    """The max-plus recurrence: an action starts when its rank is free and every producer's
+    output has arrived (its end plus the transfer); returns (starts, ends) in order."""
+    n = len(rank)
+    start = [0.0] * n
+    end = [0.0] * n
+    if len(producers) == 2:  # the pipeline rule: at most two needs per action
+        (p0, p1), (x0, x1) = producers, transfer
+        for i in range(n):
+            r = rank[i]
+            t = rank_free[r]
+            a = p0[i]
+            if a >= 0:
+                u = end[a] + x0[i]
+                if u > t:
+                    t = u
+            b = p1[i]
+            if b >= 0:
+                u = end[b] + x1[i]
+                if u > t:
+                    t = u
+            start[i] = t
+            rank_free[r] = end[i] = t + duration[i]
+        return start, end
+    for i in range(n):
+        r = rank[i]
+        t = rank_free[r]
+        for p, x in zip(producers, transfer, strict=True):
+            if p[i] >= 0 and end[p[i]] + x[i] > t:
+                t = end[p[i]] + x[i]
+        start[i] = t
+        rank_free[r] = end[i] = t + duration[i]
+    return start, end

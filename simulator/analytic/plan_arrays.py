@@ -1,0 +1,102 @@
+"""A dry run and a cost model as flat arrays: what the analytic executor's timing loop reads.
+
+Why arrays: everything about an action that does not depend on *when* it runs (its rank, its
+duration, which producers it waits for and what a transfer from each adds, which cache changes
+it makes) is computed once, with numpy, so the per-action loop does only the max-plus
+arithmetic and a step of half a million actions takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from schedules.validate import DryRun
+from simulator.analytic.costs import CostModel
+from simulator.analytic.memory_plan import MemoryPlan
+
+
+class PlanArrays:
+    """Per action of the dry run (in its order): rank, stage, kind, microbatch, duration; per
+    need slot: producer and transfer time; per cache change: its action, layer, bytes and the
+    fraction of the action's duration at which it happens."""
+
+    def __init__(self, run: DryRun, costs: CostModel, plans: dict[tuple[int, str], MemoryPlan]):
+        schedule, rule = run.schedule, run.rule
+        num_stages = schedule.num_stages
+        kinds = list(rule.kinds)
+        kind_code = {kind: code for code, kind in enumerate(kinds)}
+        self.kind_names = np.array(kinds)
+        self.rank, self.stage, self.microbatch = run.ranks, run.stages, run.microbatches
+        self.kind = np.zeros(len(run), dtype=np.int64)
+        for kind, code in kind_code.items():
+            self.kind[run.kinds == kind] = code
+        key = self.stage * len(kinds) + self.kind  # (stage, kind) -> cost and memory plan
+        cost_table = np.array(
+            [costs.stage_costs[s].of(k) for s in range(num_stages) for k in kinds]
+        )
+        self.duration = cost_table[key]
+        self._needs(run, costs, kinds)
+        self._memory(key, plans, num_stages, kinds)
+
+    def _needs(self, run: DryRun, costs: CostModel, kinds: list[str]) -> None:
+        """Producer order index per need slot (-1: none), and the transfer time each adds."""
+        num_stages = run.schedule.num_stages
+        producers = run.producers
+        send = np.array([costs.transfer_time(s) for s in range(num_stages)] + [0.0])
+        boundary = list(costs.boundary_bytes or (0,) * num_stages) + [0]
+        self.boundary = np.array(boundary, dtype=np.int64)
+        self.producers, self.transfer, self.link, self.flow = [], [], [], []
+        for slot in range(producers.shape[1]):
+            flow_name = []
+            offset = []
+            for kind in kinds:
+                needs = run.rule.needs(kind)
+                need = needs[slot] if slot < len(needs) else None
+                flow_name.append(need.flow.value if need and need.flow else "")
+                offset.append(need.stage_offset if need else 0)
+            producer = producers[:, slot]
+            flows = np.array(flow_name)[self.kind]
+            crossing = (
+                (producer >= 0) & (flows != "") & (self.rank[np.maximum(producer, 0)] != self.rank)
+            )
+            offsets = np.array(offset, dtype=np.int64)[self.kind]
+            # the boundary crossed: stage s's link to s+1 is link s
+            link = np.where(offsets > 0, self.stage, self.stage + offsets)
+            link = np.where(crossing, link, num_stages)  # the free sentinel link
+            self.producers.append(producer)
+            self.transfer.append(send[link])
+            self.link.append(link)
+            self.flow.append(np.where(crossing, flows, ""))
+
+    def _memory(self, key, plans, num_stages: int, kinds: list[str]) -> None:
+        """Cache changes and weight-gradient completions, flattened per action."""
+        for name, field in (("cache", "changes"), ("grads", "weight_grads")):
+            counts, layer, delta, fraction = [], [], [], []
+            for s in range(num_stages):
+                for k in kinds:
+                    entries = getattr(plans[(s, k)], field)
+                    counts.append(len(entries))
+                    for entry in entries:
+                        layer.append(entry[0])
+                        delta.append(entry[1] if field == "changes" else 0)
+                        fraction.append(entry[-1])
+            counts = np.array(counts, dtype=np.int64)
+            starts = np.r_[0, np.cumsum(counts)[:-1]]
+            per_action = counts[key]
+            action = np.repeat(np.arange(len(key)), per_action)
+            within = np.arange(len(action)) - np.repeat(
+                np.cumsum(per_action) - per_action, per_action
+            )
+            flat = starts[key][action] + within
+            setattr(self, f"{name}_action", action)
+            setattr(
+                self, f"{name}_layer", np.array(layer, dtype=np.int64)[flat] if len(flat) else flat
+            )
+            setattr(
+                self, f"{name}_bytes", np.array(delta, dtype=np.int64)[flat] if len(flat) else flat
+            )
+            setattr(
+                self,
+                f"{name}_fraction",
+                np.array(fraction, dtype=float)[flat] if len(flat) else flat.astype(float),
+            )

@@ -1,0 +1,92 @@
+"""Summary statistics of a Timeline, computed on its columns with numpy.
+
+Why numpy: a predicted run at p=128, m=1024 has half a million events and a million cache
+changes; the summary must stay a small fraction of the simulation's own cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BACKWARD_KINDS = ("B", "I", "W")
+
+
+def running_peaks(keys: np.ndarray, deltas: np.ndarray, groups: int) -> np.ndarray:
+    """Per group ``0..groups-1``: the highest running total of ``deltas`` taken in order within
+    the group (0 if the total never rises above 0)."""
+    peaks = np.zeros(groups, dtype=np.int64)
+    if len(keys) == 0:
+        return peaks
+    order = np.argsort(keys, kind="stable")
+    keys, deltas = keys[order], deltas[order].astype(np.int64)
+    running = np.cumsum(deltas)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    before = np.r_[0, running[starts[1:] - 1]]
+    running -= np.repeat(before, np.diff(np.r_[starts, len(keys)]))
+    group_max = np.maximum.reduceat(running, starts)
+    present = keys[starts]
+    inside = (present >= 0) & (present < groups)
+    peaks[present[inside]] = np.maximum(group_max[inside], 0)
+    return peaks
+
+
+def peak_activation_bytes(cache: dict[str, np.ndarray], ranks: int) -> dict[int, int]:
+    """Per rank, the most cached bytes held at once (max over replicas)."""
+    if len(cache["rank"]) == 0:
+        return {r: 0 for r in range(ranks)}
+    replicas = int(cache["replica"].max()) + 1
+    keys = cache["replica"].astype(np.int64) * ranks + cache["rank"]
+    per_key = running_peaks(keys, cache["bytes"], replicas * ranks).reshape(replicas, ranks)
+    return {r: int(v) for r, v in enumerate(per_key.max(axis=0))}
+
+
+def peak_inflight(events: dict[str, np.ndarray], ranks: int) -> dict[int, int]:
+    """Per rank, most microbatches whose forward there has run and whose last backward (B, I or
+    W, over all the rank's stages) has not, per step; replica 0, ties in execution order."""
+    peak = {r: 0 for r in range(ranks)}
+    keep = events["replica"] == 0
+    if not keep.any():
+        return peak
+    rank, start = events["rank"][keep], events["start"][keep]
+    kind, step, mb = events["kind"][keep], events["step"][keep], events["microbatch"][keep]
+    order = np.lexsort((start, rank))  # stable
+    rank, kind, step, mb = rank[order], kind[order], step[order], mb[order]
+    code = (rank.astype(np.int64) * (int(step.max()) + 1) + step) * (int(mb.max()) + 1) + mb
+    delta = np.zeros(len(code), dtype=np.int64)
+    forward = np.flatnonzero(kind == "F")
+    _, first = np.unique(code[forward], return_index=True)
+    delta[forward[first]] += 1
+    backward = np.flatnonzero(np.isin(kind, BACKWARD_KINDS))
+    if len(backward):
+        reversed_codes = code[backward][::-1]
+        keys, last_reversed = np.unique(reversed_codes, return_index=True)
+        last = backward[len(backward) - 1 - last_reversed]
+        opened = np.isin(keys, code[forward])  # only a microbatch that went in can go out
+        delta[last[opened]] -= 1
+    for r, value in enumerate(running_peaks(rank.astype(np.int64), delta, ranks)):
+        peak[r] = int(value)
+    return peak
+
+
+def busy_per_rank(events: dict[str, np.ndarray], ranks: int) -> dict[int, float]:
+    keep = events["replica"] == 0
+    busy = np.bincount(
+        events["rank"][keep],
+        weights=(events["end"][keep] - events["start"][keep]).astype(float),
+        minlength=ranks,
+    )
+    return {r: float(busy[r]) for r in range(ranks)}
+
+
+def step_ends(events: dict[str, np.ndarray], optimizer: dict[str, np.ndarray]) -> dict[int, float]:
+    """Per step, the latest end of its actions and optimizer step."""
+    ends: dict[int, float] = {}
+    for table in (events, optimizer):
+        if len(table["step"]) == 0:
+            continue
+        steps = table["step"].astype(np.int64)
+        latest = np.full(int(steps.max()) + 1, -np.inf)
+        np.maximum.at(latest, steps, table["end"].astype(float))
+        for s in np.unique(steps).tolist():
+            ends[s] = max(ends.get(s, 0.0), float(latest[s]))
+    return ends
