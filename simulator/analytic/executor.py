@@ -17,7 +17,7 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.validate import DryRun, validate
 from simulator.analytic.costs import CostModel
-from simulator.analytic.memory_plan import memory_plans
+from simulator.analytic.memory_plan import stage_shapes
 from simulator.analytic.plan_arrays import PlanArrays
 from simulator.analytic.run_meta import run_meta
 from simulator.errors import PebbleError
@@ -99,7 +99,7 @@ class _Walk:
         self.timeline = timeline
         self.partition = partition
         self.stage_to_rank = run.schedule.stage_to_rank
-        self.arrays = PlanArrays(run, costs, memory_plans(spec, partition, rows, run.rule))
+        self.arrays = PlanArrays(run, costs, stage_shapes(spec, partition, rows, run.rule))
         a = self.arrays
         self._lists = (
             a.rank.tolist(),

@@ -22,28 +22,52 @@ class MemoryPlan:
     weight_grads: tuple[tuple[int, float], ...]
 
 
+@dataclass(frozen=True)
+class StageShapes:
+    """Stages grouped by their layers: ``plans[shape][kind]`` is the plan of every stage of
+    that shape, with layer indices relative to the stage's ``first_layer``."""
+
+    shape_of_stage: tuple[int, ...]
+    first_layer: tuple[int, ...]
+    plans: tuple[dict[str, MemoryPlan], ...]
+
+
+def stage_shapes(
+    spec: ModelSpec, partition: Partition, rows: int, rule: DependencyRule = PIPELINE_RULE
+) -> StageShapes:
+    """Evaluate the footprints once per distinct stage (a 10,000-stage model of equal blocks
+    has two or three shapes)."""
+    infos = spec.layers()
+    shape_ids: dict[tuple, int] = {}
+    plans: list[dict[str, MemoryPlan]] = []
+    shape_of_stage, first_layer = [], []
+    for layer_range in partition.stage_layers:
+        stage_infos = [infos[i] for i in layer_range]
+        shape = tuple((i.kind, i.in_features, i.out_features) for i in stage_infos)
+        if shape not in shape_ids:
+            shape_ids[shape] = len(plans)
+            plans.append(_stage_plans(stage_infos, rows, spec.itemsize, rule))
+        shape_of_stage.append(shape_ids[shape])
+        first_layer.append(layer_range[0])
+    return StageShapes(tuple(shape_of_stage), tuple(first_layer), tuple(plans))
+
+
 def memory_plans(
     spec: ModelSpec, partition: Partition, rows: int, rule: DependencyRule = PIPELINE_RULE
 ) -> dict[tuple[int, str], MemoryPlan]:
     """Per (stage, kind), the cache changes an action makes, from the layers' footprints.
 
     Within one action a layer's changes all have the same sign, so netting them per layer keeps
-    every prefix maximum, hence the peak, identical to the per-tensor sequence. Stages made of
-    the same layers share one plan (shifted to their layer indices): a 10,000-stage model of
-    equal blocks evaluates its footprints once.
+    every prefix maximum, hence the peak, identical to the per-tensor sequence.
     """
-    infos = spec.layers()
-    by_shape: dict[tuple, dict[str, MemoryPlan]] = {}
-    plans: dict[tuple[int, str], MemoryPlan] = {}
-    for stage_index, layer_range in enumerate(partition.stage_layers):
-        stage_infos = [infos[i] for i in layer_range]
-        shape = tuple((i.kind, i.in_features, i.out_features) for i in stage_infos)
-        if shape not in by_shape:
-            by_shape[shape] = _stage_plans(stage_infos, rows, spec.itemsize, rule)
-        first = layer_range[0]
-        for kind, plan in by_shape[shape].items():
-            plans[(stage_index, kind)] = _shifted(plan, first)
-    return plans
+    shapes = stage_shapes(spec, partition, rows, rule)
+    return {
+        (stage_index, kind): _shifted(plan, first)
+        for stage_index, (shape, first) in enumerate(
+            zip(shapes.shape_of_stage, shapes.first_layer, strict=True)
+        )
+        for kind, plan in shapes.plans[shape].items()
+    }
 
 
 def _shifted(plan: MemoryPlan, first: int) -> MemoryPlan:

@@ -12,7 +12,7 @@ import numpy as np
 
 from schedules.validate import DryRun
 from simulator.analytic.costs import CostModel
-from simulator.analytic.memory_plan import MemoryPlan
+from simulator.analytic.memory_plan import StageShapes
 
 
 class PlanArrays:
@@ -20,7 +20,7 @@ class PlanArrays:
     need slot: producer and transfer time; per cache change: its action, layer, bytes and the
     fraction of the action's duration at which it happens."""
 
-    def __init__(self, run: DryRun, costs: CostModel, plans: dict[tuple[int, str], MemoryPlan]):
+    def __init__(self, run: DryRun, costs: CostModel, shapes: StageShapes):
         schedule, rule = run.schedule, run.rule
         num_stages = schedule.num_stages
         kinds = list(rule.kinds)
@@ -30,13 +30,12 @@ class PlanArrays:
         self.kind = np.zeros(len(run), dtype=np.int64)
         for kind, code in kind_code.items():
             self.kind[run.kinds == kind] = code
-        key = self.stage * len(kinds) + self.kind  # (stage, kind) -> cost and memory plan
         cost_table = np.array(
-            [costs.stage_costs[s].of(k) for s in range(num_stages) for k in kinds]
-        )
-        self.duration = cost_table[key]
+            [[stage_cost.of(kind) for kind in kinds] for stage_cost in costs.stage_costs]
+        ).reshape(num_stages, len(kinds))
+        self.duration = cost_table[self.stage, self.kind]
         self._needs(run, costs, kinds)
-        self._memory(key, plans, num_stages, kinds)
+        self._memory(shapes, kinds)
 
     def _needs(self, run: DryRun, costs: CostModel, kinds: list[str]) -> None:
         """Producer order index per need slot (-1: none), and the transfer time each adds."""
@@ -68,35 +67,36 @@ class PlanArrays:
             self.link.append(link)
             self.flow.append(np.where(crossing, flows, ""))
 
-    def _memory(self, key, plans, num_stages: int, kinds: list[str]) -> None:
+    def _memory(self, shapes: StageShapes, kinds: list[str]) -> None:
         """Cache changes and weight-gradient completions, flattened per action."""
+        shape_key = np.asarray(shapes.shape_of_stage)[self.stage] * len(kinds) + self.kind
+        first_layer = np.asarray(shapes.first_layer, dtype=np.int64)[self.stage]
         for name, field in (("cache", "changes"), ("grads", "weight_grads")):
             counts, layer, delta, fraction = [], [], [], []
-            for s in range(num_stages):
-                for k in kinds:
-                    entries = getattr(plans[(s, k)], field)
+            for plans in shapes.plans:
+                for kind in kinds:
+                    entries = getattr(plans[kind], field)
                     counts.append(len(entries))
                     for entry in entries:
                         layer.append(entry[0])
                         delta.append(entry[1] if field == "changes" else 0)
                         fraction.append(entry[-1])
             counts = np.array(counts, dtype=np.int64)
-            starts = np.r_[0, np.cumsum(counts)[:-1]]
-            per_action = counts[key]
-            action = np.repeat(np.arange(len(key)), per_action)
+            starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+            per_action = counts[shape_key]
+            action = np.repeat(np.arange(len(shape_key)), per_action)
             within = np.arange(len(action)) - np.repeat(
                 np.cumsum(per_action) - per_action, per_action
             )
-            flat = starts[key][action] + within
+            flat = starts[shape_key][action] + within
+            layers = np.array(layer, dtype=np.int64)[flat] if len(layer) else flat
             setattr(self, f"{name}_action", action)
+            setattr(self, f"{name}_layer", layers + first_layer[action])
             setattr(
-                self, f"{name}_layer", np.array(layer, dtype=np.int64)[flat] if len(flat) else flat
-            )
-            setattr(
-                self, f"{name}_bytes", np.array(delta, dtype=np.int64)[flat] if len(flat) else flat
+                self, f"{name}_bytes", np.array(delta, dtype=np.int64)[flat] if len(delta) else flat
             )
             setattr(
                 self,
                 f"{name}_fraction",
-                np.array(fraction, dtype=float)[flat] if len(flat) else flat.astype(float),
+                np.array(fraction, dtype=float)[flat] if len(fraction) else flat.astype(float),
             )
