@@ -1,16 +1,35 @@
-"""Human-readable quantities: bytes in KiB/MiB/GiB, times in the run's unit."""
+"""Human-readable quantities: one ladder for bytes (B, KiB, ... TiB) and one for seconds
+(s, ms, µs), used by the CLI's tables and the figures' axes alike."""
 
 from __future__ import annotations
+
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+TIME_UNITS = ((1.0, "s"), (1e3, "ms"), (1e6, "µs"))
+
+
+def byte_unit(largest: float) -> tuple[float, str]:
+    """(factor, name): the binary unit that shows ``largest`` bytes as a number below 1024."""
+    factor = 1.0
+    for name in BYTE_UNITS:
+        if abs(largest) < 1024 * factor or name == BYTE_UNITS[-1]:
+            return factor, name
+        factor *= 1024
+    raise AssertionError("unreachable")
+
+
+def time_scale(seconds: float) -> tuple[float, str]:
+    """(factor, name): multiply ``seconds`` by ``factor`` to read it as a number >= 1 in the
+    unit ``name`` (s, ms, or µs for anything shorter); 0 reads in seconds."""
+    for factor, name in TIME_UNITS:
+        if seconds == 0 or abs(seconds) * factor >= 1 or name == TIME_UNITS[-1][1]:
+            return factor, name
+    raise AssertionError("unreachable")
 
 
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KiB'; exact bytes below 1 KiB."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    factor, name = byte_unit(float(n))
+    return f"{int(n)} B" if name == "B" else f"{n / factor:.1f} {name}"
 
 
 def human_time(t: float, unit: str = "s") -> str:
@@ -18,7 +37,5 @@ def human_time(t: float, unit: str = "s") -> str:
     ``12.3 ms``, ``45 µs`` (three significant digits). One formatter for the CLI and figures."""
     if unit != "s":
         return f"{t:.3g} {'units' if unit == 'unit' else unit}"
-    for factor, name in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
-        if t == 0 or abs(t) * factor >= 1 or name == "µs":
-            return f"{t * factor:.3g} {name}"
-    raise AssertionError("unreachable")
+    factor, name = time_scale(t)
+    return f"{t * factor:.3g} {name}"

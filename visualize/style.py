@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from simulator.timeline import Timeline
 from simulator.timeline_meta import LayerMeta
-from simulator.units import human_bytes, human_time
+from simulator.units import byte_unit, human_bytes, human_time, time_scale
 
 # Okabe-Ito, the colour-blind-safe qualitative palette.
 OKABE_ITO = {
@@ -56,11 +56,8 @@ def time_axis(timeline: Timeline | str, span: float | None = None) -> tuple[floa
         return 1.0, "time (units)" if unit == "unit" else f"time ({unit})"
     if span is None:
         span = 0.0 if isinstance(timeline, str) else time_span(timeline)
-    if span == 0 or span >= 1:
-        return 1.0, "time (s)"
-    if span >= 1e-3:
-        return 1e3, "time (ms)"
-    return 1e6, "time (µs)"
+    factor, name = time_scale(span)
+    return factor, f"time ({name})"
 
 
 def time_span(timeline: Timeline) -> float:
@@ -83,16 +80,6 @@ def set_time_axis(ax, timeline: Timeline | str, span: float | None = None) -> tu
     if factor != 1.0:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x * factor:g}"))
     return factor, label
-
-
-def byte_unit(largest: float) -> tuple[float, str]:
-    """The binary unit (factor, name) that shows ``largest`` as a number below 1024."""
-    factor = 1.0
-    for name in ("B", "KiB", "MiB", "GiB"):
-        if largest < 1024 * factor or name == "GiB":
-            return factor, name
-        factor *= 1024
-    raise AssertionError("unreachable")
 
 
 def set_bytes_axis(ax, largest: float, axis: str = "y", nbins: int = 4) -> None:
