@@ -1,28 +1,54 @@
 """The ``pebblesim`` command line: the only code that prints or draws figures.
 
 Every error a user can cause is a PebbleError, printed as one sentence with a non-zero exit;
-anything else is a bug and keeps its traceback.
+anything else is a bug and keeps its traceback. SIGINT and SIGTERM at any moment give one
+sentence and exit 130 or 143 after the run's staging and its Ray are cleaned up
+(``simulator.cli.signals``); a full disk is one sentence naming the file.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from simulator.cli import commands
+from simulator.cli.outputs import DISK_FULL, disk_full_error
 from simulator.cli.parser import build_parser
+from simulator.cli.signals import SignalGuard, exit_code, signal_name
 from simulator.errors import PebbleError
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _error(message: object) -> int:
+    print(f"pebblesim: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _run(argv: list[str] | None, guard: SignalGuard) -> int:
     try:
+        args = build_parser().parse_args(argv)
+        if hasattr(args, "address"):  # the commands with --address are the ones that use Ray
+            guard.prepare_ray()
+        from simulator.cli import commands  # numpy and more: imported under the guard
+
         return getattr(commands, f"cmd_{args.command}")(args)
     except PebbleError as exc:
-        print(f"pebblesim: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(exc)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        return _error(disk_full_error(exc))
     except KeyboardInterrupt:
-        print("pebblesim: interrupted", file=sys.stderr)
-        return 130
+        guard.note(signal.SIGINT)  # a plain Ctrl-C that did not pass through the guard
+        return exit_code(guard.signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    with SignalGuard() as guard:
+        code = _run(argv, guard)
+    if guard.signum is not None:
+        sys.stdout.flush()
+        print(f"pebblesim: interrupted ({signal_name(guard.signum)})", file=sys.stderr)
+        return exit_code(guard.signum)
+    return code
 
 
 __all__ = ["main"]

@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from simulator.cli import numbers
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
-    return value
+# Every number goes through simulator.cli.numbers: finite, in range, with a named limit.
+RANKS = numbers.count(numbers.MAX_RANKS, "MAX_RANKS")
+MICROBATCHES = numbers.count(numbers.MAX_MICROBATCHES, "MAX_MICROBATCHES")
+CHUNKS = numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS")
+STEPS = numbers.count(numbers.MAX_STEPS, "MAX_STEPS")
+DP = numbers.count(numbers.MAX_DP, "MAX_DP")
+BATCH_SIZE = numbers.count(numbers.MAX_BATCH_SIZE, "MAX_BATCH_SIZE")
+RETRIES = numbers.count(numbers.MAX_RETRIES, "MAX_RETRIES", minimum=0)
+LATENCY = numbers.real(0.0, numbers.MAX_TIME, what="a time")
+LEARNING_RATE = numbers.real(
+    0.0, numbers.MAX_LEARNING_RATE, allow_minimum=False, what="a learning rate"
+)
+TIMEOUT = numbers.real(
+    0.0, numbers.MAX_STEP_TIMEOUT, allow_minimum=False, what="a timeout in seconds"
+)
 
 
 def _add_schedule_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", help="schedule name (see `pebblesim schedules`)")
     parser.add_argument("--schedule-file", help="a schedule in PyTorch's compute-only CSV layout")
-    parser.add_argument("--ranks", type=_positive, help="pipeline ranks p")
-    parser.add_argument("--microbatches", type=_positive, required=True, help="microbatches m")
-    parser.add_argument("--chunks", type=_positive, help="stages per rank v (interleaved, V)")
+    parser.add_argument("--ranks", type=RANKS, help="pipeline ranks p")
+    parser.add_argument("--microbatches", type=MICROBATCHES, required=True, help="microbatches m")
+    parser.add_argument("--chunks", type=CHUNKS, help="stages per rank v (interleaved, V)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a schedule CSV file")
     validate.add_argument("file", help="schedule CSV (one row per rank)")
-    validate.add_argument("--microbatches", type=_positive, required=True)
+    validate.add_argument("--microbatches", type=MICROBATCHES, required=True)
 
     export = sub.add_parser("export", help="write a built-in schedule as CSV")
     export.add_argument("--schedule", required=True)
-    export.add_argument("--ranks", type=_positive, required=True)
-    export.add_argument("--microbatches", type=_positive, required=True)
-    export.add_argument("--chunks", type=_positive)
+    export.add_argument("--ranks", type=RANKS, required=True)
+    export.add_argument("--microbatches", type=MICROBATCHES, required=True)
+    export.add_argument("--chunks", type=CHUNKS)
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
 
     simulate = sub.add_parser("simulate", help="predict a run with the analytic executor")
@@ -63,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1 (default all 1)")
     simulate.add_argument(
         "--comm-latency",
-        type=_non_negative_float,
+        type=LATENCY,
         default=0.0,
         help="time per point-to-point transfer (unit costs)",
     )
@@ -73,34 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", help="measured cost profile written by `train --out`")
     simulate.add_argument("--model", help="model spec, e.g. widths=2-64-64-3,activation=relu")
     simulate.add_argument(
-        "--batch-size", type=_positive, help="rows per step (default 32 per microbatch)"
+        "--batch-size", type=BATCH_SIZE, help="rows per step (default 32 per microbatch)"
     )
-    simulate.add_argument("--steps", type=_positive, default=1)
+    simulate.add_argument("--steps", type=STEPS, default=1)
     simulate.add_argument(
         "--no-sync",
         action="store_true",
         help="let a rank start its next step without the optimizer barrier",
     )
-    simulate.add_argument("--dp", type=_positive, default=1, help="data-parallel replicas")
+    simulate.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("--out", help="write timeline.json and trace.json here")
 
     train = sub.add_parser("train", help="train for real on Ray, one actor per rank")
     _add_schedule_args(train)
-    train.add_argument("--dp", type=_positive, default=1, help="data-parallel replicas")
-    train.add_argument("--steps", type=_positive, default=3)
+    train.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
+    train.add_argument("--steps", type=STEPS, default=3)
     train.add_argument("--model", help="model spec (default: an MLP deep enough for the stages)")
     train.add_argument("--dataset", default="spiral", choices=["spiral", "regression"])
     train.add_argument(
-        "--batch-size", type=_positive, help="rows per step (default 32 per microbatch)"
+        "--batch-size", type=BATCH_SIZE, help="rows per step (default 32 per microbatch)"
     )
     train.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    train.add_argument("--lr", type=float, help="learning rate (default 0.5 sgd, 0.01 adam)")
+    train.add_argument(
+        "--lr", type=LEARNING_RATE, help="learning rate (default 0.5 sgd, 0.01 adam)"
+    )
     train.add_argument("--address", help="Ray cluster: auto, host:port or ray://host:port")
-    train.add_argument("--retries", type=int, default=0, help="restarts allowed after a rank dies")
+    train.add_argument(
+        "--retries", type=RETRIES, default=0, help="restarts allowed after a rank dies"
+    )
     train.add_argument(
         "--step-timeout",
-        type=_non_negative_float,
+        type=TIMEOUT,
         default=300.0,
         help="seconds before a step counts as hung (default %(default)s)",
     )
@@ -127,10 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     compare = sub.add_parser("compare", help="compare schedules on the same model and sizes")
-    compare.add_argument("--ranks", type=_positive, required=True)
-    compare.add_argument("--microbatches", type=_positive, required=True)
+    compare.add_argument("--ranks", type=RANKS, required=True)
+    compare.add_argument("--microbatches", type=MICROBATCHES, required=True)
     compare.add_argument("--schedules", help="comma-separated names (default: all that fit)")
-    compare.add_argument("--chunks", type=_positive, default=2, help="chunks for interleaved")
+    compare.add_argument("--chunks", type=CHUNKS, default=2, help="chunks for interleaved")
     compare.add_argument("--model", help="model spec")
     compare.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")

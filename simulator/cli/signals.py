@@ -1,0 +1,223 @@
+"""SIGTERM and SIGINT during a command: one sentence, exit 128+n, and cleanup that runs.
+
+Why: a signal's default action ends the process at once, so ``with`` blocks never unwind:
+staging folders stay behind and a local Ray started by pebblesim outlives it. ``SignalGuard``
+turns both signals into ``Interrupted`` (a ``KeyboardInterrupt``, so every library treats it as
+Ctrl-C) raised in the main thread; the stack unwinds, staged outputs are removed, and on the way
+out the guard shuts down the Ray instance this run started, then ends whatever that Ray left.
+
+Ray is kept from undoing this while a guard is active (``_tame_ray``):
+
+- ``ray.init`` and its local node install Python SIGTERM handlers that exit with code 1 or 15;
+  wrapping ``ray._private.utils.set_sigterm_handler`` keeps ours in place.
+- Ray's C++ core installs a failure-signal handler that prints a stack dump on SIGTERM;
+  ``RAY_DISABLE_FAILURE_SIGNAL_HANDLER`` is set while Ray is imported (only in this process, so
+  Ray's workers keep theirs).
+- An exception raised inside ``ray.init`` while it builds its C++ core worker leaves that worker
+  half-made, and it crashes the process at exit (SIGSEGV). So a signal that arrives during
+  ``ray.init`` is held until ``ray.init`` returns (a second signal still ends the process).
+
+A second signal while cleanup runs ends the process at once (``os._exit``): the user asked
+twice. What that leaves (a staging folder) the next run into the folder removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+import threading
+
+from simulator.cli.outputs import process_start
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RAY_DUMP_SWITCH = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+_current: SignalGuard | None = None  # the guard in force (in the main thread), if any
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def exit_code(signum: int) -> int:
+    """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + signum
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every live process below ``pid`` (Linux ``/proc``), as pid -> start time."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = {}, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        if child not in found:
+            found[child] = process_start(child)
+            todo += children.get(child, [])
+    return found
+
+
+def _kill_new(before: dict[int, int]) -> None:
+    """SIGKILL the descendants that appeared since ``before`` and are still alive."""
+    for pid, start in descendants(os.getpid()).items():
+        if before.get(pid) == start or process_start(pid) != start:
+            continue
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _import_ray():
+    """Import Ray with its C++ stack dump on SIGTERM switched off (read at import)."""
+    previous = os.environ.get(RAY_DUMP_SWITCH)
+    os.environ[RAY_DUMP_SWITCH] = "1"
+    try:
+        import ray
+        from ray._private import utils
+    except ImportError:
+        return None, None
+    finally:
+        if previous is None:
+            os.environ.pop(RAY_DUMP_SWITCH, None)  # Ray's workers keep their own handler
+        else:
+            os.environ[RAY_DUMP_SWITCH] = previous
+    return ray, utils
+
+
+def _tame_ray() -> None:
+    """Keep Ray's SIGTERM handlers out and hold signals during ``ray.init`` while a guard is in
+    force (see the module docstring). Idempotent."""
+    ray, utils = _import_ray()
+    if ray is None or getattr(ray.init, "pebblesim", False):
+        return
+    set_handler, init = getattr(utils, "set_sigterm_handler", None), ray.init
+
+    def set_sigterm_handler(handler) -> None:
+        if _current is None and set_handler is not None:
+            set_handler(handler)
+
+    @functools.wraps(init)
+    def guarded_init(*args, **kwargs):
+        if _current is None:
+            return init(*args, **kwargs)
+        with _current.held():
+            return init(*args, **kwargs)
+
+    guarded_init.pebblesim = True
+    if set_handler is not None:
+        utils.set_sigterm_handler = set_sigterm_handler
+    ray.init = guarded_init
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
+class SignalGuard:
+    """Context manager for one command: SIGINT/SIGTERM raise ``Interrupted`` inside it.
+
+    ``signum`` is the first signal received (or None). Call ``prepare_ray`` inside the block
+    when the command may start Ray: Ray is then imported with its handlers kept off, and on
+    exit the Ray this run started is shut down.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._raising = False
+        self._previous: dict[int, object] = {}
+        self._uses_ray = False
+        self._children: dict[int, int] = {}
+        self._outer: SignalGuard | None = None
+
+    def __enter__(self) -> SignalGuard:
+        global _current
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals; leave them as they are
+        self._previous = {s: signal.getsignal(s) for s in SIGNALS}
+        for signum in SIGNALS:
+            signal.signal(signum, self._handle)
+        self._outer, _current = _current, self
+        self._raising = True
+        return self
+
+    def prepare_ray(self) -> None:
+        """Note what runs now, and import Ray with its signal handlers kept off (inside the
+        block: importing takes a while, and a signal may arrive meanwhile)."""
+        if not self._previous or _ray_running():
+            return  # not the main thread, or a Ray that someone else started and will stop
+        self._children = descendants(os.getpid())
+        self._uses_ray = True
+        _tame_ray()
+
+    @contextlib.contextmanager
+    def held(self):
+        """Inside, a signal is recorded but not raised; it is raised on the way out."""
+        raising, self._raising = self._raising, False
+        try:
+            yield
+        finally:
+            self._raising = raising
+        if raising and self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            sys.stderr.write(f"pebblesim: interrupted again ({signal_name(signum)})\n")
+            sys.stderr.flush()
+            os._exit(exit_code(signum))
+        self.signum = signum
+        if self._raising:
+            raise Interrupted(signum)
+
+    def note(self, signum: int) -> None:
+        """Record an interruption that did not come through the handler (a plain Ctrl-C)."""
+        if self.signum is None:
+            self.signum = signum
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        global _current
+        self._raising = False  # from here a signal is recorded, not raised: cleanup finishes
+        if not self._previous:
+            return
+        try:
+            if self._uses_ray:
+                self._stop_ray()
+        finally:
+            _current = self._outer
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+
+    def _stop_ray(self) -> None:
+        """Shut down the Ray this run started; after an interruption, also end what it left
+        (Ray's agents and workers outlive an interrupted start)."""
+        ray = sys.modules.get("ray")
+        if ray is None:
+            return
+        interrupted = self.signum is not None
+        if interrupted or ray.is_initialized():
+            # best effort: the sentence about the signal is what matters
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+        if interrupted:
+            _kill_new(self._children)
