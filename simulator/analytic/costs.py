@@ -99,21 +99,15 @@ def parse_unit_costs(text: str) -> dict[str, float]:
     return costs
 
 
-def boundary_bytes(spec: ModelSpec, partition: Partition, rows: int) -> tuple[int, ...]:
+def boundary_bytes(spec, partition: Partition, rows: int) -> tuple[int, ...]:
+    """Bytes each stage sends to the next per microbatch (its last layer's output)."""
     layers = spec.layers()
-    return tuple(rows * layers[r[-1]].out_features * spec.itemsize for r in partition.stage_layers)
+    return tuple(spec.output_bytes(layers[r[-1]], rows) for r in partition.stage_layers)
 
 
-def param_bytes(spec: ModelSpec) -> tuple[int, ...]:
-    out = []
-    for info in spec.layers():
-        if info.kind == "linear":
-            out.append((info.in_features + 1) * info.out_features * spec.itemsize)
-        elif info.kind == "layernorm":
-            out.append(2 * info.in_features * spec.itemsize)
-        else:
-            out.append(0)
-    return tuple(out)
+def param_bytes(spec) -> tuple[int, ...]:
+    """Parameter bytes per layer (on one tensor-parallel rank), for the gradient all-reduce."""
+    return tuple(spec.param_count(info) * spec.itemsize for info in spec.layers())
 
 
 def unit_costs(

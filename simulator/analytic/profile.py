@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from simulator.analytic.costs import CostModel, StageCost, boundary_bytes, param_bytes
 from simulator.errors import PebbleError
+from simulator.model.parse import parse_model
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
@@ -138,7 +139,7 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
     FLOP/s this machine sustained in forwards and in backwards, and each new stage costs its
     FLOPs at those rates. That is how a small measured run predicts a bigger one.
     """
-    profiled = ModelSpec.parse(profile.model)
+    profiled = parse_model(profile.model)
     profiled_stages = [range(a, b + 1) for a, b in profile.stages]
     measured = [
         _measured(c, _stage_flops(profiled, r))

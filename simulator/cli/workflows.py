@@ -20,6 +20,8 @@ from simulator.analytic.profile import Profile, profile_costs
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
+from simulator.model.parse import parse_model
+from simulator.model.transformer.spec import TransformerSpec
 from simulator.timeline import Timeline
 from simulator.trace import save_chrome_trace
 
@@ -80,10 +82,10 @@ def make_plan(
     dp: int = 1,
 ) -> RunPlan:
     """Place ``schedule`` on ``model`` (default: one 1024-wide Linear+ReLU block per stage)."""
-    if isinstance(model, ModelSpec):
+    if isinstance(model, (ModelSpec, TransformerSpec)):
         spec = model
     elif model:
-        spec = ModelSpec.parse(model)
+        spec = parse_model(model)
     else:
         spec = ModelSpec.uniform(schedule.num_stages)
     m = schedule.num_microbatches
@@ -179,7 +181,7 @@ def comparison_model(ranks: int, chunks: int, model: str | None):
 
     from simulator.model import ModelSpec
 
-    return ModelSpec.parse(model) if model else ModelSpec.uniform(ranks * math.lcm(2, chunks))
+    return parse_model(model) if model else ModelSpec.uniform(ranks * math.lcm(2, chunks))
 
 
 def compare_timelines(

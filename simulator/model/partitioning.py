@@ -51,12 +51,13 @@ def partition(spec: ModelSpec, num_stages: int) -> Partition:
             blocks[-1].append(info)
         else:
             blocks.append([info])
-    if len(blocks) < num_stages:
+    if len(blocks) < num_stages and not spec.is_transformer:  # a transformer block never splits
         blocks = [[info] for info in infos]
     if len(blocks) < num_stages:
         raise PebbleError(
-            f"the model has {len(infos)} layers but the schedule needs {num_stages} stages; "
-            "use a deeper model (--model) or fewer ranks/chunks."
+            f"the model has {len(blocks)} {'blocks' if spec.is_transformer else 'layers'} but the "
+            f"schedule needs {num_stages} stages; use a deeper model (--model) or fewer "
+            "ranks/chunks."
         )
 
     def cost(block: list[LayerInfo]) -> float:

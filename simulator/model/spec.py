@@ -130,6 +130,23 @@ class ModelSpec:
     def with_dtype(self, dtype: str) -> ModelSpec:
         return replace(self, dtype=dtype)
 
+    def output_bytes(self, info: LayerInfo, rows: int) -> int:
+        """Bytes a microbatch of ``rows`` rows sends out of layer ``info`` to the next stage."""
+        return rows * info.out_features * self.itemsize
+
+    def param_count(self, info: LayerInfo) -> int:
+        """Parameters of layer ``info``: a Linear's weights and biases, a LayerNorm's scale
+        and shift."""
+        if info.kind == "linear":
+            return (info.in_features + 1) * info.out_features
+        if info.kind == "layernorm":
+            return 2 * info.in_features
+        return 0
+
+    @property
+    def is_transformer(self) -> bool:
+        return False
+
 
 @dataclass(frozen=True)
 class LayerInfo:

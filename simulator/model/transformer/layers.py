@@ -91,6 +91,8 @@ class TransformerLayerInfo:
     kind: str
     block: int
     config: TransformerConfig
+    tp: int = 1  # the tensor-parallel degree the rules assume unless told otherwise
+    sp: bool = False  # sequence parallelism on
 
     @property
     def cls(self) -> type[Layer]:
@@ -124,24 +126,30 @@ class TransformerLayerInfo:
     def dims(self, rows: int = 1, itemsize: int = 2, tp: int = 1, sp: bool = False) -> Dims:
         return Dims(self.config, rows, itemsize, tp, sp)
 
-    def footprint(self, rows: int, itemsize: int, tp: int = 1, sp: bool = False) -> Footprint:
+    def footprint(
+        self, rows: int, itemsize: int, tp: int | None = None, sp: bool | None = None
+    ) -> Footprint:
+        tp, sp = (self.tp if tp is None else tp), (self.sp if sp is None else sp)
         return self._rules.footprint(self.dims(rows, itemsize, tp, sp))
 
-    def flops(self, tp: int = 1, sp: bool = False) -> Flops:
+    def flops(self, tp: int | None = None, sp: bool | None = None) -> Flops:
+        tp, sp = (self.tp if tp is None else tp), (self.sp if sp is None else sp)
         return self._rules.flops(self.dims(1, 2, tp, sp))
 
-    def param_count(self, tp: int = 1) -> int:
+    def param_count(self, tp: int | None = None) -> int:
         """Parameters one tensor-parallel rank holds for this layer (a tied LM head counts its
         copy: the last pipeline stage holds one)."""
-        return self._rules.param_count(self.dims(1, 2, tp))
+        return self._rules.param_count(self.dims(1, 2, self.tp if tp is None else tp))
 
     def build(self, dtype="float64", seed: int = 0) -> Layer:
         rng = np.random.default_rng([seed, self.index])
         return self._rules.from_config(self.index, self.config, dtype, rng, seed)
 
 
-def transformer_layer_infos(config: TransformerConfig) -> list[TransformerLayerInfo]:
-    """The model's flat layer list (loss included), unbuilt."""
+def transformer_layer_infos(
+    config: TransformerConfig, tp: int = 1, sp: bool = False
+) -> list[TransformerLayerInfo]:
+    """The model's flat layer list (loss included), unbuilt, for tensor-parallel degree ``tp``."""
     norm = "ln" if config.norm == "layernorm" else "rmsnorm"
     runs = [["embedding", *(["dropout"] if config.dropout > 0.0 else [])]]
     runs += [_block_kinds(config) for _ in range(config.layers)]
@@ -149,7 +157,7 @@ def transformer_layer_infos(config: TransformerConfig) -> list[TransformerLayerI
     infos: list[TransformerLayerInfo] = []
     for block, kinds in enumerate(runs):
         for kind in kinds:
-            infos.append(TransformerLayerInfo(len(infos), kind, block, config))
+            infos.append(TransformerLayerInfo(len(infos), kind, block, config, tp, sp))
     return infos
 
 

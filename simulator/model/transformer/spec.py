@@ -1,0 +1,146 @@
+"""A transformer as a model spec: the same interface as the MLP's ``ModelSpec``, so partition,
+both executors, the Timeline and the figures take either.
+
+Text form (``--model``)::
+
+    transformer:layers=4,hidden=64,heads=4,seq=32,vocab=96,mlp=gelu
+    transformer:layers=32,hidden=4096,heads=32,kv_heads=8,ffn=14336,seq=8192,vocab=128256,
+        mlp=swiglu,norm=rmsnorm,position=rope,tied=0,bias=0,dropout=0,dtype=bfloat16,tp=8,sp=1
+
+``dtype`` is the activation and parameter type the rules count (``bfloat16`` and ``float16``:
+2 bytes); only ``float64``, ``float32`` and ``float16`` can be built and run by numpy. ``tp``
+and ``sp`` are the tensor-parallel degree and sequence parallelism the analytic executor
+assumes; the numpy layers always run unsharded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from simulator.errors import PebbleError
+from simulator.model.layers import Layer
+from simulator.model.transformer.config import TransformerConfig
+from simulator.model.transformer.layers import TransformerLayerInfo, transformer_layer_infos
+
+PREFIX = "transformer:"
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+RUNNABLE = ("float64", "float32", "float16")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_CONFIG_KEYS = {f.name: f.type for f in fields(TransformerConfig)}
+_ALIASES = {"tied": "tied_embeddings"}
+_REQUIRED = ("layers", "hidden", "heads", "seq", "vocab")
+
+
+@dataclass(frozen=True)
+class TransformerSpec:
+    """A transformer ``config`` with the dtype, seed and parallel layout it is counted in.
+
+    Why a spec apart from the config: the config is the architecture (what a preset names);
+    the spec adds how one run holds it (2-byte activations, tensor-parallel degree), which is
+    what footprints and FLOPs depend on.
+    """
+
+    config: TransformerConfig
+    dtype: str = "float64"
+    seed: int = 0
+    tp: int = 1
+    sp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ITEMSIZE:
+            raise PebbleError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(ITEMSIZE)}.")
+        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
+            raise PebbleError(
+                f"the tensor-parallel degree must be a positive integer, got {self.tp!r}."
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed!r}.")
+        self.layers()[0].dims(1, self.itemsize, self.tp, self.sp)  # tp must divide the model
+
+    @property
+    def itemsize(self) -> int:
+        return ITEMSIZE[self.dtype]
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        """(vocabulary in, vocabulary out): token ids in, logits out."""
+        return (self.config.vocab, self.config.vocab)
+
+    def layers(self) -> list[TransformerLayerInfo]:
+        return transformer_layer_infos(self.config, self.tp, self.sp)
+
+    def build(self, layer_indices: range | None = None) -> list[Layer]:
+        if self.dtype not in RUNNABLE:
+            raise PebbleError(
+                f"numpy cannot run {self.dtype}; use dtype=float32 or float64 to train "
+                f"(the analytic executor counts {self.dtype} as it is)."
+            )
+        infos = self.layers()
+        chosen = infos if layer_indices is None else [infos[i] for i in layer_indices]
+        return [info.build(self.dtype, self.seed) for info in chosen]
+
+    def output_bytes(self, info: TransformerLayerInfo, rows: int) -> int:
+        """Bytes one microbatch of ``rows`` sequences sends out of this layer to the next stage
+        (the residual stream; sharded along the sequence with sequence parallelism)."""
+        tokens = rows * self.config.seq // (self.tp if self.sp else 1)
+        return tokens * self.config.hidden * self.itemsize
+
+    def param_count(self, info: TransformerLayerInfo) -> int:
+        """Parameters one tensor-parallel rank holds for ``info``."""
+        return info.param_count()
+
+    @property
+    def is_transformer(self) -> bool:
+        return True
+
+    def to_text(self) -> str:
+        values = [f"{f.name}={_text(getattr(self.config, f.name))}" for f in fields(self.config)]
+        values += [
+            f"dtype={self.dtype}",
+            f"seed={self.seed}",
+            f"tp={self.tp}",
+            f"sp={int(self.sp)}",
+        ]
+        return PREFIX + ",".join(v for v in values if not v.endswith("=None"))
+
+    @classmethod
+    def parse(cls, text: str, base: TransformerSpec | None = None) -> TransformerSpec:
+        """``transformer:key=value,...`` (or the keys alone, over ``base``, e.g. a preset)."""
+        body = text[len(PREFIX) :] if text.startswith(PREFIX) else text
+        config_values: dict[str, object] = {}
+        spec_values: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in body.split(","))):
+            key, sep, value = (s.strip() for s in part.partition("="))
+            key = _ALIASES.get(key, key)
+            target = spec_values if key in ("dtype", "seed", "tp", "sp") else config_values
+            if not sep or (key not in _CONFIG_KEYS and target is config_values):
+                known = ", ".join(sorted([*_CONFIG_KEYS, "dtype", "seed", "tp", "sp", "tied"]))
+                raise PebbleError(f"cannot read {part!r} in model {text!r}; keys are {known}.")
+            if key in target:
+                raise PebbleError(f"model {text!r} gives {key} twice.")
+            target[key] = _value(key, value, text)
+        if base is None:
+            missing = [k for k in _REQUIRED if k not in config_values]
+            if missing:
+                raise PebbleError(f"model {text!r} needs {', '.join(missing)}.")
+            config = TransformerConfig(**config_values)  # type: ignore[arg-type]
+            return cls(config, **spec_values)  # type: ignore[arg-type]
+        return replace(base, config=replace(base.config, **config_values), **spec_values)
+
+
+def _text(value: object) -> str:
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
+def _value(key: str, value: str, text: str) -> object:
+    """One value of a transformer spec, typed by its key."""
+    if key in ("mlp", "norm", "position", "dtype"):
+        return value
+    if key in ("tied_embeddings", "bias", "sp"):
+        if value.lower() not in _TRUE + _FALSE:
+            raise PebbleError(f"{key} in model {text!r} takes 1/0, true/false, yes/no or on/off.")
+        return value.lower() in _TRUE
+    try:
+        return float(value) if key == "dropout" else int(value)
+    except ValueError:
+        raise PebbleError(f"cannot read {key}={value!r} in model {text!r}.") from None
