@@ -15,9 +15,7 @@ DP = numbers.count(numbers.MAX_DP, "MAX_DP")
 BATCH_SIZE = numbers.count(numbers.MAX_BATCH_SIZE, "MAX_BATCH_SIZE")
 RETRIES = numbers.count(numbers.MAX_RETRIES, "MAX_RETRIES", minimum=0)
 LATENCY = numbers.real(0.0, numbers.MAX_TIME, what="a time")
-LEARNING_RATE = numbers.real(
-    0.0, numbers.MAX_LEARNING_RATE, allow_minimum=False, what="a learning rate"
-)
+LR = numbers.real(0.0, numbers.MAX_LEARNING_RATE, allow_minimum=False, what="a learning rate")
 TIMEOUT = numbers.real(
     0.0, numbers.MAX_STEP_TIMEOUT, allow_minimum=False, what="a timeout in seconds"
 )
@@ -93,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=BATCH_SIZE, help="rows per step (default 32 per microbatch)"
     )
     train.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    train.add_argument(
-        "--lr", type=LEARNING_RATE, help="learning rate (default 0.5 sgd, 0.01 adam)"
-    )
+    train.add_argument("--lr", type=LR, help="learning rate (default 0.5 sgd, 0.01 adam)")
     train.add_argument("--address", help="Ray cluster: auto, host:port or ray://host:port")
     train.add_argument(
         "--retries", type=RETRIES, default=0, help="restarts allowed after a rank dies"
