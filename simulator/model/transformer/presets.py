@@ -1,0 +1,188 @@
+"""Named transformer architectures from the papers people compare pipeline schedules on, and an
+exact parameter count.
+
+Why exact counts: the per-rank memory model charges parameters, gradients and optimizer state
+per stage, so a preset's count must match what the framework allocates, not a rounded headline.
+``tests/simulator/test_presets.py`` holds every preset within 0.5% of its published figure.
+
+Where the parameters live along a pipeline (Megatron-LM's layout): the token (and position)
+embedding on the first stage, ``layers`` identical blocks split among the stages, the final norm
+and the LM head on the last stage. With tied embeddings and more than one stage the last stage
+keeps its own copy of the word embedding as its LM head (Megatron-LM allocates it and all-reduces
+its gradient with the first stage's); ``stage_parameters`` counts that copy, ``parameter_count``
+counts the model's unique parameters once.
+"""
+
+from __future__ import annotations
+
+from simulator.errors import PebbleError
+from simulator.model.transformer.config import TransformerConfig
+
+# GPT-3 (Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1): GPT-2's
+# architecture (pre-LayerNorm, GELU, biases, learned positions, tied LM head), BPE vocabulary of
+# 50,257, n_ctx = 2048, d_ff = 4 d_model.
+_GPT3 = dict(vocab=50257, seq=2048, mlp="gelu", norm="layernorm", position="learned")
+
+# Llama 3 (Dubey et al. 2024, "The Llama 3 Herd of Models", Table 3): GQA with 8 key/value
+# heads, SwiGLU, RMSNorm, RoPE, no biases, untied LM head, sequence 8192. The paper's table says
+# "128,000" tokens; the released checkpoints (Hugging Face config.json, vocab_size) have 128,256.
+_LLAMA3 = dict(
+    vocab=128256,
+    seq=8192,
+    kv_heads=8,
+    mlp="swiglu",
+    norm="rmsnorm",
+    position="rope",
+    dropout=0.0,
+    tied_embeddings=False,
+    bias=False,
+)
+
+# Zero Bubble (Qi et al., ICLR 2024, "Zero Bubble Pipeline Parallelism", Table 3: layers,
+# attention heads, hidden size, sequence length 1024): "models analogous to GPT-3" trained with
+# Megatron-LM's GPT (learned positions, GELU, LayerNorm, biases, tied embeddings, dropout 0.1 by
+# default). The paper does not state the vocabulary. 32,000 is inferred: the authors' scripts
+# (sail-sg/zero-bubble-pipeline-parallelism, examples/pretrain_zero_bubble.sh, first version
+# 2023-11) use GPTSentencePieceTokenizer with a SentencePiece tokenizer.model, and a 32,000-token
+# vocabulary is the one that reproduces all four published sizes at their published precision
+# (GPT-2's 50,257 would make the "14.6B" model 14.74B).
+_ZB = dict(vocab=32000, seq=1024, mlp="gelu", norm="layernorm", position="learned")
+
+MODEL_PRESETS: dict[str, TransformerConfig] = {
+    # GPT-3 XL, Table 2.1: 24 layers, d_model 2048. The table's n_heads = 24 with d_head = 128
+    # is inconsistent with d_model = 2048 (24 x 128 = 3072); we use 16 heads of 128 (as
+    # Megatron-LM's GPT-3 1.3B configs do). Heads do not change the parameter count.
+    "gpt3-1.3b": TransformerConfig(layers=24, hidden=2048, heads=16, **_GPT3),
+    # GPT-3 175B, Table 2.1: 96 layers, d_model 12288, 96 heads of 128.
+    "gpt3-175b": TransformerConfig(layers=96, hidden=12288, heads=96, **_GPT3),
+    # Llama 3 8B, Table 3: 32 layers, model dim 4096, FFN 14336, 32 heads.
+    "llama3-8b": TransformerConfig(layers=32, hidden=4096, heads=32, ffn=14336, **_LLAMA3),
+    # Llama 3 70B, Table 3: 80 layers, model dim 8192, FFN 28672, 64 heads.
+    "llama3-70b": TransformerConfig(layers=80, hidden=8192, heads=64, ffn=28672, **_LLAMA3),
+    # Llama 3 405B, Table 3: 126 layers, model dim 16384, FFN 53248, 128 heads.
+    "llama3-405b": TransformerConfig(layers=126, hidden=16384, heads=128, ffn=53248, **_LLAMA3),
+    # Zero Bubble Table 3 "1.5B": 22 layers, 24 heads, hidden 2304.
+    "zb-1.5b": TransformerConfig(layers=22, hidden=2304, heads=24, **_ZB),
+    # Zero Bubble Table 3 "6.2B": 30 layers, 32 heads, hidden 4096.
+    "zb-6.2b": TransformerConfig(layers=30, hidden=4096, heads=32, **_ZB),
+    # Zero Bubble Table 3 "14.6B": 46 layers, 40 heads, hidden 5120.
+    "zb-14.6b": TransformerConfig(layers=46, hidden=5120, heads=40, **_ZB),
+    # Zero Bubble Table 3 "28.3B": 62 layers, 48 heads, hidden 6144.
+    "zb-28.3b": TransformerConfig(layers=62, hidden=6144, heads=48, **_ZB),
+}
+
+MODEL_SOURCES: dict[str, str] = {
+    "gpt3-1.3b": "Brown et al. 2020, GPT-3, Table 2.1 (GPT-3 XL)",
+    "gpt3-175b": "Brown et al. 2020, GPT-3, Table 2.1",
+    "llama3-8b": "Dubey et al. 2024, The Llama 3 Herd of Models, Table 3",
+    "llama3-70b": "Dubey et al. 2024, The Llama 3 Herd of Models, Table 3",
+    "llama3-405b": "Dubey et al. 2024, The Llama 3 Herd of Models, Table 3",
+    "zb-1.5b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
+    "zb-6.2b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
+    "zb-14.6b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
+    "zb-28.3b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
+}
+
+
+def model_preset(name: str) -> TransformerConfig:
+    """The preset called ``name`` (case-insensitive)."""
+    key = name.strip().lower()
+    if key not in MODEL_PRESETS:
+        raise PebbleError(
+            f"unknown model preset {name!r}; choose one of {', '.join(MODEL_PRESETS)}."
+        )
+    return MODEL_PRESETS[key]
+
+
+def _norm_parameters(config: TransformerConfig) -> int:
+    """One norm: a gain, plus a shift for LayerNorm when the model has biases."""
+    has_shift = config.norm == "layernorm" and config.bias
+    return config.hidden * (2 if has_shift else 1)
+
+
+def attention_parameters(config: TransformerConfig) -> int:
+    """Q, K, V (K and V with ``kv_heads`` heads) and the output projection, with their biases."""
+    h = config.hidden
+    kv = config.num_kv_heads * config.head_dim
+    weights = h * h + 2 * h * kv + h * h
+    biases = h + 2 * kv + h if config.bias else 0
+    return weights + biases
+
+
+def mlp_parameters(config: TransformerConfig) -> int:
+    """GELU: up and down (2 matrices); SwiGLU: gate, up and down (3 matrices); with biases."""
+    h, f = config.hidden, config.ffn_hidden
+    if config.mlp == "swiglu":
+        return 3 * h * f + (2 * f + h if config.bias else 0)
+    return 2 * h * f + (f + h if config.bias else 0)
+
+
+def parameters_per_block(config: TransformerConfig) -> int:
+    """One transformer block: two norms, attention and MLP."""
+    return 2 * _norm_parameters(config) + attention_parameters(config) + mlp_parameters(config)
+
+
+def embedding_parameters(config: TransformerConfig) -> int:
+    """The first stage's input layer: token embedding, plus the position table if learned."""
+    positions = config.seq * config.hidden if config.position == "learned" else 0
+    return config.vocab * config.hidden + positions
+
+
+def final_norm_parameters(config: TransformerConfig) -> int:
+    """The norm before the LM head, on the last stage."""
+    return _norm_parameters(config)
+
+
+def lm_head_parameters(config: TransformerConfig) -> int:
+    """The LM head's own weights (no bias): zero when it is the tied token embedding."""
+    return 0 if config.tied_embeddings else config.vocab * config.hidden
+
+
+def parameter_count(config: TransformerConfig) -> int:
+    """Every unique trainable parameter of the model, exactly."""
+    return (
+        embedding_parameters(config)
+        + config.layers * parameters_per_block(config)
+        + final_norm_parameters(config)
+        + lm_head_parameters(config)
+    )
+
+
+def stage_parameters(config: TransformerConfig, blocks: int, *, first: bool, last: bool) -> int:
+    """Parameters held by one pipeline stage of ``blocks`` blocks.
+
+    The first stage adds the embedding; the last adds the final norm and the LM head. With tied
+    embeddings, a last stage that is not also the first holds a copy of the word embedding as
+    its head (Megatron-LM's layout), so stages then sum to ``vocab * hidden`` more than
+    ``parameter_count``.
+    """
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+        raise PebbleError(f"a stage holds a non-negative whole number of blocks, not {blocks!r}.")
+    total = blocks * parameters_per_block(config)
+    if first:
+        total += embedding_parameters(config)
+    if last:
+        total += final_norm_parameters(config) + lm_head_parameters(config)
+        if config.tied_embeddings and not first:
+            total += config.vocab * config.hidden
+    return total
+
+
+def _summary(config: TransformerConfig) -> str:
+    heads = f"{config.heads} heads"
+    if config.num_kv_heads != config.heads:
+        heads += f" ({config.num_kv_heads} kv)"
+    head = "tied head" if config.tied_embeddings else "untied head"
+    return (
+        f"{config.layers} layers, hidden {config.hidden}, {heads}, ffn {config.ffn_hidden} "
+        f"{config.mlp}, {config.norm}, {config.position} positions, vocab {config.vocab}, "
+        f"seq {config.seq}, {head}"
+    )
+
+
+def preset_rows() -> list[tuple[str, str, int, str]]:
+    """(name, summary, exact parameter count, source) for every model preset, for listings."""
+    return [
+        (name, _summary(config), parameter_count(config), MODEL_SOURCES[name])
+        for name, config in MODEL_PRESETS.items()
+    ]
