@@ -8,6 +8,7 @@ sentence and exit 130 or 143 after the run's staging and its Ray are cleaned up
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -32,6 +33,9 @@ def _run(argv: list[str] | None, guard: SignalGuard) -> int:
         return getattr(commands, f"cmd_{args.command}")(args)
     except PebbleError as exc:
         return _error(exc)
+    except BrokenPipeError:  # the reader left (``| head``): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
@@ -39,6 +43,13 @@ def _run(argv: list[str] | None, guard: SignalGuard) -> int:
     except KeyboardInterrupt:
         guard.note(signal.SIGINT)  # a plain Ctrl-C that did not pass through the guard
         return exit_code(guard.signum)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:

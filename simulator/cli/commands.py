@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from simulator.cli.printing import emit_json, format_summary, format_train_report
+from simulator.cli.printing import (
+    emit_json,
+    format_presets,
+    format_summary,
+    format_train_report,
+)
 from simulator.cli.workflows import (
     compare_timelines,
     make_costs,
@@ -28,6 +33,14 @@ def cmd_schedules(args) -> int:
     return 0
 
 
+def cmd_presets(args) -> int:
+    from simulator.analytic.hardware import hardware_rows
+    from simulator.model.transformer.presets import preset_rows
+
+    print(format_presets(preset_rows(), hardware_rows()))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from schedules.validate import validate
 
@@ -43,20 +56,13 @@ def cmd_validate(args) -> int:
 
 def cmd_export(args) -> int:
     from schedules.csv_io import schedule_to_csv
+    from simulator.cli.outputs import write_output_file
 
     schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
-    text = schedule_to_csv(schedule)
-    if args.output:
-        from pathlib import Path
-
-        from simulator.cli.outputs import StagedOutput
-
-        target = Path(args.output)
-        with StagedOutput(target.parent if str(target.parent) else ".") as out:
-            out.path(target.name).write_text(text)
-        print(f"wrote {target}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    target = "-" if args.output is None else args.output
+    written = write_output_file(target, schedule_to_csv(schedule))
+    if written is not None:
+        print(f"wrote {written}", file=sys.stderr)
     return 0
 
 

@@ -36,17 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add in (_add_demo, _add_listings, _add_simulate, _add_train, _add_plot, _add_compare):
+        add(sub)
+    return parser
 
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the tour: train on Ray, simulate, draw every figure")
     demo.add_argument("--out", default="pebblesim-out", help="output folder (default %(default)s)")
     demo.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
 
-    sub.add_parser("schedules", help="list the built-in schedules")
 
+def _add_listings(sub) -> None:
+    """The commands that list, check or export schedules and presets."""
+    sub.add_parser("schedules", help="list the built-in schedules")
+    sub.add_parser("presets", help="list the model and hardware presets")
     validate = sub.add_parser("validate", help="check a schedule CSV file")
     validate.add_argument("file", help="schedule CSV (one row per rank)")
     validate.add_argument("--microbatches", type=MICROBATCHES, required=True)
-
     export = sub.add_parser("export", help="write a built-in schedule as CSV")
     export.add_argument("--schedule", required=True)
     export.add_argument("--ranks", type=RANKS, required=True)
@@ -54,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--chunks", type=CHUNKS)
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
 
+
+def _add_simulate(sub) -> None:
     simulate = sub.add_parser("simulate", help="predict a run with the analytic executor")
     _add_schedule_args(simulate)
     simulate.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1 (default all 1)")
@@ -64,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="time per point-to-point transfer (unit costs)",
     )
     simulate.add_argument(
-        "--hardware", help="FLOP-derived costs: flops=1e12,bandwidth=25e9,latency=5e-6"
+        "--hardware",
+        help="FLOP-derived costs: a preset (h100, a100-80gb,efficiency=0.45; see `pebblesim "
+        "presets`) or flops=1e12,bandwidth=25e9,latency=5e-6",
     )
     simulate.add_argument("--profile", help="measured cost profile written by `train --out`")
-    simulate.add_argument("--model", help="model spec, e.g. widths=2-64-64-3,activation=relu")
+    simulate.add_argument(
+        "--model",
+        help="model: a preset (gpt3-175b), transformer:layers=4,hidden=64,... or an MLP "
+        "widths=2-64-64-3,activation=relu",
+    )
     simulate.add_argument(
         "--batch-size", type=BATCH_SIZE, help="rows per step (default 32 per microbatch)"
     )
@@ -81,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("--out", help="write timeline.json and trace.json here")
 
+
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train for real on Ray, one actor per rank")
     _add_schedule_args(train)
     train.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
@@ -111,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.add_argument("--out", help="write timeline.json, trace.json and profile.json here")
 
+
+def _add_plot(sub) -> None:
     plot = sub.add_parser("plot", help="draw figures from a Timeline JSON")
     plot.add_argument("timeline")
     plot.add_argument(
@@ -124,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "configuration (e.g. train --out's predicted_timeline.json)",
     )
 
+
+def _add_compare(sub) -> None:
     compare = sub.add_parser("compare", help="compare schedules on the same model and sizes")
     compare.add_argument("--ranks", type=RANKS, required=True)
     compare.add_argument("--microbatches", type=MICROBATCHES, required=True)
@@ -132,4 +153,3 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model", help="model spec")
     compare.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
-    return parser

@@ -6,8 +6,7 @@ so its wording and layout live in one place.
 
 from __future__ import annotations
 
-import json
-
+from simulator.cli.numbers import strict_json
 from simulator.timeline import Timeline
 from simulator.units import human_bytes, human_time
 
@@ -15,7 +14,8 @@ OVERHEAD_DOMINATES = 5e-3  # seconds: below this per action, Ray's per-call cost
 
 
 def emit_json(payload: dict) -> None:
-    print(json.dumps(payload, indent=None, default=float))
+    """Exactly one strict JSON object (no NaN or Infinity) on stdout."""
+    print(strict_json(payload))
 
 
 def format_summary(timeline: Timeline) -> str:
@@ -73,4 +73,20 @@ def format_train_report(result, payload: dict, args) -> str:
             f"\nwrote {args.out}/: timeline.json, trace.json (Perfetto), profile.json (use with "
             "simulate --profile) and predicted_timeline.json (compare with plot --against)"
         )
+    return "\n".join(lines)
+
+
+def format_presets(models: list[tuple], hardware: list[tuple]) -> str:
+    """The ``presets`` listing: models with their parameter counts, then hardware."""
+    lines = ["models (--model NAME[,key=value...]):"]
+    width = max(len(row[0]) for row in models)
+    for name, summary, params, source in models:
+        lines.append(f"  {name.ljust(width)}  {params / 1e9:8.2f}B params  {summary}")
+        lines.append(f"  {'':{width}}  source: {source}")
+    lines.append("")
+    lines.append("hardware (--hardware NAME[,efficiency=...]):")
+    width = max(len(row[0]) for row in hardware)
+    for name, summary, source in hardware:
+        lines.append(f"  {name.ljust(width)}  {summary}")
+        lines.append(f"  {'':{width}}  source: {source}")
     return "\n".join(lines)

@@ -16,7 +16,9 @@ from simulator.analytic.costs import (
     parse_unit_costs,
     unit_costs,
 )
+from simulator.analytic.hardware import parse_hardware_preset, sustained_flops
 from simulator.analytic.profile import Profile, profile_costs
+from simulator.cli.numbers import MAX_RATE, MAX_TIME, parse_float
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
@@ -89,29 +91,37 @@ def make_plan(
     else:
         spec = ModelSpec.uniform(schedule.num_stages)
     m = schedule.num_microbatches
-    if batch_size is None:
-        batch_size = DEFAULT_MICROBATCH_ROWS * m * dp
+    if batch_size is None:  # 32 rows of an MLP, one sequence of a transformer, per microbatch
+        batch_size = (1 if spec.is_transformer else DEFAULT_MICROBATCH_ROWS) * m * dp
     rows = microbatch_rows(batch_size, m, dp)
     return RunPlan(schedule, spec, partition(spec, schedule.num_stages), rows)
 
 
 def parse_hardware(text: str) -> Hardware:
-    """``flops=1e12,bandwidth=25e9,latency=5e-6`` (any subset)."""
+    """A preset (``h100``, ``a100-80gb,efficiency=0.45``: sustained FLOP/s = peak x efficiency,
+    links at the inter-node bandwidth) or ``flops=1e12,bandwidth=25e9,latency=5e-6``."""
+    first = text.split(",", 1)[0].strip()
+    if first and "=" not in first:
+        preset = parse_hardware_preset(text)
+        return Hardware(
+            flops_per_second=sustained_flops(preset),
+            link_bandwidth=preset.internode_bandwidth,
+            link_latency=Hardware().link_latency,
+        )
     values = {}
     names = {"flops": "flops_per_second", "bandwidth": "link_bandwidth", "latency": "link_latency"}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        key, _, value = part.partition("=")
-        if key.strip() not in names:
-            raise PebbleError(
-                f"unknown hardware key {key.strip()!r}; use flops, bandwidth, latency."
-            )
-        try:
-            number = float(value)
-        except ValueError:
-            number = -1.0
-        if number <= 0 and key.strip() != "latency" or number < 0:
-            raise PebbleError(f"cannot read hardware value {part!r}; give a positive number.")
-        values[names[key.strip()]] = number
+        key, _, value = (s.strip() for s in part.partition("="))
+        if key not in names:
+            raise PebbleError(f"unknown hardware key {key!r}; use flops, bandwidth, latency.")
+        latency = key == "latency"
+        values[names[key]] = parse_float(
+            value,
+            minimum=0.0,
+            maximum=MAX_TIME if latency else MAX_RATE,
+            allow_minimum=latency,
+            what=f"hardware {key}",
+        )
     return Hardware(**values)
 
 

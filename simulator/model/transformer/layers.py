@@ -173,14 +173,6 @@ def transformer_layers(
     return [info.build(dtype, seed) for info in chosen]
 
 
-def parameter_count(config: TransformerConfig) -> int:
-    """Parameters of the whole model, counting a tied embedding/LM-head matrix once."""
-    total = sum(info.param_count() for info in transformer_layer_infos(config))
-    if config.tied_embeddings:
-        total -= config.vocab * config.hidden
-    return total
-
-
 __all__ = [
     "TRANSFORMER_LAYER_CLASSES",
     "AttentionProjection",
@@ -201,7 +193,6 @@ __all__ = [
     "TokenLayerNorm",
     "TokenLinear",
     "TransformerLayerInfo",
-    "parameter_count",
     "set_dropout_step",
     "transformer_layer_infos",
     "transformer_layers",
