@@ -89,10 +89,8 @@ def grads_figure(
     ``gid="allreduce:{layer}"``, the gap bracket's text ``gid="gap"``.
     """
     rows = grad_rows(timeline, step, replica)
-    layers = {layer.index: layer for layer in layer_info(timeline)}
     start, end = step_window(timeline, step, replica)
     window = (end - start) or 1.0
-    span = time_span(timeline) or 1.0
     unit = timeline.time_unit
 
     n = max(len(rows), 1)
@@ -102,120 +100,155 @@ def grads_figure(
     opt_start = optimizer[0].start if optimizer else end
 
     for position, row in enumerate(rows):
-        stage_events = [
-            e
-            for e in timeline.events
-            if e.step == step
-            and e.replica == replica
-            and e.stage == row.stage
-            and e.kind in ("B", "W", "I")
-        ]
-        for e in stage_events:  # the backward work feeding this gradient
-            ax.add_patch(
-                Rectangle(
-                    (e.start, position + 0.12),
-                    e.end - e.start,
-                    0.22,
-                    facecolor="#BDBDBD",
-                    edgecolor="none",
-                    zorder=1,
-                )
-            )
-        ax.add_patch(
-            Rectangle(
-                (row.first_backward, position - 0.3),
-                row.ready - row.first_backward,
-                0.42,
-                facecolor=GRAD_COLOR,
-                alpha=0.22,
-                edgecolor="none",
-                zorder=2,
-            )
-        )
-        after = max(opt_start - row.ready, 0.0)
-        ax.add_patch(
-            Rectangle(
-                (row.ready, position - 0.3),
-                after,
-                0.42,
-                facecolor=GRAD_COLOR,
-                edgecolor="none",
-                zorder=2,
-            )
-        )
-        if row.allreduce:
-            a0, a1 = row.allreduce
-            ax.add_patch(
-                Rectangle(
-                    (a0, position + 0.12),
-                    max(a1 - a0, window * 0.003),
-                    0.22,
-                    facecolor=ALLREDUCE_COLOR,
-                    edgecolor="none",
-                    zorder=3,
-                    gid=f"allreduce:{row.layer}",
-                )
-            )
-        ax.plot(
-            [row.ready],
-            [position - 0.09],
-            marker="D",
-            color=GRAD_COLOR,
-            markersize=7,
-            markeredgecolor="white",
-            zorder=4,
-            gid=f"ready:{row.layer}",
-        )
-        ax.annotate(
-            format_time(row.ready - start, unit),
-            xy=(row.ready, position - 0.09),
-            xytext=(-7, 0),
-            textcoords="offset points",
-            ha="right",
-            va="center",
-            fontsize=7.5,
-            color="#3A1F5D",
-            zorder=5,
-        )
+        _draw_backward_work(ax, _stage_backward(timeline, step, replica, row.stage), position)
+        _draw_gradient_bars(ax, row, position, opt_start, window)
+        _mark_ready(ax, row, position, format_time(row.ready - start, unit))
 
     shade_optimizer_steps(ax, optimizer, window, alpha=0.45, zorder=0.5, min_fraction=0.003)
-
     if len(rows) >= 2:
-        earliest = min(rows, key=lambda r: r.ready)
-        latest = max(rows, key=lambda r: r.ready)
-        gap = latest.ready - earliest.ready
-        y = len(rows) - 0.5 + 0.35
-        ax.annotate(
-            "",
-            xy=(latest.ready, y),
-            xytext=(earliest.ready, y),
-            arrowprops={
-                "arrowstyle": "<|-|>",
-                "color": "#3A1F5D",
-                "lw": 1.0,
-                "shrinkA": 0,
-                "shrinkB": 0,
-                "mutation_scale": 8,
-            },
-        )
-        for x in (earliest.ready, latest.ready):
-            ax.plot([x, x], [y, y - 0.3], color="#3A1F5D", lw=0.6, ls=":")
-        middle = (earliest.ready + latest.ready) / 2
-        near_left = middle - start < 0.3 * window
-        near_right = end - middle < 0.3 * window
-        x_text = earliest.ready if near_left else latest.ready if near_right else middle
-        ax.text(
-            x_text,
-            y + 0.12,
-            f"L{earliest.layer}'s gradient is ready {format_time(gap, unit)} "
-            f"before L{latest.layer}'s",
-            ha="left" if near_left else "right" if near_right else "center",
-            va="top",
-            fontsize=8.5,
-            color="#3A1F5D",
-            gid="gap",
+        _draw_gap_bracket(ax, rows, start, end, unit)
+    _style_axes(ax, timeline, rows, start, end)
+    heading = title or run_title(timeline, "Gradient availability")
+    if timeline.meta.steps > 1:
+        heading += f", step {step}"
+    ax.set_title(f"{heading}\nlabels: time since the step started", fontsize=11)
+    _add_legend(fig, rows, optimizer)
+    return fig
+
+
+def _stage_backward(timeline: Timeline, step: int, replica: int, stage: int) -> list:
+    """The step's B, W and I events on ``stage``: the backward work feeding its gradients."""
+    return [
+        e
+        for e in timeline.events
+        if e.step == step
+        and e.replica == replica
+        and e.stage == stage
+        and e.kind in ("B", "W", "I")
+    ]
+
+
+def _draw_backward_work(ax, events, position: int) -> None:
+    """Faint grey ticks under a row, one per backward event on the layer's stage."""
+    for e in events:
+        ax.add_patch(
+            Rectangle(
+                (e.start, position + 0.12),
+                e.end - e.start,
+                0.22,
+                facecolor="#BDBDBD",
+                edgecolor="none",
+                zorder=1,
+            )
         )
 
+
+def _draw_gradient_bars(ax, row: GradRow, position: int, opt_start: float, window: float) -> None:
+    """The light (accumulating) and solid (ready) purple bars, and the all-reduce bar if any."""
+    ax.add_patch(
+        Rectangle(
+            (row.first_backward, position - 0.3),
+            row.ready - row.first_backward,
+            0.42,
+            facecolor=GRAD_COLOR,
+            alpha=0.22,
+            edgecolor="none",
+            zorder=2,
+        )
+    )
+    after = max(opt_start - row.ready, 0.0)
+    ax.add_patch(
+        Rectangle(
+            (row.ready, position - 0.3),
+            after,
+            0.42,
+            facecolor=GRAD_COLOR,
+            edgecolor="none",
+            zorder=2,
+        )
+    )
+    if row.allreduce:
+        a0, a1 = row.allreduce
+        ax.add_patch(
+            Rectangle(
+                (a0, position + 0.12),
+                max(a1 - a0, window * 0.003),
+                0.22,
+                facecolor=ALLREDUCE_COLOR,
+                edgecolor="none",
+                zorder=3,
+                gid=f"allreduce:{row.layer}",
+            )
+        )
+
+
+def _mark_ready(ax, row: GradRow, position: int, label: str) -> None:
+    """The diamond at the moment the gradient is complete, labelled with ``label``."""
+    ax.plot(
+        [row.ready],
+        [position - 0.09],
+        marker="D",
+        color=GRAD_COLOR,
+        markersize=7,
+        markeredgecolor="white",
+        zorder=4,
+        gid=f"ready:{row.layer}",
+    )
+    ax.annotate(
+        label,
+        xy=(row.ready, position - 0.09),
+        xytext=(-7, 0),
+        textcoords="offset points",
+        ha="right",
+        va="center",
+        fontsize=7.5,
+        color="#3A1F5D",
+        zorder=5,
+    )
+
+
+def _draw_gap_bracket(ax, rows: list[GradRow], start: float, end: float, unit: str) -> None:
+    """The bracket below the rows from the first gradient ready to the last, with its text."""
+    window = (end - start) or 1.0
+    earliest = min(rows, key=lambda r: r.ready)
+    latest = max(rows, key=lambda r: r.ready)
+    gap = latest.ready - earliest.ready
+    y = len(rows) - 0.5 + 0.35
+    ax.annotate(
+        "",
+        xy=(latest.ready, y),
+        xytext=(earliest.ready, y),
+        arrowprops={
+            "arrowstyle": "<|-|>",
+            "color": "#3A1F5D",
+            "lw": 1.0,
+            "shrinkA": 0,
+            "shrinkB": 0,
+            "mutation_scale": 8,
+        },
+    )
+    for x in (earliest.ready, latest.ready):
+        ax.plot([x, x], [y, y - 0.3], color="#3A1F5D", lw=0.6, ls=":")
+    middle = (earliest.ready + latest.ready) / 2
+    near_left = middle - start < 0.3 * window
+    near_right = end - middle < 0.3 * window
+    x_text = earliest.ready if near_left else latest.ready if near_right else middle
+    ax.text(
+        x_text,
+        y + 0.12,
+        f"L{earliest.layer}'s gradient is ready {format_time(gap, unit)} before L{latest.layer}'s",
+        ha="left" if near_left else "right" if near_right else "center",
+        va="top",
+        fontsize=8.5,
+        color="#3A1F5D",
+        gid="gap",
+    )
+
+
+def _style_axes(ax, timeline: Timeline, rows: list[GradRow], start: float, end: float) -> None:
+    """Limits around the step, one labelled row per layer, the time axis and its grid."""
+    window = (end - start) or 1.0
+    layers = {layer.index: layer for layer in layer_info(timeline)}
     ax.set_xlim(start - window * 0.02, end + window * 0.02)
     ax.set_ylim(len(rows) - 0.5 + 0.75, -0.6)
     ax.set_yticks(range(len(rows)))
@@ -223,14 +256,13 @@ def grads_figure(
     ax.tick_params(axis="y", length=0)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
-    set_time_axis(ax, timeline, span)
+    set_time_axis(ax, timeline, time_span(timeline) or 1.0)
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
-    heading = title or run_title(timeline, "Gradient availability")
-    if timeline.meta.steps > 1:
-        heading += f", step {step}"
-    ax.set_title(f"{heading}\nlabels: time since the step started", fontsize=11)
 
+
+def _add_legend(fig: Figure, rows: list[GradRow], optimizer: list) -> None:
+    """The legend below the chart; all-reduce and optimizer entries only when drawn."""
     handles = [
         Patch(facecolor="#BDBDBD", label="backward on the layer's stage"),
         Patch(facecolor=GRAD_COLOR, alpha=0.22, label="gradient accumulating"),
@@ -253,7 +285,6 @@ def grads_figure(
     fig.legend(
         handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8.5
     )
-    return fig
 
 
 __all__ = ["GradRow", "grad_rows", "grads_figure", "step_window"]

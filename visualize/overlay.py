@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from simulator.errors import PebbleError
 from simulator.timeline import Timeline
-from visualize.pipeline import box_color, draw_boxes, kind_handles, pipeline_boxes
+from visualize.pipeline import Box, box_color, draw_boxes, kind_handles, pipeline_boxes
 from visualize.style import (
     LANE_EDGE,
     format_time,
@@ -63,6 +64,15 @@ def _origin(timeline: Timeline, replica: int) -> float:
     return min((e.start for e in timeline.events if e.replica == replica), default=0.0)
 
 
+def _placed_boxes(timeline: Timeline, replica: int, scale: float) -> list[Box]:
+    """The run's boxes shifted to start at its first event, times multiplied by ``scale``."""
+    origin = _origin(timeline, replica)
+    return [
+        b._replace(start=(b.start - origin) * scale, end=(b.end - origin) * scale)
+        for b in pipeline_boxes(timeline, replica)
+    ]
+
+
 def overlay_figure(
     predicted: Timeline,
     measured: Timeline,
@@ -80,16 +90,10 @@ def overlay_figure(
     error = makespan_error(predicted, measured)
     ranks = max(predicted.num_ranks, measured.num_ranks)
 
-    def placed(timeline: Timeline, makespan: float):
-        origin = _origin(timeline, replica)
-        scale = 1.0 if same_unit else 1.0 / (makespan or 1.0)
-        return [
-            b._replace(start=(b.start - origin) * scale, end=(b.end - origin) * scale)
-            for b in pipeline_boxes(timeline, replica)
-        ]
-
-    pred_boxes = placed(predicted, error.predicted)
-    meas_boxes = placed(measured, error.measured)
+    pred_scale = 1.0 if same_unit else 1.0 / (error.predicted or 1.0)
+    meas_scale = 1.0 if same_unit else 1.0 / (error.measured or 1.0)
+    pred_boxes = _placed_boxes(predicted, replica, pred_scale)
+    meas_boxes = _placed_boxes(measured, replica, meas_scale)
     span = max((b.end for b in pred_boxes + meas_boxes), default=1.0) or 1.0
     if same_unit:
         span = max(span, error.predicted, error.measured)
@@ -103,45 +107,55 @@ def overlay_figure(
     lane_points = height * 72 * 0.62 / ranks * LANE
     fontsize = max(5.0, min(7.5, lane_points * 0.6))
 
+    _draw_lanes(ax, ranks, span / x_max)
+    for boxes, name, lane_offset in (
+        (pred_boxes, "predicted", -0.21),
+        (meas_boxes, "measured", 0.21),
+    ):
+        draw_boxes(
+            ax,
+            boxes,
+            x_range=x_max,
+            axes_points=axes_points,
+            fontsize=fontsize,
+            y_of=lambda b, lane_offset=lane_offset: b.rank + lane_offset,
+            height=LANE,
+            filled=name == "measured",
+            gid_prefix=name,
+        )
+    if same_unit:
+        for end, style in ((error.predicted, "--"), (error.measured, "-")):
+            ax.axvline(end, color="#333333", lw=0.9, ls=style, zorder=4)
+
+    ax.set_xlim(0, x_max)
+    _label_lanes(ax, ranks)
+    unit_text = _time_axis_and_error(ax, predicted, measured, error, span)
+    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    heading = title or run_title(measured, "Predicted vs measured")
+    ax.set_title(f"{heading}\n{unit_text}", fontsize=11)
+    _add_legend(fig, {b.kind for b in pred_boxes + meas_boxes}, measured.meta.chunks, same_unit)
+    return fig
+
+
+def _draw_lanes(ax, ranks: int, x_fraction: float) -> None:
+    """Two empty white sub-lanes per rank, ``x_fraction`` of the axes wide."""
     for rank in range(ranks):
         for y in (rank - 0.21, rank + 0.21):
             ax.axhspan(
                 y - LANE / 2,
                 y + LANE / 2,
                 xmin=0,
-                xmax=span / x_max,
+                xmax=x_fraction,
                 facecolor="white",
                 edgecolor=LANE_EDGE,
                 lw=0.5,
                 zorder=1,
             )
-    draw_boxes(
-        ax,
-        pred_boxes,
-        x_range=x_max,
-        axes_points=axes_points,
-        fontsize=fontsize,
-        y_of=lambda b: b.rank - 0.21,
-        height=LANE,
-        filled=False,
-        gid_prefix="predicted",
-    )
-    draw_boxes(
-        ax,
-        meas_boxes,
-        x_range=x_max,
-        axes_points=axes_points,
-        fontsize=fontsize,
-        y_of=lambda b: b.rank + 0.21,
-        height=LANE,
-        filled=True,
-        gid_prefix="measured",
-    )
-    for end, style in ((error.predicted, "--"), (error.measured, "-")):
-        if same_unit:
-            ax.axvline(end, color="#333333", lw=0.9, ls=style, zorder=4)
 
-    ax.set_xlim(0, x_max)
+
+def _label_lanes(ax, ranks: int) -> None:
+    """Rank 0 at the top, a ``rank r predicted`` / ``rank r measured`` label per sub-lane."""
     ax.set_ylim(ranks - 0.5, -0.5)
     ticks, labels = [], []
     for rank in range(ranks):
@@ -152,23 +166,26 @@ def overlay_figure(
     ax.tick_params(axis="y", length=0)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    if same_unit:
-        set_time_axis(ax, predicted.time_unit, span)
-        unit_text = error.text(predicted.time_unit)
-    else:
-        ax.set_xlabel("time (fraction of each run's makespan)")
-        unit_text = (
-            f"predicted {format_time(error.predicted, predicted.time_unit)}, measured "
-            f"{format_time(error.measured, measured.time_unit)} (different units: "
-            "each drawn against its own makespan)"
-        )
-    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
-    ax.set_axisbelow(True)
-    heading = title or run_title(measured, "Predicted vs measured")
-    ax.set_title(f"{heading}\n{unit_text}", fontsize=11)
 
-    kinds = {b.kind for b in pred_boxes + meas_boxes}
-    handles = kind_handles(kinds, measured.meta.chunks)
+
+def _time_axis_and_error(
+    ax, predicted: Timeline, measured: Timeline, error: MakespanError, span: float
+) -> str:
+    """Label the x axis (time, or fractions of each makespan); returns the error line."""
+    if predicted.time_unit == measured.time_unit:
+        set_time_axis(ax, predicted.time_unit, span)
+        return error.text(predicted.time_unit)
+    ax.set_xlabel("time (fraction of each run's makespan)")
+    return (
+        f"predicted {format_time(error.predicted, predicted.time_unit)}, measured "
+        f"{format_time(error.measured, measured.time_unit)} (different units: "
+        "each drawn against its own makespan)"
+    )
+
+
+def _add_legend(fig: Figure, kinds: set[str], chunks: int, same_unit: bool) -> None:
+    """The kinds, how each run is drawn, and the makespan lines when they are drawn."""
+    handles = kind_handles(kinds, chunks)
     some = sorted(kinds)[0] if kinds else "F"
     handles.append(
         Patch(
@@ -184,8 +201,6 @@ def overlay_figure(
         )
     )
     if same_unit:
-        from matplotlib.lines import Line2D
-
         handles.append(Line2D([], [], color="#333333", ls="--", lw=0.9, label="predicted end"))
         handles.append(Line2D([], [], color="#333333", ls="-", lw=0.9, label="measured end"))
     fig.legend(
@@ -195,7 +210,6 @@ def overlay_figure(
         frameon=False,
         fontsize=8.5,
     )
-    return fig
 
 
 __all__ = ["MakespanError", "makespan_error", "overlay_figure"]

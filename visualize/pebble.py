@@ -203,23 +203,51 @@ def pebble_figure(
     ax = fig.add_subplot()
     ax.set_facecolor("white")
 
-    # stage bands: alternating light background, a rule between stages, labels on the right
     bands = _stage_bands(layers)
+    _draw_stage_bands(ax, bands)
+    shade_optimizer_steps(ax, timeline.optimizer, span)  # thin grey columns
+    _draw_grad_segments(ax, grad_segments(timeline, replica), row_of, min_grad_width * span)
+    _draw_pebbles(ax, counts, row_of, max_count, lambda count: cmap(norm(count)))
+
+    ax.set_xlim(0, span * 1.03)
+    _label_rows(ax, layers, bands)
+    set_time_axis(ax, timeline, span)
+    ax.grid(axis="x", color="#E0E0E0", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    ax.set_title(title or run_title(timeline, "Pebble graph"), fontsize=11)
+
+    bar = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=ax,
+        ticks=count_ticks(max_count),
+        pad=0.02,
+        fraction=0.025,
+        aspect=max(20.0, 7.0 * height),  # a bar about as tall as the rows, however many
+    )
+    bar.set_label("microbatches cached")
+    bar.ax.tick_params(length=0)
+    _add_legend(fig, timeline, layers, cmap(norm(max_count)), width)
+    return fig
+
+
+def _draw_stage_bands(ax, bands: list[tuple[int, int, int, int]]) -> None:
+    """Alternating light background per stage, with a rule between stages."""
     for number, (first, last, _stage, _rank) in enumerate(bands):
         if number % 2 == 1:
             ax.axhspan(first - 0.5, last + 0.5, color="#F2F2F2", zorder=0, lw=0)
         if number:
             ax.axhline(first - 0.5, color="#BDBDBD", lw=0.8, zorder=0.5)
 
-    # optimizer steps, as thin grey columns
-    shade_optimizer_steps(ax, timeline.optimizer, span)
 
-    # purple: the gradient is ready
-    for segment in grad_segments(timeline, replica):
+def _draw_grad_segments(
+    ax, segments: list[GradSegment], row_of: dict[int, int], min_length: float
+) -> None:
+    """Purple spans where a gradient is ready, at least ``min_length`` long."""
+    for segment in segments:
         row = row_of.get(segment.layer)
         if row is None:
             continue
-        length = max(segment.end - segment.start, min_grad_width * span)
+        length = max(segment.end - segment.start, min_length)
         ax.add_patch(
             Rectangle(
                 (segment.start, row - ROW / 2),
@@ -232,7 +260,11 @@ def pebble_figure(
             )
         )
 
-    # pebbles: bar height and colour both grow with the count
+
+def _draw_pebbles(
+    ax, counts: list[CountSegment], row_of: dict[int, int], max_count: int, colour_of
+) -> None:
+    """Pebble bars whose height and colour (``colour_of(count)``) both grow with the count."""
     for segment in counts:
         row = row_of.get(segment.layer)
         if row is None:
@@ -243,14 +275,16 @@ def pebble_figure(
                 (segment.start, row + ROW / 2 - h),
                 segment.end - segment.start,
                 h,
-                facecolor=cmap(norm(segment.count)),
+                facecolor=colour_of(segment.count),
                 edgecolor="none",
                 zorder=2,
                 gid=f"pebble:{segment.layer}",
             )
         )
 
-    ax.set_xlim(0, span * 1.03)
+
+def _label_rows(ax, layers: list[LayerMeta], bands: list[tuple[int, int, int, int]]) -> None:
+    """Layer names on the left (grey italic without parameters), stage · rank on the right."""
     ax.set_ylim(max(len(layers), 1) - 0.5, -0.5)  # layer 0 at the top
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels([layer_label(layer) for layer in layers])
@@ -268,24 +302,13 @@ def pebble_figure(
     right.tick_params(axis="y", length=0, labelsize=fontsize)
     right.set_ylabel("stage · rank")
 
-    set_time_axis(ax, timeline, span)
-    ax.grid(axis="x", color="#E0E0E0", lw=0.6, zorder=0)
-    ax.set_axisbelow(True)
-    ax.set_title(title or run_title(timeline, "Pebble graph"), fontsize=11)
 
-    bar = fig.colorbar(
-        ScalarMappable(norm=norm, cmap=cmap),
-        ax=ax,
-        ticks=count_ticks(max_count),
-        pad=0.02,
-        fraction=0.025,
-        aspect=max(20.0, 7.0 * height),  # a bar about as tall as the rows, however many
-    )
-    bar.set_label("microbatches cached")
-    bar.ax.tick_params(length=0)
-
+def _add_legend(
+    fig: Figure, timeline: Timeline, layers: list[LayerMeta], pebble_colour, width: float
+) -> None:
+    """Pebbles and gradients, plus the optimizer and no-parameter entries when they apply."""
     handles = [
-        Patch(facecolor=cmap(norm(max_count)), label="cached activations (pebbles)"),
+        Patch(facecolor=pebble_colour, label="cached activations (pebbles)"),
         Patch(facecolor=GRAD_COLOR, label="weight gradient ready, until optimizer step"),
     ]
     if timeline.optimizer:
@@ -303,7 +326,6 @@ def pebble_figure(
         frameon=False,
         fontsize=8.5,
     )
-    return fig
 
 
 __all__ = [

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import Timeline
@@ -223,7 +224,25 @@ def pipeline_figure(
     lane_points = height * 72 * 0.62 / rows
     fontsize = max(5.0, min(8.0, lane_points * BOX * 0.55))
 
-    for row in range(rows):  # empty lanes: white is idle
+    _draw_lanes(ax, rows, span)
+    shade_optimizer_steps(ax, timeline.optimizer, span, alpha=0.45, zorder=1.5)
+    draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize)
+    if comms:
+        _draw_comms(ax, timeline, replica)
+
+    ax.set_xlim(0, x_max)
+    _label_lanes(ax, rows, ranks, all_replicas=replica is None and dp > 1)
+    set_time_axis(ax, timeline, span)
+    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    _set_title(ax, timeline, replica, title)
+    _add_legend(fig, timeline, {b.kind for b in boxes}, comms)
+    return fig
+
+
+def _draw_lanes(ax, rows: int, span: float) -> None:
+    """One empty white lane per row: white is idle."""
+    for row in range(rows):
         ax.add_patch(
             Rectangle(
                 (0, row - BOX / 2),
@@ -235,35 +254,38 @@ def pipeline_figure(
                 zorder=1,
             )
         )
-    shade_optimizer_steps(ax, timeline.optimizer, span, alpha=0.45, zorder=1.5)
-    draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize)
 
-    if comms:
-        for c in timeline.comms:
-            if replica is not None and c.replica != replica:
-                continue
-            offset = 0 if replica is not None else c.replica * ranks
-            src, dst = c.src_rank + offset, c.dst_rank + offset
-            sign = 1 if dst > src else -1
-            ax.annotate(
-                "",
-                xy=(c.end, dst - sign * BOX / 2),
-                xytext=(c.start, src + sign * BOX / 2),
-                arrowprops={
-                    "arrowstyle": "-|>",
-                    "color": "#555555",
-                    "lw": 0.6,
-                    "mutation_scale": 6,
-                    "shrinkA": 0,
-                    "shrinkB": 0,
-                },
-                zorder=4,
-            )
 
-    ax.set_xlim(0, x_max)
+def _draw_comms(ax, timeline: Timeline, replica: int | None) -> None:
+    """One arrow per transfer, from the sender's lane edge to the receiver's."""
+    ranks = timeline.num_ranks
+    for c in timeline.comms:
+        if replica is not None and c.replica != replica:
+            continue
+        offset = 0 if replica is not None else c.replica * ranks
+        src, dst = c.src_rank + offset, c.dst_rank + offset
+        sign = 1 if dst > src else -1
+        ax.annotate(
+            "",
+            xy=(c.end, dst - sign * BOX / 2),
+            xytext=(c.start, src + sign * BOX / 2),
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "#555555",
+                "lw": 0.6,
+                "mutation_scale": 6,
+                "shrinkA": 0,
+                "shrinkB": 0,
+            },
+            zorder=4,
+        )
+
+
+def _label_lanes(ax, rows: int, ranks: int, *, all_replicas: bool) -> None:
+    """Rank 0 at the top, one label per lane (``replica r · rank k`` when stacked)."""
     ax.set_ylim(rows - 0.5, -0.5)
     ax.set_yticks(range(rows))
-    if replica is None and dp > 1:
+    if all_replicas:
         labels = [f"replica {r // ranks} · rank {r % ranks}" for r in range(rows)]
     else:
         labels = [f"rank {r}" for r in range(rows)]
@@ -271,13 +293,13 @@ def pipeline_figure(
     ax.tick_params(axis="y", length=0)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    set_time_axis(ax, timeline, span)
-    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
-    ax.set_axisbelow(True)
 
+
+def _set_title(ax, timeline: Timeline, replica: int | None, title: str | None) -> None:
+    """The run, then its makespan and bubble share."""
     summary = timeline.summary()
     heading = title or run_title(timeline, "Pipeline chart")
-    if dp > 1 and replica is not None:
+    if timeline.meta.dp > 1 and replica is not None:
         heading += f", replica {replica}"
     ax.set_title(
         f"{heading}\nmakespan {format_time(summary.makespan, timeline.time_unit)} · "
@@ -285,20 +307,20 @@ def pipeline_figure(
         fontsize=11,
     )
 
-    handles = kind_handles({b.kind for b in boxes}, timeline.meta.chunks)
+
+def _add_legend(fig: Figure, timeline: Timeline, kinds: set[str], comms: bool) -> None:
+    """The kinds drawn, idle, and the optimizer and transfer entries when shown."""
+    handles = kind_handles(kinds, timeline.meta.chunks)
     handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label="idle (bubble)"))
     if timeline.optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))
     if comms:
-        from matplotlib.lines import Line2D
-
         handles.append(
             Line2D([], [], color="#555555", lw=0.8, marker=">", markersize=4, label="transfer")
         )
     fig.legend(
         handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8.5
     )
-    return fig
 
 
 __all__ = ["Box", "box_color", "draw_boxes", "pipeline_boxes", "pipeline_figure"]
