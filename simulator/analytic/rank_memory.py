@@ -1,0 +1,85 @@
+"""What one pipeline rank holds besides activations: parameters, gradients, optimizer state and
+point-to-point receive buffers, from the model split alone.
+
+Precision (bytes per parameter), as mixed-precision training keeps them:
+
+* 2-byte models (bf16/fp16): weights 2, gradients 2, Adam state 12 (fp32 master weights,
+  momentum and variance: 4 + 4 + 4). Korthikanti et al. 2022 and Rajbhandari et al. 2020
+  (ZeRO) count the same 16 bytes per parameter.
+* numpy models (float32/64): weights, gradients, and Adam's two moments in the model's own
+  dtype (itemsize, itemsize, 2 x itemsize).
+
+With a distributed optimizer (ZeRO-1), the optimizer state is sharded over the data-parallel
+replicas. A receive buffer holds one incoming activation (from the previous stage, when it
+lives on another rank) and one incoming gradient (from the next stage, likewise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from schedules.actions import Schedule
+from simulator.analytic.costs import boundary_bytes
+from simulator.model.partitioning import Partition
+
+MIXED_PRECISION_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam momentum + variance
+
+
+@dataclass(frozen=True)
+class RankStaticMemory:
+    """Bytes one rank holds for the whole step, whatever the schedule does."""
+
+    parameters: int
+    gradients: int
+    optimizer_state: int
+    receive_buffers: int
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.gradients + self.optimizer_state + self.receive_buffers
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bytes_per_parameter(itemsize: int) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer state) bytes per parameter for a model of ``itemsize``."""
+    if itemsize == 2:
+        return 2, 2, MIXED_PRECISION_OPTIMIZER_BYTES
+    return itemsize, itemsize, 2 * itemsize
+
+
+def static_memory(
+    spec,
+    schedule: Schedule,
+    partition: Partition,
+    microbatch_rows: int,
+    dp: int = 1,
+    distributed_optimizer: bool = False,
+) -> list[RankStaticMemory]:
+    """Per rank, the memory that does not depend on the schedule's timing."""
+    infos = spec.layers()
+    weight, gradient, state = bytes_per_parameter(spec.itemsize)
+    sends = boundary_bytes(spec, partition, microbatch_rows)
+    last = schedule.num_stages - 1
+    owner = schedule.stage_to_rank
+    out = []
+    for rank in range(schedule.num_ranks):
+        params = 0
+        buffers = 0
+        for stage in schedule.stages_of_rank(rank):
+            params += sum(spec.param_count(infos[i]) for i in partition.stage_layers[stage])
+            if stage > 0 and owner[stage - 1] != rank:
+                buffers += sends[stage - 1]  # the activation coming in
+            if stage < last and owner[stage + 1] != rank:
+                buffers += sends[stage]  # the gradient coming back
+        shards = dp if distributed_optimizer else 1
+        out.append(
+            RankStaticMemory(
+                parameters=params * weight,
+                gradients=params * gradient,
+                optimizer_state=-(-params * state // shards),
+                receive_buffers=buffers,
+            )
+        )
+    return out
