@@ -41,11 +41,13 @@ class StageCost:
 
 @dataclass(frozen=True)
 class Hardware:
-    """A device and its link: sustained FLOP/s, bandwidth in bytes/s, latency in seconds."""
+    """A device and its links: sustained FLOP/s; the pipeline/data-parallel link's bandwidth
+    (bytes/s) and latency (s); and the tensor-parallel link's bandwidth (inside a node)."""
 
     flops_per_second: float = 1e12
     link_bandwidth: float = 25e9
     link_latency: float = 5e-6
+    tp_bandwidth: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,10 @@ def unit_costs(
 def flop_costs(
     spec: ModelSpec, partition: Partition, rows: int, hardware: Hardware, comm: bool = True
 ) -> CostModel:
-    """Seconds from the model's FLOPs per phase and the hardware's sustained FLOP/s."""
+    """Seconds from the model's FLOPs per phase and the hardware's sustained FLOP/s, plus the
+    tensor-parallel collectives of each transformer block (``tp_collective_time``)."""
     infos = spec.layers()
+    collective = tp_collective_time(spec, rows, hardware)
     stage_costs = []
     for layers in partition.stage_layers:
         totals = {"F": 0.0, "I": 0.0, "W": 0.0}
@@ -144,6 +148,9 @@ def flop_costs(
             flops = infos[index].flops()
             for kind in totals:
                 totals[kind] += getattr(flops, kind) * rows / hardware.flops_per_second
+        blocks = {infos[i].block for i in layers if getattr(infos[i], "is_transformer_block", 0)}
+        totals["F"] += len(blocks) * collective
+        totals["I"] += len(blocks) * collective
         stage_costs.append(StageCost(**totals))
     return CostModel(
         stage_costs=tuple(stage_costs),
@@ -155,3 +162,19 @@ def flop_costs(
         param_bytes=param_bytes(spec),
         time_unit="s",
     )
+
+
+def tp_collective_time(spec, rows: int, hardware: Hardware) -> float:
+    """Seconds of one transformer block's tensor-parallel communication in one pass (forward,
+    or the input-gradient backward) of a microbatch of ``rows`` sequences.
+
+    Megatron's tensor parallelism ends the attention and the MLP each with an all-reduce of the
+    ``s b h`` activations (Shoeybi et al. 2019, Fig. 3): two per pass. With sequence
+    parallelism each becomes a reduce-scatter and an all-gather, which a ring moves in the same
+    time. A ring all-reduce of M bytes over t ranks sends 2 (t-1)/t M bytes per rank.
+    """
+    tp = getattr(spec, "tp", 1)
+    if tp <= 1:
+        return 0.0
+    message = rows * spec.config.seq * spec.config.hidden * spec.itemsize
+    return 2 * (2 * (tp - 1) / tp * message / hardware.tp_bandwidth)

@@ -107,6 +107,7 @@ def parse_hardware(text: str) -> Hardware:
             flops_per_second=sustained_flops(preset),
             link_bandwidth=preset.internode_bandwidth,
             link_latency=Hardware().link_latency,
+            tp_bandwidth=preset.nvlink_bandwidth,
         )
     values = {}
     names = {"flops": "flops_per_second", "bandwidth": "link_bandwidth", "latency": "link_latency"}

@@ -63,3 +63,26 @@ def test_analytic_peak_of_a_gpt_stage_is_korthikanti_times_in_flight(t, sp):
     per_block = korthikanti_table2(s=2048, b=1, h=12288, a=96, t=t, sp=sp)
     expected = 3 * len(blocks_on_rank_1) * per_block
     assert timeline.summary().per_rank[1].peak_activation_bytes == expected
+
+
+def test_tensor_parallel_collectives_are_costed_as_rings_on_the_intra_node_link():
+    """Per block and pass: two all-reduces of s*b*h activations, each 2(t-1)/t of the message
+    per rank (Shoeybi et al. 2019); W moves nothing."""
+    from simulator.analytic.costs import Hardware, flop_costs
+
+    text = "transformer:layers=4,hidden=1024,heads=16,seq=512,vocab=64,dtype=bfloat16"
+    hardware = Hardware(flops_per_second=1e14, tp_bandwidth=300e9)
+    plain, sharded = parse_model(text), parse_model(text + ",tp=4")
+    parts = partition(plain, 2)
+    base = flop_costs(plain, parts, 2, hardware).stage_costs
+    tp = flop_costs(sharded, partition(sharded, 2), 2, hardware).stage_costs
+    message = 2 * 512 * 1024 * 2
+    per_block = 2 * (2 * 3 / 4 * message / 300e9)
+    blocks = [
+        len({i.block for i in (sharded.layers()[j] for j in r) if 1 <= i.block <= 4})
+        for r in partition(sharded, 2).stage_layers
+    ]
+    for b, t4, n in zip(base, tp, blocks, strict=True):
+        assert t4.F == pytest.approx(b.F / 4 + n * per_block, rel=1e-9)
+        assert t4.I == pytest.approx(b.I / 4 + n * per_block, rel=1e-9)
+        assert t4.W == pytest.approx(b.W / 4, rel=1e-9)
