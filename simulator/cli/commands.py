@@ -71,7 +71,7 @@ def cmd_simulate(args) -> int:
     from simulator.cli.outputs import StagedOutput
 
     schedule = make_schedule(
-        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
+        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file, args.steps
     )
     model, batch_size = args.model, args.batch_size
     if args.profile and not model:

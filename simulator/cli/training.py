@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schedules.actions import Schedule
+from simulator.cli.limits import check_actors
 from simulator.cli.workflows import make_plan, make_schedule
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
@@ -78,8 +79,9 @@ def prepare_training(args) -> TrainingSetup:
     from simulator.ray_pipeline.executor import RayOptions
 
     schedule = make_schedule(
-        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file
+        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file, args.steps
     )
+    check_actors(schedule.num_ranks, args.dp)
     model = args.model or default_train_model(schedule.num_stages)
     plan = make_plan(schedule, model, args.batch_size, args.dp)
     fault = _parse_fault(args.inject_fault)

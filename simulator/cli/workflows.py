@@ -7,6 +7,7 @@ CLI does, without going through argparse.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from schedules.actions import Schedule
 from simulator.analytic.costs import (
@@ -18,6 +19,12 @@ from simulator.analytic.costs import (
 )
 from simulator.analytic.hardware import parse_hardware_preset, sustained_flops
 from simulator.analytic.profile import Profile, profile_costs
+from simulator.cli.limits import (
+    check_actions,
+    check_schedule_size,
+    check_table_size,
+    estimated_actions,
+)
 from simulator.cli.numbers import MAX_RATE, MAX_TIME, parse_float
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
@@ -36,30 +43,36 @@ def make_schedule(
     microbatches: int,
     chunks: int | None = None,
     schedule_file: str | None = None,
+    steps: int = 1,
 ) -> Schedule:
-    """A built-in schedule by name, or one read from a PyTorch-style CSV file."""
+    """A built-in schedule by name, or one read from a PyTorch-style CSV file; refused up
+    front when ``steps`` of it would not fit in memory (``limits``)."""
     if schedule_file:
+        if name:
+            raise PebbleError("give either --schedule or --schedule-file, not both.")
+        if chunks is not None:
+            raise PebbleError(
+                "--chunks does not apply to --schedule-file: the CSV's rows say which stages "
+                "each rank holds."
+            )
         from schedules.csv_io import read_csv
 
-        try:
-            with open(schedule_file) as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise PebbleError(
-                f"cannot read schedule file {schedule_file} ({exc.strerror})."
-            ) from None
-        schedule = read_csv(text, microbatches, name=schedule_file)
+        schedule = read_csv(Path(schedule_file), microbatches, name=schedule_file)
         if ranks is not None and ranks != schedule.num_ranks:
             raise PebbleError(
                 f"{schedule_file} has {schedule.num_ranks} ranks, but --ranks says {ranks}."
             )
+        check_table_size(schedule.num_stages, microbatches)
+        check_actions(len(schedule) * steps)
         return schedule
     if not name:
         raise PebbleError("name a schedule with --schedule or give --schedule-file.")
     if ranks is None:
         raise PebbleError("--ranks is required with --schedule.")
-    from schedules.registry import build_schedule
+    from schedules.registry import SCHEDULES, build_schedule, canonical_name
 
+    family = SCHEDULES[canonical_name(name)]
+    check_schedule_size(ranks, chunks or family.default_chunks, microbatches, steps)
     return build_schedule(name, ranks, microbatches, chunks)
 
 
@@ -203,10 +216,21 @@ def compare_timelines(
     from schedules.registry import SCHEDULES, canonical_name
     from simulator.analytic.executor import simulate
 
-    spec = comparison_model(ranks, chunks, model)
     asked = names is not None
+    names = names if asked else list(SCHEDULES)
+    if not names:
+        raise PebbleError("--schedules names no schedule; give names like 1f1b,zb-h1.")
+    families = [SCHEDULES[canonical_name(name)] for name in names]
+    check_actions(
+        sum(
+            estimated_actions(ranks, f.default_chunks if f.fixed_chunks else chunks, microbatches)
+            for f in families
+        ),
+        "comparing these schedules",
+    )
+    spec = comparison_model(ranks, chunks, model)
     timelines, skipped = {}, []
-    for name in names if asked else list(SCHEDULES):
+    for name in names:
         try:
             v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
             schedule = make_schedule(name, ranks, microbatches, v)
@@ -219,5 +243,10 @@ def compare_timelines(
         cost_model = make_costs(plan, costs)
         timelines[schedule.name] = simulate(
             schedule, cost_model, plan.spec, plan.partition, plan.microbatch_rows
+        )
+    if not timelines:
+        raise PebbleError(
+            f"no built-in schedule suits {ranks} ranks and {microbatches} microbatches "
+            f"(skipped: {', '.join(skipped)})."
         )
     return timelines, skipped

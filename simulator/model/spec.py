@@ -72,6 +72,8 @@ class ModelSpec:
             if not sep:
                 key, value = "widths", part
             key = key.strip()
+            if key in kwargs:
+                raise PebbleError(f"model spec {text!r} gives {key} twice.")
             try:
                 if key == "widths":
                     kwargs["widths"] = tuple(int(w) for w in value.replace("x", "-").split("-"))
