@@ -1,0 +1,238 @@
+"""The course notebooks in tutorials/: stored clean, run green, and their exercises really check.
+
+* Every notebook, student copy and solutions copy, is stored without outputs or execution counts.
+* A student copy (``tutorials/NN-*.ipynb``) differs from its solutions copy
+  (``tutorials/solutions/``) only in its answer cells: there each ``name = value  # your answer
+  here`` line reads ``name = None  # your answer here``.
+* Every solutions notebook runs top to bottom on a fresh kernel of this interpreter, through
+  ``simulator.cli.tutorial.notebook_session`` (what ``pebblesim tutorial`` uses). A notebook with
+  a Ray run starts its own local Ray and shuts it down: the kernel is another process, so this
+  session's Ray is not its Ray.
+* Afterwards, in the same kernel, each exercise's check cell raises AssertionError for the
+  student copy's empty answer and for known wrong answers, and passes for the solution.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+from nbclient.exceptions import CellExecutionError  # noqa: E402
+
+from simulator.cli.tutorial import notebook_session, render_tutorials  # noqa: E402
+from simulator.cli.tutorial_html import markdown_html, output_html  # noqa: E402
+from simulator.errors import PebbleError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = ROOT / "tutorials"
+SOLUTIONS = TUTORIALS / "solutions"
+NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+CELL_TIMEOUT = 180  # seconds for one cell
+NOTEBOOK_BUDGET = 120  # seconds for a whole notebook: each takes under 30 s on a 2-core machine
+ANSWER_LINE = re.compile(r"^(\s*[A-Za-z_]\w*\s*=\s*)(.+?)(\s*# your answer here.*)$", re.M)
+
+# Per notebook, per exercise (in order): answer cells that must fail the check.
+WRONG_ANSWERS = {
+    "01-backprop-is-local.ipynb": [
+        ["cached_bytes = 160", "cached_bytes = 120"],  # the outputs' bytes; one microbatch only
+    ],
+    "02-one-model-pebble-graph.ipynb": [
+        ['first_layer = 0\nallreduce_during = "0B1"', 'first_layer = 6\nallreduce_during = "0B0"'],
+    ],
+    "03-pipelines.ipynb": [
+        ["smallest_m = 27", "smallest_m = 29"],  # 27 gives exactly 10%, which is not under
+    ],
+}
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def student_version(source: str) -> str:
+    """An answer cell as the student copy stores it: every answer set to None."""
+    return ANSWER_LINE.sub(lambda m: f"{m.group(1)}None{m.group(3)}", source)
+
+
+def tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def exercises(nb) -> list[tuple[int, int]]:
+    """(answer cell index, check cell index) per exercise, in order."""
+    pairs = []
+    for index, cell in enumerate(nb.cells):
+        if "exercise-answer" in tags(cell):
+            check = next(
+                j for j in range(index + 1, len(nb.cells)) if "exercise-check" in tags(nb.cells[j])
+            )
+            pairs.append((index, check))
+    return pairs
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(TUTORIALS.glob("*.ipynb")) + sorted(SOLUTIONS.glob("*.ipynb")),
+    ids=lambda p: str(p.relative_to(TUTORIALS)),
+)
+def test_notebook_is_stored_without_outputs(path):
+    for index, cell in enumerate(read(path).cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"cell {index + 1} has outputs"
+            assert cell.execution_count is None, f"cell {index + 1} has an execution count"
+            assert "execution" not in cell.metadata, f"cell {index + 1} has execution timings"
+
+
+def test_every_notebook_has_a_student_copy_a_solution_and_exercise_checks():
+    assert NAMES, "no notebooks in tutorials/solutions"
+    assert sorted(p.name for p in TUTORIALS.glob("*.ipynb")) == NAMES
+    assert [int(name.split("-")[0]) for name in NAMES] == list(range(1, len(NAMES) + 1))
+    with_exercises = {name for name in NAMES if exercises(read(SOLUTIONS / name))}
+    assert with_exercises == set(WRONG_ANSWERS), "list wrong answers for every exercise"
+    for name in with_exercises:
+        assert len(exercises(read(SOLUTIONS / name))) == len(WRONG_ANSWERS[name]), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_copy_differs_from_the_solution_only_in_its_answers(name):
+    student, solution = read(TUTORIALS / name), read(SOLUTIONS / name)
+    assert len(student.cells) == len(solution.cells)
+    answers = {a for a, _ in exercises(solution)}
+    for index, (mine, theirs) in enumerate(zip(student.cells, solution.cells, strict=True)):
+        where = f"{name}, cell {index + 1}"
+        assert (mine.cell_type, tags(mine)) == (theirs.cell_type, tags(theirs)), where
+        if index in answers:
+            assert "# your answer here" in mine.source, where
+            assert mine.source == student_version(theirs.source), where
+            assert mine.source != theirs.source, f"{where}: the student copy holds the answer"
+        else:
+            assert mine.source == theirs.source, where
+
+
+@dataclass
+class Run:
+    """One solutions notebook executed, then its check cells probed in the same kernel."""
+
+    seconds: float = 0.0
+    error: str | None = None
+    probes: list[tuple[str, str, str | None]] = field(default_factory=list)  # label, source, ename
+
+
+def probe(client, answer: str, check: str) -> str | None:
+    """Run an answer cell, then the check cell: None if both pass, else the exception name."""
+    try:
+        client.execute_cell(nbformat.v4.new_code_cell(answer), 0)
+        client.execute_cell(nbformat.v4.new_code_cell(check), 0)
+    except CellExecutionError as exc:
+        return exc.ename
+    return None
+
+
+def execute(name: str) -> Run:
+    solution, student = read(SOLUTIONS / name), read(TUTORIALS / name)
+    run = Run()
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        notebook_session(solution, Path(workdir), CELL_TIMEOUT) as client,
+    ):
+        started = time.perf_counter()
+        for index, cell in enumerate(solution.cells):
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                run.error = f"cell {index + 1} raised {exc.ename}: {exc.evalue}\n{exc}"
+                return run
+        run.seconds = time.perf_counter() - started
+        for number, (answer, check) in enumerate(exercises(solution)):
+            check_source = solution.cells[check].source
+            tries = [("student copy", student.cells[answer].source)]
+            tries += [("wrong answer", wrong) for wrong in WRONG_ANSWERS[name][number]]
+            tries += [("solution", solution.cells[answer].source)]
+            for label, source in tries:
+                run.probes.append((label, source, probe(client, source, check_source)))
+    return run
+
+
+@pytest.fixture(scope="module")
+def executed():
+    """name -> Run, each notebook executed once for all the tests below."""
+    runs: dict[str, Run] = {}
+
+    def get(name: str) -> Run:
+        if name not in runs:
+            runs[name] = execute(name)
+        return runs[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solutions_notebook_runs_top_to_bottom(executed, name):
+    run = executed(name)
+    assert run.error is None, run.error
+    print(f"{name}: {run.seconds:.1f} s")
+    assert run.seconds < NOTEBOOK_BUDGET, f"{name} took {run.seconds:.0f} s"
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n in WRONG_ANSWERS])
+def test_check_cells_fail_on_wrong_answers_and_pass_on_the_solution(executed, name):
+    run = executed(name)
+    assert run.error is None, run.error
+    assert run.probes
+    for label, source, outcome in run.probes:
+        expected = None if label == "solution" else "AssertionError"
+        assert outcome == expected, f"{label} {source!r}: the check gave {outcome or 'a pass'}"
+
+
+# ---------------------------------------------------------------- pebblesim tutorial (HTML)
+
+
+def test_markdown_subset_renders_to_html():
+    text = (
+        "# Title\n\nA *word*, a **bold** one, `a < b` and [a link](https://x.org).\n"
+        "Still the same paragraph.\n\n* one\n  continued\n* two\n\n1. first\n2. second\n\n"
+        "```\ncode <here>\n```"
+    )
+    out = markdown_html(text)
+    assert "<h1>Title</h1>" in out
+    assert "<em>word</em>" in out and "<strong>bold</strong>" in out
+    assert "<code>a &lt; b</code>" in out and '<a href="https://x.org">a link</a>' in out
+    assert "</a>. Still the same paragraph.</p>" in out
+    assert "<ul><li>one continued</li><li>two</li></ul>" in out
+    assert "<ol><li>first</li><li>second</li></ol>" in out
+    assert "<pre><code>code &lt;here&gt;</code></pre>" in out
+
+
+def test_unknown_tutorial_is_one_sentence():
+    with pytest.raises(PebbleError, match="there is no tutorial 9; the course has parts 1, 2, 3"):
+        render_tutorials([9], Path("unused"))
+
+
+def test_render_writes_a_self_contained_page_and_an_index(tmp_path):
+    seen = []
+    written = render_tutorials([1], tmp_path / "html", progress=seen.append)
+    assert seen == ["01-backprop-is-local.ipynb"]
+    assert sorted(p.name for p in written) == ["01-backprop-is-local.html", "index.html"]
+    page = (tmp_path / "html" / "01-backprop-is-local.html").read_text()
+    assert "<h1>1. Backprop is local</h1>" in page
+    assert "[-4.0, -4.0, 3.0]" in page  # an executed cell's result
+    assert "Right: 288 bytes" in page  # the exercise, answered and checked
+    assert '<pre class="error">' not in page and '<pre class="stderr">' not in page
+    index = (tmp_path / "html" / "index.html").read_text()
+    assert "href='01-backprop-is-local.html'" in index and "(coming)" in index
+    assert not list((tmp_path / "html").glob(".pebblesim-staging-*"))
+
+
+def test_figures_are_inlined_as_png(tmp_path):
+    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=\n"})
+    html = output_html(figure)
+    assert html == '<img alt="figure" src="data:image/png;base64,iVBORw0KGgo=">'
