@@ -103,7 +103,12 @@ def _add_train(sub) -> None:
     train.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
     train.add_argument("--steps", type=STEPS, default=3)
     train.add_argument("--model", help="model spec (default: an MLP deep enough for the stages)")
-    train.add_argument("--dataset", default="spiral", choices=["spiral", "regression"])
+    train.add_argument(
+        "--dataset",
+        default="spiral",
+        choices=["spiral", "regression", "chars"],
+        help="spiral or regression for an MLP; a transformer always reads the character corpus",
+    )
     train.add_argument(
         "--batch-size", type=BATCH_SIZE, help="rows per step (default 32 per microbatch)"
     )

@@ -38,7 +38,37 @@ def regression(
     return x.astype(dtype), y.astype(dtype)
 
 
-DATASETS = ("spiral", "regression")
+CORPUS = """\
+A layer caches its input in the forward pass, because its backward pass needs it: the gradient
+of a weight is the input times the gradient of the output. Backpropagation is local. Every node
+in the graph knows only its inputs and its output, and each multiplies the gradient that arrives
+from above by its own local derivative. In a pipeline, each rank holds a slice of the layers.
+A microbatch flows down the ranks in the forward pass and its gradient flows back up, and the
+bubble is the time a rank waits. One forward and one backward in turn keep only a few
+microbatches in flight; splitting the backward into the part for the inputs and the part for
+the weights lets the weights wait and fill the bubble. The pebble game asks which activations
+to keep and which to compute again: a pebble on a node is a cached tensor, and memory is the
+number of pebbles on the board at once.
+"""
+FIRST_CHAR, VOCAB = 32, 96  # printable ASCII (32..126) and the newline, as ids 0..95
+
+
+def chars(sequences: int, seq: int, vocab: int = VOCAB, seed: int = 0):
+    """Next-character prediction on ``CORPUS``: ``sequences`` windows of ``seq`` token ids
+    (a seeded random offset each) and the same windows shifted by one as targets."""
+    if vocab < VOCAB:
+        raise PebbleError(f"the character corpus needs a vocabulary of {VOCAB}, got {vocab}.")
+    ids = np.array(
+        [VOCAB - 1 if c == "\n" else ord(c) - FIRST_CHAR for c in CORPUS], dtype=np.int64
+    )
+    if seq + 1 > len(ids):
+        raise PebbleError(f"the character corpus has {len(ids)} characters, fewer than seq + 1.")
+    starts = np.random.default_rng(seed).integers(0, len(ids) - seq, size=sequences)
+    windows = np.stack([ids[s : s + seq + 1] for s in starts])
+    return windows[:, :-1], windows[:, 1:]
+
+
+DATASETS = ("spiral", "regression", "chars")
 
 
 def load(name: str, in_features: int, out_features: int, rows: int, seed: int, dtype: str):
@@ -53,6 +83,8 @@ def load(name: str, in_features: int, out_features: int, rows: int, seed: int, d
         return x[:rows], y[:rows]
     if name == "regression":
         return regression(rows, in_features, out_features, seed, dtype)
+    if name == "chars":
+        raise PebbleError("the chars dataset trains a transformer: give --model transformer:...")
     raise PebbleError(f"unknown dataset {name!r}; choose {' or '.join(DATASETS)}.")
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.model.data import load, split_microbatches
+from simulator.model.data import chars, load, split_microbatches
 from simulator.model.layers import Layer, Loss
 from simulator.model.optim import OptimizerConfig
 from simulator.model.spec import ModelSpec
@@ -30,6 +30,9 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(self.model, "is_transformer", False):  # token windows of the corpus
+            config = self.model.config
+            return chars(self.batch_size, config.seq, config.vocab, self.data_seed)
         return load(
             self.dataset,
             self.model.widths[0],

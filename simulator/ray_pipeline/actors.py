@@ -140,7 +140,7 @@ class RankActors:
         stages = self.schedule.stages_of_rank(rank)
         x = x_all[lo:hi] if 0 in stages else None
         y = y_all[lo:hi] if self.schedule.num_stages - 1 in stages else None
-        actor.set_data.remote(x, y)
+        actor.set_data.remote(x, y, rows)
         local = [
             (w.stage, w.kind, w.mb)
             for w in self.pipeline.wired

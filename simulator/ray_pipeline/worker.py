@@ -21,6 +21,7 @@ from simulator.model.cache import ActivationCache
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import gradients_of, set_loss_scale, weights_of
 from simulator.model.stage import Stage
+from simulator.model.transformer.dropout import set_row_offset
 from simulator.ray_pipeline.recorder import Recorder
 
 BLAS_ENV = {
@@ -84,10 +85,14 @@ class RankWorker:
     def ping(self) -> int:
         return self.rank
 
-    def set_data(self, x: np.ndarray | None, y: np.ndarray | None) -> None:
+    def set_data(self, x: np.ndarray | None, y: np.ndarray | None, replica_rows: int = 0) -> None:
+        """This replica's inputs (first stage) and targets (last stage); ``replica_rows`` is
+        the number of rows every replica trains, so this one's start in the whole batch is
+        ``replica * replica_rows`` (seeded dropout draws its masks per batch row)."""
         self.x, self.y = x, y
-        rows = len(x) if x is not None else len(y) if y is not None else 0
+        rows = len(x) if x is not None else len(y) if y is not None else replica_rows
         self.rows = rows // self.num_microbatches
+        set_row_offset(self.layers(), self.replica * replica_rows)
 
     def expect_local(self, actions: list[tuple[int, str, int]]) -> None:
         """Which of this rank's actions take their input from a stage on this same rank."""

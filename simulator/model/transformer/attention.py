@@ -34,7 +34,7 @@ from simulator.model.layers import Flops, Layer
 from simulator.model.transformer.base import Rules, on_stream, stateless_footprint
 from simulator.model.transformer.config import TransformerConfig
 from simulator.model.transformer.dims import MASK_BYTES, Dims
-from simulator.model.transformer.dropout import dropout_mask, keep_scale
+from simulator.model.transformer.dropout import dropout_mask, first_row, keep_scale
 
 ROPE_BASE = 10000.0
 
@@ -130,8 +130,9 @@ class CausalSelfAttention(Rules, Layer):
         self._put(mb, "probs", probs)
         weights = probs
         if self.p > 0.0:
+            start = first_row(self, mb, probs.shape[0])
             mask = dropout_mask(
-                self.seed, self.layer_index, self.dropout_step, mb, probs.shape, self.p
+                self.seed, self.layer_index, self.dropout_step, start, probs.shape, self.p
             )
             self._put(mb, "mask", mask)
             weights = probs * mask * keep_scale(self.p, self.dtype)
