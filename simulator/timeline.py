@@ -19,6 +19,10 @@ runs, "unit" for unit costs), all starting from 0:
   is complete (its last microbatch's weight-gradient contribution has been added).
 * ``allreduce``: with data parallelism, ``{layer, step, start, end}`` per layer reduction.
 * ``optimizer``: ``{step, start, end}`` per optimizer step.
+
+``load`` and ``from_dict`` check a file against this schema before anything reads it
+(``simulator.timeline_schema``): a damaged or hand-edited file is one sentence naming the file,
+the field and the value, never a traceback or a figure drawn from nonsense.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from simulator.timeline_rows import (
     OptimizerStep,
     RowTable,
 )
+from simulator.timeline_schema import check_tables, read_json_object, show, where
 from simulator.timeline_stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
 SCHEMA_VERSION = 1
@@ -174,16 +179,25 @@ class Timeline:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> Timeline:
+    def from_dict(cls, data: dict, source=None) -> Timeline:
+        """A Timeline from its JSON form, checked against the schema first: a bad value is one
+        PebbleError naming ``source`` (the file, if any), the field and the value (see
+        ``simulator.timeline_schema``). The tables are built as columns, not row objects."""
+        label = where(source)
+        if not isinstance(data, dict):
+            raise PebbleError(f"{label}: a Timeline is a JSON object, got {show(data)}.")
         version = data.get("version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise PebbleError(
-                f"this Timeline has schema version {version!r}; pebblesim reads version "
+                f"{label} has Timeline schema version {show(version)}; pebblesim reads version "
                 f"{SCHEMA_VERSION}."
             )
-        timeline = cls(meta=TimelineMeta.from_dict(data.get("meta", {})))
+        raw_meta = data.get("meta", {})
+        meta = TimelineMeta.from_dict(raw_meta, source=label)
+        tables = check_tables(data, meta, set(raw_meta), label)
+        timeline = cls(meta=meta)
         for name, row_type in _TABLES.items():
-            setattr(timeline, name, [row_type(**row) for row in data.get(name, [])])
+            setattr(timeline, name, RowTable.from_columns(row_type, tables[name]))
         return timeline
 
     def save(self, path) -> None:
@@ -192,16 +206,5 @@ class Timeline:
 
     @classmethod
     def load(cls, path) -> Timeline:
-        try:
-            with open(path) as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
-            raise PebbleError(f"no Timeline file at {path}.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PebbleError(f"{path} is not a Timeline JSON file ({exc}).") from None
-        if not isinstance(data, dict):
-            raise PebbleError(f"{path} is not a Timeline JSON file.")
-        try:
-            return cls.from_dict(data)
-        except TypeError as exc:
-            raise PebbleError(f"{path} does not follow the Timeline schema ({exc}).") from None
+        """Read and check a timeline.json; any fault is one PebbleError sentence."""
+        return cls.from_dict(read_json_object(path, "Timeline"), source=path)

@@ -3,7 +3,8 @@
 Why a frozen dataclass rather than a dict: every figure, summary and profile reads these fields;
 with a dict each reader guessed its own default for a missing key. Here each field has one
 default, one type, and ``from_dict`` is the one place a JSON file's meta (schema version 1,
-including files written before this type existed) is read.
+including files written before this type existed) is read and checked: counts within the
+limits of ``simulator.timeline_schema``, stage_to_rank and layers consistent with them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from simulator.errors import PebbleError
+from simulator.timeline_schema import (
+    MAX_CHUNKS,
+    MAX_DP,
+    MAX_LAYERS,
+    MAX_MICROBATCH_ROWS,
+    MAX_MICROBATCHES,
+    MAX_RANKS,
+    MAX_STAGES,
+    MAX_STEPS,
+    TIME_UNITS,
+    boolean,
+    count,
+    fields_of,
+    integer,
+    json_type,
+    plain_list,
+    text,
+    where,
+)
 
 
 @dataclass(frozen=True)
@@ -50,18 +70,103 @@ class TimelineMeta:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> TimelineMeta:
-        """Read a meta block; unknown keys are ignored, missing ones take their defaults."""
-        if not isinstance(data, dict):
-            raise PebbleError(f"a Timeline's meta must be an object, got {type(data).__name__}.")
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        try:
-            values["stage_to_rank"] = tuple(values.get("stage_to_rank") or ())
-            values["layers"] = tuple(LayerMeta(**layer) for layer in values.get("layers") or ())
-        except TypeError as exc:
-            raise PebbleError(f"a Timeline's meta.layers is malformed ({exc}).") from None
+    def from_dict(cls, data: dict, source=None) -> TimelineMeta:
+        """Read a meta block; unknown keys are ignored, missing ones take their defaults.
+
+        Every given value is checked first (``check_meta``): a bad one is one PebbleError that
+        names ``source`` (the file), the field and the value."""
+        values = check_meta(data, where(source))
+        values["layers"] = tuple(LayerMeta(**layer) for layer in values["layers"])
         return cls(**values)
 
     def stage_of_layer(self) -> dict[int, int]:
         return {layer.index: layer.stage for layer in self.layers}
+
+
+# ------------------------------------------------------------------ the check
+_COUNTS = {  # field: (limit, its name, may be null)
+    "ranks": (MAX_RANKS, "MAX_RANKS", True),
+    "microbatches": (MAX_MICROBATCHES, "MAX_MICROBATCHES", True),
+    "chunks": (MAX_CHUNKS, "MAX_CHUNKS", False),
+    "stages": (MAX_STAGES, "MAX_STAGES", True),
+    "steps": (MAX_STEPS, "MAX_STEPS", False),
+    "dp": (MAX_DP, "MAX_DP", False),
+}
+_LAYER_FIELDS = tuple(f.name for f in fields(LayerMeta))
+
+
+def check_meta(data, label: str) -> dict:
+    """The known fields of a meta block, checked (see ``simulator.timeline_schema``): counts
+    within their limits before anything is sized by them, then stage_to_rank and layers."""
+    if not isinstance(data, dict):
+        raise PebbleError(f"{label}: meta must be an object, got {json_type(data)}.")
+    known = {f.name for f in fields(TimelineMeta)}
+    values = {key: value for key, value in data.items() if key in known}
+    for key, (limit, limit_name, optional) in _COUNTS.items():
+        if key in values:
+            values[key] = count(values[key], f"meta.{key}", label, limit, limit_name, optional)
+    for key in ("schedule", "source", "model"):
+        if key in values:
+            text(values[key], f"meta.{key}", label)
+    if "time_unit" in values:
+        text(values["time_unit"], "meta.time_unit", label, TIME_UNITS)
+    if "microbatch_rows" in values:
+        values["microbatch_rows"] = integer(
+            values["microbatch_rows"],
+            "meta.microbatch_rows",
+            label,
+            0,
+            MAX_MICROBATCH_ROWS,
+            " (MAX_MICROBATCH_ROWS)",
+        )
+    ranks = values.get("ranks") or MAX_RANKS
+    stages = values.get("stages")
+    values["stage_to_rank"] = _stage_to_rank(values.get("stage_to_rank"), ranks, stages, label)
+    values["layers"] = _layers(values.get("layers"), ranks, stages, values["stage_to_rank"], label)
+    return values
+
+
+def _stage_to_rank(value, ranks: int, stages: int | None, label: str) -> tuple[int, ...]:
+    mapping = plain_list(value, "meta.stage_to_rank", label, MAX_STAGES, "MAX_STAGES")
+    if mapping and stages is not None and len(mapping) != stages:
+        raise PebbleError(
+            f"{label}: meta.stage_to_rank has {len(mapping)} entries, but meta.stages is {stages}."
+        )
+    return tuple(
+        integer(rank, f"meta.stage_to_rank[{s}]", label, 0, ranks - 1)
+        for s, rank in enumerate(mapping)
+    )
+
+
+def _layers(value, ranks: int, stages, stage_to_rank: tuple, label: str) -> list[dict]:
+    """Each layer an object with exactly LayerMeta's fields, a unique index, a stage and rank
+    in range (and the rank stage_to_rank gives its stage, when there is a mapping)."""
+    layers = plain_list(value, "meta.layers", label, MAX_LAYERS, "MAX_LAYERS")
+    last_stage = (stages or len(stage_to_rank) or MAX_STAGES) - 1
+    seen: set[int] = set()
+    for i, layer in enumerate(layers):
+        name = f"meta.layers[{i}]"
+        fields_of(layer, name, label, _LAYER_FIELDS)
+        index = integer(layer["index"], f"{name}.index", label, 0, MAX_LAYERS - 1)
+        if index in seen:
+            raise PebbleError(f"{label}: {name}.index is {index}, which an earlier layer has.")
+        seen.add(index)
+        text(layer["name"], f"{name}.name", label)
+        text(layer["kind"], f"{name}.kind", label)
+        stage = integer(layer["stage"], f"{name}.stage", label, 0, last_stage)
+        rank = integer(layer["rank"], f"{name}.rank", label, 0, ranks - 1)
+        boolean(layer["has_params"], f"{name}.has_params", label)
+        if stage_to_rank and stage_to_rank[stage] != rank:
+            raise PebbleError(
+                f"{label}: {name}.rank is {rank}, but meta.stage_to_rank puts stage {stage} "
+                f"on rank {stage_to_rank[stage]}."
+            )
+    return [
+        {
+            **layer,
+            "index": int(layer["index"]),
+            "stage": int(layer["stage"]),
+            "rank": int(layer["rank"]),
+        }
+        for layer in layers
+    ]

@@ -19,9 +19,24 @@ from simulator.model.parse import parse_model
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
+from simulator.timeline_schema import (
+    MAX_MICROBATCH_ROWS,
+    MAX_STAGES,
+    MAX_TIME,
+    fields_of,
+    integer,
+    plain_list,
+    read_json_object,
+    real,
+    show,
+    where,
+)
 
 PROFILE_VERSION = 1
 MEASURED_KINDS = ("F", "I", "W", "B")
+MAX_RATE = 1e21  # bytes/s of a link (transfer.bandwidth): beyond any machine
+_FIELDS = ("version", "model", "microbatch_rows", "stages", "costs")
+_OPTIONAL = ("transfer", "step_overhead")
 
 
 @dataclass
@@ -87,24 +102,24 @@ class Profile:
             stages=[[min(v), max(v)] for _, v in sorted(stage_layers.items())],
             costs=costs,
             transfer={"latency": statistics.median(waits) if waits else 0.0},
-            step_overhead=statistics.median(gaps) if gaps else 0.0,
+            step_overhead=max(0.0, statistics.median(gaps)) if gaps else 0.0,
         )
 
     @classmethod
     def load(cls, path) -> Profile:
-        """Read a profile.json, or a measured timeline.json (its profile is derived)."""
-        try:
-            with open(path) as handle:
-                data = json.load(handle)
-            if isinstance(data, dict) and "events" in data and "meta" in data:
-                return cls.from_timeline(Timeline.from_dict(data))
-            if data.get("version") != PROFILE_VERSION:
-                raise PebbleError(f"{path} is not a version {PROFILE_VERSION} cost profile.")
-            return cls(**data)
-        except FileNotFoundError:
-            raise PebbleError(f"no cost profile at {path}.") from None
-        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
-            raise PebbleError(f"{path} is not a pebblesim cost profile ({exc}).") from None
+        """Read a profile.json, or a measured timeline.json (its profile is derived), checked
+        by ``check_profile``: any fault is one PebbleError naming the file, field and value."""
+        label = where(path)
+        data = read_json_object(path, "cost profile")
+        if "events" in data and "meta" in data:
+            timeline = Timeline.from_dict(data, source=label)
+            try:
+                profile = cls.from_timeline(timeline)
+            except PebbleError as exc:
+                raise PebbleError(f"{label}: {exc}") from None
+            check_profile(asdict(profile), f"{label} (the profile measured from it)")
+            return profile
+        return cls(**check_profile(data, label))
 
 
 def _stage_flops(spec: ModelSpec, layers: range) -> dict[str, float]:
@@ -139,6 +154,7 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
     FLOP/s this machine sustained in forwards and in backwards, and each new stage costs its
     FLOPs at those rates. That is how a small measured run predicts a bigger one.
     """
+    check_profile(asdict(profile), "the cost profile")
     profiled = parse_model(profile.model)
     profiled_stages = [range(a, b + 1) for a, b in profile.stages]
     measured = [
@@ -179,3 +195,101 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
         param_bytes=param_bytes(spec),
         time_unit="s",
     )
+
+
+# ------------------------------------------------------------------ the schema check
+def check_profile(data, label: str) -> dict:
+    """A profile's fields, checked: version 1; a model pebblesim reads; microbatch_rows >= 1;
+    ``stages`` [first, last] layer ranges that tile that model in order; one cost object per
+    stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
+    transfer latency >= 0 and bandwidth (bytes/s, 0 or absent: unlimited); step_overhead >= 0.
+    Returns them ready for ``Profile(**...)``; a fault is one sentence naming the field."""
+    fields_of(data, "the profile", label, _FIELDS, _OPTIONAL)
+    version = data["version"]
+    if type(version) is not int or version != PROFILE_VERSION:
+        raise PebbleError(
+            f"{label}: version is {show(version)}; pebblesim reads cost profile version "
+            f"{PROFILE_VERSION}."
+        )
+    rows = integer(
+        data["microbatch_rows"],
+        "microbatch_rows",
+        label,
+        1,
+        MAX_MICROBATCH_ROWS,
+        " (MAX_MICROBATCH_ROWS)",
+    )
+    stages = _check_stages(data["stages"], _layer_count(data["model"], label), label)
+    costs = plain_list(data["costs"], "costs", label, MAX_STAGES, "MAX_STAGES")
+    if len(costs) != len(stages):
+        raise PebbleError(
+            f"{label}: costs has {len(costs)} entries, but stages has {len(stages)}; "
+            "give one per stage."
+        )
+    transfer = data.get("transfer") or {}
+    fields_of(transfer, "transfer", label, (), ("latency", "bandwidth"))
+    return {
+        "model": data["model"],
+        "microbatch_rows": rows,
+        "stages": stages,
+        "costs": [_check_costs(c, f"costs[{i}]", label) for i, c in enumerate(costs)],
+        "transfer": {
+            key: real(
+                value, f"transfer.{key}", label, 0.0, MAX_RATE if key == "bandwidth" else MAX_TIME
+            )
+            for key, value in transfer.items()
+        },
+        "step_overhead": real(data.get("step_overhead", 0.0), "step_overhead", label),
+    }
+
+
+def _layer_count(model, label: str) -> int:
+    if not isinstance(model, str):
+        raise PebbleError(f"{label}: model must be a model spec string, got {show(model)}.")
+    try:
+        return len(parse_model(model).layers())
+    except PebbleError as exc:
+        reason = str(exc).rstrip(".")
+        reason = reason if len(reason) <= 120 else reason[:117] + "..."
+        raise PebbleError(f"{label}: model {show(model)} cannot be read ({reason}).") from None
+
+
+def _check_stages(value, layers: int, label: str) -> list[list[int]]:
+    stages = plain_list(value, "stages", label, MAX_STAGES, "MAX_STAGES")
+    if not stages:
+        raise PebbleError(f"{label}: stages is empty; a profile covers at least one stage.")
+    out, expected = [], 0
+    for i, pair in enumerate(stages):
+        name = f"stages[{i}]"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise PebbleError(
+                f"{label}: {name} must be [first_layer, last_layer], got {show(pair)}."
+            )
+        first = integer(pair[0], f"{name}[0]", label, 0, layers - 1)
+        last = integer(pair[1], f"{name}[1]", label, 0, layers - 1)
+        if first != expected or last < first:
+            raise PebbleError(
+                f"{label}: {name} is {show(list(pair))}; stages are [first, last] layer "
+                f"ranges that tile the model's {layers} layers in order; this one should "
+                f"start at layer {expected}."
+            )
+        out.append([first, last])
+        expected = last + 1
+    if expected != layers:
+        raise PebbleError(
+            f"{label}: stages end at layer {expected - 1}, but the model has {layers} layers."
+        )
+    return out
+
+
+def _check_costs(value, name: str, label: str) -> dict[str, float | None]:
+    fields_of(value, name, label, (), MEASURED_KINDS)
+    costs = {
+        kind: None if value.get(kind) is None else real(value[kind], f"{name}.{kind}", label)
+        for kind in MEASURED_KINDS
+    }
+    if costs["F"] is None:
+        raise PebbleError(f"{label}: {name} has no F time; a profiled stage needs one.")
+    if costs["B"] is None and (costs["I"] is None or costs["W"] is None):
+        raise PebbleError(f"{label}: {name} has neither a B time nor both I and W times.")
+    return costs
