@@ -174,3 +174,16 @@ def cmd_demo(args) -> int:
     report = run_demo(args.out, args.address)
     print(f"\nthe tour is in {args.out}/: start with {report}")
     return 0
+
+
+def cmd_tutorial(args) -> int:
+    from pathlib import Path
+
+    from simulator.cli.tutorial import render_tutorials
+
+    def running(name: str) -> None:
+        print(f"running {name} ...", file=sys.stderr)
+
+    for path in render_tutorials(args.numbers, Path(args.out), progress=running):
+        print(path)
+    return 0

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_listings, _add_simulate, _add_train, _add_plot, _add_compare):
+    adders = (_add_demo, _add_listings, _add_simulate, _add_train, _add_plot, _add_compare)
+    for add in (*adders, _add_tutorial):
         add(sub)
     return parser
 
@@ -158,3 +159,13 @@ def _add_compare(sub) -> None:
     compare.add_argument("--model", help="model spec")
     compare.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
+
+
+def _add_tutorial(sub) -> None:
+    tutorial = sub.add_parser("tutorial", help="run the course notebooks and render them to HTML")
+    tutorial.add_argument(
+        "numbers", nargs="*", type=numbers.count(99, ""), metavar="N", help="parts (default: all)"
+    )
+    tutorial.add_argument(
+        "--out", default="pebblesim-out/tutorial", help="output folder (default %(default)s)"
+    )
