@@ -21,6 +21,8 @@ from simulator.model.layers import Flops, Footprint, Layer
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}
 DTYPES = ("float64", "float32")
+MAX_WIDTHS = 100_001  # 100,000 Linear blocks: far beyond any pipeline's stages
+MAX_WIDTH = 10_000_000
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -42,7 +44,12 @@ class ModelSpec:
         object.__setattr__(self, "widths", widths)
         if len(widths) < 2 or any(w <= 0 for w in widths):
             raise PebbleError(
-                f"model widths must be at least two positive integers, got {list(widths)}."
+                f"model widths must be at least two positive integers, got {list(widths)[:8]}."
+            )
+        if len(widths) > MAX_WIDTHS or max(widths) > MAX_WIDTH:
+            raise PebbleError(
+                f"an MLP spec may have at most {MAX_WIDTHS:,} widths of at most {MAX_WIDTH:,} "
+                f"each, got {len(widths):,} up to {max(widths):,}."
             )
         if self.activation not in ACTIVATIONS:
             raise PebbleError(

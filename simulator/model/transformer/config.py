@@ -15,6 +15,17 @@ from dataclasses import dataclass
 from simulator.errors import PebbleError
 
 MLP_KINDS = ("gelu", "swiglu")
+# Far beyond any published model (Llama 3 405B: 126 layers, hidden 16384, vocabulary 128256),
+# low enough that a typo cannot make pebblesim build millions of layer descriptors.
+LIMITS = {
+    "layers": 10_000,
+    "hidden": 1_000_000,
+    "heads": 100_000,
+    "seq": 10_000_000,
+    "vocab": 10_000_000,
+    "kv_heads": 100_000,
+    "ffn": 10_000_000,
+}
 NORM_KINDS = ("layernorm", "rmsnorm")
 POSITION_KINDS = ("learned", "rope")
 
@@ -48,10 +59,16 @@ class TransformerConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("layers", "hidden", "heads", "seq", "vocab"):
+        for name in ("layers", "hidden", "heads", "seq", "vocab", "kv_heads", "ffn"):
             value = getattr(self, name)
+            if value is None and name in ("kv_heads", "ffn"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PebbleError(f"transformer {name} must be a positive integer, got {value!r}.")
+            if value > LIMITS[name]:
+                raise PebbleError(
+                    f"transformer {name} {value:,} is over pebblesim's limit of {LIMITS[name]:,}."
+                )
         if self.hidden % self.heads:
             raise PebbleError(
                 f"transformer hidden {self.hidden} is not a multiple of heads {self.heads}."

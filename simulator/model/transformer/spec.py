@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 from simulator.errors import PebbleError
 from simulator.model.layers import Layer
 from simulator.model.transformer.config import TransformerConfig
+from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.layers import TransformerLayerInfo, transformer_layer_infos
 
 PREFIX = "transformer:"
@@ -55,7 +56,7 @@ class TransformerSpec:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed!r}.")
-        self.layers()[0].dims(1, self.itemsize, self.tp, self.sp)  # tp must divide the model
+        Dims(self.config, 1, self.itemsize, self.tp, self.sp)  # tp must divide the model
 
     @property
     def itemsize(self) -> int:
