@@ -65,6 +65,7 @@ class RankSummary:
     busy: float
     peak_activation_bytes: int
     peak_inflight_microbatches: int
+    memory: dict | None = None  # whole-rank memory, when the run's meta knows it
 
 
 @dataclass
@@ -147,7 +148,9 @@ class Timeline:
         peaks = self.peak_activation_bytes()
         inflight = self.peak_inflight()
         per_rank = [
-            RankSummary(r, busy[r], int(peaks.get(r, 0)), int(inflight.get(r, 0)))
+            RankSummary(
+                r, busy[r], int(peaks.get(r, 0)), int(inflight.get(r, 0)), self._memory(r, peaks)
+            )
             for r in range(ranks)
         ]
         return Summary(
@@ -161,6 +164,38 @@ class Timeline:
                 if g.replica == 0
             ],
         )
+
+    def _memory(self, rank: int, peaks: dict[int, int]) -> dict | None:
+        """Parameters, gradients, optimizer state, receive buffers and peak activations of one
+        rank, their total, and whether it fits the device (None: capacity unknown)."""
+        if rank >= len(self.meta.rank_memory):
+            return None
+        static = self.meta.rank_memory[rank]
+        activations = int(peaks.get(rank, 0))
+        total = static.total + activations
+        capacity = self.meta.memory_capacity
+        return {
+            "parameters": static.parameters,
+            "gradients": static.gradients,
+            "optimizer_state": static.optimizer_state,
+            "activations": activations,
+            "receive_buffers": static.receive_buffers,
+            "total": total,
+            "fits": None if capacity is None else total <= capacity,
+        }
+
+    def throughput(self) -> dict:
+        """Mean step time, tokens per second and model FLOPs utilisation (measured or
+        predicted in seconds; None where the run's unit or meta cannot say)."""
+        times = self.step_times()
+        step = sum(times) / len(times) if times else 0.0
+        meta = self.meta
+        seconds = meta.time_unit == "s" and step > 0
+        mfu = None
+        if seconds and meta.peak_flops and meta.devices and meta.flops_per_step:
+            mfu = meta.flops_per_step / (step * meta.devices * meta.peak_flops)
+        tokens = meta.tokens_per_step / step if seconds and meta.tokens_per_step else None
+        return {"step_time": step, "tokens_per_second": tokens, "mfu": mfu}
 
     def step_times(self) -> list[float]:
         """Duration of each step, from the previous step's end (or 0) to this step's end."""

@@ -28,6 +28,7 @@ from simulator.timeline_schema import (
     integer,
     json_type,
     plain_list,
+    real,
     text,
     where,
 )
@@ -43,6 +44,27 @@ class LayerMeta:
     stage: int
     rank: int
     has_params: bool
+
+
+MEMORY_FIELDS = ("parameters", "gradients", "optimizer_state", "receive_buffers")
+MAX_MEMORY = 2**60  # bytes: an exabyte per rank is beyond any device
+MAX_FLOPS = 1e30  # per step
+MAX_PEAK_FLOPS = 1e21  # per device
+
+
+@dataclass(frozen=True)
+class RankMemory:
+    """Bytes one rank holds for the whole step besides activations: its parameters, their
+    gradients, the optimizer state and the buffers that receive from other ranks."""
+
+    parameters: int = 0
+    gradients: int = 0
+    optimizer_state: int = 0
+    receive_buffers: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.gradients + self.optimizer_state + self.receive_buffers
 
 
 @dataclass(frozen=True)
@@ -62,11 +84,19 @@ class TimelineMeta:
     time_unit: str = "s"
     stage_to_rank: tuple[int, ...] = ()
     layers: tuple[LayerMeta, ...] = ()
+    # whole-rank memory and throughput (empty / 0 / None where the run does not know them)
+    rank_memory: tuple[RankMemory, ...] = ()
+    memory_capacity: int | None = None  # bytes per device
+    flops_per_step: float = 0.0  # the model's FLOPs in one step, all replicas
+    tokens_per_step: int = 0  # sequences x tokens (rows for an MLP), all replicas
+    devices: int = 0  # ranks x tensor-parallel degree x replicas
+    peak_flops: float | None = None  # per device
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["stage_to_rank"] = list(self.stage_to_rank)
         out["layers"] = [asdict(layer) for layer in self.layers]
+        out["rank_memory"] = [asdict(memory) for memory in self.rank_memory]
         return out
 
     @classmethod
@@ -77,6 +107,7 @@ class TimelineMeta:
         names ``source`` (the file), the field and the value."""
         values = check_meta(data, where(source))
         values["layers"] = tuple(LayerMeta(**layer) for layer in values["layers"])
+        values["rank_memory"] = tuple(RankMemory(**m) for m in values.get("rank_memory", ()))
         return cls(**values)
 
     def stage_of_layer(self) -> dict[int, int]:
@@ -119,6 +150,7 @@ def check_meta(data, label: str) -> dict:
             MAX_MICROBATCH_ROWS,
             " (MAX_MICROBATCH_ROWS)",
         )
+    _check_throughput(values, label)
     ranks = values.get("ranks") or MAX_RANKS
     stages = values.get("stages")
     values["stage_to_rank"] = _stage_to_rank(values.get("stage_to_rank"), ranks, stages, label)
@@ -170,3 +202,34 @@ def _layers(value, ranks: int, stages, stage_to_rank: tuple, label: str) -> list
         }
         for layer in layers
     ]
+
+
+def _check_throughput(values: dict, label: str) -> None:
+    """The whole-rank memory and throughput fields, where given."""
+    if "rank_memory" in values:
+        entries = plain_list(
+            values["rank_memory"], "meta.rank_memory", label, MAX_RANKS, "MAX_RANKS"
+        )
+        checked = []
+        for r, entry in enumerate(entries):
+            name = f"meta.rank_memory[{r}]"
+            row = fields_of(entry, name, label, MEMORY_FIELDS)
+            checked.append(
+                {k: integer(row[k], f"{name}.{k}", label, 0, MAX_MEMORY) for k in MEMORY_FIELDS}
+            )
+        values["rank_memory"] = checked
+    if values.get("memory_capacity") is not None:
+        values["memory_capacity"] = integer(
+            values["memory_capacity"], "meta.memory_capacity", label, 1, MAX_MEMORY
+        )
+    if "flops_per_step" in values:
+        values["flops_per_step"] = real(
+            values["flops_per_step"], "meta.flops_per_step", label, 0.0, MAX_FLOPS
+        )
+    for key, high in (("tokens_per_step", 10**15), ("devices", 10**9)):
+        if key in values:
+            values[key] = integer(values[key], f"meta.{key}", label, 0, high)
+    if values.get("peak_flops") is not None:
+        values["peak_flops"] = real(
+            values["peak_flops"], "meta.peak_flops", label, 1.0, MAX_PEAK_FLOPS
+        )

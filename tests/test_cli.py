@@ -58,7 +58,33 @@ def test_simulate_json_is_one_object_with_the_contract_keys(capsys, p, m):
         min(p - r, m) for r in range(p)
     ]
     for row in payload["per_rank"]:
-        assert set(row) == {"rank", "busy", "peak_activation_bytes", "peak_inflight_microbatches"}
+        assert set(row) == {
+            "rank",
+            "busy",
+            "peak_activation_bytes",
+            "peak_inflight_microbatches",
+            "memory",
+        }
+        assert set(row["memory"]) == {
+            "parameters",
+            "gradients",
+            "optimizer_state",
+            "activations",
+            "receive_buffers",
+            "total",
+            "fits",
+        }
+        assert row["memory"]["activations"] == row["peak_activation_bytes"]
+        assert row["memory"]["total"] == sum(
+            row["memory"][k]
+            for k in (
+                "parameters",
+                "gradients",
+                "optimizer_state",
+                "activations",
+                "receive_buffers",
+            )
+        )
     assert {g["layer"] for g in payload["gradient_ready"]} == {
         2 * b
         for b in range(p)  # default model: one Linear+ReLU block per stage

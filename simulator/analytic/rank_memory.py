@@ -16,30 +16,12 @@ lives on another rank) and one incoming gradient (from the next stage, likewise)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from schedules.actions import Schedule
 from simulator.analytic.costs import boundary_bytes
 from simulator.model.partitioning import Partition
+from simulator.timeline_meta import RankMemory
 
 MIXED_PRECISION_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam momentum + variance
-
-
-@dataclass(frozen=True)
-class RankStaticMemory:
-    """Bytes one rank holds for the whole step, whatever the schedule does."""
-
-    parameters: int
-    gradients: int
-    optimizer_state: int
-    receive_buffers: int
-
-    @property
-    def total(self) -> int:
-        return self.parameters + self.gradients + self.optimizer_state + self.receive_buffers
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def bytes_per_parameter(itemsize: int) -> tuple[int, int, int]:
@@ -56,7 +38,7 @@ def static_memory(
     microbatch_rows: int,
     dp: int = 1,
     distributed_optimizer: bool = False,
-) -> list[RankStaticMemory]:
+) -> list[RankMemory]:
     """Per rank, the memory that does not depend on the schedule's timing."""
     infos = spec.layers()
     weight, gradient, state = bytes_per_parameter(spec.itemsize)
@@ -75,7 +57,7 @@ def static_memory(
                 buffers += sends[stage]  # the gradient coming back
         shards = dp if distributed_optimizer else 1
         out.append(
-            RankStaticMemory(
+            RankMemory(
                 parameters=params * weight,
                 gradients=params * gradient,
                 optimizer_state=-(-params * state // shards),
@@ -83,3 +65,13 @@ def static_memory(
             )
         )
     return out
+
+
+def model_flops_per_row(spec) -> float:
+    """FLOPs of one forward and backward (F + I + W) of the whole, unsharded model for one row
+    (one sequence of a transformer): what model FLOPs utilisation counts."""
+    total = 0.0
+    for info in spec.layers():
+        flops = info.flops(tp=1, sp=False) if spec.is_transformer else info.flops()
+        total += flops.F + flops.I + flops.W
+    return total

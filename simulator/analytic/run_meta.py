@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schedules.actions import Schedule
+from simulator.analytic.rank_memory import model_flops_per_row, static_memory
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
 from simulator.timeline_meta import LayerMeta, TimelineMeta
@@ -32,6 +33,8 @@ def run_meta(
         )
         for info in spec.layers()
     )
+    rows_per_step = microbatch_rows * schedule.num_microbatches * dp
+    tokens = rows_per_step * (spec.config.seq if spec.is_transformer else 1)
     return TimelineMeta(
         schedule=schedule.name,
         ranks=schedule.num_ranks,
@@ -46,4 +49,8 @@ def run_meta(
         time_unit=time_unit,
         stage_to_rank=tuple(schedule.stage_to_rank),
         layers=layers,
+        rank_memory=tuple(static_memory(spec, schedule, partition, microbatch_rows, dp)),
+        flops_per_step=model_flops_per_row(spec) * rows_per_step,
+        tokens_per_step=tokens,
+        devices=schedule.num_ranks * getattr(spec, "tp", 1) * dp,
     )

@@ -16,6 +16,7 @@ from simulator.cli.workflows import (
     make_plan,
     make_schedule,
     summary_dict,
+    with_device,
     write_measured_run,
     write_timeline,
 )
@@ -95,6 +96,7 @@ def cmd_simulate(args) -> int:
             sync=not args.no_sync,
             dp=args.dp,
         )
+        with_device(timeline, args.hardware)
         if args.out:
             write_timeline(out, timeline)
     if args.json:

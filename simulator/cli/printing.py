@@ -10,6 +10,7 @@ from simulator.cli.numbers import strict_json
 from simulator.timeline import Timeline
 from simulator.units import human_bytes, human_time
 
+MAX_GRADIENTS_LISTED = 12  # a 126-layer model lists the first few, then the last
 OVERHEAD_DOMINATES = 5e-3  # seconds: below this per action, Ray's per-call cost dominates
 
 
@@ -41,11 +42,48 @@ def format_summary(timeline: Timeline) -> str:
             f"{r['rank']:>4}  {human_time(r['busy'], unit):>12}  "
             f"{human_bytes(r['peak_activation_bytes']):>16}  {r['peak_inflight_microbatches']:>14}"
         )
+    lines += _memory_table(data)
     ready = sorted(data["gradient_ready"], key=lambda g: g["time"])
     if ready:
-        order = ", ".join(f"L{g['layer']}@{human_time(g['time'], unit)}" for g in ready)
+        shown = ready if len(ready) <= MAX_GRADIENTS_LISTED else ready[:MAX_GRADIENTS_LISTED]
+        order = ", ".join(f"L{g['layer']}@{human_time(g['time'], unit)}" for g in shown)
+        if len(shown) < len(ready):
+            last = ready[-1]
+            order += (
+                f", ... ({len(ready) - len(shown)} more; the last, L{last['layer']}, at "
+                f"{human_time(last['time'], unit)}; --json lists all)"
+            )
         lines += ["", f"weight gradients complete (step 0, first to last): {order}"]
     return "\n".join(lines)
+
+
+def _memory_table(data: dict) -> list[str]:
+    """Whole-rank memory per rank, and throughput, when the run knows them."""
+    rows = [r["memory"] for r in data["per_rank"] if r.get("memory")]
+    if not rows:
+        return []
+    capacity = data.get("memory_capacity")
+    header = (
+        f"{'rank':>4}  {'weights+grads':>13}  {'optimizer':>10}  {'activations':>11}  "
+        f"{'buffers':>9}  {'total':>10}" + ("  fits" if capacity else "")
+    )
+    lines = ["", "whole-rank memory" + (f" (device: {human_bytes(capacity)})" if capacity else "")]
+    lines += [header, "-" * len(header)]
+    for rank, m in enumerate(rows):
+        fits = ("  yes" if m["fits"] else "  OVER") if capacity else ""
+        lines.append(
+            f"{rank:>4}  {human_bytes(m['parameters'] + m['gradients']):>13}  "
+            f"{human_bytes(m['optimizer_state']):>10}  {human_bytes(m['activations']):>11}  "
+            f"{human_bytes(m['receive_buffers']):>9}  {human_bytes(m['total']):>10}{fits}"
+        )
+    rates = []
+    if data.get("tokens_per_second"):
+        rates.append(f"{data['tokens_per_second']:,.0f} tokens/s")
+    if data.get("mfu") is not None:
+        rates.append(f"MFU {100 * data['mfu']:.1f}%")
+    if rates:
+        lines += ["", "throughput: " + ", ".join(rates)]
+    return lines
 
 
 def format_train_report(result, payload: dict, args) -> str:

@@ -6,7 +6,7 @@ CLI does, without going through argparse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from schedules.actions import Schedule
@@ -110,6 +110,23 @@ def make_plan(
     return RunPlan(schedule, spec, partition(spec, schedule.num_stages), rows)
 
 
+def hardware_preset(text: str | None):
+    """The preset ``--hardware`` names (with its overrides), or None for key=value specs."""
+    first = (text or "").split(",", 1)[0].strip()
+    return parse_hardware_preset(text) if first and "=" not in first else None
+
+
+def with_device(timeline: Timeline, hardware: str | None) -> Timeline:
+    """The Timeline with the device's capacity and peak FLOP/s, when ``--hardware`` names a
+    preset: whole-rank memory then says fits or over, and the summary gives MFU."""
+    preset = hardware_preset(hardware)
+    if preset is not None:
+        timeline.meta = replace(
+            timeline.meta, memory_capacity=preset.memory_bytes, peak_flops=preset.peak_flops
+        )
+    return timeline
+
+
 def parse_hardware(text: str) -> Hardware:
     """A preset (``h100``, ``a100-80gb,efficiency=0.45``: sustained FLOP/s = peak x efficiency,
     links at the inter-node bandwidth) or ``flops=1e12,bandwidth=25e9,latency=5e-6``."""
@@ -177,6 +194,8 @@ def summary_dict(timeline: Timeline) -> dict:
         "bubble_fraction": summary.bubble_fraction,
         "step_times": summary.step_times,
         "per_rank": [vars(r) for r in summary.per_rank],
+        **timeline.throughput(),
+        "memory_capacity": meta.memory_capacity,
         "gradient_ready": [
             {"layer": g["layer"], "time": g["time"]}
             for g in summary.gradient_ready

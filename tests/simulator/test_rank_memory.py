@@ -48,3 +48,48 @@ def test_receive_buffers_hold_one_activation_and_one_gradient_per_remote_neighbo
     v_schedule = build_schedule("zb-v", 4, 8)  # the V turn stays on the last rank
     v_memory = static_memory(spec, v_schedule, partition(spec, 8), 2)
     assert v_memory[3].receive_buffers == 2 * boundary  # from rank 2 twice; its turn is local
+
+
+def _simulated(schedule_name, ranks, m, model, hardware, **kwargs):
+    from simulator.analytic.executor import simulate
+    from simulator.cli.workflows import make_costs, make_plan, make_schedule, with_device
+
+    schedule = make_schedule(schedule_name, ranks, m)
+    plan = make_plan(schedule, model, **kwargs)
+    costs = make_costs(plan, hardware=hardware)
+    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
+    return with_device(timeline, hardware)
+
+
+def test_mfu_on_one_rank_is_the_presets_efficiency():
+    """One rank, no transfers, no tensor parallelism: every second is compute at peak x
+    efficiency, so model FLOPs utilisation is exactly the efficiency."""
+    timeline = _simulated("gpipe", 1, 2, "gpt3-1.3b,layers=2", "h100,efficiency=0.37")
+    throughput = timeline.throughput()
+    assert throughput["mfu"] == pytest.approx(0.37, rel=1e-12)
+    tokens = 2 * 2048  # two microbatches of one sequence of 2048 tokens
+    assert throughput["tokens_per_second"] == pytest.approx(tokens / throughput["step_time"])
+
+
+def test_whole_rank_memory_fits_or_not_against_the_device():
+    roomy = _simulated("1f1b", 4, 8, "llama3-8b,layers=8,tp=1", "h100")
+    tight = _simulated("1f1b", 4, 8, "llama3-8b,layers=8,tp=1", "h100,memory=4GiB")
+    for timeline, fits in ((roomy, True), (tight, False)):
+        per_rank = timeline.summary().per_rank
+        for r in per_rank:
+            m = r.memory
+            assert m["activations"] == r.peak_activation_bytes
+            assert m["total"] == sum(
+                m[k]
+                for k in (
+                    "parameters",
+                    "gradients",
+                    "optimizer_state",
+                    "activations",
+                    "receive_buffers",
+                )
+            )
+            assert m["fits"] is fits
+    # 1F1B: the first rank holds p microbatches in flight, the last one (the partition
+    # balances FLOPs, not bytes, so activations per rank also follow how many blocks it holds)
+    assert [r.peak_inflight_microbatches for r in roomy.summary().per_rank] == [4, 3, 2, 1]
