@@ -8,6 +8,7 @@ and everything works headless; ``save(fig, stem)`` writes ``stem.png`` and ``ste
 pebble         cached activations per layer over time; purple once a gradient is ready
 pipeline       what each rank computes when (F/B/I/W boxes), the bubble left white
 memory         cached bytes per rank over time, peaks labelled
+breakdown      whole-rank memory per rank by kind, against the device's capacity
 grads          when each layer's weight gradient is complete (and its all-reduce)
 overlay        predicted vs measured on one chart, with the makespan error
 compare        bubble % against peak memory for several schedules, plus a table
@@ -17,6 +18,7 @@ report         a Markdown page embedding the figures
 """
 
 from visualize.animate import animate_pebbles, frame_times
+from visualize.breakdown import breakdown_figure, breakdown_rows
 from visualize.compare import compare_figure, comparison_rows, format_table
 from visualize.grads import grad_rows, grads_figure
 from visualize.memory import human_bytes, memory_figure, memory_peaks
@@ -37,6 +39,8 @@ FIGURES = {
 __all__ = [
     "FIGURES",
     "Section",
+    "breakdown_figure",
+    "breakdown_rows",
     "animate_pebbles",
     "compare_figure",
     "comparison_rows",

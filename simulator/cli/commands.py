@@ -136,10 +136,13 @@ def cmd_plot(args) -> int:
     timeline = Timeline.load(args.timeline)
     if not timeline.events:
         raise PebbleError(f"{args.timeline} holds no compute events to draw.")
-    kinds = list(visualize.FIGURES) if args.kind == "all" else [args.kind]
+    figures = {**visualize.FIGURES, "breakdown": visualize.breakdown_figure}
+    kinds = list(figures) if args.kind == "all" else [args.kind]
+    if args.kind == "all" and not timeline.meta.rank_memory:
+        kinds.remove("breakdown")  # a Timeline written before whole-rank memory was recorded
     with StagedOutput(args.out) as out:
         for kind in kinds:
-            visualize.save(visualize.FIGURES[kind](timeline), out.path(kind))
+            visualize.save(figures[kind](timeline), out.path(kind))
         if args.against:
             other = Timeline.load(args.against)
             pair = sorted((timeline, other), key=lambda t: t.meta.source != "analytic")

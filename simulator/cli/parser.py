@@ -139,7 +139,9 @@ def _add_plot(sub) -> None:
     plot = sub.add_parser("plot", help="draw figures from a Timeline JSON")
     plot.add_argument("timeline")
     plot.add_argument(
-        "--kind", default="all", choices=["pebble", "pipeline", "memory", "grads", "all"]
+        "--kind",
+        default="all",
+        choices=["pebble", "pipeline", "memory", "breakdown", "grads", "all"],
     )
     plot.add_argument("--out", default=".", help="output folder (default: here)")
     plot.add_argument(
