@@ -44,6 +44,7 @@ class LayerMeta:
     stage: int
     rank: int
     has_params: bool
+    block: int = -1  # the partition unit (a transformer block, an MLP Linear + activation)
 
 
 MEMORY_FIELDS = ("parameters", "gradients", "optimizer_state", "receive_buffers")
@@ -123,7 +124,7 @@ _COUNTS = {  # field: (limit, its name, may be null)
     "steps": (MAX_STEPS, "MAX_STEPS", False),
     "dp": (MAX_DP, "MAX_DP", False),
 }
-_LAYER_FIELDS = tuple(f.name for f in fields(LayerMeta))
+_LAYER_FIELDS = tuple(f.name for f in fields(LayerMeta) if f.name != "block")
 
 
 def check_meta(data, label: str) -> dict:
@@ -178,7 +179,9 @@ def _layers(value, ranks: int, stages, stage_to_rank: tuple, label: str) -> list
     seen: set[int] = set()
     for i, layer in enumerate(layers):
         name = f"meta.layers[{i}]"
-        fields_of(layer, name, label, _LAYER_FIELDS)
+        fields_of(layer, name, label, _LAYER_FIELDS, optional=("block",))
+        if "block" in layer:
+            integer(layer["block"], f"{name}.block", label, -1, MAX_LAYERS)
         index = integer(layer["index"], f"{name}.index", label, 0, MAX_LAYERS - 1)
         if index in seen:
             raise PebbleError(f"{label}: {name}.index is {index}, which an earlier layer has.")
@@ -199,6 +202,7 @@ def _layers(value, ranks: int, stages, stage_to_rank: tuple, label: str) -> list
             "index": int(layer["index"]),
             "stage": int(layer["stage"]),
             "rank": int(layer["rank"]),
+            "block": int(layer.get("block", -1)),
         }
         for layer in layers
     ]

@@ -30,6 +30,7 @@ def run_meta(
             stage=stage_of[info.index],
             rank=schedule.stage_to_rank[stage_of[info.index]],
             has_params=info.has_params,
+            block=info.block,
         )
         for info in spec.layers()
     )
