@@ -19,6 +19,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -278,6 +279,11 @@ class RayPipeline:
                 restarts += 1
                 self.actors.restore(snapshot)
                 continue
+            if not math.isfinite(loss):
+                raise PebbleError(
+                    f"training diverged at step {step}: the loss is {loss}; lower --lr or "
+                    "check the data."
+                )
             if grads is not None:
                 first_grads = grads
             losses.append(loss)

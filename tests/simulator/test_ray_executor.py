@@ -148,3 +148,17 @@ def test_impossible_sizes_are_one_sentence(ray_session):
     with pytest.raises(PebbleError) as error:
         RayPipeline(schedule, config)
     assert "does not split" in str(error.value)
+
+
+def test_a_diverging_run_stops_in_one_sentence(ray_session):
+    schedule = schedule_named("1f1b")
+    config = TrainConfig(
+        model=ModelSpec(widths=(2, 16, 16, 1), activation="relu", loss="mse", seed=7),
+        dataset="regression",
+        batch_size=32,
+        microbatches=MICROBATCHES,
+        steps=6,
+        optimizer=OptimizerConfig("sgd", lr=1e150, momentum=0.0),
+    )
+    with RayPipeline(schedule, config) as pipeline, pytest.raises(PebbleError, match="diverged"):
+        pipeline.run(6)
