@@ -12,10 +12,10 @@ import codecs
 import csv
 import io
 import os
-import stat
 from pathlib import Path
 
 from schedules.actions import Action, Schedule, ScheduleError
+from schedules.files import read_bounded
 
 
 def schedule_to_csv(schedule: Schedule) -> str:
@@ -76,26 +76,16 @@ def _read_file(path: Path) -> bytes:
     """The bytes of a regular file or a pipe (not a directory or device), at most
     MAX_CSV_BYTES."""
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise ScheduleError(f"schedule file {path} is a directory, not a CSV file.")
-        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
-            raise ScheduleError(f"schedule file {path} is not a regular file or a pipe.")
-        if info.st_size > MAX_CSV_BYTES:
-            raise ScheduleError(
-                f"schedule file {path} is {info.st_size} bytes, over the {MAX_CSV_BYTES}-byte "
-                "limit (MAX_CSV_BYTES in schedules/csv_io.py)."
-            )
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CSV_BYTES + 1)
+        return read_bounded(
+            path,
+            f"schedule file {path}",
+            "CSV",
+            MAX_CSV_BYTES,
+            "MAX_CSV_BYTES in schedules/csv_io.py",
+            ScheduleError,
+        )
     except OSError as exc:
         raise ScheduleError(f"cannot read schedule file {path} ({exc.strerror}).") from None
-    if len(data) > MAX_CSV_BYTES:  # a pipe has no size up front
-        raise ScheduleError(
-            f"schedule file {path} is over the {MAX_CSV_BYTES}-byte limit (MAX_CSV_BYTES in "
-            "schedules/csv_io.py)."
-        )
-    return data
 
 
 def _text_of(path_or_text: str | bytes | os.PathLike, name: str | None) -> tuple[str, str]:

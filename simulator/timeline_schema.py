@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from operator import itemgetter
 
 import numpy as np
 
 from schedules.dependencies import PIPELINE_RULE, Flow
+from schedules.files import read_bounded
 from simulator.errors import PebbleError
 from simulator.timeline_rows import (
     AllReduce,
@@ -86,27 +85,13 @@ def read_json_object(path, what: str) -> dict:
     object)."""
     label = where(path)
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise PebbleError(f"{label} is a directory, not a {what} file.")
-        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
-            raise PebbleError(f"{label} is a device or socket, not a {what} file.")
-        if info.st_size > MAX_JSON_BYTES:
-            raise PebbleError(
-                f"{label} is {info.st_size} bytes, over the {MAX_JSON_BYTES}-byte limit for a "
-                f"{what} file (MAX_JSON_BYTES in simulator/timeline_schema.py)."
-            )
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_JSON_BYTES + 1)
+        raw = read_bounded(
+            path, label, what, MAX_JSON_BYTES, "MAX_JSON_BYTES in simulator/timeline_schema.py"
+        )
     except FileNotFoundError:
         raise PebbleError(f"no {what} file at {label}.") from None
     except OSError as exc:
         raise PebbleError(f"cannot read {what} file {label} ({exc.strerror}).") from None
-    if len(raw) > MAX_JSON_BYTES:  # a pipe has no size up front
-        raise PebbleError(
-            f"{label} is over the {MAX_JSON_BYTES}-byte limit for a {what} file "
-            "(MAX_JSON_BYTES in simulator/timeline_schema.py)."
-        )
     data = parse_json(raw, label, what)
     if not isinstance(data, dict):
         raise PebbleError(

@@ -107,7 +107,7 @@ def test_directories_devices_and_missing_files_are_one_sentence(tmp_path):
     folder = tmp_path / "schedule.csv"
     folder.mkdir()
     refused(folder, r"is a directory, not a CSV file\.$")
-    refused("/dev/null", r"/dev/null is not a regular file or a pipe\.$")
+    refused("/dev/null", r"/dev/null is a device or socket, not a CSV file\.$")
     refused(tmp_path / "missing.csv", r"cannot read schedule file .* \(No such file")
 
 
