@@ -59,6 +59,23 @@ class Flops:
         return getattr(self, kind, 0.0)
 
 
+class LayerDescription:
+    """What a layer is without building it: a mixin for the descriptors that model specs list
+    (``LayerInfo``, ``TransformerLayerInfo``). A subclass gives ``index``, ``kind`` and the
+    layer class ``cls``; the rest follows from them."""
+
+    index: int
+    kind: str
+
+    @property
+    def has_params(self) -> bool:
+        return self.cls.has_params  # type: ignore[attr-defined]
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}:{self.kind}"
+
+
 class Layer:
     """Base class: a layer with a global index, a shared cache and (maybe) parameters.
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from simulator.errors import PebbleError
 from simulator.model.layer_kinds import LAYER_CLASSES
-from simulator.model.layers import Flops, Footprint, Layer
+from simulator.model.layers import Flops, Footprint, Layer, LayerDescription
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}
@@ -158,7 +158,7 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(LayerDescription):
     """What is known about one layer without building it: index, kind, shape, block."""
 
     index: int
@@ -170,14 +170,6 @@ class LayerInfo:
     @property
     def cls(self) -> type[Layer]:
         return LAYER_CLASSES[self.kind]
-
-    @property
-    def has_params(self) -> bool:
-        return self.cls.has_params
-
-    @property
-    def name(self) -> str:
-        return f"{self.index}:{self.kind}"
 
     def footprint(self, rows: int, itemsize: int) -> Footprint:
         return self.cls.footprint(self.in_features, self.out_features, rows, itemsize)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.model.layers import Flops, Footprint, Layer
+from simulator.model.layers import Flops, Footprint, Layer, LayerDescription
 from simulator.model.transformer.activations import MLPGELU, SwiGLU
 from simulator.model.transformer.attention import CausalSelfAttention
 from simulator.model.transformer.base import Rules
@@ -79,7 +79,7 @@ def _block_kinds(config: TransformerConfig) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TransformerLayerInfo:
+class TransformerLayerInfo(LayerDescription):
     """One layer of the list, unbuilt: global index, kind, partition unit and the config.
 
     ``footprint`` and ``flops`` follow ``spec.LayerInfo``'s calling convention (``rows`` is the
@@ -97,14 +97,6 @@ class TransformerLayerInfo:
     @property
     def cls(self) -> type[Layer]:
         return TRANSFORMER_LAYER_CLASSES[self.kind]
-
-    @property
-    def has_params(self) -> bool:
-        return self.cls.has_params
-
-    @property
-    def name(self) -> str:
-        return f"{self.index}:{self.kind}"
 
     @property
     def in_features(self) -> int:
