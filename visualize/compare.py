@@ -38,13 +38,18 @@ def comparison_rows(
 ) -> list[dict]:
     """One dict per schedule, in the order given: ``schedule``, ``makespan``, ``time_unit``,
     ``bubble_percent``, ``peak_bytes`` (list, per rank), ``peak_bytes_max``, ``peak_inflight``
-    (max over ranks)."""
+    (max over ranks), ``rank_memory_max`` (whole-rank memory of the fullest rank, or None) and
+    ``fits`` (every rank within the device's memory; None when no device was given)."""
     rows = []
     for name, timeline in _pairs(named_timelines):
         summary = timeline.summary()
         peaks = [r.peak_activation_bytes for r in summary.per_rank]
+        memory = [r.memory for r in summary.per_rank if r.memory]
+        device = bool(memory) and timeline.meta.memory_capacity is not None
         rows.append(
             {
+                "rank_memory_max": max((m["total"] for m in memory), default=None),
+                "fits": all(m["fits"] for m in memory) if device else None,
                 "schedule": name,
                 "makespan": summary.makespan,
                 "time_unit": timeline.time_unit,
@@ -73,8 +78,16 @@ def _per_rank(peaks: list[int]) -> str:
     return " / ".join(f"{b / factor:.3g}" for b in peaks) + f" {unit}"
 
 
-def _human_cells(row: dict) -> list[str]:
-    return [
+_DEVICE_HEADERS = ("rank memory", "fits")
+
+
+def _with_device(rows: list[dict]) -> bool:
+    """The table gets whole-rank memory and fits columns when a device was given."""
+    return any(row.get("fits") is not None for row in rows)
+
+
+def _human_cells(row: dict, device: bool = False) -> list[str]:
+    cells = [
         str(row["schedule"]),
         format_time(row["makespan"], row.get("time_unit", "s")),
         f"{row['bubble_percent']:.1f}",
@@ -82,6 +95,9 @@ def _human_cells(row: dict) -> list[str]:
         _per_rank(row["peak_bytes"]),
         str(row["peak_inflight"]),
     ]
+    if device:
+        cells += [human_bytes(row["rank_memory_max"]), "yes" if row["fits"] else "no"]
+    return cells
 
 
 def format_table(rows: list[dict], style: str = "text") -> str:
@@ -92,6 +108,8 @@ def format_table(rows: list[dict], style: str = "text") -> str:
     if style == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        device = _with_device(rows)
+        extra = ["rank_memory_max", "fits"] if device else []
         writer.writerow(
             [
                 "schedule",
@@ -101,9 +119,11 @@ def format_table(rows: list[dict], style: str = "text") -> str:
                 "peak_bytes_max",
                 "peak_bytes_per_rank",
                 "peak_inflight",
+                *extra,
             ]
         )
         for row in rows:
+            values = [row["rank_memory_max"], row["fits"]] if device else []
             writer.writerow(
                 [
                     row["schedule"],
@@ -113,25 +133,29 @@ def format_table(rows: list[dict], style: str = "text") -> str:
                     row["peak_bytes_max"],
                     ";".join(str(b) for b in row["peak_bytes"]),
                     row["peak_inflight"],
+                    *values,
                 ]
             )
         return out.getvalue().rstrip("\n")
-    cells = [_human_cells(row) for row in rows]
+    device = _with_device(rows)
+    headers = _HEADERS + (_DEVICE_HEADERS if device else ())
+    right = right_flags = _RIGHT + ((True, False) if device else ())
+    cells = [_human_cells(row, device) for row in rows]
     if style == "markdown":
-        lines = ["| " + " | ".join(_HEADERS) + " |"]
-        lines.append("|" + "|".join("---:" if right else "---" for right in _RIGHT) + "|")
+        lines = ["| " + " | ".join(headers) + " |"]
+        lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
         lines += ["| " + " | ".join(c) + " |" for c in cells]
         return "\n".join(lines)
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEADERS)]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
 
     def line(values) -> str:
         parts = [
             v.rjust(w) if right else v.ljust(w)
-            for v, w, right in zip(values, widths, _RIGHT, strict=True)
+            for v, w, right in zip(values, widths, right_flags, strict=True)
         ]
         return "  ".join(parts).rstrip()
 
-    return "\n".join([line(_HEADERS), line("-" * w for w in widths), *map(line, cells)])
+    return "\n".join([line(headers), line("-" * w for w in widths), *map(line, cells)])
 
 
 _CANDIDATES = [

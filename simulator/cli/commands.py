@@ -158,7 +158,14 @@ def cmd_compare(args) -> int:
 
     names = [n.strip() for n in args.schedules.split(",") if n.strip()] if args.schedules else None
     timelines, skipped = compare_timelines(
-        args.ranks, args.microbatches, names, args.chunks, args.model, args.costs
+        args.ranks,
+        args.microbatches,
+        names,
+        args.chunks,
+        args.model,
+        args.costs,
+        args.hardware,
+        args.batch_size,
     )
     rows = visualize.comparison_rows(timelines)
     print(visualize.format_table(rows, "text"))

@@ -158,8 +158,12 @@ def _add_compare(sub) -> None:
     compare.add_argument("--microbatches", type=MICROBATCHES, required=True)
     compare.add_argument("--schedules", help="comma-separated names (default: all that fit)")
     compare.add_argument("--chunks", type=CHUNKS, default=2, help="chunks for interleaved")
-    compare.add_argument("--model", help="model spec")
+    compare.add_argument("--model", help="model: a preset, transformer:... or an MLP spec")
     compare.add_argument("--costs", help="unit costs, e.g. F=1,I=1,W=1")
+    compare.add_argument(
+        "--hardware", help="FLOP-derived costs: a preset (adds whole-rank memory and fits)"
+    )
+    compare.add_argument("--batch-size", type=BATCH_SIZE, help="rows (sequences) per step")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
 
 

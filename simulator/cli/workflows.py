@@ -228,7 +228,14 @@ def comparison_model(ranks: int, chunks: int, model: str | None):
 
 
 def compare_timelines(
-    ranks: int, microbatches: int, names, chunks: int = 2, model=None, costs=None
+    ranks: int,
+    microbatches: int,
+    names,
+    chunks: int = 2,
+    model=None,
+    costs=None,
+    hardware: str | None = None,
+    batch_size: int | None = None,
 ) -> tuple[dict, list[str]]:
     """Simulate each named schedule on the same model; returns the timelines and the names
     skipped because the sizes do not suit them (only when no names were asked for)."""
@@ -253,15 +260,16 @@ def compare_timelines(
         try:
             v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
             schedule = make_schedule(name, ranks, microbatches, v)
-            plan = make_plan(schedule, spec)
+            plan = make_plan(schedule, spec, batch_size)
         except PebbleError:
             if asked:
                 raise
             skipped.append(name)
             continue
-        cost_model = make_costs(plan, costs)
-        timelines[schedule.name] = simulate(
-            schedule, cost_model, plan.spec, plan.partition, plan.microbatch_rows
+        cost_model = make_costs(plan, costs, hardware=hardware)
+        timelines[schedule.name] = with_device(
+            simulate(schedule, cost_model, plan.spec, plan.partition, plan.microbatch_rows),
+            hardware,
         )
     if not timelines:
         raise PebbleError(
