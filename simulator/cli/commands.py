@@ -17,6 +17,7 @@ from simulator.cli.workflows import (
     make_schedule,
     summary_dict,
     with_device,
+    with_sharded_optimizer,
     write_measured_run,
     write_timeline,
 )
@@ -83,7 +84,7 @@ def cmd_simulate(args) -> int:
         model = profile.model
         if batch_size is None:
             batch_size = profile.microbatch_rows * schedule.num_microbatches * args.dp
-    plan = make_plan(schedule, model, batch_size, args.dp)
+    plan = make_plan(schedule, model, batch_size, args.dp, args.tp, args.sp or None)
     costs = make_costs(plan, args.costs, args.comm_latency, args.hardware, args.profile)
     with StagedOutput(args.out) as out:
         timeline = simulate(
@@ -97,6 +98,8 @@ def cmd_simulate(args) -> int:
             dp=args.dp,
         )
         with_device(timeline, args.hardware)
+        if args.distributed_optimizer:
+            with_sharded_optimizer(timeline, plan, args.dp)
         if args.out:
             write_timeline(out, timeline)
     if args.json:
@@ -166,6 +169,7 @@ def cmd_compare(args) -> int:
         args.costs,
         args.hardware,
         args.batch_size,
+        (args.tp, args.sp or None),
     )
     rows = visualize.comparison_rows(timelines)
     print(visualize.format_table(rows, "text"))

@@ -22,6 +22,7 @@ MAX_RANKS = 100_000  # pipeline ranks: one Ray actor (train) or one Timeline row
 MAX_MICROBATCHES = 1_000_000  # per step: the validator keeps a list per (stage, microbatch)
 MAX_CHUNKS = 64  # stages per rank: interleaved schedules use 2-8 in practice
 MAX_STEPS = 100_000  # optimizer steps: every step is simulated or trained in full
+MAX_TP = 1024  # tensor-parallel degree: no node has more GPUs than this
 MAX_DP = 1024  # data-parallel replicas: each is a full pipeline of actors under train
 MAX_BATCH_SIZE = 100_000_000  # rows per step: the data set of one step is held in memory
 MAX_RETRIES = 1000  # restarts after a rank dies: each restarts a whole step

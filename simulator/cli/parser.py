@@ -7,6 +7,7 @@ import argparse
 from simulator.cli import numbers
 
 # Every number goes through simulator.cli.numbers: finite, in range, with a named limit.
+TP = numbers.count(numbers.MAX_TP, "MAX_TP")
 RANKS = numbers.count(numbers.MAX_RANKS, "MAX_RANKS")
 MICROBATCHES = numbers.count(numbers.MAX_MICROBATCHES, "MAX_MICROBATCHES")
 CHUNKS = numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS")
@@ -94,6 +95,17 @@ def _add_simulate(sub) -> None:
         help="let a rank start its next step without the optimizer barrier",
     )
     simulate.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
+    simulate.add_argument(
+        "--tp", type=TP, help="tensor-parallel degree of a transformer (analytic executor only)"
+    )
+    simulate.add_argument(
+        "--sp", action="store_true", help="sequence parallelism with --tp (analytic only)"
+    )
+    simulate.add_argument(
+        "--distributed-optimizer",
+        action="store_true",
+        help="shard the optimizer state over --dp replicas (ZeRO-1) in the memory report",
+    )
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("--out", help="write timeline.json and trace.json here")
 
@@ -164,6 +176,8 @@ def _add_compare(sub) -> None:
         "--hardware", help="FLOP-derived costs: a preset (adds whole-rank memory and fits)"
     )
     compare.add_argument("--batch-size", type=BATCH_SIZE, help="rows (sequences) per step")
+    compare.add_argument("--tp", type=TP, help="tensor-parallel degree (analytic only)")
+    compare.add_argument("--sp", action="store_true", help="sequence parallelism with --tp")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
 
 

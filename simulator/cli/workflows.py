@@ -19,6 +19,7 @@ from simulator.analytic.costs import (
 )
 from simulator.analytic.hardware import parse_hardware_preset, sustained_flops
 from simulator.analytic.profile import Profile, profile_costs
+from simulator.analytic.rank_memory import static_memory
 from simulator.cli.limits import (
     check_actions,
     check_schedule_size,
@@ -95,14 +96,24 @@ def make_plan(
     model: str | ModelSpec | None = None,
     batch_size: int | None = None,
     dp: int = 1,
+    tp: int | None = None,
+    sp: bool | None = None,
 ) -> RunPlan:
-    """Place ``schedule`` on ``model`` (default: one 1024-wide Linear+ReLU block per stage)."""
+    """Place ``schedule`` on ``model`` (default: one 1024-wide Linear+ReLU block per stage);
+    ``tp`` and ``sp`` (``--tp``, ``--sp``) override the transformer spec's own."""
     if isinstance(model, (ModelSpec, TransformerSpec)):
         spec = model
     elif model:
         spec = parse_model(model)
     else:
         spec = ModelSpec.uniform(schedule.num_stages)
+    if ((tp is not None and tp > 1) or sp) and not spec.is_transformer:
+        raise PebbleError(
+            "--tp and --sp apply to transformer models (--model PRESET or transformer:...)."
+        )
+    if spec.is_transformer and (tp is not None or sp is not None):
+        layout = {"tp": spec.tp if tp is None else tp, "sp": spec.sp if sp is None else sp}
+        spec = TransformerSpec(spec.config, spec.dtype, spec.seed, **layout)
     m = schedule.num_microbatches
     if batch_size is None:  # 32 rows of an MLP, one sequence of a transformer, per microbatch
         batch_size = (1 if spec.is_transformer else DEFAULT_MICROBATCH_ROWS) * m * dp
@@ -114,6 +125,14 @@ def hardware_preset(text: str | None):
     """The preset ``--hardware`` names (with its overrides), or None for key=value specs."""
     first = (text or "").split(",", 1)[0].strip()
     return parse_hardware_preset(text) if first and "=" not in first else None
+
+
+def with_sharded_optimizer(timeline: Timeline, plan: RunPlan, dp: int) -> Timeline:
+    """The Timeline with the optimizer state sharded over ``dp`` replicas (ZeRO-1,
+    ``--distributed-optimizer``)."""
+    memory = static_memory(plan.spec, plan.schedule, plan.partition, plan.microbatch_rows, dp, True)
+    timeline.meta = replace(timeline.meta, rank_memory=tuple(memory))
+    return timeline
 
 
 def with_device(timeline: Timeline, hardware: str | None) -> Timeline:
@@ -236,6 +255,7 @@ def compare_timelines(
     costs=None,
     hardware: str | None = None,
     batch_size: int | None = None,
+    layout: tuple[int | None, bool | None] = (None, None),
 ) -> tuple[dict, list[str]]:
     """Simulate each named schedule on the same model; returns the timelines and the names
     skipped because the sizes do not suit them (only when no names were asked for)."""
@@ -260,7 +280,7 @@ def compare_timelines(
         try:
             v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
             schedule = make_schedule(name, ranks, microbatches, v)
-            plan = make_plan(schedule, spec, batch_size)
+            plan = make_plan(schedule, spec, batch_size, 1, *layout)
         except PebbleError:
             if asked:
                 raise

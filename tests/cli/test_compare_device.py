@@ -48,3 +48,24 @@ def test_compare_without_a_device_keeps_its_columns(capsys):
     assert main(["compare", "--ranks", "2", "--microbatches", "4"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert "fits" not in header and "rank memory" not in header
+
+
+def _json(capsys, *argv) -> dict:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_tp_sp_flags_equal_the_spec_keys_and_the_optimizer_shards_over_dp(capsys):
+    base = ["simulate", "--schedule", "1f1b", "--ranks", "4", "--microbatches", "8"]
+    by_flags = _json(capsys, *base, "--model", "llama3-8b,layers=8", "--tp", "4", "--sp")
+    by_spec = _json(capsys, *base, "--model", "llama3-8b,layers=8,tp=4,sp=1")
+    assert by_flags == by_spec
+    full = _json(capsys, *base, "--model", "llama3-8b,layers=8", "--dp", "4")
+    zero = _json(
+        capsys, *base, "--model", "llama3-8b,layers=8", "--dp", "4", "--distributed-optimizer"
+    )
+    for a, b in zip(full["per_rank"], zero["per_rank"], strict=True):
+        assert b["memory"]["optimizer_state"] == -(-a["memory"]["optimizer_state"] // 4)
+        assert b["memory"]["parameters"] == a["memory"]["parameters"]
+    assert main([*base, "--tp", "2"]) == 1  # an MLP has no tensor parallelism here
+    assert "apply to transformer models" in capsys.readouterr().err
