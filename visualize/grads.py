@@ -7,6 +7,13 @@ the stage's first backward of the step); the diamond is the moment it is complet
 each layer's all-reduce is a blue bar. A bracket measures the gap between the first layer to
 finish (the last layer of the model) and the last (the first layer): the time a backward-overlap
 all-reduce or a per-layer optimizer could win back.
+
+At scale (more than ``visualize.rows.GROUP_ABOVE`` layers with parameters, or ``expand=False``)
+a row stands for a block with parameters (``B12 · 14 layers``; see ``visualize.rows``). Its
+light bar runs from its stage's first backward until the last of its layers' gradients is
+complete; the diamond marks that moment (the maximum of the layers' ready times), solid purple
+after it until the optimizer step; its all-reduce bar spans its layers' all-reduces, from the
+first start to the last end. ``expand=True`` keeps one row per layer however many there are.
 """
 
 from __future__ import annotations
@@ -18,13 +25,22 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import Timeline
+from visualize.rows import (
+    GROUP_ABOVE,
+    Row,
+    block_rows,
+    layer_rows,
+    row_fontsize,
+    row_of_layer,
+    row_points,
+    should_group,
+)
 from visualize.style import (
     ALLREDUCE_COLOR,
     GRAD_COLOR,
     OPTIMIZER_COLOR,
     format_time,
     layer_info,
-    layer_label,
     new_figure,
     run_title,
     set_time_axis,
@@ -80,39 +96,98 @@ def grad_rows(timeline: Timeline, step: int = 0, replica: int = 0) -> list[GradR
     return rows
 
 
+def chart_rows(
+    timeline: Timeline, step: int = 0, replica: int = 0, expand: bool | None = None
+) -> list[tuple[Row, GradRow]]:
+    """What ``grads_figure`` draws, top to bottom: each row (its key, name and label) with its
+    GradRow; one per layer, or per block when ``should_group`` (see the module docstring)."""
+    per_layer = grad_rows(timeline, step, replica)
+    layers = layer_info(timeline)
+    if should_group(len(per_layer), expand):
+        return block_grad_rows(per_layer, block_rows(layers))
+    known = {row.layers[0]: row for row in layer_rows(layers)}
+    out = []
+    for g in per_layer:
+        row = known.get(g.layer)
+        if row is None:  # a layer the meta does not describe shows its index only
+            label = f"L{g.layer} · s{g.stage} · r?"
+            row = Row(str(g.layer), f"L{g.layer}", label, (g.layer,), g.stage, -1, True)
+        else:
+            row = row._replace(label=f"{row.label} · s{g.stage} · r{row.rank}")
+        out.append((row, g))
+    return out
+
+
+def block_grad_rows(per_layer: list[GradRow], groups: list[Row]) -> list[tuple[Row, GradRow]]:
+    """One GradRow per group with gradients: its ``layer`` is the member completing last, ready
+    at the latest of the members' ready times, accumulating from the earliest first backward,
+    the all-reduce from the first member's start to the last one's end."""
+    row_of = row_of_layer(groups)
+    members: dict[int, list[GradRow]] = {}
+    for g in per_layer:
+        if g.layer in row_of:
+            members.setdefault(row_of[g.layer], []).append(g)
+    out = []
+    for number in sorted(members):
+        rows = members[number]
+        last = max(rows, key=lambda g: g.ready)
+        reduces = [g.allreduce for g in rows if g.allreduce]
+        reduce = (min(a[0] for a in reduces), max(a[1] for a in reduces)) if reduces else None
+        first = min(g.first_backward for g in rows)
+        group = groups[number]
+        label = f"{group.label} · s{group.stage} · r{group.rank}"
+        grad = last._replace(first_backward=first, allreduce=reduce)
+        out.append((group._replace(label=label), grad))
+    return out
+
+
 def grads_figure(
-    timeline: Timeline, step: int = 0, replica: int = 0, *, title: str | None = None
+    timeline: Timeline,
+    step: int = 0,
+    replica: int = 0,
+    *,
+    title: str | None = None,
+    expand: bool | None = None,
 ) -> Figure:
     """Draw gradient availability for one step (see the module docstring); returns the Figure.
+    ``expand``: None groups layers into blocks above ``GROUP_ABOVE`` rows, True never, False
+    always.
 
-    Artists carry ids: the diamond of each layer ``gid="ready:{layer}"``, the all-reduce bars
-    ``gid="allreduce:{layer}"``, the gap bracket's text ``gid="gap"``.
+    Artists carry ids: the diamond of each row ``gid="ready:{key}"``, the all-reduce bars
+    ``gid="allreduce:{key}"``, the gap bracket's text ``gid="gap"``; ``key`` is the layer index
+    of a layer row, ``B12`` for block 12 (``Row.key``).
     """
-    rows = grad_rows(timeline, step, replica)
+    rows = chart_rows(timeline, step, replica, expand)
     start, end = step_window(timeline, step, replica)
     window = (end - start) or 1.0
     unit = timeline.time_unit
 
     n = max(len(rows), 1)
-    fig = new_figure(11, min(max(3.0, 1.9 + 0.42 * n), 14))
+    height = min(max(3.0, 1.9 + 0.42 * n), 14)
+    fig = new_figure(11, height)
     ax = fig.add_subplot()
     optimizer = [o for o in timeline.optimizer if o.step == step]
     opt_start = optimizer[0].start if optimizer else end
+    axes = height - 1.5  # inches the rows share, about
+    size = row_fontsize(n, axes, 7.5)  # ready times and diamonds shrink only past ~90 rows
+    pad = max(1.0, 30.0 / row_points(n, axes)) if n > GROUP_ABOVE else 1.0  # the gap's room
 
-    for position, row in enumerate(rows):
-        _draw_backward_work(ax, _stage_backward(timeline, step, replica, row.stage), position)
-        _draw_gradient_bars(ax, row, position, opt_start, window)
-        _mark_ready(ax, row, position, format_time(row.ready - start, unit))
+    for position, (row, g) in enumerate(rows):
+        _draw_backward_work(ax, _stage_backward(timeline, step, replica, g.stage), position)
+        _draw_gradient_bars(ax, row.key, g, position, opt_start, window)
+        _mark_ready(ax, row.key, g, position, format_time(g.ready - start, unit), size)
 
     shade_optimizer_steps(ax, optimizer, window, alpha=0.45, zorder=0.5, min_fraction=0.003)
     if len(rows) >= 2:
-        _draw_gap_bracket(ax, rows, start, end, unit)
-    _style_axes(ax, timeline, rows, start, end)
+        _draw_gap_bracket(ax, rows, start, end, unit, pad)
+    _style_axes(ax, timeline, rows, start, end, pad)
+    if row_fontsize(n, axes, 10.0) < 10.0:  # below the default size only when rows crowd
+        ax.tick_params(axis="y", labelsize=row_fontsize(n, axes, 10.0))
     heading = title or run_title(timeline, "Gradient availability")
     if timeline.meta.steps > 1:
         heading += f", step {step}"
     ax.set_title(f"{heading}\nlabels: time since the step started", fontsize=11)
-    _add_legend(fig, rows, optimizer)
+    _add_legend(fig, [g for _row, g in rows], optimizer)
     return fig
 
 
@@ -143,7 +218,9 @@ def _draw_backward_work(ax, events, position: int) -> None:
         )
 
 
-def _draw_gradient_bars(ax, row: GradRow, position: int, opt_start: float, window: float) -> None:
+def _draw_gradient_bars(
+    ax, key: str, row: GradRow, position: int, opt_start: float, window: float
+) -> None:
     """The light (accumulating) and solid (ready) purple bars, and the all-reduce bar if any."""
     ax.add_patch(
         Rectangle(
@@ -177,43 +254,47 @@ def _draw_gradient_bars(ax, row: GradRow, position: int, opt_start: float, windo
                 facecolor=ALLREDUCE_COLOR,
                 edgecolor="none",
                 zorder=3,
-                gid=f"allreduce:{row.layer}",
+                gid=f"allreduce:{key}",
             )
         )
 
 
-def _mark_ready(ax, row: GradRow, position: int, label: str) -> None:
-    """The diamond at the moment the gradient is complete, labelled with ``label``."""
+def _mark_ready(ax, key: str, row: GradRow, position: int, label: str, size: float) -> None:
+    """The diamond at the moment the gradient is complete, labelled with ``label`` in ``size``
+    points (7.5 unless rows crowd); the diamond no bigger than the label."""
     ax.plot(
         [row.ready],
         [position - 0.09],
         marker="D",
         color=GRAD_COLOR,
-        markersize=7,
+        markersize=min(size, 7),
         markeredgecolor="white",
         zorder=4,
-        gid=f"ready:{row.layer}",
+        gid=f"ready:{key}",
     )
     ax.annotate(
         label,
         xy=(row.ready, position - 0.09),
-        xytext=(-7, 0),
+        xytext=(-min(size, 7), 0),
         textcoords="offset points",
         ha="right",
         va="center",
-        fontsize=7.5,
+        fontsize=size,
         color="#3A1F5D",
         zorder=5,
     )
 
 
-def _draw_gap_bracket(ax, rows: list[GradRow], start: float, end: float, unit: str) -> None:
-    """The bracket below the rows from the first gradient ready to the last, with its text."""
+def _draw_gap_bracket(
+    ax, rows: list[tuple[Row, GradRow]], start: float, end: float, unit: str, pad: float
+) -> None:
+    """The bracket below the rows from the first gradient ready to the last, with its text;
+    ``pad`` scales its distances (in rows) where rows are thinner than usual."""
     window = (end - start) or 1.0
-    earliest = min(rows, key=lambda r: r.ready)
-    latest = max(rows, key=lambda r: r.ready)
+    first_row, earliest = min(rows, key=lambda r: r[1].ready)
+    last_row, latest = max(rows, key=lambda r: r[1].ready)
     gap = latest.ready - earliest.ready
-    y = len(rows) - 0.5 + 0.35
+    y = len(rows) - 0.5 + 0.35 * pad
     ax.annotate(
         "",
         xy=(latest.ready, y),
@@ -228,15 +309,16 @@ def _draw_gap_bracket(ax, rows: list[GradRow], start: float, end: float, unit: s
         },
     )
     for x in (earliest.ready, latest.ready):
-        ax.plot([x, x], [y, y - 0.3], color="#3A1F5D", lw=0.6, ls=":")
+        ax.plot([x, x], [y, y - 0.3 * pad], color="#3A1F5D", lw=0.6, ls=":")
     middle = (earliest.ready + latest.ready) / 2
     near_left = middle - start < 0.3 * window
     near_right = end - middle < 0.3 * window
     x_text = earliest.ready if near_left else latest.ready if near_right else middle
+    what = "gradient is" if len(first_row.layers) == 1 else "gradients are"
     ax.text(
         x_text,
-        y + 0.12,
-        f"L{earliest.layer}'s gradient is ready {format_time(gap, unit)} before L{latest.layer}'s",
+        y + 0.12 * pad,
+        f"{first_row.name}'s {what} ready {format_time(gap, unit)} before {last_row.name}'s",
         ha="left" if near_left else "right" if near_right else "center",
         va="top",
         fontsize=8.5,
@@ -245,14 +327,15 @@ def _draw_gap_bracket(ax, rows: list[GradRow], start: float, end: float, unit: s
     )
 
 
-def _style_axes(ax, timeline: Timeline, rows: list[GradRow], start: float, end: float) -> None:
-    """Limits around the step, one labelled row per layer, the time axis and its grid."""
+def _style_axes(
+    ax, timeline: Timeline, rows: list[tuple[Row, GradRow]], start: float, end: float, pad: float
+) -> None:
+    """Limits around the step, one labelled row per layer (or block), the time axis, its grid."""
     window = (end - start) or 1.0
-    layers = {layer.index: layer for layer in layer_info(timeline)}
     ax.set_xlim(start - window * 0.02, end + window * 0.02)
-    ax.set_ylim(len(rows) - 0.5 + 0.75, -0.6)
+    ax.set_ylim(len(rows) - 0.5 + 0.75 * pad, -0.6)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([_row_label(layers.get(r.layer), r) for r in rows])
+    ax.set_yticklabels([row.label for row, _g in rows])
     ax.tick_params(axis="y", length=0)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
@@ -287,11 +370,4 @@ def _add_legend(fig: Figure, rows: list[GradRow], optimizer: list) -> None:
     )
 
 
-__all__ = ["GradRow", "grad_rows", "grads_figure", "step_window"]
-
-
-def _row_label(layer, row) -> str:
-    """``L2 linear · s1 · r0``; a layer the meta does not describe shows its index only."""
-    if layer is None:
-        return f"L{row.layer} · s{row.stage} · r?"
-    return f"{layer_label(layer)} · s{row.stage} · r{layer.rank}"
+__all__ = ["GradRow", "block_grad_rows", "chart_rows", "grad_rows", "grads_figure", "step_window"]

@@ -7,6 +7,12 @@ with the number of microbatches cached, so the forward pass piles pebbles up and
 pass drains them. From the moment a layer's weight gradient for the step is complete the row
 turns purple, until the step's optimizer step consumes it; layers without parameters never do.
 
+At scale (more than ``visualize.rows.GROUP_ABOVE`` layers, or ``expand=False``) a row stands for
+a block of layers (``B12 · 14 layers``). Its count at each moment is the most microbatches any
+of its layers holds (the maximum of the layers' step functions), and it turns purple when the
+last of its layers' gradients is complete (the maximum of their ready times), until the
+optimizer step as before. ``expand=True`` keeps one row per layer however many there are.
+
 Everything is derived from ``Timeline.cache`` and ``Timeline.grad_ready``::
 
     L0 linear  |▁▂▃▄▄▄▄▄▃▂▁        ████|   s0 · r0
@@ -26,13 +32,19 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import Timeline
-from simulator.timeline_meta import LayerMeta
+from visualize.rows import (
+    Row,
+    RowCount,
+    figure_rows,
+    max_counts,
+    row_fontsize,
+    row_of_layer,
+)
 from visualize.style import (
     GRAD_COLOR,
     OPTIMIZER_COLOR,
     PEBBLE_CMAP,
     layer_info,
-    layer_label,
     new_figure,
     run_title,
     set_time_axis,
@@ -40,7 +52,7 @@ from visualize.style import (
     time_span,
 )
 
-ROW = 0.8  # height of a full row; a row's centre is at y = layer position
+ROW = 0.8  # height of a full row; a row's centre is at y = its position (0 at the top)
 
 
 class PebbleInterval(NamedTuple):
@@ -143,14 +155,51 @@ def grad_segments(timeline: Timeline, replica: int = 0) -> list[GradSegment]:
     return out
 
 
-def _stage_bands(layers: list[LayerMeta]) -> list[tuple[int, int, int, int]]:
+class RowGrad(NamedTuple):
+    """Row number ``row``'s weight gradients for ``step`` are complete from ``start`` until
+    ``end`` (a GradSegment for a row: the last of its layers' start, the latest end)."""
+
+    row: int
+    step: int
+    start: float
+    end: float
+
+
+def row_counts(timeline: Timeline, rows: list[Row], replica: int = 0) -> list[RowCount]:
+    """What each row draws: a layer row its layer's ``pebble_counts``; a grouped row, at every
+    moment, the most microbatches cached by any of its layers."""
+    return _counts_by_row(pebble_counts(timeline, replica), rows)
+
+
+def _counts_by_row(counts: list[CountSegment], rows: list[Row]) -> list[RowCount]:
+    row_of = row_of_layer(rows)
+    if all(len(row.layers) == 1 for row in rows):
+        return [RowCount(row_of[c.layer], *c[1:]) for c in counts if c.layer in row_of]
+    return max_counts(counts, rows)
+
+
+def row_grads(timeline: Timeline, rows: list[Row], replica: int = 0) -> list[RowGrad]:
+    """What each row draws in purple: its layers' ``grad_segments``, per step, from the last
+    one's start to the latest end. Sorted by (row, step)."""
+    row_of = row_of_layer(rows)
+    spans: dict[tuple[int, int], tuple[float, float]] = {}
+    for g in grad_segments(timeline, replica):
+        if g.layer not in row_of:
+            continue
+        key = (row_of[g.layer], g.step)
+        start, end = spans.get(key, (g.start, g.end))
+        spans[key] = (max(start, g.start), max(end, g.end))
+    return [RowGrad(row, step, *spans[row, step]) for row, step in sorted(spans)]
+
+
+def _stage_bands(rows: list[Row]) -> list[tuple[int, int, int, int]]:
     """(first row, last row, stage, rank) for each run of consecutive rows on one stage."""
     bands: list[list[int]] = []
-    for row, layer in enumerate(layers):
-        if bands and bands[-1][2] == layer.stage:
-            bands[-1][1] = row
+    for number, row in enumerate(rows):
+        if bands and bands[-1][2] == row.stage:
+            bands[-1][1] = number
         else:
-            bands.append([row, row, layer.stage, layer.rank])
+            bands.append([number, number, row.stage, row.rank])
     return [tuple(b) for b in bands]
 
 
@@ -184,33 +233,37 @@ def pebble_figure(
     min_grad_width: float = 0.012,
     title: str | None = None,
     width: float = 11.0,
+    expand: bool | None = None,
 ) -> Figure:
-    """Draw the pebble graph (see the module docstring); returns the Figure.
+    """Draw the pebble graph (see the module docstring); returns the Figure. ``expand``: None
+    groups layers into blocks above ``GROUP_ABOVE`` rows, True never, False always.
 
-    Artists carry ids for checking: each pebble bar ``gid="pebble:{layer}"`` (one per
-    CountSegment), each purple span ``gid="grad:{layer}:{step}"`` (one per GradSegment, drawn at
-    least ``min_grad_width`` of the run long so a gradient completed at the very end still shows).
+    Artists carry ids for checking: each pebble bar ``gid="pebble:{key}"`` (one per RowCount),
+    each purple span ``gid="grad:{key}:{step}"`` (one per RowGrad, drawn at least
+    ``min_grad_width`` of the run long so a gradient completed at the very end still shows);
+    ``key`` is the layer index of a layer row, ``B12`` for block 12 (``Row.key``).
     """
-    layers = layer_info(timeline)
-    row_of = {layer.index: row for row, layer in enumerate(layers)}
+    rows = figure_rows(layer_info(timeline), expand)
     span = time_span(timeline) or 1.0
-    counts = pebble_counts(timeline, replica)
-    max_count = max((c.count for c in counts), default=1)
+    per_layer = pebble_counts(timeline, replica)
+    max_count = max((c.count for c in per_layer), default=1)
     cmap, norm = pebble_colormap(max_count)
 
-    height = min(max(3.4, 1.5 + 0.3 * len(layers)), 16)
+    height = min(max(3.4, 1.5 + 0.3 * len(rows)), 16)
     fig = new_figure(width, height)
     ax = fig.add_subplot()
     ax.set_facecolor("white")
 
-    bands = _stage_bands(layers)
+    bands = _stage_bands(rows)
     _draw_stage_bands(ax, bands)
     shade_optimizer_steps(ax, timeline.optimizer, span)  # thin grey columns
-    _draw_grad_segments(ax, grad_segments(timeline, replica), row_of, min_grad_width * span)
-    _draw_pebbles(ax, counts, row_of, max_count, lambda count: cmap(norm(count)))
+    _draw_grad_segments(ax, row_grads(timeline, rows, replica), rows, min_grad_width * span)
+    counts = _counts_by_row(per_layer, rows)
+    _draw_pebbles(ax, counts, rows, max_count, lambda count: cmap(norm(count)))
 
     ax.set_xlim(0, span * 1.03)
-    _label_rows(ax, layers, bands)
+    normal = 9 if len(rows) <= 24 else 7
+    _label_rows(ax, rows, bands, row_fontsize(len(rows), height - 1.5, normal))
     set_time_axis(ax, timeline, span)
     ax.grid(axis="x", color="#E0E0E0", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
@@ -226,7 +279,7 @@ def pebble_figure(
     )
     bar.set_label("microbatches cached")
     bar.ax.tick_params(length=0)
-    _add_legend(fig, timeline, layers, cmap(norm(max_count)), width)
+    _add_legend(fig, timeline, rows, cmap(norm(max_count)), width)
     return fig
 
 
@@ -239,81 +292,77 @@ def _draw_stage_bands(ax, bands: list[tuple[int, int, int, int]]) -> None:
             ax.axhline(first - 0.5, color="#BDBDBD", lw=0.8, zorder=0.5)
 
 
-def _draw_grad_segments(
-    ax, segments: list[GradSegment], row_of: dict[int, int], min_length: float
-) -> None:
+def _draw_grad_segments(ax, segments: list[RowGrad], rows: list[Row], min_length: float) -> None:
     """Purple spans where a gradient is ready, at least ``min_length`` long."""
     for segment in segments:
-        row = row_of.get(segment.layer)
-        if row is None:
-            continue
         length = max(segment.end - segment.start, min_length)
         ax.add_patch(
             Rectangle(
-                (segment.start, row - ROW / 2),
+                (segment.start, segment.row - ROW / 2),
                 length,
                 ROW,
                 facecolor=GRAD_COLOR,
                 edgecolor="none",
                 zorder=1,
-                gid=f"grad:{segment.layer}:{segment.step}",
+                gid=f"grad:{rows[segment.row].key}:{segment.step}",
             )
         )
 
 
-def _draw_pebbles(
-    ax, counts: list[CountSegment], row_of: dict[int, int], max_count: int, colour_of
-) -> None:
+def _draw_pebbles(ax, counts: list[RowCount], rows: list[Row], max_count: int, colour_of) -> None:
     """Pebble bars whose height and colour (``colour_of(count)``) both grow with the count."""
     for segment in counts:
-        row = row_of.get(segment.layer)
-        if row is None:
-            continue
         h = ROW * segment.count / max_count
         ax.add_patch(
             Rectangle(
-                (segment.start, row + ROW / 2 - h),
+                (segment.start, segment.row + ROW / 2 - h),
                 segment.end - segment.start,
                 h,
                 facecolor=colour_of(segment.count),
                 edgecolor="none",
                 zorder=2,
-                gid=f"pebble:{segment.layer}",
+                gid=f"pebble:{rows[segment.row].key}",
             )
         )
 
 
-def _label_rows(ax, layers: list[LayerMeta], bands: list[tuple[int, int, int, int]]) -> None:
-    """Layer names on the left (grey italic without parameters), stage · rank on the right."""
-    ax.set_ylim(max(len(layers), 1) - 0.5, -0.5)  # layer 0 at the top
-    ax.set_yticks(range(len(layers)))
-    ax.set_yticklabels([layer_label(layer) for layer in layers])
-    for tick, layer in zip(ax.get_yticklabels(), layers, strict=True):
-        if not layer.has_params:
+def _label_rows(
+    ax, rows: list[Row], bands: list[tuple[int, int, int, int]], fontsize: float
+) -> None:
+    """Row labels on the left (grey italic without parameters), stage · rank on the right."""
+    ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # row 0 at the top
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([row.label for row in rows])
+    for tick, row in zip(ax.get_yticklabels(), rows, strict=True):
+        if not row.has_params:
             tick.set_color("#7A7A7A")
             tick.set_fontstyle("italic")
     ax.tick_params(axis="y", length=0)
-    fontsize = 9 if len(layers) <= 24 else 7
     ax.tick_params(axis="y", labelsize=fontsize)
 
     right = ax.secondary_yaxis("right")
     right.set_yticks([(first + last) / 2 for first, last, _s, _r in bands])
     right.set_yticklabels([f"s{stage} · r{rank}" for _f, _l, stage, rank in bands])
-    right.tick_params(axis="y", length=0, labelsize=fontsize)
+    right.tick_params(axis="y", length=0, labelsize=max(fontsize, 7))
     right.set_ylabel("stage · rank")
 
 
-def _add_legend(
-    fig: Figure, timeline: Timeline, layers: list[LayerMeta], pebble_colour, width: float
-) -> None:
-    """Pebbles and gradients, plus the optimizer and no-parameter entries when they apply."""
+def _add_legend(fig: Figure, timeline: Timeline, rows: list[Row], pebble_colour, width) -> None:
+    """Pebbles and gradients, plus the optimizer and no-parameter entries when they apply;
+    what a grouped row means, when there is one."""
+    grouped = any(len(row.layers) > 1 for row in rows)
+    pebbles = "cached activations (pebbles)"
+    ready = "weight gradient ready, until optimizer step"
+    if grouped:
+        pebbles += ": the most of any layer in the row"
+        ready = "all the row's weight gradients ready, until optimizer step"
     handles = [
-        Patch(facecolor=pebble_colour, label="cached activations (pebbles)"),
-        Patch(facecolor=GRAD_COLOR, label="weight gradient ready, until optimizer step"),
+        Patch(facecolor=pebble_colour, label=pebbles),
+        Patch(facecolor=GRAD_COLOR, label=ready),
     ]
     if timeline.optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.35, label="optimizer step"))
-    if any(not layer.has_params for layer in layers):
+    if any(not row.has_params for row in rows):
         handles.append(
             Patch(
                 facecolor="white", edgecolor="none", label="grey italic: no parameters, no gradient"
@@ -332,8 +381,11 @@ __all__ = [
     "CountSegment",
     "GradSegment",
     "PebbleInterval",
+    "RowGrad",
     "grad_segments",
     "pebble_counts",
     "pebble_figure",
     "pebble_intervals",
+    "row_counts",
+    "row_grads",
 ]
