@@ -8,6 +8,10 @@ each named. Walking it once per step, an action starts when its rank is free and
 output is there (the producer's end, plus a transfer when that output crosses ranks) and runs
 for its cost. What an action needs comes only from the dry run and ``schedules.dependencies``.
 Memory follows each layer's footprint (``memory_plan``).
+
+By default every rank owns a device. With ``cores=C`` the ranks (and their data-parallel copies)
+share ``C`` cores by processor sharing (``sharing``): the same start rule, slower actions while
+more of them run than there are cores.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from simulator.analytic.costs import CostModel
 from simulator.analytic.memory_plan import stage_shapes
 from simulator.analytic.plan_arrays import PlanArrays
 from simulator.analytic.run_meta import run_meta
+from simulator.analytic.sharing import check_cores, shared_action_times
 from simulator.errors import PebbleError
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
@@ -46,14 +51,17 @@ def simulate(
     sync: bool = True,
     dp: int = 1,
     run: DryRun | None = None,
+    cores: int | None = None,
 ) -> Timeline:
     """Predict ``steps`` training steps of ``schedule``.
 
     ``sync`` (the default) makes every step wait for the previous optimizer step on all ranks
     (and the data-parallel all-reduce); without it each rank starts its next step as soon as it
     has finished its own part of the previous one (the zero-bubble paper's post-validation).
-    ``run`` is the schedule's dry run if the caller already validated it.
+    ``run`` is the schedule's dry run if the caller already validated it. ``cores`` (None: every
+    rank owns a device) makes the ``ranks x dp`` ranks share that many cores (``sharing``).
     """
+    cores = check_cores(cores)
     run = run if run is not None else validate(schedule)
     if partition.num_stages != schedule.num_stages:
         raise PebbleError(
@@ -73,6 +81,8 @@ def simulate(
         )
     )
     walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline)
+    if cores is not None:
+        walk.times = lambda *lists: shared_action_times(*lists, cores=cores, replicas=dp)
     rank_free = [0.0] * schedule.num_ranks
     barrier = 0.0
     for step in range(steps):
@@ -108,11 +118,12 @@ class _Walk:
             [x.tolist() for x in a.transfer],
         )
         self.columns: dict[str, list] = {name: [] for name in _COLUMNS}
+        self.times = _action_times  # or shared compute (``sharing``), set by ``simulate``
 
     def step(self, step: int, rank_free: list[float]) -> dict[int, float]:
         """Run every action once from ``rank_free`` (updated in place); returns when each
         layer's weight gradient is complete."""
-        start, end = _action_times(*self._lists, rank_free)
+        start, end = self.times(*self._lists, rank_free)
         start, end = np.array(start), np.array(end)
         a = self.arrays
         steps = np.full(len(start), step, dtype=np.int64)
@@ -120,13 +131,16 @@ class _Walk:
             "events", [a.rank, a.stage, a.kind_names[a.kind], a.microbatch, steps, start, end]
         )
         self._add("comms", self._comms(step, end))
-        cache_time = start[a.cache_action] + a.cache_fraction * a.duration[a.cache_action]
+        # a change at a fraction of an action's work happens at that fraction of its elapsed
+        # time (with shared cores: exact while its speed is constant)
+        span = a.duration if self.times is _action_times else end - start
+        cache_time = start[a.cache_action] + a.cache_fraction * span[a.cache_action]
         on = a.cache_action
         self._add(
             "cache",
             [cache_time, a.rank[on], a.cache_layer, a.microbatch[on], steps[on], a.cache_bytes],
         )
-        grad_time = start[a.grads_action] + a.grads_fraction * a.duration[a.grads_action]
+        grad_time = start[a.grads_action] + a.grads_fraction * span[a.grads_action]
         # a layer's gradient is complete at its last contribution (in order: on one rank)
         layers, last = np.unique(a.grads_layer[::-1], return_index=True)
         times = grad_time[::-1][last]

@@ -1,0 +1,148 @@
+"""Shared compute: the ranks of a run share ``C`` cores, and each action's speed is its share.
+
+Why: on a laptop or a CI box the Ray executor starts one OS process per rank (``ranks x dp``
+actors) on a machine with fewer cores than that. The operating system's scheduler time-slices
+the runnable processes over the cores, so an action that takes ``t`` alone takes longer while
+more processes than cores want to run. ``simulate(..., cores=C)`` predicts that run; without
+``cores`` every rank owns a device (``executor._action_times``).
+
+The model is *processor sharing* (Kleinrock 1967; the fluid limit of round-robin time slicing,
+how a fair OS scheduler such as Linux's CFS or EEVDF treats equal, CPU-bound processes): while
+``k`` actions run at once, each progresses at ``min(1, C / k)`` of its full speed. An action's
+cost is its *work*, its time when it runs alone; it ends when that much work is done. Nothing
+is queued: an action starts exactly when the max-plus executor would start it (its rank is
+free and each producer's output has arrived: the producer's end plus the transfer); only how
+fast it then runs depends on what else runs. So with ``C`` at least the number of running
+actions the timeline is the uncontended one, to the bit.
+
+Choices and limits (each is a deliberate approximation):
+
+* **Data parallelism.** The ``dp`` replicas are ``dp`` more copies of every rank on the same
+  cores, as in a real local Ray run. The executor walks one replica's timeline; the model takes
+  the replicas to run the same schedule in lockstep, so ``k`` running actions of the walked
+  replica stand for ``dp x k`` on the machine (each runs at ``min(1, C / (dp k))``). Within the
+  fluid model that is exact (identical replicas stay identical); real replicas drift apart a
+  little, which smooths the contention.
+* **Transfers, the all-reduce and the optimizer step are not slowed.** They are short next to
+  compute in the runs this is for, and a transfer mostly waits on memory or the network, not
+  on a core. They do not count as running actions either.
+* **Inside an action.** A cache change or a gradient completion at a fraction of an action's
+  work is placed at that fraction of its elapsed time, exact while its speed is constant.
+* **One step at a time.** Each step is simulated from the ranks' free times. With ``sync=False``
+  the next step's first actions do not contend with the previous step's last ones.
+* **Perfect sharing.** No context-switch cost, no cache or memory-bandwidth interference, no
+  hyper-threading effects, no other load on the machine; cores are interchangeable, and an
+  action uses at most one core (a multi-threaded BLAS call is one action's work, not several).
+
+How: an event-driven (fluid) simulation. Every running action progresses at the same rate, so
+one *virtual clock* ``V``, which advances at the common rate ``min(1, C / (dp k))``, measures
+everybody's progress: an action started at virtual time ``v`` ends when ``V = v + work``. The
+running actions sit in a heap keyed by that virtual end, the actions whose start time is known
+in a heap keyed by it, and the simulation jumps from event to event (a start or an end); an
+end frees its rank and may make the rank's next action, or an action that waited for it,
+ready. ``V`` is kept as an anchor ``(t0, V0)`` and a rate, re-anchored only when the rate
+changes, so with no contention ``V`` is the wall clock exactly.
+
+Cost: each action is one start and one end event, each a heap operation over at most ``p``
+entries, plus its needs: O(actions x log ranks) time and O(actions) memory. (The default path,
+the max-plus recurrence, is O(actions) and does not come here.)
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from simulator.errors import PebbleError
+
+
+def check_cores(cores: int | None) -> int | None:
+    """``cores`` as given, or a one-sentence error unless it is None or a positive integer."""
+    if cores is None:
+        return None
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        raise PebbleError(f"cores must be a whole number of at least 1, not {cores!r}.")
+    return cores
+
+
+def shared_action_times(rank, duration, producers, transfer, rank_free, cores, replicas=1):
+    """(starts, ends) of every action in the dry run's order when the ranks (times
+    ``replicas``) share ``cores`` cores; ``rank_free`` is updated in place to each rank's last
+    end. Same arguments and contract as ``executor._action_times``."""
+    return _Fluid(rank, duration, producers, transfer, rank_free, cores, replicas).run()
+
+
+class _Fluid:
+    """The state of one step's processor-sharing simulation."""
+
+    def __init__(self, rank, duration, producers, transfer, rank_free, cores, replicas):
+        n = len(rank)
+        self.rank, self.duration, self.rank_free = rank, duration, rank_free
+        self.needs = list(zip(producers, transfer, strict=True))
+        self.cores, self.replicas = cores, replicas
+        self.start, self.end, self.finished = [0.0] * n, [0.0] * n, [False] * n
+        self.queues: list[list[int]] = [[] for _ in rank_free]
+        for i, r in enumerate(rank):
+            self.queues[r].append(i)
+        self.head = [0] * len(rank_free)
+        self.waiting: dict[int, list[int]] = {}  # producer -> ranks whose next action needs it
+        self.ready: list[tuple[float, int]] = []  # (start time, action)
+
+    def release(self, r: int) -> None:
+        """Rank ``r`` is free: schedule its next action's start, or wait for a producer."""
+        queue = self.queues[r]
+        if self.head[r] == len(queue):
+            return
+        i = queue[self.head[r]]
+        t = self.rank_free[r]
+        for producer, moved in self.needs:
+            a = producer[i]
+            if a >= 0:
+                if not self.finished[a]:
+                    self.waiting.setdefault(a, []).append(r)
+                    return
+                u = self.end[a] + moved[i]
+                if u > t:
+                    t = u
+        heapq.heappush(self.ready, (t, i))
+
+    def rate(self, running: int) -> float:
+        """Speed of each running action while ``running`` of them (per replica) run."""
+        demand = running * self.replicas
+        return 1.0 if demand <= self.cores else self.cores / demand
+
+    def run(self) -> tuple[list[float], list[float]]:
+        for r in range(len(self.queues)):
+            self.release(r)
+        ready, running = self.ready, []  # running: (virtual end, action)
+        start, end, duration = self.start, self.end, self.duration
+        anchor_t = anchor_v = 0.0  # V(t) = anchor_v + (t - anchor_t) * speed
+        speed, now = 1.0, -math.inf
+        while ready or running:
+            t_end = math.inf
+            if running:
+                t_end = max(now, anchor_t + (running[0][0] - anchor_v) / speed)
+            if ready and ready[0][0] < t_end:  # on a tie, the end comes first
+                now, i = heapq.heappop(ready)
+                v = anchor_v + (now - anchor_t) * speed
+                start[i] = now
+                heapq.heappush(running, (v + duration[i], i))
+            else:
+                v, i = heapq.heappop(running)
+                now = t_end
+                end[i] = max(now, start[i])
+                self.finished[i] = True
+                self._free(i)
+            new_speed = self.rate(len(running))
+            if new_speed != speed:
+                anchor_t, anchor_v, speed = now, v, new_speed
+        return start, end
+
+    def _free(self, i: int) -> None:
+        """Action ``i`` ended: its rank moves on, and so may ranks that waited for it."""
+        r = self.rank[i]
+        self.rank_free[r] = self.end[i]
+        self.head[r] += 1
+        self.release(r)
+        for waiter in self.waiting.pop(i, ()):
+            self.release(waiter)
