@@ -96,6 +96,7 @@ def cmd_simulate(args) -> int:
             steps=args.steps,
             sync=not args.no_sync,
             dp=args.dp,
+            cores=args.cores,
         )
         with_device(timeline, args.hardware)
         if args.distributed_optimizer:
