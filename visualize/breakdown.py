@@ -46,7 +46,7 @@ def breakdown_figure(timeline: Timeline, *, title: str | None = None) -> Figure:
     rows = breakdown_rows(timeline)
     capacity = timeline.meta.memory_capacity
     ranks = len(rows)
-    fig = new_figure(max(5.0, 0.55 * ranks + 3.0), 4.2)
+    fig = new_figure(max(7.0, 0.55 * ranks + 3.5), 4.4)
     ax = fig.add_subplot()
     bottoms = [0] * ranks
     for key, _label, colour in PARTS:
@@ -92,5 +92,7 @@ def breakdown_figure(timeline: Timeline, *, title: str | None = None) -> Figure:
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
-    ax.set_title(title or run_title(timeline, "Whole-rank memory"), fontsize=11)
+    ax.set_title(
+        title or run_title(timeline, "Whole-rank memory").replace(" — ", "\n"), fontsize=11
+    )
     return fig

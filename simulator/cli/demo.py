@@ -108,6 +108,7 @@ def _train_and_draw(name: str, config, address, staged, bar) -> list[Section]:
     write_measured_run(staged, result, predicted, prefix=f"{name}/")
     for kind, draw in visualize.FIGURES.items():
         visualize.save(draw(measured), folder / kind)
+    visualize.save(visualize.breakdown_figure(measured), folder / "breakdown")
     visualize.save(visualize.overlay_figure(predicted, measured), folder / "overlay")
     animated = name == "1f1b"
     if animated:
@@ -143,6 +144,12 @@ def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
             f"{name}: activation memory",
             f"{name}/memory.png",
             "Cached bytes per rank; each rank's peak labelled.",
+        ),
+        Section(
+            f"{name}: whole-rank memory",
+            f"{name}/breakdown.png",
+            "Parameters, gradients, Adam state, receive buffers and peak activations per rank "
+            "(float32 weights: 4 + 4 + 8 bytes per parameter).",
         ),
         Section(
             f"{name}: gradient availability",
