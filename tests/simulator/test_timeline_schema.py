@@ -278,9 +278,10 @@ def mutate(doc, path, how: str, value) -> None:
     """Delete, retype or swap at ``path`` (a no-op where the path has gone)."""
     parent = _parent(doc, path)
     key = path[-1]
-    if parent is None or (isinstance(parent, list) and not 0 <= key < len(parent)):
-        return
-    if isinstance(parent, dict) and key not in parent:
+    if isinstance(parent, list):  # an earlier mutation may have made a list of an object
+        if not isinstance(key, int) or not 0 <= key < len(parent):
+            return
+    elif parent is None or key not in parent:
         return
     if how == "delete":
         del parent[key]
