@@ -10,6 +10,7 @@ schedule and every partition trains the identical model as the sequential refere
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -116,8 +117,12 @@ class ModelSpec:
         """``blocks`` equal Linear(width, width) blocks: the default model for ``simulate``."""
         return cls(widths=(width,) * (blocks + 1), **kwargs)
 
-    def layers(self) -> list[LayerInfo]:
-        """The flat layer list, loss included, with global indices and block numbers."""
+    def layers(self) -> tuple[LayerInfo, ...]:
+        """The flat layer list, loss included, with global indices and block numbers (built
+        once per spec: the partition, both memory rules and the cost model all read it)."""
+        return _mlp_layers(self)
+
+    def _layer_list(self) -> tuple[LayerInfo, ...]:
         infos: list[LayerInfo] = []
         last = len(self.widths) - 2
         for block, (fan_in, fan_out) in enumerate(zip(self.widths, self.widths[1:], strict=False)):
@@ -128,7 +133,7 @@ class ModelSpec:
                 infos.append(LayerInfo(len(infos), self.activation, fan_out, fan_out, block))
             else:
                 infos.append(LayerInfo(len(infos), self.loss, fan_out, fan_out, block))
-        return infos
+        return tuple(infos)
 
     def build(self, layer_indices: range | None = None) -> list[Layer]:
         """Instantiate layers (all, or the given contiguous indices) with seeded weights."""
@@ -183,3 +188,8 @@ class LayerInfo(LayerDescription):
         if cls.has_params:
             return cls(self.index, self.in_features, self.out_features, spec.dtype, rng=rng)
         return cls(self.index, self.in_features, self.out_features, spec.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _mlp_layers(spec: ModelSpec) -> tuple[LayerInfo, ...]:
+    return spec._layer_list()

@@ -21,6 +21,7 @@ does), and dropout masks from ``(seed, index, step, microbatch)``: never from th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,10 +139,12 @@ class TransformerLayerInfo(LayerDescription):
         return self._rules.from_config(self.index, self.config, dtype, rng, seed)
 
 
+@functools.lru_cache(maxsize=16)
 def transformer_layer_infos(
     config: TransformerConfig, tp: int = 1, sp: bool = False
-) -> list[TransformerLayerInfo]:
-    """The model's flat layer list (loss included), unbuilt, for tensor-parallel degree ``tp``."""
+) -> tuple[TransformerLayerInfo, ...]:
+    """The model's flat layer list (loss included), unbuilt, for tensor-parallel degree ``tp``
+    (built once per configuration: a 126-block model has some 1,500 layers)."""
     norm = "ln" if config.norm == "layernorm" else "rmsnorm"
     runs = [["embedding", *(["dropout"] if config.dropout > 0.0 else [])]]
     runs += [_block_kinds(config) for _ in range(config.layers)]
@@ -150,7 +153,7 @@ def transformer_layer_infos(
     for block, kinds in enumerate(runs):
         for kind in kinds:
             infos.append(TransformerLayerInfo(len(infos), kind, block, config, tp, sp))
-    return infos
+    return tuple(infos)
 
 
 def transformer_layers(

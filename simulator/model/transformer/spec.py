@@ -67,7 +67,7 @@ class TransformerSpec:
         """(vocabulary in, vocabulary out): token ids in, logits out."""
         return (self.config.vocab, self.config.vocab)
 
-    def layers(self) -> list[TransformerLayerInfo]:
+    def layers(self) -> tuple[TransformerLayerInfo, ...]:
         return transformer_layer_infos(self.config, self.tp, self.sp)
 
     def build(self, layer_indices: range | None = None) -> list[Layer]:
