@@ -111,9 +111,6 @@ class TimelineMeta:
         values["rank_memory"] = tuple(RankMemory(**m) for m in values.get("rank_memory", ()))
         return cls(**values)
 
-    def stage_of_layer(self) -> dict[int, int]:
-        return {layer.index: layer.stage for layer in self.layers}
-
 
 # ------------------------------------------------------------------ the check
 _COUNTS = {  # field: (limit, its name, may be null)

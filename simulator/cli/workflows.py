@@ -149,9 +149,8 @@ def with_device(timeline: Timeline, hardware: str | None) -> Timeline:
 def parse_hardware(text: str) -> Hardware:
     """A preset (``h100``, ``a100-80gb,efficiency=0.45``: sustained FLOP/s = peak x efficiency,
     links at the inter-node bandwidth) or ``flops=1e12,bandwidth=25e9,latency=5e-6``."""
-    first = text.split(",", 1)[0].strip()
-    if first and "=" not in first:
-        preset = parse_hardware_preset(text)
+    preset = hardware_preset(text)
+    if preset is not None:
         return Hardware(
             flops_per_second=sustained_flops(preset),
             link_bandwidth=preset.internode_bandwidth,
