@@ -185,6 +185,12 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_advise(args) -> int:
+    from simulator.cli.advise import cmd_advise as advise
+
+    return advise(args)
+
+
 def cmd_demo(args) -> int:
     from simulator.cli.demo import run_demo
 

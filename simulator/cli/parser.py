@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from simulator.cli import numbers
+from simulator.cli.advise import add_advise
 
 # Every number goes through simulator.cli.numbers: finite, in range, with a named limit.
 TP = numbers.count(numbers.MAX_TP, "MAX_TP")
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     adders = (_add_demo, _add_listings, _add_simulate, _add_train, _add_plot, _add_compare)
-    for add in (*adders, _add_tutorial):
+    for add in (*adders, add_advise, _add_tutorial):
         add(sub)
     return parser
 

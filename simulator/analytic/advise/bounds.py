@@ -1,0 +1,188 @@
+"""Closed-form lower bounds on a configuration's step time and peak memory, from the model split
+alone: what lets ``advise`` skip most configurations without simulating them.
+
+Both bounds are *valid*: never above what the analytic executor then predicts (the tests compare
+them on every family). So a configuration whose memory bound exceeds the limit cannot fit, and
+one whose time bound exceeds the k-th best time found so far cannot enter the top k.
+
+Per stage ``s`` at one sequence per microbatch (everything scales linearly with the microbatch
+size): F, I, W seconds (``B = I + W``), the bytes a forward leaves cached until its backward, the
+parameters and the bytes sent to the next stage (a transfer costs latency + bytes / bandwidth
+when the next stage lives on another rank).
+
+Time, for every rank r with lowest stage ``lo`` and highest ``hi`` (each a lower bound, the
+largest wins):
+
+* ``head + busy + tail``: nothing runs on r before the first microbatch's forward reaches
+  ``lo`` (head = the F's and transfers of the stages before it); then r works ``m`` times the
+  F + I + W of its stages, one action at a time; with an unsplit backward its last action is a B
+  whose gradient still has to travel down to stage 0 (tail = the B's below ``lo``). For 1F1B on
+  equal stages this is ``(m + p - 1)(F + B)``, the textbook bubble.
+* ``round trip + backward work``: no backward runs on r before a microbatch went all the way
+  forward and back down to ``hi``; then r does all its I + W.
+* ``... + all-reduce``: with ``dp > 1`` a layer's gradient is summed over the replicas only once
+  complete, at the earliest inside the m-th backward of its stage (after the round trip and
+  m - 1 whole backwards); r's all-reduces then run one at a time.
+* naive runs one microbatch at a time: ``m`` round trips.
+
+Memory: a rank's parameters, gradients, optimizer state and receive buffers exactly, plus the
+forwards every schedule family runs on it before its first backward (a closed form per family,
+e.g. ``min(p - r, m)`` for 1F1B) times the smallest per-forward cache among its stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from schedules.actions import loop_stage_to_rank, v_stage_to_rank
+from simulator.analytic.advise.space import Candidate, FamilyTraits, sharded
+from simulator.analytic.costs import Hardware, flop_costs
+from simulator.analytic.memory_plan import stage_shapes
+from simulator.analytic.rank_memory import bytes_per_parameter
+from simulator.model import partition
+from simulator.model.transformer.spec import TransformerSpec
+
+
+def warmup_forwards(family: str, p: int, m: int, v: int, rank: int) -> int:
+    """Forwards ``rank`` runs before its first backward, at least (exact for every family but
+    DualPipeV, whose last rank runs one more; ``tests/simulator/test_advise_bounds.py``)."""
+    if family == "gpipe":
+        return m
+    if family in ("1f1b", "zb-h1"):
+        return min(p - rank, m)
+    if family == "zb-h2":
+        return min(2 * (p - rank) - 1, m)
+    if family == "interleaved-1f1b":
+        return min(2 * (p - rank - 1) + (v - 1) * p + 1, m * v)
+    if family == "zb-v":
+        return min(2 * p, m + rank + 1, 2 * m)
+    if family == "dualpipe-v":
+        return min(2 * p, 2 * m)
+    return 1  # naive, and any family without a closed form: one forward before any backward
+
+
+@dataclass(frozen=True)
+class StageTable:
+    """Per stage, at one sequence per microbatch: seconds, cached bytes, parameters, sends."""
+
+    F: tuple[float, ...]
+    I: tuple[float, ...]
+    W: tuple[float, ...]
+    cached: tuple[int, ...]  # bytes a forward leaves cached until its backward
+    params: tuple[int, ...]  # on one tensor-parallel rank
+    sends: tuple[int, ...]  # bytes to the next stage
+    itemsize: int
+    latency: float
+    bandwidth: float
+
+
+@lru_cache(maxsize=512)
+def stage_table(spec: TransformerSpec, tp: int, stages: int, hardware: Hardware) -> StageTable:
+    """The per-stage figures of ``spec`` at tensor degree ``tp`` split into ``stages``."""
+    local = sharded(spec, tp)
+    split = partition(local, stages)
+    costs = flop_costs(local, split, 1, hardware)
+    shapes = stage_shapes(local, split, 1)
+    infos = local.layers()
+    cached = tuple(
+        sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
+        for shape in shapes.shape_of_stage
+    )
+    params = tuple(sum(local.param_count(infos[i]) for i in r) for r in split.stage_layers)
+    return StageTable(
+        F=tuple(c.F for c in costs.stage_costs),
+        I=tuple(c.I for c in costs.stage_costs),
+        W=tuple(c.W for c in costs.stage_costs),
+        cached=cached,
+        params=params,
+        sends=costs.boundary_bytes,
+        itemsize=local.itemsize,
+        latency=costs.comm_latency,
+        bandwidth=costs.comm_bandwidth,
+    )
+
+
+def stage_to_rank(traits: FamilyTraits, p: int, v: int) -> tuple[int, ...]:
+    return v_stage_to_rank(p, v) if traits.layout == "v" else loop_stage_to_rank(p, v)
+
+
+def _transfers(table: StageTable, owner: tuple[int, ...], rows: int) -> list[float]:
+    """Seconds to move stage s's output to stage s + 1 (0 on the same rank, and after the last)."""
+    out = []
+    for s in range(len(owner)):
+        crosses = s + 1 < len(owner) and owner[s] != owner[s + 1]
+        size = table.sends[s] * rows
+        out.append(table.latency + (size / table.bandwidth if size else 0.0) if crosses else 0.0)
+    return out
+
+
+def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: Hardware) -> float:
+    """A lower bound on ``c``'s step time in seconds (see the module docstring)."""
+    owner = stage_to_rank(traits, c.pp, c.chunks)
+    rows, m, n = c.microbatch_size, c.microbatches, len(owner)
+    F = [f * rows for f in table.F]
+    I = [i * rows for i in table.I]
+    W = [w * rows for w in table.W]
+    x = _transfers(table, owner, rows)
+    reach = [0.0] * (n + 1)  # reach[s]: F's and transfers of the stages before s
+    below = [0.0] * (n + 1)  # below[s]: B's and transfers of the stages before s
+    for s in range(n):
+        reach[s + 1] = reach[s] + F[s] + x[s]
+        below[s + 1] = below[s] + I[s] + W[s] + x[s]
+    back = [0.0] * (n + 1)  # back[s]: gradient from the last stage down to stage s's input
+    for s in range(n - 1, 0, -1):
+        back[s - 1] = back[s] + I[s] + x[s - 1]
+    ring = 2 * (c.dp - 1) / c.dp * table.itemsize / hardware.link_bandwidth
+    best = m * (reach[n] + below[n]) if traits.name == "naive" else 0.0
+    ranks: list[list[int]] = [[] for _ in range(c.pp)]
+    for s, r in enumerate(owner):
+        ranks[r].append(s)
+    for mine in ranks:
+        lo, hi = mine[0], mine[-1]
+        backward = m * sum(I[s] + W[s] for s in mine)
+        busy = m * sum(F[s] for s in mine) + backward
+        tail = 0.0 if traits.split else below[lo]
+        trip = reach[n] + back[hi]
+        best = max(best, reach[lo] + busy + tail, trip + backward)
+        if c.dp > 1:
+            # a gradient can be complete inside the m-th backward, after m - 1 whole ones
+            first = trip + (m - 1) * min(I[s] + W[s] for s in mine)
+            best = max(best, first + ring * sum(table.params[s] for s in mine))
+    return best
+
+
+def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable) -> list[int]:
+    """Per rank: parameters, gradients, optimizer state and receive buffers, as
+    ``rank_memory.static_memory`` counts them."""
+    owner = stage_to_rank(traits, c.pp, c.chunks)
+    weight, gradient, state = bytes_per_parameter(table.itemsize)
+    shards = c.dp if c.distributed_optimizer else 1
+    out = []
+    for rank in range(c.pp):
+        params = buffers = 0
+        for s, r in enumerate(owner):
+            if r != rank:
+                continue
+            params += table.params[s]
+            if s > 0 and owner[s - 1] != rank:
+                buffers += table.sends[s - 1] * c.microbatch_size
+            if s + 1 < len(owner) and owner[s + 1] != rank:
+                buffers += table.sends[s] * c.microbatch_size
+        optimizer = -(-params * state // shards)
+        out.append(params * (weight + gradient) + optimizer + buffers)
+    return out
+
+
+def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable) -> int:
+    """A lower bound on the fullest rank's whole-rank memory in bytes."""
+    owner = stage_to_rank(traits, c.pp, c.chunks)
+    static = static_bytes(c, traits, table)
+    best = 0
+    for rank in range(c.pp):
+        smallest = min(table.cached[s] for s, r in enumerate(owner) if r == rank)
+        if c.recompute != "none":
+            smallest = 0  # a policy may drop all but a checkpoint: no activation bound
+        warm = warmup_forwards(traits.name, c.pp, c.microbatches, c.chunks, rank)
+        best = max(best, static[rank] + warm * smallest * c.microbatch_size)
+    return best

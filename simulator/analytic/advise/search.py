@@ -1,0 +1,149 @@
+"""Branch and bound over ``advise``'s configurations: bound everything, simulate the few that
+could be in the top k.
+
+1. Every candidate gets its closed-form memory and time bounds (``bounds``). One whose memory
+   bound is over the limit cannot fit: dropped.
+2. The rest are simulated in order of their time bound. Once k fitting configurations are known,
+   a candidate whose time bound is above the k-th best step time cannot enter the top k, and
+   neither can any after it: the search stops. The answer is the same top k an exhaustive search
+   would give (``prune=False`` runs that search; the tests compare them).
+
+Simulation is the caller's ``evaluate(candidate) -> Outcome``, so the CLI runs each configuration
+exactly as ``pebblesim simulate`` would, and this module prints nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from simulator.analytic.advise.bounds import memory_bound, stage_table, time_bound
+from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
+from simulator.analytic.costs import Hardware
+from simulator.errors import PebbleError
+
+MEMORY_BINDS = 0.90  # peak at or above this share of the limit: memory binds
+BUBBLE_BINDS = 0.10  # the busiest rank idle at least this share of the step: the bubble binds
+SLACK = 1e-9  # relative: a bound equal to a time (up to rounding) does not prune it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the analytic executor predicts for one configuration."""
+
+    candidate: Candidate
+    step_time: float  # seconds
+    tokens_per_second: float
+    mfu: float
+    bubble: float  # idle share of ranks x step
+    busy: float  # the busiest rank's compute time, seconds
+    peak_memory: int  # whole-rank bytes of the fullest rank
+    peak_rank: int
+    fits: bool
+
+    def binds(self, limit: int) -> str:
+        """What stops this configuration going faster:
+
+        * ``memory``: its fullest rank is at >= 90% of the limit, so the next step towards
+          speed (more microbatches in flight, a bigger microbatch, less recompute) is over;
+        * ``bubble``: otherwise, when its busiest rank idles >= 10% of the step (pipeline fill
+          and drain, transfers, an exposed all-reduce): a schedule or split with less bubble
+          would be faster;
+        * ``compute``: otherwise; the busiest rank computes >= 90% of the step, so only fewer
+          FLOPs per GPU (or less tensor-parallel communication) would help.
+        """
+        if self.peak_memory >= MEMORY_BINDS * limit:
+            return "memory"
+        if self.step_time > 0 and 1 - self.busy / self.step_time >= BUBBLE_BINDS:
+            return "bubble"
+        return "compute"
+
+
+@dataclass
+class SearchResult:
+    """The top configurations that fit, fastest first, with the search's bookkeeping."""
+
+    top: list[Outcome]
+    simulated: list[Outcome] = field(default_factory=list)  # every one simulated, fit or not
+    considered: int = 0
+    pruned_memory: int = 0  # memory bound over the limit
+    pruned_time: int = 0  # time bound above the k-th best step time
+    refused: int = 0  # sizes the schedule family refused when built
+    smallest_memory_bound: int = 0  # over every candidate: what not fitting looks like
+
+    @property
+    def pruned(self) -> int:
+        return self.pruned_memory + self.pruned_time
+
+
+Evaluate = Callable[[Candidate], Outcome]
+Progress = Callable[[int, int, SearchResult], None]
+
+
+def _rank_key(outcome: Outcome) -> tuple:
+    c = outcome.candidate
+    return (outcome.step_time, outcome.peak_memory, c.label())
+
+
+def bounded(request: Request, hardware: Hardware) -> tuple[list[tuple[float, Candidate]], dict]:
+    """Every candidate's bounds: (time bound, candidate) for those that may fit, sorted, and
+    counts {considered, pruned_memory, smallest_memory_bound}."""
+    traits = {name: family_traits(name) for name in request.families}
+    traits = {t.name: t for t in traits.values()}
+    kept, considered, over, smallest = [], 0, 0, None
+    for c in candidates(request):
+        considered += 1
+        table = stage_table(request.spec, c.tp, c.stages, hardware)
+        memory = memory_bound(c, traits[c.schedule], table)
+        smallest = memory if smallest is None else min(smallest, memory)
+        if memory > request.memory_limit:
+            over += 1
+            continue
+        kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
+    kept.sort(key=lambda pair: (pair[0], pair[1].label()))
+    counts = {"considered": considered, "pruned_memory": over, "smallest_memory_bound": smallest}
+    return kept, counts
+
+
+def search(
+    request: Request,
+    hardware: Hardware,
+    evaluate: Evaluate,
+    top: int = 10,
+    prune: bool = True,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """The ``top`` fastest configurations of ``request`` that fit its memory limit.
+
+    ``prune=False`` simulates every candidate (the memory bound still drops only what cannot
+    fit when ``prune`` is True; without it nothing is dropped unsimulated)."""
+    if top < 1:
+        raise PebbleError(f"--top must be at least 1, got {top}.")
+    kept, counts = bounded(request, hardware)
+    if not prune:
+        everything = [(0.0, c) for c in candidates(request)]
+        kept, counts["pruned_memory"] = everything, 0
+    result = SearchResult(top=[], **counts)
+    best: list[tuple[float, int]] = []  # max-heap of the top step times: (-time, order)
+    for done, (bound, c) in enumerate(kept):
+        if prune and len(best) >= top and bound * (1 - SLACK) > -best[0][0]:
+            result.pruned_time = len(kept) - done
+            break
+        try:
+            outcome = evaluate(c)
+        except PebbleError:
+            result.refused += 1
+            continue
+        result.simulated.append(outcome)
+        if outcome.fits:
+            heapq.heappush(best, (-outcome.step_time, done))
+            if len(best) > top:
+                heapq.heappop(best)
+        if progress is not None:
+            progress(done + 1, len(kept), result)
+    if progress is not None:
+        progress(len(kept), len(kept), result)
+    fitting = sorted((o for o in result.simulated if o.fits), key=_rank_key)
+    result.top = fitting[:top]
+    return result

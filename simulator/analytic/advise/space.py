@@ -1,0 +1,194 @@
+"""What ``advise`` searches: every way to run one training step of a transformer on N GPUs.
+
+A configuration (``Candidate``) fixes the pipeline, tensor and data degrees (``pp * tp * dp``
+= the GPUs, ``tp`` within a node), the schedule family and its chunks, the microbatch size and
+count (``dp * microbatches * microbatch_size`` = the global batch) and the recompute policy.
+Tensor parallelism always comes with sequence parallelism (in this cost model it moves the same
+bytes in the same time and holds a ``tp``-th of the activations), and with ``dp > 1`` the
+optimizer state is sharded over the replicas (ZeRO-1) unless the request says otherwise.
+
+``candidates`` enumerates them in a fixed order; a configuration a family's own size rule would
+refuse (interleaved needs ``m % p == 0``, DualPipeV ``m >= 2p``) is never produced. Mistakes in
+the request are one ``PebbleError`` sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from simulator.analytic.hardware import HardwarePreset
+from simulator.errors import PebbleError
+from simulator.model.transformer.spec import TransformerSpec
+
+RECOMPUTE_POLICIES = ("none",)  # grows to none/selective/full when the executor honours them
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration: enough to rebuild its run with ``pebblesim simulate``."""
+
+    schedule: str
+    pp: int
+    tp: int
+    dp: int
+    microbatches: int
+    microbatch_size: int  # sequences per microbatch on one replica
+    chunks: int = 1  # stages per rank
+    recompute: str = "none"
+    distributed_optimizer: bool = False
+
+    @property
+    def sp(self) -> bool:
+        return self.tp > 1
+
+    @property
+    def gpus(self) -> int:
+        return self.pp * self.tp * self.dp
+
+    @property
+    def global_batch(self) -> int:
+        return self.dp * self.microbatches * self.microbatch_size
+
+    @property
+    def stages(self) -> int:
+        return self.pp * self.chunks
+
+    def label(self) -> str:
+        """``zb-v p8 t8 d1 m64x1``: the short name a figure or log uses."""
+        schedule = self.schedule if self.chunks == 1 else f"{self.schedule} v{self.chunks}"
+        policy = "" if self.recompute == "none" else f" rc={self.recompute}"
+        return (
+            f"{schedule} p{self.pp} t{self.tp} d{self.dp} "
+            f"m{self.microbatches}x{self.microbatch_size}{policy}"
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked: the model (a transformer spec, unsharded), the device, the GPUs and
+    the global batch in sequences, the per-GPU memory limit in bytes, and the choices to try."""
+
+    spec: TransformerSpec
+    hardware: HardwarePreset
+    gpus: int
+    global_batch: int
+    memory_limit: int
+    families: tuple[str, ...]
+    recompute: tuple[str, ...] = ("none",)
+    max_chunks: int = 4
+    distributed_optimizer: bool = True
+
+    def __post_init__(self) -> None:
+        node = self.hardware.gpus_per_node
+        if self.gpus > node and self.gpus % node:
+            raise PebbleError(
+                f"{self.gpus} GPUs is not a whole number of {node}-GPU {self.hardware.name} "
+                f"nodes; use at most {node} or a multiple of {node}."
+            )
+        if not self.families:
+            raise PebbleError("advise needs at least one schedule family to search.")
+        if not self.recompute:
+            raise PebbleError("advise needs at least one recompute policy to search.")
+
+
+@dataclass(frozen=True)
+class FamilyTraits:
+    """How a schedule family lays stages on ranks and runs the backward, found by building a
+    tiny instance (2 ranks, 4 microbatches) once."""
+
+    name: str
+    layout: str  # "loop" (stage s on rank s mod p) or "v" (down the ranks, then back up)
+    split: bool  # any I or W action (a split backward): no B chain after a rank's last action
+    fixed_chunks: bool
+    default_chunks: int
+
+
+def family_traits(name: str) -> FamilyTraits:
+    from schedules.actions import v_stage_to_rank
+    from schedules.registry import SCHEDULES, build_schedule, canonical_name
+
+    family = SCHEDULES[canonical_name(name)]
+    probe = build_schedule(family.name, 2, 4, None)
+    v = probe.chunks
+    layout = "v" if v == 2 and probe.stage_to_rank == v_stage_to_rank(2, 2) else "loop"
+    split = any(a.kind.value in ("I", "W") for acts in probe.actions for a in acts)
+    return FamilyTraits(family.name, layout, split, family.fixed_chunks, family.default_chunks)
+
+
+def divisors(n: int) -> list[int]:
+    """Every divisor of ``n``, ascending (trial division up to its square root)."""
+    small = [k for k in range(1, math.isqrt(n) + 1) if n % k == 0]
+    return small + [n // k for k in reversed(small) if k * k != n]
+
+
+def tensor_degrees(request: Request) -> list[int]:
+    """Tensor-parallel degrees that stay within a node and divide the model (heads, kv heads,
+    FFN, vocabulary)."""
+    node = request.hardware.gpus_per_node
+    out = []
+    for t in divisors(request.gpus):
+        if t > node or node % t:
+            continue
+        try:
+            sharded(request.spec, t)
+        except PebbleError:
+            continue
+        out.append(t)
+    return out
+
+
+def sharded(spec: TransformerSpec, tp: int) -> TransformerSpec:
+    """The spec held by one tensor-parallel rank of degree ``tp`` (sequence parallel with it)."""
+    return replace(spec, tp=tp, sp=tp > 1)
+
+
+def blocks_of(spec: TransformerSpec) -> int:
+    """Partition units (embedding, each transformer block, head): the most stages possible."""
+    return len({info.block for info in spec.layers()})
+
+
+def _schedule_choices(traits: FamilyTraits, p: int, m: int, max_chunks: int, blocks: int):
+    """(family, chunks) pairs that suit p ranks and m microbatches."""
+    names = {family.name for family in traits}
+    for family in traits:
+        if p == 1 and "1f1b" in names and family.name != "1f1b":
+            continue  # one rank: every family is 1F1B or worse
+        if family.fixed_chunks:
+            chunk_options = [family.default_chunks]
+        else:
+            chunk_options = list(range(2, max_chunks + 1))
+        for v in chunk_options:
+            if p * v > blocks:
+                continue
+            if family.name == "interleaved-1f1b" and m % p:
+                continue
+            if family.name == "dualpipe-v" and m < 2 * p:
+                continue
+            yield family.name, v
+
+
+def candidates(request: Request) -> Iterator[Candidate]:
+    """Every configuration of ``request``, pipeline-major; raises when none is possible."""
+    traits = [family_traits(name) for name in request.families]
+    blocks = blocks_of(request.spec)
+    found = False
+    for t in tensor_degrees(request):
+        for p in divisors(request.gpus // t):
+            d = request.gpus // (t * p)
+            if p > blocks or request.global_batch % d:
+                continue
+            for size in divisors(request.global_batch // d):
+                m = request.global_batch // (d * size)
+                for name, v in _schedule_choices(traits, p, m, request.max_chunks, blocks):
+                    for policy in request.recompute:
+                        found = True
+                        zero = request.distributed_optimizer and d > 1
+                        yield Candidate(name, p, t, d, m, size, v, policy, zero)
+    if not found:
+        raise PebbleError(
+            f"no split of {request.gpus} GPUs into pipeline x tensor x data degrees suits a "
+            f"global batch of {request.global_batch} sequences and this model; the data-parallel "
+            "degree must divide the batch."
+        )

@@ -1,0 +1,104 @@
+"""One ``advise`` configuration run exactly as ``pebblesim simulate`` runs it, and the one-line
+command that reproduces it.
+
+Why a module of its own: the search (``simulator.analytic.advise``) cannot import the CLI's
+workflows, so the CLI hands it ``evaluate``; building the run here from the same
+``make_schedule`` / ``make_plan`` / ``make_costs`` calls as ``cmd_simulate`` is what makes every
+printed command give the printed numbers (``tests/cli/test_advise.py`` runs one).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from simulator.analytic.advise import Candidate, Outcome
+from simulator.cli.workflows import (
+    make_costs,
+    make_plan,
+    make_schedule,
+    with_device,
+    with_sharded_optimizer,
+)
+from simulator.timeline import Timeline
+
+
+@dataclass(frozen=True)
+class RunText:
+    """The text ``simulate`` is given: the model (with ``seq``) and the hardware (with the
+    memory limit as its capacity)."""
+
+    model: str
+    hardware: str
+
+
+def chunks_flag(c: Candidate) -> int | None:
+    from schedules.registry import SCHEDULES
+
+    return None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
+
+
+def run_candidate(c: Candidate, text: RunText) -> Timeline:
+    """The Timeline ``pebblesim simulate`` would produce for ``c`` (one step)."""
+    from simulator.analytic.executor import simulate
+
+    schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
+    tp = c.tp if c.tp > 1 else None
+    plan = make_plan(schedule, text.model, c.global_batch, c.dp, tp, c.sp or None)
+    costs = make_costs(plan, hardware=text.hardware)
+    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows, dp=c.dp)
+    with_device(timeline, text.hardware)
+    if c.distributed_optimizer:
+        with_sharded_optimizer(timeline, plan, c.dp)
+    return timeline
+
+
+def outcome_of(c: Candidate, timeline: Timeline) -> Outcome:
+    """The figures ``advise`` ranks by, read from the Timeline as ``simulate`` reports them."""
+    summary = timeline.summary()
+    throughput = timeline.throughput()
+    totals = [r.memory["total"] for r in summary.per_rank]
+    peak_rank = max(range(len(totals)), key=totals.__getitem__)
+    return Outcome(
+        candidate=c,
+        step_time=throughput["step_time"],
+        tokens_per_second=throughput["tokens_per_second"] or 0.0,
+        mfu=throughput["mfu"] or 0.0,
+        bubble=summary.bubble_fraction,
+        busy=max(r.busy for r in summary.per_rank),
+        peak_memory=totals[peak_rank],
+        peak_rank=peak_rank,
+        fits=all(r.memory["fits"] for r in summary.per_rank),
+    )
+
+
+def evaluator(text: RunText):
+    """``evaluate(candidate) -> Outcome`` for the search."""
+    return lambda c: outcome_of(c, run_candidate(c, text))
+
+
+def simulate_command(c: Candidate, text: RunText) -> str:
+    """The one ``pebblesim simulate`` line that reproduces ``c``."""
+    words = [
+        "pebblesim simulate",
+        f"--schedule {c.schedule}",
+        f"--ranks {c.pp}",
+        f"--microbatches {c.microbatches}",
+    ]
+    chunks = chunks_flag(c)
+    if chunks is not None:
+        words.append(f"--chunks {chunks}")
+    words += [
+        f"--model {shlex.quote(text.model)}",
+        f"--batch-size {c.global_batch}",
+        f"--hardware {shlex.quote(text.hardware)}",
+    ]
+    if c.tp > 1:
+        words.append(f"--tp {c.tp} --sp")
+    if c.dp > 1:
+        words.append(f"--dp {c.dp}")
+    if c.distributed_optimizer:
+        words.append("--distributed-optimizer")
+    if c.recompute != "none":
+        words.append(f"--recompute {c.recompute}")
+    return " ".join(words)

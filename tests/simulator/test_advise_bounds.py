@@ -1,0 +1,123 @@
+"""advise's closed-form bounds are lower bounds, and its branch and bound finds what an
+exhaustive search finds."""
+
+from __future__ import annotations
+
+import pytest
+
+from schedules.registry import SCHEDULES, build_schedule
+from simulator.analytic.advise import (
+    Request,
+    candidates,
+    family_traits,
+    memory_bound,
+    search,
+    stage_table,
+    time_bound,
+)
+from simulator.analytic.advise.bounds import static_bytes, warmup_forwards
+from simulator.analytic.hardware import parse_hardware_preset
+from simulator.analytic.rank_memory import static_memory
+from simulator.cli.advise_run import RunText, evaluator, run_candidate
+from simulator.cli.workflows import make_plan, make_schedule, parse_hardware
+from simulator.model.parse import parse_model
+
+MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
+
+
+def small_request(memory: str = "2MiB", zero: bool = True, **changes):
+    hardware = f"a100-40gb,memory={memory}"
+    preset = parse_hardware_preset(hardware)
+    request = Request(
+        spec=parse_model(changes.pop("model", MODEL)),
+        hardware=preset,
+        gpus=changes.pop("gpus", 8),
+        global_batch=changes.pop("global_batch", 16),
+        memory_limit=preset.memory_bytes,
+        families=tuple(SCHEDULES),
+        distributed_optimizer=zero,
+        **changes,
+    )
+    return request, RunText(changes.get("model", MODEL), hardware), parse_hardware(hardware)
+
+
+def forwards_before_first_backward(schedule) -> list[int]:
+    out = []
+    for actions in schedule.actions:
+        count = 0
+        for action in actions:
+            if action.kind.value != "F":
+                break
+            count += 1
+        out.append(count)
+    return out
+
+
+@pytest.mark.parametrize("family", list(SCHEDULES))
+def test_warmup_closed_forms_never_exceed_the_schedule(family):
+    exact = 0
+    for p in range(1, 7):
+        for m in range(1, 3 * p + 2):
+            for v in (2, 3) if family == "interleaved-1f1b" else (None,):
+                try:
+                    schedule = build_schedule(family, p, m, v)
+                except Exception:
+                    continue
+                actual = forwards_before_first_backward(schedule)
+                for rank in range(p):
+                    bound = warmup_forwards(family, p, m, v or schedule.chunks, rank)
+                    assert bound <= actual[rank], (family, p, m, v, rank)
+                    exact += bound == actual[rank]
+    assert exact > 0
+
+
+@pytest.mark.parametrize("zero", [True, False])
+def test_static_bytes_are_the_executors(zero):
+    request, text, hardware = small_request(zero=zero, global_batch=32)
+    for c in list(candidates(request))[::7]:
+        traits = family_traits(c.schedule)
+        table = stage_table(request.spec, c.tp, c.stages, hardware)
+        chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
+        schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)
+        plan = make_plan(schedule, text.model, c.global_batch, c.dp, c.tp, c.sp)
+        expected = static_memory(
+            plan.spec, schedule, plan.partition, plan.microbatch_rows, c.dp, c.distributed_optimizer
+        )
+        assert static_bytes(c, traits, table) == [m.total for m in expected]
+
+
+def test_bounds_hold_and_branch_and_bound_finds_the_exhaustive_top():
+    request, text, hardware = small_request(memory="1.5MiB", global_batch=4)
+    evaluate = evaluator(text)
+    exhaustive = search(request, hardware, evaluate, top=4, prune=False)
+    assert exhaustive.considered == len(exhaustive.simulated) > 50
+    for outcome in exhaustive.simulated:  # every bound is below what the executor predicts
+        c = outcome.candidate
+        traits = family_traits(c.schedule)
+        table = stage_table(request.spec, c.tp, c.stages, hardware)
+        assert time_bound(c, traits, table, hardware) <= outcome.step_time * (1 + 1e-9), c
+        assert memory_bound(c, traits, table) <= outcome.peak_memory, c
+    pruned = search(request, hardware, evaluate, top=4)
+    assert pruned.pruned_memory > 0 and pruned.pruned_time > 0
+    assert len(pruned.simulated) < len(exhaustive.simulated) / 3
+    assert [o.candidate for o in pruned.top] == [o.candidate for o in exhaustive.top]
+    assert [o.step_time for o in pruned.top] == [o.step_time for o in exhaustive.top]
+    assert pruned.considered == exhaustive.considered
+
+
+def test_every_candidate_splits_the_gpus_and_the_batch():
+    request, _, _ = small_request(gpus=16, global_batch=48)
+    seen = list(candidates(request))
+    assert len(seen) == len(set(seen))
+    for c in seen:
+        assert c.pp * c.tp * c.dp == 16
+        assert c.dp * c.microbatches * c.microbatch_size == 48
+        assert c.tp <= 8 and c.distributed_optimizer == (c.dp > 1)
+
+
+def test_one_run_is_what_simulate_builds():
+    request, text, _ = small_request()
+    c = next(iter(candidates(request)))
+    timeline = run_candidate(c, text)
+    assert timeline.meta.memory_capacity == request.memory_limit
+    assert timeline.meta.devices == c.gpus
