@@ -1,0 +1,67 @@
+"""Benchmark: ``pebblesim advise`` for Llama 3 70B (sequence 4096) on 64 x H100-80GB, global
+batch 512 sequences. Target: < 60 s.
+
+Prints the search's wall time, its candidate counts (considered, pruned by the memory bound,
+pruned by the time bound, simulated), the mean time of one simulation (so what an exhaustive
+search spends in the executor) and the top rows.
+
+Run: python benchmarks/advise.py [--global-batch 512] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulator.analytic.advise import search  # noqa: E402
+from simulator.cli.advise import _request  # noqa: E402
+from simulator.cli.advise_run import evaluator  # noqa: E402
+from simulator.cli.parser import build_parser  # noqa: E402
+from simulator.units import human_bytes  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--global-batch", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    argv = ["advise", "--model", "llama3-70b", "--hardware", "h100-80gb", "--gpus", "64"]
+    argv += ["--global-batch", str(args.global_batch), "--seq", "4096"]
+    request, text, hardware = _request(build_parser().parse_args(argv))
+    times = []
+    for _ in range(args.repeats):
+        simulations: list[float] = []
+        evaluate = evaluator(text)
+
+        def timed(c, evaluate=evaluate, simulations=simulations):
+            began = time.perf_counter()
+            try:
+                return evaluate(c)
+            finally:
+                simulations.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        result = search(request, hardware, timed, top=5)
+        times.append(time.perf_counter() - began)
+    mean = statistics.mean(simulations) if simulations else 0.0
+    print(f"{' '.join(argv)}")
+    print(
+        f"search: {statistics.median(times):.1f} s (target < 60 s); {result.considered:,} "
+        f"considered, {result.pruned_memory:,} pruned by the memory bound, "
+        f"{result.pruned_time:,} by the time bound, {len(result.simulated):,} simulated "
+        f"({mean * 1e3:.0f} ms each)"
+    )
+    for i, o in enumerate(result.top, 1):
+        print(
+            f"  {i}. {o.candidate.label():<40} {o.step_time:6.2f} s  MFU {100 * o.mfu:4.1f}%  "
+            f"bubble {100 * o.bubble:4.1f}%  peak {human_bytes(o.peak_memory)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
