@@ -100,24 +100,30 @@ def _request(args):
 
 
 class _Bar:
-    """A tqdm bar on stderr, drawn only on a terminal; created at the first report."""
+    """A tqdm bar on stderr, drawn only on a terminal: one for bounding every candidate, one for
+    simulating those that survive."""
 
     def __init__(self) -> None:
         self.bar = None
+        self.phase = ""
 
-    def __call__(self, done: int, total: int, result) -> None:
-        if self.bar is None:
+    def __call__(self, phase: str, done: int, total: int, result) -> None:
+        if phase != self.phase:
             from tqdm import tqdm
 
+            self.close()
+            self.phase = phase
             self.bar = tqdm(
-                total=total, desc="advise", unit="config", file=sys.stderr, disable=None
+                total=total, desc=f"advise: {phase}", unit="config", file=sys.stderr, disable=None
             )
-        self.bar.set_postfix_str(f"simulated {len(result.simulated)}", refresh=False)
+        if result is not None:
+            self.bar.set_postfix_str(f"simulated {len(result.simulated)}", refresh=False)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def cmd_advise(args) -> int:

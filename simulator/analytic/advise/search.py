@@ -78,7 +78,8 @@ class SearchResult:
 
 
 Evaluate = Callable[[Candidate], Outcome]
-Progress = Callable[[int, int, SearchResult], None]
+Progress = Callable[[str, int, int, SearchResult | None], None]  # (phase, done, total, result)
+BOUND_REPORT_EVERY = 100  # candidates between progress reports while bounding
 
 
 def _rank_key(outcome: Outcome) -> tuple:
@@ -86,14 +87,19 @@ def _rank_key(outcome: Outcome) -> tuple:
     return (outcome.step_time, outcome.peak_memory, c.label())
 
 
-def bounded(request: Request, hardware: Hardware) -> tuple[list[tuple[float, Candidate]], dict]:
+def bounded(
+    request: Request, hardware: Hardware, progress: Progress | None = None
+) -> tuple[list[tuple[float, Candidate]], dict]:
     """Every candidate's bounds: (time bound, candidate) for those that may fit, sorted, and
     counts {considered, pruned_memory, smallest_memory_bound}."""
     traits = {name: family_traits(name) for name in request.families}
     traits = {t.name: t for t in traits.values()}
+    everything = list(candidates(request))
     kept, considered, over, smallest = [], 0, 0, None
-    for c in candidates(request):
+    for c in everything:
         considered += 1
+        if progress is not None and considered % BOUND_REPORT_EVERY == 0:
+            progress("bounds", considered, len(everything), None)
         table = stage_table(request.spec, c.tp, c.stages, hardware)
         memory = memory_bound(c, traits[c.schedule], table)
         smallest = memory if smallest is None else min(smallest, memory)
@@ -101,6 +107,8 @@ def bounded(request: Request, hardware: Hardware) -> tuple[list[tuple[float, Can
             over += 1
             continue
         kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
+    if progress is not None:
+        progress("bounds", considered, len(everything), None)
     kept.sort(key=lambda pair: (pair[0], pair[1].label()))
     counts = {"considered": considered, "pruned_memory": over, "smallest_memory_bound": smallest}
     return kept, counts
@@ -120,7 +128,7 @@ def search(
     fit when ``prune`` is True; without it nothing is dropped unsimulated)."""
     if top < 1:
         raise PebbleError(f"--top must be at least 1, got {top}.")
-    kept, counts = bounded(request, hardware)
+    kept, counts = bounded(request, hardware, progress)
     if not prune:
         everything = [(0.0, c) for c in candidates(request)]
         kept, counts["pruned_memory"] = everything, 0
@@ -141,9 +149,9 @@ def search(
             if len(best) > top:
                 heapq.heappop(best)
         if progress is not None:
-            progress(done + 1, len(kept), result)
+            progress("simulate", done + 1, len(kept), result)
     if progress is not None:
-        progress(len(kept), len(kept), result)
+        progress("simulate", len(kept), len(kept), result)
     fitting = sorted((o for o in result.simulated if o.fits), key=_rank_key)
     result.top = fitting[:top]
     return result
