@@ -51,6 +51,8 @@ MEMORY_FIELDS = ("parameters", "gradients", "optimizer_state", "receive_buffers"
 MAX_MEMORY = 2**60  # bytes: an exabyte per rank is beyond any device
 MAX_FLOPS = 1e30  # per step
 MAX_PEAK_FLOPS = 1e21  # per device
+MAX_CORES = 10**7  # cores a run's ranks share
+ALONE_KINDS = ("F", "I", "W", "B")
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,21 @@ class TimelineMeta:
     tokens_per_step: int = 0  # sequences x tokens (rows for an MLP), all replicas
     devices: int = 0  # ranks x tensor-parallel degree x replicas
     peak_flops: float | None = None  # per device
+    # the machine: how many cores the ranks (x dp replicas) shared (None: each rank its own
+    # device), and per stage each action kind's seconds measured alone before the run
+    # (calibration; a kind the stage never ran is None). Both absent from older files.
+    cores: int | None = None
+    alone_costs: tuple[dict[str, float | None], ...] = ()
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["stage_to_rank"] = list(self.stage_to_rank)
         out["layers"] = [asdict(layer) for layer in self.layers]
         out["rank_memory"] = [asdict(memory) for memory in self.rank_memory]
+        out["alone_costs"] = [dict(costs) for costs in self.alone_costs]
+        for key in ("cores", "alone_costs"):  # written only when known: older files stay equal
+            if not out[key]:
+                del out[key]
         return out
 
     @classmethod
@@ -109,6 +120,7 @@ class TimelineMeta:
         values = check_meta(data, where(source))
         values["layers"] = tuple(LayerMeta(**layer) for layer in values["layers"])
         values["rank_memory"] = tuple(RankMemory(**m) for m in values.get("rank_memory", ()))
+        values["alone_costs"] = tuple(values.get("alone_costs", ()))
         return cls(**values)
 
 
@@ -234,3 +246,20 @@ def _check_throughput(values: dict, label: str) -> None:
         values["peak_flops"] = real(
             values["peak_flops"], "meta.peak_flops", label, 1.0, MAX_PEAK_FLOPS
         )
+    if values.get("cores") is not None:
+        values["cores"] = integer(values["cores"], "meta.cores", label, 1, MAX_CORES)
+    if "alone_costs" in values:
+        entries = plain_list(
+            values["alone_costs"], "meta.alone_costs", label, MAX_STAGES, "MAX_STAGES"
+        )
+        values["alone_costs"] = [_alone_costs(entry, r, label) for r, entry in enumerate(entries)]
+
+
+def _alone_costs(entry, stage: int, label: str) -> dict[str, float | None]:
+    """One stage's alone seconds per kind: F, I, W, B, each a time or null."""
+    name = f"meta.alone_costs[{stage}]"
+    row = fields_of(entry, name, label, (), ALONE_KINDS)
+    return {
+        kind: None if row.get(kind) is None else real(row[kind], f"{name}.{kind}", label)
+        for kind in ALONE_KINDS
+    }

@@ -52,7 +52,14 @@ class Hardware:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Per-stage action costs plus what a transfer between ranks costs."""
+    """Per-stage action costs plus what a transfer between ranks costs.
+
+    With a measured profile it also carries the runtime's costs around each action: an action
+    that starts a call (its input comes from another rank, or its rank's previous action sent
+    its output away, or it is the rank's first) waits ``call_overhead`` on its rank first, and
+    the call costs ``call_cpu`` of CPU elsewhere; ``background_load`` cores are busy all along.
+    The last two matter only when the ranks share cores (``sharing``).
+    """
 
     stage_costs: tuple[StageCost, ...]
     boundary_bytes: tuple[int, ...] = ()  # bytes sent from stage s to s+1 (and back), per mb
@@ -63,6 +70,11 @@ class CostModel:
     allreduce_bandwidth: float = math.inf
     param_bytes: tuple[int, ...] = ()  # per layer, for the data-parallel all-reduce
     time_unit: str = "unit"
+    # the runtime around each action (``sharing.Runtime``; all 0 on a bare device): the rank's
+    # CPU time to take a call, the CPU a call costs off the rank, and cores busy with other work
+    call_overhead: float = 0.0
+    call_cpu: float = 0.0
+    background_load: float = 0.0
 
     def transfer_time(self, stage_index: int) -> float:
         """Time to move stage ``stage_index``'s output (or its gradient) to the neighbour."""

@@ -11,10 +11,13 @@ Memory follows each layer's footprint (``memory_plan``).
 
 By default every rank owns a device. With ``cores=C`` the ranks (and their data-parallel copies)
 share ``C`` cores by processor sharing (``sharing``): the same start rule, slower actions while
-more of them run than there are cores.
+more of them run than there are cores. A measured cost model may add the runtime's cost of each
+call (``CostModel.call_overhead`` and friends), which ``sharing`` charges as well.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from simulator.analytic.costs import CostModel
 from simulator.analytic.memory_plan import stage_shapes
 from simulator.analytic.plan_arrays import PlanArrays
 from simulator.analytic.run_meta import run_meta
-from simulator.analytic.sharing import check_cores, shared_action_times
+from simulator.analytic.sharing import check_cores, runtime_of, shared_action_times
 from simulator.errors import PebbleError
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
@@ -80,9 +83,13 @@ def simulate(
             microbatch_rows=microbatch_rows,
         )
     )
+    timeline.meta = replace(timeline.meta, cores=cores)
     walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline)
-    if cores is not None:
-        walk.times = lambda *lists: shared_action_times(*lists, cores=cores, replicas=dp)
+    runtime = runtime_of(walk.arrays, costs, run)
+    if cores is not None or runtime is not None:
+        walk.times = lambda *lists: shared_action_times(
+            *lists, cores=cores, replicas=dp, runtime=runtime
+        )
     rank_free = [0.0] * schedule.num_ranks
     barrier = 0.0
     for step in range(steps):

@@ -67,6 +67,31 @@ class PlanArrays:
             self.link.append(link)
             self.flow.append(np.where(crossing, flows, ""))
 
+    def call_starts(self, run: DryRun) -> np.ndarray:
+        """Per action: does it start a new call on its rank? It does when its input comes from
+        another rank, when it is its rank's first action, or when its rank's previous action
+        sent its output to another rank: how the Ray executor fuses a rank's actions into calls
+        (``ray_pipeline.wiring.segments``, which also splits after a data-parallel gradient
+        hand-off, ignored here)."""
+        schedule, rule = run.schedule, run.rule
+        kinds = [str(kind) for kind in self.kind_names]
+        to_rank = schedule.stage_to_rank
+        receiver_rank = np.full((schedule.num_stages, len(kinds)), -1, dtype=np.int64)
+        for stage in range(schedule.num_stages):
+            for code, kind in enumerate(kinds):
+                receiver = rule.receiver(kind, stage, schedule.num_stages)
+                receiver_rank[stage, code] = -1 if receiver is None else to_rank[receiver]
+        target = receiver_rank[self.stage, self.kind]
+        sends = (target >= 0) & (target != self.rank)
+        remote = np.zeros(len(self.rank), dtype=bool)
+        for flow in self.flow:
+            remote |= flow != ""
+        order = np.argsort(self.rank, kind="stable")  # each rank's actions, in its order
+        after_send = np.ones(len(order), dtype=bool)
+        same_rank = self.rank[order][1:] == self.rank[order][:-1]
+        after_send[order[1:]] = ~same_rank | sends[order[:-1]]
+        return remote | after_send
+
     def _memory(self, shapes: StageShapes, kinds: list[str]) -> None:
         """Cache changes and weight-gradient completions, flattened per action."""
         shape_key = np.asarray(shapes.shape_of_stage)[self.stage] * len(kinds) + self.kind

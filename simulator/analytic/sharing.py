@@ -4,7 +4,8 @@ Why: on a laptop or a CI box the Ray executor starts one OS process per rank (``
 actors) on a machine with fewer cores than that. The operating system's scheduler time-slices
 the runnable processes over the cores, so an action that takes ``t`` alone takes longer while
 more processes than cores want to run. ``simulate(..., cores=C)`` predicts that run; without
-``cores`` every rank owns a device (``executor._action_times``).
+``cores`` every rank owns a device (``executor._action_times``, or this simulation at full
+speed when the runtime charges each call an overhead).
 
 The model is *processor sharing* (Kleinrock 1967; the fluid limit of round-robin time slicing,
 how a fair OS scheduler such as Linux's CFS or EEVDF treats equal, CPU-bound processes): while
@@ -23,6 +24,15 @@ Choices and limits (each is a deliberate approximation):
   replica stand for ``dp x k`` on the machine (each runs at ``min(1, C / (dp k))``). Within the
   fluid model that is exact (identical replicas stay identical); real replicas drift apart a
   little, which smooths the contention.
+* **The runtime around each action** (``Runtime``, from a measured profile's runtime costs;
+  none on a bare device). An action that starts a Ray call first *takes the call*: ``overhead``
+  seconds of work on its rank (returning the previous result, unpacking the next call), after
+  which the action's event starts. The call also costs ``side`` seconds of work off the rank
+  (the driver dispatching it, the object store), a job of its own that competes for the cores
+  but holds up no rank. ``load`` cores are busy with other work all along (the Ray session's
+  own daemons), so the actions share ``C - load``. Both are real CPU use, measured by
+  calibration (``ray_pipeline.calibration``); on 2 cores with 4 ranks they are a sixth of
+  the machine, which is why a model of compute alone under-predicts such a run.
 * **Transfers, the all-reduce and the optimizer step are not slowed.** They are short next to
   compute in the runs this is for, and a transfer mostly waits on memory or the network, not
   on a core. They do not count as running actions either.
@@ -31,17 +41,19 @@ Choices and limits (each is a deliberate approximation):
 * **One step at a time.** Each step is simulated from the ranks' free times. With ``sync=False``
   the next step's first actions do not contend with the previous step's last ones.
 * **Perfect sharing.** No context-switch cost, no cache or memory-bandwidth interference, no
-  hyper-threading effects, no other load on the machine; cores are interchangeable, and an
-  action uses at most one core (a multi-threaded BLAS call is one action's work, not several).
+  hyper-threading effects, no other load on the machine than ``load``; cores are
+  interchangeable, and an action uses at most one core (a multi-threaded BLAS call is one
+  action's work, not several).
 
-How: an event-driven (fluid) simulation. Every running action progresses at the same rate, so
-one *virtual clock* ``V``, which advances at the common rate ``min(1, C / (dp k))``, measures
-everybody's progress: an action started at virtual time ``v`` ends when ``V = v + work``. The
-running actions sit in a heap keyed by that virtual end, the actions whose start time is known
-in a heap keyed by it, and the simulation jumps from event to event (a start or an end); an
-end frees its rank and may make the rank's next action, or an action that waited for it,
-ready. ``V`` is kept as an anchor ``(t0, V0)`` and a rate, re-anchored only when the rate
-changes, so with no contention ``V`` is the wall clock exactly.
+How: an event-driven (fluid) simulation. Every running job (an action's call, its work, a
+call's side work) progresses at the same rate, so one *virtual clock* ``V``, which advances at
+the common rate ``min(1, (C - load) / (dp k))``, measures everybody's progress: a job started
+at virtual time ``v`` ends when ``V = v + work``. The running jobs sit in a heap keyed by that
+virtual end, the actions whose start time is known in a heap keyed by it, and the simulation
+jumps from event to event (a start or an end); an action's end frees its rank and may make the
+rank's next action, or an action that waited for it, ready. ``V`` is kept as an anchor
+``(t0, V0)`` and a rate, re-anchored only when the rate changes, so with no contention ``V`` is
+the wall clock exactly.
 
 Cost: each action is one start and one end event, each a heap operation over at most ``p``
 entries, plus its needs: O(actions x log ranks) time and O(actions) memory. (The default path,
@@ -52,6 +64,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 
 from simulator.errors import PebbleError
 
@@ -65,11 +78,49 @@ def check_cores(cores: int | None) -> int | None:
     return cores
 
 
-def shared_action_times(rank, duration, producers, transfer, rank_free, cores, replicas=1):
+@dataclass(frozen=True)
+class Runtime:
+    """What running an action costs besides its work, per action in the dry run's order.
+
+    ``overhead[i]``: seconds of the rank's own CPU before action ``i`` starts (a Ray actor call
+    returning the previous result and taking the next one), 0 for an action fused into the
+    call before it. ``side[i]``: CPU seconds the call of action ``i`` costs *off* the rank (the
+    driver dispatching it, the object store), which only competes for the cores. ``load``: cores
+    kept busy by other work on the machine all along. All zero: a bare device.
+    """
+
+    overhead: list[float] | None = None
+    side: list[float] | None = None
+    load: float = 0.0
+
+
+def runtime_of(arrays, costs, run) -> Runtime | None:
+    """The runtime of ``costs`` per action of ``arrays`` (``PlanArrays`` of the dry run
+    ``run``), None when it costs nothing."""
+    if not (costs.call_overhead or costs.call_cpu or costs.background_load):
+        return None
+    calls = arrays.call_starts(run)
+    return Runtime(
+        overhead=(calls * costs.call_overhead).tolist(),
+        side=(calls * costs.call_cpu).tolist(),
+        load=costs.background_load,
+    )
+
+
+def shared_action_times(
+    rank, duration, producers, transfer, rank_free, cores, replicas=1, runtime=None
+):
     """(starts, ends) of every action in the dry run's order when the ranks (times
-    ``replicas``) share ``cores`` cores; ``rank_free`` is updated in place to each rank's last
-    end. Same arguments and contract as ``executor._action_times``."""
-    return _Fluid(rank, duration, producers, transfer, rank_free, cores, replicas).run()
+    ``replicas``) share ``cores`` cores (None: every rank owns a device; then only the
+    runtime's overhead matters); ``rank_free`` is updated in place to each rank's last end.
+    Same arguments and contract as ``executor._action_times``, plus ``runtime``."""
+    fluid = _Fluid(rank, duration, producers, transfer, rank_free, cores, replicas)
+    runtime = runtime or Runtime()
+    n = len(rank)
+    fluid.overhead = runtime.overhead or [0.0] * n
+    fluid.side = (runtime.side or [0.0] * n) if cores is not None else [0.0] * n
+    fluid.capacity = math.inf if cores is None else max(cores - runtime.load, 1e-9)
+    return fluid.run()
 
 
 class _Fluid:
@@ -79,7 +130,8 @@ class _Fluid:
         n = len(rank)
         self.rank, self.duration, self.rank_free = rank, duration, rank_free
         self.needs = list(zip(producers, transfer, strict=True))
-        self.cores, self.replicas = cores, replicas
+        self.capacity, self.replicas = cores, replicas
+        self.overhead = self.side = [0.0] * n
         self.start, self.end, self.finished = [0.0] * n, [0.0] * n, [False] * n
         self.queues: list[list[int]] = [[] for _ in rank_free]
         for i, r in enumerate(rank):
@@ -107,17 +159,19 @@ class _Fluid:
         heapq.heappush(self.ready, (t, i))
 
     def rate(self, running: int) -> float:
-        """Speed of each running action while ``running`` of them (per replica) run."""
+        """Speed of each running job while ``running`` of them (per replica) run."""
         demand = running * self.replicas
-        return 1.0 if demand <= self.cores else self.cores / demand
+        return 1.0 if demand <= self.capacity else self.capacity / demand
 
     def run(self) -> tuple[list[float], list[float]]:
         for r in range(len(self.queues)):
             self.release(r)
-        ready, running = self.ready, []  # running: (virtual end, action)
+        n = len(self.rank)
+        ready, running = self.ready, []  # running: (virtual end, job, phase)
         start, end, duration = self.start, self.end, self.duration
+        overhead, side = self.overhead, self.side
         anchor_t = anchor_v = 0.0  # V(t) = anchor_v + (t - anchor_t) * speed
-        speed, now = 1.0, -math.inf
+        speed, now, extra = 1.0, -math.inf, n  # extra: ids of side jobs, past the actions
         while ready or running:
             t_end = math.inf
             if running:
@@ -125,14 +179,24 @@ class _Fluid:
             if ready and ready[0][0] < t_end:  # on a tie, the end comes first
                 now, i = heapq.heappop(ready)
                 v = anchor_v + (now - anchor_t) * speed
-                start[i] = now
-                heapq.heappush(running, (v + duration[i], i))
+                if overhead[i] > 0:
+                    heapq.heappush(running, (v + overhead[i], i, _CALL))
+                else:
+                    start[i] = now
+                    heapq.heappush(running, (v + duration[i], i, _WORK))
+                if side[i] > 0:
+                    heapq.heappush(running, (v + side[i], extra, _SIDE))
+                    extra += 1
             else:
-                v, i = heapq.heappop(running)
+                v, i, phase = heapq.heappop(running)
                 now = t_end
-                end[i] = max(now, start[i])
-                self.finished[i] = True
-                self._free(i)
+                if phase == _CALL:  # the call is taken: the action itself starts
+                    start[i] = now
+                    heapq.heappush(running, (v + duration[i], i, _WORK))
+                elif phase == _WORK:
+                    end[i] = max(now, start[i])
+                    self.finished[i] = True
+                    self._free(i)
             new_speed = self.rate(len(running))
             if new_speed != speed:
                 anchor_t, anchor_v, speed = now, v, new_speed
@@ -146,3 +210,6 @@ class _Fluid:
         self.release(r)
         for waiter in self.waiting.pop(i, ()):
             self.release(waiter)
+
+
+_CALL, _WORK, _SIDE = 0, 1, 2  # a job's phase: taking the call, the action's work, side work

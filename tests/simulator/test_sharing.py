@@ -239,3 +239,85 @@ def test_fewer_cores_never_finish_sooner(name, p, m, dp, latency, data):
 def test_cores_must_be_a_positive_whole_number(cores):
     with pytest.raises(PebbleError, match="cores must be a whole number of at least 1"):
         timeline_of(build_schedule("1f1b", 2, 2), cores=cores)
+
+
+# ------------------------------------------------------------------ the runtime around actions
+def runtime_timeline(cores=None, **runtime):
+    """GPipe on 2 ranks, m = 1, F = 1, B = 2 (I = W = 1), a transfer of 0.25, and the runtime
+    costs ``call_overhead``, ``call_cpu``, ``background_load``.
+
+    r0: 0F0 0B0      r1: 1F0 1B0
+    Calls: 0F0 (rank 0's first), 1F0 (its input comes from rank 0), 0B0 (its input comes from
+    rank 1); 1B0 follows 1F0 in the same call (its input is rank 1's own loss, and 1F0 sent
+    nothing away).
+    """
+    schedule = hand(["0F0 0B0", "1F0 1B0"], 1)
+    spec = ModelSpec.uniform(2, width=8)
+    costs = CostModel(
+        stage_costs=(StageCost(1.0, 1.0, 1.0), StageCost(1.0, 1.0, 1.0)),
+        comm_latency=0.25,
+        **runtime,
+    )
+    return simulate(schedule, costs, spec, partition(spec, 2), 4, cores=cores)
+
+
+def test_call_overhead_delays_each_call_on_its_rank():
+    """o = 0.5 before 0F0, 1F0 and 0B0, none before 1B0 (same call as 1F0):
+
+    0F0  ready 0,    start 0.5,  end 1.5
+    1F0  ready 1.75, start 2.25, end 3.25      (0F0's end + the transfer)
+    1B0              start 3.25, end 5.25      (fused: no overhead)
+    0B0  ready 5.5,  start 6.0,  end 8.0
+    """
+    got = spans(runtime_timeline(call_overhead=0.5))
+    assert got == {
+        "r0:0F0": (0.5, 1.5),
+        "r1:1F0": (2.25, 3.25),
+        "r1:1B0": (3.25, 5.25),
+        "r0:0B0": (6.0, 8.0),
+    }
+    # with enough cores the CPU a call costs elsewhere changes nothing
+    assert spans(runtime_timeline(cores=2, call_overhead=0.5, call_cpu=0.5)) == got
+
+
+def test_call_cpu_and_background_load_share_the_cores():
+    """One core. Each call's overhead (0.5) runs beside its side work (0.5): two jobs at 1/2
+    each, so taking the call lasts 1 instead of 0.5.
+
+    0F0  call [0, 1],      work [1, 2]
+    1F0  ready 2.25, call [2.25, 3.25], work [3.25, 4.25];  1B0 [4.25, 6.25] (no call)
+    0B0  ready 6.5,  call [6.5, 7.5],   work [7.5, 9.5]
+
+    A background load of 0.5 cores leaves half a core: everything runs at half speed, and
+    the call with its side work at a quarter each.
+    """
+    got = spans(runtime_timeline(cores=1, call_overhead=0.5, call_cpu=0.5))
+    assert got == {
+        "r0:0F0": (1.0, 2.0),
+        "r1:1F0": (3.25, 4.25),
+        "r1:1B0": (4.25, 6.25),
+        "r0:0B0": (7.5, 9.5),
+    }
+    loaded = spans(runtime_timeline(cores=1, call_overhead=0.5, call_cpu=0.5, background_load=0.5))
+    # 0F0: call + side at 1/4 each take 2, work at 1/2 takes 2; 1F0 ready at 4 + 0.25
+    assert loaded["r0:0F0"] == (2.0, 4.0)
+    assert loaded["r1:1F0"] == (6.25, 8.25)
+    assert loaded["r1:1B0"] == (8.25, 12.25)
+
+
+@pytest.mark.parametrize(("name", "p", "m", "v"), registry_cases())
+def test_calls_are_the_ray_executors_calls(name, p, m, v):
+    """The actions the cost model charges a call for are exactly those that start a Ray call
+    (``ray_pipeline.wiring.segments``) on every registry schedule."""
+    from schedules.validate import validate
+    from simulator.analytic.memory_plan import stage_shapes
+    from simulator.analytic.plan_arrays import PlanArrays
+    from simulator.ray_pipeline.wiring import segments, wire
+
+    schedule = build_schedule(name, p, m, v)
+    run = validate(schedule)
+    spec = ModelSpec.uniform(schedule.num_stages, width=8)
+    parts = partition(spec, schedule.num_stages)
+    arrays = PlanArrays(run, unit_costs(schedule, parts), stage_shapes(spec, parts, 4, run.rule))
+    firsts = {seg[0].index for seg in segments(wire(run, set(range(schedule.num_stages)), 1))}
+    assert set(arrays.call_starts(run).nonzero()[0].tolist()) == firsts
