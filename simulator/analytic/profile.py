@@ -36,18 +36,35 @@ PROFILE_VERSION = 1
 MEASURED_KINDS = ("F", "I", "W", "B")
 MAX_RATE = 1e21  # bytes/s of a link (transfer.bandwidth): beyond any machine
 _FIELDS = ("version", "model", "microbatch_rows", "stages", "costs")
-_OPTIONAL = ("transfer", "step_overhead")
+_OPTIONAL = (
+    "transfer",
+    "step_overhead",
+    "cores",
+    "call_overhead",
+    "call_cpu",
+    "background_load",
+)
+MAX_CORES = 10**7
 
 
 @dataclass
 class Profile:
-    """Measured mean seconds per stage and action kind, as the Ray executor writes it.
+    """Measured seconds per stage and action kind, and the machine they were measured on.
 
     File format (JSON): ``{"version": 1, "model": ModelSpec text, "microbatch_rows": int,
     "stages": [[first_layer, last_layer], ...], "costs": [{"F": s, "I": s, "W": s, "B": s}, ...],
-    "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s}``; a kind never
-    measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time between
-    steps, which a multi-step prediction adds after every step.
+    "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s, "cores": int,
+    "call_overhead": s, "call_cpu": s, "background_load": cores}``; a kind never measured is
+    ``null``; ``step_overhead`` is the commit, reduction and optimizer time between steps, which
+    a multi-step prediction adds after every step.
+
+    ``train`` writes each action's time *alone* (calibrated before step 0, one action at a
+    time) and ``cores``, how many cores its ranks shared; the prediction then shares those cores
+    (``sharing``) unless told otherwise. ``call_overhead`` (on a rank, per Ray call), ``call_cpu``
+    (per call, off the rank) and ``background_load`` (cores busy all along) are the runtime's
+    costs (``CostModel``). Without ``cores`` (older files, or a profile derived from a
+    timeline.json) the costs are the run's mean durations, contention included, and every rank
+    is taken to own a device.
     """
 
     model: str
@@ -57,6 +74,10 @@ class Profile:
     transfer: dict[str, float] = field(default_factory=dict)
     version: int = PROFILE_VERSION
     step_overhead: float = 0.0  # seconds between one step's last action and the next's first
+    cores: int | None = None
+    call_overhead: float = 0.0
+    call_cpu: float = 0.0
+    background_load: float = 0.0
 
     def save(self, path) -> None:
         with open(path, "w") as handle:
@@ -194,6 +215,9 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
         allreduce_bandwidth=float(transfer.get("bandwidth", math.inf)) or math.inf,
         param_bytes=param_bytes(spec),
         time_unit="s",
+        call_overhead=profile.call_overhead,
+        call_cpu=profile.call_cpu,
+        background_load=profile.background_load,
     )
 
 
@@ -202,7 +226,8 @@ def check_profile(data, label: str) -> dict:
     """A profile's fields, checked: version 1; a model pebblesim reads; microbatch_rows >= 1;
     ``stages`` [first, last] layer ranges that tile that model in order; one cost object per
     stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
-    transfer latency >= 0 and bandwidth (bytes/s, 0 or absent: unlimited); step_overhead >= 0.
+    transfer latency >= 0 and bandwidth (bytes/s, 0 or absent: unlimited); step_overhead,
+    call_overhead, call_cpu and background_load >= 0; cores (null or absent: unknown) >= 1.
     Returns them ready for ``Profile(**...)``; a fault is one sentence naming the field."""
     fields_of(data, "the profile", label, _FIELDS, _OPTIONAL)
     version = data["version"]
@@ -240,6 +265,13 @@ def check_profile(data, label: str) -> dict:
             for key, value in transfer.items()
         },
         "step_overhead": real(data.get("step_overhead", 0.0), "step_overhead", label),
+        "cores": None
+        if data.get("cores") is None
+        else integer(data["cores"], "cores", label, 1, MAX_CORES),
+        **{
+            key: real(data.get(key, 0.0), key, label, 0.0, MAX_TIME)
+            for key in ("call_overhead", "call_cpu", "background_load")
+        },
     }
 
 
