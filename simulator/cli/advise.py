@@ -15,6 +15,7 @@ from simulator.cli import numbers
 from simulator.errors import PebbleError
 
 DEFAULT_TOP = 10
+MAX_ROWS = 5_000_000  # Timeline rows per configuration: about 2 s to simulate; larger are skipped
 
 
 def add_advise(sub) -> None:
@@ -95,6 +96,7 @@ def _request(args):
         recompute=RECOMPUTE_POLICIES,
         max_chunks=args.max_chunks,
         distributed_optimizer=not args.no_distributed_optimizer,
+        max_rows=MAX_ROWS,
     )
     return request, RunText(model, hardware), parse_hardware(hardware)
 

@@ -77,10 +77,13 @@ def headline(request, text) -> str:
 def counts_line(result, elapsed: float) -> str:
     fitting = sum(o.fits for o in result.simulated)
     refused = f" ({result.refused} refused by their schedule)" if result.refused else ""
+    large = result.too_large
+    skipped = f"{large:,} skipped as too large to simulate, " if large else ""
     return (
         f"searched {result.considered:,} configurations in {elapsed:.1f} s: "
-        f"{result.pruned_memory:,} pruned by the memory bound, {result.pruned_time:,} by the "
-        f"time bound, {len(result.simulated):,} simulated{refused}, {fitting:,} of them fit."
+        f"{skipped}{result.pruned_memory:,} pruned by the memory bound, {result.pruned_time:,} "
+        f"by the time bound, {len(result.simulated):,} simulated{refused}, {fitting:,} of them "
+        "fit."
     )
 
 
@@ -104,6 +107,11 @@ def format_advice(request, text, result, elapsed: float) -> str:
 
 
 def no_fit_error(request, result) -> str:
+    if result.too_large and not result.simulated:
+        return (
+            f"every configuration that might fit has more than {request.max_rows:,} Timeline "
+            f"rows to simulate ({result.too_large:,} skipped); use a smaller --global-batch."
+        )
     least = result.smallest_memory_bound or 0
     return (
         f"no configuration of {request.gpus} x {request.hardware.name} fits in "
@@ -152,6 +160,7 @@ def payload(request, text, result, elapsed: float) -> dict:
         "pruned_time": result.pruned_time,
         "simulated": len(result.simulated),
         "refused": result.refused,
+        "too_large": result.too_large,
         "seconds": elapsed,
         "rows": [_row(o, request.memory_limit, text) for o in result.top],
     }

@@ -40,7 +40,11 @@ def test_every_row_fits_and_rows_are_ranked_by_step_time(advice):
     times = [row["step_time"] for row in rows]
     assert times == sorted(times)
     assert advice["considered"] == (
-        advice["pruned_memory"] + advice["pruned_time"] + advice["simulated"] + advice["refused"]
+        advice["pruned_memory"]
+        + advice["pruned_time"]
+        + advice["simulated"]
+        + advice["refused"]
+        + advice["too_large"]
     )
     assert advice["pruned_memory"] > 0 and advice["pruned_time"] > 0
     assert {row["binds"] for row in rows} <= {"memory", "bubble", "compute"}

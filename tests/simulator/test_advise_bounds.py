@@ -121,3 +121,17 @@ def test_one_run_is_what_simulate_builds():
     timeline = run_candidate(c, text)
     assert timeline.meta.memory_capacity == request.memory_limit
     assert timeline.meta.devices == c.gpus
+
+
+def test_configurations_too_large_to_simulate_are_skipped_and_counted():
+    request, text, hardware = small_request(memory="40GiB", global_batch=16, max_rows=1500)
+    result = search(request, hardware, evaluator(text), top=3)
+    layers = len(request.spec.layers())
+    assert result.too_large > 0
+    for outcome in result.simulated:
+        assert (
+            outcome.candidate.rows(family_traits(outcome.candidate.schedule).split, layers) <= 1500
+        )
+    assert result.considered == (
+        result.too_large + result.pruned_memory + result.pruned_time + len(result.simulated)
+    )

@@ -70,6 +70,7 @@ class SearchResult:
     pruned_memory: int = 0  # memory bound over the limit
     pruned_time: int = 0  # time bound above the k-th best step time
     refused: int = 0  # sizes the schedule family refused when built
+    too_large: int = 0  # more Timeline rows than ``Request.max_rows``: not simulated
     smallest_memory_bound: int = 0  # over every candidate: what not fitting looks like
 
     @property
@@ -91,11 +92,12 @@ def bounded(
     request: Request, hardware: Hardware, progress: Progress | None = None
 ) -> tuple[list[tuple[float, Candidate]], dict]:
     """Every candidate's bounds: (time bound, candidate) for those that may fit, sorted, and
-    counts {considered, pruned_memory, smallest_memory_bound}."""
+    counts {considered, pruned_memory, too_large, smallest_memory_bound}."""
     traits = {name: family_traits(name) for name in request.families}
     traits = {t.name: t for t in traits.values()}
     everything = list(candidates(request))
-    kept, considered, over, smallest = [], 0, 0, None
+    layers = len(request.spec.layers())
+    kept, considered, over, large, smallest = [], 0, 0, 0, None
     for c in everything:
         considered += 1
         if progress is not None and considered % BOUND_REPORT_EVERY == 0:
@@ -106,11 +108,19 @@ def bounded(
         if memory > request.memory_limit:
             over += 1
             continue
+        if c.rows(traits[c.schedule].split, layers) > request.max_rows:
+            large += 1
+            continue
         kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
     if progress is not None:
         progress("bounds", considered, len(everything), None)
     kept.sort(key=lambda pair: (pair[0], pair[1].label()))
-    counts = {"considered": considered, "pruned_memory": over, "smallest_memory_bound": smallest}
+    counts = {
+        "considered": considered,
+        "pruned_memory": over,
+        "too_large": large,
+        "smallest_memory_bound": smallest,
+    }
     return kept, counts
 
 
@@ -124,14 +134,19 @@ def search(
 ) -> SearchResult:
     """The ``top`` fastest configurations of ``request`` that fit its memory limit.
 
-    ``prune=False`` simulates every candidate (the memory bound still drops only what cannot
-    fit when ``prune`` is True; without it nothing is dropped unsimulated)."""
+    ``prune=False`` simulates every candidate with at most ``request.max_rows`` rows
+    (the exhaustive search the tests hold the pruned one to)."""
     if top < 1:
         raise PebbleError(f"--top must be at least 1, got {top}.")
     kept, counts = bounded(request, hardware, progress)
-    if not prune:
-        everything = [(0.0, c) for c in candidates(request)]
-        kept, counts["pruned_memory"] = everything, 0
+    if not prune:  # every candidate small enough to simulate, in enumeration order
+        splits = {name: family_traits(name).split for name in request.families}
+        everything = candidates(request)
+        layers = len(request.spec.layers())
+        kept = [
+            (0.0, c) for c in everything if c.rows(splits[c.schedule], layers) <= request.max_rows
+        ]
+        counts["pruned_memory"] = 0
     result = SearchResult(top=[], **counts)
     best: list[tuple[float, int]] = []  # max-heap of the top step times: (-time, order)
     for done, (bound, c) in enumerate(kept):

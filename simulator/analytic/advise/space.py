@@ -55,6 +55,12 @@ class Candidate:
     def stages(self) -> int:
         return self.pp * self.chunks
 
+    def rows(self, split: bool, layers: int) -> int:
+        """Rows of its one-step Timeline, what simulating it costs (about 0.4 us each): F and B
+        (or F, I and W) per stage and microbatch, and each layer's cache growing in its forward
+        and shrinking in its backward, per microbatch."""
+        return ((3 if split else 2) * self.stages + 2 * layers) * self.microbatches
+
     def label(self) -> str:
         """``zb-v p8 t8 d1 m64x1``: the short name a figure or log uses."""
         schedule = self.schedule if self.chunks == 1 else f"{self.schedule} v{self.chunks}"
@@ -79,6 +85,7 @@ class Request:
     recompute: tuple[str, ...] = ("none",)
     max_chunks: int = 4
     distributed_optimizer: bool = True
+    max_rows: int = 5_000_000  # a configuration whose Timeline has more rows is not simulated
 
     def __post_init__(self) -> None:
         node = self.hardware.gpus_per_node
