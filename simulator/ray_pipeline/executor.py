@@ -23,7 +23,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from simulator.model.batch import microbatch_rows
 from simulator.model.partitioning import partition as make_partition
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
+from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrated_profile
 from simulator.ray_pipeline.records import ReduceTiming, timeline_from_records
 from simulator.ray_pipeline.wiring import segments, wire
 from simulator.timeline import Timeline
@@ -58,6 +59,7 @@ class RayOptions:
     dp: int = 1
     retries: int = 0
     step_timeout: float = 300.0
+    calibrate: bool = True  # time each stage's actions alone before step 0 (``calibration``)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class RayPipeline:
         self.wired = wire(self.run_order, param_stages, dp)
         self.segments = segments(self.wired)
         self.actors = RankActors(self)
+        self.calibration: Calibration | None = None
         self._records: list[dict] = []
         self._reduce_times: list[ReduceTiming] = []
 
@@ -262,6 +265,8 @@ class RayPipeline:
         step (for testing recovery). ``check`` keeps the first step's gradients."""
         if not self.actors.grid:
             self.start()
+        if self.calibration is None and self.options.calibrate:
+            self.calibration = calibrate(self)
         losses: list[float] = []
         first_grads = None
         restarts = 0
@@ -298,7 +303,7 @@ class RayPipeline:
             losses=losses,
             weights=self.weights(),
             first_step_gradients=first_grads,
-            profile=Profile.from_timeline(timeline),
+            profile=calibrated_profile(Profile.from_timeline(timeline), self.calibration),
             restarts=restarts,
             action_order=self.action_order(timeline),
         )
@@ -319,6 +324,7 @@ class RayPipeline:
             steps=result.timeline.meta.steps,
             dp=self.options.dp,
             run=self.run_order,
+            cores=result.profile.cores,
         )
 
     def timeline(self, steps: int) -> Timeline:
@@ -333,6 +339,10 @@ class RayPipeline:
             time_unit="s",
             microbatch_rows=self.microbatch_rows,
         )
+        if self.calibration is not None:
+            meta = replace(
+                meta, cores=self.calibration.cores, alone_costs=tuple(self.calibration.costs)
+            )
         return timeline_from_records(
             self._records, self.run_order, meta, self._reduce_times, self.actors.origin
         )

@@ -22,6 +22,7 @@ from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import gradients_of, set_loss_scale, weights_of
 from simulator.model.stage import Stage
 from simulator.model.transformer.dropout import set_row_offset
+from simulator.ray_pipeline import calibration, machine
 from simulator.ray_pipeline.recorder import Recorder
 
 BLAS_ENV = {
@@ -163,6 +164,17 @@ class RankWorker:
 
     def drain_records(self) -> dict[str, list[tuple]]:
         return self.recorder.drain()
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(self, stage_index: int, kind: str, key: int, payload=None):
+        """One action alone on a scratch cache, for calibration: (output, (start, end))."""
+        return calibration.run_alone(self, stage_index, kind, key, payload)
+
+    def finish_calibration(self) -> int:
+        return calibration.finish(self)
+
+    def node_state(self, driver: tuple[str, int]) -> tuple:
+        return machine.node_state(driver)
 
     # ------------------------------------------------------------------ actions
     def run_segment(self, actions: list[tuple], payload=None):

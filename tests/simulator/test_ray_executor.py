@@ -17,6 +17,7 @@ from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RankFailure, RayOptions, RayPipeline
 
 RANKS, MICROBATCHES = 2, 4
+UNCALIBRATED = RayOptions(calibrate=False)  # where the run's timing is not what is tested
 
 
 def config_for(schedule, dp=1, steps=3, optimizer=None) -> TrainConfig:
@@ -49,6 +50,8 @@ SCHEDULE_NAMES = [name for name, _ in list_schedules()]
 @pytest.mark.parametrize("dp", [1, 2])
 @pytest.mark.parametrize("name", SCHEDULE_NAMES)
 def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
+    """Calibrated first (each stage's actions run alone before step 0, the default): the
+    calibration leaves no trace in what is trained."""
     schedule = schedule_named(name)
     config = config_for(schedule, dp=dp)
     with RayPipeline(schedule, config, RayOptions(dp=dp)) as pipeline:
@@ -68,7 +71,7 @@ def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
 def test_measured_peak_memory_equals_analytic_prediction(ray_session, name):
     schedule = schedule_named(name)
     config = config_for(schedule, steps=2)
-    with RayPipeline(schedule, config) as pipeline:
+    with RayPipeline(schedule, config, UNCALIBRATED) as pipeline:
         result = pipeline.run(config.steps)
         predicted = simulate(
             schedule,
@@ -92,7 +95,7 @@ def test_measured_peak_memory_equals_analytic_prediction(ray_session, name):
 def test_adam_and_float32_still_match(ray_session):
     schedule = schedule_named("1f1b")
     config = config_for(schedule, optimizer=OptimizerConfig("adam", lr=0.01))
-    with RayPipeline(schedule, config) as pipeline:
+    with RayPipeline(schedule, config, UNCALIBRATED) as pipeline:
         result = pipeline.run(config.steps)
     assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
 
@@ -101,7 +104,7 @@ def test_adam_and_float32_still_match(ray_session):
 def test_every_layer_gradient_is_recorded_once_per_step(ray_session, name):
     schedule = schedule_named(name)
     config = config_for(schedule, steps=2)
-    with RayPipeline(schedule, config) as pipeline:
+    with RayPipeline(schedule, config, UNCALIBRATED) as pipeline:
         timeline = pipeline.run(config.steps).timeline
     param_layers = [l.index for l in timeline.meta.layers if l.has_params]
     for step in range(2):
@@ -117,7 +120,7 @@ def test_every_layer_gradient_is_recorded_once_per_step(ray_session, name):
 def test_dead_rank_is_named_and_no_rank_applies_the_step(ray_session):
     schedule = schedule_named("1f1b")
     config = config_for(schedule, steps=3)
-    pipeline = RayPipeline(schedule, config, RayOptions(step_timeout=60))
+    pipeline = RayPipeline(schedule, config, RayOptions(step_timeout=60, calibrate=False))
     try:
         began = time.time()
         with pytest.raises(RankFailure) as failure:
@@ -136,7 +139,9 @@ def test_dead_rank_is_named_and_no_rank_applies_the_step(ray_session):
 def test_retry_restarts_the_dead_rank_and_ends_like_a_fault_free_run(ray_session):
     schedule = schedule_named("gpipe")
     config = config_for(schedule, steps=3)
-    with RayPipeline(schedule, config, RayOptions(retries=1, step_timeout=60)) as pipeline:
+    with RayPipeline(
+        schedule, config, RayOptions(retries=1, step_timeout=60, calibrate=False)
+    ) as pipeline:
         result = pipeline.run(3, fault=(1, 0, 0))
     assert result.restarts == 1
     assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
@@ -160,5 +165,8 @@ def test_a_diverging_run_stops_in_one_sentence(ray_session):
         steps=6,
         optimizer=OptimizerConfig("sgd", lr=1e150, momentum=0.0),
     )
-    with RayPipeline(schedule, config) as pipeline, pytest.raises(PebbleError, match="diverged"):
+    with (
+        RayPipeline(schedule, config, UNCALIBRATED) as pipeline,
+        pytest.raises(PebbleError, match="diverged"),
+    ):
         pipeline.run(6)

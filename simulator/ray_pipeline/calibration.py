@@ -1,0 +1,253 @@
+"""Calibration: each stage's actions timed alone, before training, and what a Ray call costs.
+
+Why: a measured run on a machine with fewer cores than rank actors times every action while
+other actions compete for the same cores, so its durations are neither what an action costs on
+a device of its own nor what it costs under some other mix of neighbours. The analytic executor
+wants the *work* of each action (its time alone) and then decides how the ranks share the cores
+(``simulator.analytic.sharing``). So before step 0 the driver runs a few microbatches through the
+pipeline one action at a time, nothing else computing, and measures:
+
+* each stage's F, I, W and B (the kinds its schedule uses): the median over ``repeats`` runs,
+  after one warm-up run whose times are dropped (first calls allocate and page in memory);
+* the **call overhead**: the gap between two back-to-back Ray calls on one actor (returning the
+  result to the object store, taking the next call), measured on stage 0's forward;
+* the **transfer**: from a producer's end to its consumer's start on another rank when the
+  consumer was waiting, minus the call overhead (the object store hop and the driver's dispatch
+  of the consumer's call, which waits for its argument);
+* the **CPU a call costs off its rank** and the **background load**, from the Ray session's CPU
+  time (``machine``) over the calibration: what its processes ran beyond the actions' own work
+  and the ranks' call overheads, per call; and how many cores they keep busy while idle;
+* the **cores** the rank actors share (``machine.shared_cores``).
+
+Nothing of this touches training: the actions run on a scratch activation cache, the weight
+gradients are restored afterwards and no optimizer step runs, so a calibrated run trains
+exactly what an uncalibrated one does (the Ray executor's tests compare it with the sequential
+reference bit for bit). It costs a few tenths of a second.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from schedules.dependencies import Kind
+from simulator.model.cache import ActivationCache
+from simulator.ray_pipeline.machine import NodeState, driver_identity, shared_cores
+
+REPEATS = 3  # timed runs per stage and kind, after one warm-up run
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibration measured, in seconds: per stage, the median alone time of each kind it
+    ran (None: not in the schedule); the call overhead on the rank; the transfer between ranks;
+    the cores the rank actors share (``shared_cores``); the CPU a call costs off the rank (the
+    driver, the object store); and the cores busy while the pipeline idles."""
+
+    costs: list[dict[str, float | None]]
+    call_overhead: float
+    transfer: float
+    cores: int
+    call_cpu: float = 0.0
+    background_load: float = 0.0
+
+
+# ------------------------------------------------------------------ in the actor
+class ScratchState:
+    """One actor's calibration state: a scratch cache and the weight gradients to restore."""
+
+    def __init__(self) -> None:
+        self.cache = ActivationCache()
+        self.saved: dict[int, dict[int, dict[str, np.ndarray]]] = {}  # stage -> layer -> grads
+
+
+def run_alone(worker, stage_index: int, kind: str, key: int, payload=None):
+    """Run one action of ``worker``'s stage on a scratch cache; returns (output, (start, end)),
+    times in the worker's recorder clock. ``key`` picks the microbatch's data rows and names its
+    scratch cache slots."""
+    state = worker.__dict__.setdefault("_calibration", ScratchState())
+    stage = worker.stages[stage_index]
+    if stage_index not in state.saved:
+        state.saved[stage_index] = {
+            layer.layer_index: {n: g.copy() for n, g in layer.grads.items()}
+            for layer in stage.param_layers
+        }
+    mb = key % worker.num_microbatches
+    rows = slice(mb * worker.rows, (mb + 1) * worker.rows)
+    targets = None
+    if kind == "F":
+        payload = worker.x[rows] if stage_index == 0 else payload
+        targets = worker.y[rows] if stage.is_last else None
+    listener, stage.on_weight_grad = stage.on_weight_grad, None
+    for layer in stage.layers:
+        layer.cache = state.cache
+    try:
+        start = worker.recorder.now()
+        out = stage.run(kind, key, payload, targets)
+        end = worker.recorder.now()
+    finally:
+        for layer in stage.layers:
+            layer.cache = worker.cache
+        stage.on_weight_grad = listener
+        stage.losses.pop(key, None)
+    return out, (start, end)
+
+
+def finish(worker) -> int:
+    """Drop the scratch cache and put every calibrated stage's weight gradients back."""
+    state = worker.__dict__.pop("_calibration", None)
+    if state is not None:
+        for stage_index, layers in state.saved.items():
+            for layer in worker.stages[stage_index].param_layers:
+                for name, grad in layers[layer.layer_index].items():
+                    layer.grads[name][...] = grad
+    return worker.rank
+
+
+# ------------------------------------------------------------------ on the driver
+class _Session:
+    """One calibration: the calls made, what they measured."""
+
+    def __init__(self, pipeline, repeats: int) -> None:
+        self.actors = pipeline.actors.grid[0]
+        self.schedule = pipeline.schedule
+        self.to_rank = self.schedule.stage_to_rank
+        self.kinds = [set() for _ in range(self.schedule.num_stages)]
+        for actions in self.schedule.actions:
+            for action in actions:
+                self.kinds[action.stage_index].add(Kind(action.kind).value)
+        self.runs = repeats + 1  # the first of each is a warm-up
+        self.durations: dict[tuple[int, str], list[float]] = {}
+        self.waits: list[float] = []
+        self.calls = 0
+        self.computed = 0.0  # seconds of action work over every call, warm-ups included
+
+    def submit(self, steps: list[tuple[int, str, int]], chained: bool) -> None:
+        """Run ``steps`` (stage, kind, key), submitted up front, and record what they measured.
+        ``chained``: each takes the one before's output (one microbatch through the pipe,
+        each call waiting for its argument); else they are independent calls, which only the
+        actions of one actor may be, so that one action computes at a time."""
+        import ray
+
+        payload, timings = None, []
+        for s, kind, key in steps:
+            actor = self.actors[self.to_rank[s]]
+            out, timing = actor.calibrate.options(num_returns=2).remote(s, kind, key, payload)
+            timings.append(timing)
+            payload = out if chained else None
+        spans = ray.get(timings)
+        self.calls += len(spans)
+        previous = None
+        for (s, kind, key), (start, end) in zip(steps, spans, strict=True):
+            self.computed += end - start
+            if key > 0:  # key 0 warms up
+                self.durations.setdefault((s, kind), []).append(end - start)
+                if (
+                    chained
+                    and previous is not None
+                    and self.to_rank[previous[0]] != self.to_rank[s]
+                ):
+                    self.waits.append(start - previous[1])
+            previous = (s, end)
+
+    def actions(self) -> None:
+        """Every stage's kinds: forward chains, backward chains, then each stage's W."""
+        stages = range(self.schedule.num_stages)
+        for key in range(self.runs):
+            self.submit([(s, "F", key) for s in stages], chained=True)
+        for key in range(self.runs):
+            backward = [(s, "I" if "I" in self.kinds[s] else "B", key) for s in reversed(stages)]
+            self.submit(backward, chained=True)
+        for s in stages:
+            if "W" in self.kinds[s]:
+                self.submit([(s, "W", key) for key in range(self.runs)], chained=False)
+
+    def call_overhead(self) -> float:
+        """Median gap between back-to-back calls of stage 0's forward on its actor (cache keys
+        past the chains', dropped at the end)."""
+        import ray
+
+        actor = self.actors[self.to_rank[0]]
+        calls = [
+            actor.calibrate.options(num_returns=2).remote(0, "F", self.runs + k)
+            for k in range(2 * self.runs)
+        ]
+        spans = ray.get([timing for _, timing in calls])
+        self.calls += len(spans)
+        self.computed += sum(end - start for start, end in spans)
+        gaps = [b[0] - a[1] for a, b in zip(spans[1:], spans[2:], strict=False)]  # 1st warms
+        return statistics.median(gaps) if gaps else 0.0
+
+
+def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
+    """Time every stage's actions alone on replica 0's actors (see the module docstring)."""
+    import ray
+
+    session = _Session(pipeline, repeats)
+    probe = session.actors[session.to_rank[0]]
+    driver = driver_identity()
+    before = ray.get(probe.node_state.remote(driver))
+    session.actions()
+    overhead = session.call_overhead()
+    after = ray.get(probe.node_state.remote(driver))
+    time.sleep(IDLE_WINDOW)
+    idle = ray.get(probe.node_state.remote(driver))
+    placements = ray.get([a.node_state.remote(driver) for a, _, _ in pipeline.actors])
+    ray.get([a.finish_calibration.remote() for a in session.actors])
+    costs = [
+        {
+            kind: statistics.median(session.durations[(s, kind)])
+            if (s, kind) in session.durations
+            else None
+            for kind in ("F", "I", "W", "B")
+        }
+        for s in range(pipeline.schedule.num_stages)
+    ]
+    waits = session.waits
+    transfer = max(0.0, statistics.median(waits) - overhead) if waits else 0.0
+    load, call_cpu = _cpu_shares(before, after, idle, session, overhead)
+    return Calibration(
+        costs=costs,
+        call_overhead=overhead,
+        transfer=transfer,
+        cores=shared_cores([(p.node, p.cores) for p in placements]),
+        call_cpu=call_cpu,
+        background_load=load,
+    )
+
+
+IDLE_WINDOW = 0.1  # seconds of an idle pipeline whose CPU use is the background load
+
+
+def _cpu_shares(
+    before: NodeState, after: NodeState, idle: NodeState, session: _Session, overhead: float
+) -> tuple[float, float]:
+    """(cores busy while the pipeline idles, CPU seconds per call off the rank) from three
+    readings of the machine's CPU time: around the calibration calls, and after an idle
+    window. Zeros where the machine's CPU time is unknown."""
+    if before.cpu is None or after.cpu is None or idle.cpu is None:
+        return 0.0, 0.0
+    idle_wall = idle.wall - after.wall
+    load = max(0.0, (idle.cpu - after.cpu - idle.cost) / idle_wall) if idle_wall > 0 else 0.0
+    busy = after.cpu - before.cpu - after.cost - load * (after.wall - before.wall)
+    per_call = (busy - session.computed) / max(session.calls, 1) - overhead
+    return load, max(0.0, per_call)
+
+
+def calibrated_profile(profile, calibration: Calibration | None):
+    """``profile`` (measured from the run's Timeline) with the calibration's alone times, cores
+    and runtime costs in place of the run's own durations; unchanged without a calibration."""
+    if calibration is None:
+        return profile
+    return replace(
+        profile,
+        costs=[dict(c) for c in calibration.costs],
+        transfer={"latency": calibration.transfer},
+        cores=calibration.cores,
+        call_overhead=calibration.call_overhead,
+        call_cpu=calibration.call_cpu,
+        background_load=calibration.background_load,
+    )

@@ -1,0 +1,122 @@
+"""The machine a run's rank actors share: how many cores, and how much CPU the run's processes use.
+
+Why: the prediction of a run on a laptop or a CI box has to know what the ranks compete for.
+Two numbers come from here. The *cores* are what the operating system lets the actors run on
+(their CPU affinity, capped by a cgroup quota), read on each actor's own node, not Ray's logical
+``CPU`` resource, which a user may set to anything. The *CPU time* is the nanosecond-exact run
+time Linux keeps per thread (``/proc/<pid>/task/<tid>/sched``; ``/proc/stat`` only counts
+10 ms ticks), summed over the Ray session's processes only (the driver's subtree when it
+started Ray on this node, else the raylet's), so another user's work on the same machine does
+not count as the run's own.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from typing import NamedTuple
+
+
+class NodeState(NamedTuple):
+    """One reading on an actor's node."""
+
+    node: str  # Ray's node id
+    cores: int  # cores the actor may run on
+    wall: float  # time.time()
+    cpu: float | None  # CPU seconds the Ray session's processes have run (None: unknown)
+    cost: float  # CPU seconds this reading itself took
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, round(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process on this machine."""
+    parents = {}
+    for path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(path) as handle:
+                text = handle.read()
+            parents[int(path.split("/")[2])] = int(text[text.rindex(")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return parents
+
+
+def session_root(driver: tuple[str, int], node: str) -> int:
+    """The process whose subtree is this Ray session on this node: the driver when it started
+    the raylet here (a local Ray), else the raylet (the actor's parent)."""
+    raylet = os.getppid()
+    if driver[0] == node and _parents().get(raylet) == driver[1]:
+        return driver[1]
+    return raylet
+
+
+def session_cpu_seconds(root: int) -> float | None:
+    """CPU seconds every thread of ``root`` and its descendants has run so far, or None where
+    ``/proc`` does not say."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    total, seen, stack = 0.0, False, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, ()))
+        for path in glob.glob(f"/proc/{pid}/task/[0-9]*/sched"):
+            try:
+                with open(path) as handle:
+                    for line in handle:
+                        if line.startswith("se.sum_exec_runtime"):
+                            total += float(line.split(":", 1)[1])
+                            seen = True
+                            break
+            except (OSError, ValueError):
+                continue
+    return total / 1e3 if seen else None
+
+
+def node_state(driver: tuple[str, int]) -> NodeState:
+    """A reading on this node; ``driver`` is the driver's (node id, pid)."""
+    import ray
+
+    began = time.thread_time()
+    node = ray.get_runtime_context().get_node_id()
+    cpu = session_cpu_seconds(session_root(driver, node))
+    return NodeState(node, usable_cores(), time.time(), cpu, time.thread_time() - began)
+
+
+def shared_cores(placements: list[tuple[str, int]]) -> int:
+    """The one pool of cores that rank actors placed as ``placements`` (node, cores there)
+    behave as if they shared.
+
+    On one node it is that node's cores. Spread over nodes, each node's actors share only that
+    node's cores; the busiest node sets the pace, and a node with ``c`` cores and ``r`` of the
+    ``n`` actors crowds them as ``c x n / r`` cores would crowd all of them (exact when the
+    nodes are equally loaded, the even spread Ray's SPREAD placement aims for).
+    """
+    per_node: dict[str, list[int]] = {}
+    for node, cores in placements:
+        per_node.setdefault(node, []).append(cores)
+    n = len(placements)
+    return max(1, min(min(c) * n // len(c) for c in per_node.values()))
+
+
+def driver_identity() -> tuple[str, int]:
+    """(the driver's node id, its pid), for ``node_state``."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), os.getpid()

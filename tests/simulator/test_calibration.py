@@ -1,0 +1,70 @@
+"""Calibration (``ray_pipeline.calibration``) and the machine it reads (``ray_pipeline.machine``).
+
+That a calibrated run trains exactly what the sequential reference trains is held by
+``test_ray_executor`` (its equivalence tests calibrate first); here: what calibration records,
+and the helpers' closed forms. No timing is asserted, only that times are there and sane.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from schedules.registry import build_schedule
+from simulator.analytic.profile import Profile
+from simulator.model import ModelSpec
+from simulator.model.optim import OptimizerConfig
+from simulator.model.reference import TrainConfig
+from simulator.ray_pipeline.calibration import calibrated_profile
+from simulator.ray_pipeline.executor import RayPipeline
+from simulator.ray_pipeline.machine import session_cpu_seconds, shared_cores, usable_cores
+from simulator.timeline import Timeline
+
+
+def test_shared_cores_of_one_node_and_of_a_spread():
+    assert shared_cores([("a", 2)] * 4) == 2
+    assert shared_cores([("a", 8)] * 4) == 8
+    # two nodes of 2 cores, 2 ranks each: as if 4 ranks shared 4 cores
+    assert shared_cores([("a", 2), ("a", 2), ("b", 2), ("b", 2)]) == 4
+    # the crowded node sets the pace: 3 ranks on 2 cores crowd 4 ranks as 8/3 cores would
+    assert shared_cores([("a", 2), ("a", 2), ("a", 2), ("b", 64)]) == 2
+
+
+def test_the_machine_readings():
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+    before = session_cpu_seconds(os.getpid())
+    if before is None:
+        pytest.skip("this system's /proc does not give per-thread run times")
+    began = time.thread_time()
+    while time.thread_time() - began < 0.05:
+        pass
+    after = session_cpu_seconds(os.getpid())
+    assert after - before >= 0.04
+
+
+def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_path):
+    schedule = build_schedule("zb-h1", 2, 4)
+    config = TrainConfig(
+        model=ModelSpec(widths=(2, 16, 16, 3), activation="tanh", dtype="float64", seed=7),
+        batch_size=32,
+        microbatches=4,
+        steps=2,
+        optimizer=OptimizerConfig("sgd", lr=0.1),
+    )
+    with RayPipeline(schedule, config) as pipeline:
+        result = pipeline.run(2)
+        predicted = pipeline.prediction(result)
+    profile, meta = result.profile, result.timeline.meta
+    assert profile.cores == meta.cores == predicted.meta.cores >= 1
+    assert [dict(c) for c in meta.alone_costs] == profile.costs
+    for costs in profile.costs:  # ZB-H1 runs F, I and W on every stage, never B
+        assert all(costs[kind] > 0 for kind in "FIW") and costs["B"] is None
+    assert profile.call_overhead > 0 and profile.call_cpu >= 0 and profile.background_load >= 0
+    # the profile and the Timeline keep all of it through a file
+    profile.save(tmp_path / "profile.json")
+    assert Profile.load(tmp_path / "profile.json") == profile
+    result.timeline.save(tmp_path / "timeline.json")
+    assert Timeline.load(tmp_path / "timeline.json").meta == meta
+    assert calibrated_profile(profile, None) is profile
