@@ -15,6 +15,7 @@ from simulator.cli.workflows import (
     make_costs,
     make_plan,
     make_schedule,
+    simulated_cores,
     summary_dict,
     with_device,
     with_sharded_optimizer,
@@ -96,7 +97,7 @@ def cmd_simulate(args) -> int:
             steps=args.steps,
             sync=not args.no_sync,
             dp=args.dp,
-            cores=args.cores,
+            cores=simulated_cores(args.cores, args.profile),
         )
         with_device(timeline, args.hardware)
         if args.distributed_optimizer:

@@ -98,9 +98,9 @@ def _add_simulate(sub) -> None:
     simulate.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
     simulate.add_argument(
         "--cores",
-        type=numbers.count(numbers.MAX_RANKS, "MAX_RANKS"),
-        help="ranks (x dp replicas) share this many cores (processor sharing); default: every "
-        "rank owns a device",
+        type=numbers.count(numbers.MAX_RANKS, "MAX_RANKS", minimum=0),
+        help="ranks (x dp replicas) share this many cores (processor sharing); 0: every rank "
+        "owns a device; default: the --profile's cores, else every rank owns a device",
     )
     simulate.add_argument(
         "--tp", type=TP, help="tensor-parallel degree of a transformer (analytic executor only)"

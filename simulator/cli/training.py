@@ -100,7 +100,11 @@ def prepare_training(args) -> TrainingSetup:
     )
     config.data()  # bad dataset/model combinations fail here, before Ray starts
     options = RayOptions(
-        address=args.address, dp=args.dp, retries=args.retries, step_timeout=args.step_timeout
+        address=args.address,
+        dp=args.dp,
+        retries=args.retries,
+        step_timeout=args.step_timeout,
+        calibrate=bool(args.out),  # only --out writes what calibration is for: the profile
     )
     return TrainingSetup(schedule, config, options, fault, args.check)
 

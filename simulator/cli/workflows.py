@@ -196,6 +196,15 @@ def make_costs(
     )
 
 
+def simulated_cores(cores: int | None, profile: str | None) -> int | None:
+    """The cores the ranks share in a prediction: ``--cores`` (0: every rank owns a device),
+    else the cores the ``--profile`` was measured on (a calibrated run records them), else
+    none shared."""
+    if cores is None and profile:
+        cores = Profile.load(profile).cores
+    return cores or None
+
+
 def summary_dict(timeline: Timeline) -> dict:
     """The keys ``simulate --json`` and ``train --json`` share."""
     meta = timeline.meta
