@@ -1,0 +1,223 @@
+"""Play a skeleton (each rank's F, I and B in a fixed order) and slot the W actions in.
+
+Why: a W has no consumer but the optimizer step, so where it goes is the one free choice left
+once the F/I order is fixed, and it is the choice that fills bubbles. Ranks advance in time
+order (a heap of events); when a rank's next skeleton action is not ready, its oldest pending
+W runs if it fits before the input arrives. A W that would delay the input's action by a part of
+its length runs only under the rule asked for:
+
+* ``fit``: never (the gap stays idle);
+* ``worst``: when leaving the gap idle would make this rank the most idle so far (the
+  zero-bubble authors' rule: keep the largest per-rank bubble small);
+* ``always``: always.
+
+A W also runs when the next action needs memory that only freeing a W gives. Times are the
+analytic executor's rules exactly (a W starts when its rank is free; anything else when its rank
+is free and its input has arrived), so the result needs no separate timing pass.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+from schedules.auto.problem import B, F, I, W
+from schedules.auto.timing import Rows, Tables, Timing
+
+RULES = ("fit", "worst", "always")
+
+
+class Played:
+    """A played skeleton: the rows with Ws, their timing and each rank's idle time."""
+
+    def __init__(self, rows: Rows, timing: Timing, idle: list[float]) -> None:
+        self.rows, self.timing, self.idle = rows, timing, idle
+
+
+def play(
+    tables: Tables,
+    skeleton: Rows,
+    rule: str = "worst",
+    from_zero: bool = False,
+    slack: list[float] | None = None,
+) -> Played | None:
+    """Slot Ws into ``skeleton`` (rows of F, I and B only); None if memory cannot be met.
+
+    ``from_zero`` counts a rank's wait before its first action as idle (for the makespan);
+    ``slack`` lets a rank stay idle up to that much before ``worst`` fills a gap (the
+    zero-bubble authors' second pass: the idle other ranks had in a first pass is approved).
+    """
+    return _Player(tables, skeleton, rule, from_zero, slack or [0.0] * tables.p).run()
+
+
+class _Player:
+    def __init__(self, tables, skeleton, rule, from_zero, slack) -> None:
+        self.t, self.skeleton, self.rule, self.slack = tables, skeleton, rule, slack
+        p, S, m = tables.p, tables.S, tables.m
+        self.ends = [-1.0] * (2 * S * m)  # F ends at s*m + mb, then gradient (I/B) ends
+        self.free = [0.0] * p
+        self.first = [0.0 if from_zero else math.inf] * p
+        self.idle = [0.0] * p
+        self.worst = 0.0
+        self.held = [0.0] * p
+        self.pending = [deque() for _ in range(p)]
+        self.rows: Rows = [[] for _ in range(p)]
+        self.heap = [(0.0, r) for r in range(p)]
+
+    def run(self) -> Played | None:
+        """The event loop, inlined for speed (it runs once per action of every candidate)."""
+        t, heap, free, held, first, idle = (
+            self.t,
+            self.heap,
+            self.free,
+            self.held,
+            self.first,
+            self.idle,
+        )
+        plans, pending, rows = self._compile(), self.pending, self.rows
+        ends = self.ends
+        cost_w, delta_w, limit, worst = t.cost[W], t.delta[W], t.limit, self.worst
+        position = [0] * t.p
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            now, r = pop(heap)
+            if now < free[r]:
+                continue
+            queue, plan = pending[r], plans[r]
+            if position[r] < len(plan):
+                s, k, j, cost, delta, need, src, link, out, wake, wake_link = plan[position[r]]
+                arrival = 0.0 if src < 0 else ends[src]
+                if arrival < 0:
+                    continue  # its producer has not run; committing it wakes this rank
+                arrival += link
+                at = free[r]
+                fill = bool(queue) and arrival > at
+                if fill and cost_w[queue[0][0]] > arrival - at and self.rule != "always":
+                    fill = self.rule == "worst" and idle[r] + arrival - at > max(
+                        worst, self.slack[r]
+                    )
+                if not fill and arrival > now:
+                    push(heap, (arrival, r))  # a late-decided W moved the clock back
+                    continue
+                if not fill and held[r] + need > limit[r] * (1 + 1e-12):
+                    if not queue:
+                        return None
+                    fill = True
+                if not fill:
+                    at = arrival if arrival > at else at
+                    position[r] += 1
+                    if k == I:
+                        queue.append((s, j))
+            elif queue:
+                s, k, j, at, fill = 0, W, 0, free[r], True
+            else:
+                continue
+            if fill:  # the oldest pending W, timed from when the rank was free
+                s, j = queue.popleft()
+                k, cost, delta, out, wake, at = W, cost_w[s], delta_w[s], -1, -1, free[r]
+            if first[r] == math.inf:
+                first[r] = at
+            elif at > free[r]:
+                idle[r] += at - free[r]
+                worst = idle[r] if idle[r] > worst else worst
+            free[r] = end = at + cost
+            held[r] += delta
+            rows[r].append((s, k, j))
+            push(heap, (end, r))
+            if out >= 0:
+                ends[out] = end
+                if wake >= 0:
+                    push(heap, (end + wake_link, wake))
+        if any(position[r] < len(plans[r]) for r in range(t.p)):
+            return None
+        first = tuple(0.0 if f == math.inf else f for f in self.first)
+        return Played(rows, Timing(first, tuple(free)), idle)
+
+    def _compile(self) -> list[list[tuple]]:
+        """Each skeleton action with what the loop needs: cost, memory, the flat index of the
+        end it waits for (-1: none) plus the link's transfer, the index of the end it sets, and
+        the rank its output wakes (-1: none) with that link's transfer."""
+        t, m, S = self.t, self.t.m, self.t.S
+        gradient = S * m  # offset of the gradient ends in the flat list
+        plans = []
+        for row in self.skeleton:
+            plan = []
+            for s, k, j in row:
+                if k == F:
+                    src, link = ((s - 1) * m + j, t.link[s - 1]) if s else (-1, 0.0)
+                    out, need = s * m + j, t.delta[F][s]
+                    wake, wake_link = (t.rank[s + 1], t.link[s]) if s + 1 < S else (-1, 0.0)
+                else:
+                    if s + 1 < S:
+                        src, link = gradient + (s + 1) * m + j, t.link[s]
+                    else:
+                        src, link = s * m + j, 0.0
+                    out, need = gradient + s * m + j, t.rise[s] if k == I else 0.0
+                    wake, wake_link = (t.rank[s - 1], t.link[s - 1]) if s else (-1, 0.0)
+                plan.append(
+                    (s, k, j, t.cost[k][s], t.delta[k][s], need, src, link, out, wake, wake_link)
+                )
+            plans.append(plan)
+        return plans
+
+    def _arrival(self, s: int, k: int, j: int) -> float | None:
+        """When the input of (s, k, j) arrives; None while its producer has not run."""
+        t, m = self.t, self.t.m
+        if k == F:
+            if not s:
+                return 0.0
+            done = self.ends[(s - 1) * m + j]
+            return done + t.link[s - 1] if done >= 0 else None
+        if s + 1 == t.S:
+            done = self.ends[s * m + j]
+            return done if done >= 0 else None
+        done = self.ends[(t.S + s + 1) * m + j]
+        return done + t.link[s] if done >= 0 else None
+
+    def _fill(self, r: int, gap: float, queue) -> bool:
+        """Run the oldest pending W in a gap of ``gap`` before the next action?"""
+        if self.t.cost[W][queue[0][0]] <= gap or self.rule == "always":
+            return True
+        if self.rule == "fit":
+            return False
+        return self.idle[r] + gap > max(self.worst, self.slack[r])
+
+    def _weight(self, r: int) -> None:
+        s, j = self.pending[r].popleft()
+        self._place(r, s, W, j, self.free[r])
+
+    def _commit(self, r: int, s: int, k: int, j: int, arrival: float) -> None:
+        start = max(self.free[r], arrival)
+        end = self._place(r, s, k, j, start)
+        t = self.t
+        if k == F:
+            self.ends[s * t.m + j] = end
+            if s + 1 < t.S:
+                heapq.heappush(self.heap, (end + t.link[s], t.rank[s + 1]))
+        else:
+            self.ends[(t.S + s) * t.m + j] = end
+            if k == I:
+                self.pending[r].append((s, j))
+            if s:
+                heapq.heappush(self.heap, (end + t.link[s - 1], t.rank[s - 1]))
+
+    def _place(self, r: int, s: int, k: int, j: int, start: float) -> float:
+        t = self.t
+        gap = start - self.free[r]
+        if self.first[r] == math.inf:
+            self.first[r] = start
+        elif gap > 0:
+            self.idle[r] += gap
+            self.worst = max(self.worst, self.idle[r])
+        end = start + t.cost[k][s]
+        self.free[r] = end
+        self.held[r] += t.delta[k][s]
+        self.rows[r].append((s, k, j))
+        heapq.heappush(self.heap, (end, r))
+        return end
+
+
+def split_backward(rows: Rows) -> Rows:
+    """The F/I skeleton of a schedule: Ws dropped, each B read as an I (its W is re-slotted)."""
+    return [[(s, I if k == B else k, j) for s, k, j in row if k != W] for row in rows]

@@ -1,0 +1,157 @@
+"""The package's own timing and memory model: the analytic executor's rules, on flat lists.
+
+Why its own: ``schedules`` imports nothing outside itself, yet the search must score thousands of
+candidate orders. The rules are the analytic executor's (``simulator.analytic.executor``): an
+action starts when its rank is free and each input has arrived (the producer's end, plus the
+link's transfer when the producer is on another rank), and runs for its stage's cost; memory is
+the running total of each rank's deltas in its own order, an ``I`` possibly rising above its
+start on the way. A test holds this model's makespan equal to the executor's.
+
+Rows are ``rows[rank] = [(stage, kind, microbatch), ...]`` with kinds ``F, I, W, B = 0..3``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from schedules.actions import Schedule
+from schedules.auto.problem import KIND_NAMES, AutoProblem, B, F, I, W
+
+Rows = list[list[tuple[int, int, int]]]
+
+
+class Tables:
+    """The problem as flat per-stage lists, which the builders' inner loops index directly.
+
+    ``link[s]`` is the transfer time between stages s and s+1 (0 when both are on one rank);
+    ``delta[kind][s]`` the memory change of an action; ``rise[s]`` how far an ``I`` may climb
+    above its start. ``num_microbatches`` may be smaller than the problem's (a quick preview).
+    """
+
+    def __init__(self, problem: AutoProblem, num_microbatches: int | None = None) -> None:
+        self.problem = problem
+        self.p = problem.num_ranks
+        self.m = num_microbatches or problem.num_microbatches
+        self.rank = list(problem.stage_to_rank)
+        self.S = len(self.rank)
+        self.stages = [problem.stages_of_rank(r) for r in range(self.p)]
+        self.cost = [
+            list(problem.forward),
+            list(problem.backward_input),
+            list(problem.backward_weight),
+            list(problem.backward),
+        ]
+        self.link = [
+            0.0 if self.rank[s] == self.rank[s + 1] else problem.transfer[s]
+            for s in range(self.S - 1)
+        ]
+        mf, mw = problem.memory_forward, problem.memory_weight
+        self.delta = [
+            list(mf),
+            [w - f for f, w in zip(mf, mw, strict=True)],
+            [-w for w in mw],
+            [-f for f in mf],
+        ]
+        self.rise = list(problem.memory_input_rise)
+        limit = problem.memory_limit
+        self.limit = [math.inf] * self.p if limit is None else list(limit)
+        self.rank_rise = [max(self.rise[s] for s in stages) for stages in self.stages]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When each rank starts and ends its step, and what the objectives make of it."""
+
+    first: tuple[float, ...]
+    last: tuple[float, ...]
+
+    @property
+    def makespan(self) -> float:
+        return max(self.last)
+
+    @property
+    def span(self) -> float:
+        return max(end - start for start, end in zip(self.first, self.last, strict=True))
+
+    def value(self, objective: str) -> float:
+        return self.makespan if objective == "makespan" else self.span
+
+
+def retime(tables: Tables, rows: Rows) -> Timing | None:
+    """Run ``rows`` as the analytic executor would; None if some rank waits forever."""
+    S, m, cost, link = tables.S, tables.m, tables.cost, tables.link
+    done_f = [[-1.0] * m for _ in range(S)]
+    done_g = [[-1.0] * m for _ in range(S)]  # end of the I or B that sends the gradient on
+    waiting: dict[tuple[int, int, int], int] = {}
+    position = [0] * tables.p
+    free = [0.0] * tables.p
+    first = [math.inf] * tables.p
+    work = list(range(tables.p))
+    while work:
+        r = work.pop()
+        row = rows[r]
+        while position[r] < len(row):
+            s, k, j = row[position[r]]
+            start = free[r]
+            if k == F and s:
+                ready = done_f[s - 1][j]
+                if ready < 0:
+                    waiting[(0, s - 1, j)] = r
+                    break
+                start = max(start, ready + link[s - 1])
+            elif k in (I, B) and s + 1 < S:
+                ready = done_g[s + 1][j]
+                if ready < 0:
+                    waiting[(1, s + 1, j)] = r
+                    break
+                start = max(start, ready + link[s])
+            end = start + cost[k][s]
+            if k == F:
+                done_f[s][j] = end
+                woken = waiting.pop((0, s, j), None)
+            elif k != W:
+                done_g[s][j] = end
+                woken = waiting.pop((1, s, j), None)
+            else:
+                woken = None
+            if woken is not None:
+                work.append(woken)
+            first[r] = min(first[r], start)
+            free[r] = end
+            position[r] += 1
+    if any(position[r] < len(rows[r]) for r in range(tables.p)):
+        return None
+    return Timing(tuple(0.0 if f == math.inf else f for f in first), tuple(free))
+
+
+def peak_memory(tables: Tables, rows: Rows) -> list[float]:
+    """Per rank, the highest running total of its memory deltas (an I counted at its rise)."""
+    peaks = []
+    delta, rise = tables.delta, tables.rise
+    for row in rows:
+        held = peak = 0.0
+        for s, k, _ in row:
+            if k == I:
+                peak = max(peak, held + rise[s])
+            held += delta[k][s]
+            peak = max(peak, held)
+        peaks.append(peak)
+    return peaks
+
+
+def fits(tables: Tables, rows: Rows) -> bool:
+    """Every rank's peak within its limit (a relative tolerance for float sums)."""
+    return all(
+        peak <= limit * (1 + 1e-9) + 1e-9
+        for peak, limit in zip(peak_memory(tables, rows), tables.limit, strict=True)
+    )
+
+
+def rows_of_schedule(schedule: Schedule) -> Rows:
+    """A ``Schedule``'s actions as rows of (stage, kind code, microbatch)."""
+    code = {name: k for k, name in enumerate(KIND_NAMES)}
+    return [
+        [(a.stage_index, code[a.kind.value], a.microbatch_index) for a in row]
+        for row in schedule.actions
+    ]
