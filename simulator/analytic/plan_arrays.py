@@ -67,12 +67,8 @@ class PlanArrays:
             self.link.append(link)
             self.flow.append(np.where(crossing, flows, ""))
 
-    def call_starts(self, run: DryRun) -> np.ndarray:
-        """Per action: does it start a new call on its rank? It does when its input comes from
-        another rank, when it is its rank's first action, or when its rank's previous action
-        sent its output to another rank: how the Ray executor fuses a rank's actions into calls
-        (``ray_pipeline.wiring.segments``, which also splits after a data-parallel gradient
-        hand-off, ignored here)."""
+    def sends(self, run: DryRun) -> np.ndarray:
+        """Per action: does its output go to a stage on another rank?"""
         schedule, rule = run.schedule, run.rule
         kinds = [str(kind) for kind in self.kind_names]
         to_rank = schedule.stage_to_rank
@@ -82,7 +78,15 @@ class PlanArrays:
                 receiver = rule.receiver(kind, stage, schedule.num_stages)
                 receiver_rank[stage, code] = -1 if receiver is None else to_rank[receiver]
         target = receiver_rank[self.stage, self.kind]
-        sends = (target >= 0) & (target != self.rank)
+        return (target >= 0) & (target != self.rank)
+
+    def call_starts(self, run: DryRun, sends: np.ndarray | None = None) -> np.ndarray:
+        """Per action: does it start a new call on its rank? It does when its input comes from
+        another rank, when it is its rank's first action, or when its rank's previous action
+        sent its output to another rank: how the Ray executor fuses a rank's actions into calls
+        (``ray_pipeline.wiring.segments``, which also splits after a data-parallel gradient
+        hand-off, ignored here). ``sends``: ``self.sends(run)``, if already known."""
+        sends = self.sends(run) if sends is None else sends
         remote = np.zeros(len(self.rank), dtype=bool)
         for flow in self.flow:
             remote |= flow != ""

@@ -41,6 +41,7 @@ _OPTIONAL = (
     "step_overhead",
     "cores",
     "call_overhead",
+    "send_overhead",
     "call_cpu",
     "background_load",
 )
@@ -54,15 +55,16 @@ class Profile:
     File format (JSON): ``{"version": 1, "model": ModelSpec text, "microbatch_rows": int,
     "stages": [[first_layer, last_layer], ...], "costs": [{"F": s, "I": s, "W": s, "B": s}, ...],
     "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s, "cores": int,
-    "call_overhead": s, "call_cpu": s, "background_load": cores}``; a kind never measured is
-    ``null``; ``step_overhead`` is the commit, reduction and optimizer time between steps, which
-    a multi-step prediction adds after every step.
+    "call_overhead": s, "send_overhead": s, "call_cpu": s, "background_load": cores}``; a kind
+    never measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time
+    between steps, which a multi-step prediction adds after every step.
 
     ``train`` writes each action's time *alone* (calibrated before step 0, one action at a
     time) and ``cores``, how many cores its ranks shared; the prediction then shares those cores
-    (``sharing``) unless told otherwise. ``call_overhead`` (on a rank, per Ray call), ``call_cpu``
-    (per call, off the rank) and ``background_load`` (cores busy all along) are the runtime's
-    costs (``CostModel``). Without ``cores`` (older files, or a profile derived from a
+    (``sharing``) unless told otherwise. ``call_overhead`` (on a rank, per Ray call),
+    ``send_overhead`` (on a rank, per output sent to another rank), ``call_cpu`` (per call, off
+    the rank) and ``background_load`` (cores busy all along) are the runtime's costs
+    (``CostModel``). Without ``cores`` (older files, or a profile derived from a
     timeline.json) the costs are the run's mean durations, contention included, and every rank
     is taken to own a device.
     """
@@ -76,6 +78,7 @@ class Profile:
     step_overhead: float = 0.0  # seconds between one step's last action and the next's first
     cores: int | None = None
     call_overhead: float = 0.0
+    send_overhead: float = 0.0
     call_cpu: float = 0.0
     background_load: float = 0.0
 
@@ -216,6 +219,7 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
         param_bytes=param_bytes(spec),
         time_unit="s",
         call_overhead=profile.call_overhead,
+        send_overhead=profile.send_overhead,
         call_cpu=profile.call_cpu,
         background_load=profile.background_load,
     )
@@ -227,7 +231,8 @@ def check_profile(data, label: str) -> dict:
     ``stages`` [first, last] layer ranges that tile that model in order; one cost object per
     stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
     transfer latency >= 0 and bandwidth (bytes/s, 0 or absent: unlimited); step_overhead,
-    call_overhead, call_cpu and background_load >= 0; cores (null or absent: unknown) >= 1.
+    call_overhead, send_overhead, call_cpu and background_load >= 0; cores (null or absent:
+    unknown) >= 1.
     Returns them ready for ``Profile(**...)``; a fault is one sentence naming the field."""
     fields_of(data, "the profile", label, _FIELDS, _OPTIONAL)
     version = data["version"]
@@ -270,7 +275,7 @@ def check_profile(data, label: str) -> dict:
         else integer(data["cores"], "cores", label, 1, MAX_CORES),
         **{
             key: real(data.get(key, 0.0), key, label, 0.0, MAX_TIME)
-            for key in ("call_overhead", "call_cpu", "background_load")
+            for key in ("call_overhead", "send_overhead", "call_cpu", "background_load")
         },
     }
 

@@ -26,8 +26,10 @@ Choices and limits (each is a deliberate approximation):
   little, which smooths the contention.
 * **The runtime around each action** (``Runtime``, from a measured profile's runtime costs;
   none on a bare device). An action that starts a Ray call first *takes the call*: ``overhead``
-  seconds of work on its rank (returning the previous result, unpacking the next call), after
-  which the action's event starts. The call also costs ``side`` seconds of work off the rank
+  seconds of work on its rank (unpacking the call), after which the action's event starts; an
+  action whose output goes to another rank then *hands it over* (``put`` seconds on its rank,
+  into the object store; the transfer to the consumer counts from the event's end and includes
+  it) before its rank is free. The call also costs ``side`` seconds of work off the rank
   (the driver dispatching it, the object store), a job of its own that competes for the cores
   but holds up no rank. ``load`` cores are busy with other work all along (the Ray session's
   own daemons), so the actions share ``C - load``. Both are real CPU use, measured by
@@ -82,28 +84,32 @@ def check_cores(cores: int | None) -> int | None:
 class Runtime:
     """What running an action costs besides its work, per action in the dry run's order.
 
-    ``overhead[i]``: seconds of the rank's own CPU before action ``i`` starts (a Ray actor call
-    returning the previous result and taking the next one), 0 for an action fused into the
-    call before it. ``side[i]``: CPU seconds the call of action ``i`` costs *off* the rank (the
-    driver dispatching it, the object store), which only competes for the cores. ``load``: cores
-    kept busy by other work on the machine all along. All zero: a bare device.
+    ``overhead[i]``: seconds of the rank's own CPU before action ``i`` starts (taking a Ray
+    actor call), 0 for an action fused into the call before it. ``put[i]``: seconds of the
+    rank's CPU after action ``i`` hands its output to another rank. ``side[i]``: CPU seconds
+    the call of action ``i`` costs *off* the rank (the driver dispatching it, the object
+    store), which only competes for the cores. ``load``: cores kept busy by other work on the
+    machine all along. All zero: a bare device.
     """
 
     overhead: list[float] | None = None
     side: list[float] | None = None
     load: float = 0.0
+    put: list[float] | None = None
 
 
 def runtime_of(arrays, costs, run) -> Runtime | None:
     """The runtime of ``costs`` per action of ``arrays`` (``PlanArrays`` of the dry run
     ``run``), None when it costs nothing."""
-    if not (costs.call_overhead or costs.call_cpu or costs.background_load):
+    if not (costs.call_overhead or costs.send_overhead or costs.call_cpu or costs.background_load):
         return None
-    calls = arrays.call_starts(run)
+    sends = arrays.sends(run)
+    calls = arrays.call_starts(run, sends)
     return Runtime(
         overhead=(calls * costs.call_overhead).tolist(),
         side=(calls * costs.call_cpu).tolist(),
         load=costs.background_load,
+        put=(sends * costs.send_overhead).tolist(),
     )
 
 
@@ -118,6 +124,7 @@ def shared_action_times(
     runtime = runtime or Runtime()
     n = len(rank)
     fluid.overhead = runtime.overhead or [0.0] * n
+    fluid.put = runtime.put or [0.0] * n
     fluid.side = (runtime.side or [0.0] * n) if cores is not None else [0.0] * n
     fluid.capacity = math.inf if cores is None else max(cores - runtime.load, 1e-9)
     return fluid.run()
@@ -131,7 +138,7 @@ class _Fluid:
         self.rank, self.duration, self.rank_free = rank, duration, rank_free
         self.needs = list(zip(producers, transfer, strict=True))
         self.capacity, self.replicas = cores, replicas
-        self.overhead = self.side = [0.0] * n
+        self.overhead = self.side = self.put = [0.0] * n
         self.start, self.end, self.finished = [0.0] * n, [0.0] * n, [False] * n
         self.queues: list[list[int]] = [[] for _ in rank_free]
         for i, r in enumerate(rank):
@@ -169,7 +176,7 @@ class _Fluid:
         n = len(self.rank)
         ready, running = self.ready, []  # running: (virtual end, job, phase)
         start, end, duration = self.start, self.end, self.duration
-        overhead, side = self.overhead, self.side
+        overhead, side, put = self.overhead, self.side, self.put
         anchor_t = anchor_v = 0.0  # V(t) = anchor_v + (t - anchor_t) * speed
         speed, now, extra = 1.0, -math.inf, n  # extra: ids of side jobs, past the actions
         while ready or running:
@@ -196,20 +203,32 @@ class _Fluid:
                 elif phase == _WORK:
                     end[i] = max(now, start[i])
                     self.finished[i] = True
-                    self._free(i)
+                    if put[i] > 0:  # its output leaves; the rank hands it over first
+                        heapq.heappush(running, (v + put[i], i, _PUT))
+                        self._release_waiters(i)
+                    else:
+                        self._free(i)
+                elif phase == _PUT:
+                    self._free(i, now, waiters=False)
             new_speed = self.rate(len(running))
             if new_speed != speed:
                 anchor_t, anchor_v, speed = now, v, new_speed
         return start, end
 
-    def _free(self, i: int) -> None:
-        """Action ``i`` ended: its rank moves on, and so may ranks that waited for it."""
+    def _free(self, i: int, free: float | None = None, waiters: bool = True) -> None:
+        """Action ``i`` ended (its rank free at ``free``, default its end): its rank moves on,
+        and so may ranks that waited for it."""
         r = self.rank[i]
-        self.rank_free[r] = self.end[i]
+        self.rank_free[r] = self.end[i] if free is None else free
         self.head[r] += 1
         self.release(r)
+        if waiters:
+            self._release_waiters(i)
+
+    def _release_waiters(self, i: int) -> None:
         for waiter in self.waiting.pop(i, ()):
             self.release(waiter)
 
 
-_CALL, _WORK, _SIDE = 0, 1, 2  # a job's phase: taking the call, the action's work, side work
+# a job's phase: taking the call, the action's work, side work, handing the output over
+_CALL, _WORK, _SIDE, _PUT = 0, 1, 2, 3

@@ -321,3 +321,33 @@ def test_calls_are_the_ray_executors_calls(name, p, m, v):
     arrays = PlanArrays(run, unit_costs(schedule, parts), stage_shapes(spec, parts, 4, run.rule))
     firsts = {seg[0].index for seg in segments(wire(run, set(range(schedule.num_stages)), 1))}
     assert set(arrays.call_starts(run).nonzero()[0].tolist()) == firsts
+
+
+def test_handing_an_output_over_holds_its_rank():
+    """GPipe, 2 ranks, m = 2, F = 1, B = 2, put = 0.5 after every action whose output goes to
+    the other rank (0F*, 1B*), transfers of 0.5 counted from the action's end (they include the
+    hand-over), no call overhead.
+
+    0F0 [0, 1], hands over until 1.5, so 0F1 [1.5, 2.5] (and hands over until 3)
+    1F0 ready 1 + 0.5 = 1.5: [1.5, 2.5];  1F1 ready 2.5 + 0.5 = 3: [3, 4]
+    1B0 [4, 6] hands over until 6.5; 1B1 [6.5, 8.5] hands over until 9
+    0B0 ready 6 + 0.5: [6.5, 8.5];  0B1 ready 8.5 + 0.5: [9, 11]
+    """
+    schedule = hand(["0F0 0F1 0B0 0B1", "1F0 1F1 1B0 1B1"], 2)
+    spec = ModelSpec.uniform(2, width=8)
+    costs = CostModel(
+        stage_costs=(StageCost(1.0, 1.0, 1.0), StageCost(1.0, 1.0, 1.0)),
+        comm_latency=0.5,
+        send_overhead=0.5,
+    )
+    got = spans(simulate(schedule, costs, spec, partition(spec, 2), 4))
+    assert got == {
+        "r0:0F0": (0.0, 1.0),
+        "r0:0F1": (1.5, 2.5),
+        "r1:1F0": (1.5, 2.5),
+        "r1:1F1": (3.0, 4.0),
+        "r1:1B0": (4.0, 6.0),
+        "r1:1B1": (6.5, 8.5),
+        "r0:0B0": (6.5, 8.5),
+        "r0:0B1": (9.0, 11.0),
+    }
