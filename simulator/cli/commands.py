@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from simulator.cli import auto
 from simulator.cli.printing import (
     emit_json,
     format_presets,
@@ -61,6 +62,7 @@ def cmd_export(args) -> int:
     from schedules.csv_io import schedule_to_csv
     from simulator.cli.outputs import write_output_file
 
+    auto.resolve(args)
     schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
     target = "-" if args.output is None else args.output
     written = write_output_file(target, schedule_to_csv(schedule))
@@ -73,6 +75,7 @@ def cmd_simulate(args) -> int:
     from simulator.analytic.executor import simulate
     from simulator.cli.outputs import StagedOutput
 
+    auto.resolve(args)
     schedule = make_schedule(
         args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file, args.steps
     )
@@ -117,6 +120,7 @@ def cmd_train(args) -> int:
     from simulator.cli.outputs import StagedOutput
     from simulator.cli.training import check_against_reference, prepare_training, train_on_ray
 
+    auto.resolve(args, train=True)
     setup = prepare_training(args)
     with StagedOutput(args.out) as out:
         result, predicted = train_on_ray(setup, args.steps, want_prediction=bool(args.out))
@@ -172,6 +176,7 @@ def cmd_compare(args) -> int:
         args.hardware,
         args.batch_size,
         (args.tp, args.sp or None),
+        auto.compare_options(args),
     )
     rows = visualize.comparison_rows(timelines)
     print(visualize.format_table(rows, "text"))

@@ -6,6 +6,7 @@ import argparse
 
 from simulator.cli import numbers
 from simulator.cli.advise import add_advise
+from simulator.cli.auto import add_auto_args
 
 # Every number goes through simulator.cli.numbers: finite, in range, with a named limit.
 TP = numbers.count(numbers.MAX_TP, "MAX_TP")
@@ -24,11 +25,12 @@ TIMEOUT = numbers.real(
 
 
 def _add_schedule_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--schedule", help="schedule name (see `pebblesim schedules`)")
+    parser.add_argument("--schedule", help="schedule name (see `pebblesim schedules`) or auto")
     parser.add_argument("--schedule-file", help="a schedule in PyTorch's compute-only CSV layout")
     parser.add_argument("--ranks", type=RANKS, help="pipeline ranks p")
     parser.add_argument("--microbatches", type=MICROBATCHES, required=True, help="microbatches m")
     parser.add_argument("--chunks", type=CHUNKS, help="stages per rank v (interleaved, V)")
+    add_auto_args(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,7 @@ def _add_listings(sub) -> None:
     export.add_argument("--microbatches", type=MICROBATCHES, required=True)
     export.add_argument("--chunks", type=CHUNKS)
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    add_auto_args(export)
 
 
 def _add_simulate(sub) -> None:
@@ -186,6 +189,7 @@ def _add_compare(sub) -> None:
     compare.add_argument("--tp", type=TP, help="tensor-parallel degree (analytic only)")
     compare.add_argument("--sp", action="store_true", help="sequence parallelism with --tp")
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
+    add_auto_args(compare)
 
 
 def _add_tutorial(sub) -> None:

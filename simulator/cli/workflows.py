@@ -48,6 +48,8 @@ def make_schedule(
 ) -> Schedule:
     """A built-in schedule by name, or one read from a PyTorch-style CSV file; refused up
     front when ``steps`` of it would not fit in memory (``limits``)."""
+    if isinstance(name, Schedule):  # --schedule auto, built by simulator.cli.auto.resolve
+        return name
     if schedule_file:
         if name:
             raise PebbleError("give either --schedule or --schedule-file, not both.")
@@ -264,6 +266,7 @@ def compare_timelines(
     hardware: str | None = None,
     batch_size: int | None = None,
     layout: tuple[int | None, bool | None] = (None, None),
+    auto: tuple[str | None, str | None] = (None, None),
 ) -> tuple[dict, list[str]]:
     """Simulate each named schedule on the same model; returns the timelines and the names
     skipped because the sizes do not suit them (only when no names were asked for)."""
@@ -274,7 +277,9 @@ def compare_timelines(
     names = names if asked else list(SCHEDULES)
     if not names:
         raise PebbleError("--schedules names no schedule; give names like 1f1b,zb-h1.")
-    families = [SCHEDULES[canonical_name(name)] for name in names]
+    from simulator.cli.auto import compare_schedule, is_auto
+
+    families = [SCHEDULES[canonical_name(name)] for name in names if not is_auto(name)]
     check_actions(
         sum(
             estimated_actions(ranks, f.default_chunks if f.fixed_chunks else chunks, microbatches)
@@ -286,8 +291,13 @@ def compare_timelines(
     timelines, skipped = {}, []
     for name in names:
         try:
-            v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
-            schedule = make_schedule(name, ranks, microbatches, v)
+            if is_auto(name):  # --memory-limit and --layout (auto=...) say which auto
+                schedule = compare_schedule(
+                    spec, ranks, microbatches, batch_size, layout, costs, hardware, auto
+                )
+            else:
+                v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
+                schedule = make_schedule(name, ranks, microbatches, v)
             plan = make_plan(schedule, spec, batch_size, 1, *layout)
         except PebbleError:
             if asked:
