@@ -29,7 +29,10 @@ RULES = ("fit", "worst", "always")
 
 
 class Played:
-    """A played skeleton: the rows with Ws, their timing and each rank's idle time."""
+    """A played skeleton: the rows with Ws, their timing and each rank's idle time.
+
+    Why the timing comes along: playing already computes every start by the analytic
+    executor's rules, so the search scores a played candidate without timing it again."""
 
     def __init__(self, rows: Rows, timing: Timing, idle: list[float]) -> None:
         self.rows, self.timing, self.idle = rows, timing, idle

@@ -32,7 +32,8 @@ Builder = Callable[[Tables], "Played | Rows | None"]
 
 @dataclass(frozen=True)
 class Scored:
-    """A candidate that fits: its rows, timing and the generator that made it (``label``)."""
+    """A candidate that fits: its rows, timing and the generator that made it (``label``,
+    e.g. ``list+1/worst``), kept so a benchmark or a test can say which generator won."""
 
     label: str
     rows: Rows

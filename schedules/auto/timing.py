@@ -61,7 +61,10 @@ class Tables:
 
 @dataclass(frozen=True)
 class Timing:
-    """When each rank starts and ends its step, and what the objectives make of it."""
+    """When each rank starts and ends its step, and what the objectives make of it.
+
+    Why only these: both objectives (``makespan``, ``span``) and the bubble rate need no more,
+    and keeping candidates' scores this small lets the search hold a dozen at once."""
 
     first: tuple[float, ...]
     last: tuple[float, ...]

@@ -142,7 +142,10 @@ def test_more_memory_never_hurts_and_2p_removes_the_bubble():
     assert spans[-1] == 3 * 12  # no bubble
 
 
-@settings(max_examples=40, deadline=None)
+COSTS = st.sampled_from([0.5, 1.0, 1.5, 2.0])
+
+
+@settings(max_examples=60, deadline=None)
 @given(
     layout=st.sampled_from(["loop", "v"]),
     p=st.integers(1, 4),
@@ -150,15 +153,20 @@ def test_more_memory_never_hurts_and_2p_removes_the_bubble():
     limit=st.floats(1.0, 3.0),
     weight=st.sampled_from([0.0, 0.4, 1.0]),
     transfer=st.sampled_from([0.0, 0.3]),
+    costs=st.one_of(st.just((1.0, 1.0, 1.0)), st.tuples(COSTS, COSTS, COSTS)),
 )
-def test_never_slower_than_a_hand_written_schedule_that_fits(layout, p, m, limit, weight, transfer):
-    """Unit costs (F = I = W = 1 per stage), a random limit in microbatches of a rank's
-    activations: auto's step (analytic executor) is no longer than any registry family's of
-    the same layout whose peak fits the limit."""
+def test_never_slower_than_a_hand_written_schedule_that_fits(
+    layout, p, m, limit, weight, transfer, costs
+):
+    """Unit costs (F = I = W = 1 per stage) or other small ones, a random limit in
+    microbatches of a rank's activations: auto's step (analytic executor) is no longer than any
+    registry family's of the same layout whose peak fits the limit."""
     per_rank = 1 if layout == "loop" else 2
+    f, i, w = costs
     problem = AutoProblem(
-        p, m, transfer=transfer, memory_weight=weight, memory_limit=limit * per_rank, layout=layout
-    )
+        p, m, forward=f, backward_input=i, backward_weight=w, transfer=transfer,
+        memory_weight=weight, memory_limit=limit * per_rank, layout=layout,
+    )  # fmt: skip
     ours = analytic_makespan(problem, auto_schedule(problem))
     families = LOOP_FAMILIES if layout == "loop" else V_FAMILIES
     for name in families:
