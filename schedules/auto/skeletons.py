@@ -9,6 +9,8 @@ ZB-V's interleaving of the two chunks. Each generator here is cheap and returns 
 
 from __future__ import annotations
 
+import math
+
 from schedules.auto.problem import B, F, I, W
 from schedules.auto.timing import Rows, Tables, rows_of_schedule
 from schedules.registry import build_schedule
@@ -104,7 +106,7 @@ def warmups(tables: Tables, extra: int) -> list[int]:
         warm[s] = _within_memory(tables, warm, s, depth[s])
     wanted = first_backward_counts(tables)
     for s in range(S):  # then deeper where the first round trip leaves time
-        target = max(warm[s], wanted[s] - 1 + extra)
+        target = min(max(warm[s], wanted[s] - 1 + extra), tables.m - 1)
         if s and rank[s - 1] != rank[s]:
             target = min(target, warm[s - 1] - 1)
         warm[s] = max(warm[s], _within_memory(tables, warm, s, target))
@@ -118,12 +120,9 @@ def _within_memory(tables: Tables, warm: list[int], s: int, target: int) -> int:
     others = sum((warm[q] + 1) * tables.delta[F][q] for q in tables.stages[r] if q != s)
     room = tables.limit[r] - tables.rank_rise[r] - others
     size = tables.delta[F][s]
-    best = 0
-    for count in range(max(target, 0), 0, -1):
-        if (count + 1) * size <= room * (1 + 1e-12):
-            best = count
-            break
-    return best
+    if size <= 0 or room == math.inf:
+        return max(target, 0)
+    return max(0, min(target, int(room * (1 + 1e-12) // size) - 1))
 
 
 def v_shape(tables: Tables, deeper: int) -> Rows:

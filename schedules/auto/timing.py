@@ -144,9 +144,9 @@ def peak_memory(tables: Tables, rows: Rows) -> list[float]:
 
 
 def fits(tables: Tables, rows: Rows) -> bool:
-    """Every rank's peak within its limit (a relative tolerance for float sums)."""
+    """Every rank's peak within its limit (to a relative 1e-12, for float sums)."""
     return all(
-        peak <= limit * (1 + 1e-9) + 1e-9
+        peak <= limit * (1 + 1e-12)
         for peak, limit in zip(peak_memory(tables, rows), tables.limit, strict=True)
     )
 
