@@ -60,8 +60,9 @@ def add_advise(sub) -> None:
 def _request(args):
     """The search request and the text each printed ``simulate`` command carries."""
     from schedules.registry import SCHEDULES, canonical_name
-    from simulator.analytic.advise import RECOMPUTE_POLICIES, Request
+    from simulator.analytic.advise import AUTO, RECOMPUTE_POLICIES, Request
     from simulator.cli.advise_run import RunText
+    from simulator.cli.auto import is_auto
     from simulator.cli.workflows import hardware_preset, parse_hardware
     from simulator.model.parse import parse_model
 
@@ -84,8 +85,10 @@ def _request(args):
                 "or 7.5e10."
             ) from None
     preset = hardware_preset(hardware)
-    names = SCHEDULES if not args.schedules else args.schedules.split(",")
-    families = tuple(dict.fromkeys(canonical_name(n) for n in names if n.strip()))
+    names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")
+    families = tuple(
+        dict.fromkeys(AUTO if is_auto(n) else canonical_name(n) for n in names if n.strip())
+    )
     request = Request(
         spec=spec,
         hardware=preset,

@@ -3,6 +3,7 @@ counts, the ``--json`` payload and the Pareto figure's points."""
 
 from __future__ import annotations
 
+from simulator.analytic.advise import AUTO
 from simulator.units import human_bytes, human_time
 
 _COLUMNS = (
@@ -27,6 +28,8 @@ def _schedule(c) -> str:
     """The family, with ``v=`` when the family lets the chunks vary (interleaved)."""
     from simulator.cli.advise_run import chunks_flag
 
+    if c.schedule == AUTO:
+        return f"auto {'v' if c.chunks == 2 else 'loop'}"
     return c.schedule if chunks_flag(c) is None else f"{c.schedule} v={c.chunks}"
 
 

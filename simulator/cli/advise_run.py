@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from simulator.analytic.advise import Candidate, Outcome
+from simulator.analytic.advise import AUTO, Candidate, Outcome
 from simulator.cli.workflows import (
     make_costs,
     make_plan,
@@ -33,23 +33,33 @@ class RunText:
 
 
 def chunks_flag(c: Candidate) -> int | None:
+    """``--chunks`` for families whose chunks vary (interleaved); None where the family (or
+    auto's ``--layout``) fixes them."""
     from schedules.registry import SCHEDULES
 
-    return None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
+    if c.schedule == AUTO or SCHEDULES[c.schedule].fixed_chunks:
+        return None
+    return c.chunks
 
 
 def run_candidate(c: Candidate, text: RunText) -> Timeline:
-    """The Timeline ``pebblesim simulate`` would produce for ``c`` (one step)."""
+    """The Timeline ``pebblesim simulate`` gives for ``c``: its printed command, parsed by the
+    CLI's own parser and run through the steps of ``cmd_simulate``."""
     from simulator.analytic.executor import simulate
+    from simulator.cli import auto
+    from simulator.cli.parser import build_parser
 
-    schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
-    tp = c.tp if c.tp > 1 else None
-    plan = make_plan(schedule, text.model, c.global_batch, c.dp, tp, c.sp or None)
-    costs = make_costs(plan, hardware=text.hardware)
-    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows, dp=c.dp)
-    with_device(timeline, text.hardware)
-    if c.distributed_optimizer:
-        with_sharded_optimizer(timeline, plan, c.dp)
+    args = build_parser().parse_args(shlex.split(simulate_command(c, text))[1:])
+    auto.resolve(args)
+    schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
+    plan = make_plan(schedule, args.model, args.batch_size, args.dp, args.tp, args.sp or None)
+    costs = make_costs(plan, hardware=args.hardware)
+    timeline = simulate(
+        schedule, costs, plan.spec, plan.partition, plan.microbatch_rows, dp=args.dp
+    )
+    with_device(timeline, args.hardware)
+    if args.distributed_optimizer:
+        with_sharded_optimizer(timeline, plan, args.dp)
     return timeline
 
 
@@ -88,6 +98,9 @@ def simulate_command(c: Candidate, text: RunText) -> str:
     chunks = chunks_flag(c)
     if chunks is not None:
         words.append(f"--chunks {chunks}")
+    if c.schedule == AUTO:
+        words.append(f"--layout {'v' if c.chunks == 2 else 'loop'}")
+        words.append(f"--memory-limit {c.activation_limit}")
     words += [
         f"--model {shlex.quote(text.model)}",
         f"--batch-size {c.global_batch}",

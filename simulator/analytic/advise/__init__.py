@@ -8,6 +8,7 @@ time and memory, ``search`` simulates only those that could be in the top k (bra
 from simulator.analytic.advise.bounds import memory_bound, stage_table, time_bound
 from simulator.analytic.advise.search import Outcome, SearchResult, search
 from simulator.analytic.advise.space import (
+    AUTO,
     RECOMPUTE_POLICIES,
     Candidate,
     Request,
@@ -16,6 +17,7 @@ from simulator.analytic.advise.space import (
 )
 
 __all__ = [
+    "AUTO",
     "RECOMPUTE_POLICIES",
     "Candidate",
     "Outcome",

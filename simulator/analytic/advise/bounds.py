@@ -32,7 +32,7 @@ e.g. ``min(p - r, m)`` for 1F1B) times the smallest per-forward cache among its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from schedules.actions import loop_stage_to_rank, v_stage_to_rank
@@ -104,7 +104,16 @@ def stage_table(spec: TransformerSpec, tp: int, stages: int, hardware: Hardware)
 
 
 def stage_to_rank(traits: FamilyTraits, p: int, v: int) -> tuple[int, ...]:
-    return v_stage_to_rank(p, v) if traits.layout == "v" else loop_stage_to_rank(p, v)
+    v_layout = traits.layout == "v" or (traits.layout == "chunks" and v == 2)
+    return v_stage_to_rank(p, v) if v_layout else loop_stage_to_rank(p, v)
+
+
+def with_budget(c: Candidate, traits: FamilyTraits, table: StageTable, limit: int) -> Candidate:
+    """``c``, for auto with the activation budget that keeps its fullest rank within ``limit``
+    (the limit less the largest static memory of a rank); other families unchanged."""
+    if traits.layout != "chunks":
+        return c
+    return replace(c, activation_limit=max(0, limit - max(static_bytes(c, traits, table))))
 
 
 def _transfers(table: StageTable, owner: tuple[int, ...], rows: int) -> list[float]:

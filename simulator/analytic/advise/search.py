@@ -18,7 +18,7 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator.analytic.advise.bounds import memory_bound, stage_table, time_bound
+from simulator.analytic.advise.bounds import memory_bound, stage_table, time_bound, with_budget
 from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
 from simulator.analytic.costs import Hardware
 from simulator.errors import PebbleError
@@ -111,6 +111,7 @@ def bounded(
         if c.rows(traits[c.schedule].split, layers) > request.max_rows:
             large += 1
             continue
+        c = with_budget(c, traits[c.schedule], table, request.memory_limit)
         kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
     if progress is not None:
         progress("bounds", considered, len(everything), None)
@@ -140,12 +141,13 @@ def search(
         raise PebbleError(f"--top must be at least 1, got {top}.")
     kept, counts = bounded(request, hardware, progress)
     if not prune:  # every candidate small enough to simulate, in enumeration order
-        splits = {name: family_traits(name).split for name in request.families}
-        everything = candidates(request)
-        layers = len(request.spec.layers())
-        kept = [
-            (0.0, c) for c in everything if c.rows(splits[c.schedule], layers) <= request.max_rows
-        ]
+        traits = {name: family_traits(name) for name in request.families}
+        layers, kept = len(request.spec.layers()), []
+        for c in candidates(request):
+            t = traits[c.schedule]
+            if c.rows(t.split, layers) <= request.max_rows:
+                table = stage_table(request.spec, c.tp, c.stages, hardware)
+                kept.append((0.0, with_budget(c, t, table, request.memory_limit)))
         counts["pruned_memory"] = 0
     result = SearchResult(top=[], **counts)
     best: list[tuple[float, int]] = []  # max-heap of the top step times: (-time, order)

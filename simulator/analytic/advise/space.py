@@ -23,6 +23,7 @@ from simulator.errors import PebbleError
 from simulator.model.transformer.spec import TransformerSpec
 
 RECOMPUTE_POLICIES = ("none",)  # grows to none/selective/full when the executor honours them
+AUTO = "auto"  # the automatic schedule (``--schedule auto``), not a registry family
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Candidate:
     chunks: int = 1  # stages per rank
     recompute: str = "none"
     distributed_optimizer: bool = False
+    activation_limit: int | None = None  # auto's per-rank activation budget, bytes
 
     @property
     def sp(self) -> bool:
@@ -64,6 +66,8 @@ class Candidate:
     def label(self) -> str:
         """``zb-v p8 t8 d1 m64x1``: the short name a figure or log uses."""
         schedule = self.schedule if self.chunks == 1 else f"{self.schedule} v{self.chunks}"
+        if self.schedule == AUTO:
+            schedule = f"auto {'v' if self.chunks == 2 else 'loop'}"
         policy = "" if self.recompute == "none" else f" rc={self.recompute}"
         return (
             f"{schedule} p{self.pp} t{self.tp} d{self.dp} "
@@ -106,7 +110,8 @@ class FamilyTraits:
     tiny instance (2 ranks, 4 microbatches) once."""
 
     name: str
-    layout: str  # "loop" (stage s on rank s mod p) or "v" (down the ranks, then back up)
+    layout: str  # "loop" (stage s on rank s mod p), "v" (down the ranks and back up) or "chunks"
+    # (auto: loop with one chunk, V with two)
     split: bool  # any I or W action (a split backward): no B chain after a rank's last action
     fixed_chunks: bool
     default_chunks: int
@@ -116,6 +121,8 @@ def family_traits(name: str) -> FamilyTraits:
     from schedules.actions import v_stage_to_rank
     from schedules.registry import SCHEDULES, build_schedule, canonical_name
 
+    if name == AUTO:  # a split backward (I and W), in a loop or a V: traits that bound any
+        return FamilyTraits(AUTO, "chunks", True, False, 1)
     family = SCHEDULES[canonical_name(name)]
     probe = build_schedule(family.name, 2, 4, None)
     v = probe.chunks
@@ -162,7 +169,9 @@ def _schedule_choices(traits: FamilyTraits, p: int, m: int, max_chunks: int, blo
     for family in traits:
         if p == 1 and "1f1b" in names and family.name != "1f1b":
             continue  # one rank: every family is 1F1B or worse
-        if family.fixed_chunks:
+        if family.name == AUTO:
+            chunk_options = [1, 2]  # --layout loop, v
+        elif family.fixed_chunks:
             chunk_options = [family.default_chunks]
         else:
             chunk_options = list(range(2, max_chunks + 1))
