@@ -12,6 +12,10 @@ schedule of that layout first. ``--memory-limit`` is bytes (``80GiB``, ``2.5e9``
 microbatches' worth of the largest activation footprint one microbatch leaves on a rank (one
 stage in the loop layout, both of a rank's stages in a V), so at p ranks ``px`` is 1F1B's memory
 (the paper's ZB-1p, and ZB-V's) and ``2px`` the paper's ZB-2p.
+
+Not modelled by the search: a measured profile's per-call and per-send overheads
+(``CostModel.call_overhead``, ``send_overhead``; zero for unit and FLOP costs). With them the
+schedule is still valid and within the limit, but timed by the search without them.
 """
 
 from __future__ import annotations
