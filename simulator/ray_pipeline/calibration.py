@@ -9,11 +9,12 @@ pipeline one action at a time, nothing else computing, and measures:
 
 * each stage's F, I, W and B (the kinds its schedule uses): the median over ``repeats`` runs,
   after one warm-up run whose times are dropped (first calls allocate and page in memory);
-* the **call overhead**: the gap between two back-to-back Ray calls on one actor (returning the
-  result to the object store, taking the next call), measured on stage 0's forward;
+* the **call overhead**: the gap between two back-to-back Ray calls on one actor when the first
+  returns nothing (taking the next call), and the **send overhead**: how much longer it is when
+  the first returns its output (putting it into the object store), on stage 0's forward;
 * the **transfer**: from a producer's end to its consumer's start on another rank when the
-  consumer was waiting, minus the call overhead (the object store hop and the driver's dispatch
-  of the consumer's call, which waits for its argument);
+  consumer was waiting, minus the call overhead (the hand-over, the object store hop and the
+  driver's dispatch of the consumer's call, which waits for its argument);
 * the **CPU a call costs off its rank** and the **background load**, from the Ray session's CPU
   time (``machine``) over the calibration: what its processes ran beyond the actions' own work
   and the ranks' call overheads, per call; and how many cores they keep busy while idle;
@@ -44,13 +45,15 @@ REPEATS = 3  # timed runs per stage and kind, after one warm-up run
 class Calibration:
     """What calibration measured, in seconds: per stage, the median alone time of each kind it
     ran (None: not in the schedule); the call overhead on the rank; the transfer between ranks;
-    the cores the rank actors share (``shared_cores``); the CPU a call costs off the rank (the
-    driver, the object store); and the cores busy while the pipeline idles."""
+    the cores the rank actors share (``machine.shared_cores``); the send overhead on a rank
+    that hands an output to another; the CPU a call costs off the rank (the driver, the object
+    store); and the cores busy while the pipeline idles."""
 
     costs: list[dict[str, float | None]]
     call_overhead: float
     transfer: float
     cores: int
+    send_overhead: float = 0.0
     call_cpu: float = 0.0
     background_load: float = 0.0
 
@@ -64,10 +67,10 @@ class ScratchState:
         self.saved: dict[int, dict[int, dict[str, np.ndarray]]] = {}  # stage -> layer -> grads
 
 
-def run_alone(worker, stage_index: int, kind: str, key: int, payload=None):
+def run_alone(worker, stage_index: int, kind: str, key: int, payload=None, send: bool = True):
     """Run one action of ``worker``'s stage on a scratch cache; returns (output, (start, end)),
-    times in the worker's recorder clock. ``key`` picks the microbatch's data rows and names its
-    scratch cache slots."""
+    times in the worker's recorder clock; the output is None unless ``send``. ``key`` picks the
+    microbatch's data rows and names its scratch cache slots."""
     state = worker.__dict__.setdefault("_calibration", ScratchState())
     stage = worker.stages[stage_index]
     if stage_index not in state.saved:
@@ -93,7 +96,7 @@ def run_alone(worker, stage_index: int, kind: str, key: int, payload=None):
             layer.cache = worker.cache
         stage.on_weight_grad = listener
         stage.losses.pop(key, None)
-    return out, (start, end)
+    return (out if send else None), (start, end)
 
 
 def finish(worker) -> int:
@@ -121,65 +124,67 @@ class _Session:
                 self.kinds[action.stage_index].add(Kind(action.kind).value)
         self.runs = repeats + 1  # the first of each is a warm-up
         self.durations: dict[tuple[int, str], list[float]] = {}
-        self.waits: list[float] = []
-        self.calls = 0
+        self.waits: list[float] = []  # a consumer's start after its producer's end
+        # between back-to-back calls on one actor, by whether the first one sent its output
+        self.gaps: dict[bool, list[float]] = {False: [], True: []}
+        self.calls = self.sends = 0
         self.computed = 0.0  # seconds of action work over every call, warm-ups included
 
-    def submit(self, steps: list[tuple[int, str, int]], chained: bool) -> None:
-        """Run ``steps`` (stage, kind, key), submitted up front, and record what they measured.
-        ``chained``: each takes the one before's output (one microbatch through the pipe,
-        each call waiting for its argument); else they are independent calls, which only the
-        actions of one actor may be, so that one action computes at a time."""
+    def submit(self, steps: list[tuple[int, str, int, bool]], chained: bool) -> None:
+        """Run ``steps`` (stage, kind, key, send the output?), submitted up front, and record
+        what they measured. ``chained``: each takes the one before's output (one microbatch
+        through the pipe, each call waiting for its argument); else they are independent calls,
+        which only the actions of one actor may be, so that one action computes at a time."""
         import ray
 
         payload, timings = None, []
-        for s, kind, key in steps:
+        for s, kind, key, send in steps:
             actor = self.actors[self.to_rank[s]]
-            out, timing = actor.calibrate.options(num_returns=2).remote(s, kind, key, payload)
+            out, timing = actor.calibrate.options(num_returns=2).remote(s, kind, key, payload, send)
             timings.append(timing)
             payload = out if chained else None
         spans = ray.get(timings)
         self.calls += len(spans)
+        self.sends += sum(step[3] for step in steps)
         previous = None
-        for (s, kind, key), (start, end) in zip(steps, spans, strict=True):
+        for (s, kind, key, send), (start, end) in zip(steps, spans, strict=True):
             self.computed += end - start
             if key > 0:  # key 0 warms up
                 self.durations.setdefault((s, kind), []).append(end - start)
-                if (
-                    chained
-                    and previous is not None
-                    and self.to_rank[previous[0]] != self.to_rank[s]
-                ):
+                if previous is None:
+                    pass
+                elif not chained:
+                    self.gaps[previous[2]].append(start - previous[1])
+                elif self.to_rank[previous[0]] != self.to_rank[s]:
                     self.waits.append(start - previous[1])
-            previous = (s, end)
+            previous = (s, end, send)
 
     def actions(self) -> None:
         """Every stage's kinds: forward chains, backward chains, then each stage's W."""
         stages = range(self.schedule.num_stages)
+        last = self.schedule.num_stages - 1
         for key in range(self.runs):
-            self.submit([(s, "F", key) for s in stages], chained=True)
+            self.submit([(s, "F", key, s < last) for s in stages], chained=True)
         for key in range(self.runs):
-            backward = [(s, "I" if "I" in self.kinds[s] else "B", key) for s in reversed(stages)]
-            self.submit(backward, chained=True)
+            self.submit(
+                [(s, "I" if "I" in self.kinds[s] else "B", key, s > 0) for s in reversed(stages)],
+                chained=True,
+            )
         for s in stages:
             if "W" in self.kinds[s]:
-                self.submit([(s, "W", key) for key in range(self.runs)], chained=False)
+                self.submit([(s, "W", key, False) for key in range(self.runs)], chained=False)
 
-    def call_overhead(self) -> float:
-        """Median gap between back-to-back calls of stage 0's forward on its actor (cache keys
-        past the chains', dropped at the end)."""
-        import ray
-
-        actor = self.actors[self.to_rank[0]]
-        calls = [
-            actor.calibrate.options(num_returns=2).remote(0, "F", self.runs + k)
-            for k in range(2 * self.runs)
-        ]
-        spans = ray.get([timing for _, timing in calls])
-        self.calls += len(spans)
-        self.computed += sum(end - start for start, end in spans)
-        gaps = [b[0] - a[1] for a, b in zip(spans[1:], spans[2:], strict=False)]  # 1st warms
-        return statistics.median(gaps) if gaps else 0.0
+    def overheads(self) -> tuple[float, float]:
+        """(call overhead, send overhead): the median gap between back-to-back calls on one
+        actor whose first returns nothing (each stage's W calls; calls of stage 0's forward),
+        and how much longer it is when the first sends its output (stage 0's forward again;
+        cache keys past the chains', dropped at the end)."""
+        keys = range(self.runs, 3 * self.runs)
+        self.submit([(0, "F", key, False) for key in keys], chained=False)
+        keys = range(3 * self.runs, 5 * self.runs)
+        self.submit([(0, "F", key, True) for key in keys], chained=False)
+        call = statistics.median(self.gaps[False])
+        return call, max(0.0, statistics.median(self.gaps[True]) - call)
 
 
 def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
@@ -191,7 +196,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
     driver = driver_identity()
     before = ray.get(probe.node_state.remote(driver))
     session.actions()
-    overhead = session.call_overhead()
+    call, send = session.overheads()
     after = ray.get(probe.node_state.remote(driver))
     time.sleep(IDLE_WINDOW)
     idle = ray.get(probe.node_state.remote(driver))
@@ -207,12 +212,12 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
         for s in range(pipeline.schedule.num_stages)
     ]
     waits = session.waits
-    transfer = max(0.0, statistics.median(waits) - overhead) if waits else 0.0
-    load, call_cpu = _cpu_shares(before, after, idle, session, overhead)
+    load, call_cpu = _cpu_shares(before, after, idle, session, call, send)
     return Calibration(
         costs=costs,
-        call_overhead=overhead,
-        transfer=transfer,
+        call_overhead=call,
+        send_overhead=send,
+        transfer=max(0.0, statistics.median(waits) - call) if waits else 0.0,
         cores=shared_cores([(p.node, p.cores) for p in placements]),
         call_cpu=call_cpu,
         background_load=load,
@@ -223,18 +228,24 @@ IDLE_WINDOW = 0.1  # seconds of an idle pipeline whose CPU use is the background
 
 
 def _cpu_shares(
-    before: NodeState, after: NodeState, idle: NodeState, session: _Session, overhead: float
+    before: NodeState,
+    after: NodeState,
+    idle: NodeState,
+    session: _Session,
+    call: float,
+    send: float,
 ) -> tuple[float, float]:
     """(cores busy while the pipeline idles, CPU seconds per call off the rank) from three
-    readings of the machine's CPU time: around the calibration calls, and after an idle
-    window. Zeros where the machine's CPU time is unknown."""
+    readings of the Ray session's CPU time: around the calibration calls, and after an idle
+    window. What the calls ran beyond the actions' work and the ranks' own call and send
+    overheads is the calls' CPU off the rank. Zeros where the CPU time is unknown."""
     if before.cpu is None or after.cpu is None or idle.cpu is None:
         return 0.0, 0.0
     idle_wall = idle.wall - after.wall
     load = max(0.0, (idle.cpu - after.cpu - idle.cost) / idle_wall) if idle_wall > 0 else 0.0
     busy = after.cpu - before.cpu - after.cost - load * (after.wall - before.wall)
-    per_call = (busy - session.computed) / max(session.calls, 1) - overhead
-    return load, max(0.0, per_call)
+    on_ranks = session.computed + session.calls * call + session.sends * send
+    return load, max(0.0, (busy - on_ranks) / max(session.calls, 1))
 
 
 def calibrated_profile(profile, calibration: Calibration | None):
@@ -248,6 +259,7 @@ def calibrated_profile(profile, calibration: Calibration | None):
         transfer={"latency": calibration.transfer},
         cores=calibration.cores,
         call_overhead=calibration.call_overhead,
+        send_overhead=calibration.send_overhead,
         call_cpu=calibration.call_cpu,
         background_load=calibration.background_load,
     )

@@ -166,9 +166,9 @@ class RankWorker:
         return self.recorder.drain()
 
     # ------------------------------------------------------------------ calibration
-    def calibrate(self, stage_index: int, kind: str, key: int, payload=None):
+    def calibrate(self, stage_index: int, kind: str, key: int, payload=None, send=True):
         """One action alone on a scratch cache, for calibration: (output, (start, end))."""
-        return calibration.run_alone(self, stage_index, kind, key, payload)
+        return calibration.run_alone(self, stage_index, kind, key, payload, send)
 
     def finish_calibration(self) -> int:
         return calibration.finish(self)
