@@ -27,7 +27,9 @@ largest wins):
 
 Memory: a rank's parameters, gradients, optimizer state and receive buffers exactly, plus the
 forwards every schedule family runs on it before its first backward (a closed form per family,
-e.g. ``min(p - r, m)`` for 1F1B) times the smallest per-forward cache among its stages.
+e.g. ``min(p - r, m)`` for 1F1B) times the smallest per-forward cache among its stages, or one
+forward of each of its stages (microbatch 0's, all cached when the first backward starts), if
+more.
 """
 
 from __future__ import annotations
@@ -189,9 +191,17 @@ def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable) -> int:
     static = static_bytes(c, traits, table)
     best = 0
     for rank in range(c.pp):
-        smallest = min(table.cached[s] for s, r in enumerate(owner) if r == rank)
-        if c.recompute != "none":
-            smallest = 0  # a policy may drop all but a checkpoint: no activation bound
+        kept = [kept_per_forward(table, s, c.recompute) for s, r in enumerate(owner) if r == rank]
         warm = warmup_forwards(traits.name, c.pp, c.microbatches, c.chunks, rank)
-        best = max(best, static[rank] + warm * smallest * c.microbatch_size)
+        # when the last stage's first backward starts, microbatch 0 went forward through every
+        # stage and nothing was freed yet: each rank holds one forward of each of its stages
+        activations = max(warm * min(kept), sum(kept))
+        best = max(best, static[rank] + activations * c.microbatch_size)
     return best
+
+
+def kept_per_forward(table: StageTable, stage: int, policy: str) -> int:
+    """Bytes one forward of ``stage`` (one sequence) leaves cached until its backward, at least,
+    under the recompute ``policy``. Without recompute, all it caches; a policy may drop all but
+    a checkpoint, so until its bytes are known here the bound is 0 (valid, prunes nothing)."""
+    return table.cached[stage] if policy == "none" else 0
