@@ -19,6 +19,10 @@ runs, "unit" for unit costs), all starting from 0:
   is complete (its last microbatch's weight-gradient contribution has been added).
 * ``allreduce``: with data parallelism, ``{layer, step, start, end}`` per layer reduction.
 * ``optimizer``: ``{step, start, end}`` per optimizer step.
+* ``recompute`` (only with activation recomputation): ``{rank, stage, microbatch, step, start,
+  end, replica}`` per recompute sub-span. Recomputation is not an action of its own: each span
+  lies inside the backward (``I`` or ``B``) event of the same rank, stage and microbatch, whose
+  duration includes it (``simulator.model.recompute``).
 
 ``load`` and ``from_dict`` check a file against this schema before anything reads it
 (``simulator.timeline_schema``): a damaged or hand-edited file is one sentence naming the file,
@@ -41,6 +45,7 @@ from simulator.timeline_rows import (
     ComputeEvent,
     GradReady,
     OptimizerStep,
+    RecomputeSpan,
     RowTable,
 )
 from simulator.timeline_schema import check_tables, read_json_object, show, where
@@ -56,6 +61,7 @@ _TABLES = {
     "grad_ready": GradReady,
     "allreduce": AllReduce,
     "optimizer": OptimizerStep,
+    "recompute": RecomputeSpan,
 }
 
 
@@ -94,6 +100,7 @@ class Timeline:
     grad_ready: RowTable = field(default_factory=list)
     allreduce: RowTable = field(default_factory=list)
     optimizer: RowTable = field(default_factory=list)
+    recompute: RowTable = field(default_factory=list)
 
     def __setattr__(self, name, value) -> None:
         if name in _TABLES and not isinstance(value, RowTable):
@@ -210,7 +217,9 @@ class Timeline:
     def to_dict(self) -> dict:
         out: dict = {"version": SCHEMA_VERSION, "meta": self.meta.to_dict()}
         for name in _TABLES:
-            out[name] = getattr(self, name).to_dicts()
+            rows = getattr(self, name)
+            if name != "recompute" or len(rows):  # written only with recomputation
+                out[name] = rows.to_dicts()
         return out
 
     @classmethod

@@ -99,6 +99,10 @@ class TimelineMeta:
     # (calibration; a kind the stage never ran is None). Both absent from older files.
     cores: int | None = None
     alone_costs: tuple[dict[str, float | None], ...] = ()
+    # activation recomputation: the policy (``--recompute`` text; "" for none) and per rank the
+    # FLOPs one step spends recomputing (per tensor-parallel rank and replica)
+    recompute: str = ""
+    recompute_flops: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -106,7 +110,9 @@ class TimelineMeta:
         out["layers"] = [asdict(layer) for layer in self.layers]
         out["rank_memory"] = [asdict(memory) for memory in self.rank_memory]
         out["alone_costs"] = [dict(costs) for costs in self.alone_costs]
-        for key in ("cores", "alone_costs"):  # written only when known: older files stay equal
+        out["recompute_flops"] = list(self.recompute_flops)
+        # written only when known: older files stay equal
+        for key in ("cores", "alone_costs", "recompute", "recompute_flops"):
             if not out[key]:
                 del out[key]
         return out
@@ -121,6 +127,7 @@ class TimelineMeta:
         values["layers"] = tuple(LayerMeta(**layer) for layer in values["layers"])
         values["rank_memory"] = tuple(RankMemory(**m) for m in values.get("rank_memory", ()))
         values["alone_costs"] = tuple(values.get("alone_costs", ()))
+        values["recompute_flops"] = tuple(values.get("recompute_flops", ()))
         return cls(**values)
 
 
@@ -248,6 +255,16 @@ def _check_throughput(values: dict, label: str) -> None:
         )
     if values.get("cores") is not None:
         values["cores"] = integer(values["cores"], "meta.cores", label, 1, MAX_CORES)
+    if "recompute" in values:
+        values["recompute"] = text(values["recompute"], "meta.recompute", label)[:200]
+    if "recompute_flops" in values:
+        entries = plain_list(
+            values["recompute_flops"], "meta.recompute_flops", label, MAX_RANKS, "MAX_RANKS"
+        )
+        values["recompute_flops"] = [
+            real(v, f"meta.recompute_flops[{r}]", label, 0.0, MAX_FLOPS)
+            for r, v in enumerate(entries)
+        ]
     if "alone_costs" in values:
         entries = plain_list(
             values["alone_costs"], "meta.alone_costs", label, MAX_STAGES, "MAX_STAGES"

@@ -63,6 +63,18 @@ class AllReduce(NamedTuple):
     end: float
 
 
+class RecomputeSpan(NamedTuple):
+    """A recompute sub-span inside a backward (I or B) action of (rank, stage, microbatch)."""
+
+    rank: int
+    stage: int
+    microbatch: int
+    step: int
+    start: float
+    end: float
+    replica: int = 0
+
+
 class OptimizerStep(NamedTuple):
     step: int
     start: float

@@ -43,6 +43,7 @@ from simulator.timeline_rows import (
     ComputeEvent,
     GradReady,
     OptimizerStep,
+    RecomputeSpan,
 )
 
 MAX_RANKS = 100_000  # pipeline ranks (per-rank arrays are allocated from meta.ranks)
@@ -67,6 +68,7 @@ TABLES = {
     "grad_ready": GradReady,
     "allreduce": AllReduce,
     "optimizer": OptimizerStep,
+    "recompute": RecomputeSpan,
 }
 _SHOW_CHARS = 40
 _INT64 = 2**63

@@ -39,3 +39,21 @@ def human_time(t: float, unit: str = "s") -> str:
         return f"{t:.3g} {'units' if unit == 'unit' else unit}"
     factor, name = time_scale(t)
     return f"{t * factor:.3g} {name}"
+
+
+# bytes with an optional decimal (kB ... TB) or binary (KiB ... TiB) unit, case-insensitive
+BYTE_SUFFIXES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+BYTE_SUFFIXES |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> float:
+    """``80GiB``, ``2.5e9``, ``512 MB`` -> bytes; ValueError (the caller words the message)
+    for anything else, a negative or a non-finite number."""
+    number = str(text).strip()
+    unit = ""
+    while number and number[-1].isalpha():
+        number, unit = number[:-1], number[-1] + unit
+    value = float(number.strip())  # ValueError for junk
+    if unit.lower() not in BYTE_SUFFIXES or not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value * BYTE_SUFFIXES[unit.lower()]

@@ -12,7 +12,7 @@ on the same rank (the turn of a V schedule) it is free.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from schedules.actions import Schedule
 from simulator.errors import PebbleError
@@ -57,11 +57,12 @@ class CostModel:
     With a measured profile it also carries the runtime's costs around each action: an action
     that starts a call (its input comes from another rank, or its rank's previous action sent
     its output away, or it is the rank's first) waits ``call_overhead`` on its rank first, and
-    the call costs ``call_cpu`` of CPU elsewhere; an action whose output goes to another rank
+    the call costs ``call_cpu`` of CPU elsewhere (and ``transfer_cpu`` more when its input
+    comes from another rank); an action whose output goes to another rank
     holds its rank ``send_overhead`` longer (handing the output to the object store; the
     transfer time counts from the action's end and includes it); ``background_load`` cores are
-    busy all along. ``call_cpu`` and ``background_load`` matter only when the ranks share cores
-    (``sharing``).
+    busy all along. ``call_cpu``, ``transfer_cpu`` and ``background_load`` matter only when
+    the ranks share cores (``sharing``).
     """
 
     stage_costs: tuple[StageCost, ...]
@@ -74,11 +75,12 @@ class CostModel:
     param_bytes: tuple[int, ...] = ()  # per layer, for the data-parallel all-reduce
     time_unit: str = "unit"
     # the runtime around each action (``sharing.Runtime``; all 0 on a bare device): the rank's
-    # CPU time to take a call and to hand an output to another rank, the CPU a call costs off
-    # the rank, and cores busy with other work
+    # CPU time to take a call and to hand an output to another rank, the CPU a call and a
+    # transfer cost off the rank, and cores busy with other work
     call_overhead: float = 0.0
     send_overhead: float = 0.0
     call_cpu: float = 0.0
+    transfer_cpu: float = 0.0
     background_load: float = 0.0
 
     def transfer_time(self, stage_index: int) -> float:

@@ -26,10 +26,16 @@ from schedules.validate import DryRun, validate
 from simulator.analytic.costs import CostModel
 from simulator.analytic.memory_plan import stage_shapes
 from simulator.analytic.plan_arrays import PlanArrays
+from simulator.analytic.recompute_costs import (
+    apply_recompute,
+    rank_recompute_flops,
+    recompute_spans,
+)
 from simulator.analytic.run_meta import run_meta
 from simulator.analytic.sharing import check_cores, runtime_of, shared_action_times
 from simulator.errors import PebbleError
 from simulator.model.partitioning import Partition
+from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
 from simulator.timeline_rows import (
@@ -39,6 +45,7 @@ from simulator.timeline_rows import (
     ComputeEvent,
     GradReady,
     OptimizerStep,
+    RecomputeSpan,
     RowTable,
 )
 
@@ -55,6 +62,7 @@ def simulate(
     dp: int = 1,
     run: DryRun | None = None,
     cores: int | None = None,
+    recompute: RecomputePlan | None = None,
 ) -> Timeline:
     """Predict ``steps`` training steps of ``schedule``.
 
@@ -63,6 +71,8 @@ def simulate(
     has finished its own part of the previous one (the zero-bubble paper's post-validation).
     ``run`` is the schedule's dry run if the caller already validated it. ``cores`` (None: every
     rank owns a device) makes the ``ranks x dp`` ranks share that many cores (``sharing``).
+    ``recompute`` (``simulator.model.recompute``): what each stage drops and recomputes; its
+    backward actions take longer (``recompute_costs``) and carry recompute sub-spans.
     """
     cores = check_cores(cores)
     run = run if run is not None else validate(schedule)
@@ -84,7 +94,15 @@ def simulate(
         )
     )
     timeline.meta = replace(timeline.meta, cores=cores)
-    walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline)
+    if recompute is not None and recompute.active:
+        costs = apply_recompute(costs, spec, partition, recompute, run.rule)
+        flops = rank_recompute_flops(schedule, spec, partition, recompute, microbatch_rows)
+        timeline.meta = replace(
+            timeline.meta, recompute=recompute.policy, recompute_flops=tuple(f * dp for f in flops)
+        )
+    else:
+        recompute = None
+    walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline, recompute)
     runtime = runtime_of(walk.arrays, costs, run)
     if cores is not None or runtime is not None:
         walk.times = lambda *lists: shared_action_times(
@@ -111,12 +129,15 @@ def simulate(
 class _Walk:
     """One pass over the dry run per step; rows are built in bulk, as columns."""
 
-    def __init__(self, run, costs, spec, partition, rows, timeline) -> None:
+    def __init__(self, run, costs, spec, partition, rows, timeline, recompute=None) -> None:
         self.costs = costs
         self.timeline = timeline
         self.partition = partition
         self.stage_to_rank = run.schedule.stage_to_rank
-        self.arrays = PlanArrays(run, costs, stage_shapes(spec, partition, rows, run.rule))
+        stages = recompute.stages if recompute is not None else None
+        shapes = stage_shapes(spec, partition, rows, run.rule, stages)
+        self.arrays = PlanArrays(run, costs, shapes)
+        self.recompute = recompute_spans(self.arrays, shapes)
         a = self.arrays
         self._lists = (
             a.rank.tolist(),
@@ -147,6 +168,19 @@ class _Walk:
             "cache",
             [cache_time, a.rank[on], a.cache_layer, a.microbatch[on], steps[on], a.cache_bytes],
         )
+        on, r_start, r_end = self.recompute
+        if len(on):
+            self._add(
+                "recompute",
+                [
+                    a.rank[on],
+                    a.stage[on],
+                    a.microbatch[on],
+                    steps[on],
+                    start[on] + r_start * span[on],
+                    start[on] + r_end * span[on],
+                ],
+            )
         grad_time = start[a.grads_action] + a.grads_fraction * span[a.grads_action]
         # a layer's gradient is complete at its last contribution (in order: on one rank)
         layers, last = np.unique(a.grads_layer[::-1], return_index=True)
@@ -195,8 +229,11 @@ class _Walk:
             ("events", ComputeEvent),
             ("comms", CommEvent),
             ("cache", CacheChange),
+            ("recompute", RecomputeSpan),
         ):
             chunks = self.columns[table]
+            if not chunks:
+                continue
             fields = [f for f in row_type._fields if f != "replica"]
             columns = {f: np.concatenate([c[i] for c in chunks]) for i, f in enumerate(fields)}
             setattr(self.timeline, table, RowTable.from_columns(row_type, columns))
@@ -217,7 +254,7 @@ class _Walk:
         return last
 
 
-_COLUMNS = ("events", "comms", "cache")
+_COLUMNS = ("events", "comms", "cache", "recompute")
 
 
 def _action_times(rank, duration, producers, transfer, rank_free):

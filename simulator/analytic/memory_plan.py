@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schedules.dependencies import PIPELINE_RULE, DependencyRule, Flow
+from schedules.dependencies import PIPELINE_RULE, DependencyRule
+from simulator.analytic.action_work import action_work
 from simulator.model.partitioning import Partition
+from simulator.model.recompute import NO_RECOMPUTE, StageRecompute
 from simulator.model.spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """For one (stage, kind): (layer_index, net bytes, time fraction) per layer, in run order;
-    and (layer_index, time fraction) where each parametric layer's weight gradient is added."""
+    """For one (stage, kind): (layer_index, bytes, time fraction) per cache change, in run order;
+    (layer_index, time fraction) where each parametric layer's weight gradient is added; and the
+    recompute sub-spans, (start, end) fractions of the action."""
 
     changes: tuple[tuple[int, int, float], ...]
     weight_grads: tuple[tuple[int, float], ...]
+    recompute: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,34 +37,48 @@ class StageShapes:
 
 
 def stage_shapes(
-    spec: ModelSpec, partition: Partition, rows: int, rule: DependencyRule = PIPELINE_RULE
+    spec: ModelSpec,
+    partition: Partition,
+    rows: int,
+    rule: DependencyRule = PIPELINE_RULE,
+    recompute: tuple[StageRecompute, ...] | None = None,
 ) -> StageShapes:
     """Evaluate the footprints once per distinct stage (a 10,000-stage model of equal blocks
-    has two or three shapes)."""
+    has two or three shapes); ``recompute``: each stage's plan (None: no recomputation)."""
     infos = spec.layers()
     shape_ids: dict[tuple, int] = {}
     plans: list[dict[str, MemoryPlan]] = []
     shape_of_stage, first_layer = [], []
-    for layer_range in partition.stage_layers:
+    for stage_index, layer_range in enumerate(partition.stage_layers):
         stage_infos = [infos[i] for i in layer_range]
-        shape = tuple((i.kind, i.in_features, i.out_features) for i in stage_infos)
+        first = layer_range[0]
+        plan = recompute[stage_index].relative(first) if recompute else NO_RECOMPUTE
+        shape = (tuple((i.kind, i.in_features, i.out_features) for i in stage_infos), plan)
         if shape not in shape_ids:
             shape_ids[shape] = len(plans)
-            plans.append(_stage_plans(stage_infos, rows, spec.itemsize, rule))
+            inputs = tuple(input_bytes(spec, infos, first + a, rows) for a, _ in plan.segments)
+            plans.append(_stage_plans(stage_infos, rows, spec.itemsize, rule, plan, inputs))
         shape_of_stage.append(shape_ids[shape])
-        first_layer.append(layer_range[0])
+        first_layer.append(first)
     return StageShapes(tuple(shape_of_stage), tuple(first_layer), tuple(plans))
 
 
-def memory_plans(
-    spec: ModelSpec, partition: Partition, rows: int, rule: DependencyRule = PIPELINE_RULE
-) -> dict[tuple[int, str], MemoryPlan]:
-    """Per (stage, kind), the cache changes an action makes, from the layers' footprints.
+def input_bytes(spec: ModelSpec, infos, first: int, rows: int) -> int:
+    """Bytes of a microbatch's input to layer ``first`` (what a checkpoint there keeps)."""
+    if first == 0:
+        return rows * infos[0].in_features * spec.itemsize
+    return spec.output_bytes(infos[first - 1], rows)
 
-    Within one action a layer's changes all have the same sign, so netting them per layer keeps
-    every prefix maximum, hence the peak, identical to the per-tensor sequence.
-    """
-    shapes = stage_shapes(spec, partition, rows, rule)
+
+def memory_plans(
+    spec: ModelSpec,
+    partition: Partition,
+    rows: int,
+    rule: DependencyRule = PIPELINE_RULE,
+    recompute: tuple[StageRecompute, ...] | None = None,
+) -> dict[tuple[int, str], MemoryPlan]:
+    """Per (stage, kind), the cache changes an action makes, from the layers' footprints."""
+    shapes = stage_shapes(spec, partition, rows, rule, recompute)
     return {
         (stage_index, kind): _shifted(plan, first)
         for stage_index, (shape, first) in enumerate(
@@ -75,31 +93,34 @@ def _shifted(plan: MemoryPlan, first: int) -> MemoryPlan:
     return MemoryPlan(
         tuple((first + layer, delta, fraction) for layer, delta, fraction in plan.changes),
         tuple((first + layer, fraction) for layer, fraction in plan.weight_grads),
+        plan.recompute,
     )
 
 
-def _stage_plans(stage_infos, rows: int, itemsize: int, rule: DependencyRule):
-    """Per kind, the plan of one stage, with layer indices relative to its first layer."""
-    first = stage_infos[0].index
-    flops = [info.flops() for info in stage_infos]
-    footprints = [info.footprint(rows, itemsize) for info in stage_infos]
+def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes):
+    """Per kind, the plan of one stage, with layer indices relative to its first layer.
+
+    The action is a list of work items (``action_work``) in run order, each taking time in
+    proportion to its FLOPs; a forward item caches as it starts, a backward item frees as it
+    finishes. One item's changes all have the same sign, so netting them per item keeps every
+    prefix maximum, hence the peak, identical to the per-tensor sequence the real layers make.
+    """
     out = {}
     for kind, kind_rule in rule.kinds.items():
-        forward = kind_rule.output is Flow.ACTIVATION  # runs the layers first to last
-        order = list(range(len(stage_infos)))
-        if not forward:
-            order.reverse()
-        weights = [flops[j].of(kind) for j in order]
-        total = sum(weights) or 1.0
-        changes, grads, done = [], [], 0.0
-        for j, weight in zip(order, weights, strict=True):
-            info = stage_infos[j]
-            before, done = done, done + weight
-            delta = sum(footprints[j].phase(kind))
-            if delta:
-                # forward caches as a layer starts; a backward frees as a layer finishes
-                changes.append((info.index - first, delta, (before if forward else done) / total))
-            if info.has_params and kind_rule.completes_weight_gradient:
-                grads.append((info.index - first, done / total))
-        out[kind] = MemoryPlan(tuple(changes), tuple(grads))
+        items = action_work(stage_infos, rows, itemsize, kind_rule, recompute, checkpoint_bytes)
+        total = sum(item.flops for item in items) or 1.0
+        changes, grads, spans, done = [], [], [], 0.0
+        for item in items:
+            before, done = done, done + item.flops
+            if item.delta:
+                at = before if item.at_start else done
+                changes.append((item.layer, item.delta, at / total))
+            if item.weight_grad:
+                grads.append((item.layer, done / total))
+            if item.recompute:
+                if spans and spans[-1][1] == before / total:
+                    spans[-1] = (spans[-1][0], done / total)
+                else:
+                    spans.append((before / total, done / total))
+        out[kind] = MemoryPlan(tuple(changes), tuple(grads), tuple(spans))
     return out

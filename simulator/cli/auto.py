@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from schedules.actions import Schedule, loop_stage_to_rank, v_stage_to_rank
 from simulator.cli.numbers import parse_float
 from simulator.errors import PebbleError
+from simulator.units import BYTE_SUFFIXES
 
 if TYPE_CHECKING:  # the search and the cost model load only when auto is asked for
     from schedules.auto import AutoProblem
@@ -33,8 +34,6 @@ if TYPE_CHECKING:  # the search and the cost model load only when auto is asked 
 
 MAX_AUTO_ACTIONS = 1_000_000  # auto plays about a dozen candidates: ~20 s at this size
 _LIMIT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]*)\s*$")
-_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
-_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def add_auto_args(parser) -> None:
@@ -211,7 +210,7 @@ def parse_limit(text: str | None, microbatch_bytes: float) -> float | None:
         return None
     match = _LIMIT.match(str(text))
     unit = match.group(2).lower() if match else ""
-    if not match or (unit not in _UNITS and unit != "x"):
+    if not match or (unit not in BYTE_SUFFIXES and unit != "x"):
         raise PebbleError(
             f"cannot read --memory-limit {str(text)[:40]!r}; write bytes (80GiB, 2.5e9) or Nx "
             "(N microbatches of one rank's activations, e.g. 8x)."
@@ -219,4 +218,4 @@ def parse_limit(text: str | None, microbatch_bytes: float) -> float | None:
     value = parse_float(
         match.group(1), minimum=0.0, maximum=1e30, allow_minimum=False, what="a memory limit"
     )
-    return value * microbatch_bytes if unit == "x" else value * _UNITS[unit]
+    return value * microbatch_bytes if unit == "x" else value * BYTE_SUFFIXES[unit]

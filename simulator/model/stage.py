@@ -7,12 +7,15 @@ Ray actor adds transport and recording around it; the reference adds a loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from simulator.model.cache import ActivationCache
 from simulator.model.layers import Layer, Loss
+from simulator.model.recompute import CHECKPOINT, NO_RECOMPUTE, StageRecompute
 
 
 class Stage:
@@ -22,9 +25,22 @@ class Stage:
     kind: ``F`` takes the input activation (and targets on the last stage) and returns the output
     (or the loss); ``I`` and ``B`` take the output gradient (``None`` on the last stage, which
     starts from its loss) and return the input gradient; ``W`` takes nothing.
+
+    With ``recompute`` (``simulator.model.recompute``) the forward keeps only the input of each
+    dropped segment (under the segment's first layer, key ``checkpoint``) and runs the segment
+    on a throwaway cache; the backward (``I`` or ``B``) re-runs the segment's forward from the
+    checkpoint, caching as usual, just before the segment's own backward. Each such re-run is
+    reported to ``on_recompute(stage_index, microbatch_index, start, end)`` (times from
+    ``clock``), as is a selective attention core's.
     """
 
-    def __init__(self, stage_index: int, layers: list[Layer], cache: ActivationCache | None = None):
+    def __init__(
+        self,
+        stage_index: int,
+        layers: list[Layer],
+        cache: ActivationCache | None = None,
+        recompute: StageRecompute = NO_RECOMPUTE,
+    ):
         if not layers:
             raise ValueError("a stage needs at least one layer")
         self.stage_index = stage_index
@@ -32,6 +48,17 @@ class Stage:
         self.cache = cache if cache is not None else ActivationCache()
         for layer in layers:
             layer.cache = self.cache
+        self.recompute = recompute
+        position = {layer.layer_index: i for i, layer in enumerate(layers)}
+        # segment start position -> end position (exclusive), and end position -> start
+        self._dropped = {position[a]: position[b] + 1 for a, b in recompute.segments}
+        self._rerun = {position[b]: position[a] for a, b in recompute.segments}
+        for layer in layers:
+            if hasattr(layer, "selective"):
+                layer.selective = recompute.selective
+                layer.recomputing = self.recomputing
+        self.clock: Callable[[], float] = time.perf_counter
+        self.on_recompute: Callable[[int, int, float, float], None] | None = None
         self.is_last = isinstance(layers[-1], Loss)
         self.losses: dict[int, float] = {}
         # Called with (layer_index, microbatch_index) right after a layer has added that
@@ -58,16 +85,45 @@ class Stage:
         return self.handlers[kind](microbatch_index, payload, targets)
 
     def forward(self, mb: int, x: np.ndarray, targets: np.ndarray | None = None):
-        for layer in self.layers:
+        position = 0
+        while position < len(self.layers):
+            layer = self.layers[position]
+            if position in self._dropped:  # keep the input only; the rest is thrown away
+                end = self._dropped[position]
+                self.cache.put(layer.layer_index, mb, CHECKPOINT, x)
+                x = _forward_on(self.layers[position:end], mb, x, ActivationCache())
+                position = end
+                continue
             if isinstance(layer, Loss):
                 loss = layer.forward(mb, x, targets)
                 self.losses[mb] = loss
                 return loss
             x = layer.forward(mb, x)
+            position += 1
         return x
 
+    @contextmanager
+    def recomputing(self, mb: int) -> Iterator[None]:
+        """Marks a recompute sub-span of the running backward for ``on_recompute``."""
+        if self.on_recompute is None:
+            yield
+            return
+        start = self.clock()
+        yield
+        self.on_recompute(self.stage_index, mb, start, self.clock())
+
+    def _rerun_segment(self, mb: int, start: int, end: int) -> None:
+        """Put back what the forward of layers ``start .. end`` (positions) cached."""
+        with self.recomputing(mb):
+            first = self.layers[start]
+            x = self.cache.pop(first.layer_index, mb, CHECKPOINT)
+            _forward_on(self.layers[start : end + 1], mb, x, self.cache)
+
     def _backward(self, mb: int, grad: np.ndarray | None, split: bool) -> np.ndarray:
-        for layer in reversed(self.layers):
+        for position in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[position]
+            if position in self._rerun:
+                self._rerun_segment(mb, self._rerun[position], position)
             if isinstance(layer, Loss):
                 grad = layer.backward_input(mb)
             elif split:
@@ -95,17 +151,20 @@ class Stage:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Forward without the loss, for evaluation; caches into a throwaway cache."""
-        scratch = ActivationCache()
-        for layer in self.layers:
-            if isinstance(layer, Loss):
-                break
-            layer.cache = scratch
-            try:
-                x = layer.forward(-1, x)
-            finally:
-                layer.cache = self.cache
-        return x
+        layers = self.layers[:-1] if self.is_last else self.layers
+        return _forward_on(layers, -1, x, ActivationCache())
 
     def zero_grad(self) -> None:
         for layer in self.layers:
             layer.zero_grad()
+
+
+def _forward_on(layers: list[Layer], mb: int, x, cache: ActivationCache):
+    """The forward of ``layers`` caching into ``cache`` (each layer's own cache restored)."""
+    for layer in layers:
+        own, layer.cache = layer.cache, cache
+        try:
+            x = layer.forward(mb, x)
+        finally:
+            layer.cache = own
+    return x

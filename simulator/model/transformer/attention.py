@@ -25,6 +25,7 @@ is its transpose), so RoPE adds no cached bytes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -72,6 +73,12 @@ class CausalSelfAttention(Rules, Layer):
     """
 
     kind = "attention"
+    # selective recomputation (Korthikanti et al. 2022, section 4.2): the forward keeps q, k
+    # and v only; the backward recomputes the scores' tensors (probs, mask, dropped: slots 2..-1
+    # of the footprint's F) from q and k, at half the forward's FLOPs (q k^T, not weights @ v)
+    selective = False
+    RECOMPUTED_SLOTS = slice(2, -1)
+    RECOMPUTED_FLOPS_SHARE = 0.5
 
     def __init__(self, layer_index, heads, kv_heads, head_dim, dtype, p=0.0, seed=0, rope=False):
         super().__init__(layer_index, (heads + 2 * kv_heads) * head_dim, heads * head_dim, dtype)
@@ -82,6 +89,11 @@ class CausalSelfAttention(Rules, Layer):
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.p, self.seed, self.rope = float(p), int(seed), rope
         self.dropout_step = 0
+        self.selective = False
+
+    def recomputing(self, mb):
+        """The context a recompute runs in (a Stage replaces it to time the sub-span)."""
+        return contextlib.nullcontext()
 
     # ---------------------------------------------------------------- shapes
     def _split(self, x):
@@ -119,6 +131,24 @@ class CausalSelfAttention(Rules, Layer):
         exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
 
+    def _scores(self, mb, q, k, cache: bool):
+        """The attention weights (dropped probabilities) of q and k, caching probs, mask and
+        dropped when ``cache``."""
+        probs = self._probabilities(q, k)
+        if cache:
+            self._put(mb, "probs", probs)
+        if self.p <= 0.0:
+            return probs
+        start = first_row(self, mb, probs.shape[0])
+        mask = dropout_mask(
+            self.seed, self.layer_index, self.dropout_step, start, probs.shape, self.p
+        )
+        weights = probs * mask * keep_scale(self.p, self.dtype)
+        if cache:
+            self._put(mb, "mask", mask)
+            self._put(mb, "dropped", weights)
+        return weights
+
     def forward(self, mb, x):
         q, k, v = self._split(x)
         if self.rope:
@@ -126,17 +156,7 @@ class CausalSelfAttention(Rules, Layer):
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         self._put(mb, "q", q)
         self._put(mb, "k", k)
-        probs = self._probabilities(q, k)
-        self._put(mb, "probs", probs)
-        weights = probs
-        if self.p > 0.0:
-            start = first_row(self, mb, probs.shape[0])
-            mask = dropout_mask(
-                self.seed, self.layer_index, self.dropout_step, start, probs.shape, self.p
-            )
-            self._put(mb, "mask", mask)
-            weights = probs * mask * keep_scale(self.p, self.dtype)
-            self._put(mb, "dropped", weights)
+        weights = self._scores(mb, q, k, cache=not self.selective)
         self._put(mb, "v", v)
         return self._merge(self._ungrouped(self._grouped(weights) @ v[:, :, None]))
 
@@ -145,6 +165,9 @@ class CausalSelfAttention(Rules, Layer):
         b, s, _ = grad_out.shape
         heads = grad_out.reshape(b, s, self.heads, self.head_dim).transpose(0, 2, 1, 3)
         grad = self._grouped(heads)
+        if self.selective:  # put back what the forward dropped
+            with self.recomputing(mb):
+                self._scores(mb, self._peek(mb, "q"), self._peek(mb, "k"), cache=True)
         v = self._pop(mb, "v")
         if self.p > 0.0:
             weights = self._pop(mb, "dropped")

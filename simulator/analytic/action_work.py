@@ -1,0 +1,110 @@
+"""What one action does, layer by layer: the work items the memory plan places in time.
+
+Why a list of items: with recomputation a backward is no longer "each layer's backward, last to
+first". It pops a segment's checkpoint, re-runs the segment's forward (caching again), then runs
+the segment's backward; a selective attention core first puts back its scores. Each step is an
+item with its FLOPs (its share of the action's time), its net cache change and whether it is
+part of a recompute sub-span, in exactly the order ``simulator.model.stage.Stage`` runs them, so
+the analytic peak equals the measured one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schedules.dependencies import Flow, KindRule
+from simulator.model.recompute import StageRecompute
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One step of an action: a layer (index relative to the stage's first), its FLOPs per row,
+    its net cache change (placed at the item's start when ``at_start``, else at its end),
+    whether it completes the layer's weight-gradient share, and whether it recomputes."""
+
+    layer: int
+    flops: float
+    delta: int
+    at_start: bool
+    weight_grad: bool = False
+    recompute: bool = False
+
+
+def _forward_bytes(info, footprint, selective: bool) -> int:
+    """What a layer's forward caches: all of it, or without what selective recompute drops."""
+    cached = footprint.F
+    slots = getattr(info.cls, "RECOMPUTED_SLOTS", None)
+    if selective and slots is not None:
+        dropped = set(range(len(cached))[slots])
+        cached = tuple(b for i, b in enumerate(cached) if i not in dropped)
+    return sum(cached)
+
+
+def _selective_item(info, footprint, flops) -> WorkItem | None:
+    """A selective attention core's recompute, before its backward (None for other layers)."""
+    slots = getattr(info.cls, "RECOMPUTED_SLOTS", None)
+    if slots is None:
+        return None
+    share = info.cls.RECOMPUTED_FLOPS_SHARE
+    return WorkItem(0, share * flops.F, sum(footprint.F[slots]), True, recompute=True)
+
+
+def action_work(
+    stage_infos,
+    rows: int,
+    itemsize: int,
+    kind_rule: KindRule,
+    recompute: StageRecompute,
+    checkpoint_bytes: tuple[int, ...] = (),
+) -> list[WorkItem]:
+    """The work items of one action of ``kind_rule`` on one stage, in run order.
+
+    ``recompute`` has layer indices relative to the stage's first layer; ``checkpoint_bytes``
+    is each segment's input size. A forward caches each segment's input at the segment's start
+    and nothing inside it; a backward that produces the input gradient (``I``, ``B``) re-runs
+    each segment's forward before the segment's own backward; ``W`` is unchanged.
+    """
+    kind = kind_rule.kind
+    flops = [info.flops() for info in stage_infos]
+    footprints = [info.footprint(rows, itemsize) for info in stage_infos]
+    dropped = {j for a, b in recompute.segments for j in range(a, b + 1)}
+    starts = {a: n for n, (a, _) in enumerate(recompute.segments)}
+    items: list[WorkItem] = []
+    if kind_rule.output is Flow.ACTIVATION:  # a forward: first layer to last
+        for j, info in enumerate(stage_infos):
+            if j in starts:
+                items.append(WorkItem(j, 0.0, checkpoint_bytes[starts[j]], True))
+            cached = 0 if j in dropped else _forward_bytes(info, footprints[j], recompute.selective)
+            items.append(WorkItem(j, flops[j].of(kind), cached, True))
+        return items
+    reruns = kind_rule.output is Flow.GRADIENT
+    ends = {b: n for n, (_, b) in enumerate(recompute.segments)}
+    for j in range(len(stage_infos) - 1, -1, -1):
+        info = stage_infos[j]
+        if reruns and j in ends:
+            a, b = recompute.segments[ends[j]]
+            items.append(WorkItem(a, 0.0, -checkpoint_bytes[ends[j]], True, recompute=True))
+            items.extend(
+                WorkItem(k, flops[k].F, sum(footprints[k].F), True, recompute=True)
+                for k in range(a, b + 1)
+            )
+        if reruns and recompute.selective:
+            item = _selective_item(info, footprints[j], flops[j])
+            if item is not None:
+                items.append(WorkItem(j, item.flops, item.delta, True, recompute=True))
+        grad = info.has_params and kind_rule.completes_weight_gradient
+        items.append(WorkItem(j, flops[j].of(kind), sum(footprints[j].phase(kind)), False, grad))
+    return items
+
+
+def recompute_flops(stage_infos, rows: int, itemsize: int, rule, recompute) -> tuple[float, float]:
+    """(recompute FLOPs, forward FLOPs) of one microbatch row on one stage: what one backward
+    re-runs, and the forward it is a share of. (0, forward) without recomputation."""
+    forward = sum(info.flops().F for info in stage_infos)
+    if not recompute.active:
+        return 0.0, forward
+    backward = next(r for r in rule.kinds.values() if r.output is Flow.GRADIENT)
+    items = action_work(
+        stage_infos, rows, itemsize, backward, recompute, (0,) * len(recompute.segments)
+    )
+    return sum(item.flops for item in items if item.recompute), forward
