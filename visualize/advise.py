@@ -8,11 +8,12 @@ only their headline figures. Lower-left is better; nothing right of the limit li
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
-from simulator.units import byte_unit, human_bytes, human_time
+from simulator.units import byte_unit, human_bytes, human_time, time_scale
 from visualize.style import OKABE_ITO, new_figure
 
 MAX_LABELLED = 10
@@ -42,36 +43,44 @@ def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
 def pareto_figure(
     points: list[ParetoPoint], limit_bytes: int, title: str = "", note: str = ""
 ) -> Figure:
-    """Step time (s) against peak memory per GPU, one marker per simulated configuration;
-    ``note`` (e.g. how many were pruned unsimulated) goes under the legend."""
+    """Step time against peak memory per GPU, one marker per simulated configuration; ``note``
+    (e.g. how many were pruned unsimulated) goes over the legend.
+
+    The time axis zooms on the numbered configurations (the top rows are often within a few
+    percent of each other, the slowest simulated several times slower): configurations above
+    the view are drawn as triangles on its top edge, and the right-hand axis reads the time as
+    percent slower than the fastest."""
     fig = new_figure(11.0, 5.6)
     ax, side = fig.subplots(1, 2, width_ratios=[2.6, 1])
-    largest = max([limit_bytes, *(p.peak_bytes for p in points)])
-    factor, unit = byte_unit(largest)
+    view = _View.of(points, limit_bytes)
     fits = [p for p in points if p.fits]
     over = [p for p in points if not p.fits]
-    ax.scatter(
-        [p.peak_bytes / factor for p in fits],
-        [p.step_time for p in fits],
-        s=22,
-        color=OKABE_ITO["blue"],
-        alpha=0.55,
-        label=f"fits ({len(fits)})",
-        zorder=2,
-    )
-    ax.scatter(
-        [p.peak_bytes / factor for p in over],
-        [p.step_time for p in over],
-        s=22,
-        marker="x",
-        color="#9E9E9E",
-        label=f"over the limit ({len(over)})",
-        zorder=2,
-    )
+    for group, style in ((fits, _FITS), (over, _OVER)):
+        shown = [p for p in group if p.step_time <= view.top]
+        name, style = style["name"], {k: v for k, v in style.items() if k != "name"}
+        ax.scatter(
+            [view.x(p) for p in shown],
+            [view.y(p) for p in shown],
+            label=f"{name} ({len(group)})",
+            **style,
+        )
+    above = [p for p in points if p.step_time > view.top]
+    if above:
+        slowest = max(p.step_time for p in above)
+        ax.scatter(
+            [view.x(p) for p in above],
+            [view.ceiling() * view.time_factor] * len(above),
+            marker="^",
+            s=30,
+            color="#9E9E9E",
+            clip_on=False,
+            label=f"slower, off the top ({len(above)}; up to {human_time(slowest)})",
+            zorder=2,
+        )
     front = pareto_front(points)
     ax.step(
-        [p.peak_bytes / factor for p in front],
-        [p.step_time for p in front],
+        [view.x(p) for p in front],
+        [view.y(p) for p in front],
         where="post",
         color=OKABE_ITO["green"],
         lw=1.5,
@@ -79,50 +88,159 @@ def pareto_figure(
         zorder=1,
     )
     ax.axvline(
-        limit_bytes / factor,
+        limit_bytes / view.byte_factor,
         color=OKABE_ITO["vermillion"],
         ls="--",
         lw=1.2,
         label=f"memory limit {human_bytes(limit_bytes)}",
     )
-    _number_top(ax, side, points, factor)
-    ax.set_xlabel(f"peak memory of the fullest GPU ({unit})")
-    ax.set_ylabel("step time (s)")
-    ax.grid(alpha=0.3)
+    view.apply(ax)
+    _number_top(ax, side, points, view)
     handles, labels = ax.get_legend_handles_labels()
     legend = side.legend(handles, labels, loc="lower left", fontsize=8, frameon=False)
     if note:
         legend.set_title(note, prop={"size": 7.5})
         legend._legend_box.align = "left"
-    ax.set_title(title or "advise: step time against memory", fontsize=10, loc="left")
+    ax.set_title(_wrapped(title or "advise: step time against memory"), fontsize=10, loc="left")
     return fig
 
 
-def _number_top(ax, side, points: list[ParetoPoint], factor: float) -> None:
-    """Number the best configurations on the plot and name them in the side panel."""
+TITLE_WIDTH = 100  # characters on one title line (the plot's width at fontsize 10)
+
+
+def _wrapped(title: str) -> str:
+    """``title`` on lines of at most TITLE_WIDTH characters, broken first after ``": "``."""
+    if len(title) <= TITLE_WIDTH:
+        return title
+    head, sep, rest = title.partition(": ")
+    parts = [head + sep.rstrip(), rest] if sep else [title]
+    return "\n".join(textwrap.fill(part, TITLE_WIDTH) for part in parts)
+
+
+_FITS = {"name": "fits", "s": 22, "color": OKABE_ITO["blue"], "alpha": 0.55, "zorder": 2}
+_OVER = {"name": "over the limit", "s": 22, "marker": "x", "color": "#9E9E9E", "zorder": 2}
+ZOOM_WHEN = 1.5  # zoom on the numbered points when the slowest is this many times their slowest
+CLOSE = (0.04, 0.05)  # axes fractions (x, y): numbers of points this close share one label
+
+
+@dataclass(frozen=True)
+class _View:
+    """The axes' units and limits: bytes in the unit of the largest, seconds in the unit of the
+    fastest, and the time range shown (``best`` to ``top``, seconds)."""
+
+    byte_factor: float
+    byte_unit: str
+    time_factor: float
+    time_unit: str
+    best: float
+    top: float
+    left: float  # x limits, in the byte unit
+    right: float
+
+    @staticmethod
+    def of(points: list[ParetoPoint], limit_bytes: int) -> _View:
+        largest = max([limit_bytes, *(p.peak_bytes for p in points)])
+        smallest = min([limit_bytes, *(p.peak_bytes for p in points)])
+        byte_factor, unit = byte_unit(largest)
+        times = [p.step_time for p in points] or [0.0]
+        best, slowest = min(times), max(times)
+        ranked = [p.step_time for p in points if p.rank is not None]
+        top = slowest
+        if ranked and slowest > ZOOM_WHEN * max(ranked):
+            top = max([*ranked, *(p.step_time for p in pareto_front(points))])
+            top = top if top <= ZOOM_WHEN * max(ranked) else max(ranked)
+        time_factor, time_unit = time_scale(best)
+        pad = 0.04 * (largest - smallest) or 0.05 * largest
+        return _View(
+            byte_factor,
+            unit,
+            time_factor,
+            time_unit,
+            best,
+            top,
+            (smallest - pad) / byte_factor,
+            (largest + pad) / byte_factor,
+        )
+
+    def x(self, p: ParetoPoint) -> float:
+        return p.peak_bytes / self.byte_factor
+
+    def y(self, p: ParetoPoint) -> float:
+        return p.step_time * self.time_factor
+
+    def pad(self) -> float:
+        return max(0.1 * (self.top - self.best), 0.002 * self.best) or 1.0
+
+    def ceiling(self) -> float:
+        """The top of the time axis, seconds."""
+        return self.top + self.pad()
+
+    def apply(self, ax) -> None:
+        """Limits, labels and the right-hand axis (percent slower than the fastest)."""
+        ax.set_xlim(self.left, self.right)
+        ax.set_ylim((self.best - self.pad()) * self.time_factor, self.ceiling() * self.time_factor)
+        ax.set_xlabel(f"peak memory of the fullest GPU ({self.byte_unit})")
+        ax.set_ylabel(f"step time ({self.time_unit})")
+        ax.grid(alpha=0.3)
+        if self.best > 0:
+            scale = self.best * self.time_factor
+            right = ax.secondary_yaxis(
+                "right",
+                functions=(lambda t: 100 * (t / scale - 1), lambda d: scale * (1 + d / 100)),
+            )
+            right.set_ylabel("slower than the fastest (%)")
+
+    def fraction(self, ax, p: ParetoPoint) -> tuple[float, float]:
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        return (self.x(p) - x0) / (x1 - x0), (self.y(p) - y0) / (y1 - y0)
+
+
+def _clusters(ax, view: _View, ranked: list[ParetoPoint]) -> list[list[ParetoPoint]]:
+    """The numbered points grouped where their numbers would overlap, best rank first."""
+    groups: list[list[ParetoPoint]] = []
+    for p in ranked:
+        fx, fy = view.fraction(ax, p)
+        for group in groups:
+            gx, gy = view.fraction(ax, group[0])
+            if abs(fx - gx) < CLOSE[0] and abs(fy - gy) < CLOSE[1]:
+                group.append(p)
+                break
+        else:
+            groups.append([p])
+    return groups
+
+
+def _number_top(ax, side, points: list[ParetoPoint], view: _View) -> None:
+    """Circle and number the best configurations on the plot (one label for numbers that would
+    overlap) and name them in the side panel, with how much slower each is than the first."""
     ranked = sorted((p for p in points if p.rank is not None), key=lambda p: p.rank)
     ranked = ranked[:MAX_LABELLED]
-    for p in ranked:
-        ax.scatter(
-            [p.peak_bytes / factor],
-            [p.step_time],
-            s=90,
-            facecolors="none",
-            edgecolors=OKABE_ITO["orange"],
-            lw=1.5,
-            zorder=3,
-        )
+    ax.scatter(
+        [view.x(p) for p in ranked],
+        [view.y(p) for p in ranked],
+        s=90,
+        facecolors="none",
+        edgecolors=OKABE_ITO["orange"],
+        lw=1.5,
+        zorder=3,
+    )
+    for group in _clusters(ax, view, ranked):
         ax.annotate(
-            str(p.rank),
-            (p.peak_bytes / factor, p.step_time),
-            xytext=(5, 4),
+            ",".join(str(p.rank) for p in group),
+            (view.x(group[0]), view.y(group[0])),
+            xytext=(6, 6),
             textcoords="offset points",
             fontsize=8,
             color=OKABE_ITO["black"],
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
             zorder=4,
         )
     side.axis("off")
-    lines = [f"{p.rank:>2}  {human_time(p.step_time)}  {p.label}" for p in ranked]
+    first = ranked[0].step_time if ranked else 0.0
+    lines = [
+        f"{p.rank:>2}  {human_time(p.step_time):>8}  {_slower(p.step_time, first):>6}  {p.label}"
+        for p in ranked
+    ]
     side.text(
         0.0,
         1.0,
@@ -133,3 +251,7 @@ def _number_top(ax, side, points: list[ParetoPoint], factor: float) -> None:
         fontsize=7.5,
         transform=side.transAxes,
     )
+
+
+def _slower(t: float, first: float) -> str:
+    return f"+{100 * (t / first - 1):.1f}%" if first > 0 else ""
