@@ -54,7 +54,8 @@ def main() -> None:
         f"search: {statistics.median(times):.1f} s (target < 60 s); {result.considered:,} "
         f"considered, {result.pruned_memory:,} pruned by the memory bound, "
         f"{result.pruned_time:,} by the time bound, {len(result.simulated):,} simulated "
-        f"({mean * 1e3:.0f} ms each)"
+        f"({mean * 1e3:.0f} ms each), {result.refused} could not be built, "
+        f"{result.too_large} too large to simulate"
     )
     for i, o in enumerate(result.top, 1):
         print(

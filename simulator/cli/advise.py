@@ -81,8 +81,8 @@ def _request(args):
             hardware_preset(hardware)
         except PebbleError:
             raise PebbleError(
-                f"cannot read --memory-limit {args.memory_limit!r}; write bytes such as 72GiB "
-                "or 7.5e10."
+                f"cannot read --memory-limit {args.memory_limit!r}; write a whole number of bytes "
+                "such as 72GiB, 1.5MiB or 7.5e10."
             ) from None
     preset = hardware_preset(hardware)
     names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")

@@ -79,14 +79,13 @@ def headline(request, text) -> str:
 
 def counts_line(result, elapsed: float) -> str:
     fitting = sum(o.fits for o in result.simulated)
-    refused = f" ({result.refused} refused by their schedule)" if result.refused else ""
+    refused = f"; {result.refused:,} could not be built" if result.refused else ""
     large = result.too_large
     skipped = f"{large:,} skipped as too large to simulate, " if large else ""
     return (
         f"searched {result.considered:,} configurations in {elapsed:.1f} s: "
         f"{skipped}{result.pruned_memory:,} pruned by the memory bound, {result.pruned_time:,} "
-        f"by the time bound, {len(result.simulated):,} simulated{refused}, {fitting:,} of them "
-        "fit."
+        f"by the time bound, {len(result.simulated):,} simulated ({fitting:,} fit){refused}."
     )
 
 

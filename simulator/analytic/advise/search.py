@@ -69,7 +69,8 @@ class SearchResult:
     considered: int = 0
     pruned_memory: int = 0  # memory bound over the limit
     pruned_time: int = 0  # time bound above the k-th best step time
-    refused: int = 0  # sizes the schedule family refused when built
+    refused: int = 0  # evaluate raised PebbleError: the schedule could not be built (a size its
+    # family refuses, or no auto schedule within the activation budget)
     too_large: int = 0  # more Timeline rows than ``Request.max_rows``: not simulated
     smallest_memory_bound: int = 0  # over every candidate: what not fitting looks like
 
