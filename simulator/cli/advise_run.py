@@ -53,9 +53,17 @@ def run_candidate(c: Candidate, text: RunText) -> Timeline:
     auto.resolve(args)
     schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
     plan = make_plan(schedule, args.model, args.batch_size, args.dp, args.tp, args.sp or None)
-    costs = make_costs(plan, hardware=args.hardware)
+    costs = make_costs(plan, args.costs, args.comm_latency, args.hardware)
     timeline = simulate(
-        schedule, costs, plan.spec, plan.partition, plan.microbatch_rows, dp=args.dp
+        schedule,
+        costs,
+        plan.spec,
+        plan.partition,
+        plan.microbatch_rows,
+        steps=args.steps,
+        sync=not args.no_sync,
+        dp=args.dp,
+        cores=args.cores or None,
     )
     with_device(timeline, args.hardware)
     if args.distributed_optimizer:
