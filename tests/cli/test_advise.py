@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
+import sys
 
 import pytest
 
@@ -50,17 +52,22 @@ def test_every_row_fits_and_rows_are_ranked_by_step_time(advice):
     assert {row["binds"] for row in rows} <= {"memory", "bubble", "compute"}
 
 
-@pytest.mark.parametrize("which", ["auto", "registry"])
-def test_a_printed_command_reproduces_its_row(capsys, advice, which):
-    row = next(r for r in advice["rows"] if (r["schedule"] == "auto") == (which == "auto"))
+@pytest.mark.parametrize("index", range(5))
+def test_every_printed_command_reproduces_its_row(capsys, advice, index):
+    row = advice["rows"][index]
     words = shlex.split(row["command"])
     assert words[:2] == ["pebblesim", "simulate"]
     code, out, _ = run(capsys, *words[1:], "--json")
     assert code == 0
     run_ = json.loads(out)
     assert run_["step_time"] == row["step_time"]
+    assert run_["bubble_fraction"] == row["bubble_fraction"]
     assert max(r["memory"]["total"] for r in run_["per_rank"]) == row["peak_memory"]
     assert all(r["memory"]["fits"] for r in run_["per_rank"])
+
+
+def test_the_rows_reproduced_cover_auto_and_the_registry(advice):
+    assert {row["schedule"] == "auto" for row in advice["rows"]} == {True, False}
 
 
 def test_the_text_table_lists_rows_commands_and_counts(capsys):
@@ -72,6 +79,30 @@ def test_the_text_table_lists_rows_commands_and_counts(capsys):
     commands = [line for line in lines if "pebblesim simulate" in line]
     assert len(commands) == 3
     assert any(line.startswith("searched ") and "simulated" in line for line in lines)
+
+
+def test_the_text_prints_the_json_rows_commands(capsys, advice):
+    code, out, _ = run(capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--top", "5")
+    assert code == 0
+    printed = [
+        line.split(maxsplit=1)[1] for line in out.splitlines() if "pebblesim simulate" in line
+    ]
+    assert printed == [row["command"] for row in advice["rows"]]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_shows_on_a_terminal(capsys, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["advise", *SMALL, "--top", "3"])
+    assert code == 0
+    drawn = terminal.getvalue()
+    assert "advise: bounds" in drawn and "advise: simulate" in drawn
+    assert "config" in drawn and "simulated" in drawn
 
 
 def test_out_writes_the_pareto_figure(capsys, tmp_path):
@@ -116,3 +147,62 @@ def test_a_malformed_number_is_argparses_exit_2(capsys, flag, value):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "expected a positive integer" in err.strip().splitlines()[-1]
+
+
+def test_the_figure_zooms_on_the_numbered_points_and_merges_coinciding_numbers():
+    from visualize.advise import ParetoPoint, pareto_figure
+
+    gib = 2**30
+    points = [
+        ParetoPoint("a", 40.0, 70 * gib, True, rank=1),
+        ParetoPoint("b", 40.4, 60 * gib, True, rank=2),
+        ParetoPoint("c", 40.4, 60 * gib, True, rank=3),  # same place as b
+        ParetoPoint("d", 200.0, 65 * gib, True),
+        ParetoPoint("e", 41.0, 90 * gib, False),
+    ]
+    fig = pareto_figure(points, 80 * gib, "title")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert low < 40.0 and 40.4 < high < 41.0  # the rest off the top, not squashing the top rows
+    numbers = sorted(t.get_text() for t in ax.texts)
+    assert numbers == ["1", "2,3"]
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert any("off the top (2; up to 200 s)" in text for text in legend)
+    assert ax.get_ylabel() == "step time (s)"
+
+
+def test_the_figure_reads_short_steps_in_their_unit():
+    from visualize.advise import ParetoPoint, pareto_figure
+
+    points = [ParetoPoint("a", 2e-5, 1000, True, rank=1), ParetoPoint("b", 3e-5, 900, True)]
+    ax = pareto_figure(points, 2000).axes[0]
+    assert ax.get_ylabel() == "step time (µs)"
+    low, high = ax.get_ylim()
+    assert low < 20 and 30 < high < 40
+
+
+def test_a_recompute_axis_is_one_tuple_of_policies():
+    """The hook issue 10's policies plug into: ``Request.recompute`` (the CLI passes
+    ``RECOMPUTE_POLICIES``, ``("none",)`` until the executor honours the others)."""
+    from dataclasses import replace
+
+    from simulator.analytic.advise import Request, candidates, family_traits, memory_bound
+    from simulator.analytic.advise import stage_table as table_of
+    from simulator.analytic.hardware import parse_hardware_preset
+    from simulator.cli.advise_run import RunText, simulate_command
+    from simulator.cli.workflows import parse_hardware
+    from simulator.model.parse import parse_model
+
+    preset = parse_hardware_preset("a100-40gb")
+    request = Request(parse_model(MODEL), preset, 8, 8, preset.memory_bytes, ("1f1b",))
+    plain = list(candidates(request))
+    both = list(candidates(replace(request, recompute=("none", "full"))))
+    assert [c for c in both if c.recompute == "none"] == plain
+    assert len(both) == 2 * len(plain)
+    full = next(c for c in both if c.recompute == "full" and c.pp > 1)
+    assert simulate_command(full, RunText(MODEL, "a100-40gb")).endswith("--recompute full")
+    table = table_of(request.spec, full.tp, full.stages, parse_hardware("a100-40gb"))
+    none = replace(full, recompute="none")
+    assert none in plain
+    traits = family_traits("1f1b")
+    assert memory_bound(full, traits, table) < memory_bound(none, traits, table)
