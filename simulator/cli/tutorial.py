@@ -35,7 +35,6 @@ _NUMBERED = re.compile(r"^(\d+)-[\w-]+\.ipynb$")
 # Parts of the course waiting for features that have not landed; drop one when it ships.
 COMING = {
     4: "4. Trading pebbles for time: recomputation policies and the memory-budget solver",
-    5: "5. A real model: a transformer preset against a GPU's memory, and advise",
 }
 
 
