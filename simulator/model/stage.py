@@ -112,6 +112,21 @@ class Stage:
         yield
         self.on_recompute(self.stage_index, mb, start, self.clock())
 
+    @contextmanager
+    def recompute_off(self) -> Iterator[None]:
+        """Run without recomputation for a while (calibration times each kind's own cost)."""
+        saved = self._dropped, self._rerun
+        self._dropped, self._rerun = {}, {}
+        selective = [layer for layer in self.layers if getattr(layer, "selective", False)]
+        for layer in selective:
+            layer.selective = False
+        try:
+            yield
+        finally:
+            self._dropped, self._rerun = saved
+            for layer in selective:
+                layer.selective = True
+
     def _rerun_segment(self, mb: int, start: int, end: int) -> None:
         """Put back what the forward of layers ``start .. end`` (positions) cached."""
         with self.recomputing(mb):

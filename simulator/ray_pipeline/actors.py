@@ -127,6 +127,7 @@ class RankActors:
                 config.batch_size,
                 self.origin,
                 pipeline.run_order.rule,
+                pipeline.stage_recompute(rank),
             )
         )
 

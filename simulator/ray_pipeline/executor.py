@@ -30,10 +30,12 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.validate import validate
 from simulator.analytic.profile import Profile
+from simulator.analytic.recompute_costs import rank_recompute_flops
 from simulator.analytic.run_meta import run_meta
 from simulator.errors import PebbleError
 from simulator.model.batch import microbatch_rows
 from simulator.model.partitioning import partition as make_partition
+from simulator.model.recompute import RecomputePlan, StageRecompute
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
 from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrated_profile
@@ -60,6 +62,7 @@ class RayOptions:
     retries: int = 0
     step_timeout: float = 300.0
     calibrate: bool = True  # time each stage's actions alone before step 0 (``calibration``)
+    recompute: RecomputePlan | None = None  # what each stage drops and recomputes
 
 
 @dataclass
@@ -106,6 +109,13 @@ class RayPipeline:
         self.calibration: Calibration | None = None
         self._records: list[dict] = []
         self._reduce_times: list[ReduceTiming] = []
+
+    def stage_recompute(self, rank: int) -> dict[int, StageRecompute]:
+        """The recompute plan of each of ``rank``'s stages (empty: none)."""
+        plan = self.options.recompute
+        if plan is None or not plan.active:
+            return {}
+        return {s: plan.stages[s] for s in self.schedule.stages_of_rank(rank)}
 
     @property
     def order(self) -> list[tuple[int, int]]:
@@ -325,6 +335,7 @@ class RayPipeline:
             dp=self.options.dp,
             run=self.run_order,
             cores=result.profile.cores,
+            recompute=self.options.recompute,
         )
 
     def timeline(self, steps: int) -> Timeline:
@@ -339,6 +350,16 @@ class RayPipeline:
             time_unit="s",
             microbatch_rows=self.microbatch_rows,
         )
+        plan = self.options.recompute
+        if plan is not None and plan.active:
+            flops = rank_recompute_flops(
+                self.schedule, self.config.model, self.partition, plan, self.microbatch_rows
+            )
+            meta = replace(
+                meta,
+                recompute=plan.policy,
+                recompute_flops=tuple(f * self.options.dp for f in flops),
+            )
         if self.calibration is not None:
             meta = replace(
                 meta, cores=self.calibration.cores, alone_costs=tuple(self.calibration.costs)

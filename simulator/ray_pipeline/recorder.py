@@ -13,8 +13,9 @@ import time
 from simulator.model.cache import CacheEvent
 from simulator.ray_pipeline.records import Received
 from simulator.timeline import CacheChange, ComputeEvent, GradReady, OptimizerStep
+from simulator.timeline_rows import RecomputeSpan
 
-TABLES = ("events", "cache", "grad_ready", "received", "optimizer")
+TABLES = ("events", "cache", "grad_ready", "received", "optimizer", "recompute")
 
 
 class Recorder:
@@ -62,6 +63,12 @@ class Recorder:
     def on_action(self, stage: int, kind: str, mb: int, start: float, end: float) -> None:
         self._tables["events"].append(
             ComputeEvent(self.rank, stage, kind, mb, self.step, start, end, self.replica)
+        )
+
+    def on_recompute(self, stage: int, mb: int, start: float, end: float) -> None:
+        """A recompute sub-span of the running backward (``Stage.on_recompute``)."""
+        self._tables["recompute"].append(
+            RecomputeSpan(self.rank, stage, mb, self.step, start, end, self.replica)
         )
 
     def on_receive(self, stage: int, kind: str, mb: int, nbytes: int) -> None:

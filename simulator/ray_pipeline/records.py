@@ -81,6 +81,10 @@ def timeline_from_records(
         for r in sorted(reduce_times)
     ]
     timeline.comms = reconstruct_comms(events, rows["received"], run)
+    timeline.recompute = sorted(
+        (r._replace(start=r.start - t0, end=r.end - t0) for r in rows["recompute"]),
+        key=lambda r: (r.replica, r.rank, r.start),
+    )
     return timeline
 
 

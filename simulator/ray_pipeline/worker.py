@@ -19,6 +19,7 @@ from schedules.dependencies import PIPELINE_RULE, DependencyRule, Flow
 from simulator.model import ModelSpec
 from simulator.model.cache import ActivationCache
 from simulator.model.optim import OptimizerConfig
+from simulator.model.recompute import NO_RECOMPUTE, StageRecompute
 from simulator.model.reference import gradients_of, set_loss_scale, weights_of
 from simulator.model.stage import Stage
 from simulator.model.transformer.dropout import set_row_offset
@@ -54,6 +55,7 @@ class RankWorker:
         loss_rows: int,
         origin: float,
         rule: DependencyRule = PIPELINE_RULE,
+        recompute: dict[int, StageRecompute] | None = None,
     ):
         self.rank = rank
         self.replica = replica
@@ -72,8 +74,11 @@ class RankWorker:
         for stage_index, (first, last) in sorted(stage_layers.items()):
             layers = spec.build(range(first, last + 1))
             set_loss_scale(layers, loss_rows)
-            stage = Stage(stage_index, layers, self.cache)
+            plan = (recompute or {}).get(stage_index, NO_RECOMPUTE)
+            stage = Stage(stage_index, layers, self.cache, plan)
             stage.on_weight_grad = self.recorder.on_weight_grad
+            stage.clock = self.recorder.now
+            stage.on_recompute = self.recorder.on_recompute
             self.stages[stage_index] = stage
         self.optimizer = optimizer.build()
         self.local: dict[tuple[int, str, int], np.ndarray] = {}
@@ -167,8 +172,11 @@ class RankWorker:
 
     # ------------------------------------------------------------------ calibration
     def calibrate(self, stage_index: int, kind: str, key: int, payload=None, send=True):
-        """One action alone on a scratch cache, for calibration: (output, (start, end))."""
-        return calibration.run_alone(self, stage_index, kind, key, payload, send)
+        """One action alone on a scratch cache, for calibration: (output, (start, end)).
+        Recomputation is off: the profile holds each kind's own cost, whatever the policy
+        (the prediction adds the recompute from the forward's share)."""
+        with self.stages[stage_index].recompute_off():
+            return calibration.run_alone(self, stage_index, kind, key, payload, send)
 
     def finish_calibration(self) -> int:
         return calibration.finish(self)

@@ -1,0 +1,301 @@
+"""``--recompute budget:BYTES``: the fewest recompute FLOPs that keep every rank's peak of
+activation memory within a budget, under the chosen pipeline schedule.
+
+Why a solver: how much to recompute depends on the schedule. GPipe holds every microbatch's
+activations at once, 1F1B about p of them on its first rank and one on its last; a budget met
+by recomputing nothing on the last rank may need full recomputation on the first. The answer
+is a checkpoint placement per stage, found exactly within the space of segment plans
+(``simulator.model.recompute``: a segment is a run of adjacent blocks kept as its input only).
+
+The algorithm
+-------------
+**What a placement does to one stage.** Relative to caching everything, a placement drops
+``D`` bytes per microbatch after the forward (each segment's cached bytes less its
+checkpoint), costs ``R`` FLOPs per microbatch row (each segment's forward again), and changes
+how high a backward (``I`` or ``B``) climbs: at the backward of layer ``j`` the stage holds what
+it would without recomputation, less the bytes still dropped by the segments *below* ``j``
+(a segment is put back whole, just before its own backward). So the backward's climb above
+its starting level is ``Q = D + max_j (m_j - D_<j)``, where ``m_j`` is the no-recompute
+backward's level at layer ``j`` and ``D_<j`` what segments ending below ``j``'s segment drop.
+(These are the work items of ``action_work``; a test checks every quantity against the
+analytic executor.)
+
+**Per stage: a dynamic program over the chain** (first block to last). A partial placement of
+the blocks below a boundary is summarised by ``(R, D, Q'_I, Q'_B)`` with ``Q' = max (m - D_<)``;
+every continuation treats two partial placements alike except through these numbers, and each
+is monotone (less ``R``, more ``D``, less ``Q'`` is never worse), so only the Pareto front of
+partial placements is kept. From a boundary, the next block is kept or starts a segment of
+``1..L`` adjacent blocks. Time ``O(n^2 F)`` for ``n`` blocks and a front of ``F`` states (fronts
+stay small: a few dozen to a few hundred states for 126 blocks).
+
+**Per rank: an exact walk.** A rank's memory depends only on its own action order. Before each
+of its actions it holds, per stage, ``K = K_none - D`` bytes for each microbatch between its
+forward and its backward and a fixed ``H`` for each between ``I`` and ``W``; the action climbs
+``K`` (a forward), ``Q_I`` or ``Q_B`` above that. The peak is a maximum of linear functions of
+the rank's stages' ``(K, Q_I, Q_B)``, all monotone, so the optimum uses Pareto-optimal
+placements. The rank's stages' fronts are searched in order of FLOPs with branch and bound;
+the first plan within the budget at the least total FLOPs is optimal (exact for the segment
+plans; a rank with ``v`` stages searches at worst the product of their fronts, in practice a
+few hundred combinations).
+
+``budget:P%`` is that share of the no-recompute peak of the fullest rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from schedules.actions import Schedule
+from schedules.dependencies import PIPELINE_RULE
+from simulator.analytic.action_work import action_work
+from simulator.analytic.memory_plan import input_bytes
+from simulator.errors import PebbleError
+from simulator.model.recompute import (
+    NO_RECOMPUTE,
+    RecomputePlan,
+    StageRecompute,
+    recompute_units,
+)
+from simulator.units import human_bytes
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One stage's placement: recompute FLOPs per row, bytes kept after the forward per
+    microbatch, the climbs of its I and B above their starting level, and its segments."""
+
+    flops: float
+    kept: int
+    climb_i: int
+    climb_b: int
+    segments: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A run of the stage's layers: a block that may be dropped, or fixed layers."""
+
+    first: int
+    last: int
+    droppable: bool
+    cached: int  # bytes its layers' forwards cache
+    checkpoint: int  # its input's bytes
+    flops: float  # its forward's FLOPs per row
+    level_i: int  # highest no-recompute I level at its layers
+    level_b: int
+
+
+def _levels(items, count: int) -> list[int]:
+    """Per layer, the highest running total its backward work items reach."""
+    level, out = 0, [None] * count
+    for item in items:
+        before, level = level, level + item.delta
+        j = item.layer
+        out[j] = max(before, level, out[j] if out[j] is not None else before)
+    return [v if v is not None else 0 for v in out]
+
+
+def _pieces(spec, infos, layers, rows) -> tuple[list[_Piece], int, int]:
+    """The stage's pieces, its no-recompute kept bytes and what its I leaves for W."""
+    stage_infos = [infos[i] for i in layers]
+    first = layers[0]
+    kinds = PIPELINE_RULE.kinds
+    work = {k: action_work(stage_infos, rows, spec.itemsize, kinds[k], NO_RECOMPUTE) for k in kinds}
+    cached = [0] * len(stage_infos)
+    for item in work["F"]:
+        cached[item.layer] += item.delta
+    level_i = _levels(work["I"], len(stage_infos))
+    level_b = _levels(work["B"], len(stage_infos))
+    units = {a - first: b - first for a, b in recompute_units(stage_infos)}
+    pieces, j = [], 0
+    while j < len(stage_infos):
+        end = units.get(j, j)
+        span = range(j, end + 1)
+        pieces.append(
+            _Piece(
+                j,
+                end,
+                j in units,
+                sum(cached[k] for k in span),
+                input_bytes(spec, infos, first + j, rows),
+                sum(stage_infos[k].flops().F for k in span),
+                max(level_i[k] for k in span),
+                max(level_b[k] for k in span),
+            )
+        )
+        j = end + 1
+    held = sum(cached) + sum(item.delta for item in work["I"])
+    return pieces, sum(cached), held
+
+
+def _pareto(states: list[tuple]) -> list[tuple]:
+    """States (R, -D, Q'_I, Q'_B, segments) not dominated in the first four (all minimised)."""
+    states.sort(key=lambda s: s[:4])
+    kept: list[tuple] = []
+    for state in states:
+        if not any(k[1] <= state[1] and k[2] <= state[2] and k[3] <= state[3] for k in kept):
+            kept.append(state)
+    return kept
+
+
+def stage_placements(pieces: list[_Piece], kept_none: int) -> list[Placement]:
+    """The Pareto front of one stage's placements (the dynamic program above)."""
+    fronts: list[list[tuple]] = [[] for _ in range(len(pieces) + 1)]
+    fronts[0] = [(0.0, 0, -(10**30), -(10**30), ())]
+    for i, piece in enumerate(pieces):
+        fronts[i] = _pareto(fronts[i])
+        for r, neg_d, qi, qb, segs in fronts[i]:
+            d = -neg_d
+            # keep this piece
+            fronts[i + 1].append(
+                (r, neg_d, max(qi, piece.level_i - d), max(qb, piece.level_b - d), segs)
+            )
+            if not piece.droppable:
+                continue
+            cached = flops = 0
+            top_i = top_b = -(10**30)
+            for k in range(i, len(pieces)):  # a segment of pieces i..k
+                part = pieces[k]
+                if not part.droppable or (k > i and pieces[k - 1].last + 1 != part.first):
+                    break
+                cached, flops = cached + part.cached, flops + part.flops
+                top_i, top_b = max(top_i, part.level_i), max(top_b, part.level_b)
+                dropped = cached - piece.checkpoint
+                fronts[k + 1].append(
+                    (
+                        r + flops,
+                        neg_d - dropped,
+                        max(qi, top_i - d),
+                        max(qb, top_b - d),
+                        (*segs, (piece.first, part.last)),
+                    )
+                )
+    out = []
+    for r, neg_d, qi, qb, segs in _pareto(fronts[-1]):
+        d = -neg_d
+        out.append(Placement(r, kept_none - d, qi + d, qb + d, segs))
+    return out
+
+
+_KINDS = {"F": 0, "I": 1, "B": 2, "W": 3}
+
+
+@dataclass(frozen=True)
+class RankWalk:
+    """One rank's actions as a memory walk: before action ``a`` the rank holds
+    ``in_flight[a] @ kept + held[a]`` bytes; the action climbs ``kept`` (F), ``climb_i`` (I),
+    ``climb_b`` (B) or nothing (W) of its own stage above that."""
+
+    rank: int
+    stages: tuple[int, ...]
+    in_flight: np.ndarray
+    held: np.ndarray
+    own_stage: np.ndarray
+    own_kind: np.ndarray
+
+    def peak(self, placements) -> int:
+        kept = np.array([p.kept for p in placements], dtype=np.int64)
+        climbs = np.array([[p.kept, p.climb_i, p.climb_b, 0] for p in placements], dtype=np.int64)
+        levels = self.in_flight @ kept + self.held
+        return max(0, int((levels + climbs[self.own_stage, self.own_kind]).max()))
+
+
+def rank_walk(schedule: Schedule, rank: int, held_for_w: dict[int, int]) -> RankWalk:
+    """The walk of ``rank``'s actions; ``held_for_w[stage]``: bytes an I leaves for its W."""
+    stages = tuple(schedule.stages_of_rank(rank))
+    local = {s: i for i, s in enumerate(stages)}
+    actions = schedule.actions[rank]
+    in_flight = np.zeros((len(actions), len(stages)), dtype=np.int64)
+    held = np.zeros(len(actions), dtype=np.int64)
+    own_stage = np.zeros(len(actions), dtype=np.int64)
+    own_kind = np.zeros(len(actions), dtype=np.int64)
+    counts = np.zeros(len(stages), dtype=np.int64)
+    waiting = 0
+    for a, action in enumerate(actions):
+        s, kind = local[action.stage_index], str(action.kind)
+        in_flight[a], held[a] = counts, waiting
+        own_stage[a], own_kind[a] = s, _KINDS[kind]
+        if kind == "F":
+            counts[s] += 1
+        elif kind in ("I", "B"):
+            counts[s] -= 1
+            waiting += held_for_w[action.stage_index] if kind == "I" else 0
+        elif kind == "W":
+            waiting -= held_for_w[action.stage_index]
+    return RankWalk(rank, stages, in_flight, held, own_stage, own_kind)
+
+
+def _search(walk: RankWalk, fronts: list[list[Placement]], budget: float):
+    """The least-FLOPs choice of one placement per stage whose walk peaks within ``budget``
+    (branch and bound over the fronts, each sorted by FLOPs); None if there is none."""
+    least = [min(front, key=lambda p: (p.kept, p.climb_i, p.climb_b)) for front in fronts]
+    floor = [
+        Placement(
+            0.0, min(p.kept for p in f), min(p.climb_i for p in f), min(p.climb_b for p in f), ()
+        )
+        for f in fronts
+    ]
+    rest = np.r_[np.cumsum([f[0].flops for f in fronts][::-1])[::-1], 0.0]
+    best: list = [float("inf"), None]
+
+    def dfs(i: int, chosen: list[Placement], flops: float) -> None:
+        if i == len(fronts):
+            if walk.peak(chosen) <= budget:
+                best[0], best[1] = flops, list(chosen)
+            return
+        for placement in fronts[i]:
+            if flops + placement.flops + rest[i + 1] >= best[0]:
+                break
+            trial = [*chosen, placement]
+            if walk.peak(trial + floor[i + 1 :]) > budget:
+                continue  # even the smallest choices for the other stages cannot fit
+            dfs(i + 1, trial, flops + placement.flops)
+
+    dfs(0, [], 0.0)
+    return best[1], least
+
+
+def solve_budget(
+    schedule: Schedule, spec, partition, rows: int, budget: int | float, text: str = ""
+) -> RecomputePlan:
+    """The least-FLOPs segment plan per stage keeping every rank's activation peak within
+    ``budget`` bytes (an int) or that share of the fullest rank's no-recompute peak (a float);
+    a one-sentence PebbleError when no plan fits."""
+    infos = spec.layers()
+    fronts, held, by_shape = {}, {}, {}
+    for s, layers in enumerate(partition.stage_layers):
+        key = tuple((infos[i].kind, infos[i].in_features, infos[i].out_features) for i in layers)
+        if key not in by_shape:
+            pieces, kept_none, held_w = _pieces(spec, infos, layers, rows)
+            by_shape[key] = (stage_placements(pieces, kept_none), held_w)
+        front, held[s] = by_shape[key]
+        shift = layers[0]  # the placements' layers count from the stage's first
+        fronts[s] = [
+            Placement(
+                p.flops,
+                p.kept,
+                p.climb_i,
+                p.climb_b,
+                tuple((a + shift, b + shift) for a, b in p.segments),
+            )
+            for p in sorted(front, key=lambda p: p.flops)
+        ]
+    walks = [rank_walk(schedule, r, held) for r in range(schedule.num_ranks)]
+    if isinstance(budget, float):
+        none = [w.peak([fronts[s][0] for s in w.stages]) for w in walks]
+        budget = budget * max(none)
+    plans: dict[int, tuple] = {}
+    for walk in walks:
+        chosen, least = _search(walk, [fronts[s] for s in walk.stages], budget)
+        if chosen is None:
+            raise PebbleError(
+                f"no recompute plan keeps rank {walk.rank} within {human_bytes(budget)} of "
+                "activations: recomputing the most it can, it still peaks at "
+                f"{human_bytes(walk.peak(least))}."
+            )
+        for s, placement in zip(walk.stages, chosen, strict=True):
+            plans[s] = placement.segments
+    stages = tuple(StageRecompute(plans[s]) for s in range(partition.num_stages))
+    return RecomputePlan(text or f"budget:{budget:.0f}", stages)
