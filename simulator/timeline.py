@@ -139,6 +139,14 @@ class Timeline:
         """
         return peak_inflight(self.events.columns(), self.num_ranks)
 
+    def recompute_time(self) -> dict[int, float]:
+        """Per rank (first replica), the time spent in recompute sub-spans, all steps."""
+        out: dict[int, float] = {}
+        for span in self.recompute:
+            if span.replica == 0:
+                out[span.rank] = out.get(span.rank, 0.0) + span.end - span.start
+        return out
+
     def summary(self) -> Summary:
         events = self.events.columns()
         first = events["replica"] == 0

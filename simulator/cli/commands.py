@@ -16,6 +16,7 @@ from simulator.cli.workflows import (
     make_costs,
     make_plan,
     make_schedule,
+    recompute_policies,
     simulated_cores,
     summary_dict,
     with_device,
@@ -88,7 +89,7 @@ def cmd_simulate(args) -> int:
         model = profile.model
         if batch_size is None:
             batch_size = profile.microbatch_rows * schedule.num_microbatches * args.dp
-    plan = make_plan(schedule, model, batch_size, args.dp, args.tp, args.sp or None)
+    plan = make_plan(schedule, model, batch_size, args.dp, args.tp, args.sp or None, args.recompute)
     costs = make_costs(plan, args.costs, args.comm_latency, args.hardware, args.profile)
     with StagedOutput(args.out) as out:
         timeline = simulate(
@@ -101,6 +102,7 @@ def cmd_simulate(args) -> int:
             sync=not args.no_sync,
             dp=args.dp,
             cores=simulated_cores(args.cores, args.profile),
+            recompute=plan.recompute,
         )
         with_device(timeline, args.hardware)
         if args.distributed_optimizer:
@@ -177,6 +179,7 @@ def cmd_compare(args) -> int:
         args.batch_size,
         (args.tp, args.sp or None),
         auto.compare_options(args),
+        recompute_policies(args.recompute),
     )
     rows = visualize.comparison_rows(timelines)
     print(visualize.format_table(rows, "text"))

@@ -33,6 +33,12 @@ def _add_schedule_args(parser: argparse.ArgumentParser) -> None:
     add_auto_args(parser)
 
 
+RECOMPUTE_HELP = (
+    "activation recomputation: none, full, selective, every:K, sqrt or budget:BYTES|P%% of the "
+    "fullest rank's peak (whole model), or per stage as STAGE:POLICY,... e.g. 0:full,1:none"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pebblesim",
@@ -50,6 +56,10 @@ def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the tour: train on Ray, simulate, draw every figure")
     demo.add_argument("--out", default="pebblesim-out", help="output folder (default %(default)s)")
     demo.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    demo.add_argument(
+        "--recompute",
+        help="activation recomputation for the trained schedules (see simulate --recompute)",
+    )
 
 
 def _add_listings(sub) -> None:
@@ -116,6 +126,7 @@ def _add_simulate(sub) -> None:
         action="store_true",
         help="shard the optimizer state over --dp replicas (ZeRO-1) in the memory report",
     )
+    simulate.add_argument("--recompute", help=RECOMPUTE_HELP)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("--out", help="write timeline.json and trace.json here")
 
@@ -153,6 +164,7 @@ def _add_train(sub) -> None:
         metavar="STEP:RANK",
         help="kill RANK during STEP (to see recovery; with --retries)",
     )
+    train.add_argument("--recompute", help=RECOMPUTE_HELP)
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.add_argument("--out", help="write timeline.json, trace.json and profile.json here")
 
@@ -188,6 +200,11 @@ def _add_compare(sub) -> None:
     compare.add_argument("--batch-size", type=BATCH_SIZE, help="rows (sequences) per step")
     compare.add_argument("--tp", type=TP, help="tensor-parallel degree (analytic only)")
     compare.add_argument("--sp", action="store_true", help="sequence parallelism with --tp")
+    compare.add_argument(
+        "--recompute",
+        help="recompute policies to compare, comma-separated (e.g. none,selective,full,sqrt); "
+        "a per-stage policy's STAGE:POLICY terms stay together (none,0:full,1:none)",
+    )
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
     add_auto_args(compare)
 

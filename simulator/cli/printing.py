@@ -35,12 +35,17 @@ def format_summary(timeline: Timeline) -> str:
     if data["steps"] > 1:
         times = ", ".join(human_time(t, unit) for t in data["step_times"])
         lines.append(f"time per step: {times}")
+    recompute = "recompute" in data
+    if recompute:
+        lines.append(f"recompute {data['recompute']}: the busy time includes the recompute")
     header = f"{'rank':>4}  {'busy':>12}  {'peak activations':>16}  {'peak in-flight':>14}"
+    header += f"  {'recompute':>12}" if recompute else ""
     lines += ["", header, "-" * len(header)]
     for r in data["per_rank"]:
         lines.append(
             f"{r['rank']:>4}  {human_time(r['busy'], unit):>12}  "
             f"{human_bytes(r['peak_activation_bytes']):>16}  {r['peak_inflight_microbatches']:>14}"
+            + (f"  {human_time(r['recompute_time'], unit):>12}" if recompute else "")
         )
     lines += _memory_table(data)
     ready = sorted(data["gradient_ready"], key=lambda g: g["time"])

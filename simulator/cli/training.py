@@ -83,7 +83,7 @@ def prepare_training(args) -> TrainingSetup:
     )
     check_actors(schedule.num_ranks, args.dp)
     model = args.model or default_train_model(schedule.num_stages)
-    plan = make_plan(schedule, model, args.batch_size, args.dp)
+    plan = make_plan(schedule, model, args.batch_size, args.dp, recompute=args.recompute)
     fault = _parse_fault(args.inject_fault)
     if fault and (fault[1] >= schedule.num_ranks or fault[2] >= args.dp or fault[0] >= args.steps):
         raise PebbleError(f"--inject-fault {args.inject_fault} names no step/rank of this run.")
@@ -105,6 +105,7 @@ def prepare_training(args) -> TrainingSetup:
         retries=args.retries,
         step_timeout=args.step_timeout,
         calibrate=bool(args.out),  # only --out writes what calibration is for: the profile
+        recompute=plan.recompute,
     )
     return TrainingSetup(schedule, config, options, fault, args.check)
 

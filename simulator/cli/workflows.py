@@ -31,6 +31,7 @@ from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
 from simulator.model.parse import parse_model
+from simulator.model.recompute import RecomputePlan, RecomputePolicy, plan_stages
 from simulator.model.transformer.spec import TransformerSpec
 from simulator.timeline import Timeline
 from simulator.trace import save_chrome_trace
@@ -87,6 +88,7 @@ class RunPlan:
     spec: ModelSpec
     partition: Partition
     microbatch_rows: int
+    recompute: RecomputePlan | None = None  # None: cache everything
 
     @property
     def batch_size(self) -> int:
@@ -100,9 +102,11 @@ def make_plan(
     dp: int = 1,
     tp: int | None = None,
     sp: bool | None = None,
+    recompute: str | None = None,
 ) -> RunPlan:
     """Place ``schedule`` on ``model`` (default: one 1024-wide Linear+ReLU block per stage);
-    ``tp`` and ``sp`` (``--tp``, ``--sp``) override the transformer spec's own."""
+    ``tp`` and ``sp`` (``--tp``, ``--sp``) override the transformer spec's own; ``recompute``
+    (``--recompute``) is resolved for this partition (a budget solved for this schedule)."""
     if isinstance(model, (ModelSpec, TransformerSpec)):
         spec = model
     elif model:
@@ -120,7 +124,24 @@ def make_plan(
     if batch_size is None:  # 32 rows of an MLP, one sequence of a transformer, per microbatch
         batch_size = (1 if spec.is_transformer else DEFAULT_MICROBATCH_ROWS) * m * dp
     rows = microbatch_rows(batch_size, m, dp)
-    return RunPlan(schedule, spec, partition(spec, schedule.num_stages), rows)
+    parts = partition(spec, schedule.num_stages)
+    return RunPlan(
+        schedule, spec, parts, rows, resolve_recompute(recompute, schedule, spec, parts, rows)
+    )
+
+
+def resolve_recompute(text: str | None, schedule, spec, parts, rows: int) -> RecomputePlan | None:
+    """``--recompute`` for this run: a named policy per stage, or a budget's solved plan."""
+    if text is None:
+        return None
+    policy = RecomputePolicy.parse(text)
+    if policy.is_none:
+        return None
+    if policy.budget is not None:
+        from simulator.analytic.recompute_budget import solve_budget
+
+        return solve_budget(schedule, spec, parts, rows, policy.budget, policy.to_text())
+    return plan_stages(policy, spec, parts)
 
 
 def hardware_preset(text: str | None):
@@ -231,6 +252,14 @@ def summary_dict(timeline: Timeline) -> dict:
             if g["step"] == 0
         ],
     }
+    if meta.recompute:  # per rank: FLOPs one step recomputes, and the time it took (all steps)
+        out["recompute"] = meta.recompute
+        times = timeline.recompute_time()
+        for rank in out["per_rank"]:
+            r = rank["rank"]
+            rank["recompute_time"] = times.get(r, 0.0)
+            flops = meta.recompute_flops
+            rank["recompute_flops"] = flops[r] if r < len(flops) else None
     return out
 
 
@@ -267,9 +296,11 @@ def compare_timelines(
     batch_size: int | None = None,
     layout: tuple[int | None, bool | None] = (None, None),
     auto: tuple[str | None, str | None] = (None, None),
+    recompute: list[str] | None = None,
 ) -> tuple[dict, list[str]]:
-    """Simulate each named schedule on the same model; returns the timelines and the names
-    skipped because the sizes do not suit them (only when no names were asked for)."""
+    """Simulate each named schedule on the same model (under each ``recompute`` policy: a
+    ``(schedule, policy)`` pair each, named ``schedule [policy]``); returns the timelines and the
+    names skipped because the sizes do not suit them (only when no names were asked for)."""
     from schedules.registry import SCHEDULES, canonical_name
     from simulator.analytic.executor import simulate
 
@@ -298,20 +329,51 @@ def compare_timelines(
             else:
                 v = None if SCHEDULES[canonical_name(name)].fixed_chunks else chunks
                 schedule = make_schedule(name, ranks, microbatches, v)
-            plan = make_plan(schedule, spec, batch_size, 1, *layout)
+            plans = {
+                policy: make_plan(schedule, spec, batch_size, 1, *layout, recompute=policy)
+                for policy in recompute or [None]
+            }
         except PebbleError:
             if asked:
                 raise
             skipped.append(name)
             continue
-        cost_model = make_costs(plan, costs, hardware=hardware)
-        timelines[schedule.name] = with_device(
-            simulate(schedule, cost_model, plan.spec, plan.partition, plan.microbatch_rows),
-            hardware,
-        )
+        for policy, plan in plans.items():
+            cost_model = make_costs(plan, costs, hardware=hardware)
+            timeline = simulate(
+                schedule,
+                cost_model,
+                plan.spec,
+                plan.partition,
+                plan.microbatch_rows,
+                recompute=plan.recompute,
+            )
+            label = schedule.name if policy is None else f"{schedule.name} [{policy}]"
+            timelines[label] = with_device(timeline, hardware)
     if not timelines:
         raise PebbleError(
             f"no built-in schedule suits {ranks} ranks and {microbatches} microbatches "
             f"(skipped: {', '.join(skipped)})."
         )
     return timelines, skipped
+
+
+def recompute_policies(text: str | None) -> list[str] | None:
+    """``compare --recompute none,selective,full``: one policy per comma-separated term, except
+    that a per-stage policy's ``STAGE:POLICY`` terms stay together (``none,0:full,1:none`` is
+    two policies); each is checked here, before anything runs."""
+    if text is None:
+        return None
+    groups: list[list[str]] = []
+    for term in (t.strip() for t in text.split(",")):
+        staged = term[:1].isdigit()
+        if staged and groups and groups[-1][0][:1].isdigit():
+            groups[-1].append(term)
+        else:
+            groups.append([term])
+    policies = [",".join(group) for group in groups]
+    for policy in policies:
+        RecomputePolicy.parse(policy)
+    if len(set(policies)) < len(policies):
+        raise PebbleError(f"--recompute {text!r} names a policy twice.")
+    return policies
