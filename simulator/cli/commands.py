@@ -203,7 +203,7 @@ def cmd_advise(args) -> int:
 def cmd_demo(args) -> int:
     from simulator.cli.demo import run_demo
 
-    report = run_demo(args.out, args.address)
+    report = run_demo(args.out, args.address, args.recompute)
     print(f"\nthe tour is in {args.out}/: start with {report}")
     return 0
 

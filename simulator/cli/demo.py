@@ -12,7 +12,12 @@ from pathlib import Path
 
 from schedules.registry import build_schedule
 from simulator.cli.outputs import StagedOutput
-from simulator.cli.workflows import compare_timelines, write_measured_run
+from simulator.cli.workflows import (
+    compare_timelines,
+    make_plan,
+    recompute_policies,
+    write_measured_run,
+)
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
@@ -54,9 +59,12 @@ def demo_config() -> TrainConfig:
     )
 
 
-def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
+def run_demo(
+    out: str | os.PathLike, address: str | None = None, recompute: str | None = None
+) -> Path:
     """Run the tour into ``out``; returns the report's path. Library code: prints nothing but
-    the progress bar (on stderr)."""
+    the progress bar (on stderr). ``recompute``: a ``--recompute`` policy every schedule trains
+    (and is predicted and compared) under."""
     import sys
 
     from tqdm import tqdm
@@ -64,6 +72,8 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
     import visualize
 
     config = demo_config()
+    if recompute is not None:  # a mistake is one sentence before Ray starts
+        recompute_policies(recompute)
     tasks = len(DEMO_SCHEDULES) * 2 + 2
     sections: list[Section] = []
     with (
@@ -71,9 +81,9 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
         tqdm(total=tasks, desc="demo", unit="task", file=sys.stderr, disable=None) as bar,
     ):
         for name in DEMO_SCHEDULES:
-            sections += _train_and_draw(name, config, address, staged, bar)
+            sections += _train_and_draw(name, config, address, staged, bar, recompute)
         bar.set_postfix_str("comparing schedules")
-        sections.append(_comparison(staged.staging))
+        sections.append(_comparison(staged.staging, recompute))
         bar.update(1)
         bar.set_postfix_str("writing the report")
         intro = INTRO.format(
@@ -92,13 +102,15 @@ def run_demo(out: str | os.PathLike, address: str | None = None) -> Path:
     return report
 
 
-def _train_and_draw(name: str, config, address, staged, bar) -> list[Section]:
+def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> list[Section]:
     """Train ``name`` on Ray, predict it, draw every figure; returns its report sections."""
     import visualize
 
     bar.set_postfix_str(f"training {name} on Ray")
     schedule = build_schedule(name, RANKS, MICROBATCHES)
-    with RayPipeline(schedule, config, RayOptions(address=address)) as pipeline:
+    plan = make_plan(schedule, config.model, config.batch_size, recompute=recompute)
+    options = RayOptions(address=address, recompute=plan.recompute)
+    with RayPipeline(schedule, config, options) as pipeline:
         result = pipeline.run(STEPS)
         predicted = pipeline.prediction(result)
     bar.update(1)
@@ -173,11 +185,14 @@ def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
     return sections
 
 
-def _comparison(root: Path) -> Section:
+def _comparison(root: Path, recompute: str | None = None) -> Section:
     """Every built-in schedule simulated on the demo's sizes: table, CSV and figure."""
     import visualize
 
-    timelines, skipped = compare_timelines(RANKS, MICROBATCHES, None)
+    policies = None if recompute is None else ["none", recompute]
+    timelines, skipped = compare_timelines(
+        RANKS, MICROBATCHES, None, recompute=None if policies == ["none", "none"] else policies
+    )
     rows_table = visualize.comparison_rows(timelines)
     (root / "compare.md").write_text(visualize.format_table(rows_table, "markdown") + "\n")
     (root / "compare.csv").write_text(visualize.format_table(rows_table, "csv") + "\n")
