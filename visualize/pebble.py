@@ -32,13 +32,21 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import Timeline
+from visualize.recompute import (
+    draw_recompute_pebbles,
+    dropped_gaps,
+    recompute_handles,
+    recompute_pebbles,
+)
 from visualize.rows import (
     Row,
     RowCount,
+    draw_stage_bands,
     figure_rows,
     max_counts,
     row_fontsize,
     row_of_layer,
+    stage_bands,
 )
 from visualize.style import (
     GRAD_COLOR,
@@ -112,8 +120,12 @@ def pebble_intervals(timeline: Timeline, replica: int = 0) -> list[PebbleInterva
 
 def pebble_counts(timeline: Timeline, replica: int = 0) -> list[CountSegment]:
     """The step function drawn per row: maximal spans of constant, non-zero pebble count."""
+    return _counts(pebble_intervals(timeline, replica))
+
+
+def _counts(intervals: list[PebbleInterval]) -> list[CountSegment]:
     edges: dict[int, list[tuple[float, int]]] = defaultdict(list)
-    for interval in pebble_intervals(timeline, replica):
+    for interval in intervals:
         if interval.end > interval.start:
             edges[interval.layer].append((interval.start, +1))
             edges[interval.layer].append((interval.end, -1))
@@ -192,17 +204,6 @@ def row_grads(timeline: Timeline, rows: list[Row], replica: int = 0) -> list[Row
     return [RowGrad(row, step, *spans[row, step]) for row, step in sorted(spans)]
 
 
-def _stage_bands(rows: list[Row]) -> list[tuple[int, int, int, int]]:
-    """(first row, last row, stage, rank) for each run of consecutive rows on one stage."""
-    bands: list[list[int]] = []
-    for number, row in enumerate(rows):
-        if bands and bands[-1][2] == row.stage:
-            bands[-1][1] = number
-        else:
-            bands.append([number, number, row.stage, row.rank])
-    return [tuple(b) for b in bands]
-
-
 def count_ticks(max_count: int) -> list[int]:
     """Colorbar ticks: every count up to 10, else 1, round steps, and the maximum."""
     if max_count <= 10:
@@ -231,6 +232,7 @@ def pebble_figure(
     replica: int = 0,
     *,
     min_grad_width: float = 0.012,
+    min_recompute_width: float = 0.004,
     title: str | None = None,
     width: float = 11.0,
     expand: bool | None = None,
@@ -241,11 +243,15 @@ def pebble_figure(
     Artists carry ids for checking: each pebble bar ``gid="pebble:{key}"`` (one per RowCount),
     each purple span ``gid="grad:{key}:{step}"`` (one per RowGrad, drawn at least
     ``min_grad_width`` of the run long so a gradient completed at the very end still shows);
-    ``key`` is the layer index of a layer row, ``B12`` for block 12 (``Row.key``).
+    ``key`` is the layer index of a layer row, ``B12`` for block 12 (``Row.key``). With
+    recomputation, hatched ``recompute:{key}:{mb}:{step}`` and outlined ``checkpoint:...``
+    one-pebble slices, at least ``min_recompute_width`` of the run long
+    (``visualize.recompute.draw_recompute_pebbles``).
     """
     rows = figure_rows(layer_info(timeline), expand)
     span = time_span(timeline) or 1.0
-    per_layer = pebble_counts(timeline, replica)
+    intervals = pebble_intervals(timeline, replica)
+    per_layer = _counts(intervals)
     max_count = max((c.count for c in per_layer), default=1)
     cmap, norm = pebble_colormap(max_count)
 
@@ -254,12 +260,17 @@ def pebble_figure(
     ax = fig.add_subplot()
     ax.set_facecolor("white")
 
-    bands = _stage_bands(rows)
-    _draw_stage_bands(ax, bands)
+    bands = stage_bands(rows)
+    draw_stage_bands(ax, bands)
     shade_optimizer_steps(ax, timeline.optimizer, span)  # thin grey columns
     _draw_grad_segments(ax, row_grads(timeline, rows, replica), rows, min_grad_width * span)
     counts = _counts_by_row(per_layer, rows)
     _draw_pebbles(ax, counts, rows, max_count, lambda count: cmap(norm(count)))
+    recomputed, checkpoints = recompute_pebbles(timeline, intervals, replica)
+    gaps = dropped_gaps(recomputed, checkpoints, intervals)
+    marks = (recomputed, checkpoints, gaps)
+    sizes = {"height": ROW / max_count, "row_height": ROW, "min_width": min_recompute_width * span}
+    draw_recompute_pebbles(ax, marks, rows, counts, **sizes)
 
     ax.set_xlim(0, span * 1.03)
     normal = 9 if len(rows) <= 24 else 7
@@ -279,17 +290,9 @@ def pebble_figure(
     )
     bar.set_label("microbatches cached")
     bar.ax.tick_params(length=0)
-    _add_legend(fig, timeline, rows, cmap(norm(max_count)), width)
+    extra = recompute_handles(bool(recomputed), bool(checkpoints), bool(gaps))
+    _add_legend(fig, timeline, rows, cmap(norm(max_count)), width, extra)
     return fig
-
-
-def _draw_stage_bands(ax, bands: list[tuple[int, int, int, int]]) -> None:
-    """Alternating light background per stage, with a rule between stages."""
-    for number, (first, last, _stage, _rank) in enumerate(bands):
-        if number % 2 == 1:
-            ax.axhspan(first - 0.5, last + 0.5, color="#F2F2F2", zorder=0, lw=0)
-        if number:
-            ax.axhline(first - 0.5, color="#BDBDBD", lw=0.8, zorder=0.5)
 
 
 def _draw_grad_segments(ax, segments: list[RowGrad], rows: list[Row], min_length: float) -> None:
@@ -347,9 +350,11 @@ def _label_rows(
     right.set_ylabel("stage · rank")
 
 
-def _add_legend(fig: Figure, timeline: Timeline, rows: list[Row], pebble_colour, width) -> None:
+def _add_legend(
+    fig: Figure, timeline: Timeline, rows: list[Row], pebble_colour, width, extra: list
+) -> None:
     """Pebbles and gradients, plus the optimizer and no-parameter entries when they apply;
-    what a grouped row means, when there is one."""
+    what a grouped row means, when there is one; then ``extra`` (recomputation)."""
     grouped = any(len(row.layers) > 1 for row in rows)
     pebbles = "cached activations (pebbles)"
     ready = "weight gradient ready, until optimizer step"
@@ -368,10 +373,11 @@ def _add_legend(fig: Figure, timeline: Timeline, rows: list[Row], pebble_colour,
                 facecolor="white", edgecolor="none", label="grey italic: no parameters, no gradient"
             )
         )
+    handles += extra
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=len(handles) if width >= 10.5 else 2,
+        ncol=(len(handles) if not extra else 3) if width >= 10.5 else 2,
         frameon=False,
         fontsize=8.5,
     )

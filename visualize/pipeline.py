@@ -6,7 +6,11 @@ Okabe-Ito colours, with the microbatch number inside when it fits. White is idle
 bubble. Optimizer steps are grey columns; communication can be drawn as arrows (off by default).
 With data parallelism replica 0 is shown unless asked for another (or ``replica=None`` for all).
 
-``pipeline_boxes`` lists exactly the boxes the figure draws, one per compute event.
+With activation recomputation each recompute sub-span is a hatched ``R`` box drawn inside the
+backward (``I`` or ``B``) that contains it: recomputation is part of that action, not an action.
+
+``pipeline_boxes`` lists exactly the boxes the figure draws, one per compute event, and
+``recompute_boxes`` the ``R`` boxes.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.patheffects import withStroke
 
 from simulator.timeline import Timeline
+from visualize.recompute import draw_recompute_boxes, hatched_patch
 from visualize.style import (
     KIND_COLORS,
     KIND_NAMES,
@@ -92,6 +98,29 @@ def pipeline_boxes(timeline: Timeline, replica: int | None = 0) -> list[Box]:
             )
         )
     return boxes
+
+
+def recompute_boxes(timeline: Timeline, replica: int | None = 0) -> list[Box]:
+    """One Box of kind ``R`` per recompute sub-span of ``replica`` (all if None), lanes as in
+    ``pipeline_boxes``: each lies inside the I or B box of its rank, stage and microbatch."""
+    ranks = timeline.num_ranks
+    chunk_of = _chunk_of(timeline)
+    return [
+        Box(
+            s.rank if replica is not None else s.replica * ranks + s.rank,
+            s.rank,
+            s.replica,
+            s.stage,
+            chunk_of.get(s.stage, 0),
+            "R",
+            s.microbatch,
+            s.step,
+            s.start,
+            s.end,
+        )
+        for s in timeline.recompute
+        if replica is None or s.replica == replica
+    ]
 
 
 def box_color(kind: str, chunk: int = 0):
@@ -207,7 +236,9 @@ def pipeline_figure(
 ) -> Figure:
     """Draw the pipeline chart (see the module docstring); returns the Figure.
 
-    Boxes carry ``gid="box:{row}:{stage}{kind}{mb}:{step}"``, one per ``pipeline_boxes`` entry.
+    Boxes carry ``gid="box:{row}:{stage}{kind}{mb}:{step}"``, one per ``pipeline_boxes`` entry,
+    and recompute sub-spans ``gid="recompute:{row}:{stage}R{mb}:{step}"``, one per
+    ``recompute_boxes`` entry.
     """
     boxes = pipeline_boxes(timeline, replica)
     ranks = timeline.num_ranks
@@ -227,6 +258,10 @@ def pipeline_figure(
     _draw_lanes(ax, rows, span)
     shade_optimizer_steps(ax, timeline.optimizer, span, alpha=0.45, zorder=1.5)
     draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize)
+    recompute = recompute_boxes(timeline, replica)
+    draw_recompute_boxes(ax, recompute, height=BOX * 0.8, least=1.5 * x_max / axes_points)
+    for text in ax.texts if recompute else ():  # microbatch numbers stay legible over hatching
+        text.set_path_effects([withStroke(linewidth=2.5, foreground="white")])
     if comms:
         _draw_comms(ax, timeline, replica)
 
@@ -236,7 +271,7 @@ def pipeline_figure(
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
     _set_title(ax, timeline, replica, title)
-    _add_legend(fig, timeline, {b.kind for b in boxes}, comms)
+    _add_legend(fig, timeline, {b.kind for b in boxes} | {b.kind for b in recompute}, comms)
     return fig
 
 
@@ -311,6 +346,8 @@ def _set_title(ax, timeline: Timeline, replica: int | None, title: str | None) -
 def _add_legend(fig: Figure, timeline: Timeline, kinds: set[str], comms: bool) -> None:
     """The kinds drawn, idle, and the optimizer and transfer entries when shown."""
     handles = kind_handles(kinds, timeline.meta.chunks)
+    if "R" in kinds:
+        handles.append(hatched_patch("R (recompute) inside its backward"))
     handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label="idle (bubble)"))
     if timeline.optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))
@@ -323,4 +360,11 @@ def _add_legend(fig: Figure, timeline: Timeline, kinds: set[str], comms: bool) -
     )
 
 
-__all__ = ["Box", "box_color", "draw_boxes", "pipeline_boxes", "pipeline_figure"]
+__all__ = [
+    "Box",
+    "box_color",
+    "draw_boxes",
+    "pipeline_boxes",
+    "pipeline_figure",
+    "recompute_boxes",
+]

@@ -185,12 +185,33 @@ def row_points(rows: int, axes_inches: float) -> float:
     return 72.0 * axes_inches / max(rows, 1)
 
 
+def stage_bands(rows: list[Row]) -> list[tuple[int, int, int, int]]:
+    """(first row, last row, stage, rank) for each run of consecutive rows on one stage."""
+    bands: list[list[int]] = []
+    for number, row in enumerate(rows):
+        if bands and bands[-1][2] == row.stage:
+            bands[-1][1] = number
+        else:
+            bands.append([number, number, row.stage, row.rank])
+    return [tuple(b) for b in bands]
+
+
+def draw_stage_bands(ax, bands: list[tuple[int, int, int, int]]) -> None:
+    """Alternating light background per stage, with a rule between stages."""
+    for number, (first, last, _stage, _rank) in enumerate(bands):
+        if number % 2 == 1:
+            ax.axhspan(first - 0.5, last + 0.5, color="#F2F2F2", zorder=0, lw=0)
+        if number:
+            ax.axhline(first - 0.5, color="#BDBDBD", lw=0.8, zorder=0.5)
+
+
 __all__ = [
     "GROUP_ABOVE",
     "MAX_GROUPED_ROWS",
     "Row",
     "RowCount",
     "block_rows",
+    "draw_stage_bands",
     "figure_rows",
     "row_fontsize",
     "layer_rows",
@@ -198,4 +219,5 @@ __all__ = [
     "row_of_layer",
     "row_points",
     "should_group",
+    "stage_bands",
 ]

@@ -45,6 +45,10 @@ GRAD_COLOR = "#6A3D9A"  # a true purple: "this layer's weight gradient is ready"
 PEBBLE_CMAP = "YlOrBr"  # light yellow (1 pebble) to dark brown (many): never confused with purple
 ALLREDUCE_COLOR = OKABE_ITO["blue"]
 OPTIMIZER_COLOR = "#9E9E9E"
+# recomputation re-runs a forward: F's sky blue, hatched, with a dark blue edge
+RECOMPUTE_FACE = "#C6E3F5"
+RECOMPUTE_EDGE = OKABE_ITO["blue"]
+RECOMPUTE_HATCH = "////"
 LANE_EDGE = "#C8C8C8"
 
 
@@ -93,7 +97,7 @@ def set_bytes_axis(ax, largest: float, axis: str = "y", nbins: int = 4) -> None:
 
 
 def run_title(timeline: Timeline, what: str) -> str:
-    """``what — 1f1b · 4 ranks · 8 microbatches (analytic)``."""
+    """``what — 1f1b · 4 ranks · 8 microbatches (analytic)`` (``· recompute full`` with one)."""
     meta = timeline.meta
     microbatches = "?" if meta.microbatches is None else meta.microbatches
     parts = [meta.schedule, f"{timeline.num_ranks} ranks", f"{microbatches} microbatches"]
@@ -103,6 +107,8 @@ def run_title(timeline: Timeline, what: str) -> str:
         parts.append(f"{meta.steps} steps")
     if meta.dp > 1:
         parts.append(f"dp={meta.dp}")
+    if meta.recompute:
+        parts.append(f"recompute {meta.recompute}")
     source = meta.source
     source = "measured on Ray" if source == "ray" else source
     return f"{what} — {' · '.join(parts)} ({source})"
@@ -186,6 +192,9 @@ __all__ = [
     "GRAD_COLOR",
     "KIND_COLORS",
     "OKABE_ITO",
+    "RECOMPUTE_EDGE",
+    "RECOMPUTE_FACE",
+    "RECOMPUTE_HATCH",
     "byte_unit",
     "format_time",
     "human_bytes",
