@@ -52,7 +52,9 @@ def run_candidate(c: Candidate, text: RunText) -> Timeline:
     args = build_parser().parse_args(shlex.split(simulate_command(c, text))[1:])
     auto.resolve(args)
     schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
-    plan = make_plan(schedule, args.model, args.batch_size, args.dp, args.tp, args.sp or None)
+    plan = make_plan(
+        schedule, args.model, args.batch_size, args.dp, args.tp, args.sp or None, args.recompute
+    )
     costs = make_costs(plan, args.costs, args.comm_latency, args.hardware)
     timeline = simulate(
         schedule,
@@ -64,6 +66,7 @@ def run_candidate(c: Candidate, text: RunText) -> Timeline:
         sync=not args.no_sync,
         dp=args.dp,
         cores=args.cores or None,
+        recompute=plan.recompute,
     )
     with_device(timeline, args.hardware)
     if args.distributed_optimizer:

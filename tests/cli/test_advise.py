@@ -206,3 +206,23 @@ def test_a_recompute_axis_is_one_tuple_of_policies():
     assert none in plain
     traits = family_traits("1f1b")
     assert memory_bound(full, traits, table) < memory_bound(none, traits, table)
+
+
+def test_a_recompute_configuration_runs_as_its_printed_line(capsys):
+    """advise runs a policy as ``simulate --recompute`` does: the same step and memory, and
+    more compute than without it (the recompute is not dropped on the way)."""
+    from dataclasses import replace
+
+    from simulator.analytic.advise import Candidate
+    from simulator.cli.advise_run import RunText, evaluator, simulate_command
+
+    text = RunText(MODEL, "a100-40gb")
+    full = Candidate("1f1b", 2, 1, 1, 4, 2, recompute="full")
+    outcome = evaluator(text)(full)
+    code, out, _ = run(capsys, *shlex.split(simulate_command(full, text))[1:], "--json")
+    assert code == 0
+    run_ = json.loads(out)
+    assert run_["step_time"] == outcome.step_time
+    assert max(r["memory"]["total"] for r in run_["per_rank"]) == outcome.peak_memory
+    plain = evaluator(text)(replace(full, recompute="none"))
+    assert outcome.busy > plain.busy and outcome.peak_memory < plain.peak_memory

@@ -22,7 +22,11 @@ from simulator.analytic.hardware import HardwarePreset
 from simulator.errors import PebbleError
 from simulator.model.transformer.spec import TransformerSpec
 
-RECOMPUTE_POLICIES = ("none",)  # grows to none/selective/full when the executor honours them
+# The policies ``advise`` searches: issue 10's (``simulate --recompute``) plug in here. The runs
+# already honour them (``advise_run.run_candidate``); before adding any, teach
+# ``bounds.kept_per_forward`` and ``bounds.time_bound`` the policy's retained bytes and recompute
+# seconds, or every configuration a policy might fit survives the memory bound and is simulated.
+RECOMPUTE_POLICIES = ("none",)
 AUTO = "auto"  # the automatic schedule (``--schedule auto``), not a registry family
 
 
