@@ -24,17 +24,22 @@ Choices and limits (each is a deliberate approximation):
   replica stand for ``dp x k`` on the machine (each runs at ``min(1, C / (dp k))``). Within the
   fluid model that is exact (identical replicas stay identical); real replicas drift apart a
   little, which smooths the contention.
-* **The runtime around each action** (``Runtime``, from a measured profile's runtime costs;
-  none on a bare device). An action that starts a Ray call first *takes the call*: ``overhead``
-  seconds of work on its rank (unpacking the call), after which the action's event starts; an
-  action whose output goes to another rank then *hands it over* (``put`` seconds on its rank,
-  into the object store; the transfer to the consumer counts from the event's end and includes
-  it) before its rank is free. The call also costs ``side`` seconds of work off the rank
-  (the driver dispatching it, the object store), a job of its own that competes for the cores
-  but holds up no rank. ``load`` cores are busy with other work all along (the Ray session's
-  own daemons), so the actions share ``C - load``. Both are real CPU use, measured by
-  calibration (``ray_pipeline.calibration``); on 2 cores with 4 ranks they are a sixth of
-  the machine, which is why a model of compute alone under-predicts such a run.
+* **The runtime around each action** (``Runtime``, from a measured profile's runtime costs; none
+  on a bare device). An action that starts a Ray call first *takes the call*: ``overhead`` seconds
+  of work on its rank (unpacking the call), after which the action's event starts; an action whose
+  output goes to another rank then *hands it over* (``put`` seconds on its rank, into the object
+  store; the transfer to the consumer counts from the event's end and includes it) before its rank
+  is free. The call also costs ``side`` seconds of work off the rank (the driver dispatching it,
+  the object store). That side work is one queue, one more job while it has work (the driver and
+  the object store are a few threads, not one per call), which competes for the cores but holds
+  up no rank. It starts when the runtime can start on the call: when the last of its inputs
+  from other ranks is handed over (so it mostly runs while the consumer waits for the transfer,
+  as the driver's dispatch does), or with the call when it has none. ``load`` cores are busy
+  with other work all along, so the actions share ``C - load`` (a calibrated profile charges
+  none: the Ray session's idle CPU stops while the ranks compute). The side work is real CPU
+  use, measured by calibration (``ray_pipeline.calibration``); on 2 cores with 4 ranks it is
+  about a quarter of the machine, which is why a model of compute alone under-predicts such a
+  run by a third.
 * **Transfers, the all-reduce and the optimizer step are not slowed.** They are short next to
   compute in the runs this is for, and a transfer mostly waits on memory or the network, not
   on a core. They do not count as running actions either.
@@ -84,11 +89,11 @@ def check_cores(cores: int | None) -> int | None:
 class Runtime:
     """What running an action costs besides its work, per action in the dry run's order.
 
-    ``overhead[i]``: seconds of the rank's own CPU before action ``i`` starts (taking a Ray
-    actor call), 0 for an action fused into the call before it. ``put[i]``: seconds of the
-    rank's CPU after action ``i`` hands its output to another rank. ``side[i]``: CPU seconds
-    the call of action ``i`` costs *off* the rank (the driver dispatching it, the object
-    store), which only competes for the cores. ``load``: cores kept busy by other work on the
+    ``overhead[i]``: seconds of the rank's own CPU before action ``i`` starts (taking a Ray actor
+    call), 0 for an action fused into the call before it. ``put[i]``: seconds of the rank's CPU
+    after action ``i`` hands its output to another rank. ``side[i]``: CPU seconds the call of action
+    ``i`` costs *off* the rank (the driver dispatching it, the object store), which only
+    competes for the cores. ``load``: cores kept busy by other work on the
     machine all along. All zero: a bare device.
     """
 
@@ -146,6 +151,8 @@ class _Fluid:
         self.head = [0] * len(rank_free)
         self.waiting: dict[int, list[int]] = {}  # producer -> ranks whose next action needs it
         self.ready: list[tuple[float, int]] = []  # (start time, action)
+        self.running: list[tuple[float, int, int]] = []  # (virtual end, job, phase)
+        self.side_job, self.side_end, self.stale = -1, 0.0, 0  # the side queue
 
     def release(self, r: int) -> None:
         """Rank ``r`` is free: schedule its next action's start, or wait for a producer."""
@@ -173,12 +180,12 @@ class _Fluid:
     def run(self) -> tuple[list[float], list[float]]:
         for r in range(len(self.queues)):
             self.release(r)
-        n = len(self.rank)
-        ready, running = self.ready, []  # running: (virtual end, job, phase)
+        self._side_triggers()
+        ready, running = self.ready, self.running
         start, end, duration = self.start, self.end, self.duration
-        overhead, side, put = self.overhead, self.side, self.put
+        overhead, put = self.overhead, self.put
         anchor_t = anchor_v = 0.0  # V(t) = anchor_v + (t - anchor_t) * speed
-        speed, now, extra = 1.0, -math.inf, n  # extra: ids of side jobs, past the actions
+        speed, now = 1.0, -math.inf
         while ready or running:
             t_end = math.inf
             if running:
@@ -191,9 +198,8 @@ class _Fluid:
                 else:
                     start[i] = now
                     heapq.heappush(running, (v + duration[i], i, _WORK))
-                if side[i] > 0:
-                    heapq.heappush(running, (v + side[i], extra, _SIDE))
-                    extra += 1
+                if i not in self.pending:  # no input from another rank: the call's side work
+                    self._queue_side(v, i)
             else:
                 v, i, phase = heapq.heappop(running)
                 now = t_end
@@ -207,13 +213,52 @@ class _Fluid:
                         heapq.heappush(running, (v + put[i], i, _PUT))
                         self._release_waiters(i)
                     else:
+                        self._handed_over(v, i)
                         self._free(i)
                 elif phase == _PUT:
+                    self._handed_over(v, i)
                     self._free(i, now, waiters=False)
-            new_speed = self.rate(len(running))
+                elif i == self.side_job:  # the side queue is empty
+                    self.side_job = -1
+                else:
+                    self.stale -= 1
+            new_speed = self.rate(len(running) - self.stale)
             if new_speed != speed:
                 anchor_t, anchor_v, speed = now, v, new_speed
         return start, end
+
+    def _side_triggers(self) -> None:
+        """Which handed-over outputs start which calls' side work: an action with side work
+        and inputs from other ranks gets it once the last of them is handed over."""
+        self.pending: dict[int, int] = {}  # action -> remote inputs not yet handed over
+        self.callers: dict[int, list[int]] = {}  # producer -> actions whose side work it starts
+        for i, side in enumerate(self.side):
+            if side <= 0:
+                continue
+            for producer, _ in self.needs:
+                a = producer[i]
+                if a >= 0 and self.rank[a] != self.rank[i]:
+                    self.pending[i] = self.pending.get(i, 0) + 1
+                    self.callers.setdefault(a, []).append(i)
+
+    def _handed_over(self, v: float, a: int) -> None:
+        """Action ``a``'s output is out (at virtual time ``v``): the runtime starts on the
+        calls that waited for it."""
+        for i in self.callers.pop(a, ()):
+            self.pending[i] -= 1
+            if self.pending[i] == 0:
+                self._queue_side(v, i)
+
+    def _queue_side(self, v: float, i: int) -> None:
+        """Queue action ``i``'s side work at virtual time ``v``. The side work is one queue
+        (the runtime's own processes): one job while it has work; more work pushes its end
+        later and leaves a stale heap entry behind."""
+        if self.side[i] <= 0:
+            return
+        self.stale += self.side_job >= 0
+        self.side_end = (self.side_end if self.side_job >= 0 else v) + self.side[i]
+        self.side_job = len(self.rank) + i  # a job id of its own, past the actions'
+        heapq.heappush(self.running, (self.side_end, self.side_job, _SIDE))
 
     def _free(self, i: int, free: float | None = None, waiters: bool = True) -> None:
         """Action ``i`` ended (its rank free at ``free``, default its end): its rank moves on,

@@ -281,28 +281,45 @@ def test_call_overhead_delays_each_call_on_its_rank():
 
 
 def test_call_cpu_and_background_load_share_the_cores():
-    """One core. Each call's overhead (0.5) runs beside its side work (0.5): two jobs at 1/2
-    each, so taking the call lasts 1 instead of 0.5.
+    """One core. A call's side work (0.5) starts once its remote input is handed over (its
+    producer's end here: nothing to put), or with the call when it has no remote input.
 
-    0F0  call [0, 1],      work [1, 2]
-    1F0  ready 2.25, call [2.25, 3.25], work [3.25, 4.25];  1B0 [4.25, 6.25] (no call)
-    0B0  ready 6.5,  call [6.5, 7.5],   work [7.5, 9.5]
+    0F0  call and side from 0: two jobs at 1/2, both done at 1; work [1, 2]
+    1F0  side from 2 (0F0 ends) alone until the call is ready at 2.25 (0.25 done); then call
+         and side at 1/2 each: the side ends at 2.75, the call (0.25 done) at 3;
+         work [3, 4];  1B0 [4, 6] (no call)
+    0B0  side from 6 (1B0 ends); the same as 1F0 four later: work [7, 9]
 
-    A background load of 0.5 cores leaves half a core: everything runs at half speed, and
-    the call with its side work at a quarter each.
+    A background load of 0.5 cores leaves half a core: 0F0's call and side at 1/4 each end at
+    2, its work at 1/2 at 4; 1F0's side alone at 1/2 does 0.125 by 4.25, then with the call at
+    1/4 each ends at 5.75, the call (0.375 done) at 6; its work at 1/2 takes 2.
     """
     got = spans(runtime_timeline(cores=1, call_overhead=0.5, call_cpu=0.5))
     assert got == {
         "r0:0F0": (1.0, 2.0),
-        "r1:1F0": (3.25, 4.25),
-        "r1:1B0": (4.25, 6.25),
-        "r0:0B0": (7.5, 9.5),
+        "r1:1F0": (3.0, 4.0),
+        "r1:1B0": (4.0, 6.0),
+        "r0:0B0": (7.0, 9.0),
     }
     loaded = spans(runtime_timeline(cores=1, call_overhead=0.5, call_cpu=0.5, background_load=0.5))
-    # 0F0: call + side at 1/4 each take 2, work at 1/2 takes 2; 1F0 ready at 4 + 0.25
     assert loaded["r0:0F0"] == (2.0, 4.0)
-    assert loaded["r1:1F0"] == (6.25, 8.25)
-    assert loaded["r1:1B0"] == (8.25, 12.25)
+    assert loaded["r1:1F0"] == (6.0, 8.0)
+    assert loaded["r1:1B0"] == (8.0, 12.0)
+
+
+def test_side_work_is_one_queue():
+    """Two ranks start an action of 1 at once, each call with 0.25 of side work, on 3 cores.
+    The side work is one queue (the runtime's processes), one job: three jobs on three cores
+    run at full speed, the queue's 0.5 is done at 0.5 and both actions end at 1. (Two side
+    jobs would make four jobs at 3/4 and end the actions at 1/3 + 3/4.)"""
+    from simulator.analytic.sharing import Runtime, shared_action_times
+
+    runtime = Runtime(overhead=[0.0, 0.0], side=[0.25, 0.25], put=[0.0, 0.0])
+    starts, ends = shared_action_times(
+        [0, 1], [1.0, 1.0], [[-1, -1]], [[0.0, 0.0]], [0.0, 0.0], 3, runtime=runtime
+    )
+    assert starts == [0.0, 0.0]
+    assert ends == [1.0, 1.0]
 
 
 @pytest.mark.parametrize(("name", "p", "m", "v"), registry_cases())
