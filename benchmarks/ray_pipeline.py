@@ -1,12 +1,16 @@
 """Benchmark: how much the Ray executor costs, how much pipelining gains, how good the model is.
 
-Prints, for a compute-heavy MLP (every action >= 20 ms here):
+Prints, for a compute-heavy MLP (every action >= 20 ms here on 2 ranks):
   (a) per-action overhead: measured step time minus the analytic prediction from the measured
       profile, divided by the actions each rank runs (and by all actions);
-  (b) the speedup of 1f1b on 2 ranks over the sequential reference (ideal 2m/(m+1));
-  (c) the analytic executor's prediction error on the measured step time.
+  (b) the speedup of the schedule over the sequential reference (ideal p m / (m + p - 1) with a
+      core per rank);
+  (c) the analytic executor's prediction error on the measured step time. The prediction shares
+      the cores the calibration found (``simulator.analytic.sharing``), so ``--ranks 4`` on a
+      2-core machine checks the shared-core model (target <= 5%; 2 ranks: <= 3%).
 
-Run: python benchmarks/ray_pipeline.py [--microbatches 8] [--width 2048] [--rows 128]
+Run: python benchmarks/ray_pipeline.py [--ranks 2] [--microbatches 8] [--width 2048] [--rows 128]
+     [--out DIR]  (DIR: the measured timeline.json and profile.json, to predict again offline)
 """
 
 from __future__ import annotations
@@ -57,11 +61,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=128, help="rows per microbatch")
     parser.add_argument("--steps", type=int, default=8)  # fewer swings with this VM's noise
     parser.add_argument("--schedule", default="1f1b")
+    parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--out", help="folder for the measured timeline.json and profile.json")
     args = parser.parse_args()
 
     import ray
 
-    ranks, m = 2, args.microbatches
+    ranks, m = args.ranks, args.microbatches
     spec = ModelSpec(
         widths=(2,) + (args.width,) * 5 + (3,), activation="relu", dtype="float32", seed=0
     )
@@ -85,14 +91,19 @@ def main() -> None:
     measured = statistics.median(measured_steps)
     costs = profile_costs(result.profile, spec, partition, rows)
     # the same span as measured: first action to last, without the commit after the step
-    predicted = step_span(simulate(schedule, costs, spec, partition, rows), 0)
+    cores = result.profile.cores
+    predicted = step_span(simulate(schedule, costs, spec, partition, rows, cores=cores), 0)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        timeline.save(os.path.join(args.out, "timeline.json"))
+        result.profile.save(os.path.join(args.out, "profile.json"))
     actions_per_rank = max(len(a) for a in schedule.actions)
     durations = sorted(e.end - e.start for e in timeline.events if e.step > 0)
     sequential = sequential_step_time(config, repeats=3)
 
     print(
         f"model {spec.to_text()}, {rows} rows per microbatch, schedule {schedule.name}, "
-        f"p={ranks}, m={m}"
+        f"p={ranks}, m={m}, {cores or 'a core per rank'} shared cores"
     )
     print(
         f"shortest action: {1e3 * durations[0]:.1f} ms, "
@@ -106,13 +117,15 @@ def main() -> None:
         f"{1e3 * (measured - predicted) / len(schedule):.2f} ms over all {len(schedule)} actions"
         "  [target < 1 ms]"
     )
-    ideal = 2 * m / (m + 1)
+    ideal = ranks * m / (m + ranks - 1)
     print(
         f"(b) speedup over the sequential reference ({1e3 * sequential:.1f} ms/step): "
         f"{sequential / measured:.2f}x  [ideal {ideal:.2f}x, target >= 1.5x]"
     )
+    target = 3 if cores is None or cores >= ranks else 5
     print(
-        f"(c) prediction error: {100 * abs(predicted - measured) / measured:.1f}%  [target <= 10%]"
+        f"(c) prediction error: {100 * abs(predicted - measured) / measured:.1f}% "
+        f"({'over' if predicted > measured else 'under'})  [target <= {target}%]"
     )
 
 
