@@ -57,12 +57,11 @@ class CostModel:
     With a measured profile it also carries the runtime's costs around each action: an action
     that starts a call (its input comes from another rank, or its rank's previous action sent
     its output away, or it is the rank's first) waits ``call_overhead`` on its rank first, and
-    the call costs ``call_cpu`` of CPU elsewhere (and ``transfer_cpu`` more when its input
-    comes from another rank); an action whose output goes to another rank
+    the call costs ``call_cpu`` of CPU elsewhere; an action whose output goes to another rank
     holds its rank ``send_overhead`` longer (handing the output to the object store; the
     transfer time counts from the action's end and includes it); ``background_load`` cores are
-    busy all along. ``call_cpu``, ``transfer_cpu`` and ``background_load`` matter only when
-    the ranks share cores (``sharing``).
+    busy all along. ``call_cpu`` and ``background_load`` matter only when the ranks
+    share cores (``sharing``).
     """
 
     stage_costs: tuple[StageCost, ...]
@@ -75,12 +74,11 @@ class CostModel:
     param_bytes: tuple[int, ...] = ()  # per layer, for the data-parallel all-reduce
     time_unit: str = "unit"
     # the runtime around each action (``sharing.Runtime``; all 0 on a bare device): the rank's
-    # CPU time to take a call and to hand an output to another rank, the CPU a call and a
-    # transfer cost off the rank, and cores busy with other work
+    # CPU time to take a call and to hand an output to another rank, the CPU a call costs off
+    # the rank, and cores busy with other work
     call_overhead: float = 0.0
     send_overhead: float = 0.0
     call_cpu: float = 0.0
-    transfer_cpu: float = 0.0
     background_load: float = 0.0
 
     def transfer_time(self, stage_index: int) -> float:
@@ -96,6 +94,21 @@ class CostModel:
         return self.allreduce_latency + 2 * (replicas - 1) / replicas * size / (
             self.allreduce_bandwidth
         )
+
+
+def with_recompute(costs: CostModel, ratios: tuple[float, ...]) -> CostModel:
+    """``costs`` with each stage's backward (``I``, and ``B`` when measured) longer by its
+    recompute: ``ratio`` times the stage's forward (``action_work.recompute_ratio``: recompute
+    FLOPs over forward FLOPs). From a profile the forward is measured, so the recompute costs
+    what that share of the measured forward took; from FLOPs it is those FLOPs' time, tensor-
+    parallel collectives included in proportion (a recomputed block re-runs its all-reduces)."""
+    if not any(ratios):
+        return costs
+    stage_costs = tuple(
+        replace(c, I=c.I + r * c.F, B=None if c.B is None else c.B + r * c.F)
+        for c, r in zip(costs.stage_costs, ratios, strict=True)
+    )
+    return replace(costs, stage_costs=stage_costs)
 
 
 def parse_unit_costs(text: str) -> dict[str, float]:
