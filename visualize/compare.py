@@ -12,7 +12,9 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from simulator.timeline import Timeline
 from simulator.units import human_bytes
@@ -36,12 +38,16 @@ def _pairs(named_timelines) -> list[tuple[str, Timeline]]:
 def comparison_rows(
     named_timelines: Mapping[str, Timeline] | Iterable[tuple[str, Timeline]],
 ) -> list[dict]:
-    """One dict per schedule, in the order given: ``schedule``, ``makespan``, ``time_unit``,
+    """One dict per run, in the order given: ``schedule`` (the name; ``name [policy]`` when
+    some run recomputes and the name does not say its policy), ``recompute`` (the policy,
+    ``none`` without), ``makespan``, ``time_unit``,
     ``bubble_percent``, ``peak_bytes`` (list, per rank), ``peak_bytes_max``, ``peak_inflight``
     (max over ranks), ``rank_memory_max`` (whole-rank memory of the fullest rank, or None) and
     ``fits`` (every rank within the device's memory; None when no device was given)."""
     rows = []
-    for name, timeline in _pairs(named_timelines):
+    pairs = _pairs(named_timelines)
+    policies = any(timeline.meta.recompute for _, timeline in pairs)
+    for name, timeline in pairs:
         summary = timeline.summary()
         peaks = [r.peak_activation_bytes for r in summary.per_rank]
         memory = [r.memory for r in summary.per_rank if r.memory]
@@ -50,7 +56,8 @@ def comparison_rows(
             {
                 "rank_memory_max": max((m["total"] for m in memory), default=None),
                 "fits": all(m["fits"] for m in memory) if device else None,
-                "schedule": name,
+                "schedule": run_label(name, timeline) if policies else name,
+                "recompute": policy_of(timeline),
                 "makespan": summary.makespan,
                 "time_unit": timeline.time_unit,
                 "bubble_percent": summary.bubble_fraction * 100,
@@ -62,6 +69,20 @@ def comparison_rows(
             }
         )
     return rows
+
+
+def policy_of(timeline: Timeline) -> str:
+    """The run's recompute policy (``meta.recompute``), ``none`` without one."""
+    return timeline.meta.recompute or "none"
+
+
+def run_label(name: str, timeline: Timeline) -> str:
+    """``name [policy]``, unless ``name`` already says the run's policy in brackets or
+    parentheses (the CLI names its (schedule, policy) pairs ``1f1b [full]``)."""
+    policy = policy_of(timeline)
+    if f"[{policy}]" in name or f"({policy})" in name:
+        return name
+    return f"{name} [{policy}]"
 
 
 _HEADERS = ("schedule", "makespan", "bubble %", "peak memory", "peak per rank", "in-flight")
@@ -169,6 +190,10 @@ _CANDIDATES = [
     (7, -16, "left", "top"),
     (-7, 16, "right", "bottom"),
     (-7, -16, "right", "top"),
+    (7, 28, "left", "bottom"),
+    (7, -28, "left", "top"),
+    (-7, 28, "right", "bottom"),
+    (-7, -28, "right", "top"),
 ]
 
 
@@ -180,7 +205,8 @@ def place_labels(
 ) -> list[tuple[float, float, str, str]]:
     """Greedy label placement: for each point (in points from the axes' lower left), the first
     offset ``(dx, dy, ha, va)`` whose text box stays inside ``area`` and clear of every marker
-    and every label placed before it (the first candidate if none is clear)."""
+    and every label placed before it (if none is clear, the one overlapping the fewest, inside
+    the area if any is)."""
 
     def box(anchor, text, candidate):
         (x, y), (dx, dy, ha, va) = anchor, candidate
@@ -195,16 +221,18 @@ def place_labels(
     taken = [(x - 5, y - 5, x + 5, y + 5) for x, y in anchors]
     placed = []
     for anchor, text in zip(anchors, texts, strict=True):
-        choice = _CANDIDATES[0]
+        scores = []
         for candidate in _CANDIDATES:
             b = box(anchor, text, candidate)
             inside = b[0] >= 0 and b[1] >= 0 and b[2] <= area[0] and b[3] <= area[1]
-            if inside and not any(overlaps(b, t) for t in taken):
-                choice = candidate
-                break
+            scores.append((not inside, sum(overlaps(b, t) for t in taken)))
+        choice = _CANDIDATES[scores.index(min(scores))]
         taken.append(box(anchor, text, choice))
         placed.append(choice)
     return placed
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def compare_figure(
@@ -213,38 +241,82 @@ def compare_figure(
     title: str | None = None,
 ) -> Figure:
     """Scatter bubble % (x) against the worst rank's peak activation memory (y), one labelled
-    point per schedule (markers ``gid="point:{schedule}"``); schedules that land on the same
-    point share one label."""
+    point per run (markers ``gid="point:{schedule}"``, ``schedule`` as in ``comparison_rows``);
+    runs that land on the same point share one label.
+
+    With recompute policies (``meta.recompute``) every (schedule, policy) pair is a point: the
+    colour is the schedule, the marker the policy (two legends), and each label ends in the
+    makespan, since recomputation costs time that the bubble does not show."""
     pairs = _pairs(named_timelines)
     rows = comparison_rows(pairs)
-    fig = new_figure(7.5, 5.2)
+    policies = list(dict.fromkeys(r["recompute"] for r in rows))
+    with_policies = any(p != "none" for p in policies)
+    schedules = list(dict.fromkeys(t.meta.schedule for _, t in pairs))
+    fig = new_figure(7.5 if not with_policies else 8.5, 5.2)
     ax = fig.add_subplot()
-    colours = rank_palette(len(rows))
-    grouped: dict[tuple[float, int], list[str]] = {}
-    for row, colour in zip(rows, colours, strict=True):
+    if with_policies:
+        palette = dict(zip(schedules, rank_palette(len(schedules)), strict=True))
+        colours = [palette[t.meta.schedule] for _, t in pairs]
+    else:
+        colours = rank_palette(len(rows))
+    grouped: dict[tuple, list[tuple[str, Timeline, dict]]] = {}
+    for (_name, timeline), row, colour in zip(pairs, rows, colours, strict=True):
         x, y = row["bubble_percent"], row["peak_bytes_max"]
         ax.scatter(
             [x],
             [y],
             s=70,
             color=colour,
+            marker=MARKERS[policies.index(row["recompute"]) % len(MARKERS)],
             edgecolor="black",
             linewidth=0.6,
             zorder=3,
             gid=f"point:{row['schedule']}",
         )
-        grouped.setdefault((round(x, 6), y), []).append(str(row["schedule"]))
+        grouped.setdefault((round(x, 6), y), []).append((str(row["schedule"]), timeline, row))
+    texts = [_point_label(runs, with_policies) for runs in grouped.values()]
+    ink = {}  # with policies, a point's label in its schedule's colour (darkened), if just one
+    for point, runs in grouped.items() if with_policies else ():
+        if len({t.meta.schedule for _, t, _ in runs}) == 1:
+            ink[point] = tuple(0.7 * c for c in to_rgb(palette[runs[0][1].meta.schedule]))
+    _label_points(ax, rows, list(grouped), texts, fig.get_size_inches()[0], ink)
+    if with_policies:
+        _policy_legends(fig, ax, schedules, palette, policies)
+    _finish(ax, pairs, title, with_policies)
+    return fig
 
+
+def _point_label(runs: list[tuple[str, Timeline, dict]], with_policies: bool) -> str:
+    """The names of the runs on one point; with policies, one schedule's runs as
+    ``1f1b [full, sqrt]`` and the makespan(s) after them."""
+    if not with_policies:
+        return ", ".join(name for name, _, _ in runs)
+    by_schedule: dict[str, list[str]] = {}
+    for _name, timeline, row in runs:
+        by_schedule.setdefault(timeline.meta.schedule, []).append(row["recompute"])
+    names = ", ".join(f"{s} [{', '.join(p)}]" for s, p in by_schedule.items())
+    if len({row["schedule"] for _, _, row in runs}) != len(runs):  # same name twice: keep them
+        names = ", ".join(name for name, _, _ in runs)
+    spans = dict.fromkeys(format_time(r["makespan"], r["time_unit"]) for _, _, r in runs)
+    return f"{names} · {' / '.join(spans)}"
+
+
+_LEADER = {"arrowstyle": "-", "lw": 0.5, "shrinkA": 1, "shrinkB": 5}
+
+
+def _label_points(ax, rows: list[dict], points: list, texts: list[str], width: float, colours):
+    """Axes limits with room, then one label beside each point (``place_labels``). With
+    ``colours`` (policies compared: many long labels) more room on the right, each label in
+    ``colours[point]`` (black for a point not in it) with a thin line to its point."""
     largest = max((r["peak_bytes_max"] for r in rows), default=1) or 1
     xs = [r["bubble_percent"] for r in rows] or [0.0]
-    x_top, y_top = max(max(xs) * 1.25, 5), largest * 1.2
+    x_top, y_top = max(max(xs) * (1.6 if colours else 1.25), 5), largest * 1.2
     ax.set_xlim(0, x_top)
     ax.set_ylim(0, y_top)
-    width_pts, height_pts = 7.5 * 72 * 0.82, 5.2 * 72 * 0.72  # the axes, roughly
-    anchors = [(x / x_top * width_pts, y / y_top * height_pts) for x, y in grouped]
-    texts = [", ".join(names) for names in grouped.values()]
+    width_pts, height_pts = width * 72 * 0.82, 5.2 * 72 * 0.72  # the axes, roughly
+    anchors = [(x / x_top * width_pts, y / y_top * height_pts) for x, y in points]
     for (x, y), text, (dx, dy, ha, va) in zip(
-        grouped, texts, place_labels(anchors, texts, 9, (width_pts, height_pts)), strict=True
+        points, texts, place_labels(anchors, texts, 9, (width_pts, height_pts)), strict=True
     ):
         ax.annotate(
             text,
@@ -255,22 +327,51 @@ def compare_figure(
             va=va,
             fontsize=9,
             zorder=4,
+            color=colours.get((x, y), "black"),
+            arrowprops=None if not colours else _LEADER | {"color": colours.get((x, y), "black")},
         )
     set_bytes_axis(ax, largest, nbins=5)
+
+
+def _policy_legends(fig, ax, schedules: list[str], palette: dict, policies: list[str]) -> None:
+    """Colour = schedule, marker = recompute policy, below the axes."""
+    dot = {"linestyle": "none", "markersize": 7, "markeredgecolor": "black"}
+    colour_handles = [
+        Line2D([], [], marker="o", color=palette[s], label=s, **dot) for s in schedules
+    ]
+    marker_handles = [
+        Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="#BDBDBD", label=p, **dot)
+        for i, p in enumerate(policies)
+    ]
+    fig.legend(
+        handles=colour_handles + marker_handles,
+        loc="outside lower center",
+        ncol=max(len(colour_handles), len(marker_handles)),
+        frameon=False,
+        fontsize=8.5,
+        title="colour: schedule   ·   marker: recompute policy",
+        title_fontsize=8.5,
+    )
+
+
+def _finish(ax, pairs, title: str | None, with_policies: bool) -> None:
     ax.set_xlabel("bubble (% of ranks × makespan idle)")
     ax.set_ylabel("peak activation memory (worst rank)")
     ax.grid(color="#E6E6E6", lw=0.6)
     ax.set_axisbelow(True)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
+    what = "Schedules × recompute policies" if with_policies else "Schedules compared"
     if title is None and pairs:
         meta = pairs[0][1].meta
         title = (
-            f"Schedules compared — {meta.ranks or '?'} ranks · "
+            f"{what} — {meta.ranks or '?'} ranks · "
             f"{meta.microbatches or '?'} microbatches ({meta.source})"
         )
-    ax.set_title(f"{title or 'Schedules compared'}\nlower left is better", fontsize=11)
-    return fig
+    below = "lower left is better"
+    if with_policies:
+        below += " · labels end in the makespan: recomputation costs time, not bubble"
+    ax.set_title(f"{title or what}\n{below}", fontsize=11)
 
 
-__all__ = ["compare_figure", "comparison_rows", "format_table"]
+__all__ = ["compare_figure", "comparison_rows", "format_table", "policy_of", "run_label"]

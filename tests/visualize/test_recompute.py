@@ -14,6 +14,7 @@ from simulator.model.parse import parse_model
 from simulator.model.partitioning import partition
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from tests.visualize.synthetic import patches_with
+from visualize.compare import compare_figure, comparison_rows, format_table
 from visualize.pebble import pebble_figure, pebble_intervals
 from visualize.pipeline import pipeline_boxes, pipeline_figure, recompute_boxes
 from visualize.recompute import recompute_pebbles
@@ -181,3 +182,39 @@ def test_grouped_full_merges_a_block_span_into_one_mark():
     assert len(hatched(grouped)) == len(gpt.recompute)
     expanded = pebble_figure(gpt, expand=True)
     assert len(hatched(expanded)) == len(recompute_rows(gpt))
+
+
+@pytest.fixture(scope="module")
+def pairs(full):
+    return [("1f1b", run("none")), ("1f1b", full), ("gpipe [full]", run("full", schedule="gpipe"))]
+
+
+def test_compare_rows_name_each_schedule_policy_pair(pairs):
+    rows = comparison_rows(pairs)
+    assert [r["schedule"] for r in rows] == ["1f1b [none]", "1f1b [full]", "gpipe [full]"]
+    assert [r["recompute"] for r in rows] == ["none", "full", "full"]
+    assert rows[1]["makespan"] > rows[0]["makespan"]  # recomputation costs time
+    assert rows[1]["peak_bytes_max"] < rows[0]["peak_bytes_max"]
+    table = format_table(rows)
+    assert "1f1b [none]" in table and "1f1b [full]" in table
+    plain = comparison_rows([("1f1b", run("none"))])  # no policy anywhere: names as given
+    assert plain[0]["schedule"] == "1f1b" and plain[0]["recompute"] == "none"
+
+
+def test_compare_figure_colours_schedules_and_marks_policies(pairs):
+    fig = compare_figure(pairs)
+    assert renders(fig)
+    ax = fig.axes[0]
+    points = {c.get_gid(): c for c in ax.collections}
+    assert sorted(points) == ["point:1f1b [full]", "point:1f1b [none]", "point:gpipe [full]"]
+    colour = {gid: tuple(c.get_facecolor()[0]) for gid, c in points.items()}
+    assert (
+        colour["point:1f1b [none]"] == colour["point:1f1b [full]"] != colour["point:gpipe [full]"]
+    )
+    paths = {gid: c.get_paths()[0].vertices.shape for gid, c in points.items()}
+    assert paths["point:1f1b [none]"] != paths["point:1f1b [full]"]  # circle vs square
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels[0].startswith("1f1b [full] · ") and labels[0].endswith("units")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["1f1b", "gpipe", "none", "full"]
+    assert "recompute" in ax.get_title()
