@@ -98,9 +98,16 @@ class Profile:
             )
         durations: dict[tuple[int, str], list[float]] = defaultdict(list)
         skip_first = meta.steps > 1
+        # a backward's recompute sub-spans are not its own cost: a profile is policy-neutral
+        # (a prediction adds the recompute of whatever policy it is asked about)
+        recomputed: dict[tuple, float] = defaultdict(float)
+        for r in timeline.recompute:
+            recomputed[(r.replica, r.rank, r.stage, r.microbatch, r.step)] += r.end - r.start
         for e in timeline.events:
             if not (skip_first and e.step == 0):
-                durations[(e.stage, e.kind)].append(e.end - e.start)
+                extra = recomputed.get((e.replica, e.rank, e.stage, e.microbatch, e.step), 0.0)
+                own = e.end - e.start - (extra if e.kind in ("I", "B") else 0.0)
+                durations[(e.stage, e.kind)].append(own)
         stage_layers: dict[int, list[int]] = defaultdict(list)
         for layer in meta.layers:
             stage_layers[layer.stage].append(layer.index)

@@ -230,3 +230,22 @@ def test_budgets_parse():
     assert RecomputePolicy.parse("budget:60%").budget == pytest.approx(0.6)
     assert RecomputePolicy.parse("budget:2GiB").budget == 2 * 2**30
     assert RecomputePolicy.parse("0:full,1:sqrt").to_text() == "0:full,1:sqrt"
+
+
+def test_a_profile_leaves_the_recompute_out():
+    """A profile derived from a run under a policy holds each kind's own cost: the same as
+    from the run without recomputation, so one profile predicts every policy."""
+    from simulator.analytic.costs import Hardware, flop_costs
+    from simulator.analytic.profile import Profile
+
+    spec = parse_model(GPT)
+    schedule, parts, _, _ = _case("zb-h1", spec)
+    costs = flop_costs(spec, parts, 1, Hardware())
+    profiles = [
+        Profile.from_timeline(simulate(schedule, costs, spec, parts, 1, recompute=plan))
+        for plan in (None, plan_stages(RecomputePolicy.parse("full"), spec, parts))
+    ]
+    for plain, recomputed in zip(profiles[0].costs, profiles[1].costs, strict=True):
+        assert plain.keys() == recomputed.keys()
+        for kind, cost in plain.items():  # a kind never run is None in both
+            assert recomputed[kind] == (None if cost is None else pytest.approx(cost, rel=1e-9))
