@@ -13,6 +13,10 @@ of its layers holds (the maximum of the layers' step functions), and it turns pu
 last of its layers' gradients is complete (the maximum of their ready times), until the
 optimizer step as before. ``expand=True`` keeps one row per layer however many there are.
 
+With activation recomputation (``Timeline.recompute``) a pebble a recompute span put back is a
+hatched slice on top of its row's bar, the checkpoint it was re-run from an outlined slice at the
+bottom, and a dropped layer's wait a dotted line (``visualize.recompute``).
+
 Everything is derived from ``Timeline.cache`` and ``Timeline.grad_ready``::
 
     L0 linear  |▁▂▃▄▄▄▄▄▃▂▁        ████|   s0 · r0
@@ -25,9 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import NamedTuple
 
-import numpy as np
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
@@ -51,9 +53,10 @@ from visualize.rows import (
 from visualize.style import (
     GRAD_COLOR,
     OPTIMIZER_COLOR,
-    PEBBLE_CMAP,
+    count_ticks,
     layer_info,
     new_figure,
+    pebble_colormap,
     run_title,
     set_time_axis,
     shade_optimizer_steps,
@@ -202,29 +205,6 @@ def row_grads(timeline: Timeline, rows: list[Row], replica: int = 0) -> list[Row
         start, end = spans.get(key, (g.start, g.end))
         spans[key] = (max(start, g.start), max(end, g.end))
     return [RowGrad(row, step, *spans[row, step]) for row, step in sorted(spans)]
-
-
-def count_ticks(max_count: int) -> list[int]:
-    """Colorbar ticks: every count up to 10, else 1, round steps, and the maximum."""
-    if max_count <= 10:
-        return list(range(1, max_count + 1))
-    step = -(-max_count // 6)
-    ticks = [1, *range(step, max_count + 1, step)]
-    if max_count - ticks[-1] > step / 2:
-        ticks.append(max_count)
-    return ticks
-
-
-def pebble_colormap(max_count: int) -> tuple[ListedColormap, BoundaryNorm]:
-    """Discrete colours for 1..max_count pebbles (light = few, dark = many)."""
-    from matplotlib import colormaps
-
-    max_count = max(max_count, 1)
-    base = colormaps[PEBBLE_CMAP]
-    colours = base(np.linspace(0.3, 0.95, max_count))
-    cmap = ListedColormap(colours, name="pebbles")
-    norm = BoundaryNorm(np.arange(0.5, max_count + 1.5), cmap.N)
-    return cmap, norm
 
 
 def pebble_figure(

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -141,8 +144,6 @@ def rank_palette(count: int) -> list:
     ]
     if count <= len(base):
         return base[:count]
-    from matplotlib import colormaps
-
     cmap = colormaps["viridis"]
     return [cmap(i / max(count - 1, 1)) for i in range(count)]
 
@@ -188,6 +189,27 @@ def save(
     return paths
 
 
+def count_ticks(max_count: int) -> list[int]:
+    """Colorbar ticks: every count up to 10, else 1, round steps, and the maximum."""
+    if max_count <= 10:
+        return list(range(1, max_count + 1))
+    step = -(-max_count // 6)
+    ticks = [1, *range(step, max_count + 1, step)]
+    if max_count - ticks[-1] > step / 2:
+        ticks.append(max_count)
+    return ticks
+
+
+def pebble_colormap(max_count: int) -> tuple[ListedColormap, BoundaryNorm]:
+    """Discrete colours for 1..max_count pebbles (light = few, dark = many)."""
+    max_count = max(max_count, 1)
+    base = colormaps[PEBBLE_CMAP]
+    colours = base(np.linspace(0.3, 0.95, max_count))
+    cmap = ListedColormap(colours, name="pebbles")
+    norm = BoundaryNorm(np.arange(0.5, max_count + 1.5), cmap.N)
+    return cmap, norm
+
+
 __all__ = [
     "GRAD_COLOR",
     "KIND_COLORS",
@@ -196,11 +218,13 @@ __all__ = [
     "RECOMPUTE_FACE",
     "RECOMPUTE_HATCH",
     "byte_unit",
+    "count_ticks",
     "format_time",
     "human_bytes",
     "layer_info",
     "layer_label",
     "new_figure",
+    "pebble_colormap",
     "run_title",
     "save",
     "shade_optimizer_steps",
