@@ -247,7 +247,8 @@ def pebble_figure(
     counts = _counts_by_row(per_layer, rows)
     _draw_pebbles(ax, counts, rows, max_count, lambda count: cmap(norm(count)))
     recomputed, checkpoints = recompute_pebbles(timeline, intervals, replica)
-    gaps = dropped_gaps(recomputed, checkpoints, intervals)
+    single = {row.layers[0] for row in rows if len(row.layers) == 1}  # a block row: no gaps
+    gaps = [g for g in dropped_gaps(recomputed, checkpoints, intervals) if g[0] in single]
     marks = (recomputed, checkpoints, gaps)
     sizes = {"height": ROW / max_count, "row_height": ROW, "min_width": min_recompute_width * span}
     draw_recompute_pebbles(ax, marks, rows, counts, **sizes)
