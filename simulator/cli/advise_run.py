@@ -13,13 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from simulator.analytic.advise import AUTO, Candidate, Outcome
-from simulator.cli.workflows import (
-    make_costs,
-    make_plan,
-    make_schedule,
-    with_device,
-    with_sharded_optimizer,
-)
+from simulator.cli.workflows import make_schedule, simulate_args
 from simulator.timeline import Timeline
 
 
@@ -45,33 +39,13 @@ def chunks_flag(c: Candidate) -> int | None:
 def run_candidate(c: Candidate, text: RunText) -> Timeline:
     """The Timeline ``pebblesim simulate`` gives for ``c``: its printed command, parsed by the
     CLI's own parser and run through the steps of ``cmd_simulate``."""
-    from simulator.analytic.executor import simulate
     from simulator.cli import auto
     from simulator.cli.parser import build_parser
 
     args = build_parser().parse_args(shlex.split(simulate_command(c, text))[1:])
     auto.resolve(args)
     schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
-    plan = make_plan(
-        schedule, args.model, args.batch_size, args.dp, args.tp, args.sp or None, args.recompute
-    )
-    costs = make_costs(plan, args.costs, args.comm_latency, args.hardware)
-    timeline = simulate(
-        schedule,
-        costs,
-        plan.spec,
-        plan.partition,
-        plan.microbatch_rows,
-        steps=args.steps,
-        sync=not args.no_sync,
-        dp=args.dp,
-        cores=args.cores or None,
-        recompute=plan.recompute,
-    )
-    with_device(timeline, args.hardware)
-    if args.distributed_optimizer:
-        with_sharded_optimizer(timeline, plan, args.dp)
-    return timeline
+    return simulate_args(args, schedule, args.model, args.batch_size, args.cores or None)[1]
 
 
 def outcome_of(c: Candidate, timeline: Timeline) -> Outcome:

@@ -13,14 +13,11 @@ from simulator.cli.printing import (
 )
 from simulator.cli.workflows import (
     compare_timelines,
-    make_costs,
-    make_plan,
     make_schedule,
     recompute_policies,
+    simulate_args,
     simulated_cores,
     summary_dict,
-    with_device,
-    with_sharded_optimizer,
     write_measured_run,
     write_timeline,
 )
@@ -73,7 +70,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from simulator.analytic.executor import simulate
     from simulator.cli.outputs import StagedOutput
 
     auto.resolve(args)
@@ -89,24 +85,9 @@ def cmd_simulate(args) -> int:
         model = profile.model
         if batch_size is None:
             batch_size = profile.microbatch_rows * schedule.num_microbatches * args.dp
-    plan = make_plan(schedule, model, batch_size, args.dp, args.tp, args.sp or None, args.recompute)
-    costs = make_costs(plan, args.costs, args.comm_latency, args.hardware, args.profile)
+    cores = simulated_cores(args.cores, args.profile)
     with StagedOutput(args.out) as out:
-        timeline = simulate(
-            schedule,
-            costs,
-            plan.spec,
-            plan.partition,
-            plan.microbatch_rows,
-            steps=args.steps,
-            sync=not args.no_sync,
-            dp=args.dp,
-            cores=simulated_cores(args.cores, args.profile),
-            recompute=plan.recompute,
-        )
-        with_device(timeline, args.hardware)
-        if args.distributed_optimizer:
-            with_sharded_optimizer(timeline, plan, args.dp)
+        _, timeline = simulate_args(args, schedule, model, batch_size, cores)
         if args.out:
             write_timeline(out, timeline)
     if args.json:

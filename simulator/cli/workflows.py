@@ -27,11 +27,12 @@ from simulator.cli.limits import (
     estimated_actions,
 )
 from simulator.cli.numbers import MAX_RATE, MAX_TIME, parse_float
+from simulator.cli.recompute_args import recompute_policies, resolve_recompute  # noqa: F401
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
 from simulator.model.parse import parse_model
-from simulator.model.recompute import RecomputePlan, RecomputePolicy, plan_stages
+from simulator.model.recompute import RecomputePlan
 from simulator.model.transformer.spec import TransformerSpec
 from simulator.timeline import Timeline
 from simulator.trace import save_chrome_trace
@@ -128,20 +129,6 @@ def make_plan(
     return RunPlan(
         schedule, spec, parts, rows, resolve_recompute(recompute, schedule, spec, parts, rows)
     )
-
-
-def resolve_recompute(text: str | None, schedule, spec, parts, rows: int) -> RecomputePlan | None:
-    """``--recompute`` for this run: a named policy per stage, or a budget's solved plan."""
-    if text is None:
-        return None
-    policy = RecomputePolicy.parse(text)
-    if policy.is_none:
-        return None
-    if policy.budget is not None:
-        from simulator.analytic.recompute_budget import solve_budget
-
-        return solve_budget(schedule, spec, parts, rows, policy.budget, policy.to_text())
-    return plan_stages(policy, spec, parts)
 
 
 def hardware_preset(text: str | None):
@@ -358,22 +345,26 @@ def compare_timelines(
     return timelines, skipped
 
 
-def recompute_policies(text: str | None) -> list[str] | None:
-    """``compare --recompute none,selective,full``: one policy per comma-separated term, except
-    that a per-stage policy's ``STAGE:POLICY`` terms stay together (``none,0:full,1:none`` is
-    two policies); each is checked here, before anything runs."""
-    if text is None:
-        return None
-    groups: list[list[str]] = []
-    for term in (t.strip() for t in text.split(",")):
-        staged = term[:1].isdigit()
-        if staged and groups and groups[-1][0][:1].isdigit():
-            groups[-1].append(term)
-        else:
-            groups.append([term])
-    policies = [",".join(group) for group in groups]
-    for policy in policies:
-        RecomputePolicy.parse(policy)
-    if len(set(policies)) < len(policies):
-        raise PebbleError(f"--recompute {text!r} names a policy twice.")
-    return policies
+def simulate_args(args, schedule: Schedule, model, batch_size, cores) -> tuple[RunPlan, Timeline]:
+    """``simulate``'s run from its parsed arguments (``model`` and ``batch_size`` as resolved
+    from a profile): the plan, and its Timeline with the device and the sharded optimizer."""
+    from simulator.analytic.executor import simulate
+
+    plan = make_plan(schedule, model, batch_size, args.dp, args.tp, args.sp or None, args.recompute)
+    costs = make_costs(plan, args.costs, args.comm_latency, args.hardware, args.profile)
+    timeline = simulate(
+        schedule,
+        costs,
+        plan.spec,
+        plan.partition,
+        plan.microbatch_rows,
+        steps=args.steps,
+        sync=not args.no_sync,
+        dp=args.dp,
+        cores=cores,
+        recompute=plan.recompute,
+    )
+    with_device(timeline, args.hardware)
+    if args.distributed_optimizer:
+        with_sharded_optimizer(timeline, plan, args.dp)
+    return plan, timeline
