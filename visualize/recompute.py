@@ -32,28 +32,30 @@ from simulator.timeline import Timeline
 from visualize.style import RECOMPUTE_EDGE, RECOMPUTE_FACE, RECOMPUTE_HATCH
 
 
-class RecomputedPebble(NamedTuple):
+class _SpanPebble(NamedTuple):
+    """A pebble tied to the recompute span that began at ``span_start``: ``layer``'s, for
+    (``microbatch``, ``step``), held from ``start`` to ``end``."""
+
+    layer: int
+    microbatch: int
+    step: int
+    start: float
+    end: float
+    span_start: float
+
+
+class RecomputedPebble(_SpanPebble):
     """``layer``'s pebble for (``microbatch``, ``step``), put back at ``start`` by the
     recompute span that began at ``span_start``, held until ``end``."""
 
-    layer: int
-    microbatch: int
-    step: int
-    start: float
-    end: float
-    span_start: float
+    __slots__ = ()
 
 
-class CheckpointPebble(NamedTuple):
+class CheckpointPebble(_SpanPebble):
     """A checkpoint kept at ``layer`` from ``start`` (the forward) until ``end`` (popped by the
     recompute span of (``microbatch``, ``step``) that began at ``span_start``)."""
 
-    layer: int
-    microbatch: int
-    step: int
-    start: float
-    end: float
-    span_start: float
+    __slots__ = ()
 
 
 def _spans_by_key(timeline: Timeline, replica: int) -> dict[tuple, list]:
