@@ -33,9 +33,7 @@ CELL_TIMEOUT = 300.0  # seconds one cell may run
 KERNEL_NAME = "pebblesim-python"
 _NUMBERED = re.compile(r"^(\d+)-[\w-]+\.ipynb$")
 # Parts of the course waiting for features that have not landed; drop one when it ships.
-COMING = {
-    4: "4. Trading pebbles for time: recomputation policies and the memory-budget solver",
-}
+COMING: dict[int, str] = {}
 
 
 def _require_jupyter_libraries() -> None:
