@@ -16,11 +16,15 @@ from simulator.analytic.advise import (
     stage_table,
     time_bound,
 )
-from simulator.analytic.advise.bounds import static_bytes, warmup_forwards
+from simulator.analytic.advise.bounds import kept_per_forward, static_bytes, warmup_forwards
+from simulator.analytic.advise.space import RECOMPUTE_POLICIES, distinct_policies
 from simulator.analytic.hardware import parse_hardware_preset
+from simulator.analytic.memory_plan import memory_plans
 from simulator.analytic.rank_memory import static_memory
+from simulator.analytic.recompute_costs import stage_recompute_flops
 from simulator.cli.advise_run import RunText, evaluator, run_candidate
 from simulator.cli.workflows import make_plan, make_schedule, parse_hardware
+from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
 
 MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
@@ -77,7 +81,7 @@ def test_static_bytes_are_the_executors(zero):
     request, text, hardware = small_request(zero=zero, global_batch=32)
     for c in [c for c in candidates(request) if c.schedule != AUTO][::7]:
         traits = family_traits(c.schedule)
-        table = stage_table(request.spec, c.tp, c.stages, hardware)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
         chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
         schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)
         plan = make_plan(schedule, text.model, c.global_batch, c.dp, c.tp, c.sp)
@@ -88,23 +92,81 @@ def test_static_bytes_are_the_executors(zero):
 
 
 def test_bounds_hold_and_branch_and_bound_finds_the_exhaustive_top():
+    """Every family, auto and the default recompute axis (none, selective, full)."""
     request, text, hardware = small_request(memory="1.5MiB", global_batch=4)
+    assert request.recompute == ("none", "selective", "full")
     evaluate = evaluator(text)
     exhaustive = search(request, hardware, evaluate, top=4, prune=False)
     assert exhaustive.considered == len(exhaustive.simulated) + exhaustive.refused
-    assert len(exhaustive.simulated) > 50
+    assert len(exhaustive.simulated) > 150
     for outcome in exhaustive.simulated:  # every bound is below what the executor predicts
         c = outcome.candidate
         traits = family_traits(c.schedule)
-        table = stage_table(request.spec, c.tp, c.stages, hardware)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
         assert time_bound(c, traits, table, hardware) <= outcome.step_time * (1 + 1e-9), c
         assert memory_bound(c, traits, table) <= outcome.peak_memory, c
+    fitting = {o.candidate.recompute for o in exhaustive.simulated if o.fits}
+    assert fitting == {"none", "selective", "full"}
     pruned = search(request, hardware, evaluate, top=4)
     assert pruned.pruned_memory > 0 and pruned.pruned_time > 0
     assert len(pruned.simulated) < len(exhaustive.simulated) / 3
     assert [o.candidate for o in pruned.top] == [o.candidate for o in exhaustive.top]
     assert [o.step_time for o in pruned.top] == [o.step_time for o in exhaustive.top]
     assert pruned.considered == exhaustive.considered
+
+
+def test_the_top_under_a_tight_limit_needs_recompute_and_pruning_still_finds_it():
+    """Where the fastest fitting configurations recompute, the pruned search returns them."""
+    request, text, hardware = small_request(memory="1200000", global_batch=4)
+    evaluate = evaluator(text)
+    exhaustive = search(request, hardware, evaluate, top=3, prune=False)
+    assert {o.candidate.recompute for o in exhaustive.top} - {"none"}
+    pruned = search(request, hardware, evaluate, top=3)
+    assert [o.candidate for o in pruned.top] == [o.candidate for o in exhaustive.top]
+
+
+def test_the_bounds_see_each_policys_kept_bytes_and_recompute_seconds():
+    """Per stage: full keeps less than selective, selective less than none (attention's scores),
+    and the backward is longer by exactly the executor's recompute (``apply_recompute``)."""
+    request, _, hardware = small_request()
+    tables = {p: stage_table(request.spec, 1, 4, hardware, p) for p in request.recompute}
+    none, selective, full = (tables[p] for p in ("none", "selective", "full"))
+    blocks = range(1, 3)  # stages 1 and 2 hold transformer blocks only
+    for s in blocks:
+        assert full.cached[s] < selective.cached[s] < none.cached[s]
+        assert none.I[s] < selective.I[s] < full.I[s]
+        assert full.F[s] == none.F[s] and full.W[s] == none.W[s]
+    plan = make_plan(make_schedule("1f1b", 4, 4, None), MODEL, 4, recompute="full")
+    shapes = memory_plans(plan.spec, plan.partition, 1, recompute=plan.recompute.stages)
+    kept = [sum(d for _, d, _ in shapes[(s, "F")].changes) for s in range(4)]
+    assert [kept_per_forward(full, s, "full") for s in range(4)] == kept
+    ratios = [r / f for r, f in stage_recompute_flops(plan.spec, plan.partition, plan.recompute)]
+    assert full.I == pytest.approx(
+        [i + r * f for i, r, f in zip(none.I, ratios, none.F, strict=True)]
+    )
+    with pytest.raises(ValueError, match="full"):
+        kept_per_forward(none, 1, "full")
+
+
+def test_a_policy_that_is_another_on_this_split_is_searched_once():
+    from simulator.model.spec import ModelSpec
+
+    spec = parse_model(MODEL)
+    assert distinct_policies(ModelSpec.uniform(4), 1, 2, RECOMPUTE_POLICIES) == ("none", "full")
+    assert distinct_policies(spec, 1, 2, ("none", "selective", "full", "sqrt")) == (
+        "none",
+        "selective",
+        "full",
+        "sqrt",
+    )
+    # ten stages of one block (or embedding or head) each: sqrt and every:1 are full
+    assert distinct_policies(spec, 1, 10, ("full", "sqrt", "every:1", "none")) == ("full", "none")
+
+
+@pytest.mark.parametrize("policy", ["budget:50%", "0:full", "1:none,0:full"])
+def test_a_policy_that_depends_on_the_split_is_refused(policy):
+    with pytest.raises(PebbleError, match="whole-model recompute policies"):
+        small_request(recompute=(policy,))
 
 
 def test_every_candidate_splits_the_gpus_and_the_batch():

@@ -6,7 +6,9 @@ them on every family). So a configuration whose memory bound exceeds the limit c
 one whose time bound exceeds the k-th best time found so far cannot enter the top k.
 
 Per stage ``s`` at one sequence per microbatch (everything scales linearly with the microbatch
-size): F, I, W seconds (``B = I + W``), the bytes a forward leaves cached until its backward, the
+size), under the configuration's recompute policy: F, I, W seconds (``B = I + W``; I includes
+the recompute its backward re-runs, as the executor's costs do), the bytes a forward leaves
+cached until its backward (with recompute: its checkpoints and what it does not drop), the
 parameters and the bytes sent to the next stage (a transfer costs latency + bytes / bandwidth
 when the next stage lives on another rank).
 
@@ -42,7 +44,9 @@ from simulator.analytic.advise.space import Candidate, FamilyTraits, sharded
 from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.memory_plan import stage_shapes
 from simulator.analytic.rank_memory import bytes_per_parameter
+from simulator.analytic.recompute_costs import apply_recompute
 from simulator.model import partition
+from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.transformer.spec import TransformerSpec
 
 
@@ -66,7 +70,8 @@ def warmup_forwards(family: str, p: int, m: int, v: int, rank: int) -> int:
 
 @dataclass(frozen=True)
 class StageTable:
-    """Per stage, at one sequence per microbatch: seconds, cached bytes, parameters, sends."""
+    """Per stage, at one sequence per microbatch, under one recompute policy: seconds (I with
+    the recompute it re-runs), cached bytes, parameters, sends."""
 
     F: tuple[float, ...]
     I: tuple[float, ...]
@@ -77,15 +82,22 @@ class StageTable:
     itemsize: int
     latency: float
     bandwidth: float
+    policy: str = "none"
 
 
-@lru_cache(maxsize=512)
-def stage_table(spec: TransformerSpec, tp: int, stages: int, hardware: Hardware) -> StageTable:
-    """The per-stage figures of ``spec`` at tensor degree ``tp`` split into ``stages``."""
+@lru_cache(maxsize=1024)
+def stage_table(
+    spec: TransformerSpec, tp: int, stages: int, hardware: Hardware, policy: str = "none"
+) -> StageTable:
+    """The per-stage figures of ``spec`` at tensor degree ``tp`` split into ``stages``, under the
+    recompute ``policy`` resolved as ``simulate --recompute`` resolves it: each stage's forward
+    keeps what its plan keeps (``memory_plan``'s forward items), its backward is longer by the
+    recompute (``apply_recompute``, exactly the executor's costs)."""
     local = sharded(spec, tp)
     split = partition(local, stages)
-    costs = flop_costs(local, split, 1, hardware)
-    shapes = stage_shapes(local, split, 1)
+    plan = plan_stages(RecomputePolicy.parse(policy), local, split)
+    costs = apply_recompute(flop_costs(local, split, 1, hardware), local, split, plan)
+    shapes = stage_shapes(local, split, 1, recompute=plan.stages)
     infos = local.layers()
     cached = tuple(
         sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
@@ -102,6 +114,7 @@ def stage_table(spec: TransformerSpec, tp: int, stages: int, hardware: Hardware)
         itemsize=local.itemsize,
         latency=costs.comm_latency,
         bandwidth=costs.comm_bandwidth,
+        policy=policy,
     )
 
 
@@ -201,7 +214,9 @@ def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable) -> int:
 
 
 def kept_per_forward(table: StageTable, stage: int, policy: str) -> int:
-    """Bytes one forward of ``stage`` (one sequence) leaves cached until its backward, at least,
-    under the recompute ``policy``. Without recompute, all it caches; a policy may drop all but
-    a checkpoint, so until its bytes are known here the bound is 0 (valid, prunes nothing)."""
-    return table.cached[stage] if policy == "none" else 0
+    """Bytes one forward of ``stage`` (one sequence) leaves cached until its backward under the
+    recompute ``policy``: the net of its forward's work items in the policy's plan (its
+    checkpoints and the layers it does not drop; selective: attention without its scores)."""
+    if policy != table.policy:
+        raise ValueError(f"a stage table of recompute {table.policy!r} asked for {policy!r}")
+    return table.cached[stage]

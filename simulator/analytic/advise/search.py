@@ -103,7 +103,7 @@ def bounded(
         considered += 1
         if progress is not None and considered % BOUND_REPORT_EVERY == 0:
             progress("bounds", considered, len(everything), None)
-        table = stage_table(request.spec, c.tp, c.stages, hardware)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
         memory = memory_bound(c, traits[c.schedule], table)
         smallest = memory if smallest is None else min(smallest, memory)
         if memory > request.memory_limit:
@@ -147,7 +147,7 @@ def search(
         for c in candidates(request):
             t = traits[c.schedule]
             if c.rows(t.split, layers) <= request.max_rows:
-                table = stage_table(request.spec, c.tp, c.stages, hardware)
+                table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
                 kept.append((0.0, with_budget(c, t, table, request.memory_limit)))
         counts["pruned_memory"] = 0
     result = SearchResult(top=[], **counts)

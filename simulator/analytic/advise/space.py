@@ -17,16 +17,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from simulator.analytic.hardware import HardwarePreset
 from simulator.errors import PebbleError
+from simulator.model import partition
+from simulator.model.recompute import RecomputePolicy, plan_stages
+from simulator.model.spec import ModelSpec
 from simulator.model.transformer.spec import TransformerSpec
 
-# The policies ``advise`` searches: issue 10's (``simulate --recompute``) plug in here. The runs
-# already honour them (``advise_run.run_candidate``); before adding any, teach
-# ``bounds.kept_per_forward`` and ``bounds.time_bound`` the policy's retained bytes and recompute
-# seconds, or every configuration a policy might fit survives the memory bound and is simulated.
-RECOMPUTE_POLICIES = ("none",)
+# The recompute policies ``advise`` searches by default (``simulate --recompute``; ``advise
+# --recompute`` picks others). The bounds know each one's retained bytes and recompute seconds
+# (``bounds.stage_table``); a policy whose plan equals an earlier one's on a split (selective on
+# a model without attention) is skipped there.
+RECOMPUTE_POLICIES = ("none", "selective", "full")
 AUTO = "auto"  # the automatic schedule (``--schedule auto``), not a registry family
 
 
@@ -90,7 +94,7 @@ class Request:
     global_batch: int
     memory_limit: int
     families: tuple[str, ...]
-    recompute: tuple[str, ...] = ("none",)
+    recompute: tuple[str, ...] = RECOMPUTE_POLICIES
     max_chunks: int = 4
     distributed_optimizer: bool = True
     max_rows: int = 5_000_000  # a configuration whose Timeline has more rows is not simulated
@@ -106,6 +110,14 @@ class Request:
             raise PebbleError("advise needs at least one schedule family to search.")
         if not self.recompute:
             raise PebbleError("advise needs at least one recompute policy to search.")
+        for text in self.recompute:
+            policy = RecomputePolicy.parse(text)
+            if policy.budget is not None or policy.per_stage:
+                raise PebbleError(
+                    f"advise searches whole-model recompute policies (none, selective, full, "
+                    f"every:K, sqrt), not {text!r}: a budget or a per-stage policy depends on "
+                    "the split, so try it on a row with simulate --recompute."
+                )
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,31 @@ def blocks_of(spec: TransformerSpec) -> int:
     return len({info.block for info in spec.layers()})
 
 
+@lru_cache(maxsize=1024)
+def distinct_policies(
+    spec: TransformerSpec | ModelSpec, tp: int, stages: int, policies: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``policies`` less those whose plan on this split equals an earlier one's (the same run):
+    selective on a model without an attention core is none, sqrt is full with one block a stage."""
+    local = sharded(spec, tp) if spec.is_transformer else spec
+    split = partition(local, stages)
+    infos = local.layers()
+    cores = [  # stages with an attention core, the only layer selective recompute changes
+        any(getattr(infos[i].cls, "RECOMPUTED_SLOTS", None) is not None for i in layers)
+        for layers in split.stage_layers
+    ]
+    seen, out = set(), []
+    for text in policies:
+        resolved = plan_stages(RecomputePolicy.parse(text), local, split).stages
+        plan = tuple(
+            replace(s, selective=s.selective and c) for s, c in zip(resolved, cores, strict=True)
+        )
+        if plan not in seen:
+            seen.add(plan)
+            out.append(text)
+    return tuple(out)
+
+
 def _schedule_choices(traits: FamilyTraits, p: int, m: int, max_chunks: int, blocks: int):
     """(family, chunks) pairs that suit p ranks and m microbatches."""
     names = {family.name for family in traits}
@@ -202,7 +239,7 @@ def candidates(request: Request) -> Iterator[Candidate]:
             for size in divisors(request.global_batch // d):
                 m = request.global_batch // (d * size)
                 for name, v in _schedule_choices(traits, p, m, request.max_chunks, blocks):
-                    for policy in request.recompute:
+                    for policy in distinct_policies(request.spec, t, p * v, request.recompute):
                         found = True
                         zero = request.distributed_optimizer and d > 1
                         yield Candidate(name, p, t, d, m, size, v, policy, zero)
