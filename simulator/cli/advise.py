@@ -40,6 +40,11 @@ def add_advise(sub) -> None:
     )
     advise.add_argument("--schedules", help="comma-separated families (default: all)")
     advise.add_argument(
+        "--recompute",
+        help="whole-model recompute policies to search, comma-separated (none, selective, full, "
+        "every:K, sqrt; default: none,selective,full)",
+    )
+    advise.add_argument(
         "--max-chunks",
         type=numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS"),
         default=4,
@@ -96,12 +101,24 @@ def _request(args):
         global_batch=args.global_batch,
         memory_limit=preset.memory_bytes,
         families=families,
-        recompute=RECOMPUTE_POLICIES,
+        recompute=_policies(args.recompute, RECOMPUTE_POLICIES),
         max_chunks=args.max_chunks,
         distributed_optimizer=not args.no_distributed_optimizer,
         max_rows=MAX_ROWS,
     )
     return request, RunText(model, hardware), parse_hardware(hardware)
+
+
+def _policies(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``--recompute none,full``: each policy checked (one sentence if not), in its plain
+    spelling (``FULL`` is ``full``), once."""
+    from simulator.cli.recompute_args import recompute_policies
+    from simulator.model.recompute import RecomputePolicy
+
+    if text is None:
+        return default
+    policies = (RecomputePolicy.parse(p).to_text() for p in recompute_policies(text))
+    return tuple(dict.fromkeys(policies))
 
 
 class _Bar:

@@ -102,7 +102,8 @@ def format_advice(request, text, result, elapsed: float) -> str:
         "",
         counts_line(result, elapsed),
         "p pipeline, t tensor (with sequence parallelism), d data-parallel degree; m "
-        "microbatches of mb sequences. binds: memory (peak >= 90% of the limit), bubble (the "
+        "microbatches of mb sequences; recompute: activation recomputation (searched: "
+        f"{', '.join(request.recompute)}). binds: memory (peak >= 90% of the limit), bubble (the "
         "busiest GPU idles >= 10% of the step) or compute. Analytic predictions, not measurements.",
     ]
     return "\n".join(lines)
@@ -157,6 +158,7 @@ def payload(request, text, result, elapsed: float) -> dict:
         "gpus": request.gpus,
         "global_batch": request.global_batch,
         "memory_limit": request.memory_limit,
+        "recompute_policies": list(request.recompute),
         "considered": result.considered,
         "pruned_memory": result.pruned_memory,
         "pruned_time": result.pruned_time,
@@ -180,6 +182,7 @@ def pareto_points(result) -> list:
             peak_bytes=o.peak_memory,
             fits=o.fits,
             rank=rank.get(id(o)),
+            recompute=o.candidate.recompute,
         )
         for o in result.simulated
     ]

@@ -125,6 +125,10 @@ def test_out_writes_the_pareto_figure(capsys, tmp_path):
         ({"--memory-limit": "1KiB"}, "no configuration"),
         ({"--schedules": "zb-x"}, "unknown schedule"),
         ({"--model": MODEL + ",seq=64", "--seq": "16"}, "seq twice"),
+        ({"--recompute": "some"}, "cannot read 'some'"),
+        ({"--recompute": "full,full"}, "names a policy twice"),
+        ({"--recompute": "budget:60%"}, "whole-model recompute policies"),
+        ({"--recompute": "none,0:full"}, "whole-model recompute policies"),
     ],
 )
 def test_bad_input_is_one_sentence(capsys, changes, says):
@@ -171,6 +175,31 @@ def test_the_figure_zooms_on_the_numbered_points_and_merges_coinciding_numbers()
     assert ax.get_ylabel() == "step time (s)"
 
 
+def test_the_figure_marks_each_recompute_policy():
+    from visualize.advise import ParetoPoint, pareto_figure
+
+    points = [
+        ParetoPoint("a rc=selective", 1.0, 700, True, rank=1, recompute="selective"),
+        ParetoPoint("b", 1.1, 900, True, rank=2),
+        ParetoPoint("c", 1.2, 950, True),
+        ParetoPoint("d rc=full", 1.3, 500, True, recompute="full"),
+        ParetoPoint("e rc=full", 1.2, 1100, False, recompute="full"),
+    ]
+    fig = pareto_figure(points, 1000)
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend[:4] == [
+        "fits, recompute none (2)",
+        "fits, recompute selective (1)",
+        "fits, recompute full (1)",
+        "over the limit (1)",
+    ]
+    shapes = [c.get_paths()[0].vertices.round(3).tobytes() for c in fig.axes[0].collections[:3]]
+    assert len(set(shapes)) == 3  # a circle, a square and a diamond
+    assert "rc=selective" in fig.axes[1].texts[0].get_text()  # the side list names the policy
+    plain = pareto_figure([ParetoPoint("b", 1.1, 900, True, rank=1)], 1000)
+    assert plain.axes[1].get_legend().get_texts()[0].get_text() == "fits (1)"
+
+
 def test_the_figure_reads_short_steps_in_their_unit():
     from visualize.advise import ParetoPoint, pareto_figure
 
@@ -181,9 +210,9 @@ def test_the_figure_reads_short_steps_in_their_unit():
     assert low < 20 and 30 < high < 40
 
 
-def test_a_recompute_axis_is_one_tuple_of_policies():
-    """The hook issue 10's policies plug into: ``Request.recompute`` (the CLI passes
-    ``RECOMPUTE_POLICIES``, ``("none",)`` until the executor honours the others)."""
+def test_the_recompute_axis_is_none_selective_and_full_by_default():
+    """Each configuration once per policy, ``--recompute`` on its command line, and a smaller
+    memory bound the more a policy drops."""
     from dataclasses import replace
 
     from simulator.analytic.advise import Request, candidates, family_traits, memory_bound
@@ -195,17 +224,32 @@ def test_a_recompute_axis_is_one_tuple_of_policies():
 
     preset = parse_hardware_preset("a100-40gb")
     request = Request(parse_model(MODEL), preset, 8, 8, preset.memory_bytes, ("1f1b",))
-    plain = list(candidates(request))
-    both = list(candidates(replace(request, recompute=("none", "full"))))
-    assert [c for c in both if c.recompute == "none"] == plain
-    assert len(both) == 2 * len(plain)
-    full = next(c for c in both if c.recompute == "full" and c.pp > 1)
+    assert request.recompute == ("none", "selective", "full")
+    every = list(candidates(request))
+    plain = list(candidates(replace(request, recompute=("none",))))
+    assert [c for c in every if c.recompute == "none"] == plain
+    assert len(every) == 3 * len(plain)
+    full = next(c for c in every if c.recompute == "full" and c.pp > 1)
     assert simulate_command(full, RunText(MODEL, "a100-40gb")).endswith("--recompute full")
-    table = table_of(request.spec, full.tp, full.stages, parse_hardware("a100-40gb"))
-    none = replace(full, recompute="none")
-    assert none in plain
-    traits = family_traits("1f1b")
-    assert memory_bound(full, traits, table) < memory_bound(none, traits, table)
+    hardware, traits = parse_hardware("a100-40gb"), family_traits("1f1b")
+    bounds = []
+    for policy in ("full", "selective", "none"):
+        c = replace(full, recompute=policy)
+        bounds.append(
+            memory_bound(c, traits, table_of(request.spec, c.tp, c.stages, hardware, policy))
+        )
+    assert bounds == sorted(bounds) and len(set(bounds)) == 3
+
+
+def test_recompute_restricts_the_policies_searched(capsys):
+    code, out, _ = run(
+        capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--recompute", "FULL,every:2", "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["recompute_policies"] == ["full", "every:2"]
+    assert {row["recompute"] for row in data["rows"]} <= {"full", "every:2"}
+    assert all(row["command"].endswith(f"--recompute {row['recompute']}") for row in data["rows"])
 
 
 def test_a_recompute_configuration_runs_as_its_printed_line(capsys):
