@@ -22,13 +22,15 @@ MAX_LABELLED = 10
 @dataclass(frozen=True)
 class ParetoPoint:
     """One simulated configuration: its name, step time (s), whole-rank bytes of its fullest
-    GPU, whether every GPU fits, and its place in the ranked table (None: not listed)."""
+    GPU, whether every GPU fits, its place in the ranked table (None: not listed) and its
+    recompute policy (configurations that fit are marked by policy)."""
 
     label: str
     step_time: float
     peak_bytes: int
     fits: bool
     rank: int | None = None
+    recompute: str = "none"  # the activation recomputation policy
 
 
 def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
@@ -53,11 +55,8 @@ def pareto_figure(
     fig = new_figure(11.0, 5.6)
     ax, side = fig.subplots(1, 2, width_ratios=[2.6, 1])
     view = _View.of(points, limit_bytes)
-    fits = [p for p in points if p.fits]
-    over = [p for p in points if not p.fits]
-    for group, style in ((fits, _FITS), (over, _OVER)):
+    for name, group, style in _groups(points):
         shown = [p for p in group if p.step_time <= view.top]
-        name, style = style["name"], {k: v for k, v in style.items() if k != "name"}
         ax.scatter(
             [view.x(p) for p in shown],
             [view.y(p) for p in shown],
@@ -72,10 +71,19 @@ def pareto_figure(
             [view.ceiling() * view.time_factor] * len(above),
             marker="^",
             s=30,
-            color="#9E9E9E",
+            color=[_off_top_colour(p) for p in above],
             clip_on=False,
-            label=f"slower, off the top ({len(above)}; up to {human_time(slowest)})",
             zorder=2,
+        )
+        ax.scatter(  # the legend's entry: a grey triangle (the markers take their fit's colour)
+            [],
+            [],
+            marker="^",
+            s=30,
+            color=_OVER["color"],
+            label=(
+                f"slower, off the top ({len(above)}; up to {human_time(slowest)}), in their colour"
+            ),
         )
     front = pareto_front(points)
     ax.step(
@@ -117,8 +125,42 @@ def _wrapped(title: str) -> str:
     return "\n".join(textwrap.fill(part, TITLE_WIDTH) for part in parts)
 
 
-_FITS = {"name": "fits", "s": 22, "color": OKABE_ITO["blue"], "alpha": 0.55, "zorder": 2}
-_OVER = {"name": "over the limit", "s": 22, "marker": "x", "color": "#9E9E9E", "zorder": 2}
+_FITS = {"s": 22, "alpha": 0.6, "zorder": 2}
+_OVER = {"s": 22, "marker": "x", "color": "#9E9E9E", "zorder": 2}
+# configurations that fit, by recompute policy: (marker, colour); other policies share the last
+_POLICY_MARKS = {
+    "none": ("o", OKABE_ITO["blue"]),
+    "selective": ("s", OKABE_ITO["purple"]),
+    "full": ("D", OKABE_ITO["sky"]),
+}
+_OTHER_MARK = ("P", OKABE_ITO["black"])
+
+
+def _off_top_colour(p: ParetoPoint) -> str:
+    """A configuration above the view: its recompute policy's colour if it fits, else grey."""
+    return _POLICY_MARKS.get(p.recompute, _OTHER_MARK)[1] if p.fits else _OVER["color"]
+
+
+def _groups(points: list[ParetoPoint]) -> list[tuple[str, list[ParetoPoint], dict]]:
+    """(legend name, points, scatter style): those that fit, one group per recompute policy (just
+    ``fits`` when none recomputes), then those over the limit."""
+    fits = [p for p in points if p.fits]
+    known = list(_POLICY_MARKS)
+    policies = sorted(
+        {p.recompute for p in fits}, key=lambda x: (known.index(x) if x in known else 99, x)
+    )
+    groups = []
+    for policy in policies:
+        marker, color = _POLICY_MARKS.get(policy, _OTHER_MARK)
+        name = "fits" if policies == ["none"] else f"fits, recompute {policy}"
+        group = [p for p in fits if p.recompute == policy]
+        groups.append((name, group, {**_FITS, "marker": marker, "color": color}))
+    if not fits:
+        groups.append(("fits", [], {**_FITS, "color": OKABE_ITO["blue"]}))
+    groups.append(("over the limit", [p for p in points if not p.fits], _OVER))
+    return groups
+
+
 ZOOM_WHEN = 1.5  # zoom on the numbered points when the slowest is this many times their slowest
 CLOSE = (0.04, 0.05)  # axes fractions (x, y): numbers of points this close share one label
 
