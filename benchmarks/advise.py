@@ -1,5 +1,6 @@
 """Benchmark: ``pebblesim advise`` for Llama 3 70B (sequence 4096) on 64 x H100-80GB, global
-batch 512 sequences. Target: < 60 s.
+batch 512 sequences, over advise's default axes (recompute none, selective and full included).
+Target: < 60 s.
 
 Prints the search's wall time, its candidate counts (considered, pruned by the memory bound,
 pruned by the time bound, simulated), the mean time of one simulation (so what an exhaustive
