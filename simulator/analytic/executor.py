@@ -94,15 +94,24 @@ def simulate(
         )
     )
     timeline.meta = replace(timeline.meta, cores=cores)
+    share = None
     if recompute is not None and recompute.active:
-        costs = apply_recompute(costs, spec, partition, recompute, run.rule)
+        plain, costs = costs, apply_recompute(costs, spec, partition, recompute, run.rule)
+        share = tuple(
+            {
+                kind: 1.0 - plain.stage_costs[s].of(kind) / after.of(kind)
+                for kind in run.rule.kinds
+                if after.of(kind) > plain.stage_costs[s].of(kind)
+            }
+            for s, after in enumerate(costs.stage_costs)
+        )
         flops = rank_recompute_flops(schedule, spec, partition, recompute, microbatch_rows)
         timeline.meta = replace(
             timeline.meta, recompute=recompute.policy, recompute_flops=tuple(f * dp for f in flops)
         )
     else:
         recompute = None
-    walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline, recompute)
+    walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline, recompute, share)
     runtime = runtime_of(walk.arrays, costs, run)
     if cores is not None or runtime is not None:
         walk.times = lambda *lists: shared_action_times(
@@ -129,13 +138,15 @@ def simulate(
 class _Walk:
     """One pass over the dry run per step; rows are built in bulk, as columns."""
 
-    def __init__(self, run, costs, spec, partition, rows, timeline, recompute=None) -> None:
+    def __init__(
+        self, run, costs, spec, partition, rows, timeline, recompute=None, share=None
+    ) -> None:
         self.costs = costs
         self.timeline = timeline
         self.partition = partition
         self.stage_to_rank = run.schedule.stage_to_rank
         stages = recompute.stages if recompute is not None else None
-        shapes = stage_shapes(spec, partition, rows, run.rule, stages)
+        shapes = stage_shapes(spec, partition, rows, run.rule, stages, share)
         self.arrays = PlanArrays(run, costs, shapes)
         self.recompute = recompute_spans(self.arrays, shapes)
         a = self.arrays

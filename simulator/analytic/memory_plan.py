@@ -42,9 +42,12 @@ def stage_shapes(
     rows: int,
     rule: DependencyRule = PIPELINE_RULE,
     recompute: tuple[StageRecompute, ...] | None = None,
+    recompute_share: tuple[dict[str, float], ...] | None = None,
 ) -> StageShapes:
     """Evaluate the footprints once per distinct stage (a 10,000-stage model of equal blocks
-    has two or three shapes); ``recompute``: each stage's plan (None: no recomputation)."""
+    has two or three shapes); ``recompute``: each stage's plan (None: no recomputation);
+    ``recompute_share``: per stage and kind, the share of the action's time its recompute takes
+    (default: its share of the action's FLOPs)."""
     infos = spec.layers()
     shape_ids: dict[tuple, int] = {}
     plans: list[dict[str, MemoryPlan]] = []
@@ -53,11 +56,16 @@ def stage_shapes(
         stage_infos = [infos[i] for i in layer_range]
         first = layer_range[0]
         plan = recompute[stage_index].relative(first) if recompute else NO_RECOMPUTE
-        shape = (tuple((i.kind, i.in_features, i.out_features) for i in stage_infos), plan)
+        share = recompute_share[stage_index] if recompute_share and plan.active else {}
+        shape = (
+            tuple((i.kind, i.in_features, i.out_features) for i in stage_infos),
+            plan,
+            tuple(sorted(share.items())),
+        )
         if shape not in shape_ids:
             shape_ids[shape] = len(plans)
             inputs = tuple(input_bytes(spec, infos, first + a, rows) for a, _ in plan.segments)
-            plans.append(_stage_plans(stage_infos, rows, spec.itemsize, rule, plan, inputs))
+            plans.append(_stage_plans(stage_infos, rows, spec.itemsize, rule, plan, inputs, share))
         shape_of_stage.append(shape_ids[shape])
         first_layer.append(first)
     return StageShapes(tuple(shape_of_stage), tuple(first_layer), tuple(plans))
@@ -97,21 +105,24 @@ def _shifted(plan: MemoryPlan, first: int) -> MemoryPlan:
     )
 
 
-def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes):
+def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, share=None):
     """Per kind, the plan of one stage, with layer indices relative to its first layer.
 
     The action is a list of work items (``action_work``) in run order, each taking time in
-    proportion to its FLOPs; a forward item caches as it starts, a backward item frees as it
-    finishes. One item's changes all have the same sign, so netting them per item keeps every
-    prefix maximum, hence the peak, identical to the per-tensor sequence the real layers make.
+    proportion to its FLOPs (the recompute items together ``share[kind]`` of the action, when
+    the cost model says so: unit or measured costs are not proportional to FLOPs); a forward
+    item caches as it starts, a backward item frees as it finishes. One item's changes all have
+    the same sign, so netting them per item keeps every prefix maximum, hence the peak,
+    identical to the per-tensor sequence the real layers make.
     """
     out = {}
     for kind, kind_rule in rule.kinds.items():
         items = action_work(stage_infos, rows, itemsize, kind_rule, recompute, checkpoint_bytes)
-        total = sum(item.flops for item in items) or 1.0
+        weights = _weights(items, (share or {}).get(kind))
+        total = sum(weights) or 1.0
         changes, grads, spans, done = [], [], [], 0.0
-        for item in items:
-            before, done = done, done + item.flops
+        for item, weight in zip(items, weights, strict=True):
+            before, done = done, done + weight
             if item.delta:
                 at = before if item.at_start else done
                 changes.append((item.layer, item.delta, at / total))
@@ -124,3 +135,15 @@ def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes)
                     spans.append((before / total, done / total))
         out[kind] = MemoryPlan(tuple(changes), tuple(grads), tuple(spans))
     return out
+
+
+def _weights(items, share: float | None) -> list[float]:
+    """Each item's share of the action's time: its FLOPs, the recompute items scaled so that
+    together they take ``share`` of the action (None: as their FLOPs say)."""
+    flops = [item.flops for item in items]
+    redone = sum(f for f, item in zip(flops, items, strict=True) if item.recompute)
+    own = sum(flops) - redone
+    if share is None or not redone or not own or not 0.0 < share < 1.0:
+        return flops
+    scale = share / (1.0 - share) * own / redone
+    return [f * scale if item.recompute else f for f, item in zip(flops, items, strict=True)]

@@ -249,3 +249,18 @@ def test_a_profile_leaves_the_recompute_out():
         assert plain.keys() == recomputed.keys()
         for kind, cost in plain.items():  # a kind never run is None in both
             assert recomputed[kind] == (None if cost is None else pytest.approx(cost, rel=1e-9))
+
+
+@pytest.mark.parametrize("name", ["1f1b", "zb-h1"])
+def test_the_recompute_spans_take_the_time_recompute_adds(name):
+    """Under unit costs (not proportional to FLOPs) each backward is longer by its recompute,
+    and its recompute sub-spans together last exactly that long."""
+    schedule, parts, _, _ = _case(name, MLP)
+    costs = unit_costs(schedule, parts)
+    plain = simulate(schedule, costs, MLP, parts, 4)
+    plan = plan_stages(RecomputePolicy.parse("every:2"), MLP, parts)
+    recomputed = simulate(schedule, costs, MLP, parts, 4, recompute=plan)
+    busy = {r.rank: r.busy for r in plain.summary().per_rank}
+    for rank in recomputed.summary().per_rank:
+        added = rank.busy - busy[rank.rank]
+        assert recomputed.recompute_time()[rank.rank] == pytest.approx(added, rel=1e-12)
