@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 
 from simulator.timeline import Timeline
 from simulator.units import human_bytes
+from visualize.labels import NEAR, NUMBERS, label_points, rings
 from visualize.style import (
     byte_unit,
     format_time,
@@ -179,59 +180,6 @@ def format_table(rows: list[dict], style: str = "text") -> str:
     return "\n".join([line(headers), line("-" * w for w in widths), *map(line, cells)])
 
 
-_CANDIDATES = [
-    (7, 4, "left", "bottom"),
-    (7, -4, "left", "top"),
-    (-7, 4, "right", "bottom"),
-    (-7, -4, "right", "top"),
-    (0, 9, "center", "bottom"),
-    (0, -9, "center", "top"),
-    (7, 16, "left", "bottom"),
-    (7, -16, "left", "top"),
-    (-7, 16, "right", "bottom"),
-    (-7, -16, "right", "top"),
-    (7, 28, "left", "bottom"),
-    (7, -28, "left", "top"),
-    (-7, 28, "right", "bottom"),
-    (-7, -28, "right", "top"),
-]
-
-
-def place_labels(
-    anchors: list[tuple[float, float]],
-    texts: list[str],
-    fontsize: float,
-    area: tuple[float, float],
-) -> list[tuple[float, float, str, str]]:
-    """Greedy label placement: for each point (in points from the axes' lower left), the first
-    offset ``(dx, dy, ha, va)`` whose text box stays inside ``area`` and clear of every marker
-    and every label placed before it (if none is clear, the one overlapping the fewest, inside
-    the area if any is)."""
-
-    def box(anchor, text, candidate):
-        (x, y), (dx, dy, ha, va) = anchor, candidate
-        w, h = 0.6 * fontsize * len(text), 1.25 * fontsize
-        left = x + dx - {"left": 0, "center": w / 2, "right": w}[ha]
-        bottom = y + dy - {"bottom": 0, "top": h}[va]
-        return left, bottom, left + w, bottom + h
-
-    def overlaps(a, b) -> bool:
-        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-    taken = [(x - 5, y - 5, x + 5, y + 5) for x, y in anchors]
-    placed = []
-    for anchor, text in zip(anchors, texts, strict=True):
-        scores = []
-        for candidate in _CANDIDATES:
-            b = box(anchor, text, candidate)
-            inside = b[0] >= 0 and b[1] >= 0 and b[2] <= area[0] and b[3] <= area[1]
-            scores.append((not inside, sum(overlaps(b, t) for t in taken)))
-        choice = _CANDIDATES[scores.index(min(scores))]
-        taken.append(box(anchor, text, choice))
-        placed.append(choice)
-    return placed
-
-
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
@@ -242,7 +190,10 @@ def compare_figure(
 ) -> Figure:
     """Scatter bubble % (x) against the worst rank's peak activation memory (y), one labelled
     point per run (markers ``gid="point:{schedule}"``, ``schedule`` as in ``comparison_rows``);
-    runs that land on the same point share one label.
+    runs that land on the same point share one label. Labels sit clear of each other and of
+    the points (``visualize.labels``); when that fails somewhere (a crowd of points) every
+    point is numbered instead and a panel on the right lists ``n  label``, in the table's
+    order, beside the point's marker.
 
     With recompute policies (``meta.recompute``) every (schedule, policy) pair is a point: the
     colour is the schedule, the marker the policy (two legends), and each label ends in the
@@ -260,30 +211,86 @@ def compare_figure(
     else:
         colours = rank_palette(len(rows))
     grouped: dict[tuple, list[tuple[str, Timeline, dict]]] = {}
+    looks: dict[tuple, tuple] = {}  # a point's (colour, marker): its last run's, on top
     for (_name, timeline), row, colour in zip(pairs, rows, colours, strict=True):
         x, y = row["bubble_percent"], row["peak_bytes_max"]
+        marker = MARKERS[policies.index(row["recompute"]) % len(MARKERS)]
         ax.scatter(
             [x],
             [y],
             s=70,
             color=colour,
-            marker=MARKERS[policies.index(row["recompute"]) % len(MARKERS)],
+            marker=marker,
             edgecolor="black",
             linewidth=0.6,
             zorder=3,
             gid=f"point:{row['schedule']}",
         )
-        grouped.setdefault((round(x, 6), y), []).append((str(row["schedule"]), timeline, row))
+        point = (round(x, 6), y)
+        grouped.setdefault(point, []).append((str(row["schedule"]), timeline, row))
+        looks[point] = (colour, marker)
     texts = [_point_label(runs, with_policies) for runs in grouped.values()]
     ink = {}  # with policies, a point's label in its schedule's colour (darkened), if just one
     for point, runs in grouped.items() if with_policies else ():
         if len({t.meta.schedule for _, t, _ in runs}) == 1:
             ink[point] = tuple(0.7 * c for c in to_rgb(palette[runs[0][1].meta.schedule]))
-    _label_points(ax, rows, list(grouped), texts, fig.get_size_inches()[0], ink)
     if with_policies:
         _policy_legends(fig, ax, schedules, palette, policies)
     _finish(ax, pairs, title, with_policies)
+    _limits(ax, rows, 1.6 if with_policies else 1.25)
+    inks = [ink.get(point, "black") for point in grouped]
+    offsets = NEAR + rings(40) if with_policies else NEAR
+    labels, clear = label_points(
+        ax, list(grouped), texts, offsets, colours=inks, leader_beyond=10 if ink else 30
+    )
+    if not clear:
+        for label in labels:
+            label.remove()
+        _numbered(ax, rows, list(grouped), texts, inks, [looks[p] for p in grouped])
+        _finish(ax, pairs, title, with_policies, numbered=True)
     return fig
+
+
+def _numbered(ax, rows, points: list, texts: list[str], inks: list, looks: list) -> None:
+    """The crowded case: each point numbered (in the table's order) and the numbered labels
+    listed on the right, beside each point's marker; the figure widens to make room."""
+    fig = ax.figure
+    width, height = fig.get_size_inches()
+    panel = 0.6 + 0.065 * max(map(len, texts), default=0)  # inches: marker, number, label
+    fig.set_size_inches(width + panel, max(height, 1.4 + 0.2 * len(points)))
+    dot = {"linestyle": "none", "markersize": 7, "markeredgecolor": "black"}
+    pad = "\u2007"  # a figure space: as wide as a digit, so the numbers line up
+    fig.legend(
+        handles=[
+            Line2D(
+                [], [], marker=marker, color=colour, label=f"{str(n).rjust(2, pad)}  {text}", **dot
+            )
+            for n, (text, (colour, marker)) in enumerate(zip(texts, looks, strict=True), 1)
+        ],
+        loc="outside right upper",
+        frameon=False,
+        fontsize=8.5,
+        labelspacing=0.45,
+        handletextpad=0.3,
+        title="the points, as in the table",
+        title_fontsize=8.5,
+        alignment="left",
+    )
+    for points_drawn in ax.collections:  # smaller markers: a crowd overlaps less
+        points_drawn.set_sizes([50])
+    _limits(ax, rows, 1.12, below=0.04)
+    numbers = [str(n) for n in range(1, len(points) + 1)]
+    label_points(
+        ax,
+        points,
+        numbers,
+        NUMBERS,
+        colours=inks,
+        fontsize=8.5,
+        leader_beyond=9,
+        marker=5.5,
+        weight="bold",
+    )
 
 
 def _point_label(runs: list[tuple[str, Timeline, dict]], with_policies: bool) -> str:
@@ -295,41 +302,20 @@ def _point_label(runs: list[tuple[str, Timeline, dict]], with_policies: bool) ->
     for _name, timeline, row in runs:
         by_schedule.setdefault(timeline.meta.schedule, []).append(row["recompute"])
     names = ", ".join(f"{s} [{', '.join(p)}]" for s, p in by_schedule.items())
-    if len({row["schedule"] for _, _, row in runs}) != len(runs):  # same name twice: keep them
-        names = ", ".join(name for name, _, _ in runs)
+    plain = all(row["schedule"] == f"{t.meta.schedule} [{row['recompute']}]" for _, t, row in runs)
+    if not plain or len({row["schedule"] for _, _, row in runs}) != len(runs):
+        names = ", ".join(name for name, _, _ in runs)  # names of their own, or one twice
     spans = dict.fromkeys(format_time(r["makespan"], r["time_unit"]) for _, _, r in runs)
     return f"{names} · {' / '.join(spans)}"
 
 
-_LEADER = {"arrowstyle": "-", "lw": 0.5, "shrinkA": 1, "shrinkB": 5}
-
-
-def _label_points(ax, rows: list[dict], points: list, texts: list[str], width: float, colours):
-    """Axes limits with room, then one label beside each point (``place_labels``). With
-    ``colours`` (policies compared: many long labels) more room on the right, each label in
-    ``colours[point]`` (black for a point not in it) with a thin line to its point."""
+def _limits(ax, rows: list[dict], room: float, below: float = 0.0) -> None:
+    """Axes from 0 to ``room`` × the largest bubble (at least 5 %) and from ``-below`` to 1.2
+    × the largest peak (a margin under 0 for labels), the memory axis in round binary units."""
     largest = max((r["peak_bytes_max"] for r in rows), default=1) or 1
     xs = [r["bubble_percent"] for r in rows] or [0.0]
-    x_top, y_top = max(max(xs) * (1.6 if colours else 1.25), 5), largest * 1.2
-    ax.set_xlim(0, x_top)
-    ax.set_ylim(0, y_top)
-    width_pts, height_pts = width * 72 * 0.82, 5.2 * 72 * 0.72  # the axes, roughly
-    anchors = [(x / x_top * width_pts, y / y_top * height_pts) for x, y in points]
-    for (x, y), text, (dx, dy, ha, va) in zip(
-        points, texts, place_labels(anchors, texts, 9, (width_pts, height_pts)), strict=True
-    ):
-        ax.annotate(
-            text,
-            xy=(x, y),
-            xytext=(dx, dy),
-            textcoords="offset points",
-            ha=ha,
-            va=va,
-            fontsize=9,
-            zorder=4,
-            color=colours.get((x, y), "black"),
-            arrowprops=None if not colours else _LEADER | {"color": colours.get((x, y), "black")},
-        )
+    ax.set_xlim(0, max(max(xs) * room, 5))
+    ax.set_ylim(-below * largest * 1.2, largest * 1.2)
     set_bytes_axis(ax, largest, nbins=5)
 
 
@@ -354,7 +340,7 @@ def _policy_legends(fig, ax, schedules: list[str], palette: dict, policies: list
     )
 
 
-def _finish(ax, pairs, title: str | None, with_policies: bool) -> None:
+def _finish(ax, pairs, title: str | None, with_policies: bool, numbered: bool = False) -> None:
     ax.set_xlabel("bubble (% of ranks × makespan idle)")
     ax.set_ylabel("peak activation memory (worst rank)")
     ax.grid(color="#E6E6E6", lw=0.6)
@@ -370,7 +356,8 @@ def _finish(ax, pairs, title: str | None, with_policies: bool) -> None:
         )
     below = "lower left is better"
     if with_policies:
-        below += " · labels end in the makespan: recomputation costs time, not bubble"
+        note = "makespans in the list" if numbered else "labels end in the makespan"
+        below += f" · {note}: recomputation costs time, not bubble"
     ax.set_title(f"{title or what}\n{below}", fontsize=11)
 
 
