@@ -73,9 +73,14 @@ def resolve(args, train: bool = False) -> None:
         model = default_train_model(empty.num_stages)
     model, batch_size = _model_and_batch(args, model, empty)
     dp = getattr(args, "dp", 1)
-    plan = make_plan(
-        empty, model, batch_size, dp, getattr(args, "tp", None), getattr(args, "sp", None) or None
-    )
+    recompute = getattr(args, "recompute", None)
+    if recompute and recompute.strip().lower().startswith("budget"):
+        raise PebbleError(
+            "--recompute budget: is solved for a given schedule; with --schedule auto choose a "
+            "named policy (full, selective, every:K, sqrt) and let --memory-limit bind."
+        )
+    tp_sp = (getattr(args, "tp", None), getattr(args, "sp", None) or None)
+    plan = make_plan(empty, model, batch_size, dp, *tp_sp, recompute=recompute)
     costs = make_costs(
         plan,
         getattr(args, "costs", None),
@@ -164,12 +169,16 @@ def problem_for(
     plan, costs: CostModel, limit: str | None, layout: str, objective: str = "makespan"
 ) -> AutoProblem:
     """The ``AutoProblem`` of ``plan`` at ``costs``: times per stage and link, memory deltas
-    per stage from the footprints, and the limit read from ``--memory-limit``."""
+    per stage from the footprints (under ``plan.recompute``: what a forward keeps, and the
+    backward longer by its recompute), and the limit read from ``--memory-limit``."""
     from schedules.auto import AutoProblem
     from simulator.analytic.memory_plan import memory_plans
+    from simulator.analytic.recompute_costs import apply_recompute
 
     stages = plan.partition.num_stages
-    plans = memory_plans(plan.spec, plan.partition, plan.microbatch_rows)
+    recompute = plan.recompute.stages if plan.recompute is not None else None
+    plans = memory_plans(plan.spec, plan.partition, plan.microbatch_rows, recompute=recompute)
+    costs = apply_recompute(costs, plan.spec, plan.partition, plan.recompute)
     forward, weight, rise = [], [], []
     for s in range(stages):
         forward.append(float(sum(d for _, d, _ in plans[(s, "F")].changes)))

@@ -113,3 +113,29 @@ def test_ray_recomputes_for_real(ray_session, name, policy):
     spans = sorted((r.step, r.stage, r.microbatch) for r in measured.recompute)
     assert spans == sorted((r.step, r.stage, r.microbatch) for r in predicted.recompute)
     assert measured.meta.recompute == policy
+
+
+def test_auto_schedules_for_what_the_policy_keeps(capsys):
+    """--schedule auto under a memory limit plans with the policy's footprints and longer
+    backwards: selective recomputation leaves room for more microbatches in flight, so the
+    schedule it finds is faster, and both stay within the limit."""
+    limit = 3 * 2**30
+    runs = {}
+    for policy in ("none", "selective"):
+        code, out, err = run_cli(
+            capsys, "simulate", "--schedule", "auto", "--ranks", 4, "--microbatches", 8,
+            "--model", "gpt3-1.3b", "--hardware", "h100", "--memory-limit", limit,
+            "--recompute", policy, "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        runs[policy] = json.loads(out)
+        assert max(r["peak_activation_bytes"] for r in runs[policy]["per_rank"]) <= limit
+    assert runs["selective"]["makespan"] < runs["none"]["makespan"]
+
+
+def test_auto_refuses_a_budget(capsys):
+    code, _, err = run_cli(
+        capsys, "simulate", "--schedule", "auto", *SIZES, "--recompute", "budget:50%"
+    )
+    assert code != 0
+    one_sentence_error(err)
