@@ -94,23 +94,9 @@ def simulate(
         )
     )
     timeline.meta = replace(timeline.meta, cores=cores)
-    share = None
-    if recompute is not None and recompute.active:
-        plain, costs = costs, apply_recompute(costs, spec, partition, recompute, run.rule)
-        share = tuple(
-            {
-                kind: 1.0 - plain.stage_costs[s].of(kind) / after.of(kind)
-                for kind in run.rule.kinds
-                if after.of(kind) > plain.stage_costs[s].of(kind)
-            }
-            for s, after in enumerate(costs.stage_costs)
-        )
-        flops = rank_recompute_flops(schedule, spec, partition, recompute, microbatch_rows)
-        timeline.meta = replace(
-            timeline.meta, recompute=recompute.policy, recompute_flops=tuple(f * dp for f in flops)
-        )
-    else:
-        recompute = None
+    costs, share, recompute = _with_recompute(
+        timeline, costs, spec, partition, microbatch_rows, run, recompute, dp
+    )
     walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline, recompute, share)
     runtime = runtime_of(walk.arrays, costs, run)
     if cores is not None or runtime is not None:
@@ -133,6 +119,28 @@ def simulate(
             barrier = step_end + costs.optimizer_time
     walk.finish()
     return timeline
+
+
+def _with_recompute(timeline, costs, spec, partition, rows, run, recompute, dp):
+    """The costs with every recomputing backward longer, each (stage, kind)'s share of its
+    time that is recompute, and the plan (None when it recomputes nothing); records the policy
+    and each rank's recompute FLOPs in the Timeline's meta."""
+    if recompute is None or not recompute.active:
+        return costs, None, None
+    plain, costs = costs, apply_recompute(costs, spec, partition, recompute, run.rule)
+    share = tuple(
+        {
+            kind: 1.0 - plain.stage_costs[s].of(kind) / after.of(kind)
+            for kind in run.rule.kinds
+            if after.of(kind) > plain.stage_costs[s].of(kind)
+        }
+        for s, after in enumerate(costs.stage_costs)
+    )
+    flops = rank_recompute_flops(run.schedule, spec, partition, recompute, rows)
+    timeline.meta = replace(
+        timeline.meta, recompute=recompute.policy, recompute_flops=tuple(f * dp for f in flops)
+    )
+    return costs, share, recompute
 
 
 class _Walk:
