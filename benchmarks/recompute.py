@@ -4,12 +4,13 @@
     time to solve (median of ``--repeats``), at budgets of 90%, 60% and 30% of the fullest
     rank's peak; target < 1 s each. Also one rank holding 32 blocks: the solver's time grows with
     the blocks on one stage (about 1 s at 32, 11 s at 48; a pipeline stage holds far fewer).
-(b) on the Ray pipeline: the measured extra step time of ``full`` over ``none`` against the
-    analytic prediction of that extra from the same measured profile (calibrated in the
-    ``none`` run: each kind's cost alone, recomputation off), target within 10%; and the
-    policy table (peak activations and step time of none, selective-free MLP policies).
+(b) on the Ray pipeline: the measured extra time of ``full`` over ``none``, per step and per
+    backward, against the analytic prediction of that extra from the same measured profile
+    (calibrated in a ``none`` run: each kind's cost alone, recomputation off), target within
+    10%; and each policy's peak activations. Runs alternate none/full (``--pairs``) because a
+    step's span on a shared 2-core VM swings by 10% or more from run to run.
 
-Run: python benchmarks/recompute.py [--repeats 3] [--skip-ray] [--steps 6]
+Run: python benchmarks/recompute.py [--repeats 3] [--skip-ray] [--steps 6] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -75,7 +76,16 @@ def step_times(timeline) -> list[float]:
     return spans
 
 
-def on_ray(steps: int) -> None:
+def backward_times(timeline) -> list[float]:
+    """Every backward's duration after the first step (its recompute included)."""
+    return [e.end - e.start for e in timeline.events if e.kind == "B" and e.step > 0]
+
+
+def on_ray(steps: int, pairs: int) -> None:
+    """``pairs`` alternating runs of none and full (a shared VM drifts: alternating spreads
+    the drift over both), each ``steps`` steps; medians over every run's steps after the
+    first. The prediction is from the first none run's profile (calibrated alone, recompute
+    off)."""
     import ray
 
     from simulator.ray_pipeline.executor import RayOptions, RayPipeline
@@ -91,57 +101,75 @@ def on_ray(steps: int) -> None:
     )
     schedule = build_schedule("1f1b", 2, m)
     parts = partition(spec, schedule.num_stages)
-    plans = {
-        p: plan_stages(RecomputePolicy.parse(p), spec, parts) for p in ("none", "sqrt", "full")
-    }
-    measured, timelines = {}, {}
+    plans = {p: plan_stages(RecomputePolicy.parse(p), spec, parts) for p in ("none", "full")}
+    spans = {p: [] for p in plans}
+    backwards = {p: [] for p in plans}
+    peaks, profile = {}, None
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
-        for policy, plan in plans.items():
-            options = RayOptions(recompute=plan if plan.active else None)
-            with RayPipeline(schedule, config, options) as pipeline:
-                result = pipeline.run(steps)
-            timelines[policy] = result
-            measured[policy] = statistics.median(step_times(result.timeline))
+        for _ in range(pairs):
+            for policy, plan in plans.items():
+                options = RayOptions(recompute=plan if plan.active else None)
+                with RayPipeline(schedule, config, options) as pipeline:
+                    result = pipeline.run(steps)
+                profile = profile or result.profile  # the first none run's
+                spans[policy] += step_times(result.timeline)
+                backwards[policy] += backward_times(result.timeline)
+                peaks[policy] = result.timeline.peak_activation_bytes()[0]
     finally:
         ray.shutdown()
-    profile = timelines["none"].profile  # calibrated with recomputation off
     costs = profile_costs(profile, spec, parts, rows)
-
-    def predicted(policy: str) -> float:
-        plan = plans[policy]
+    predicted = {}
+    for policy, plan in plans.items():
         timeline = simulate(
             schedule, costs, spec, parts, rows, cores=profile.cores,
             recompute=plan if plan.active else None,
         )  # fmt: skip
-        events = timeline.events
-        return max(e.end for e in events) - min(e.start for e in events)
-
-    print(f"\n(b) Ray: {spec.to_text()}, 1f1b p=2 m={m}, {rows} rows per microbatch")
-    print(f"  {'policy':>6}  {'peak rank 0':>12}  {'measured step':>13}  {'predicted':>9}")
-    for policy in plans:
-        peak = timelines[policy].timeline.peak_activation_bytes()[0]
-        print(
-            f"  {policy:>6}  {human_bytes(peak):>12}  {1e3 * measured[policy]:10.1f} ms  "
-            f"{1e3 * predicted(policy):6.1f} ms"
+        predicted[policy] = (
+            max(e.end for e in timeline.events) - min(e.start for e in timeline.events),
+            statistics.fmean(backward_times_all(timeline)),
         )
-    extra = measured["full"] - measured["none"]
-    forecast = predicted("full") - predicted("none")
-    print(
-        f"  full - none: measured {1e3 * extra:.1f} ms, predicted {1e3 * forecast:.1f} ms, "
-        f"error {100 * abs(extra - forecast) / forecast:.1f}%  [target <= 10%]"
-    )
+    print(f"\n(b) Ray: {spec.to_text()}, 1f1b p=2 m={m}, {rows} rows per microbatch")
+    print(f"    {pairs} alternating runs of each policy, {steps} steps each (medians of steps 1..)")
+    header = ("policy", "peak rank 0", "step", "predicted", "backward", "predicted")
+    print("  " + "  ".join(f"{h:>12}" for h in header))
+    for policy in plans:
+        cells = [
+            policy,
+            human_bytes(peaks[policy]),
+            f"{1e3 * statistics.median(spans[policy]):.1f} ms",
+            f"{1e3 * predicted[policy][0]:.1f} ms",
+            f"{1e3 * statistics.median(backwards[policy]):.1f} ms",
+            f"{1e3 * predicted[policy][1]:.1f} ms",
+        ]
+        print("  " + "  ".join(f"{c:>12}" for c in cells))
+    for what, index, measured in (
+        ("step", 0, [statistics.median(spans[p]) for p in plans]),
+        ("backward", 1, [statistics.median(backwards[p]) for p in plans]),
+    ):
+        extra = measured[1] - measured[0]
+        forecast = predicted["full"][index] - predicted["none"][index]
+        print(
+            f"  full - none per {what}: measured {1e3 * extra:.1f} ms, predicted "
+            f"{1e3 * forecast:.1f} ms, error {100 * abs(extra - forecast) / forecast:.1f}%"
+            "  [target <= 10%]"
+        )
+
+
+def backward_times_all(timeline) -> list[float]:
+    return [e.end - e.start for e in timeline.events if e.kind == "B"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--pairs", type=int, default=3, help="alternating none/full runs")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     solver(args.repeats)
     if not args.skip_ray:
-        on_ray(args.steps)
+        on_ray(args.steps, args.pairs)
 
 
 if __name__ == "__main__":
