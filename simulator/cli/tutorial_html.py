@@ -46,23 +46,23 @@ ul.toc { list-style: none; padding-left: 0; font-size: 18px; } ul.toc li { margi
 
 
 def inline_html(text: str) -> str:
-    """Escape ``text`` and render inline Markdown: code spans, bold, italic and links."""
-    parts = re.split(r"(`[^`]+`)", text)
-    out = []
-    for part in parts:
-        if len(part) > 1 and part.startswith("`") and part.endswith("`"):
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        part = html.escape(part, quote=False)
-        part = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", part)
-        part = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", part)
-        part = re.sub(
-            r"\[([^\]]+)\]\(([^)\s]+)\)",
-            lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>',
-            part,
-        )
-        out.append(part)
-    return "".join(out)
+    """Escape ``text`` and render inline Markdown: code spans, bold, italic and links. Code
+    spans are set aside first, so bold or italic text may contain them (``**the `m`**``)."""
+    spans: list[str] = []
+
+    def keep(match: re.Match) -> str:
+        spans.append(f"<code>{html.escape(match.group(1))}</code>")
+        return f"\x00{len(spans) - 1}\x00"
+
+    part = html.escape(re.sub(r"`([^`]+)`", keep, text), quote=False)
+    part = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", part)
+    part = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", part)
+    part = re.sub(
+        r"\[([^\]]+)\]\(([^)\s]+)\)",
+        lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>',
+        part,
+    )
+    return re.sub("\x00(\\d+)\x00", lambda m: spans[int(m.group(1))], part)
 
 
 def _list_html(lines: list[str], start: int) -> tuple[str, int]:
@@ -114,13 +114,20 @@ def markdown_html(text: str) -> str:
             paragraph = []
             while index < len(lines) and lines[index].strip():
                 if paragraph and (
-                    lines[index].startswith(("```", "#")) or _LIST_ITEM.match(lines[index])
+                    lines[index].startswith(("```", "#")) or _interrupts(lines[index])
                 ):
                     break
                 paragraph.append(lines[index].strip())
                 index += 1
             blocks.append(f"<p>{inline_html(' '.join(paragraph))}</p>")
     return "\n".join(blocks)
+
+
+def _interrupts(line: str) -> bool:
+    """Does a list start here, ending the paragraph above? A bullet does; a number only as
+    ``1.`` (CommonMark's rule: a wrapped line that begins "15." is still the paragraph)."""
+    item = _LIST_ITEM.match(line)
+    return bool(item) and not item.group(1) and item.group(2) in ("-", "*", "1.")
 
 
 def _highlighter():
