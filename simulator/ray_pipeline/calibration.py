@@ -7,8 +7,12 @@ wants the *work* of each action (its time alone) and then decides how the ranks 
 (``simulator.analytic.sharing``). So before step 0 the driver runs a few microbatches through the
 pipeline one action at a time, nothing else computing, and measures:
 
-* each stage's F, I, W and B (the kinds its schedule uses): the median over ``repeats`` runs,
-  after one warm-up run whose times are dropped (first calls allocate and page in memory);
+* each stage's F, I, W and B (the kinds its schedule uses): the shortest of ``repeats`` runs,
+  after one warm-up run whose times are dropped (first calls allocate and page in memory).
+  The shortest, not the median: other work on the machine only ever lengthens an action, and on
+  a shared 2-core VM one of three repeats often ran 10-20% long (one demo's calibration read a
+  stage's B as 16.9 ms where every other run read 14.0-14.5 ms, and the prediction came out
+  10% over);
 * the **call overhead**: the gap between two back-to-back Ray calls on one actor when the first
   returns nothing (taking the next call), and the **send overhead**: how much longer it is when
   the first returns its output (putting it into the object store), on stage 0's forward;
@@ -38,14 +42,14 @@ import numpy as np
 
 from schedules.dependencies import Kind
 from simulator.model.cache import ActivationCache
-from simulator.ray_pipeline.machine import NodeState, driver_identity, shared_cores
+from simulator.ray_pipeline.machine import NodeState, busy_cores, driver_identity, shared_cores
 
 REPEATS = 3  # timed runs per stage and kind, after one warm-up run
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What calibration measured, in seconds: per stage, the median alone time of each kind it
+    """What calibration measured, in seconds: per stage, the shortest alone time of each kind it
     ran (None: not in the schedule); the call overhead on the rank; the transfer between ranks;
     the cores the rank actors share (``machine.shared_cores``); the send overhead on a rank
     that hands an output to another; the CPU a call costs off the rank (the driver, the object
@@ -193,6 +197,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
     """Time every stage's actions alone on replica 0's actors (see the module docstring)."""
     import ray
 
+    settle()
     session = _Session(pipeline, repeats)
     probe = session.actors[session.to_rank[0]]
     driver = driver_identity()
@@ -206,7 +211,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
     ray.get([a.finish_calibration.remote() for a in session.actors])
     costs = [
         {
-            kind: statistics.median(session.durations[(s, kind)])
+            kind: min(session.durations[(s, kind)])
             if (s, kind) in session.durations
             else None
             for kind in ("F", "I", "W", "B")
@@ -224,6 +229,28 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
         call_cpu=call_cpu,
         background_load=load,
     )
+
+
+# Before timing anything, wait (at most SETTLE_TIMEOUT seconds) until the machine's busy cores
+# over a SETTLE_WINDOW fall below SETTLE_BUSY: right after Ray starts, its freshly started
+# worker processes import for a second or two, and a calibration in that time read alone times
+# up to 40% long (the first demo schedule's forwards: 10.5 ms against 7.5 ms in later runs).
+SETTLE_BUSY = 0.3  # cores
+SETTLE_WINDOW = 0.25  # seconds
+SETTLE_TIMEOUT = 4.0  # seconds
+
+
+def settle(busy=None) -> float:
+    """Wait until this machine is nearly idle (see SETTLE_BUSY); returns the seconds waited.
+    ``busy(window)`` measures busy cores (default ``machine.busy_cores``; None when the
+    machine cannot say, which ends the wait)."""
+    measure = busy or busy_cores
+    began = time.monotonic()
+    while time.monotonic() - began < SETTLE_TIMEOUT:
+        cores = measure(SETTLE_WINDOW)
+        if cores is None or cores < SETTLE_BUSY:
+            break
+    return time.monotonic() - began
 
 
 # seconds of an idle pipeline whose CPU use is the background load: long enough that the tail

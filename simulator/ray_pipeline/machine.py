@@ -120,3 +120,23 @@ def driver_identity() -> tuple[str, int]:
     import ray
 
     return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+def busy_cores(window: float) -> float | None:
+    """Cores this machine kept busy over the next ``window`` seconds (``/proc/stat``: all but
+    idle and I/O wait), or None where ``/proc/stat`` does not say."""
+
+    def reading():
+        try:
+            with open("/proc/stat") as handle:
+                fields = [float(x) for x in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields[:8]) - fields[3] - fields[4]  # busy jiffies (user .. steal)
+
+    first = reading()
+    time.sleep(window)
+    second = reading()
+    if first is None or second is None:
+        return None
+    return (second - first) / (os.sysconf("SC_CLK_TCK") * window)

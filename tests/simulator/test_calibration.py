@@ -68,3 +68,25 @@ def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_p
     result.timeline.save(tmp_path / "timeline.json")
     assert Timeline.load(tmp_path / "timeline.json").meta == meta
     assert calibrated_profile(profile, None) is profile
+
+
+def test_calibration_waits_for_a_quiet_machine(monkeypatch):
+    """Calibration starts once the machine is nearly idle: it polls until the busy cores fall
+    under SETTLE_BUSY, stops at once where the machine cannot say, and gives up at the timeout."""
+    from simulator.ray_pipeline import calibration
+
+    readings = iter([1.6, 0.9, 0.1, 5.0])
+    polled = []
+
+    def busy(window):
+        polled.append(window)
+        return next(readings)
+
+    calibration.settle(busy)
+    assert len(polled) == 3
+    polled.clear()
+    calibration.settle(lambda window: polled.append(window))  # None: unknown
+    assert len(polled) == 1
+    monkeypatch.setattr(calibration, "SETTLE_TIMEOUT", 0.05)
+    waited = calibration.settle(lambda window: 2.0)
+    assert 0.05 <= waited < 1.0
