@@ -211,9 +211,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
     ray.get([a.finish_calibration.remote() for a in session.actors])
     costs = [
         {
-            kind: min(session.durations[(s, kind)])
-            if (s, kind) in session.durations
-            else None
+            kind: min(session.durations[(s, kind)]) if (s, kind) in session.durations else None
             for kind in ("F", "I", "W", "B")
         }
         for s in range(pipeline.schedule.num_stages)
