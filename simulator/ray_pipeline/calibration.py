@@ -234,7 +234,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
 # worker processes import for a second or two, and a calibration in that time read alone times
 # up to 40% long (the first demo schedule's forwards: 10.5 ms against 7.5 ms in later runs).
 SETTLE_BUSY = 0.3  # cores
-SETTLE_WINDOW = 0.25  # seconds
+SETTLE_WINDOW = 0.1  # seconds (10 clock ticks per core: enough to tell 0.3 cores)
 SETTLE_TIMEOUT = 4.0  # seconds
 
 

@@ -101,7 +101,8 @@ def test_ray_recomputes_for_real(ray_session, name, policy):
     plan = plan_stages(RecomputePolicy.parse(policy), spec, partition(spec, schedule.num_stages))
     results = {}
     for recompute in (None, plan):
-        with RayPipeline(schedule, config, RayOptions(recompute=recompute)) as pipeline:
+        options = RayOptions(recompute=recompute, calibrate=False)
+        with RayPipeline(schedule, config, options) as pipeline:
             result = pipeline.run(config.steps, check=True)
             results[recompute is None] = (result, pipeline.prediction(result))
     (plain, _), (recomputed, predicted) = results[True], results[False]
