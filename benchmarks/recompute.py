@@ -3,7 +3,7 @@
 (a) the ``budget:`` solver on a 126-block chain (Llama 3 405B) under 16-rank schedules: the
     time to solve (median of ``--repeats``), at budgets of 90%, 60% and 30% of the fullest
     rank's peak; target < 1 s each. Also one rank holding 32 blocks: the solver's time grows with
-    the blocks on one stage (about 1 s at 32, 11 s at 48; a pipeline stage holds far fewer).
+    the blocks on one stage (0.7 s at 32, 5 s at 48, 25 s at 64; a pipeline stage holds fewer).
 (b) on the Ray pipeline: the measured extra time of ``full`` over ``none``, per step and per
     backward, against the analytic prediction of that extra from the same measured profile
     (calibrated in a ``none`` run: each kind's cost alone, recomputation off), target within

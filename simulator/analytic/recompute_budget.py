@@ -21,14 +21,16 @@ backward's level at layer ``j`` and ``D_<j`` what segments ending below ``j``'s 
 analytic executor.)
 
 **Per stage: a dynamic program over the chain** (first block to last). A partial placement of
-the blocks below a boundary is summarised by ``(R, D, Q'_I, Q'_B)`` with ``Q' = max (m - D_<)``;
-every continuation treats two partial placements alike except through these numbers, and each
-is monotone (less ``R``, more ``D``, less ``Q'`` is never worse), so only the Pareto front of
-partial placements is kept. From a boundary, the next block is kept or starts a segment of
-``1..L`` adjacent blocks. Time ``O(n^2 F)`` for ``n`` blocks on the stage and a front of ``F``
-states; for identical transformer blocks ``F`` grows about as ``n^2 / 1.6``, so 8 blocks per stage
-(a 126-block model over 16 ranks) solve in milliseconds, one stage of 32 blocks in about a second
-and 48 in about 11 s (``benchmarks/recompute.py``). Only the backward kinds the schedule runs on
+the blocks below a boundary is summarised by ``(R, D, Q'_I, Q'_B)`` with ``Q' = max (m - D_<)``,
+and, while a segment is running, by what it will have dropped when it closes and what was
+dropped below it; every continuation treats two partial placements alike except through these
+numbers, and each is monotone (less ``R``, more ``D``, less ``Q'`` is never worse), so only the
+Pareto front of partial placements is kept. Each block moves every state once (keep it, start a
+segment with it, or extend the running one; a running segment may close after any block).
+Time ``O(n F^2)`` for ``n`` blocks on the stage and fronts of ``F`` states; for identical
+transformer blocks ``F`` grows about as ``n^2``: 8 blocks per stage (a 126-block model over 16
+ranks) solve in tens of milliseconds, one stage of 32 blocks in under a second, 48 in about 5 s
+and 64 in about 25 s (``benchmarks/recompute.py``). Only the backward kinds the schedule runs on
 a stage count (an unused kind's climb never binds).
 
 **Per rank: an exact walk.** A rank's memory depends only on its own action order. Before each
@@ -139,53 +141,59 @@ def _pieces(spec, infos, layers, rows, kinds=("I", "B")) -> tuple[list[_Piece], 
     return pieces, sum(cached), held
 
 
-def _pareto(states: list[tuple]) -> list[tuple]:
-    """States (R, -D, Q'_I, Q'_B, segments) not dominated in the first four (all minimised)."""
-    states.sort(key=lambda s: s[:4])
+def _pareto(states: list[tuple], dims: int) -> list[tuple]:
+    """The states not dominated in their first ``dims`` numbers (all minimised)."""
+    if len(states) < 2:
+        return states
+    states.sort(key=lambda s: s[:dims])
     kept: list[tuple] = []
+    front = np.empty((len(states), dims - 1))
     for state in states:
-        if not any(k[1] <= state[1] and k[2] <= state[2] and k[3] <= state[3] for k in kept):
-            kept.append(state)
+        key = np.asarray(state[1:dims], dtype=float)
+        count = len(kept)
+        if count and (front[:count] <= key).all(axis=1).any():
+            continue  # an earlier (no more FLOPs) state is no worse in every other number
+        front[count] = key
+        kept.append(state)
     return kept
 
 
 def stage_placements(pieces: list[_Piece], kept_none: int) -> list[Placement]:
-    """The Pareto front of one stage's placements (the dynamic program above)."""
-    fronts: list[list[tuple]] = [[] for _ in range(len(pieces) + 1)]
-    fronts[0] = [(0.0, 0, -(10**30), -(10**30), ())]
-    for i, piece in enumerate(pieces):
-        fronts[i] = _pareto(fronts[i])
-        for r, neg_d, qi, qb, segs in fronts[i]:
+    """The Pareto front of one stage's placements (the dynamic program above).
+
+    Closed states ``(R, -D, Q'_I, Q'_B, segments)`` have no segment running; open states
+    ``(R, -D_if_closed, -D_before, Q'_I, Q'_B, segments, first, last)`` are inside a segment
+    that began at layer ``first`` with ``D_before`` dropped below it. Each piece moves every
+    state once: a closed one keeps the piece or opens a segment with it; an open one extends
+    its segment (if the piece is a droppable neighbour). Every open state is also closed after
+    each piece. So the work is linear in the pieces times the fronts."""
+    low = -(10**30)
+    closed: list[tuple] = [(0.0, 0, low, low, ())]
+    opened: list[tuple] = []
+    for index, piece in enumerate(pieces):
+        next_closed, next_open = [], []
+        for r, neg_d, qi, qb, segs in closed:
             d = -neg_d
-            # keep this piece
-            fronts[i + 1].append(
-                (r, neg_d, max(qi, piece.level_i - d), max(qb, piece.level_b - d), segs)
-            )
-            if not piece.droppable:
-                continue
-            cached = flops = 0
-            top_i = top_b = -(10**30)
-            for k in range(i, len(pieces)):  # a segment of pieces i..k
-                part = pieces[k]
-                if not part.droppable or (k > i and pieces[k - 1].last + 1 != part.first):
-                    break
-                cached, flops = cached + part.cached, flops + part.flops
-                top_i, top_b = max(top_i, part.level_i), max(top_b, part.level_b)
-                dropped = cached - piece.checkpoint
-                fronts[k + 1].append(
-                    (
-                        r + flops,
-                        neg_d - dropped,
-                        max(qi, top_i - d),
-                        max(qb, top_b - d),
-                        (*segs, (piece.first, part.last)),
-                    )
-                )
-    out = []
-    for r, neg_d, qi, qb, segs in _pareto(fronts[-1]):
-        d = -neg_d
-        out.append(Placement(r, kept_none - d, qi + d, qb + d, segs))
-    return out
+            qi, qb = max(qi, piece.level_i - d), max(qb, piece.level_b - d)
+            next_closed.append((r, neg_d, qi, qb, segs))
+            if piece.droppable:
+                dropped = piece.cached - piece.checkpoint
+                opened_state = (r + piece.flops, neg_d - dropped, neg_d, qi, qb, segs)
+                next_open.append((*opened_state, piece.first, piece.last))
+        adjacent = index > 0 and pieces[index - 1].last + 1 == piece.first
+        if piece.droppable and adjacent:
+            for r, neg_close, neg_before, qi, qb, segs, first, _ in opened:
+                d = -neg_before
+                qi, qb = max(qi, piece.level_i - d), max(qb, piece.level_b - d)
+                state = (r + piece.flops, neg_close - piece.cached, neg_before, qi, qb, segs)
+                next_open.append((*state, first, piece.last))
+        opened = _pareto(next_open, 5)
+        next_closed += [(r, nc, qi, qb, (*segs, (a, b))) for r, nc, _, qi, qb, segs, a, b in opened]
+        closed = _pareto(next_closed, 4)
+    return [
+        Placement(r, kept_none + neg_d, qi - neg_d, qb - neg_d, segs)
+        for r, neg_d, qi, qb, segs in closed
+    ]
 
 
 _KINDS = {"F": 0, "I": 1, "B": 2, "W": 3}
