@@ -11,10 +11,10 @@ from simulator.cli.printing import (
     format_summary,
     format_train_report,
 )
+from simulator.cli.recompute_args import recompute_policies
 from simulator.cli.workflows import (
     compare_timelines,
     make_schedule,
-    recompute_policies,
     simulate_args,
     simulated_cores,
     summary_dict,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from schedules.registry import build_schedule
 from simulator.cli.outputs import StagedOutput
+from simulator.cli.recompute_args import recompute_policies
 from simulator.cli.workflows import (
     compare_timelines,
     make_plan,
-    recompute_policies,
     write_measured_run,
 )
 from simulator.errors import PebbleError

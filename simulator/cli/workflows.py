@@ -27,7 +27,7 @@ from simulator.cli.limits import (
     estimated_actions,
 )
 from simulator.cli.numbers import MAX_RATE, MAX_TIME, parse_float
-from simulator.cli.recompute_args import recompute_policies, resolve_recompute  # noqa: F401
+from simulator.cli.recompute_args import resolve_recompute
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows

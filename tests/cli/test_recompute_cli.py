@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from simulator.cli.workflows import recompute_policies
+from simulator.cli.recompute_args import recompute_policies
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from schedules.auto import AutoProblem, auto_schedule
@@ -10,14 +9,7 @@ from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
-
-
-def max_rel(a: dict, b: dict) -> float:
-    worst = 0.0
-    for key, ref in b.items():
-        scale = max(float(np.abs(ref).max()), 1e-300)
-        worst = max(worst, float(np.abs(a[key] - ref).max()) / scale)
-    return worst
+from tests.simulator.test_ray_executor import max_rel
 
 
 @pytest.mark.parametrize(
