@@ -30,6 +30,7 @@ from simulator.analytic.recompute_costs import (
     apply_recompute,
     rank_recompute_flops,
     recompute_spans,
+    stage_recompute_flops,
 )
 from simulator.analytic.run_meta import run_meta
 from simulator.analytic.sharing import check_cores, runtime_of, shared_action_times
@@ -127,7 +128,9 @@ def _with_recompute(timeline, costs, spec, partition, rows, run, recompute, dp):
     and each rank's recompute FLOPs in the Timeline's meta."""
     if recompute is None or not recompute.active:
         return costs, None, None
-    plain, costs = costs, apply_recompute(costs, spec, partition, recompute, run.rule)
+    per_stage = stage_recompute_flops(spec, partition, recompute, run.rule)
+    plain = costs
+    costs = apply_recompute(costs, spec, partition, recompute, run.rule, per_stage)
     share = tuple(
         {
             kind: 1.0 - plain.stage_costs[s].of(kind) / after.of(kind)
@@ -136,7 +139,9 @@ def _with_recompute(timeline, costs, spec, partition, rows, run, recompute, dp):
         }
         for s, after in enumerate(costs.stage_costs)
     )
-    flops = rank_recompute_flops(run.schedule, spec, partition, recompute, rows)
+    flops = rank_recompute_flops(
+        run.schedule, spec, partition, recompute, rows, run.rule, per_stage
+    )
     timeline.meta = replace(
         timeline.meta, recompute=recompute.policy, recompute_flops=tuple(f * dp for f in flops)
     )

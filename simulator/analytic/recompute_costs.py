@@ -39,13 +39,14 @@ def apply_recompute(
     partition: Partition,
     plan: RecomputePlan | None,
     rule: DependencyRule = PIPELINE_RULE,
+    per_stage: list[tuple[float, float]] | None = None,
 ) -> CostModel:
-    """``costs`` with every recomputing stage's backward longer by its recompute."""
+    """``costs`` with every recomputing stage's backward longer by its recompute
+    (``per_stage``: ``stage_recompute_flops``, when the caller has it already)."""
     if plan is None or not plan.active:
         return costs
-    ratios = tuple(
-        r / f if f else 0.0 for r, f in stage_recompute_flops(spec, partition, plan, rule)
-    )
+    per_stage = per_stage or stage_recompute_flops(spec, partition, plan, rule)
+    ratios = tuple(r / f if f else 0.0 for r, f in per_stage)
     return with_recompute(costs, ratios)
 
 
@@ -56,10 +57,12 @@ def rank_recompute_flops(
     plan: RecomputePlan,
     microbatch_rows: int,
     rule: DependencyRule = PIPELINE_RULE,
+    per_stage: list[tuple[float, float]] | None = None,
 ) -> tuple[float, ...]:
-    """Per rank, the FLOPs one step spends recomputing (every microbatch's backward)."""
+    """Per rank, the FLOPs one step spends recomputing (every microbatch's backward;
+    ``per_stage`` as in ``apply_recompute``)."""
     totals = [0.0] * schedule.num_ranks
-    per_stage = stage_recompute_flops(spec, partition, plan, rule)
+    per_stage = per_stage or stage_recompute_flops(spec, partition, plan, rule)
     for stage_index, (extra, _) in enumerate(per_stage):
         rank = schedule.stage_to_rank[stage_index]
         totals[rank] += extra * microbatch_rows * schedule.num_microbatches
