@@ -32,21 +32,19 @@ class WorkItem:
 
 def _forward_bytes(info, footprint, selective: bool) -> int:
     """What a layer's forward caches: all of it, or without what selective recompute drops."""
-    cached = footprint.F
     slots = getattr(info.cls, "RECOMPUTED_SLOTS", None)
-    if selective and slots is not None:
-        dropped = set(range(len(cached))[slots])
-        cached = tuple(b for i, b in enumerate(cached) if i not in dropped)
-    return sum(cached)
+    dropped = sum(footprint.F[slots]) if selective and slots is not None else 0
+    return sum(footprint.F) - dropped
 
 
-def _selective_item(info, footprint, flops) -> WorkItem | None:
-    """A selective attention core's recompute, before its backward (None for other layers)."""
+def _selective_item(j: int, info, footprint, flops) -> WorkItem | None:
+    """Layer ``j``'s selective recompute (an attention core puts its scores back before its
+    backward); None for a layer without one."""
     slots = getattr(info.cls, "RECOMPUTED_SLOTS", None)
     if slots is None:
         return None
     share = info.cls.RECOMPUTED_FLOPS_SHARE
-    return WorkItem(0, share * flops.F, sum(footprint.F[slots]), True, recompute=True)
+    return WorkItem(j, share * flops.F, sum(footprint.F[slots]), True, recompute=True)
 
 
 def action_work(
@@ -89,9 +87,9 @@ def action_work(
                 for k in range(a, b + 1)
             )
         if reruns and recompute.selective:
-            item = _selective_item(info, footprints[j], flops[j])
+            item = _selective_item(j, info, footprints[j], flops[j])
             if item is not None:
-                items.append(WorkItem(j, item.flops, item.delta, True, recompute=True))
+                items.append(item)
         grad = info.has_params and kind_rule.completes_weight_gradient
         items.append(WorkItem(j, flops[j].of(kind), sum(footprints[j].phase(kind)), False, grad))
     return items

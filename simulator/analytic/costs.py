@@ -98,10 +98,11 @@ class CostModel:
 
 def with_recompute(costs: CostModel, ratios: tuple[float, ...]) -> CostModel:
     """``costs`` with each stage's backward (``I``, and ``B`` when measured) longer by its
-    recompute: ``ratio`` times the stage's forward (``action_work.recompute_ratio``: recompute
-    FLOPs over forward FLOPs). From a profile the forward is measured, so the recompute costs
-    what that share of the measured forward took; from FLOPs it is those FLOPs' time, tensor-
-    parallel collectives included in proportion (a recomputed block re-runs its all-reduces)."""
+    recompute: ``ratio`` times the stage's forward (recompute FLOPs over forward FLOPs, from
+    ``recompute_costs.stage_recompute_flops``). From a profile the forward is measured, so the
+    recompute costs what that share of the measured forward took; from FLOPs it is those
+    FLOPs' time, tensor-parallel collectives included in proportion (a recomputed block re-runs
+    its all-reduces)."""
     if not any(ratios):
         return costs
     stage_costs = tuple(
