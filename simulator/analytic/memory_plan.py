@@ -58,7 +58,7 @@ def stage_shapes(
         plan = recompute[stage_index].relative(first) if recompute else NO_RECOMPUTE
         share = recompute_share[stage_index] if recompute_share and plan.active else {}
         shape = (
-            tuple((i.kind, i.in_features, i.out_features) for i in stage_infos),
+            shape_key(stage_infos),
             plan,
             tuple(sorted(share.items())),
         )
@@ -69,6 +69,11 @@ def stage_shapes(
         shape_of_stage.append(shape_ids[shape])
         first_layer.append(first)
     return StageShapes(tuple(shape_of_stage), tuple(first_layer), tuple(plans))
+
+
+def shape_key(stage_infos) -> tuple:
+    """What makes two stages alike for their plans: their layers' kinds and widths."""
+    return tuple((i.kind, i.in_features, i.out_features) for i in stage_infos)
 
 
 def input_bytes(spec: ModelSpec, infos, first: int, rows: int) -> int:

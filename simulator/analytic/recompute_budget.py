@@ -55,7 +55,7 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE
 from simulator.analytic.action_work import action_work
-from simulator.analytic.memory_plan import input_bytes
+from simulator.analytic.memory_plan import input_bytes, shape_key
 from simulator.errors import PebbleError
 from simulator.model.recompute import (
     NO_RECOMPUTE,
@@ -290,7 +290,7 @@ def solve_budget(
     for s, layers in enumerate(partition.stage_layers):
         kinds = tuple(sorted(backward[s]))
         key = (
-            tuple((infos[i].kind, infos[i].in_features, infos[i].out_features) for i in layers),
+            shape_key([infos[i] for i in layers]),
             kinds,
         )
         if key not in by_shape:

@@ -13,6 +13,7 @@ from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from simulator.analytic.action_work import recompute_flops
 from simulator.analytic.costs import CostModel, with_recompute
+from simulator.analytic.memory_plan import shape_key
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 
@@ -26,7 +27,7 @@ def stage_recompute_flops(
     for stage_index, layers in enumerate(partition.stage_layers):
         stage_plan = plan.stages[stage_index].relative(layers[0])
         stage_infos = [infos[i] for i in layers]
-        key = (tuple((i.kind, i.in_features, i.out_features) for i in stage_infos), stage_plan)
+        key = (shape_key(stage_infos), stage_plan)
         if key not in seen:
             seen[key] = recompute_flops(stage_infos, 1, spec.itemsize, rule, stage_plan)
         out.append(seen[key])
