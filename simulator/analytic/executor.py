@@ -161,7 +161,8 @@ class _Walk:
         stages = recompute.stages if recompute is not None else None
         shapes = stage_shapes(spec, partition, rows, run.rule, stages, share)
         self.arrays = PlanArrays(run, costs, shapes)
-        self.recompute = recompute_spans(self.arrays, shapes)
+        no_spans = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+        self.recompute = recompute_spans(self.arrays, shapes) if stages else no_spans
         a = self.arrays
         self._lists = (
             a.rank.tolist(),
