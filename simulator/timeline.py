@@ -23,6 +23,9 @@ runs, "unit" for unit costs), all starting from 0:
   end, replica}`` per recompute sub-span. Recomputation is not an action of its own: each span
   lies inside the backward (``I`` or ``B``) event of the same rank, stage and microbatch, whose
   duration includes it (``simulator.model.recompute``).
+* ``action_cpu`` (measured runs; predictions with shared cores): ``{rank, stage, kind,
+  microbatch, step, cpu, replica}``, the CPU seconds each action's thread ran: its work. An
+  event's span less its ``cpu`` is the time it waited for a core (``timeline_rows.ActionCpu``).
 
 ``load`` and ``from_dict`` check a file against this schema before anything reads it
 (``simulator.timeline_schema``): a damaged or hand-edited file is one sentence naming the file,
@@ -38,7 +41,8 @@ import numpy as np
 
 from simulator.errors import PebbleError
 from simulator.timeline_meta import TimelineMeta
-from simulator.timeline_rows import (
+from simulator.timeline_rows import (  # the row types, re-exported: the Timeline's vocabulary
+    ActionCpu,
     AllReduce,
     CacheChange,
     CommEvent,
@@ -48,21 +52,27 @@ from simulator.timeline_rows import (
     RecomputeSpan,
     RowTable,
 )
-from simulator.timeline_schema import check_tables, read_json_object, show, where
+from simulator.timeline_schema import OPTIONAL_TABLES, check_tables, read_json_object, show, where
+from simulator.timeline_schema import TABLES as _TABLES
+
+__all__ = [
+    "ActionCpu",
+    "AllReduce",
+    "CacheChange",
+    "CommEvent",
+    "ComputeEvent",
+    "GradReady",
+    "OptimizerStep",
+    "RecomputeSpan",
+    "RowTable",
+    "Summary",
+    "RankSummary",
+    "Timeline",
+    "SCHEMA_VERSION",
+]
 from simulator.timeline_stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
 SCHEMA_VERSION = 1
-
-
-_TABLES = {
-    "events": ComputeEvent,
-    "comms": CommEvent,
-    "cache": CacheChange,
-    "grad_ready": GradReady,
-    "allreduce": AllReduce,
-    "optimizer": OptimizerStep,
-    "recompute": RecomputeSpan,
-}
 
 
 @dataclass
@@ -101,6 +111,7 @@ class Timeline:
     allreduce: RowTable = field(default_factory=list)
     optimizer: RowTable = field(default_factory=list)
     recompute: RowTable = field(default_factory=list)
+    action_cpu: RowTable = field(default_factory=list)
 
     def __setattr__(self, name, value) -> None:
         if name in _TABLES and not isinstance(value, RowTable):
@@ -226,7 +237,7 @@ class Timeline:
         out: dict = {"version": SCHEMA_VERSION, "meta": self.meta.to_dict()}
         for name in _TABLES:
             rows = getattr(self, name)
-            if name != "recompute" or len(rows):  # written only with recomputation
+            if name not in OPTIONAL_TABLES or len(rows):
                 out[name] = rows.to_dicts()
         return out
 

@@ -75,6 +75,21 @@ class RecomputeSpan(NamedTuple):
     replica: int = 0
 
 
+class ActionCpu(NamedTuple):
+    """CPU seconds the thread of one action (rank, stage, kind, microbatch) ran: the action's
+    *work*. On a measured run with shared cores an action's span is its work plus the time it
+    waited for a core; the difference is the contention. A prediction with shared cores writes
+    each action's work (its cost) here, so the two compare part by part."""
+
+    rank: int
+    stage: int
+    kind: str
+    microbatch: int
+    step: int
+    cpu: float
+    replica: int = 0
+
+
 class OptimizerStep(NamedTuple):
     step: int
     start: float

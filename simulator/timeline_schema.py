@@ -37,6 +37,7 @@ from schedules.dependencies import PIPELINE_RULE, Flow
 from schedules.files import read_bounded
 from simulator.errors import PebbleError
 from simulator.timeline_rows import (
+    ActionCpu,
     AllReduce,
     CacheChange,
     CommEvent,
@@ -69,7 +70,11 @@ TABLES = {
     "allreduce": AllReduce,
     "optimizer": OptimizerStep,
     "recompute": RecomputeSpan,
+    "action_cpu": ActionCpu,
 }
+# tables a file may leave out, written only when they have rows (a run that recomputed; a
+# measured run, or a prediction with shared cores)
+OPTIONAL_TABLES = ("recompute", "action_cpu")
 _SHOW_CHARS = 40
 _INT64 = 2**63
 
@@ -237,7 +242,8 @@ def row_bounds(meta, given) -> dict[str, tuple]:
 
 
 _DOMAIN = {"src_rank": "rank", "dst_rank": "rank", "start": "time", "end": "time"}
-_REAL_FIELDS = {"start", "end", "time"}
+_REAL_FIELDS = {"start", "end", "time", "cpu"}
+_ACTION_TABLES = {"events", "action_cpu"}  # tables whose kind is an action's
 
 
 def check_tables(data: dict, meta, given, label: str) -> dict[str, dict[str, np.ndarray]]:
@@ -256,7 +262,7 @@ def check_tables(data: dict, meta, given, label: str) -> dict[str, dict[str, np.
             at = _Where(label, name, field)
             domain = _DOMAIN.get(field, field)
             if field == "kind":
-                _check_text(values, at, EVENT_KINDS if name == "events" else COMM_KINDS)
+                _check_text(values, at, EVENT_KINDS if name in _ACTION_TABLES else COMM_KINDS)
             elif field in _REAL_FIELDS:
                 columns[field] = _check_reals(values, at)
             elif field == "bytes":

@@ -1,10 +1,13 @@
 """Where the measured time went beyond the prediction, per rank: the overlay's lower panel.
 
 Why: a makespan error says how far off a prediction is, not why. Each run's time on a rank,
-from the first compared step's start to the run's end, splits into five parts that add up to
+from the first compared step's start to the run's end, splits into six parts that add up to
 that span (``time_split``), read from the Timeline alone:
 
-* **compute**: the rank's actions; with shared cores their slowdown by **contention** is in here;
+* **compute**: the rank's actions' work: their CPU time where the Timeline has it
+  (``action_cpu``: a measured run, a prediction with shared cores), else their whole spans;
+* **waiting for a core**: the rest of the actions' spans, while an action was under way but
+  had no core to run on (the **contention** of ranks sharing cores);
 * **call overhead**: a gap before an action whose inputs were already there (on Ray, taking
   the actor call: returning the previous result, unpacking the next);
 * **transfer wait**: from a remote input's departure to the action's start, while the rank sat
@@ -27,7 +30,8 @@ from simulator.units import time_scale
 from visualize.style import OKABE_ITO
 
 PARTS = {  # part: colour (none of the action kinds' colours, which the chart above uses)
-    "compute (contention)": OKABE_ITO["vermillion"],
+    "compute": "#8C510A",
+    "waiting for a core": OKABE_ITO["vermillion"],
     "call overhead": OKABE_ITO["purple"],
     "transfer wait": OKABE_ITO["blue"],
     "waiting on other ranks": "#C4C4C4",
@@ -60,6 +64,11 @@ def time_split(timeline: Timeline, first_step: int = 0) -> dict[int, dict[str, f
         if c.replica == 0 and c.step >= first_step
     }
     last_end = max((e.end for e in events), default=t0)
+    cpu = {
+        (c.rank, c.stage, c.kind, c.microbatch, c.step): c.cpu
+        for c in timeline.action_cpu
+        if c.replica == 0
+    }
     by_rank: dict[int, list] = defaultdict(list)
     for e in events:
         by_rank[e.rank].append(e)
@@ -78,7 +87,10 @@ def time_split(timeline: Timeline, first_step: int = 0) -> dict[int, dict[str, f
                 parts["transfer wait"] += e.start - departed
             else:
                 parts["call overhead"] += max(0.0, e.start - previous)
-            parts["compute (contention)"] += e.end - e.start
+            span = e.end - e.start
+            work = min(span, cpu.get((e.rank, e.stage, e.kind, e.microbatch, e.step), span))
+            parts["compute"] += work
+            parts["waiting for a core"] += span - work
             previous = max(previous, e.end)
         parts["waiting on other ranks"] += max(0.0, last_end - previous)
         parts["step overhead"] += end - max(last_end, previous)

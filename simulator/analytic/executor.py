@@ -40,6 +40,7 @@ from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
 from simulator.timeline_rows import (
+    ActionCpu,
     AllReduce,
     CacheChange,
     CommEvent,
@@ -104,6 +105,7 @@ def simulate(
         walk.times = lambda *lists: shared_action_times(
             *lists, cores=cores, replicas=dp, runtime=runtime
         )
+    walk.record_work = cores is not None
     rank_free = [0.0] * schedule.num_ranks
     barrier = 0.0
     for step in range(steps):
@@ -172,6 +174,9 @@ class _Walk:
         )
         self.columns: dict[str, list] = {name: [] for name in _COLUMNS}
         self.times = _action_times  # or shared compute (``sharing``), set by ``simulate``
+        # with shared cores, each action's work goes to the ``action_cpu`` table, so its span
+        # less its work (the wait for a core) compares with a measured run's
+        self.record_work = False
 
     def step(self, step: int, rank_free: list[float]) -> dict[int, float]:
         """Run every action once from ``rank_free`` (updated in place); returns when each
@@ -180,9 +185,10 @@ class _Walk:
         start, end = np.array(start), np.array(end)
         a = self.arrays
         steps = np.full(len(start), step, dtype=np.int64)
-        self._add(
-            "events", [a.rank, a.stage, a.kind_names[a.kind], a.microbatch, steps, start, end]
-        )
+        kinds = a.kind_names[a.kind]
+        self._add("events", [a.rank, a.stage, kinds, a.microbatch, steps, start, end])
+        if self.record_work:
+            self._add("action_cpu", [a.rank, a.stage, kinds, a.microbatch, steps, a.duration])
         self._add("comms", self._comms(step, end))
         # a change at a fraction of an action's work happens at that fraction of its elapsed
         # time (with shared cores: exact while its speed is constant)
@@ -255,6 +261,7 @@ class _Walk:
             ("comms", CommEvent),
             ("cache", CacheChange),
             ("recompute", RecomputeSpan),
+            ("action_cpu", ActionCpu),
         ):
             chunks = self.columns[table]
             if not chunks:
@@ -279,7 +286,7 @@ class _Walk:
         return last
 
 
-_COLUMNS = ("events", "comms", "cache", "recompute")
+_COLUMNS = ("events", "comms", "cache", "recompute", "action_cpu")
 
 
 def _action_times(rank, duration, producers, transfer, rank_free):

@@ -88,34 +88,60 @@ class Profile:
 
     @classmethod
     def from_timeline(cls, timeline: Timeline) -> Profile:
-        """Mean seconds per stage and kind of a measured run (its first step skipped when there
-        are more: warm-up), the median transfer wait and the median gap between steps."""
+        """The costs of a measured run (its first step skipped when there are more: warm-up),
+        the median transfer wait and the median gap between steps.
+
+        With the run's ``action_cpu`` table (every Ray run writes one) each stage and kind costs
+        the **median CPU time** its actions' thread ran: an action's work, what it takes on a
+        core of its own, however long it waited for a core in between. That is the time alone
+        the prediction shares out (``sharing``), measured in the run itself, so it tracks the
+        machine's speed over the very steps it predicts; the median, because one action in a
+        hundred runs long (a page fault, a collection) and the model has no use for that. The
+        profile then takes the cores the run shared (``meta.cores``, which it needs: work
+        without the cores it shared predicts nothing). Without both (a timeline from elsewhere,
+        an older file, an uncalibrated run) the costs are the mean durations, contention
+        included, and every rank owns a device."""
         meta = timeline.meta
         if meta.time_unit != "s" or not meta.layers or not meta.model:
             raise PebbleError(
                 "a cost profile needs a measured Timeline in seconds that names its model and "
                 "layers (written by `pebblesim train --out`)."
             )
-        durations: dict[tuple[int, str], list[float]] = defaultdict(list)
         skip_first = meta.steps > 1
         # a backward's recompute sub-spans are not its own cost: a profile is policy-neutral
         # (a prediction adds the recompute of whatever policy it is asked about)
         recomputed: dict[tuple, float] = defaultdict(float)
         for r in timeline.recompute:
             recomputed[(r.replica, r.rank, r.stage, r.microbatch, r.step)] += r.end - r.start
+        cpu_of = {
+            (c.replica, c.rank, c.stage, c.kind, c.microbatch, c.step): c.cpu
+            for c in timeline.action_cpu
+        }
+        durations: dict[tuple[int, str], list[float]] = defaultdict(list)
+        work: dict[tuple[int, str], list[float]] = defaultdict(list)
         for e in timeline.events:
-            if not (skip_first and e.step == 0):
-                extra = recomputed.get((e.replica, e.rank, e.stage, e.microbatch, e.step), 0.0)
-                own = e.end - e.start - (extra if e.kind in ("I", "B") else 0.0)
-                durations[(e.stage, e.kind)].append(own)
+            if skip_first and e.step == 0:
+                continue
+            span = e.end - e.start
+            extra = recomputed.get((e.replica, e.rank, e.stage, e.microbatch, e.step), 0.0)
+            own = span - (extra if e.kind in ("I", "B") else 0.0)
+            durations[(e.stage, e.kind)].append(own)
+            cpu = cpu_of.get((e.replica, e.rank, e.stage, e.kind, e.microbatch, e.step))
+            if cpu is not None:  # the recompute's share of the CPU is its share of the span
+                work[(e.stage, e.kind)].append(cpu * (own / span if span > 0 else 1.0))
+        by_cpu = (
+            meta.cores is not None
+            and bool(work)
+            and all(len(work[k]) == len(v) for k, v in durations.items())
+        )
+        average = statistics.median if by_cpu else statistics.fmean
+        measured = work if by_cpu else durations
         stage_layers: dict[int, list[int]] = defaultdict(list)
         for layer in meta.layers:
             stage_layers[layer.stage].append(layer.index)
         costs = [
             {
-                kind: statistics.fmean(durations[(stage, kind)])
-                if durations.get((stage, kind))
-                else None
+                kind: average(measured[(stage, kind)]) if measured.get((stage, kind)) else None
                 for kind in MEASURED_KINDS
             }
             for stage in sorted(stage_layers)
@@ -134,6 +160,7 @@ class Profile:
             costs=costs,
             transfer={"latency": statistics.median(waits) if waits else 0.0},
             step_overhead=max(0.0, statistics.median(gaps)) if gaps else 0.0,
+            cores=meta.cores if by_cpu else None,
         )
 
     @classmethod

@@ -4,15 +4,19 @@ Why: a measured run on a machine with fewer cores than rank actors times every a
 other actions compete for the same cores, so its durations are neither what an action costs on
 a device of its own nor what it costs under some other mix of neighbours. The analytic executor
 wants the *work* of each action (its time alone) and then decides how the ranks share the cores
-(``simulator.analytic.sharing``). So before step 0 the driver runs a few microbatches through the
-pipeline one action at a time, nothing else computing, and measures:
+(``simulator.analytic.sharing``). The work itself comes from the run: the CPU time each
+action's thread ran (``Profile.from_timeline``). What the run cannot tell apart is the
+runtime's share: what a call, a send and a hand-over between ranks cost. So before step 0 the
+driver runs a few microbatches through the pipeline one action at a time, nothing else
+computing, and measures:
 
 * each stage's F, I, W and B (the kinds its schedule uses): the shortest of ``repeats`` runs,
   after one warm-up run whose times are dropped (first calls allocate and page in memory).
   The shortest, not the median: other work on the machine only ever lengthens an action, and on
-  a shared 2-core VM one of three repeats often ran 10-20% long (one demo's calibration read a
-  stage's B as 16.9 ms where every other run read 14.0-14.5 ms, and the prediction came out
-  10% over);
+  a shared 2-core VM one of three repeats often ran 10-20% long. These alone times are what the
+  CPU per call below is netted of; they are kept (``meta.alone_costs``, a check on the run's
+  CPU times) and stand in for the work only where a run has no CPU times
+  (``calibrated_profile``);
 * the **call overhead**: the gap between two back-to-back Ray calls on one actor when the first
   returns nothing (taking the next call), and the **send overhead**: how much longer it is when
   the first returns its output (putting it into the object store), on stage 0's forward;
@@ -280,13 +284,22 @@ def _cpu_shares(
 
 
 def calibrated_profile(profile, calibration: Calibration | None):
-    """``profile`` (measured from the run's Timeline) with the calibration's alone times, cores
-    and runtime costs in place of the run's own durations; unchanged without a calibration."""
+    """``profile`` (measured from the run's Timeline) with the calibration's cores and runtime
+    costs; unchanged without a calibration. Each action's work stays the profile's, the median
+    CPU time its thread ran in the run (``Profile.from_timeline``); only a profile without
+    it (no ``cores``: no CPU times) takes the calibration's alone times instead.
+
+    Why the run's CPU times and not the alone times timed here: both measure an action's work,
+    but calibration times each action a few times in a fraction of a second before the run,
+    and this VM's speed drifts by several percent over seconds. Nine demo runs predicted from
+    the alone times were off by -6.3..+9.4% (standard deviation 5.0%); from the same runs' CPU
+    times, -4.6..+2.2% (1.9%)."""
     if calibration is None:
         return profile
+    own_work = profile.cores is not None
     return replace(
         profile,
-        costs=[dict(c) for c in calibration.costs],
+        costs=profile.costs if own_work else [dict(c) for c in calibration.costs],
         transfer={"latency": calibration.transfer},
         cores=calibration.cores,
         call_overhead=calibration.call_overhead,

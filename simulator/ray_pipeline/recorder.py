@@ -12,10 +12,10 @@ import time
 
 from simulator.model.cache import CacheEvent
 from simulator.ray_pipeline.records import Received
-from simulator.timeline import CacheChange, ComputeEvent, GradReady, OptimizerStep
+from simulator.timeline import ActionCpu, CacheChange, ComputeEvent, GradReady, OptimizerStep
 from simulator.timeline_rows import RecomputeSpan
 
-TABLES = ("events", "cache", "grad_ready", "received", "optimizer", "recompute")
+TABLES = ("events", "cache", "grad_ready", "received", "optimizer", "recompute", "action_cpu")
 
 
 class Recorder:
@@ -60,9 +60,16 @@ class Recorder:
                 GradReady(layer_index, self.step, self.now(), self.replica)
             )
 
-    def on_action(self, stage: int, kind: str, mb: int, start: float, end: float) -> None:
+    def on_action(
+        self, stage: int, kind: str, mb: int, start: float, end: float, cpu: float
+    ) -> None:
+        """An action ran from ``start`` to ``end`` (``now``) and its thread ran ``cpu`` CPU
+        seconds of that (``time.thread_time``: BLAS is pinned to this one thread)."""
         self._tables["events"].append(
             ComputeEvent(self.rank, stage, kind, mb, self.step, start, end, self.replica)
+        )
+        self._tables["action_cpu"].append(
+            ActionCpu(self.rank, stage, kind, mb, self.step, cpu, self.replica)
         )
 
     def on_recompute(self, stage: int, mb: int, start: float, end: float) -> None:

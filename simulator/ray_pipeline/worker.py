@@ -208,7 +208,7 @@ class RankWorker:
         for F, the output gradient for I and B), or None when that comes from this rank or there
         is none. Where the output goes is the dependency rule's ``receiver``: the object store
         when ``send``, ``self.local`` when ``keep_local``."""
-        start = self.recorder.now()
+        start, cpu = self.recorder.now(), time.thread_time()
         stage = self.stages[stage_index]
         rule = self.rule.rule(kind)
         if payload is not None:
@@ -228,7 +228,8 @@ class RankWorker:
             out = None
         elif keep_local:
             self.local[(receiver, rule.output, mb)] = out
-        self.recorder.on_action(stage_index, kind, mb, start, self.recorder.now())
+        cpu = time.thread_time() - cpu
+        self.recorder.on_action(stage_index, kind, mb, start, self.recorder.now(), cpu)
         result = out if send else None
         if grads_out:
             grads = [

@@ -8,6 +8,7 @@ and the helpers' closed forms. No timing is asserted, only that times are there 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 
 import pytest
@@ -56,17 +57,32 @@ def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_p
     with RayPipeline(schedule, config) as pipeline:
         result = pipeline.run(2)
         predicted = pipeline.prediction(result)
-    profile, meta = result.profile, result.timeline.meta
+    timeline = result.timeline
+    profile, meta = result.profile, timeline.meta
     assert profile.cores == meta.cores == predicted.meta.cores >= 1
-    assert [dict(c) for c in meta.alone_costs] == profile.costs
-    for costs in profile.costs:  # ZB-H1 runs F, I and W on every stage, never B
-        assert all(costs[kind] > 0 for kind in "FIW") and costs["B"] is None
+    # every action's CPU time is recorded, and lies within its span
+    spans = {
+        (e.rank, e.stage, e.kind, e.microbatch, e.step): e.end - e.start for e in timeline.events
+    }
+    cpu = {(c.rank, c.stage, c.kind, c.microbatch, c.step): c.cpu for c in timeline.action_cpu}
+    assert cpu.keys() == spans.keys()
+    assert all(0 < cpu[key] <= spans[key] + 1e-4 for key in spans)
+    # each kind's work is the median CPU time of its actions after step 0
+    for stage, costs in enumerate(profile.costs):  # ZB-H1 runs F, I and W, never B
+        assert costs["B"] is None
+        for kind in "FIW":
+            times = [v for (_, s, k, _, step), v in cpu.items() if (s, k, step) == (stage, kind, 1)]
+            assert costs[kind] == pytest.approx(statistics.median(times), rel=1e-12)
+    # the alone times calibration measured are kept beside them, kind for kind
+    for alone, costs in zip(meta.alone_costs, profile.costs, strict=True):
+        assert {k for k, v in alone.items() if v} == {k for k, v in costs.items() if v}
     assert profile.call_overhead > 0 and profile.call_cpu >= 0 and profile.background_load >= 0
     # the profile and the Timeline keep all of it through a file
     profile.save(tmp_path / "profile.json")
     assert Profile.load(tmp_path / "profile.json") == profile
     result.timeline.save(tmp_path / "timeline.json")
     assert Timeline.load(tmp_path / "timeline.json").meta == meta
+    assert Profile.load(tmp_path / "timeline.json").costs == profile.costs
     assert calibrated_profile(profile, None) is profile
 
 

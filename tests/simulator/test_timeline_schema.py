@@ -73,6 +73,17 @@ def test_a_saved_timeline_loads_back_equal(tmp_path, good):
     assert again.summary() == timeline.summary()
 
 
+def test_the_cpu_table_round_trips_and_is_written_only_when_it_has_rows(tmp_path):
+    plan = make_plan(make_schedule("1f1b", 2, 4))
+    costs = make_costs(plan)
+    args = (plan.schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
+    shared = simulate(*args, steps=2, cores=1)
+    assert len(shared.action_cpu) == len(shared.events)
+    shared.save(tmp_path / "t.json")
+    assert Timeline.load(tmp_path / "t.json").action_cpu == shared.action_cpu
+    assert "action_cpu" not in simulate(*args, steps=2).to_dict()
+
+
 def test_every_schedule_family_passes_its_own_check():
     from schedules.registry import list_schedules
 
@@ -98,6 +109,12 @@ def test_legacy_and_lenient_forms_load(good):
 # ------------------------------------------------------------------ bad values, one sentence each
 def event(doc, index=3) -> dict:
     return doc["events"][index]
+
+
+def cpu_rows(**change) -> list[dict]:
+    """An ``action_cpu`` table of one row, ``change`` applied."""
+    row = {"rank": 0, "stage": 0, "kind": "F", "microbatch": 0, "step": 0, "cpu": 0.5}
+    return [{**row, **change}]
 
 
 CASES = [  # (edit the document, what the message says)
@@ -148,6 +165,11 @@ CASES = [  # (edit the document, what the message says)
     (lambda d: d["meta"]["layers"][1].update(has_params=1), r"has_params must be true or false"),
     (lambda d: d["meta"]["layers"][1].pop("name"), r"meta\.layers\[1\] has no 'name' field"),
     (lambda d: d["meta"]["layers"].append(7), r"meta\.layers\[4\] must be an object"),
+    (lambda d: d.update(action_cpu=cpu_rows(cpu=-0.5)), r"action_cpu\[0\]\.cpu is -0\.5, outside"),
+    (lambda d: d.update(action_cpu=cpu_rows(cpu="1")), r"action_cpu\[0\]\.cpu must be a number"),
+    (lambda d: d.update(action_cpu=cpu_rows(kind="X")), r"action_cpu\[0\]\.kind is \"X\", not one"),
+    (lambda d: d.update(action_cpu=cpu_rows(rank=5)), r"action_cpu\[0\]\.rank is 5, outside 0"),
+    (lambda d: d.update(action_cpu={}), r"action_cpu must be a list of rows"),
     (lambda d: d.update(version=2), r"has Timeline schema version 2; pebblesim reads version 1"),
     (lambda d: d.update(version=True), r"has Timeline schema version true"),
     (lambda d: d.pop("version"), r"has Timeline schema version null"),
