@@ -92,12 +92,13 @@ class Profile:
         the median transfer wait and the median gap between steps.
 
         With the run's ``action_cpu`` table (every Ray run writes one) each stage and kind costs
-        the **median CPU time** its actions' thread ran: an action's work, what it takes on a
+        the **mean CPU time** its actions' thread ran: an action's work, what it takes on a
         core of its own, however long it waited for a core in between. That is the time alone
         the prediction shares out (``sharing``), measured in the run itself, so it tracks the
-        machine's speed over the very steps it predicts; the median, because one action in a
-        hundred runs long (a page fault, a collection) and the model has no use for that. The
-        profile then takes the cores the run shared (``meta.cores``, which it needs: work
+        machine's speed over the very steps it predicts. The mean, not the median: the one
+        action in a hundred that runs long (a page fault, a collection) is work the run did,
+        and on 2 ranks the median left 2.7% of the compute out and under-predicted by as much.
+        The profile then takes the cores the run shared (``meta.cores``, which it needs: work
         without the cores it shared predicts nothing). Without both (a timeline from elsewhere,
         an older file, an uncalibrated run) the costs are the mean durations, contention
         included, and every rank owns a device."""
@@ -134,14 +135,15 @@ class Profile:
             and bool(work)
             and all(len(work[k]) == len(v) for k, v in durations.items())
         )
-        average = statistics.median if by_cpu else statistics.fmean
         measured = work if by_cpu else durations
         stage_layers: dict[int, list[int]] = defaultdict(list)
         for layer in meta.layers:
             stage_layers[layer.stage].append(layer.index)
         costs = [
             {
-                kind: average(measured[(stage, kind)]) if measured.get((stage, kind)) else None
+                kind: statistics.fmean(measured[(stage, kind)])
+                if measured.get((stage, kind))
+                else None
                 for kind in MEASURED_KINDS
             }
             for stage in sorted(stage_layers)

@@ -78,8 +78,9 @@ class ScratchState:
 
 
 def run_alone(worker, stage_index: int, kind: str, key: int, payload=None, send: bool = True):
-    """Run one action of ``worker``'s stage on a scratch cache; returns (output, (start, end)),
-    times in the worker's recorder clock; the output is None unless ``send``. ``key`` picks the
+    """Run one action of ``worker``'s stage on a scratch cache; returns (output, (start, end,
+    cpu)), times in the worker's recorder clock, ``cpu`` the CPU seconds its thread ran; the
+    output is None unless ``send``. ``key`` picks the
     microbatch's data rows and names its scratch cache slots."""
     state = worker.__dict__.setdefault("_calibration", ScratchState())
     stage = worker.stages[stage_index]
@@ -98,15 +99,16 @@ def run_alone(worker, stage_index: int, kind: str, key: int, payload=None, send:
     for layer in stage.layers:
         layer.cache = state.cache
     try:
-        start = worker.recorder.now()
+        start, cpu = worker.recorder.now(), time.thread_time()
         out = stage.run(kind, key, payload, targets)
+        cpu = time.thread_time() - cpu
         end = worker.recorder.now()
     finally:
         for layer in stage.layers:
             layer.cache = worker.cache
         stage.on_weight_grad = listener
         stage.losses.pop(key, None)
-    return (out if send else None), (start, end)
+    return (out if send else None), (start, end, cpu)
 
 
 def finish(worker) -> int:
@@ -138,7 +140,9 @@ class _Session:
         # between back-to-back calls on one actor, by whether the first one sent its output
         self.gaps: dict[bool, list[float]] = {False: [], True: []}
         self.calls = self.sends = 0
-        self.computed = 0.0  # seconds of action work over every call, warm-ups included
+        # CPU seconds the actions' threads ran over every call, warm-ups included (not their
+        # spans: a span also holds the runtime's work that preempted the action)
+        self.computed = 0.0
 
     def submit(self, steps: list[tuple[int, str, int, bool]], chained: bool) -> None:
         """Run ``steps`` (stage, kind, key, send the output?), submitted up front, and record
@@ -157,8 +161,8 @@ class _Session:
         self.calls += len(spans)
         self.sends += sum(step[3] for step in steps)
         previous = None
-        for (s, kind, key, send), (start, end) in zip(steps, spans, strict=True):
-            self.computed += end - start
+        for (s, kind, key, send), (start, end, cpu) in zip(steps, spans, strict=True):
+            self.computed += cpu
             if key > 0:  # key 0 warms up
                 self.durations.setdefault((s, kind), []).append(end - start)
                 if previous is None:
@@ -293,7 +297,7 @@ def calibrated_profile(profile, calibration: Calibration | None):
     but calibration times each action a few times in a fraction of a second before the run,
     and this VM's speed drifts by several percent over seconds. Nine demo runs predicted from
     the alone times were off by -6.3..+9.4% (standard deviation 5.0%); from the same runs' CPU
-    times, -4.6..+2.2% (1.9%)."""
+    times, -1.7..+4.2% (1.5%)."""
     if calibration is None:
         return profile
     own_work = profile.cores is not None

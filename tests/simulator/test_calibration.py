@@ -67,12 +67,12 @@ def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_p
     cpu = {(c.rank, c.stage, c.kind, c.microbatch, c.step): c.cpu for c in timeline.action_cpu}
     assert cpu.keys() == spans.keys()
     assert all(0 < cpu[key] <= spans[key] + 1e-4 for key in spans)
-    # each kind's work is the median CPU time of its actions after step 0
+    # each kind's work is the mean CPU time of its actions after step 0
     for stage, costs in enumerate(profile.costs):  # ZB-H1 runs F, I and W, never B
         assert costs["B"] is None
         for kind in "FIW":
             times = [v for (_, s, k, _, step), v in cpu.items() if (s, k, step) == (stage, kind, 1)]
-            assert costs[kind] == pytest.approx(statistics.median(times), rel=1e-12)
+            assert costs[kind] == pytest.approx(statistics.fmean(times), rel=1e-12)
     # the alone times calibration measured are kept beside them, kind for kind
     for alone, costs in zip(meta.alone_costs, profile.costs, strict=True):
         assert {k for k, v in alone.items() if v} == {k for k, v in costs.items() if v}
