@@ -56,3 +56,26 @@ def test_profile_load_reads_a_timeline_file(tmp_path):
     path.write_text(json.dumps({**timeline.to_dict(), "meta": {"time_unit": "unit"}}))
     with pytest.raises(PebbleError, match="measured Timeline in seconds"):
         Profile.load(path)
+
+
+def test_the_gap_after_step_zero_is_warm_up_and_left_out():
+    """A run whose first optimizer step took 5 s longer (allocating its state) has the step
+    overhead of the steps after it; with two steps there is only that gap, and it counts."""
+    _, _, _, timeline = seconds_timeline(steps=4)
+    usual = Profile.from_timeline(timeline).step_overhead
+
+    def later(rows, first_step):
+        return [
+            r._replace(
+                start=r.start + 5.0 * (r.step >= first_step),
+                end=r.end + 5.0 * (r.step >= first_step),
+            )
+            for r in rows
+        ]
+
+    timeline.events = later(timeline.events, 1)
+    timeline.optimizer = later(timeline.optimizer, 1)
+    assert Profile.from_timeline(timeline).step_overhead == pytest.approx(usual, rel=1e-12)
+    _, _, _, two = seconds_timeline(steps=2)
+    two.events, two.optimizer = later(two.events, 1), later(two.optimizer, 1)
+    assert Profile.from_timeline(two).step_overhead == pytest.approx(usual + 5.0, rel=1e-12)
