@@ -59,14 +59,14 @@ class Profile:
     never measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time
     between steps, which a multi-step prediction adds after every step.
 
-    ``train`` writes each action's time *alone* (calibrated before step 0, one action at a
-    time) and ``cores``, how many cores its ranks shared; the prediction then shares those cores
-    (``sharing``) unless told otherwise. ``call_overhead`` (on a rank, per Ray call),
-    ``send_overhead`` (on a rank, per output sent to another rank), ``call_cpu`` (per call, off
-    the rank) and ``background_load`` (cores busy all along) are the runtime's costs
-    (``CostModel``). Without ``cores`` (older files, or a profile derived from a
-    timeline.json) the costs are the run's mean durations, contention included, and every rank
-    is taken to own a device.
+    ``train`` writes each action's *work*, the mean CPU time its thread ran in the run, which is
+    its time alone on a core of its own (``from_timeline``), and ``cores``, how many cores its
+    ranks shared; the prediction then shares those cores (``sharing``) unless told otherwise.
+    ``call_overhead`` (on a rank, per Ray call), ``send_overhead`` (on a rank, per output sent
+    to another rank), ``call_cpu`` (per call, off the rank) and ``background_load`` (cores busy
+    all along) are the runtime's costs (``CostModel``), from calibration. Without ``cores``
+    (older files, a timeline without CPU times) the costs are the run's mean durations,
+    contention included, and every rank is taken to own a device.
     """
 
     model: str
