@@ -150,22 +150,13 @@ class Profile:
             for stage in sorted(stage_layers)
         ]
         waits = [c.end - c.start for c in timeline.comms if c.end > c.start]
-        first: dict[int, float] = {}
-        last: dict[int, float] = {}
-        for e in timeline.events:
-            first[e.step] = min(first.get(e.step, e.start), e.start)
-            last[e.step] = max(last.get(e.step, e.end), e.end)
-        # the gap after step 0 is warm-up too (the first optimizer step allocates its state):
-        # it was the longest of a demo run's three every time, and made the median their longest
-        warm = 1 if len(first) > 2 else 0
-        gaps = [first[s] - last[s - 1] for s in sorted(first) if s - 1 in last and s - 1 >= warm]
         return cls(
             model=meta.model,
             microbatch_rows=meta.microbatch_rows,
             stages=[[min(v), max(v)] for _, v in sorted(stage_layers.items())],
             costs=costs,
             transfer={"latency": statistics.median(waits) if waits else 0.0},
-            step_overhead=max(0.0, statistics.median(gaps)) if gaps else 0.0,
+            step_overhead=_step_overhead(timeline),
             cores=meta.cores if by_cpu else None,
         )
 
@@ -370,3 +361,18 @@ def _check_costs(value, name: str, label: str) -> dict[str, float | None]:
     if costs["B"] is None and (costs["I"] is None or costs["W"] is None):
         raise PebbleError(f"{label}: {name} has neither a B time nor both I and W times.")
     return costs
+
+
+def _step_overhead(timeline: Timeline) -> float:
+    """The median gap from one step's last action to the next step's first. The gap after
+    step 0 is left out when there are later ones: it is warm-up too (the first optimizer step
+    allocates its state), the longest of a demo run's three every time, and it made the median
+    of three their longest."""
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for e in timeline.events:
+        first[e.step] = min(first.get(e.step, e.start), e.start)
+        last[e.step] = max(last.get(e.step, e.end), e.end)
+    warm = 1 if len(first) > 2 else 0
+    gaps = [first[s] - last[s - 1] for s in sorted(first) if s - 1 in last and s - 1 >= warm]
+    return max(0.0, statistics.median(gaps)) if gaps else 0.0
