@@ -78,9 +78,8 @@ class ScratchState:
 
 
 def run_alone(worker, stage_index: int, kind: str, key: int, payload=None, send: bool = True):
-    """Run one action of ``worker``'s stage on a scratch cache; returns (output, (start, end,
-    cpu)), times in the worker's recorder clock, ``cpu`` the CPU seconds its thread ran; the
-    output is None unless ``send``. ``key`` picks the
+    """Run one action of ``worker``'s stage on a scratch cache; returns (output, (start, end)),
+    times in the worker's recorder clock; the output is None unless ``send``. ``key`` picks the
     microbatch's data rows and names its scratch cache slots."""
     state = worker.__dict__.setdefault("_calibration", ScratchState())
     stage = worker.stages[stage_index]
@@ -99,16 +98,15 @@ def run_alone(worker, stage_index: int, kind: str, key: int, payload=None, send:
     for layer in stage.layers:
         layer.cache = state.cache
     try:
-        start, cpu = worker.recorder.now(), time.thread_time()
+        start = worker.recorder.now()
         out = stage.run(kind, key, payload, targets)
-        cpu = time.thread_time() - cpu
         end = worker.recorder.now()
     finally:
         for layer in stage.layers:
             layer.cache = worker.cache
         stage.on_weight_grad = listener
         stage.losses.pop(key, None)
-    return (out if send else None), (start, end, cpu)
+    return (out if send else None), (start, end)
 
 
 def finish(worker) -> int:
@@ -165,7 +163,7 @@ class _Session:
         self.calls += len(spans)
         self.sends += sum(step[3] for step in steps)
         previous = None
-        for (s, kind, key, send), (start, end, _) in zip(steps, spans, strict=True):
+        for (s, kind, key, send), (start, end) in zip(steps, spans, strict=True):
             self.computed += end - start
             if key > 0:  # key 0 warms up
                 self.durations.setdefault((s, kind), []).append(end - start)
@@ -293,7 +291,7 @@ def _cpu_shares(
 
 def calibrated_profile(profile, calibration: Calibration | None):
     """``profile`` (measured from the run's Timeline) with the calibration's cores and runtime
-    costs; unchanged without a calibration. Each action's work stays the profile's, the median
+    costs; unchanged without a calibration. Each action's work stays the profile's, the mean
     CPU time its thread ran in the run (``Profile.from_timeline``); only a profile without
     it (no ``cores``: no CPU times) takes the calibration's alone times instead.
 
