@@ -54,6 +54,7 @@ from simulator.timeline_rows import (  # the row types, re-exported: the Timelin
 )
 from simulator.timeline_schema import OPTIONAL_TABLES, check_tables, read_json_object, show, where
 from simulator.timeline_schema import TABLES as _TABLES
+from simulator.timeline_stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
 __all__ = [
     "ActionCpu",
@@ -70,7 +71,6 @@ __all__ = [
     "Timeline",
     "SCHEMA_VERSION",
 ]
-from simulator.timeline_stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
 SCHEMA_VERSION = 1
 
@@ -231,6 +231,16 @@ class Timeline:
             times.append(ends[step] - previous)
             previous = ends[step]
         return times
+
+    def action_work(self) -> dict[tuple, float]:
+        """Each action's CPU seconds from ``action_cpu`` (empty without that table), keyed
+        (replica, rank, stage, kind, microbatch, step)."""
+        columns = self.action_cpu.columns()
+        if not len(columns["cpu"]):
+            return {}
+        fields = ("replica", "rank", "stage", "kind", "microbatch", "step")
+        keys = zip(*(columns[f].tolist() for f in fields), strict=True)
+        return dict(zip(keys, columns["cpu"].tolist(), strict=True))
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict:

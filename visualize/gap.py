@@ -64,11 +64,7 @@ def time_split(timeline: Timeline, first_step: int = 0) -> dict[int, dict[str, f
         if c.replica == 0 and c.step >= first_step
     }
     last_end = max((e.end for e in events), default=t0)
-    cpu = {
-        (c.rank, c.stage, c.kind, c.microbatch, c.step): c.cpu
-        for c in timeline.action_cpu
-        if c.replica == 0
-    }
+    cpu = timeline.action_work()
     by_rank: dict[int, list] = defaultdict(list)
     for e in events:
         by_rank[e.rank].append(e)
@@ -88,7 +84,7 @@ def time_split(timeline: Timeline, first_step: int = 0) -> dict[int, dict[str, f
             else:
                 parts["call overhead"] += max(0.0, e.start - previous)
             span = e.end - e.start
-            work = min(span, cpu.get((e.rank, e.stage, e.kind, e.microbatch, e.step), span))
+            work = min(span, cpu.get((0, e.rank, e.stage, e.kind, e.microbatch, e.step), span))
             parts["compute"] += work
             parts["waiting for a core"] += span - work
             previous = max(previous, e.end)

@@ -115,10 +115,7 @@ class Profile:
         recomputed: dict[tuple, float] = defaultdict(float)
         for r in timeline.recompute:
             recomputed[(r.replica, r.rank, r.stage, r.microbatch, r.step)] += r.end - r.start
-        cpu_of = {
-            (c.replica, c.rank, c.stage, c.kind, c.microbatch, c.step): c.cpu
-            for c in timeline.action_cpu
-        }
+        cpu_of = timeline.action_work()
         durations: dict[tuple[int, str], list[float]] = defaultdict(list)
         work: dict[tuple[int, str], list[float]] = defaultdict(list)
         for e in timeline.events:
