@@ -23,11 +23,12 @@ computing, and measures:
 * the **transfer**: from a producer's end to its consumer's start on another rank when the
   consumer was waiting, minus the call overhead (the hand-over, the object store hop and the
   driver's dispatch of the consumer's call, which waits for its argument);
-* the **CPU a call costs off its rank**, from the Ray session's CPU time (``machine``) over the
-  calibration: what its processes ran beyond the actions' own work, the ranks' call and send
-  overheads and the session's idle CPU, per call. The idle CPU (the **background load**, read
-  over an idle window after the calls) is recorded in the ``Calibration`` but not charged to
-  the prediction (``calibrated_profile`` says why);
+* the **background load**: the Ray session's CPU (``machine``) over an idle window after the
+  calls (the raylet's and GCS's polling), charged to the prediction as cores busy all along;
+* the **CPU a call costs off its rank**, from the session's CPU time over the calibration: what
+  its processes ran beyond the actions' own work, the ranks' call and send overheads and the
+  background load, per call. This is only the fallback: a run measures it again over its own
+  compared steps (``runtime_meter``), which is far steadier and replaces it;
 * the **cores** the rank actors share (``machine.shared_cores``).
 
 Nothing of this touches training: the actions run on a scratch activation cache, the weight
@@ -66,6 +67,7 @@ class Calibration:
     send_overhead: float = 0.0
     call_cpu: float = 0.0
     background_load: float = 0.0
+    rank_pids: tuple[int, ...] = ()  # the rank actors' processes on the first rank's node
 
 
 # ------------------------------------------------------------------ in the actor
@@ -236,6 +238,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
         cores=shared_cores([(p.node, p.cores) for p in placements]),
         call_cpu=call_cpu,
         background_load=load,
+        rank_pids=tuple(p.pid for p in placements if p.node == before.node),
     )
 
 
@@ -289,11 +292,13 @@ def _cpu_shares(
     return load, max(0.0, (busy - on_ranks) / max(session.calls, 1))
 
 
-def calibrated_profile(profile, calibration: Calibration | None):
+def calibrated_profile(profile, calibration: Calibration | None, call_cpu: float | None = None):
     """``profile`` (measured from the run's Timeline) with the calibration's cores and runtime
-    costs; unchanged without a calibration. Each action's work stays the profile's, the mean
-    CPU time its thread ran in the run (``Profile.from_timeline``); only a profile without
-    it (no ``cores``: no CPU times) takes the calibration's alone times instead.
+    costs; unchanged without a calibration. ``call_cpu``: the CPU per call off the ranks as the
+    run measured it (``runtime_meter``), which replaces the calibration's (None: keep it).
+    Each action's work stays the profile's, the mean CPU time its thread ran in the run
+    (``Profile.from_timeline``); only a profile without it (no ``cores``: no CPU times) takes
+    the calibration's alone times instead.
 
     Why the run's CPU times and not the alone times timed here: both measure an action's work,
     but calibration times each action a few times in a fraction of a second before the run,
@@ -310,11 +315,10 @@ def calibrated_profile(profile, calibration: Calibration | None):
         cores=calibration.cores,
         call_overhead=calibration.call_overhead,
         send_overhead=calibration.send_overhead,
-        call_cpu=calibration.call_cpu,
-        # the session's idle CPU is netted out of the CPU per call but not charged to the
-        # run as a background load: it stops while the ranks compute. Measured on 2 ranks
-        # and 2 cores: the Ray session's CPU over three steps equalled the actions' alone work
-        # to 0.2%, and actions running two at a time took their alone times; charging the
-        # idle load (0.05-0.07 cores) over-predicted that run by 3% and the demo's by 2-3%.
-        background_load=0.0,
+        call_cpu=calibration.call_cpu if call_cpu is None else call_cpu,
+        # the session's idle CPU (the raylet's and GCS's polling) goes on while the ranks
+        # compute: it is netted out of the CPU per call and charged all along instead, so
+        # every CPU second the session ran counts once. Left out, 21 demo runs were
+        # under-predicted by 2.2% on average (-5.1..+1.5%); charged, -3.3..+3.5% (0.05 cores)
+        background_load=calibration.background_load,
     )

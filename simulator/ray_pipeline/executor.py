@@ -40,6 +40,7 @@ from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
 from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrated_profile
 from simulator.ray_pipeline.records import ReduceTiming, timeline_from_records
+from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter
 from simulator.ray_pipeline.wiring import segments, wire
 from simulator.timeline import Timeline
 
@@ -107,6 +108,7 @@ class RayPipeline:
         self.segments = segments(self.wired)
         self.actors = RankActors(self)
         self.calibration: Calibration | None = None
+        self._meter: RuntimeMeter | None = None  # the runtime's CPU per call, from the run
         self._records: list[dict] = []
         self._reduce_times: list[ReduceTiming] = []
 
@@ -232,11 +234,14 @@ class RayPipeline:
         import ray
 
         deadline = time.time() + self.options.step_timeout
+        meter = self._meter if step >= 1 else None
+        began = meter.read() if meter else None
         sinks, reduced, timing_refs = self._submit_step(step)
         if fault is not None:
             rank, replica = fault
             ray.kill(self.actors.grid[replica][rank], no_restart=True)
         waited = self._wait(step, sinks + [(t, -1, -1) for _, t in timing_refs], deadline)
+        window = meter.window(began, meter.read()) if meter else None
         timings = waited[len(sinks) :]
         ends = self._on_every_actor(step, "end_step", deadline, step)
         leftovers = [e for e in ends if e["cached"] or e["local"]]
@@ -258,6 +263,8 @@ class RayPipeline:
         self._records.extend(records)
         for (layer, _), (start, end) in zip(timing_refs, timings, strict=True):
             self._reduce_times.append(ReduceTiming(layer, step, start, end))
+        if meter:
+            meter.keep(step, window)
         return sum(e["loss"] for e in ends), gradients
 
     def weights(self) -> dict[tuple[int, str], np.ndarray]:
@@ -277,6 +284,7 @@ class RayPipeline:
             self.start()
         if self.calibration is None and self.options.calibrate:
             self.calibration = calibrate(self)
+            self._meter = runtime_meter(self)
         losses: list[float] = []
         first_grads = None
         restarts = 0
@@ -313,7 +321,11 @@ class RayPipeline:
             losses=losses,
             weights=self.weights(),
             first_step_gradients=first_grads,
-            profile=calibrated_profile(Profile.from_timeline(timeline), self.calibration),
+            profile=calibrated_profile(
+                Profile.from_timeline(timeline),
+                self.calibration,
+                self._meter.call_cpu() if self._meter else None,
+            ),
             restarts=restarts,
             action_order=self.action_order(timeline),
         )

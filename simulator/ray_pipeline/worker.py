@@ -181,8 +181,8 @@ class RankWorker:
     def finish_calibration(self) -> int:
         return calibration.finish(self)
 
-    def node_state(self, driver: tuple[str, int]) -> tuple:
-        return machine.node_state(driver)
+    def node_state(self, driver: tuple[str, int], pids=(), session=()) -> tuple:
+        return machine.node_state(driver, pids, session)
 
     # ------------------------------------------------------------------ actions
     def run_segment(self, actions: list[tuple], payload=None):

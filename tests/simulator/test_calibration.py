@@ -20,7 +20,15 @@ from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.calibration import calibrated_profile
 from simulator.ray_pipeline.executor import RayPipeline
-from simulator.ray_pipeline.machine import session_cpu_seconds, shared_cores, usable_cores
+from simulator.ray_pipeline.machine import (
+    NodeState,
+    session_cpu_seconds,
+    session_processes,
+    shared_cores,
+    threads_cpu_seconds,
+    usable_cores,
+)
+from simulator.ray_pipeline.runtime_meter import RuntimeMeter
 from simulator.timeline import Timeline
 
 
@@ -43,6 +51,33 @@ def test_the_machine_readings():
         pass
     after = session_cpu_seconds(os.getpid())
     assert after - before >= 0.04
+    # the main thread alone: this test's busy loop ran on it
+    assert os.getpid() in session_processes(os.getpid())
+    main = threads_cpu_seconds((os.getpid(),), main_only=True)
+    began = time.thread_time()
+    while time.thread_time() - began < 0.05:
+        pass
+    assert threads_cpu_seconds((os.getpid(),), main_only=True) - main >= 0.04
+    assert threads_cpu_seconds((2**22 + 1,)) is None  # no such process: nothing to say
+
+
+def _reading(wall, cpu, ranks_cpu):
+    return NodeState("node", 2, wall, cpu, 0.0, 1, ranks_cpu)
+
+
+def test_the_runtime_meter_counts_what_ran_off_the_ranks():
+    """A window's runtime CPU is the session's CPU minus the ranks' main threads minus the idle
+    load over its wall time; the CPU per call averages the kept windows over the calls."""
+    meter = RuntimeMeter(probe=None, driver=("node", 1), pids=(1,), calls=10, load=0.1)
+    window = meter.window(_reading(1.0, 5.0, 3.0), _reading(1.5, 6.3, 3.8))
+    assert window == pytest.approx((1.3 - 0.8 - 0.1 * 0.5, 0.5))
+    assert meter.window(_reading(1.0, None, 3.0), _reading(1.5, 6.3, 3.8)) is None
+    assert meter.call_cpu() is None  # nothing kept yet
+    meter.keep(0, (9.0, 1.0))  # step 0 is the warm-up: not kept
+    meter.keep(1, window)
+    meter.keep(2, (0.2, 0.5))
+    meter.keep(2, (0.25, 0.5))  # a rerun of step 2 replaces its window
+    assert meter.call_cpu() == pytest.approx((0.45 + 0.25) / (10 * 2))
 
 
 def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_path):
@@ -77,6 +112,11 @@ def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_p
     for alone, costs in zip(meta.alone_costs, profile.costs, strict=True):
         assert {k for k, v in alone.items() if v} == {k for k, v in costs.items() if v}
     assert profile.call_overhead > 0 and profile.call_cpu >= 0 and profile.background_load >= 0
+    # the CPU per call is the run's own, over its compared step; the idle load is charged
+    if pipeline._meter is not None:
+        assert set(pipeline._meter.windows) == {1}
+        assert profile.call_cpu == pipeline._meter.call_cpu()
+    assert profile.background_load == pipeline.calibration.background_load
     # the profile and the Timeline keep all of it through a file
     profile.save(tmp_path / "profile.json")
     assert Profile.load(tmp_path / "profile.json") == profile
