@@ -67,7 +67,8 @@ class Calibration:
     send_overhead: float = 0.0
     call_cpu: float = 0.0
     background_load: float = 0.0
-    rank_pids: tuple[int, ...] = ()  # the rank actors' processes on the first rank's node
+    # (rank, replica, process id) of the rank actors on the first stage's node
+    rank_processes: tuple[tuple[int, int, int], ...] = ()
 
 
 # ------------------------------------------------------------------ in the actor
@@ -238,7 +239,11 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
         cores=shared_cores([(p.node, p.cores) for p in placements]),
         call_cpu=call_cpu,
         background_load=load,
-        rank_pids=tuple(p.pid for p in placements if p.node == before.node),
+        rank_processes=tuple(
+            (rank, replica, p.pid)
+            for (_, rank, replica), p in zip(pipeline.actors, placements, strict=True)
+            if p.node == before.node
+        ),
     )
 
 
@@ -292,10 +297,11 @@ def _cpu_shares(
     return load, max(0.0, (busy - on_ranks) / max(session.calls, 1))
 
 
-def calibrated_profile(profile, calibration: Calibration | None, call_cpu: float | None = None):
+def calibrated_profile(profile, calibration: Calibration | None, measured=None):
     """``profile`` (measured from the run's Timeline) with the calibration's cores and runtime
-    costs; unchanged without a calibration. ``call_cpu``: the CPU per call off the ranks as the
-    run measured it (``runtime_meter``), which replaces the calibration's (None: keep it).
+    costs; unchanged without a calibration. ``measured``: what the run measured of the runtime
+    (``runtime_meter.RunRuntime``), which replaces the calibration's CPU per call and scales
+    its call and send overheads (None: the calibration's own).
     Each action's work stays the profile's, the mean CPU time its thread ran in the run
     (``Profile.from_timeline``); only a profile without it (no ``cores``: no CPU times) takes
     the calibration's alone times instead.
@@ -308,14 +314,18 @@ def calibrated_profile(profile, calibration: Calibration | None, call_cpu: float
     if calibration is None:
         return profile
     own_work = profile.cores is not None
+    call_cpu, scale = calibration.call_cpu, 1.0
+    if measured is not None:
+        call_cpu = measured.call_cpu
+        scale = 1.0 if measured.overhead_scale is None else measured.overhead_scale
     return replace(
         profile,
         costs=profile.costs if own_work else [dict(c) for c in calibration.costs],
         transfer={"latency": calibration.transfer},
         cores=calibration.cores,
-        call_overhead=calibration.call_overhead,
-        send_overhead=calibration.send_overhead,
-        call_cpu=calibration.call_cpu if call_cpu is None else call_cpu,
+        call_overhead=calibration.call_overhead * scale,
+        send_overhead=calibration.send_overhead * scale,
+        call_cpu=call_cpu,
         # the session's idle CPU (the raylet's and GCS's polling) goes on while the ranks
         # compute: it is netted out of the CPU per call and charged all along instead, so
         # every CPU second the session ran counts once. Left out, 21 demo runs were

@@ -324,7 +324,7 @@ class RayPipeline:
             profile=calibrated_profile(
                 Profile.from_timeline(timeline),
                 self.calibration,
-                self._meter.call_cpu() if self._meter else None,
+                self._meter.result(timeline, self.calibration) if self._meter else None,
             ),
             restarts=restarts,
             action_order=self.action_order(timeline),

@@ -11,13 +11,24 @@ every call of the compared steps (hundreds), it stayed within 2.4-4.2 ms over 21
 (each schedule's own spread about 1 ms), and their errors' spread fell from 3.1% to 2.0%.
 
 What one window counts: from just before a step's calls are submitted to the moment its last
-action returns, the Ray session's CPU time on the probe's node (``machine.node_state``) minus
-the main threads of the rank actors there (where the actions and their on-rank call overheads
-run, which the model charges on the rank) minus the session's idle CPU (the calibration's
-*background load*, over the window's wall time, which the prediction charges as cores busy
-all along). What is left is the runtime's work off the
-ranks, divided by the calls the step made. The step's end (the optimizer, the commit calls)
-falls outside the windows: the prediction models it as the step overhead. Step 0 is left out
+action returns, two CPU times on the probe's node (``machine.node_state``):
+
+* the **rank actors' main threads**, where the actions run and, between them, the runtime's
+  work on the rank (taking each call, putting each output into the object store). Less the
+  actions' own CPU times, that is what the model charges as the call and send overheads;
+  calibration measured those as wall-clock gaps between calls with nothing else running, a
+  few dozen of them, and they swung from 0.6 to 3 ms (the send overhead) run to run. The run
+  scales both by one factor so that they add up to what the main threads ran (0.65-1.08 over
+  15 demo runs: the gaps were mostly longer than the CPU they hold);
+* the **whole Ray session** less those main threads and less the session's idle CPU (the
+  calibration's *background load* over the window's wall time, which the prediction charges
+  as cores busy all along): the runtime's work off the ranks, per call the step made.
+
+So every CPU second the session ran in the window is charged once: as an action's work, on a
+rank around a call, off the ranks per call, or as the idle load. On 15 demo runs the
+predictions' errors went from -0.0..+6.4% (the run's CPU per call, calibration's overheads)
+to -1.5..+2.2%. The step's end (the optimizer, the commit calls) falls outside the windows: the
+prediction models it as the step overhead. Step 0 is left out
 as the warm-up, as everywhere else. Each reading is one actor call that reads a few hundred
 ``/proc`` files (about 7 ms of CPU on this 2-core VM) between steps; the measured gap between
 steps includes it, and so does the prediction's step overhead. Spread over nodes, only the
@@ -29,51 +40,86 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class RunRuntime:
+    """What a run measured of the runtime: ``call_cpu``, CPU seconds per call off the ranks;
+    ``overhead_scale``, the runtime's CPU on the ranks as a multiple of the calibrated call and
+    send overheads (None: not measured)."""
+
+    call_cpu: float
+    overhead_scale: float | None = None
+
+
 @dataclass
 class RuntimeMeter:
-    """Windows of runtime CPU over a run's compared steps; ``call_cpu`` is the result.
+    """Windows of runtime CPU over a run's compared steps; ``result`` sums them up.
 
     ``probe``: a rank actor whose node is read; ``driver``: ``machine.driver_identity()``;
-    ``pids``: the rank actors' processes on the probe's node; ``calls``: Ray calls per step
-    (all replicas); ``load``: the session's idle CPU in cores (calibration's background load).
+    ``processes``: (rank, replica, pid) of the rank actors on the probe's node; ``calls``: Ray
+    calls per step (all replicas); ``node_calls``, ``node_sends``: calls and hand-overs to
+    another rank per step of the ranks on the probe's node; ``load``: the session's idle CPU
+    in cores (calibration's background load).
     """
 
     probe: object
     driver: tuple[str, int]
-    pids: tuple[int, ...]
+    processes: tuple[tuple[int, int, int], ...]
     calls: int
+    node_calls: int
+    node_sends: int
     load: float = 0.0
-    windows: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (cpu, wall)
+    # step -> (CPU off the ranks, wall, CPU of the ranks' main threads), seconds
+    windows: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     session: tuple[int, ...] = ()  # the session's processes, as the first reading found them
 
     def read(self):
         """One reading (``machine.NodeState``) on the probe's node."""
         import ray
 
-        reading = ray.get(self.probe.node_state.remote(self.driver, self.pids, self.session))
+        pids = tuple(pid for _, _, pid in self.processes)
+        reading = ray.get(self.probe.node_state.remote(self.driver, pids, self.session))
         self.session = reading.session
         return reading
 
-    def window(self, began, ended) -> tuple[float, float] | None:
-        """(runtime CPU seconds off the ranks, wall seconds) between two readings, or None
-        where the machine does not say."""
+    def window(self, began, ended) -> tuple[float, float, float] | None:
+        """(runtime CPU off the ranks, wall, ranks' main-thread CPU) between two readings, in
+        seconds, or None where the machine does not say. The readings run on the probe's main
+        thread and read the ranks' main threads last, so about one reading's CPU (its own
+        ``cost``) lies in both the session's and the ranks' difference: it is the session's,
+        and it is taken out of the ranks'."""
         if None in (began.cpu, ended.cpu, began.ranks_cpu, ended.ranks_cpu):
             return None
         wall = ended.wall - began.wall
         on_ranks = ended.ranks_cpu - began.ranks_cpu
-        return max(0.0, ended.cpu - began.cpu - on_ranks - self.load * wall), wall
+        off_ranks = max(0.0, ended.cpu - began.cpu - on_ranks - self.load * wall)
+        return off_ranks, wall, max(0.0, on_ranks - ended.cost)
 
-    def keep(self, step: int, window: tuple[float, float] | None) -> None:
+    def keep(self, step: int, window: tuple[float, float, float] | None) -> None:
         """Keep a finished step's window (a rerun of the step replaces it)."""
         if window is not None and step >= 1:
             self.windows[step] = window
 
-    def call_cpu(self) -> float | None:
-        """CPU seconds per call off the ranks over the kept windows; None without any."""
+    def result(self, timeline, calibration) -> RunRuntime | None:
+        """The runtime the kept windows measured, given the run's Timeline (its actions' CPU
+        times) and its ``Calibration`` (the overheads it timed); None without any window."""
         if not self.windows or self.calls < 1:
             return None
-        cpu = sum(c for c, _ in self.windows.values())
-        return cpu / (self.calls * len(self.windows))
+        off_ranks = sum(w[0] for w in self.windows.values())
+        call_cpu = off_ranks / (self.calls * len(self.windows))
+        modelled = len(self.windows) * (
+            self.node_calls * calibration.call_overhead
+            + self.node_sends * calibration.send_overhead
+        )
+        ranks = {(rank, replica) for rank, replica, _ in self.processes}
+        actions = sum(
+            row.cpu
+            for row in timeline.action_cpu
+            if row.step in self.windows and (row.rank, row.replica) in ranks
+        )
+        if modelled <= 0 or not timeline.action_cpu:
+            return RunRuntime(call_cpu)
+        on_ranks = sum(w[2] for w in self.windows.values()) - actions
+        return RunRuntime(call_cpu, max(0.0, on_ranks) / modelled)
 
 
 def runtime_meter(pipeline) -> RuntimeMeter | None:
@@ -82,12 +128,18 @@ def runtime_meter(pipeline) -> RuntimeMeter | None:
     from simulator.ray_pipeline.machine import driver_identity
 
     calibration = pipeline.calibration
-    if calibration is None or not calibration.rank_pids:
+    if calibration is None or not calibration.rank_processes:
         return None
+    on_node = {(rank, replica) for rank, replica, _ in calibration.rank_processes}
+    dp = pipeline.options.dp
+    heads = [(segment[0].rank, segment[-1].send) for segment in pipeline.segments]
+    node = [send for rank, send in heads for replica in range(dp) if (rank, replica) in on_node]
     return RuntimeMeter(
         probe=pipeline.actors.grid[0][pipeline.schedule.stage_to_rank[0]],
         driver=driver_identity(),
-        pids=calibration.rank_pids,
-        calls=len(pipeline.segments) * pipeline.options.dp,
+        processes=calibration.rank_processes,
+        calls=len(pipeline.segments) * dp,
+        node_calls=len(node),
+        node_sends=sum(node),
         load=calibration.background_load,
     )

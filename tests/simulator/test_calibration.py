@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,7 +19,7 @@ from simulator.analytic.profile import Profile
 from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
-from simulator.ray_pipeline.calibration import calibrated_profile
+from simulator.ray_pipeline.calibration import Calibration, calibrated_profile
 from simulator.ray_pipeline.executor import RayPipeline
 from simulator.ray_pipeline.machine import (
     NodeState,
@@ -61,23 +62,55 @@ def test_the_machine_readings():
     assert threads_cpu_seconds((2**22 + 1,)) is None  # no such process: nothing to say
 
 
-def _reading(wall, cpu, ranks_cpu):
-    return NodeState("node", 2, wall, cpu, 0.0, 1, ranks_cpu)
+def _reading(wall, cpu, ranks_cpu, cost=0.0):
+    return NodeState("node", 2, wall, cpu, cost, 1, ranks_cpu)
 
 
-def test_the_runtime_meter_counts_what_ran_off_the_ranks():
-    """A window's runtime CPU is the session's CPU minus the ranks' main threads minus the idle
-    load over its wall time; the CPU per call averages the kept windows over the calls."""
-    meter = RuntimeMeter(probe=None, driver=("node", 1), pids=(1,), calls=10, load=0.1)
+def test_the_runtime_meter_charges_every_cpu_second_once():
+    """A window's runtime CPU off the ranks is the session's CPU minus the ranks' main threads
+    minus the idle load over its wall time; per call, averaged over the kept windows. On the
+    ranks, the main threads' CPU beyond the actions' own scales the calibrated overheads."""
+    meter = RuntimeMeter(
+        probe=None,
+        driver=("node", 1),
+        processes=((0, 0, 11), (1, 0, 12)),
+        calls=10,
+        node_calls=6,
+        node_sends=4,
+        load=0.1,
+    )
     window = meter.window(_reading(1.0, 5.0, 3.0), _reading(1.5, 6.3, 3.8))
-    assert window == pytest.approx((1.3 - 0.8 - 0.1 * 0.5, 0.5))
+    assert window == pytest.approx((1.3 - 0.8 - 0.1 * 0.5, 0.5, 0.8))
     assert meter.window(_reading(1.0, None, 3.0), _reading(1.5, 6.3, 3.8)) is None
-    assert meter.call_cpu() is None  # nothing kept yet
-    meter.keep(0, (9.0, 1.0))  # step 0 is the warm-up: not kept
+    # the closing reading's own CPU ran on a rank's main thread: not the runtime's
+    closed = meter.window(_reading(1.0, 5.0, 3.0), _reading(1.5, 6.3, 3.8, cost=0.1))
+    assert closed == pytest.approx((window[0], 0.5, 0.7))
+    calibration = SimpleNamespace(call_overhead=0.01, send_overhead=0.02)
+    assert meter.result(SimpleNamespace(action_cpu=[]), calibration) is None  # nothing kept
+    meter.keep(0, (9.0, 1.0, 9.0))  # step 0 is the warm-up: not kept
     meter.keep(1, window)
-    meter.keep(2, (0.2, 0.5))
-    meter.keep(2, (0.25, 0.5))  # a rerun of step 2 replaces its window
-    assert meter.call_cpu() == pytest.approx((0.45 + 0.25) / (10 * 2))
+    meter.keep(2, (0.2, 0.5, 0.7))
+    meter.keep(2, (0.25, 0.5, 0.9))  # a rerun of step 2 replaces its window
+    row = SimpleNamespace
+    timeline = SimpleNamespace(
+        action_cpu=[
+            row(rank=0, replica=0, step=1, cpu=0.3),
+            row(rank=1, replica=0, step=2, cpu=0.5),
+            row(rank=2, replica=0, step=2, cpu=7.0),  # a rank on another node: not read
+            row(rank=0, replica=0, step=0, cpu=7.0),  # the warm-up step: no window
+        ]
+    )
+    measured = meter.result(timeline, calibration)
+    assert measured.call_cpu == pytest.approx((0.45 + 0.25) / (10 * 2))
+    on_ranks = 0.8 + 0.9 - (0.3 + 0.5)
+    assert measured.overhead_scale == pytest.approx(on_ranks / (2 * (6 * 0.01 + 4 * 0.02)))
+    # the calibrated profile takes both: the CPU per call, and the overheads scaled
+    profile = Profile(model="widths=2-3", microbatch_rows=1, stages=[[0, 0]], costs=[{}], cores=2)
+    cal = Calibration(costs=[{}], call_overhead=0.01, transfer=0.0, cores=2, send_overhead=0.02)
+    scaled = calibrated_profile(profile, cal, measured)
+    assert scaled.call_cpu == measured.call_cpu
+    assert scaled.call_overhead == pytest.approx(0.01 * measured.overhead_scale)
+    assert scaled.send_overhead == pytest.approx(0.02 * measured.overhead_scale)
 
 
 def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_path):
@@ -115,7 +148,10 @@ def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_p
     # the CPU per call is the run's own, over its compared step; the idle load is charged
     if pipeline._meter is not None:
         assert set(pipeline._meter.windows) == {1}
-        assert profile.call_cpu == pipeline._meter.call_cpu()
+        measured = pipeline._meter.result(timeline, pipeline.calibration)
+        assert profile.call_cpu == measured.call_cpu
+        scale = measured.overhead_scale
+        assert profile.call_overhead == pytest.approx(pipeline.calibration.call_overhead * scale)
     assert profile.background_load == pipeline.calibration.background_load
     # the profile and the Timeline keep all of it through a file
     profile.save(tmp_path / "profile.json")
