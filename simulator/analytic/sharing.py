@@ -34,12 +34,19 @@ Choices and limits (each is a deliberate approximation):
   the object store are a few threads, not one per call), which competes for the cores but holds
   up no rank. It starts when the runtime can start on the call: when the last of its inputs
   from other ranks is handed over (so it mostly runs while the consumer waits for the transfer,
-  as the driver's dispatch does), or with the call when it has none. ``load`` cores are busy
-  with other work all along, so the actions share ``C - load`` (a calibrated profile charges
-  none: the Ray session's idle CPU stops while the ranks compute). The side work is real CPU
-  use, measured by calibration (``ray_pipeline.calibration``); on 2 cores with 4 ranks it is
+  as the driver's dispatch does), or with the call when it has none. The side work is real CPU
+  use, measured in the run (``ray_pipeline.runtime_meter``); on 2 cores with 4 ranks it is
   about a quarter of the machine, which is why a model of compute alone under-predicts such a
   run by a third.
+* **The background load** (``load`` cores busy with other work all along: a calibrated
+  profile's is the Ray session's idle CPU, the raylet's and GCS's polling) is spread evenly
+  over the cores: each core gives up ``load / C`` of its time, whether or not another core
+  idles, so every running job progresses at ``min(1, C / k) x (1 - load / C)``. Short
+  periodic wake-ups run on the core they last ran on rather than on an idle one: on this
+  2-core VM, with 2 ranks, an action running while the other rank waited still took 1.4-3.0%
+  longer than its CPU time (an action alone in an idle Ray session: a median 0.02%), as ``load / C``
+  = 3% predicts. A saturated machine (``k >= C``) gives the same rate either way,
+  ``(C - load) / k``.
 * **Transfers, the all-reduce and the optimizer step are not slowed.** They are short next to
   compute in the runs this is for, and a transfer mostly waits on memory or the network, not
   on a core. They do not count as running actions either.
@@ -53,14 +60,14 @@ Choices and limits (each is a deliberate approximation):
   action's work, not several).
 
 How: an event-driven (fluid) simulation. Every running job (an action's call, its work, a
-call's side work) progresses at the same rate, so one *virtual clock* ``V``, which advances at
-the common rate ``min(1, (C - load) / (dp k))``, measures everybody's progress: a job started
-at virtual time ``v`` ends when ``V = v + work``. The running jobs sit in a heap keyed by that
-virtual end, the actions whose start time is known in a heap keyed by it, and the simulation
-jumps from event to event (a start or an end); an action's end frees its rank and may make the
-rank's next action, or an action that waited for it, ready. ``V`` is kept as an anchor
-``(t0, V0)`` and a rate, re-anchored only when the rate changes, so with no contention ``V`` is
-the wall clock exactly.
+call's side work) progresses at the same rate, so one *virtual clock* ``V``, which advances
+at the common rate ``min(1, C / (dp k)) x (1 - load / C)``, measures everybody's progress: a
+job started at virtual time ``v`` ends when ``V = v + work``. The running jobs sit in a heap
+keyed by that virtual end, the actions whose start time is known in a heap keyed by it, and
+the simulation jumps from event to event (a start or an end); an action's end frees its rank
+and may make the rank's next action, or an action that waited for it, ready. ``V`` is kept as
+an anchor ``(t0, V0)`` and a rate, re-anchored only when the rate changes, so with no
+contention ``V`` is the wall clock exactly.
 
 Cost: each action is one start and one end event, each a heap operation over at most ``p``
 entries, plus its needs: O(actions x log ranks) time and O(actions) memory. (The default path,
@@ -94,7 +101,7 @@ class Runtime:
     after action ``i`` hands its output to another rank. ``side[i]``: CPU seconds the call of action
     ``i`` costs *off* the rank (the driver dispatching it, the object store), which only
     competes for the cores. ``load``: cores kept busy by other work on the
-    machine all along. All zero: a bare device.
+    machine all along, spread evenly over them. All zero: a bare device.
     """
 
     overhead: list[float] | None = None
@@ -131,7 +138,9 @@ def shared_action_times(
     fluid.overhead = runtime.overhead or [0.0] * n
     fluid.put = runtime.put or [0.0] * n
     fluid.side = (runtime.side or [0.0] * n) if cores is not None else [0.0] * n
-    fluid.capacity = math.inf if cores is None else max(cores - runtime.load, 1e-9)
+    if cores is not None:
+        fluid.capacity = cores
+        fluid.share = max(1.0 - runtime.load / cores, 1e-9)
     return fluid.run()
 
 
@@ -142,7 +151,8 @@ class _Fluid:
         n = len(rank)
         self.rank, self.duration, self.rank_free = rank, duration, rank_free
         self.needs = list(zip(producers, transfer, strict=True))
-        self.capacity, self.replicas = cores, replicas
+        self.capacity, self.replicas = (math.inf if cores is None else cores), replicas
+        self.share = 1.0  # of each core's time left by the background load
         self.overhead = self.side = self.put = [0.0] * n
         self.start, self.end, self.finished = [0.0] * n, [0.0] * n, [False] * n
         self.queues: list[list[int]] = [[] for _ in rank_free]
@@ -175,7 +185,7 @@ class _Fluid:
     def rate(self, running: int) -> float:
         """Speed of each running job while ``running`` of them (per replica) run."""
         demand = running * self.replicas
-        return 1.0 if demand <= self.capacity else self.capacity / demand
+        return (1.0 if demand <= self.capacity else self.capacity / demand) * self.share
 
     def run(self) -> tuple[list[float], list[float]]:
         for r in range(len(self.queues)):

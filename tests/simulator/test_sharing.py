@@ -307,6 +307,21 @@ def test_call_cpu_and_background_load_share_the_cores():
     assert loaded["r1:1B0"] == (8.0, 12.0)
 
 
+def test_the_background_load_is_spread_over_every_core():
+    """Two cores, one action at a time, a background load of 0.5 cores: each core gives up
+    0.5 / 2 of its time though the other idles, so every action runs at 3/4 of its speed.
+
+    0F0 [0, 4/3]; 1F0 from 4/3 + 1/4 = 19/12 for 4/3; 1B0 then for 8/3 (to 67/12); 0B0 from
+    67/12 + 1/4 = 70/12 for 8/3, to 8.5. Without the load: 0F0 [0, 1], ..., 0B0 ends at 6.5.
+    """
+    got = spans(runtime_timeline(cores=2, background_load=0.5))
+    assert got["r0:0F0"] == pytest.approx((0.0, 4 / 3))
+    assert got["r1:1F0"] == pytest.approx((19 / 12, 35 / 12))
+    assert got["r1:1B0"] == pytest.approx((35 / 12, 67 / 12))
+    assert got["r0:0B0"] == pytest.approx((70 / 12, 8.5))
+    assert spans(runtime_timeline(cores=2, call_cpu=0.0))["r0:0B0"] == pytest.approx((4.5, 6.5))
+
+
 def test_side_work_is_one_queue():
     """Two ranks start an action of 1 at once, each call with 0.25 of side work, on 3 cores.
     The side work is one queue (the runtime's processes), one job: three jobs on three cores
