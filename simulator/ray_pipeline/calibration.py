@@ -47,7 +47,13 @@ import numpy as np
 
 from schedules.dependencies import Kind
 from simulator.model.cache import ActivationCache
-from simulator.ray_pipeline.machine import NodeState, busy_cores, driver_identity, shared_cores
+from simulator.ray_pipeline.machine import (
+    NodeState,
+    busy_cores,
+    cpu_between,
+    driver_identity,
+    shared_cores,
+)
 
 REPEATS = 3  # timed runs per stage and kind, after one warm-up run
 
@@ -291,8 +297,9 @@ def _cpu_shares(
     if before.cpu is None or after.cpu is None or idle.cpu is None:
         return 0.0, 0.0
     idle_wall = idle.wall - after.wall
-    load = max(0.0, (idle.cpu - after.cpu - idle.cost) / idle_wall) if idle_wall > 0 else 0.0
-    busy = after.cpu - before.cpu - after.cost - load * (after.wall - before.wall)
+    idled = cpu_between(after, idle) - idle.cost
+    load = max(0.0, idled / idle_wall) if idle_wall > 0 else 0.0
+    busy = cpu_between(before, after) - after.cost - load * (after.wall - before.wall)
     on_ranks = session.computed + session.calls * call + session.sends * send
     return load, max(0.0, (busy - on_ranks) / max(session.calls, 1))
 

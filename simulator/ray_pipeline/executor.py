@@ -234,7 +234,7 @@ class RayPipeline:
         import ray
 
         deadline = time.time() + self.options.step_timeout
-        meter = self._meter if step >= 1 else None
+        meter = self._meter if step >= 1 and self._meter and self._meter.reading else None
         began = meter.read() if meter else None
         sinks, reduced, timing_refs = self._submit_step(step)
         if fault is not None:
@@ -298,9 +298,10 @@ class RayPipeline:
             except RankFailure:
                 if retries_left <= 0:
                     raise
-                retries_left -= 1
-                restarts += 1
+                retries_left, restarts = retries_left - 1, restarts + 1
                 self.actors.restore(snapshot)
+                if self._meter:  # a restarted actor is a new process: keep what was read
+                    self._meter.stop()
                 continue
             if not math.isfinite(loss):
                 raise PebbleError(

@@ -29,6 +29,7 @@ class NodeState(NamedTuple):
     pid: int = 0  # the reading actor's process
     ranks_cpu: float | None = None  # CPU seconds the asked-for processes' main threads have run
     session: tuple[int, ...] = ()  # the Ray session's processes on this node
+    per_process: tuple[float | None, ...] = ()  # CPU seconds of each (None: gone)
 
 
 def usable_cores() -> int:
@@ -82,18 +83,19 @@ def session_processes(root: int) -> tuple[int, ...]:
     return tuple(found)
 
 
-def threads_cpu_seconds(pids: tuple[int, ...], main_only: bool = False) -> float | None:
-    """CPU seconds every thread of the processes ``pids`` has run so far (``main_only``: only
-    each one's main thread, where a Ray actor runs its calls), or None where ``/proc`` does not
-    say; a pid not on this machine adds nothing. Reads each thread's ``schedstat`` (its run
-    time in nanoseconds), the cheapest file that has it: a reading of a Ray session's few
-    hundred threads takes a few milliseconds."""
-    total, seen = 0, False
+def process_cpu_seconds(pids: tuple[int, ...], main_only: bool = False) -> tuple[float | None, ...]:
+    """Per process of ``pids``: the CPU seconds its threads have run so far (``main_only``: its
+    main thread, where a Ray actor runs its calls), or None where ``/proc`` does not say (the
+    process is gone, or not on this machine). Reads each thread's ``schedstat`` (its run time in
+    nanoseconds), the cheapest file that has it: a Ray session's few hundred threads take a few
+    milliseconds."""
+    found: list[float | None] = []
     for pid in pids:
         if main_only:
             paths = [f"/proc/{pid}/task/{pid}/schedstat"]
         else:
             paths = glob.glob(f"/proc/{pid}/task/[0-9]*/schedstat")
+        total, seen = 0, False
         for path in paths:
             try:
                 with open(path) as handle:
@@ -101,7 +103,14 @@ def threads_cpu_seconds(pids: tuple[int, ...], main_only: bool = False) -> float
                 seen = True
             except (OSError, ValueError, IndexError):
                 continue
-    return total / 1e9 if seen else None
+        found.append(total / 1e9 if seen else None)
+    return tuple(found)
+
+
+def threads_cpu_seconds(pids: tuple[int, ...], main_only: bool = False) -> float | None:
+    """The sum of ``process_cpu_seconds``, or None where ``/proc`` says nothing of any."""
+    known = [v for v in process_cpu_seconds(pids, main_only) if v is not None]
+    return sum(known) if known else None
 
 
 def session_cpu_seconds(root: int) -> float | None:
@@ -122,10 +131,30 @@ def node_state(
     began = time.thread_time()
     node = ray.get_runtime_context().get_node_id()
     session = session or session_processes(session_root(driver, node))
-    cpu = threads_cpu_seconds(session)
+    per_process = process_cpu_seconds(session)
+    known = [v for v in per_process if v is not None]
     ranks = threads_cpu_seconds(pids, main_only=True) if pids else None
     cost = time.thread_time() - began
-    return NodeState(node, usable_cores(), time.time(), cpu, cost, os.getpid(), ranks, session)
+    cpu = sum(known) if known else None
+    return NodeState(
+        node, usable_cores(), time.time(), cpu, cost, os.getpid(), ranks, session, per_process
+    )
+
+
+def cpu_between(began: NodeState, ended: NodeState) -> float | None:
+    """CPU seconds the Ray session ran between two readings on one node, over the processes
+    both readings found: a process that exits in between (Ray ends idle workers) takes its CPU
+    time with it, and one that starts brings its start-up along. None where unknown."""
+    if began.cpu is None or ended.cpu is None:
+        return None
+    if not (began.per_process and ended.per_process):
+        return ended.cpu - began.cpu
+    before = dict(zip(began.session, began.per_process, strict=True))
+    return sum(
+        cpu - before[pid]
+        for pid, cpu in zip(ended.session, ended.per_process, strict=True)
+        if cpu is not None and before.get(pid) is not None
+    )
 
 
 def shared_cores(placements: list[tuple[str, int]]) -> int:

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from simulator.ray_pipeline.machine import cpu_between, driver_identity
+
 
 @dataclass(frozen=True)
 class RunRuntime:
@@ -71,6 +73,12 @@ class RuntimeMeter:
     # step -> (CPU off the ranks, wall, CPU of the ranks' main threads), seconds
     windows: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     session: tuple[int, ...] = ()  # the session's processes, as the first reading found them
+    reading: bool = True  # False once stopped
+
+    def stop(self) -> None:
+        """Read no more (an actor was restarted: the processes read are no longer the ranks');
+        the windows kept so far still count."""
+        self.reading = False
 
     def read(self):
         """One reading (``machine.NodeState``) on the probe's node."""
@@ -86,12 +94,13 @@ class RuntimeMeter:
         seconds, or None where the machine does not say. The readings run on the probe's main
         thread and read the ranks' main threads last, so about one reading's CPU (its own
         ``cost``) lies in both the session's and the ranks' difference: it is the session's,
-        and it is taken out of the ranks'."""
+        and it is taken out of the ranks'. Only the processes both readings found count
+        (``machine.cpu_between``)."""
         if None in (began.cpu, ended.cpu, began.ranks_cpu, ended.ranks_cpu):
             return None
         wall = ended.wall - began.wall
         on_ranks = ended.ranks_cpu - began.ranks_cpu
-        off_ranks = max(0.0, ended.cpu - began.cpu - on_ranks - self.load * wall)
+        off_ranks = max(0.0, cpu_between(began, ended) - on_ranks - self.load * wall)
         return off_ranks, wall, max(0.0, on_ranks - ended.cost)
 
     def keep(self, step: int, window: tuple[float, float, float] | None) -> None:
@@ -125,8 +134,6 @@ class RuntimeMeter:
 def runtime_meter(pipeline) -> RuntimeMeter | None:
     """The meter of a ``RayPipeline``'s run, reading its first stage's node (as calibration
     does); None without a calibration, which supplies the processes and the idle load."""
-    from simulator.ray_pipeline.machine import driver_identity
-
     calibration = pipeline.calibration
     if calibration is None or not calibration.rank_processes:
         return None

@@ -23,6 +23,8 @@ from simulator.ray_pipeline.calibration import Calibration, calibrated_profile
 from simulator.ray_pipeline.executor import RayPipeline
 from simulator.ray_pipeline.machine import (
     NodeState,
+    cpu_between,
+    process_cpu_seconds,
     session_cpu_seconds,
     session_processes,
     shared_cores,
@@ -44,13 +46,14 @@ def test_shared_cores_of_one_node_and_of_a_spread():
 
 def test_the_machine_readings():
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
-    before = session_cpu_seconds(os.getpid())
-    if before is None:
+    if session_cpu_seconds(os.getpid()) is None:
         pytest.skip("this system's /proc does not give per-thread run times")
+    # this process alone: its children (Ray's, after the Ray tests) may exit in between
+    before = threads_cpu_seconds((os.getpid(),))
     began = time.thread_time()
     while time.thread_time() - began < 0.05:
         pass
-    after = session_cpu_seconds(os.getpid())
+    after = threads_cpu_seconds((os.getpid(),))
     assert after - before >= 0.04
     # the main thread alone: this test's busy loop ran on it
     assert os.getpid() in session_processes(os.getpid())
@@ -60,6 +63,18 @@ def test_the_machine_readings():
         pass
     assert threads_cpu_seconds((os.getpid(),), main_only=True) - main >= 0.04
     assert threads_cpu_seconds((2**22 + 1,)) is None  # no such process: nothing to say
+    assert process_cpu_seconds((os.getpid(), 2**22 + 1))[1] is None
+
+
+def test_cpu_between_two_readings_counts_the_processes_both_found():
+    began = NodeState("n", 2, 0.0, 9.0, 0.0, 1, None, (7, 8, 9), (4.0, 2.0, 3.0))
+    ended = NodeState("n", 2, 1.0, 9.5, 0.0, 1, None, (7, 9, 10), (4.5, None, 5.0))
+    # 7 ran 0.5 s; 8 is gone from the second reading, 9 exited before it, 10 started after
+    # the first: none of them counts
+    assert cpu_between(began, ended) == pytest.approx(0.5)
+    # readings without per-process times: the totals
+    assert cpu_between(began._replace(per_process=()), ended) == pytest.approx(0.5)
+    assert cpu_between(began._replace(cpu=None), ended) is None
 
 
 def _reading(wall, cpu, ranks_cpu, cost=0.0):
@@ -82,6 +97,10 @@ def test_the_runtime_meter_charges_every_cpu_second_once():
     window = meter.window(_reading(1.0, 5.0, 3.0), _reading(1.5, 6.3, 3.8))
     assert window == pytest.approx((1.3 - 0.8 - 0.1 * 0.5, 0.5, 0.8))
     assert meter.window(_reading(1.0, None, 3.0), _reading(1.5, 6.3, 3.8)) is None
+    # a process gone by the closing reading counts for neither (its CPU left with it)
+    opened = NodeState("node", 2, 1.0, 5.0, 0.0, 1, 3.0, (7, 8), (4.0, 1.0))
+    gone = NodeState("node", 2, 1.5, 5.3, 0.0, 1, 3.8, (7, 8), (5.3, None))
+    assert meter.window(opened, gone) == pytest.approx((1.3 - 0.8 - 0.1 * 0.5, 0.5, 0.8))
     # the closing reading's own CPU ran on a rank's main thread: not the runtime's
     closed = meter.window(_reading(1.0, 5.0, 3.0), _reading(1.5, 6.3, 3.8, cost=0.1))
     assert closed == pytest.approx((window[0], 0.5, 0.7))

@@ -145,12 +145,15 @@ def test_dead_rank_is_named_and_no_rank_applies_the_step(ray_session):
 def test_retry_restarts_the_dead_rank_and_ends_like_a_fault_free_run(ray_session):
     schedule = schedule_named("gpipe")
     config = config_for(schedule, steps=3)
-    with RayPipeline(
-        schedule, config, RayOptions(retries=1, step_timeout=60, calibrate=False)
-    ) as pipeline:
-        result = pipeline.run(3, fault=(1, 0, 0))
+    # calibrated, so the runtime meter reads rank 0's node through rank 0, the rank killed
+    with RayPipeline(schedule, config, RayOptions(retries=1, step_timeout=60)) as pipeline:
+        result = pipeline.run(3, fault=(2, 0, 0))
     assert result.restarts == 1
     assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
+    # the meter stopped at the restart and kept step 1's window, read before it
+    if pipeline._meter is not None:
+        assert not pipeline._meter.reading and set(pipeline._meter.windows) <= {1}
+    assert result.profile.call_cpu >= 0 and result.profile.cores >= 1
 
 
 def test_impossible_sizes_are_one_sentence(ray_session):
