@@ -30,23 +30,29 @@ Choices and limits (each is a deliberate approximation):
   output goes to another rank then *hands it over* (``put`` seconds on its rank, into the object
   store; the transfer to the consumer counts from the event's end and includes it) before its rank
   is free. The call also costs ``side`` seconds of work off the rank (the driver dispatching it,
-  the object store). That side work is one queue, one more job while it has work (the driver and
-  the object store are a few threads, not one per call), which competes for the cores but holds
-  up no rank. It starts when the runtime can start on the call: when the last of its inputs
-  from other ranks is handed over (so it mostly runs while the consumer waits for the transfer,
-  as the driver's dispatch does), or with the call when it has none. The side work is real CPU
-  use, measured in the run (``ray_pipeline.runtime_meter``); on 2 cores with 4 ranks it is
-  about a quarter of the machine, which is why a model of compute alone under-predicts such a
-  run by a third.
-* **The background load** (``load`` cores busy with other work all along: a calibrated
-  profile's is the Ray session's idle CPU, the raylet's and GCS's polling) is spread evenly
-  over the cores: each core gives up ``load / C`` of its time, whether or not another core
-  idles, so every running job progresses at ``min(1, C / k) x (1 - load / C)``. Short
-  periodic wake-ups run on the core they last ran on rather than on an idle one: on this
-  2-core VM, with 2 ranks, an action running while the other rank waited still took 1.4-3.0%
-  longer than its CPU time (an action alone in an idle Ray session: a median 0.02%), as ``load / C``
-  = 3% predicts. A saturated machine (``k >= C``) gives the same rate either way,
-  ``(C - load) / k``.
+  the object store, the actors' I/O threads), which holds up no rank. It starts when the
+  runtime can start on the call: when the last of its inputs from other ranks is handed over
+  (so it mostly runs while the consumer waits for the transfer, as the driver's dispatch
+  does), or with the call when it has none. The side work is real CPU use, measured in the run
+  (``ray_pipeline.runtime_meter``); on 2 cores with 4 ranks it is about a quarter of the
+  machine, which is why a model of compute alone under-predicts such a run by a third.
+* **The side work is spread over every core.** It is one queue (the runtime is a few
+  threads, not one per call) that runs at a core's full speed while it has work, and
+  meanwhile every core gives up ``1 / C`` of its time to it, whether or not another core
+  idles: the running jobs progress at ``min(1 - 1 / C, (C - load - 1) / k)`` (both bounds
+  hand the side queue one core in all). Its many short wake-ups run where its threads last
+  ran, not on an idle core. Measured on this 2-core VM: one actor computing while the driver
+  called another actor back to back (the runtime using 1.0-1.3 cores) took 13-20% longer
+  than its CPU time, 28-72% with 512 KB arguments (4 runs); sharing only the idle core would
+  say 0%, spreading 100% (the queue never runs dry there; ``benchmarks/runtime_contention.
+  py``). The truth lies between, and spreading errs on the side of caution. Re-predicting 15
+  saved runs: 2 ranks -2.4..-0.9% (sharing only the idle core: -3.6..-2.3%), the demo's 4
+  ranks -0.4..+2.7% (-1.9..+1.8%).
+* **The background load is not spread** (``load`` cores busy with other work all along: a
+  calibrated profile's is the Ray session's idle CPU, the raylet's and GCS's polling): it
+  leaves ``C - load`` cores, so without side work the jobs progress at
+  ``min(1, (C - load) / k)``. Measured: an actor computing alone in an idle Ray session
+  (0.047 cores of load) ran 0.14% past its CPU time.
 * **Transfers, the all-reduce and the optimizer step are not slowed.** They are short next to
   compute in the runs this is for, and a transfer mostly waits on memory or the network, not
   on a core. They do not count as running actions either.
@@ -59,12 +65,13 @@ Choices and limits (each is a deliberate approximation):
   interchangeable, and an action uses at most one core (a multi-threaded BLAS call is one
   action's work, not several).
 
-How: an event-driven (fluid) simulation. Every running job (an action's call, its work, a
-call's side work) progresses at the same rate, so one *virtual clock* ``V``, which advances
-at the common rate ``min(1, C / (dp k)) x (1 - load / C)``, measures everybody's progress: a
-job started at virtual time ``v`` ends when ``V = v + work``. The running jobs sit in a heap
-keyed by that virtual end, the actions whose start time is known in a heap keyed by it, and
-the simulation jumps from event to event (a start or an end); an action's end frees its rank
+How: an event-driven (fluid) simulation. Every running job (an action's call, its work, its
+hand-over) progresses at the same rate, so one *virtual clock* ``V``, which advances at the
+common rate (above, with ``dp k`` jobs), measures everybody's progress: a job started at
+virtual time ``v`` ends when ``V = v + work``. The side queue keeps wall-clock time: it has
+work until ``side_until``, and its running dry is one more event. The running jobs sit in a
+heap keyed by that virtual end, the actions whose start time is known in a heap keyed by it,
+and the simulation jumps from event to event (a start or an end); an action's end frees its rank
 and may make the rank's next action, or an action that waited for it, ready. ``V`` is kept as
 an anchor ``(t0, V0)`` and a rate, re-anchored only when the rate changes, so with no
 contention ``V`` is the wall clock exactly.
@@ -138,9 +145,7 @@ def shared_action_times(
     fluid.overhead = runtime.overhead or [0.0] * n
     fluid.put = runtime.put or [0.0] * n
     fluid.side = (runtime.side or [0.0] * n) if cores is not None else [0.0] * n
-    if cores is not None:
-        fluid.capacity = cores
-        fluid.share = max(1.0 - runtime.load / cores, 1e-9)
+    fluid.load = runtime.load if cores is not None else 0.0
     return fluid.run()
 
 
@@ -152,7 +157,7 @@ class _Fluid:
         self.rank, self.duration, self.rank_free = rank, duration, rank_free
         self.needs = list(zip(producers, transfer, strict=True))
         self.capacity, self.replicas = (math.inf if cores is None else cores), replicas
-        self.share = 1.0  # of each core's time left by the background load
+        self.load = 0.0
         self.overhead = self.side = self.put = [0.0] * n
         self.start, self.end, self.finished = [0.0] * n, [0.0] * n, [False] * n
         self.queues: list[list[int]] = [[] for _ in rank_free]
@@ -162,7 +167,7 @@ class _Fluid:
         self.waiting: dict[int, list[int]] = {}  # producer -> ranks whose next action needs it
         self.ready: list[tuple[float, int]] = []  # (start time, action)
         self.running: list[tuple[float, int, int]] = []  # (virtual end, job, phase)
-        self.side_job, self.side_end, self.stale = -1, 0.0, 0  # the side queue
+        self.side_until = -math.inf  # the side queue has work until then (wall clock)
 
     def release(self, r: int) -> None:
         """Rank ``r`` is free: schedule its next action's start, or wait for a producer."""
@@ -182,10 +187,15 @@ class _Fluid:
                     t = u
         heapq.heappush(self.ready, (t, i))
 
-    def rate(self, running: int) -> float:
-        """Speed of each running job while ``running`` of them (per replica) run."""
+    def rate(self, running: int, side: bool = False) -> float:
+        """Speed of each running action while ``running`` of them (per replica) run, and the
+        side queue has work (``side``) or not."""
         demand = running * self.replicas
-        return (1.0 if demand <= self.capacity else self.capacity / demand) * self.share
+        cores = self.capacity - self.load
+        if not side:
+            return 1.0 if demand <= cores else cores / demand
+        spread = max(1.0 - 1.0 / self.capacity, 0.0)
+        return max(min(spread, (cores - 1.0) / demand if demand else spread), 1e-9)
 
     def run(self) -> tuple[list[float], list[float]]:
         for r in range(len(self.queues)):
@@ -200,7 +210,8 @@ class _Fluid:
             t_end = math.inf
             if running:
                 t_end = max(now, anchor_t + (running[0][0] - anchor_v) / speed)
-            if ready and ready[0][0] < t_end:  # on a tie, the end comes first
+            t_side = self.side_until if self.side_until > now else math.inf
+            if ready and ready[0][0] < min(t_end, t_side):  # on a tie, the end comes first
                 now, i = heapq.heappop(ready)
                 v = anchor_v + (now - anchor_t) * speed
                 if overhead[i] > 0:
@@ -209,7 +220,10 @@ class _Fluid:
                     start[i] = now
                     heapq.heappush(running, (v + duration[i], i, _WORK))
                 if i not in self.pending:  # no input from another rank: the call's side work
-                    self._queue_side(v, i)
+                    self._queue_side(now, i)
+            elif t_side < t_end:  # the side queue runs dry
+                now = t_side
+                v = anchor_v + (now - anchor_t) * speed
             else:
                 v, i, phase = heapq.heappop(running)
                 now = t_end
@@ -223,16 +237,12 @@ class _Fluid:
                         heapq.heappush(running, (v + put[i], i, _PUT))
                         self._release_waiters(i)
                     else:
-                        self._handed_over(v, i)
+                        self._handed_over(now, i)
                         self._free(i)
                 elif phase == _PUT:
-                    self._handed_over(v, i)
+                    self._handed_over(now, i)
                     self._free(i, now, waiters=False)
-                elif i == self.side_job:  # the side queue is empty
-                    self.side_job = -1
-                else:
-                    self.stale -= 1
-            new_speed = self.rate(len(running) - self.stale)
+            new_speed = self.rate(len(running), self.side_until > now)
             if new_speed != speed:
                 anchor_t, anchor_v, speed = now, v, new_speed
         return start, end
@@ -251,24 +261,19 @@ class _Fluid:
                     self.pending[i] = self.pending.get(i, 0) + 1
                     self.callers.setdefault(a, []).append(i)
 
-    def _handed_over(self, v: float, a: int) -> None:
-        """Action ``a``'s output is out (at virtual time ``v``): the runtime starts on the
-        calls that waited for it."""
+    def _handed_over(self, now: float, a: int) -> None:
+        """Action ``a``'s output is out (at ``now``): the runtime starts on the calls that
+        waited for it."""
         for i in self.callers.pop(a, ()):
             self.pending[i] -= 1
             if self.pending[i] == 0:
-                self._queue_side(v, i)
+                self._queue_side(now, i)
 
-    def _queue_side(self, v: float, i: int) -> None:
-        """Queue action ``i``'s side work at virtual time ``v``. The side work is one queue
-        (the runtime's own processes): one job while it has work; more work pushes its end
-        later and leaves a stale heap entry behind."""
-        if self.side[i] <= 0:
-            return
-        self.stale += self.side_job >= 0
-        self.side_end = (self.side_end if self.side_job >= 0 else v) + self.side[i]
-        self.side_job = len(self.rank) + i  # a job id of its own, past the actions'
-        heapq.heappush(self.running, (self.side_end, self.side_job, _SIDE))
+    def _queue_side(self, now: float, i: int) -> None:
+        """Queue action ``i``'s side work at ``now``: the side queue runs at a core's full
+        speed, so it has work until ``side_until``, pushed later by ``side[i]``."""
+        if self.side[i] > 0:
+            self.side_until = max(now, self.side_until) + self.side[i]
 
     def _free(self, i: int, free: float | None = None, waiters: bool = True) -> None:
         """Action ``i`` ended (its rank free at ``free``, default its end): its rank moves on,

@@ -276,57 +276,65 @@ def test_call_overhead_delays_each_call_on_its_rank():
         "r1:1B0": (3.25, 5.25),
         "r0:0B0": (6.0, 8.0),
     }
-    # with enough cores the CPU a call costs elsewhere changes nothing
-    assert spans(runtime_timeline(cores=2, call_overhead=0.5, call_cpu=0.5)) == got
+    # on devices of their own the CPU a call costs elsewhere changes nothing
+    assert spans(runtime_timeline(cores=None, call_overhead=0.5, call_cpu=0.5)) == got
 
 
 def test_call_cpu_and_background_load_share_the_cores():
     """One core. A call's side work (0.5) starts once its remote input is handed over (its
-    producer's end here: nothing to put), or with the call when it has no remote input.
+    producer's end here: nothing to put), or with the call when it has no remote input. It runs
+    at the core's full speed and takes 1/C of every core meanwhile: all of the one core.
 
-    0F0  call and side from 0: two jobs at 1/2, both done at 1; work [1, 2]
-    1F0  side from 2 (0F0 ends) alone until the call is ready at 2.25 (0.25 done); then call
-         and side at 1/2 each: the side ends at 2.75, the call (0.25 done) at 3;
-         work [3, 4];  1B0 [4, 6] (no call)
-    0B0  side from 6 (1B0 ends); the same as 1F0 four later: work [7, 9]
+    0F0  side [0, 0.5]: the call waits; the call [0.5, 1]; work [1, 2]
+    1F0  side [2, 2.5] (0F0 ends at 2); ready 2.25; call [2.5, 3]; work [3, 4]; 1B0 [4, 6]
+    0B0  side [6, 6.5]; the same as 1F0 four later: work [7, 9]
 
-    A background load of 0.5 cores leaves half a core: 0F0's call and side at 1/4 each end at
-    2, its work at 1/2 at 4; 1F0's side alone at 1/2 does 0.125 by 4.25, then with the call at
-    1/4 each ends at 5.75, the call (0.375 done) at 6; its work at 1/2 takes 2.
+    A background load of 0.5 cores leaves half the core to the actions: 0F0's call from 0.5
+    at 1/2 ends at 1.5, its work at 1.5 + 2; 1F0's side [3.5, 4], its call [4, 5], its work
+    [5, 7], 1B0 [7, 11].
     """
     got = spans(runtime_timeline(cores=1, call_overhead=0.5, call_cpu=0.5))
-    assert got == {
-        "r0:0F0": (1.0, 2.0),
-        "r1:1F0": (3.0, 4.0),
-        "r1:1B0": (4.0, 6.0),
-        "r0:0B0": (7.0, 9.0),
-    }
+    expected = {"r0:0F0": (1, 2), "r1:1F0": (3, 4), "r1:1B0": (4, 6), "r0:0B0": (7, 9)}
+    assert got.keys() == expected.keys()
+    for key, span in expected.items():
+        assert got[key] == pytest.approx(span)
     loaded = spans(runtime_timeline(cores=1, call_overhead=0.5, call_cpu=0.5, background_load=0.5))
-    assert loaded["r0:0F0"] == (2.0, 4.0)
-    assert loaded["r1:1F0"] == (6.0, 8.0)
-    assert loaded["r1:1B0"] == (8.0, 12.0)
+    assert loaded["r0:0F0"] == pytest.approx((1.5, 3.5))
+    assert loaded["r1:1F0"] == pytest.approx((5.0, 7.0))
+    assert loaded["r1:1B0"] == pytest.approx((7.0, 11.0))
 
 
-def test_the_background_load_is_spread_over_every_core():
-    """Two cores, one action at a time, a background load of 0.5 cores: each core gives up
-    0.5 / 2 of its time though the other idles, so every action runs at 3/4 of its speed.
+def test_side_work_is_spread_over_every_core_and_the_load_is_not():
+    """Two cores, one action at a time, 0.5 of side work per call, no call overhead. The side
+    work takes 1/2 of every core while it runs, though the other core idles (the runtime's
+    threads wake where they last ran; measured, ``sharing``'s docstring): an action beside it
+    runs at 1/2.
 
-    0F0 [0, 4/3]; 1F0 from 4/3 + 1/4 = 19/12 for 4/3; 1B0 then for 8/3 (to 67/12); 0B0 from
-    67/12 + 1/4 = 70/12 for 8/3, to 8.5. Without the load: 0F0 [0, 1], ..., 0B0 ends at 6.5.
+    0F0  side [0, 0.5]: 0.25 done by 0.5, the rest at full speed: [0, 1.25]
+    1F0  side [1.25, 1.75]; ready 1.5: 0.125 done by 1.75, then 0.875: [1.5, 2.625];
+         1B0 fused (no call, no side): [2.625, 4.625]
+    0B0  side [4.625, 5.125]; ready 4.875: 0.125 by 5.125, then 1.875: [4.875, 7]
+
+    A background load of 0.5 cores with one action at a time slows nothing: the load takes
+    the idle core (an action alone in an idle Ray session ran 0.14% past its CPU time).
     """
-    got = spans(runtime_timeline(cores=2, background_load=0.5))
-    assert got["r0:0F0"] == pytest.approx((0.0, 4 / 3))
-    assert got["r1:1F0"] == pytest.approx((19 / 12, 35 / 12))
-    assert got["r1:1B0"] == pytest.approx((35 / 12, 67 / 12))
-    assert got["r0:0B0"] == pytest.approx((70 / 12, 8.5))
-    assert spans(runtime_timeline(cores=2, call_cpu=0.0))["r0:0B0"] == pytest.approx((4.5, 6.5))
+    got = spans(runtime_timeline(cores=2, call_cpu=0.5))
+    assert got["r0:0F0"] == pytest.approx((0.0, 1.25))
+    assert got["r1:1F0"] == pytest.approx((1.5, 2.625))
+    assert got["r1:1B0"] == pytest.approx((2.625, 4.625))
+    assert got["r0:0B0"] == pytest.approx((4.875, 7.0))
+    alone = {"r0:0F0": (0, 1), "r1:1F0": (1.25, 2.25), "r1:1B0": (2.25, 4.25), "r0:0B0": (4.5, 6.5)}
+    loaded = spans(runtime_timeline(cores=2, background_load=0.5))
+    for key, span in alone.items():
+        assert loaded[key] == pytest.approx(span)
 
 
 def test_side_work_is_one_queue():
     """Two ranks start an action of 1 at once, each call with 0.25 of side work, on 3 cores.
-    The side work is one queue (the runtime's processes), one job: three jobs on three cores
-    run at full speed, the queue's 0.5 is done at 0.5 and both actions end at 1. (Two side
-    jobs would make four jobs at 3/4 and end the actions at 1/3 + 3/4.)"""
+    The side work is one queue (the runtime's processes) at a core's full speed: its 0.5 runs
+    over [0, 0.5] and takes 1/3 of every core, so both actions run at 2/3 until 0.5 (1/3 done)
+    and end at 0.5 + 2/3. (Each call's side work on its own would take 2/3 of every core over
+    [0, 0.25] and end the actions at 0.25 + 11/12.)"""
     from simulator.analytic.sharing import Runtime, shared_action_times
 
     runtime = Runtime(overhead=[0.0, 0.0], side=[0.25, 0.25], put=[0.0, 0.0])
@@ -334,7 +342,7 @@ def test_side_work_is_one_queue():
         [0, 1], [1.0, 1.0], [[-1, -1]], [[0.0, 0.0]], [0.0, 0.0], 3, runtime=runtime
     )
     assert starts == [0.0, 0.0]
-    assert ends == [1.0, 1.0]
+    assert ends == pytest.approx([0.5 + 2 / 3, 0.5 + 2 / 3])
 
 
 @pytest.mark.parametrize(("name", "p", "m", "v"), registry_cases())
