@@ -60,8 +60,8 @@ class CostModel:
     the call costs ``call_cpu`` of CPU elsewhere; an action whose output goes to another rank
     holds its rank ``send_overhead`` longer (handing the output to the object store; the
     transfer time counts from the action's end and includes it); ``background_load`` cores are
-    busy all along, spread over every core. ``call_cpu`` and ``background_load`` matter only
-    when the ranks share cores (``sharing``).
+    busy all along. ``call_cpu`` and ``background_load`` matter only when the ranks share cores
+    (``sharing``).
     """
 
     stage_costs: tuple[StageCost, ...]

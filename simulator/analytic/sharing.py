@@ -107,8 +107,8 @@ class Runtime:
     call), 0 for an action fused into the call before it. ``put[i]``: seconds of the rank's CPU
     after action ``i`` hands its output to another rank. ``side[i]``: CPU seconds the call of action
     ``i`` costs *off* the rank (the driver dispatching it, the object store), which only
-    competes for the cores. ``load``: cores kept busy by other work on the
-    machine all along, spread evenly over them. All zero: a bare device.
+    competes for the cores, spread over all of them. ``load``: cores kept busy by other work on
+    the machine all along. All zero: a bare device.
     """
 
     overhead: list[float] | None = None
