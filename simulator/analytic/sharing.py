@@ -191,7 +191,7 @@ class _Fluid:
         """Speed of each running action while ``running`` of them (per replica) run, and the
         side queue has work (``side``) or not."""
         demand = running * self.replicas
-        cores = self.capacity - self.load
+        cores = max(self.capacity - self.load, 1e-9)  # a load of every core leaves a crawl
         if not side:
             return 1.0 if demand <= cores else cores / demand
         spread = max(1.0 - 1.0 / self.capacity, 0.0)
@@ -290,5 +290,5 @@ class _Fluid:
             self.release(waiter)
 
 
-# a job's phase: taking the call, the action's work, side work, handing the output over
-_CALL, _WORK, _SIDE, _PUT = 0, 1, 2, 3
+# a job's phase: taking the call, the action's work, handing the output over
+_CALL, _WORK, _PUT = 0, 1, 2

@@ -329,6 +329,17 @@ def test_side_work_is_spread_over_every_core_and_the_load_is_not():
         assert loaded[key] == pytest.approx(span)
 
 
+def test_a_load_of_every_core_leaves_the_actions_a_crawl_not_a_crash():
+    """A background load of all the cores (a hand-edited profile, or ``--cores`` below the
+    profile's load) once divided by zero; the actions crawl at a floor speed instead, in order."""
+    import math
+
+    for runtime in ({"background_load": 2.0}, {"background_load": 5.0, "call_cpu": 0.5}):
+        got = spans(runtime_timeline(cores=2, **runtime))
+        assert all(math.isfinite(end) and end > 1e6 for _, end in got.values())
+        assert got["r0:0F0"][1] <= got["r1:1F0"][0]
+
+
 def test_side_work_is_one_queue():
     """Two ranks start an action of 1 at once, each call with 0.25 of side work, on 3 cores.
     The side work is one queue (the runtime's processes) at a core's full speed: its 0.5 runs
