@@ -109,7 +109,11 @@ def process_cpu_seconds(pids: tuple[int, ...], main_only: bool = False) -> tuple
 
 def threads_cpu_seconds(pids: tuple[int, ...], main_only: bool = False) -> float | None:
     """The sum of ``process_cpu_seconds``, or None where ``/proc`` says nothing of any."""
-    known = [v for v in process_cpu_seconds(pids, main_only) if v is not None]
+    return _known_sum(process_cpu_seconds(pids, main_only))
+
+
+def _known_sum(values: tuple[float | None, ...]) -> float | None:
+    known = [v for v in values if v is not None]
     return sum(known) if known else None
 
 
@@ -132,10 +136,9 @@ def node_state(
     node = ray.get_runtime_context().get_node_id()
     session = session or session_processes(session_root(driver, node))
     per_process = process_cpu_seconds(session)
-    known = [v for v in per_process if v is not None]
     ranks = threads_cpu_seconds(pids, main_only=True) if pids else None
     cost = time.thread_time() - began
-    cpu = sum(known) if known else None
+    cpu = _known_sum(per_process)
     return NodeState(
         node, usable_cores(), time.time(), cpu, cost, os.getpid(), ranks, session, per_process
     )
