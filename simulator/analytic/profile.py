@@ -64,7 +64,8 @@ class Profile:
     ranks shared; the prediction then shares those cores (``sharing``) unless told otherwise.
     ``call_overhead`` (on a rank, per Ray call), ``send_overhead`` (on a rank, per output sent
     to another rank), ``call_cpu`` (per call, off the rank) and ``background_load`` (cores busy
-    all along) are the runtime's costs (``CostModel``), from calibration. Without ``cores``
+    all along) are the runtime's costs (``CostModel``): timed by calibration, the CPU parts then
+    measured again over the run's own steps (``ray_pipeline.runtime_meter``). Without ``cores``
     (older files, a timeline without CPU times) the costs are the run's mean durations,
     contention included, and every rank is taken to own a device.
     """
