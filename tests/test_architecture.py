@@ -21,7 +21,6 @@ MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 VISUALIZE_MAY_READ = {
     "simulator.timeline",
-    "simulator.timeline_meta",
     "simulator.units",
     "simulator.errors",
 }
@@ -107,7 +106,7 @@ def test_visualize_reads_only_the_timeline_and_its_units():
 
 
 def test_model_and_timeline_layers_stay_below_the_executors():
-    below = ("simulator.model", "simulator.timeline", "simulator.timeline_meta")
+    below = ("simulator.model", "simulator.timeline")
     above = ("simulator.analytic", "simulator.ray_pipeline", "simulator.cli")
     for module, targets in GRAPH.items():
         if any(within(module, b) for b in below):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from simulator.timeline_meta import LayerMeta
+from simulator.timeline import LayerMeta
 from visualize.style import layer_label
 
 GROUP_ABOVE = 48  # more rows than this, and a figure groups them (expand=None)

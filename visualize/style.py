@@ -17,8 +17,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from simulator.timeline import Timeline
-from simulator.timeline_meta import LayerMeta
+from simulator.timeline import LayerMeta, Timeline
 from simulator.units import byte_unit, human_bytes, human_time, time_scale
 
 # Okabe-Ito, the colour-blind-safe qualitative palette.

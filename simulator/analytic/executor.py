@@ -38,8 +38,7 @@ from simulator.errors import PebbleError
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
-from simulator.timeline import Timeline
-from simulator.timeline_rows import (
+from simulator.timeline import (
     ActionCpu,
     AllReduce,
     CacheChange,
@@ -49,6 +48,7 @@ from simulator.timeline_rows import (
     OptimizerStep,
     RecomputeSpan,
     RowTable,
+    Timeline,
 )
 
 

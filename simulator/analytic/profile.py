@@ -19,7 +19,7 @@ from simulator.model.parse import parse_model
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
-from simulator.timeline_schema import (
+from simulator.timeline.schema import (
     MAX_MICROBATCH_ROWS,
     MAX_STAGES,
     MAX_TIME,

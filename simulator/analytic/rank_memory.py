@@ -19,7 +19,7 @@ from __future__ import annotations
 from schedules.actions import Schedule
 from simulator.analytic.costs import boundary_bytes
 from simulator.model.partitioning import Partition
-from simulator.timeline_meta import RankMemory
+from simulator.timeline import RankMemory
 
 MIXED_PRECISION_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam momentum + variance
 

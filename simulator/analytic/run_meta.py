@@ -6,7 +6,7 @@ from schedules.actions import Schedule
 from simulator.analytic.rank_memory import model_flops_per_row, static_memory
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
-from simulator.timeline_meta import LayerMeta, TimelineMeta
+from simulator.timeline import LayerMeta, TimelineMeta
 
 
 def run_meta(

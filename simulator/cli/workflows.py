@@ -34,8 +34,7 @@ from simulator.model.batch import microbatch_rows
 from simulator.model.parse import parse_model
 from simulator.model.recompute import RecomputePlan
 from simulator.model.transformer.spec import TransformerSpec
-from simulator.timeline import Timeline
-from simulator.trace import save_chrome_trace
+from simulator.timeline import Timeline, save_chrome_trace
 
 DEFAULT_MICROBATCH_ROWS = 32
 

@@ -12,8 +12,14 @@ import time
 
 from simulator.model.cache import CacheEvent
 from simulator.ray_pipeline.records import Received
-from simulator.timeline import ActionCpu, CacheChange, ComputeEvent, GradReady, OptimizerStep
-from simulator.timeline_rows import RecomputeSpan
+from simulator.timeline import (
+    ActionCpu,
+    CacheChange,
+    ComputeEvent,
+    GradReady,
+    OptimizerStep,
+    RecomputeSpan,
+)
 
 TABLES = ("events", "cache", "grad_ready", "received", "optimizer", "recompute", "action_cpu")
 

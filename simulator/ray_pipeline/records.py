@@ -18,8 +18,8 @@ from simulator.timeline import (
     ComputeEvent,
     OptimizerStep,
     Timeline,
+    TimelineMeta,
 )
-from simulator.timeline_meta import TimelineMeta
 
 
 class Received(NamedTuple):

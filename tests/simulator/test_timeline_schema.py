@@ -22,7 +22,7 @@ from simulator.analytic.executor import simulate
 from simulator.cli.workflows import make_costs, make_plan, make_schedule
 from simulator.errors import PebbleError
 from simulator.timeline import Timeline
-from simulator.timeline_schema import MAX_JSON_BYTES, MAX_RANKS
+from simulator.timeline.schema import MAX_JSON_BYTES, MAX_RANKS
 
 
 def simulated(schedule="zb-h1", ranks=2, microbatches=2, steps=2, dp=2, hardware=None):

@@ -36,7 +36,7 @@ import numpy as np
 from schedules.dependencies import PIPELINE_RULE, Flow
 from schedules.files import read_bounded
 from simulator.errors import PebbleError
-from simulator.timeline_rows import (
+from simulator.timeline.rows import (
     ActionCpu,
     AllReduce,
     CacheChange,
@@ -93,7 +93,7 @@ def read_json_object(path, what: str) -> dict:
     label = where(path)
     try:
         raw = read_bounded(
-            path, label, what, MAX_JSON_BYTES, "MAX_JSON_BYTES in simulator/timeline_schema.py"
+            path, label, what, MAX_JSON_BYTES, "MAX_JSON_BYTES in simulator/timeline/schema.py"
         )
     except FileNotFoundError:
         raise PebbleError(f"no {what} file at {label}.") from None

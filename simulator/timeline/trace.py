@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from simulator.timeline import Timeline
+from simulator.timeline.store import Timeline
 
 
 class _Trace:

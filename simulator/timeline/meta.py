@@ -4,7 +4,7 @@ Why a frozen dataclass rather than a dict: every figure, summary and profile rea
 with a dict each reader guessed its own default for a missing key. Here each field has one
 default, one type, and ``from_dict`` is the one place a JSON file's meta (schema version 1,
 including files written before this type existed) is read and checked: counts within the
-limits of ``simulator.timeline_schema``, stage_to_rank and layers consistent with them.
+limits of ``simulator.timeline.schema``, stage_to_rank and layers consistent with them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from simulator.errors import PebbleError
-from simulator.timeline_schema import (
+from simulator.timeline.schema import (
     MAX_CHUNKS,
     MAX_DP,
     MAX_LAYERS,
@@ -144,7 +144,7 @@ _LAYER_FIELDS = tuple(f.name for f in fields(LayerMeta) if f.name != "block")
 
 
 def check_meta(data, label: str) -> dict:
-    """The known fields of a meta block, checked (see ``simulator.timeline_schema``): counts
+    """The known fields of a meta block, checked (see ``simulator.timeline.schema``): counts
     within their limits before anything is sized by them, then stage_to_rank and layers."""
     if not isinstance(data, dict):
         raise PebbleError(f"{label}: meta must be an object, got {json_type(data)}.")

@@ -25,10 +25,10 @@ runs, "unit" for unit costs), all starting from 0:
   duration includes it (``simulator.model.recompute``).
 * ``action_cpu`` (measured runs; predictions with shared cores): ``{rank, stage, kind,
   microbatch, step, cpu, replica}``, the CPU seconds each action's thread ran: its work. An
-  event's span less its ``cpu`` is the time it waited for a core (``timeline_rows.ActionCpu``).
+  event's span less its ``cpu`` is the time it waited for a core (``rows.ActionCpu``).
 
 ``load`` and ``from_dict`` check a file against this schema before anything reads it
-(``simulator.timeline_schema``): a damaged or hand-edited file is one sentence naming the file,
+(``simulator.timeline.schema``): a damaged or hand-edited file is one sentence naming the file,
 the field and the value, never a traceback or a figure drawn from nonsense.
 """
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.errors import PebbleError
-from simulator.timeline_meta import TimelineMeta
-from simulator.timeline_rows import (  # the row types, re-exported: the Timeline's vocabulary
+from simulator.timeline.meta import TimelineMeta
+from simulator.timeline.rows import (  # the row types, re-exported: the Timeline's vocabulary
     ActionCpu,
     AllReduce,
     CacheChange,
@@ -52,9 +52,9 @@ from simulator.timeline_rows import (  # the row types, re-exported: the Timelin
     RecomputeSpan,
     RowTable,
 )
-from simulator.timeline_schema import OPTIONAL_TABLES, check_tables, read_json_object, show, where
-from simulator.timeline_schema import TABLES as _TABLES
-from simulator.timeline_stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
+from simulator.timeline.schema import OPTIONAL_TABLES, check_tables, read_json_object, show, where
+from simulator.timeline.schema import TABLES as _TABLES
+from simulator.timeline.stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
 __all__ = [
     "ActionCpu",
@@ -255,7 +255,7 @@ class Timeline:
     def from_dict(cls, data: dict, source=None) -> Timeline:
         """A Timeline from its JSON form, checked against the schema first: a bad value is one
         PebbleError naming ``source`` (the file, if any), the field and the value (see
-        ``simulator.timeline_schema``). The tables are built as columns, not row objects."""
+        ``simulator.timeline.schema``). The tables are built as columns, not row objects."""
         label = where(source)
         if not isinstance(data, dict):
             raise PebbleError(f"{label}: a Timeline is a JSON object, got {show(data)}.")
