@@ -27,13 +27,13 @@ from schedules.registry import build_schedule  # noqa: E402
 from simulator.analytic.costs import unit_costs  # noqa: E402
 from simulator.analytic.executor import simulate  # noqa: E402
 from simulator.analytic.profile import profile_costs  # noqa: E402
-from simulator.analytic.recompute_budget import solve_budget  # noqa: E402
 from simulator.model import ModelSpec  # noqa: E402
 from simulator.model.optim import OptimizerConfig  # noqa: E402
 from simulator.model.parse import parse_model  # noqa: E402
 from simulator.model.partitioning import partition  # noqa: E402
 from simulator.model.recompute import RecomputePolicy, plan_stages  # noqa: E402
 from simulator.model.reference import TrainConfig  # noqa: E402
+from simulator.run.recompute_budget import solve_budget  # noqa: E402
 from simulator.units import human_bytes  # noqa: E402
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from schedules.actions import Schedule
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition
+from simulator.model.partitioning import boundary_bytes, param_bytes
 
 
 @dataclass(frozen=True)
@@ -132,17 +133,6 @@ def parse_unit_costs(text: str) -> dict[str, float]:
         else:
             costs[key] = number
     return costs
-
-
-def boundary_bytes(spec, partition: Partition, rows: int) -> tuple[int, ...]:
-    """Bytes each stage sends to the next per microbatch (its last layer's output)."""
-    layers = spec.layers()
-    return tuple(spec.output_bytes(layers[r[-1]], rows) for r in partition.stage_layers)
-
-
-def param_bytes(spec) -> tuple[int, ...]:
-    """Parameter bytes per layer (on one tensor-parallel rank), for the gradient all-reduce."""
-    return tuple(spec.param_count(info) * spec.itemsize for info in spec.layers())
 
 
 def unit_costs(

@@ -24,7 +24,6 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.validate import DryRun, validate
 from simulator.analytic.costs import CostModel
-from simulator.analytic.memory_plan import stage_shapes
 from simulator.analytic.plan_arrays import PlanArrays
 from simulator.analytic.recompute_costs import (
     apply_recompute,
@@ -32,12 +31,13 @@ from simulator.analytic.recompute_costs import (
     recompute_spans,
     stage_recompute_flops,
 )
-from simulator.analytic.run_meta import run_meta
 from simulator.analytic.sharing import check_cores, runtime_of, shared_action_times
 from simulator.errors import PebbleError
+from simulator.model.memory_plan import stage_shapes
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
+from simulator.run.meta import run_meta
 from simulator.timeline import (
     ActionCpu,
     AllReduce,

@@ -12,7 +12,7 @@ import numpy as np
 
 from schedules.validate import DryRun
 from simulator.analytic.costs import CostModel
-from simulator.analytic.memory_plan import StageShapes
+from simulator.model.memory_plan import StageShapes
 
 
 class PlanArrays:

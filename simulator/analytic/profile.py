@@ -13,10 +13,10 @@ import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from simulator.analytic.costs import CostModel, StageCost, boundary_bytes, param_bytes
+from simulator.analytic.costs import CostModel, StageCost
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
-from simulator.model.partitioning import Partition
+from simulator.model.partitioning import Partition, boundary_bytes, param_bytes
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
 from simulator.timeline.schema import (

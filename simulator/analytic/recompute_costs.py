@@ -11,9 +11,9 @@ import numpy as np
 
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
-from simulator.analytic.action_work import recompute_flops
 from simulator.analytic.costs import CostModel, with_recompute
-from simulator.analytic.memory_plan import shape_key
+from simulator.model.action_work import recompute_flops
+from simulator.model.memory_plan import shape_key
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 

@@ -112,8 +112,8 @@ def _request(args):
 def _policies(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     """``--recompute none,full``: each policy checked (one sentence if not), in its plain
     spelling (``FULL`` is ``full``), once."""
-    from simulator.cli.recompute_args import recompute_policies
     from simulator.model.recompute import RecomputePolicy
+    from simulator.run.recompute import recompute_policies
 
     if text is None:
         return default

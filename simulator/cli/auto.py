@@ -150,7 +150,7 @@ def empty_schedule(ranks: int | None, microbatches: int, layout: str, steps: int
             f"microbatch); {ranks} ranks x {microbatches} microbatches in a {layout} have "
             f"{actions:,}."
         )
-    from simulator.cli.limits import check_schedule_size
+    from simulator.run.limits import check_schedule_size
 
     check_schedule_size(ranks, len(mapping) // ranks, microbatches, steps)
     return Schedule("auto", microbatches, mapping, tuple(() for _ in range(ranks)))
@@ -172,8 +172,8 @@ def problem_for(
     per stage from the footprints (under ``plan.recompute``: what a forward keeps, and the
     backward longer by its recompute), and the limit read from ``--memory-limit``."""
     from schedules.auto import AutoProblem
-    from simulator.analytic.memory_plan import memory_plans
     from simulator.analytic.recompute_costs import apply_recompute
+    from simulator.model.memory_plan import memory_plans
 
     stages = plan.partition.num_stages
     recompute = plan.recompute.stages if plan.recompute is not None else None

@@ -11,7 +11,6 @@ from simulator.cli.printing import (
     format_summary,
     format_train_report,
 )
-from simulator.cli.recompute_args import recompute_policies
 from simulator.cli.workflows import (
     compare_timelines,
     make_schedule,
@@ -22,6 +21,7 @@ from simulator.cli.workflows import (
     write_timeline,
 )
 from simulator.errors import PebbleError
+from simulator.run.recompute import recompute_policies
 from simulator.timeline import Timeline
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from schedules.registry import build_schedule
 from simulator.cli.outputs import StagedOutput
-from simulator.cli.recompute_args import recompute_policies
 from simulator.cli.workflows import (
     compare_timelines,
     make_plan,
@@ -23,6 +22,7 @@ from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.model.spec import ModelSpec
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.run.recompute import recompute_policies
 from visualize.report import Section
 
 DEMO_SCHEDULES = ("gpipe", "1f1b", "zb-h1")

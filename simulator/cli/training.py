@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from schedules.actions import Schedule
-from simulator.cli.limits import check_actors
 from simulator.cli.workflows import make_plan, make_schedule
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
+from simulator.run.limits import check_actors
 
 
 @dataclass(frozen=True)

@@ -19,21 +19,21 @@ from simulator.analytic.costs import (
 )
 from simulator.analytic.hardware import parse_hardware_preset, sustained_flops
 from simulator.analytic.profile import Profile, profile_costs
-from simulator.analytic.rank_memory import static_memory
-from simulator.cli.limits import (
-    check_actions,
-    check_schedule_size,
-    check_table_size,
-    estimated_actions,
-)
 from simulator.cli.numbers import MAX_RATE, MAX_TIME, parse_float
-from simulator.cli.recompute_args import resolve_recompute
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
 from simulator.model.parse import parse_model
 from simulator.model.recompute import RecomputePlan
 from simulator.model.transformer.spec import TransformerSpec
+from simulator.run.limits import (
+    check_actions,
+    check_schedule_size,
+    check_table_size,
+    estimated_actions,
+)
+from simulator.run.rank_memory import static_memory
+from simulator.run.recompute import resolve_recompute
 from simulator.timeline import Timeline, save_chrome_trace
 
 DEFAULT_MICROBATCH_ROWS = 32

@@ -91,3 +91,14 @@ def partition(spec: ModelSpec, num_stages: int) -> Partition:
         last = blocks[hi - 1][-1].index
         ranges.append(range(first, last + 1))
     return Partition(tuple(ranges))
+
+
+def boundary_bytes(spec, partition: Partition, rows: int) -> tuple[int, ...]:
+    """Bytes each stage sends to the next per microbatch (its last layer's output)."""
+    layers = spec.layers()
+    return tuple(spec.output_bytes(layers[r[-1]], rows) for r in partition.stage_layers)
+
+
+def param_bytes(spec) -> tuple[int, ...]:
+    """Parameter bytes per layer (on one tensor-parallel rank), for the gradient all-reduce."""
+    return tuple(spec.param_count(info) * spec.itemsize for info in spec.layers())

@@ -26,7 +26,7 @@ Policies (``--recompute``), per stage or for the whole model:
 * ``sqrt``: Chen et al. 2016's segments of ceil(sqrt(n)) blocks for a stage of n blocks;
 * ``budget:BYTES`` or ``budget:P%`` (whole model only): the fewest recompute FLOPs whose peak
   activation memory on every rank stays within the budget under the chosen schedule (solved in
-  ``simulator.analytic.recompute_budget``, which needs the schedule and the cost model).
+  ``simulator.run.recompute_budget``, which needs the schedule and the cost model).
 
 Recomputation is not a schedule action: the schedule stays the same list. It is a *flagged
 sub-span* of a backward (``I`` or ``B``) action, recorded in the Timeline's ``recompute`` table.

@@ -31,7 +31,6 @@ from schedules.actions import Schedule
 from schedules.validate import validate
 from simulator.analytic.profile import Profile
 from simulator.analytic.recompute_costs import rank_recompute_flops
-from simulator.analytic.run_meta import run_meta
 from simulator.errors import PebbleError
 from simulator.model.batch import microbatch_rows
 from simulator.model.partitioning import partition as make_partition
@@ -42,6 +41,7 @@ from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrate
 from simulator.ray_pipeline.records import ReduceTiming, timeline_from_records
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter
 from simulator.ray_pipeline.wiring import segments, wire
+from simulator.run.meta import run_meta
 from simulator.timeline import Timeline
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from simulator.cli import main
-from simulator.cli.limits import BYTES_PER_ACTION, machine_memory, max_actions
+from simulator.run.limits import BYTES_PER_ACTION, machine_memory, max_actions
 
 
 def run(capsys, *argv) -> tuple[int, str]:

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from simulator.cli.recompute_args import recompute_policies
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig
@@ -16,6 +15,7 @@ from simulator.model.partitioning import partition
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.run.recompute import recompute_policies
 from tests.test_cli import one_sentence_error, run_cli
 
 GPT = "transformer:layers=4,hidden=32,heads=4,seq=16,vocab=96"

@@ -19,13 +19,13 @@ from simulator.analytic.advise import (
 from simulator.analytic.advise.bounds import kept_per_forward, static_bytes, warmup_forwards
 from simulator.analytic.advise.space import RECOMPUTE_POLICIES, distinct_policies
 from simulator.analytic.hardware import parse_hardware_preset
-from simulator.analytic.memory_plan import memory_plans
-from simulator.analytic.rank_memory import static_memory
 from simulator.analytic.recompute_costs import stage_recompute_flops
 from simulator.cli.advise_run import RunText, evaluator, run_candidate
 from simulator.cli.workflows import make_plan, make_schedule, parse_hardware
 from simulator.errors import PebbleError
+from simulator.model.memory_plan import memory_plans
 from simulator.model.parse import parse_model
+from simulator.run.rank_memory import static_memory
 
 MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
 

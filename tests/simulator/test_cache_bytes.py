@@ -135,7 +135,7 @@ def test_stage_actions_move_the_concatenated_footprints(dtype, loss):
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_analytic_memory_plans_net_to_what_the_stages_move(loss):
     """The analytic executor's per-action plan nets to the same per-layer totals."""
-    analytic = pytest.importorskip("simulator.analytic.memory_plan")
+    analytic = pytest.importorskip("simulator.model.memory_plan")
     _run_stage_actions("float32", loss, plans=analytic.memory_plans)
 
 

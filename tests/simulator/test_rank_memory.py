@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from schedules.registry import build_schedule
-from simulator.analytic.rank_memory import bytes_per_parameter, static_memory
 from simulator.model import partition
 from simulator.model.parse import parse_model
 from simulator.model.transformer.presets import parameter_count
+from simulator.run.rank_memory import bytes_per_parameter, static_memory
 
 
 def test_mixed_precision_adam_matches_zero_figure_1():

@@ -20,12 +20,12 @@ import pytest
 
 from schedules.dependencies import PIPELINE_RULE
 from schedules.registry import SCHEDULES, build_schedule
-from simulator.analytic.action_work import action_work
 from simulator.analytic.costs import unit_costs
 from simulator.analytic.executor import simulate
-from simulator.analytic.memory_plan import input_bytes
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
+from simulator.model.action_work import action_work
+from simulator.model.memory_plan import input_bytes
 from simulator.model.parse import parse_model
 from simulator.model.partitioning import partition
 from simulator.model.recompute import (

@@ -13,7 +13,6 @@ import itertools
 import pytest
 
 from schedules.registry import build_schedule
-from simulator.analytic import recompute_budget as rb
 from simulator.analytic.costs import unit_costs
 from simulator.analytic.executor import simulate
 from simulator.analytic.recompute_costs import stage_recompute_flops
@@ -22,6 +21,7 @@ from simulator.model import ModelSpec
 from simulator.model.parse import parse_model
 from simulator.model.partitioning import partition
 from simulator.model.recompute import RecomputePlan, StageRecompute, recompute_units
+from simulator.run import recompute_budget as rb
 
 MLP = ModelSpec(widths=(3, 8, 16, 8, 12, 8, 8, 4), layernorm=True)
 GPT = parse_model("transformer:layers=4,hidden=16,heads=4,seq=8,vocab=96,dropout=0.1")

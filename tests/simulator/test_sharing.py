@@ -361,8 +361,8 @@ def test_calls_are_the_ray_executors_calls(name, p, m, v):
     """The actions the cost model charges a call for are exactly those that start a Ray call
     (``ray_pipeline.wiring.segments``) on every registry schedule."""
     from schedules.validate import validate
-    from simulator.analytic.memory_plan import stage_shapes
     from simulator.analytic.plan_arrays import PlanArrays
+    from simulator.model.memory_plan import stage_shapes
     from simulator.ray_pipeline.wiring import segments, wire
 
     schedule = build_schedule(name, p, m, v)

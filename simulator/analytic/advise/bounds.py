@@ -42,12 +42,12 @@ from functools import lru_cache
 from schedules.actions import loop_stage_to_rank, v_stage_to_rank
 from simulator.analytic.advise.space import Candidate, FamilyTraits, sharded
 from simulator.analytic.costs import Hardware, flop_costs
-from simulator.analytic.memory_plan import stage_shapes
-from simulator.analytic.rank_memory import bytes_per_parameter
 from simulator.analytic.recompute_costs import apply_recompute
 from simulator.model import partition
+from simulator.model.memory_plan import stage_shapes
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.transformer.spec import TransformerSpec
+from simulator.run.rank_memory import bytes_per_parameter
 
 
 def warmup_forwards(family: str, p: int, m: int, v: int, rank: int) -> int:

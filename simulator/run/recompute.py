@@ -18,7 +18,7 @@ def resolve_recompute(text: str | None, schedule, spec, parts, rows: int) -> Rec
     if policy.is_none:
         return None
     if policy.budget is not None:
-        from simulator.analytic.recompute_budget import solve_budget
+        from simulator.run.recompute_budget import solve_budget
 
         return solve_budget(schedule, spec, parts, rows, policy.budget, policy.to_text())
     return plan_stages(policy, spec, parts)

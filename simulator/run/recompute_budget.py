@@ -54,9 +54,9 @@ import numpy as np
 
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE
-from simulator.analytic.action_work import action_work
-from simulator.analytic.memory_plan import input_bytes, shape_key
 from simulator.errors import PebbleError
+from simulator.model.action_work import action_work
+from simulator.model.memory_plan import input_bytes, shape_key
 from simulator.model.recompute import (
     NO_RECOMPUTE,
     RecomputePlan,

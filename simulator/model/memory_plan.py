@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
-from simulator.analytic.action_work import action_work
+from simulator.model.action_work import action_work
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import NO_RECOMPUTE, StageRecompute
 from simulator.model.spec import ModelSpec
