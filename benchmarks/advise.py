@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.analytic.advise import search  # noqa: E402
-from simulator.cli.advise import _request  # noqa: E402
-from simulator.cli.advise_run import evaluator  # noqa: E402
-from simulator.cli.parser import build_parser  # noqa: E402
+from schedules.registry import SCHEDULES  # noqa: E402
+from simulator.analytic.advise import AUTO, Request, RunText, evaluator, search  # noqa: E402
+from simulator.analytic.cost_source import hardware_preset, parse_hardware  # noqa: E402
+from simulator.model.parse import parse_model  # noqa: E402
 from simulator.units import human_bytes  # noqa: E402
 
 
@@ -31,9 +31,17 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    argv = ["advise", "--model", "llama3-70b", "--hardware", "h100-80gb", "--gpus", "64"]
-    argv += ["--global-batch", str(args.global_batch), "--seq", "4096"]
-    request, text, hardware = _request(build_parser().parse_args(argv))
+    text = RunText("llama3-70b,seq=4096", "h100-80gb")
+    preset = hardware_preset(text.hardware)
+    request = Request(
+        spec=parse_model(text.model),
+        hardware=preset,
+        gpus=64,
+        global_batch=args.global_batch,
+        memory_limit=preset.memory_bytes,
+        families=(*SCHEDULES, AUTO),
+    )
+    hardware = parse_hardware(text.hardware)
     times = []
     for _ in range(args.repeats):
         simulations: list[float] = []
@@ -50,7 +58,10 @@ def main() -> None:
         result = search(request, hardware, timed, top=5)
         times.append(time.perf_counter() - began)
     mean = statistics.mean(simulations) if simulations else 0.0
-    print(f"{' '.join(argv)}")
+    print(
+        f"advise --model {text.model} --hardware {text.hardware} --gpus 64 "
+        f"--global-batch {args.global_batch}"
+    )
     print(
         f"search: {statistics.median(times):.1f} s (target < 60 s); {result.considered:,} "
         f"considered, {result.pruned_memory:,} pruned by the memory bound, "

@@ -33,6 +33,7 @@ from simulator.model.optim import OptimizerConfig  # noqa: E402
 from simulator.model.reference import TrainConfig, set_loss_scale, train_step  # noqa: E402
 from simulator.model.stage import Stage  # noqa: E402
 from simulator.ray_pipeline.executor import RayPipeline  # noqa: E402
+from simulator.run import plan_run  # noqa: E402
 from visualize.overlay import makespan_error  # noqa: E402
 
 
@@ -83,7 +84,8 @@ def main() -> None:
     schedule = build_schedule(args.schedule, ranks, m)
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
-        with RayPipeline(schedule, config) as pipeline:
+        plan = plan_run(schedule, spec, batch_size=config.batch_size)
+        with RayPipeline(plan, config) as pipeline:
             result = pipeline.run(args.steps)
             prediction = pipeline.prediction(result)
             rows = pipeline.microbatch_rows

@@ -33,6 +33,7 @@ from simulator.model.parse import parse_model  # noqa: E402
 from simulator.model.partitioning import partition  # noqa: E402
 from simulator.model.recompute import RecomputePolicy, plan_stages  # noqa: E402
 from simulator.model.reference import TrainConfig  # noqa: E402
+from simulator.run import plan_run  # noqa: E402
 from simulator.run.recompute_budget import solve_budget  # noqa: E402
 from simulator.units import human_bytes  # noqa: E402
 
@@ -108,9 +109,9 @@ def on_ray(steps: int, pairs: int) -> None:
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         for _ in range(pairs):
-            for policy, plan in plans.items():
-                options = RayOptions(recompute=plan if plan.active else None)
-                with RayPipeline(schedule, config, options) as pipeline:
+            for policy in plans:
+                run = plan_run(schedule, spec, batch_size=config.batch_size, recompute=policy)
+                with RayPipeline(run, config, RayOptions()) as pipeline:
                     result = pipeline.run(steps)
                 profile = profile or result.profile  # the first none run's
                 spans[policy] += step_times(result.timeline)

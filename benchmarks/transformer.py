@@ -17,13 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.analytic.executor import simulate  # noqa: E402
-from simulator.cli.workflows import (  # noqa: E402
-    make_costs,
-    make_plan,
-    make_schedule,
-    with_device,
-)
+from simulator.analytic.run_plan import simulate_plan  # noqa: E402
+from simulator.run import CostSource, make_schedule, plan_run  # noqa: E402
 from simulator.units import human_bytes  # noqa: E402
 
 MODEL, HARDWARE = "gpt3-175b,tp=8,sp=1", "a100-80gb"
@@ -32,10 +27,8 @@ CASES = [("1f1b", None), ("interleaved-1f1b", 2)]
 
 def run(name: str, chunks: int | None):
     schedule = make_schedule(name, 8, 64, chunks)
-    plan = make_plan(schedule, MODEL, 64)
-    costs = make_costs(plan, hardware=HARDWARE)
-    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
-    with_device(timeline, HARDWARE)
+    plan = plan_run(schedule, MODEL, batch_size=64, costs=CostSource(hardware=HARDWARE))
+    timeline = simulate_plan(plan)
     return timeline, timeline.summary()
 
 

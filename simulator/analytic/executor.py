@@ -37,7 +37,9 @@ from simulator.model.memory_plan import stage_shapes
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
+from simulator.run.layout import Layout
 from simulator.run.meta import run_meta
+from simulator.run.plan import check_layout, layout_of_model
 from simulator.timeline import (
     ActionCpu,
     AllReduce,
@@ -61,7 +63,7 @@ def simulate(
     *,
     steps: int = 1,
     sync: bool = True,
-    dp: int = 1,
+    layout: Layout | None = None,
     run: DryRun | None = None,
     cores: int | None = None,
     recompute: RecomputePlan | None = None,
@@ -73,6 +75,8 @@ def simulate(
     has finished its own part of the previous one (the zero-bubble paper's post-validation).
     ``run`` is the schedule's dry run if the caller already validated it. ``cores`` (None: every
     rank owns a device) makes the ``ranks x dp`` ranks share that many cores (``sharing``).
+    ``layout`` (default: as the model counts it, one replica) says how many data-parallel
+    replicas reduce their gradients and how the whole-rank memory is sharded.
     ``recompute`` (``simulator.model.recompute``): what each stage drops and recomputes; its
     backward actions take longer (``recompute_costs``) and carry recompute sub-spans.
     """
@@ -83,6 +87,8 @@ def simulate(
             f"the model is split into {partition.num_stages} stages but the schedule has "
             f"{schedule.num_stages}."
         )
+    layout = check_layout(layout or layout_of_model(spec), schedule, spec)
+    dp = layout.data
     timeline = Timeline(
         meta=run_meta(
             schedule,
@@ -90,7 +96,7 @@ def simulate(
             partition,
             source="analytic",
             steps=steps,
-            dp=dp,
+            layout=layout,
             time_unit=costs.time_unit,
             microbatch_rows=microbatch_rows,
         )

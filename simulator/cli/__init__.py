@@ -28,7 +28,7 @@ def _run(argv: list[str] | None, guard: SignalGuard) -> int:
         args = build_parser().parse_args(argv)
         if hasattr(args, "address"):  # the commands with --address are the ones that use Ray
             guard.prepare_ray()
-        from simulator.cli import commands  # numpy and more: imported under the guard
+        from simulator.cli import commands  # start-up: numpy and more load under the guard
 
         return getattr(commands, f"cmd_{args.command}")(args)
     except PebbleError as exc:

@@ -11,66 +11,34 @@ from __future__ import annotations
 import sys
 import time
 
-from simulator.cli import numbers
+from tqdm import tqdm
+
+from schedules.registry import SCHEDULES, canonical_name
+from simulator.analytic.advise import (
+    AUTO,
+    RECOMPUTE_POLICIES,
+    Request,
+    RunText,
+    evaluator,
+    search,
+)
+from simulator.analytic.auto_plan import is_auto
+from simulator.analytic.cost_source import hardware_preset, parse_hardware
+from simulator.cli.advise_print import format_advice, no_fit_error, pareto_points, payload
+from simulator.cli.layout_flags import layout_degrees
+from simulator.cli.numbers import strict_json
+from simulator.cli.outputs import StagedOutput
+from simulator.cli.printing import emit_json
 from simulator.errors import PebbleError
+from simulator.model.parse import parse_model
+from simulator.model.recompute import RecomputePolicy
+from simulator.run.recompute import recompute_policies
 
-DEFAULT_TOP = 10
 MAX_ROWS = 5_000_000  # Timeline rows per configuration: about 2 s to simulate; larger are skipped
-
-
-def add_advise(sub) -> None:
-    """The ``advise`` subcommand's flags (called by ``simulator.cli.parser``)."""
-    advise = sub.add_parser(
-        "advise", help="search parallel degrees, schedule, microbatching for the fastest fit"
-    )
-    advise.add_argument("--model", required=True, help="a preset (llama3-70b) or transformer:...")
-    advise.add_argument(
-        "--hardware", required=True, help="a GPU preset (h100-80gb; see `pebblesim presets`)"
-    )
-    advise.add_argument("--gpus", type=numbers.count(numbers.MAX_RANKS, "MAX_RANKS"), required=True)
-    advise.add_argument(
-        "--global-batch",
-        type=numbers.count(numbers.MAX_BATCH_SIZE, "MAX_BATCH_SIZE"),
-        required=True,
-        help="sequences per optimizer step, over all data-parallel replicas",
-    )
-    advise.add_argument("--seq", type=numbers.count(10**7, ""), help="sequence length")
-    advise.add_argument(
-        "--memory-limit", help="bytes per GPU a configuration may use (default: the device's)"
-    )
-    advise.add_argument("--schedules", help="comma-separated families (default: all)")
-    advise.add_argument(
-        "--recompute",
-        help="whole-model recompute policies to search, comma-separated (none, selective, full, "
-        "every:K, sqrt; default: none,selective,full)",
-    )
-    advise.add_argument(
-        "--max-chunks",
-        type=numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS"),
-        default=4,
-        help="most chunks per rank tried for interleaved schedules (default %(default)s)",
-    )
-    advise.add_argument(
-        "--no-distributed-optimizer",
-        action="store_true",
-        help="keep the whole optimizer state on every replica (default: ZeRO-1 when dp > 1)",
-    )
-    advise.add_argument(
-        "--top", type=numbers.count(1000, ""), default=DEFAULT_TOP, help="rows to print"
-    )
-    advise.add_argument("--json", action="store_true", help="print one JSON object")
-    advise.add_argument("--out", help="write pareto.png/.svg and advise.json here")
 
 
 def _request(args):
     """The search request and the text each printed ``simulate`` command carries."""
-    from schedules.registry import SCHEDULES, canonical_name
-    from simulator.analytic.advise import AUTO, RECOMPUTE_POLICIES, Request
-    from simulator.cli.advise_run import RunText
-    from simulator.cli.auto import is_auto
-    from simulator.cli.workflows import hardware_preset, parse_hardware
-    from simulator.model.parse import parse_model
-
     model = args.model.strip()
     if args.seq is not None:
         model = f"{model},seq={args.seq}"
@@ -90,6 +58,7 @@ def _request(args):
                 "such as 72GiB, 1.5MiB or 7.5e10."
             ) from None
     preset = hardware_preset(hardware)
+    degrees = layout_degrees(args)
     names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")
     families = tuple(
         dict.fromkeys(AUTO if is_auto(n) else canonical_name(n) for n in names if n.strip())
@@ -103,18 +72,26 @@ def _request(args):
         families=families,
         recompute=_policies(args.recompute, RECOMPUTE_POLICIES),
         max_chunks=args.max_chunks,
-        distributed_optimizer=not args.no_distributed_optimizer,
+        distributed_optimizer=_distributed_optimizer(args, degrees),
         max_rows=MAX_ROWS,
+        tensor=degrees.get("tensor"),
+        data=degrees.get("data"),
     )
     return request, RunText(model, hardware), parse_hardware(hardware)
+
+
+def _distributed_optimizer(args, degrees: dict) -> bool:
+    """ZeRO-1 with more than one replica, unless ``--zero 0`` or ``--no-distributed-optimizer``
+    (both at once with ``--zero 1`` is a contradiction)."""
+    sharding = degrees.get("sharding")
+    if sharding == 1 and args.no_distributed_optimizer:
+        raise PebbleError("--zero 1 and --no-distributed-optimizer contradict each other.")
+    return sharding != 0 and not args.no_distributed_optimizer
 
 
 def _policies(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     """``--recompute none,full``: each policy checked (one sentence if not), in its plain
     spelling (``FULL`` is ``full``), once."""
-    from simulator.model.recompute import RecomputePolicy
-    from simulator.run.recompute import recompute_policies
-
     if text is None:
         return default
     policies = (RecomputePolicy.parse(p).to_text() for p in recompute_policies(text))
@@ -131,8 +108,6 @@ class _Bar:
 
     def __call__(self, phase: str, done: int, total: int, result) -> None:
         if phase != self.phase:
-            from tqdm import tqdm
-
             self.close()
             self.phase = phase
             self.bar = tqdm(
@@ -149,10 +124,6 @@ class _Bar:
 
 
 def cmd_advise(args) -> int:
-    from simulator.analytic.advise import search
-    from simulator.cli.advise_print import format_advice, no_fit_error, payload
-    from simulator.cli.advise_run import evaluator
-
     request, text, hardware = _request(args)
     started = time.perf_counter()
     bar = _Bar()
@@ -167,8 +138,6 @@ def cmd_advise(args) -> int:
     if args.out:
         _write_outputs(args.out, request, result, data)
     if args.json:
-        from simulator.cli.printing import emit_json
-
         emit_json(data)
     else:
         print(format_advice(request, text, result, elapsed))
@@ -178,10 +147,7 @@ def cmd_advise(args) -> int:
 
 
 def _write_outputs(folder: str, request, result, data: dict) -> None:
-    import visualize.advise
-    from simulator.cli.advise_print import pareto_points
-    from simulator.cli.numbers import strict_json
-    from simulator.cli.outputs import StagedOutput
+    import visualize.advise  # start-up: matplotlib loads only when a figure is drawn
 
     with StagedOutput(folder) as out:
         note = (

@@ -3,15 +3,16 @@ counts, the ``--json`` payload and the Pareto figure's points."""
 
 from __future__ import annotations
 
-from simulator.analytic.advise import AUTO
+import shlex
+
+from simulator.analytic.advise import AUTO, Candidate, RunText, chunks_flag
+from simulator.cli.layout_flags import layout_flags_text
 from simulator.units import human_bytes, human_time
 
 _COLUMNS = (
     ("#", ">"),
     ("schedule", "<"),
-    ("p", ">"),
-    ("t", ">"),
-    ("d", ">"),
+    ("layout", "<"),
     ("m", ">"),
     ("mb", ">"),
     ("recompute", "<"),
@@ -25,12 +26,10 @@ _COLUMNS = (
 
 
 def _schedule(c) -> str:
-    """The family, with ``v=`` when the family lets the chunks vary (interleaved)."""
-    from simulator.cli.advise_run import chunks_flag
-
+    """The family (auto with its placement); its chunks are the layout's v."""
     if c.schedule == AUTO:
         return f"auto {'v' if c.chunks == 2 else 'loop'}"
-    return c.schedule if chunks_flag(c) is None else f"{c.schedule} v={c.chunks}"
+    return c.schedule
 
 
 def _cells(index: int, o, limit: int) -> list[str]:
@@ -38,9 +37,7 @@ def _cells(index: int, o, limit: int) -> list[str]:
     return [
         str(index),
         _schedule(c),
-        str(c.pp),
-        str(c.tp),
-        str(c.dp),
+        c.layout.to_text(),
         str(c.microbatches),
         str(c.microbatch_size),
         c.recompute,
@@ -90,8 +87,6 @@ def counts_line(result, elapsed: float) -> str:
 
 
 def format_advice(request, text, result, elapsed: float) -> str:
-    from simulator.cli.advise_run import simulate_command
-
     lines = [headline(request, text), ""]
     lines += format_table(result, request.memory_limit)
     lines += ["", "reproduce a row:"]
@@ -101,8 +96,10 @@ def format_advice(request, text, result, elapsed: float) -> str:
     lines += [
         "",
         counts_line(result, elapsed),
-        "p pipeline, t tensor (with sequence parallelism), d data-parallel degree; m "
-        "microbatches of mb sequences; recompute: activation recomputation (searched: "
+        "layout: p pipeline ranks, v stages per rank, t tensor with sp sequence parallelism, "
+        "c context, e expert, d data-parallel degree, z sharding stage (1: the optimizer "
+        "state over the replicas); m microbatches of mb sequences; recompute: activation "
+        "recomputation (searched: "
         f"{', '.join(request.recompute)}). binds: memory (peak >= 90% of the limit), bubble (the "
         "busiest GPU idles >= 10% of the step) or compute. Analytic predictions, not measurements.",
     ]
@@ -124,11 +121,10 @@ def no_fit_error(request, result) -> str:
 
 
 def _row(o, limit: int, text) -> dict:
-    from simulator.cli.advise_run import simulate_command
-
     c = o.candidate
     return {
         "schedule": c.schedule,
+        "layout": c.layout.to_dict(),
         "pp": c.pp,
         "tp": c.tp,
         "sp": c.sp,
@@ -172,7 +168,7 @@ def payload(request, text, result, elapsed: float) -> dict:
 
 def pareto_points(result) -> list:
     """Every simulated configuration as the figure's plain data, the top rows ranked."""
-    from visualize.advise import ParetoPoint
+    from visualize.advise import ParetoPoint  # start-up: matplotlib loads only for --out
 
     rank = {id(o): i for i, o in enumerate(result.top, 1)}
     return [
@@ -186,3 +182,31 @@ def pareto_points(result) -> list:
         )
         for o in result.simulated
     ]
+
+
+def simulate_command(c: Candidate, text: RunText) -> str:
+    """The one ``pebblesim simulate`` line that reproduces ``c``: its schedule, its layout's
+    flags, its batch, model and hardware."""
+    words = [
+        "pebblesim simulate",
+        f"--schedule {c.schedule}",
+        f"--ranks {c.pp}",
+        f"--microbatches {c.microbatches}",
+    ]
+    chunks = chunks_flag(c)
+    if chunks is not None:
+        words.append(f"--chunks {chunks}")
+    if c.schedule == AUTO:
+        words.append(f"--layout {'v' if c.chunks == 2 else 'loop'}")
+        words.append(f"--memory-limit {c.activation_limit}")
+    words += [
+        f"--model {shlex.quote(text.model)}",
+        f"--batch-size {c.global_batch}",
+        f"--hardware {shlex.quote(text.hardware)}",
+    ]
+    flags = layout_flags_text(c.layout)
+    if flags:
+        words.append(flags)
+    if c.recompute != "none":
+        words.append(f"--recompute {c.recompute}")
+    return " ".join(words)

@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from simulator.cli import auto
+from schedules.csv_io import schedule_to_csv
+from schedules.registry import list_schedules
+from schedules.validate import validate
+from simulator.analytic.compare import Comparison, compare_timelines
+from simulator.analytic.hardware import hardware_rows
+from simulator.analytic.run_plan import simulate_plan
+from simulator.cli import advise
+from simulator.cli.layout_flags import layout_degrees
+from simulator.cli.outputs import StagedOutput, write_output_file
 from simulator.cli.printing import (
     emit_json,
     format_presets,
     format_summary,
     format_train_report,
 )
-from simulator.cli.workflows import (
-    compare_timelines,
-    make_schedule,
-    simulate_args,
-    simulated_cores,
-    summary_dict,
-    write_measured_run,
-    write_timeline,
+from simulator.cli.requests import (
+    compare_options,
+    cost_source,
+    plan_from_args,
+    schedule_from_args,
 )
+from simulator.cli.run_files import write_measured_run, write_timeline
+from simulator.cli.training import check_against_reference, prepare_training, train_on_ray
+from simulator.cli.tutorial import render_tutorials
 from simulator.errors import PebbleError
+from simulator.model.transformer.presets import preset_rows
+from simulator.run.layout import Layout
 from simulator.run.recompute import recompute_policies
+from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline
+from simulator.timeline.report import summary_dict
 
 
 def cmd_schedules(args) -> int:
-    from schedules.registry import list_schedules
-
     rows = list_schedules()
     width = max(len(name) for name, _ in rows)
     for name, description in rows:
@@ -36,16 +47,11 @@ def cmd_schedules(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from simulator.analytic.hardware import hardware_rows
-    from simulator.model.transformer.presets import preset_rows
-
     print(format_presets(preset_rows(), hardware_rows()))
     return 0
 
 
 def cmd_validate(args) -> int:
-    from schedules.validate import validate
-
     schedule = make_schedule(None, None, args.microbatches, schedule_file=args.file)
     validate(schedule)
     print(
@@ -57,11 +63,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from schedules.csv_io import schedule_to_csv
-    from simulator.cli.outputs import write_output_file
-
-    auto.resolve(args)
-    schedule = make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
+    schedule = schedule_from_args(args)
     target = "-" if args.output is None else args.output
     written = write_output_file(target, schedule_to_csv(schedule))
     if written is not None:
@@ -70,24 +72,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from simulator.cli.outputs import StagedOutput
-
-    auto.resolve(args)
-    schedule = make_schedule(
-        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file, args.steps
-    )
-    model, batch_size = args.model, args.batch_size
-    if args.profile and not model:
-        # predict the profiled model unless told otherwise, at the profiled microbatch size
-        from simulator.analytic.profile import Profile
-
-        profile = Profile.load(args.profile)
-        model = profile.model
-        if batch_size is None:
-            batch_size = profile.microbatch_rows * schedule.num_microbatches * args.dp
-    cores = simulated_cores(args.cores, args.profile)
+    plan = plan_from_args(args)
     with StagedOutput(args.out) as out:
-        _, timeline = simulate_args(args, schedule, model, batch_size, cores)
+        timeline = simulate_plan(plan)
         if args.out:
             write_timeline(out, timeline)
     if args.json:
@@ -100,10 +87,6 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from simulator.cli.outputs import StagedOutput
-    from simulator.cli.training import check_against_reference, prepare_training, train_on_ray
-
-    auto.resolve(args, train=True)
     setup = prepare_training(args)
     with StagedOutput(args.out) as out:
         result, predicted = train_on_ray(setup, args.steps, want_prediction=bool(args.out))
@@ -122,8 +105,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    import visualize
-    from simulator.cli.outputs import StagedOutput
+    import visualize  # start-up: matplotlib loads only for the commands that draw
 
     timeline = Timeline.load(args.timeline)
     if not timeline.events:
@@ -145,22 +127,25 @@ def cmd_plot(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    import visualize
-    from simulator.cli.outputs import StagedOutput
+    import visualize  # start-up: matplotlib loads only for the commands that draw
 
     names = [n.strip() for n in args.schedules.split(",") if n.strip()] if args.schedules else None
+    limit, placement = compare_options(args)
+    degrees = layout_degrees(args)
     timelines, skipped = compare_timelines(
-        args.ranks,
-        args.microbatches,
-        names,
-        args.chunks,
-        args.model,
-        args.costs,
-        args.hardware,
-        args.batch_size,
-        (args.tp, args.sp or None),
-        auto.compare_options(args),
-        recompute_policies(args.recompute),
+        Comparison(
+            ranks=args.ranks,
+            microbatches=args.microbatches,
+            names=tuple(names) if names is not None else None,
+            chunks=args.chunks,
+            model=args.model,
+            costs=cost_source(args),
+            batch_size=args.batch_size,
+            layout=Layout(**degrees) if degrees else None,
+            recompute=_policies(args.recompute),
+            auto_limit=limit,
+            auto_placement=placement,
+        )
     )
     rows = visualize.comparison_rows(timelines)
     print(visualize.format_table(rows, "text"))
@@ -175,14 +160,17 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def cmd_advise(args) -> int:
-    from simulator.cli.advise import cmd_advise as advise
+def _policies(text: str | None) -> tuple[str, ...] | None:
+    policies = recompute_policies(text)
+    return tuple(policies) if policies is not None else None
 
-    return advise(args)
+
+def cmd_advise(args) -> int:
+    return advise.cmd_advise(args)
 
 
 def cmd_demo(args) -> int:
-    from simulator.cli.demo import run_demo
+    from simulator.cli.demo import run_demo  # start-up: the demo imports matplotlib at once
 
     report = run_demo(args.out, args.address, args.recompute)
     print(f"\nthe tour is in {args.out}/: start with {report}")
@@ -190,10 +178,6 @@ def cmd_demo(args) -> int:
 
 
 def cmd_tutorial(args) -> int:
-    from pathlib import Path
-
-    from simulator.cli.tutorial import render_tutorials
-
     def running(name: str) -> None:
         print(f"running {name} ...", file=sys.stderr)
 

@@ -8,20 +8,22 @@ built-in schedules analytically, and writes every figure plus a Markdown report 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+import visualize
 from schedules.registry import build_schedule
+from simulator.analytic.compare import Comparison, compare_timelines
 from simulator.cli.outputs import StagedOutput
-from simulator.cli.workflows import (
-    compare_timelines,
-    make_plan,
-    write_measured_run,
-)
+from simulator.cli.run_files import write_measured_run
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.model.spec import ModelSpec
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.run.plan import plan_run
 from simulator.run.recompute import recompute_policies
 from visualize.report import Section
 
@@ -65,12 +67,6 @@ def run_demo(
     """Run the tour into ``out``; returns the report's path. Library code: prints nothing but
     the progress bar (on stderr). ``recompute``: a ``--recompute`` policy every schedule trains
     (and is predicted and compared) under."""
-    import sys
-
-    from tqdm import tqdm
-
-    import visualize
-
     config = demo_config()
     if recompute is not None:  # a mistake is one sentence before Ray starts
         recompute_policies(recompute)
@@ -104,13 +100,10 @@ def run_demo(
 
 def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> list[Section]:
     """Train ``name`` on Ray, predict it, draw every figure; returns its report sections."""
-    import visualize
-
     bar.set_postfix_str(f"training {name} on Ray")
     schedule = build_schedule(name, RANKS, MICROBATCHES)
-    plan = make_plan(schedule, config.model, config.batch_size, recompute=recompute)
-    options = RayOptions(address=address, recompute=plan.recompute)
-    with RayPipeline(schedule, config, options) as pipeline:
+    plan = plan_run(schedule, config.model, batch_size=config.batch_size, recompute=recompute)
+    with RayPipeline(plan, config, RayOptions(address=address)) as pipeline:
         result = pipeline.run(STEPS)
         predicted = pipeline.prediction(result)
     bar.update(1)
@@ -131,8 +124,6 @@ def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> 
 
 def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
     """The report's sections for one trained schedule."""
-    import visualize
-
     measured = result.timeline
     losses = ", ".join(f"{x:.3f}" for x in result.losses)
     summary = measured.summary()
@@ -187,11 +178,11 @@ def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
 
 def _comparison(root: Path, recompute: str | None = None) -> Section:
     """Every built-in schedule simulated on the demo's sizes: table, CSV and figure."""
-    import visualize
-
-    policies = None if recompute is None else ["none", recompute]
+    policies = None if recompute is None else ("none", recompute)
     timelines, skipped = compare_timelines(
-        RANKS, MICROBATCHES, None, recompute=None if policies == ["none", "none"] else policies
+        Comparison(
+            RANKS, MICROBATCHES, recompute=None if policies == ("none", "none") else policies
+        )
     )
     rows_table = visualize.comparison_rows(timelines)
     (root / "compare.md").write_text(visualize.format_table(rows_table, "markdown") + "\n")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 
 from simulator.cli import numbers
-from simulator.cli.advise import add_advise
+from simulator.cli.advise_flags import add_advise
 from simulator.cli.auto import add_auto_args
+from simulator.cli.layout_flags import add_layout_args
 
 # Every number goes through simulator.cli.numbers: finite, in range, with a named limit.
-TP = numbers.count(numbers.MAX_TP, "MAX_TP")
 RANKS = numbers.count(numbers.MAX_RANKS, "MAX_RANKS")
 MICROBATCHES = numbers.count(numbers.MAX_MICROBATCHES, "MAX_MICROBATCHES")
 CHUNKS = numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS")
 STEPS = numbers.count(numbers.MAX_STEPS, "MAX_STEPS")
-DP = numbers.count(numbers.MAX_DP, "MAX_DP")
 BATCH_SIZE = numbers.count(numbers.MAX_BATCH_SIZE, "MAX_BATCH_SIZE")
 RETRIES = numbers.count(numbers.MAX_RETRIES, "MAX_RETRIES", minimum=0)
 LATENCY = numbers.real(0.0, numbers.MAX_TIME, what="a time")
@@ -108,24 +107,13 @@ def _add_simulate(sub) -> None:
         action="store_true",
         help="let a rank start its next step without the optimizer barrier",
     )
-    simulate.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
     simulate.add_argument(
         "--cores",
         type=numbers.count(numbers.MAX_RANKS, "MAX_RANKS", minimum=0),
         help="ranks (x dp replicas) share this many cores (processor sharing); 0: every rank "
         "owns a device; default: the --profile's cores, else every rank owns a device",
     )
-    simulate.add_argument(
-        "--tp", type=TP, help="tensor-parallel degree of a transformer (analytic executor only)"
-    )
-    simulate.add_argument(
-        "--sp", action="store_true", help="sequence parallelism with --tp (analytic only)"
-    )
-    simulate.add_argument(
-        "--distributed-optimizer",
-        action="store_true",
-        help="shard the optimizer state over --dp replicas (ZeRO-1) in the memory report",
-    )
+    add_layout_args(simulate)
     simulate.add_argument("--recompute", help=RECOMPUTE_HELP)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("--out", help="write timeline.json and trace.json here")
@@ -134,7 +122,7 @@ def _add_simulate(sub) -> None:
 def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train for real on Ray, one actor per rank")
     _add_schedule_args(train)
-    train.add_argument("--dp", type=DP, default=1, help="data-parallel replicas")
+    add_layout_args(train)
     train.add_argument("--steps", type=STEPS, default=3)
     train.add_argument("--model", help="model spec (default: an MLP deep enough for the stages)")
     train.add_argument(
@@ -198,8 +186,7 @@ def _add_compare(sub) -> None:
         "--hardware", help="FLOP-derived costs: a preset (adds whole-rank memory and fits)"
     )
     compare.add_argument("--batch-size", type=BATCH_SIZE, help="rows (sequences) per step")
-    compare.add_argument("--tp", type=TP, help="tensor-parallel degree (analytic only)")
-    compare.add_argument("--sp", action="store_true", help="sequence parallelism with --tp")
+    add_layout_args(compare)
     compare.add_argument(
         "--recompute",
         help="recompute policies to compare, comma-separated (e.g. none,selective,full,sqrt); "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from simulator.cli.numbers import strict_json
 from simulator.timeline import Timeline
+from simulator.timeline.report import summary_dict
 from simulator.units import human_bytes, human_time
 
 MAX_GRADIENTS_LISTED = 12  # a 126-layer model lists the first few, then the last
@@ -21,8 +22,6 @@ def emit_json(payload: dict) -> None:
 
 def format_summary(timeline: Timeline) -> str:
     """A readable summary table of one run."""
-    from simulator.cli.workflows import summary_dict
-
     data = summary_dict(timeline)
     unit = data["time_unit"]
     lines = [

@@ -10,37 +10,31 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
-from schedules.actions import Schedule
-from simulator.cli.workflows import make_plan, make_schedule
+from simulator.cli.requests import plan_from_args
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
-from simulator.model.reference import TrainConfig
+from simulator.model.reference import TrainConfig, train_reference
+from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run.limits import check_actors
+from simulator.run.plan import RunPlan
 
 
 @dataclass(frozen=True)
 class TrainingSetup:
     """Everything ``train`` decided before Ray starts."""
 
-    schedule: Schedule
+    plan: RunPlan
     config: TrainConfig
-    options: object  # RayOptions (imported lazily: Ray is heavy)
+    options: RayOptions
     fault: tuple[int, int, int] | None
     check: bool
-
-
-def default_train_model(num_stages: int) -> str:
-    """An MLP for the spiral deep enough that every stage gets at least one Linear."""
-    hidden = "-".join(["64"] * max(2, num_stages - 1))
-    return f"widths=2-{hidden}-3,activation=relu,loss=cross_entropy,dtype=float64"
 
 
 def max_differences(result, config) -> dict:
     """Largest relative gradient difference (step 1) and absolute weight difference (last
     step) between the Ray run and the sequential reference on the same data."""
-    from simulator.model.reference import train_reference
-
     first = train_reference(config, steps=1)
     final = train_reference(config)
     grad_diff = 0.0
@@ -76,16 +70,11 @@ def _parse_fault(text: str | None) -> tuple[int, int, int] | None:
 def prepare_training(args) -> TrainingSetup:
     """Schedule, model, data and Ray options from ``train``'s arguments; every mistake a user
     can make is caught here, before Ray starts."""
-    from simulator.ray_pipeline.executor import RayOptions
-
-    schedule = make_schedule(
-        args.schedule, args.ranks, args.microbatches, args.chunks, args.schedule_file, args.steps
-    )
-    check_actors(schedule.num_ranks, args.dp)
-    model = args.model or default_train_model(schedule.num_stages)
-    plan = make_plan(schedule, model, args.batch_size, args.dp, recompute=args.recompute)
+    plan = plan_from_args(args, train=True)
+    schedule, dp = plan.schedule, plan.layout.data
+    check_actors(schedule.num_ranks, dp)
     fault = _parse_fault(args.inject_fault)
-    if fault and (fault[1] >= schedule.num_ranks or fault[2] >= args.dp or fault[0] >= args.steps):
+    if fault and (fault[1] >= schedule.num_ranks or fault[2] >= dp or fault[0] >= args.steps):
         raise PebbleError(f"--inject-fault {args.inject_fault} names no step/rank of this run.")
     if args.retries < 0:
         raise PebbleError(f"--retries must not be negative, got {args.retries}.")
@@ -93,7 +82,7 @@ def prepare_training(args) -> TrainingSetup:
     config = TrainConfig(
         model=plan.spec,
         dataset=args.dataset,
-        batch_size=plan.batch_size * args.dp,
+        batch_size=plan.global_batch,
         microbatches=schedule.num_microbatches,
         steps=args.steps,
         optimizer=OptimizerConfig(args.optimizer, lr=lr),
@@ -101,23 +90,17 @@ def prepare_training(args) -> TrainingSetup:
     config.data()  # bad dataset/model combinations fail here, before Ray starts
     options = RayOptions(
         address=args.address,
-        dp=args.dp,
         retries=args.retries,
         step_timeout=args.step_timeout,
         calibrate=bool(args.out),  # only --out writes what calibration is for: the profile
-        recompute=plan.recompute,
     )
-    return TrainingSetup(schedule, config, options, fault, args.check)
+    return TrainingSetup(plan, config, options, fault, args.check)
 
 
 def train_on_ray(setup: TrainingSetup, steps: int, want_prediction: bool = False):
     """Train with a progress bar on stderr; returns (result, predicted Timeline or None)."""
-    from tqdm import tqdm
-
-    from simulator.ray_pipeline.executor import RayPipeline
-
     bar = tqdm(total=steps, desc="training", unit="step", disable=None, file=sys.stderr)
-    with bar, RayPipeline(setup.schedule, setup.config, setup.options) as pipeline:
+    with bar, RayPipeline(setup.plan, setup.config, setup.options) as pipeline:
 
         def progress(step: int, loss: float) -> None:
             bar.set_postfix(loss=f"{loss:.4f}")

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from simulator.cli.outputs import StagedOutput
+from simulator.cli.tutorial_html import index_html, notebook_html
 from simulator.errors import PebbleError
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
@@ -149,9 +151,6 @@ def render_tutorials(
     ``progress`` is called with each notebook's name before it runs.
 
     Nothing is written unless every chosen notebook ran; returns the paths written."""
-    from simulator.cli.outputs import StagedOutput
-    from simulator.cli.tutorial_html import index_html, notebook_html
-
     chosen = _chosen(numbers)
     out = Path(out)
     pages: dict[int, tuple[str, str]] = {}

@@ -46,7 +46,7 @@ class RankActors:
         import ray
         from ray.util.placement_group import placement_group
 
-        ranks, dp = self.schedule.num_ranks, self.options.dp
+        ranks, dp = self.schedule.num_ranks, self.pipeline.dp
         # Every result submitted is consumed by another action or waited on as a sink, so a
         # failure always reaches the driver's wait and becomes one sentence; Ray's own
         # "unhandled error" log of an aborted step's leftover results would only repeat it.

@@ -11,8 +11,11 @@ import socket
 import subprocess
 import sys
 
+import schedules
 from simulator.errors import PebbleError
 from simulator.ray_pipeline.worker import BLAS_ENV
+
+SIMULATOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../simulator
 
 
 def _check_reachable(address: str) -> None:
@@ -92,7 +95,5 @@ def ensure_ray(address: str | None, num_actors: int) -> bool:
 
 
 def _package_dirs() -> list[str]:
-    import schedules
-    import simulator
-
-    return [os.path.dirname(simulator.__file__), os.path.dirname(schedules.__file__)]
+    """The project's source folders (``simulator`` holds this file; ``schedules`` is beside it)."""
+    return [SIMULATOR_DIR, os.path.dirname(schedules.__file__)]

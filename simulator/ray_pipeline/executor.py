@@ -27,14 +27,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from schedules.actions import Schedule
 from schedules.validate import validate
-from simulator.analytic.profile import Profile
+from simulator.analytic.profile import Profile, profile_costs
 from simulator.analytic.recompute_costs import rank_recompute_flops
+from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
-from simulator.model.batch import microbatch_rows
-from simulator.model.partitioning import partition as make_partition
-from simulator.model.recompute import RecomputePlan, StageRecompute
+from simulator.model.recompute import StageRecompute
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
 from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrated_profile
@@ -42,7 +40,23 @@ from simulator.ray_pipeline.records import ReduceTiming, timeline_from_records
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter
 from simulator.ray_pipeline.wiring import segments, wire
 from simulator.run.meta import run_meta
+from simulator.run.plan import RunPlan
 from simulator.timeline import Timeline
+
+
+def check_plan_trains(plan: RunPlan, config: TrainConfig) -> None:
+    """One sentence when ``config`` (what the sequential reference trains) is not ``plan``'s
+    model, microbatches and batch: the run would then be checked against another model."""
+    if config.microbatches != plan.schedule.num_microbatches:
+        raise PebbleError("the schedule and the training config disagree on microbatches.")
+    if config.batch_size != plan.global_batch:
+        raise PebbleError(
+            f"the training config's batch of {config.batch_size} rows is not the plan's "
+            f"{plan.global_batch} ({plan.microbatch_rows} rows x {plan.schedule.num_microbatches}"
+            f" microbatches x {plan.layout.data} replicas)."
+        )
+    if config.model != plan.spec:
+        raise PebbleError("the training config's model is not the plan's model.")
 
 
 class RankFailure(PebbleError):
@@ -59,11 +73,9 @@ class RayOptions:
     """How to run on Ray: where, how many replicas, how to survive faults."""
 
     address: str | None = None
-    dp: int = 1
     retries: int = 0
     step_timeout: float = 300.0
     calibrate: bool = True  # time each stage's actions alone before step 0 (``calibration``)
-    recompute: RecomputePlan | None = None  # what each stage drops and recomputes
 
 
 @dataclass
@@ -85,26 +97,24 @@ class RayPipeline:
     Use as a context manager or call ``shutdown``; ``run`` trains and returns the measurement.
     """
 
-    def __init__(self, schedule: Schedule, config: TrainConfig, options: RayOptions | None = None):
-        self.run_order = validate(schedule)
-        self.schedule = schedule
+    def __init__(self, plan: RunPlan, config: TrainConfig, options: RayOptions | None = None):
+        check_plan_trains(plan, config)
+        self.plan = plan
+        self.run_order = validate(plan.schedule)
+        self.schedule = plan.schedule
         self.config = config
         self.options = options or RayOptions()
-        dp = self.options.dp
-        if dp < 1:
-            raise PebbleError(f"--dp must be a positive integer, got {dp}.")
-        if config.microbatches != schedule.num_microbatches:
-            raise PebbleError("the schedule and the training config disagree on microbatches.")
-        self.microbatch_rows = microbatch_rows(config.batch_size, config.microbatches, dp)
-        self.partition = make_partition(config.model, schedule.num_stages)
-        infos = config.model.layers()
+        self.dp = plan.layout.data
+        self.microbatch_rows = plan.microbatch_rows
+        self.partition = plan.partition
+        infos = plan.spec.layers()
         self.param_layers = {
             s: [i for i in r if infos[i].has_params]
             for s, r in enumerate(self.partition.stage_layers)
         }
         param_stages = {s for s, layers in self.param_layers.items() if layers}
         self.layer_stage = {i: s for s, layers in self.param_layers.items() for i in layers}
-        self.wired = wire(self.run_order, param_stages, dp)
+        self.wired = wire(self.run_order, param_stages, self.dp)
         self.segments = segments(self.wired)
         self.actors = RankActors(self)
         self.calibration: Calibration | None = None
@@ -114,10 +124,10 @@ class RayPipeline:
 
     def stage_recompute(self, rank: int) -> dict[int, StageRecompute]:
         """The recompute plan of each of ``rank``'s stages (empty: none)."""
-        plan = self.options.recompute
-        if plan is None or not plan.active:
+        recompute = self.plan.recompute
+        if recompute is None or not recompute.active:
             return {}
-        return {s: plan.stages[s] for s in self.schedule.stages_of_rank(rank)}
+        return {s: recompute.stages[s] for s in self.schedule.stages_of_rank(rank)}
 
     @property
     def order(self) -> list[tuple[int, int]]:
@@ -138,7 +148,7 @@ class RayPipeline:
     # ------------------------------------------------------------------ one step
     def _submit_step(self, step: int):
         """Submit every action of the step; returns sink refs and per-layer reduced refs."""
-        dp, grid = self.options.dp, self.actors.grid
+        dp, grid = self.dp, self.actors.grid
         for actor, _, _ in self.actors:
             actor.begin_step.remote(step)
         outputs: dict[tuple[int, int], object] = {}  # (replica, producer index) -> ref
@@ -219,7 +229,7 @@ class RayPipeline:
         dead = self.actors.dead()
         if dead:
             names = ", ".join(
-                f"rank {r}" + (f" (replica {d})" if self.options.dp > 1 else "") for r, d in dead
+                f"rank {r}" + (f" (replica {d})" if self.dp > 1 else "") for r, d in dead
             )
             return RankFailure(f"{names} died during step {step}; {outcome}.", step, dead)
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -333,45 +343,32 @@ class RayPipeline:
 
     def prediction(self, result: RayRunResult) -> Timeline:
         """The analytic executor's Timeline of this very run, from the run's own profile."""
-        from simulator.analytic.executor import simulate
-        from simulator.analytic.profile import profile_costs
-
-        spec = self.config.model
-        costs = profile_costs(result.profile, spec, self.partition, self.microbatch_rows)
-        return simulate(
-            self.schedule,
-            costs,
-            spec,
-            self.partition,
-            self.microbatch_rows,
-            steps=result.timeline.meta.steps,
-            dp=self.options.dp,
-            run=self.run_order,
-            cores=result.profile.cores,
-            recompute=self.options.recompute,
-        )
+        plan = replace(self.plan, steps=result.timeline.meta.steps, cores=result.profile.cores)
+        costs = profile_costs(result.profile, plan.spec, plan.partition, plan.microbatch_rows)
+        return simulate_plan(plan, costs, run=self.run_order)
 
     def timeline(self, steps: int) -> Timeline:
         """Every actor's records as one Timeline, times from the first action."""
+        plan = self.plan
         meta = run_meta(
-            self.schedule,
-            self.config.model,
-            self.partition,
+            plan.schedule,
+            plan.spec,
+            plan.partition,
             source="ray",
             steps=steps,
-            dp=self.options.dp,
+            layout=plan.layout,
             time_unit="s",
-            microbatch_rows=self.microbatch_rows,
+            microbatch_rows=plan.microbatch_rows,
         )
-        plan = self.options.recompute
-        if plan is not None and plan.active:
+        recompute = plan.recompute
+        if recompute is not None and recompute.active:
             flops = rank_recompute_flops(
-                self.schedule, self.config.model, self.partition, plan, self.microbatch_rows
+                plan.schedule, plan.spec, plan.partition, recompute, plan.microbatch_rows
             )
             meta = replace(
                 meta,
-                recompute=plan.policy,
-                recompute_flops=tuple(f * self.options.dp for f in flops),
+                recompute=recompute.policy,
+                recompute_flops=tuple(f * self.dp for f in flops),
             )
         if self.calibration is not None:
             meta = replace(

@@ -138,7 +138,7 @@ def runtime_meter(pipeline) -> RuntimeMeter | None:
     if calibration is None or not calibration.rank_processes:
         return None
     on_node = {(rank, replica) for rank, replica, _ in calibration.rank_processes}
-    dp = pipeline.options.dp
+    dp = pipeline.dp
     heads = [(segment[0].rank, segment[-1].send) for segment in pipeline.segments]
     node = [send for rank, send in heads for replica in range(dp) if (rank, replica) in on_node]
     return RuntimeMeter(

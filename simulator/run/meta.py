@@ -5,6 +5,7 @@ from __future__ import annotations
 from schedules.actions import Schedule
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
+from simulator.run.layout import Layout
 from simulator.run.rank_memory import model_flops_per_row, static_memory
 from simulator.timeline import LayerMeta, TimelineMeta
 
@@ -16,11 +17,13 @@ def run_meta(
     *,
     source: str,
     steps: int,
-    dp: int,
+    layout: Layout,
     time_unit: str,
     microbatch_rows: int,
 ) -> TimelineMeta:
-    """The meta of a run of ``schedule`` on ``spec`` split by ``partition``."""
+    """The meta of a run of ``schedule`` on ``spec`` split by ``partition`` under ``layout``
+    (its data-parallel replicas and sharding set the whole-rank memory and the device count)."""
+    dp = layout.data
     stage_of = partition.layer_stages()
     layers = tuple(
         LayerMeta(
@@ -50,8 +53,8 @@ def run_meta(
         time_unit=time_unit,
         stage_to_rank=tuple(schedule.stage_to_rank),
         layers=layers,
-        rank_memory=tuple(static_memory(spec, schedule, partition, microbatch_rows, dp)),
+        rank_memory=tuple(static_memory(spec, schedule, partition, microbatch_rows, layout)),
         flops_per_step=model_flops_per_row(spec) * rows_per_step,
         tokens_per_step=tokens,
-        devices=schedule.num_ranks * getattr(spec, "tp", 1) * dp,
+        devices=layout.devices,
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from schedules.actions import Schedule
 from simulator.model.partitioning import Partition, boundary_bytes
+from simulator.run.layout import Layout
 from simulator.timeline import RankMemory
 
 MIXED_PRECISION_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam momentum + variance
@@ -35,10 +36,11 @@ def static_memory(
     schedule: Schedule,
     partition: Partition,
     microbatch_rows: int,
-    dp: int = 1,
-    distributed_optimizer: bool = False,
+    layout: Layout | None = None,
 ) -> list[RankMemory]:
-    """Per rank, the memory that does not depend on the schedule's timing."""
+    """Per rank, the memory that does not depend on the schedule's timing; ``layout`` (default:
+    one replica, nothing sharded) says over how many replicas the optimizer state is split."""
+    shards = layout.optimizer_shards if layout is not None else 1
     infos = spec.layers()
     weight, gradient, state = bytes_per_parameter(spec.itemsize)
     sends = boundary_bytes(spec, partition, microbatch_rows)
@@ -54,7 +56,6 @@ def static_memory(
                 buffers += sends[stage - 1]  # the activation coming in
             if stage < last and owner[stage + 1] != rank:
                 buffers += sends[stage]  # the gradient coming back
-        shards = dp if distributed_optimizer else 1
         out.append(
             RankMemory(
                 parameters=params * weight,

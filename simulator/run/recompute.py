@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from simulator.errors import PebbleError
 from simulator.model.recompute import RecomputePlan, RecomputePolicy, plan_stages
+from simulator.run.recompute_budget import solve_budget
 
 
 def resolve_recompute(text: str | None, schedule, spec, parts, rows: int) -> RecomputePlan | None:
@@ -18,8 +19,6 @@ def resolve_recompute(text: str | None, schedule, spec, parts, rows: int) -> Rec
     if policy.is_none:
         return None
     if policy.budget is not None:
-        from simulator.run.recompute_budget import solve_budget
-
         return solve_budget(schedule, spec, parts, rows, policy.budget, policy.to_text())
     return plan_stages(policy, spec, parts)
 

@@ -75,7 +75,7 @@ def test_the_text_table_lists_rows_commands_and_counts(capsys):
     assert code == 0
     assert err == ""  # no progress bar off a terminal
     lines = out.splitlines()
-    assert lines[2].split()[:3] == ["#", "schedule", "p"]
+    assert lines[2].split()[:3] == ["#", "schedule", "layout"]
     commands = [line for line in lines if "pebblesim simulate" in line]
     assert len(commands) == 3
     assert any(line.startswith("searched ") and "simulated" in line for line in lines)
@@ -215,11 +215,11 @@ def test_the_recompute_axis_is_none_selective_and_full_by_default():
     memory bound the more a policy drops."""
     from dataclasses import replace
 
-    from simulator.analytic.advise import Request, candidates, family_traits, memory_bound
+    from simulator.analytic.advise import Request, RunText, candidates, family_traits, memory_bound
     from simulator.analytic.advise import stage_table as table_of
+    from simulator.analytic.cost_source import parse_hardware
     from simulator.analytic.hardware import parse_hardware_preset
-    from simulator.cli.advise_run import RunText, simulate_command
-    from simulator.cli.workflows import parse_hardware
+    from simulator.cli.advise_print import simulate_command
     from simulator.model.parse import parse_model
 
     preset = parse_hardware_preset("a100-40gb")
@@ -257,8 +257,8 @@ def test_a_recompute_configuration_runs_as_its_printed_line(capsys):
     more compute than without it (the recompute is not dropped on the way)."""
     from dataclasses import replace
 
-    from simulator.analytic.advise import Candidate
-    from simulator.cli.advise_run import RunText, evaluator, simulate_command
+    from simulator.analytic.advise import Candidate, RunText, evaluator
+    from simulator.cli.advise_print import simulate_command
 
     text = RunText(MODEL, "a100-40gb")
     full = Candidate("1f1b", 2, 1, 1, 4, 2, recompute="full")

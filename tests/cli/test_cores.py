@@ -7,7 +7,7 @@ import json
 import pytest
 
 from simulator.cli import main
-from tests.golden.cases import PROFILE
+from tests.cli.golden.cases import PROFILE
 
 
 def makespan(capsys, *argv) -> float:

@@ -15,6 +15,7 @@ from simulator.model.partitioning import partition
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.run import plan_training
 from simulator.run.recompute import recompute_policies
 from tests.test_cli import one_sentence_error, run_cli
 
@@ -101,8 +102,8 @@ def test_ray_recomputes_for_real(ray_session, name, policy):
     plan = plan_stages(RecomputePolicy.parse(policy), spec, partition(spec, schedule.num_stages))
     results = {}
     for recompute in (None, plan):
-        options = RayOptions(recompute=recompute, calibrate=False)
-        with RayPipeline(schedule, config, options) as pipeline:
+        run = plan_training(schedule, config, recompute=None if recompute is None else policy)
+        with RayPipeline(run, config, RayOptions(calibrate=False)) as pipeline:
             result = pipeline.run(config.steps, check=True)
             results[recompute is None] = (result, pipeline.prediction(result))
     (plain, _), (recomputed, predicted) = results[True], results[False]

@@ -9,6 +9,7 @@ from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.run import plan_training
 from tests.simulator.test_ray_executor import max_rel
 
 
@@ -31,7 +32,9 @@ def test_auto_trains_like_the_sequential_reference(ray_session, layout, limit, w
         steps=2,
         optimizer=OptimizerConfig("sgd", lr=0.3, momentum=0.9),
     )
-    with RayPipeline(schedule, config, RayOptions(calibrate=False)) as pipeline:
+    with RayPipeline(
+        plan_training(schedule, config), config, RayOptions(calibrate=False)
+    ) as pipeline:
         result = pipeline.run(config.steps, check=True)
     assert max_rel(result.first_step_gradients, train_reference(config, steps=1).gradients) <= 1e-9
     reference = train_reference(config)

@@ -9,22 +9,25 @@ from schedules.registry import SCHEDULES, build_schedule
 from simulator.analytic.advise import (
     AUTO,
     Request,
+    RunText,
     candidates,
+    evaluator,
     family_traits,
     memory_bound,
+    run_candidate,
     search,
     stage_table,
     time_bound,
 )
 from simulator.analytic.advise.bounds import kept_per_forward, static_bytes, warmup_forwards
 from simulator.analytic.advise.space import RECOMPUTE_POLICIES, distinct_policies
+from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.recompute_costs import stage_recompute_flops
-from simulator.cli.advise_run import RunText, evaluator, run_candidate
-from simulator.cli.workflows import make_plan, make_schedule, parse_hardware
 from simulator.errors import PebbleError
 from simulator.model.memory_plan import memory_plans
 from simulator.model.parse import parse_model
+from simulator.run import make_schedule, plan_run
 from simulator.run.rank_memory import static_memory
 
 MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
@@ -84,9 +87,9 @@ def test_static_bytes_are_the_executors(zero):
         table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
         chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
         schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)
-        plan = make_plan(schedule, text.model, c.global_batch, c.dp, c.tp, c.sp)
+        plan = plan_run(schedule, text.model, batch_size=c.global_batch, layout=c.layout)
         expected = static_memory(
-            plan.spec, schedule, plan.partition, plan.microbatch_rows, c.dp, c.distributed_optimizer
+            plan.spec, schedule, plan.partition, plan.microbatch_rows, plan.layout
         )
         assert static_bytes(c, traits, table) == [m.total for m in expected]
 
@@ -136,7 +139,7 @@ def test_the_bounds_see_each_policys_kept_bytes_and_recompute_seconds():
         assert full.cached[s] < selective.cached[s] < none.cached[s]
         assert none.I[s] < selective.I[s] < full.I[s]
         assert full.F[s] == none.F[s] and full.W[s] == none.W[s]
-    plan = make_plan(make_schedule("1f1b", 4, 4, None), MODEL, 4, recompute="full")
+    plan = plan_run(make_schedule("1f1b", 4, 4, None), MODEL, batch_size=4, recompute="full")
     shapes = memory_plans(plan.spec, plan.partition, 1, recompute=plan.recompute.stages)
     kept = [sum(d for _, d, _ in shapes[(s, "F")].changes) for s in range(4)]
     assert [kept_per_forward(full, s, "full") for s in range(4)] == kept

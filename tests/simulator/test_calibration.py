@@ -32,6 +32,7 @@ from simulator.ray_pipeline.machine import (
     usable_cores,
 )
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter
+from simulator.run import plan_training
 from simulator.timeline import Timeline
 
 
@@ -141,7 +142,7 @@ def test_a_calibrated_run_records_its_machine_and_alone_times(ray_session, tmp_p
         steps=2,
         optimizer=OptimizerConfig("sgd", lr=0.1),
     )
-    with RayPipeline(schedule, config) as pipeline:
+    with RayPipeline(plan_training(schedule, config), config) as pipeline:
         result = pipeline.run(2)
         predicted = pipeline.prediction(result)
     timeline = result.timeline

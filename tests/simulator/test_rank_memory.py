@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from schedules.registry import build_schedule
+from simulator.analytic.run_plan import simulate_plan
 from simulator.model import partition
 from simulator.model.parse import parse_model
 from simulator.model.transformer.presets import parameter_count
+from simulator.run import CostSource, make_schedule, plan_run
+from simulator.run.layout import Layout
 from simulator.run.rank_memory import bytes_per_parameter, static_memory
 
 
@@ -34,7 +37,7 @@ def test_ranks_hold_every_parameter_once_plus_a_tied_head(name):
     for m in memory:
         assert m.gradients == m.parameters
         assert m.optimizer_state == 6 * m.parameters  # 12 bytes against 2
-    sharded = static_memory(spec, schedule, parts, 1, dp=8, distributed_optimizer=True)
+    sharded = static_memory(spec, schedule, parts, 1, Layout(data=8, sharding=1))
     for full, zero in zip(memory, sharded, strict=True):
         assert zero.optimizer_state == -(-full.optimizer_state // 8)
 
@@ -51,14 +54,8 @@ def test_receive_buffers_hold_one_activation_and_one_gradient_per_remote_neighbo
 
 
 def _simulated(schedule_name, ranks, m, model, hardware, **kwargs):
-    from simulator.analytic.executor import simulate
-    from simulator.cli.workflows import make_costs, make_plan, make_schedule, with_device
-
     schedule = make_schedule(schedule_name, ranks, m)
-    plan = make_plan(schedule, model, **kwargs)
-    costs = make_costs(plan, hardware=hardware)
-    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
-    return with_device(timeline, hardware)
+    return simulate_plan(plan_run(schedule, model, costs=CostSource(hardware=hardware), **kwargs))
 
 
 def test_mfu_on_one_rank_is_the_presets_efficiency():

@@ -15,6 +15,7 @@ from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RankFailure, RayOptions, RayPipeline
+from simulator.run import Layout, plan_training
 
 RANKS, MICROBATCHES = 2, 4
 UNCALIBRATED = RayOptions(calibrate=False)  # where the run's timing is not what is tested
@@ -60,7 +61,7 @@ def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
     calibration leaves no trace in what is trained."""
     schedule = schedule_named(name)
     config = config_for(schedule, dp=dp)
-    with RayPipeline(schedule, config, RayOptions(dp=dp)) as pipeline:
+    with RayPipeline(plan_training(schedule, config, layout=Layout(data=dp)), config) as pipeline:
         result = pipeline.run(config.steps, check=True)
     one_step = train_reference(config, steps=1)
     three_steps = train_reference(config)
@@ -77,7 +78,7 @@ def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
 def test_measured_peak_memory_equals_analytic_prediction(ray_session, name):
     schedule = schedule_named(name)
     config = config_for(schedule, steps=2)
-    with RayPipeline(schedule, config, UNCALIBRATED) as pipeline:
+    with RayPipeline(plan_training(schedule, config), config, UNCALIBRATED) as pipeline:
         result = pipeline.run(config.steps)
         predicted = simulate(
             schedule,
@@ -101,7 +102,7 @@ def test_measured_peak_memory_equals_analytic_prediction(ray_session, name):
 def test_adam_and_float32_still_match(ray_session):
     schedule = schedule_named("1f1b")
     config = config_for(schedule, optimizer=OptimizerConfig("adam", lr=0.01))
-    with RayPipeline(schedule, config, UNCALIBRATED) as pipeline:
+    with RayPipeline(plan_training(schedule, config), config, UNCALIBRATED) as pipeline:
         result = pipeline.run(config.steps)
     assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
 
@@ -110,7 +111,7 @@ def test_adam_and_float32_still_match(ray_session):
 def test_every_layer_gradient_is_recorded_once_per_step(ray_session, name):
     schedule = schedule_named(name)
     config = config_for(schedule, steps=2)
-    with RayPipeline(schedule, config, UNCALIBRATED) as pipeline:
+    with RayPipeline(plan_training(schedule, config), config, UNCALIBRATED) as pipeline:
         timeline = pipeline.run(config.steps).timeline
     param_layers = [l.index for l in timeline.meta.layers if l.has_params]
     for step in range(2):
@@ -126,7 +127,9 @@ def test_every_layer_gradient_is_recorded_once_per_step(ray_session, name):
 def test_dead_rank_is_named_and_no_rank_applies_the_step(ray_session):
     schedule = schedule_named("1f1b")
     config = config_for(schedule, steps=3)
-    pipeline = RayPipeline(schedule, config, RayOptions(step_timeout=60, calibrate=False))
+    pipeline = RayPipeline(
+        plan_training(schedule, config), config, RayOptions(step_timeout=60, calibrate=False)
+    )
     try:
         began = time.time()
         with pytest.raises(RankFailure) as failure:
@@ -146,7 +149,9 @@ def test_retry_restarts_the_dead_rank_and_ends_like_a_fault_free_run(ray_session
     schedule = schedule_named("gpipe")
     config = config_for(schedule, steps=3)
     # calibrated, so the runtime meter reads rank 0's node through rank 0, the rank killed
-    with RayPipeline(schedule, config, RayOptions(retries=1, step_timeout=60)) as pipeline:
+    with RayPipeline(
+        plan_training(schedule, config), config, RayOptions(retries=1, step_timeout=60)
+    ) as pipeline:
         result = pipeline.run(3, fault=(2, 0, 0))
     assert result.restarts == 1
     assert max_rel(result.weights, train_reference(config).weights()) <= 1e-9
@@ -160,7 +165,7 @@ def test_impossible_sizes_are_one_sentence(ray_session):
     schedule = schedule_named("1f1b")
     config = TrainConfig(model=ModelSpec(widths=(2, 8, 3)), batch_size=10, microbatches=4)
     with pytest.raises(PebbleError) as error:
-        RayPipeline(schedule, config)
+        RayPipeline(plan_training(schedule, config), config)
     assert "does not split" in str(error.value)
 
 
@@ -175,7 +180,7 @@ def test_a_diverging_run_stops_in_one_sentence(ray_session):
         optimizer=OptimizerConfig("sgd", lr=1e150, momentum=0.0),
     )
     with (
-        RayPipeline(schedule, config, UNCALIBRATED) as pipeline,
+        RayPipeline(plan_training(schedule, config), config, UNCALIBRATED) as pipeline,
         pytest.raises(PebbleError, match="diverged"),
     ):
         pipeline.run(6)

@@ -26,6 +26,7 @@ from simulator.analytic.costs import CostModel, StageCost, unit_costs
 from simulator.analytic.executor import simulate
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, partition
+from simulator.run import Layout
 
 
 def timeline_of(schedule, cores=None, costs=(1.0, 1.0, 1.0), latency=0.0, **kwargs):
@@ -39,7 +40,8 @@ def timeline_of(schedule, cores=None, costs=(1.0, 1.0, 1.0), latency=0.0, **kwar
         model = CostModel(
             stage_costs=tuple(StageCost(*c) for c in stage_costs), comm_latency=latency
         )
-    return simulate(schedule, model, spec, parts, 4, cores=cores, **kwargs)
+    layout = Layout(data=kwargs.pop("dp", 1))
+    return simulate(schedule, model, spec, parts, 4, cores=cores, layout=layout, **kwargs)
 
 
 def spans(timeline) -> dict[str, tuple[float, float]]:

@@ -13,24 +13,27 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.analytic.executor import simulate
-from simulator.cli.workflows import make_costs, make_plan, make_schedule
+from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
+from simulator.run import CostSource, Layout, make_schedule, plan_run
 from simulator.timeline import Timeline
 from simulator.timeline.schema import MAX_JSON_BYTES, MAX_RANKS
 
 
 def simulated(schedule="zb-h1", ranks=2, microbatches=2, steps=2, dp=2, hardware=None):
-    plan = make_plan(make_schedule(schedule, ranks, microbatches), dp=dp)
-    costs = make_costs(plan, hardware=hardware)
-    return simulate(
-        plan.schedule, costs, plan.spec, plan.partition, plan.microbatch_rows, steps=steps, dp=dp
+    plan = plan_run(
+        make_schedule(schedule, ranks, microbatches),
+        layout=Layout(data=dp),
+        costs=CostSource(hardware=hardware),
+        steps=steps,
     )
+    return simulate_plan(plan)
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +77,12 @@ def test_a_saved_timeline_loads_back_equal(tmp_path, good):
 
 
 def test_the_cpu_table_round_trips_and_is_written_only_when_it_has_rows(tmp_path):
-    plan = make_plan(make_schedule("1f1b", 2, 4))
-    costs = make_costs(plan)
-    args = (plan.schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
-    shared = simulate(*args, steps=2, cores=1)
+    plan = plan_run(make_schedule("1f1b", 2, 4), steps=2)
+    shared = simulate_plan(replace(plan, cores=1))
     assert len(shared.action_cpu) == len(shared.events)
     shared.save(tmp_path / "t.json")
     assert Timeline.load(tmp_path / "t.json").action_cpu == shared.action_cpu
-    assert "action_cpu" not in simulate(*args, steps=2).to_dict()
+    assert "action_cpu" not in simulate_plan(plan).to_dict()
 
 
 def test_every_schedule_family_passes_its_own_check():

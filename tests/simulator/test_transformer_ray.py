@@ -13,6 +13,7 @@ from simulator.model.optim import OptimizerConfig
 from simulator.model.parse import parse_model
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.run import Layout, plan_training
 from tests.simulator.test_ray_executor import SCHEDULE_NAMES, max_rel, schedule_named
 
 TINY_GPT = "transformer:layers=2,hidden=64,heads=4,seq=32,vocab=96,dropout=0.1,seed=3"
@@ -39,7 +40,11 @@ CASES += [(name, 2) for name in ("1f1b", "interleaved-1f1b", "zb-v") if name in 
 def test_tiny_gpt_on_ray_equals_the_sequential_reference(ray_session, name, dp):
     schedule = schedule_named(name)
     config = gpt_config(schedule, dp)
-    with RayPipeline(schedule, config, RayOptions(dp=dp, calibrate=False)) as pipeline:
+    with RayPipeline(
+        plan_training(schedule, config, layout=Layout(data=dp)),
+        config,
+        RayOptions(calibrate=False),
+    ) as pipeline:
         result = pipeline.run(STEPS, check=True)
         rows = pipeline.microbatch_rows
     reference = train_reference(config)
@@ -49,7 +54,9 @@ def test_tiny_gpt_on_ray_equals_the_sequential_reference(ray_session, name, dp):
     assert result.losses[-1] < 0.9 * result.losses[0]
     spec = config.model
     parts = partition(spec, schedule.num_stages)
-    predicted = simulate(schedule, unit_costs(schedule, parts), spec, parts, rows, dp=dp)
+    predicted = simulate(
+        schedule, unit_costs(schedule, parts), spec, parts, rows, layout=Layout(data=dp)
+    )
     assert [r.peak_activation_bytes for r in result.timeline.summary().per_rank] == [
         r.peak_activation_bytes for r in predicted.summary().per_rank
     ]

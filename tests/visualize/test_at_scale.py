@@ -9,8 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simulator.analytic.executor import simulate
-from simulator.cli.workflows import make_costs, make_plan, make_schedule
+from simulator.analytic.run_plan import simulate_plan
+from simulator.run import make_schedule, plan_run
 from tests.visualize.synthetic import gpipe_timeline, patches_with, texts_with
 from visualize.grads import chart_rows, grads_figure
 from visualize.pebble import pebble_counts, pebble_figure, row_counts, row_grads
@@ -22,10 +22,7 @@ SMALL = "transformer:layers=4,hidden=64,heads=4,seq=16,vocab=96"
 
 
 def analytic(model: str, ranks: int = 4, microbatches: int = 4):
-    plan = make_plan(make_schedule("1f1b", ranks, microbatches), model)
-    return simulate(
-        plan.schedule, make_costs(plan), plan.spec, plan.partition, plan.microbatch_rows
-    )
+    return simulate_plan(plan_run(make_schedule("1f1b", ranks, microbatches), model))
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from schedules.actions import v_stage_to_rank
+from schedules.registry import SCHEDULES, build_schedule, canonical_name
 from simulator.analytic.hardware import HardwarePreset
 from simulator.errors import PebbleError
 from simulator.model import partition
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.spec import ModelSpec
 from simulator.model.transformer.spec import TransformerSpec
+from simulator.run.layout import Layout
 
 # The recompute policies ``advise`` searches by default (``simulate --recompute``; ``advise
 # --recompute`` picks others). The bounds know each one's retained bytes and recompute seconds
@@ -55,7 +58,19 @@ class Candidate:
 
     @property
     def gpus(self) -> int:
-        return self.pp * self.tp * self.dp
+        return self.layout.devices
+
+    @property
+    def layout(self) -> Layout:
+        """The parallel layout (tensor parallelism always with sequence parallelism)."""
+        return Layout(
+            pipeline=self.pp,
+            chunks=self.chunks,
+            tensor=self.tp,
+            sequence_parallel=self.sp,
+            data=self.dp,
+            sharding=1 if self.distributed_optimizer else 0,
+        )
 
     @property
     def global_batch(self) -> int:
@@ -72,15 +87,13 @@ class Candidate:
         return ((3 if split else 2) * self.stages + 2 * layers) * self.microbatches
 
     def label(self) -> str:
-        """``zb-v p8 t8 d1 m64x1``: the short name a figure or log uses."""
-        schedule = self.schedule if self.chunks == 1 else f"{self.schedule} v{self.chunks}"
+        """``zb-v p8 v2 t8 sp c1 e1 d1 z0 m64x1``: the short name a figure or log uses (the
+        family, its layout, then m microbatches x their sequences)."""
+        schedule = self.schedule
         if self.schedule == AUTO:
             schedule = f"auto {'v' if self.chunks == 2 else 'loop'}"
         policy = "" if self.recompute == "none" else f" rc={self.recompute}"
-        return (
-            f"{schedule} p{self.pp} t{self.tp} d{self.dp} "
-            f"m{self.microbatches}x{self.microbatch_size}{policy}"
-        )
+        return f"{schedule} {self.layout} m{self.microbatches}x{self.microbatch_size}{policy}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,8 @@ class Request:
     max_chunks: int = 4
     distributed_optimizer: bool = True
     max_rows: int = 5_000_000  # a configuration whose Timeline has more rows is not simulated
+    tensor: int | None = None  # the tensor-parallel degree, when fixed (``--tp``)
+    data: int | None = None  # the data-parallel degree, when fixed (``--dp``)
 
     def __post_init__(self) -> None:
         node = self.hardware.gpus_per_node
@@ -134,9 +149,6 @@ class FamilyTraits:
 
 
 def family_traits(name: str) -> FamilyTraits:
-    from schedules.actions import v_stage_to_rank
-    from schedules.registry import SCHEDULES, build_schedule, canonical_name
-
     if name == AUTO:  # a split backward (I and W), in a loop or a V: traits that bound any
         return FamilyTraits(AUTO, "chunks", True, False, 1)
     family = SCHEDULES[canonical_name(name)]
@@ -232,9 +244,11 @@ def candidates(request: Request) -> Iterator[Candidate]:
     blocks = blocks_of(request.spec)
     found = False
     for t in tensor_degrees(request):
+        if request.tensor not in (None, t):
+            continue
         for p in divisors(request.gpus // t):
             d = request.gpus // (t * p)
-            if p > blocks or request.global_batch % d:
+            if p > blocks or request.global_batch % d or request.data not in (None, d):
                 continue
             for size in divisors(request.global_batch // d):
                 m = request.global_batch // (d * size)
@@ -244,8 +258,13 @@ def candidates(request: Request) -> Iterator[Candidate]:
                         zero = request.distributed_optimizer and d > 1
                         yield Candidate(name, p, t, d, m, size, v, policy, zero)
     if not found:
+        fixed = "".join(
+            f" with {name} {value}"
+            for name, value in (("--tp", request.tensor), ("--dp", request.data))
+            if value is not None
+        )
         raise PebbleError(
-            f"no split of {request.gpus} GPUs into pipeline x tensor x data degrees suits a "
-            f"global batch of {request.global_batch} sequences and this model; the data-parallel "
-            "degree must divide the batch."
+            f"no split of {request.gpus} GPUs into pipeline x tensor x data degrees{fixed} suits "
+            f"a global batch of {request.global_batch} sequences and this model; the "
+            "data-parallel degree must divide the batch."
         )

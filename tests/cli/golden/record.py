@@ -1,4 +1,4 @@
-"""Re-record the golden outputs (see ``cases.py``): ``python tests/golden/record.py``."""
+"""Re-record the golden outputs (see ``cases.py``): ``python tests/cli/golden/record.py``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parents[2]))
 
 from simulator.cli import main  # noqa: E402
-from tests.golden.cases import simulate_cases, text_cases, timeline_cases  # noqa: E402
+from tests.cli.golden.cases import simulate_cases, text_cases, timeline_cases  # noqa: E402
 
 
 def run(argv: list[str]) -> str:

@@ -322,7 +322,7 @@ def run_cli_process(*argv, env=None) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
 
 

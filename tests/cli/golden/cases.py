@@ -2,8 +2,9 @@
 
 Why: a refactor that moves every file is only safe if behaviour is pinned first. These outputs
 were recorded from main before the layered tree (issue 8) and are compared by
-``tests/test_golden.py``. Re-record deliberately, with ``python tests/golden/record.py``, only
-when a change of output is intended, and say so in the commit.
+``tests/cli/test_golden.py``. Re-record deliberately, with
+``python tests/cli/golden/record.py``, only when a change of output is intended, and say so in
+the commit.
 """
 
 from __future__ import annotations

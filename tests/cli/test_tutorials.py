@@ -32,7 +32,7 @@ from simulator.cli.tutorial import COMING, notebook_session, render_tutorials  #
 from simulator.cli.tutorial_html import markdown_html, output_html  # noqa: E402
 from simulator.errors import PebbleError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
 SOLUTIONS = TUTORIALS / "solutions"
 NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))

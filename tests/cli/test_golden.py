@@ -1,6 +1,6 @@
 """Behaviour pinned before the layered tree: CLI outputs equal the recorded golden ones.
 
-The grid (``tests/golden/cases.py``) covers every schedule family at several sizes and every
+The grid (``tests/cli/golden/cases.py``) covers every schedule family at several sizes and every
 cost source (unit, FLOPs, a measured profile, dp, several steps with and without the barrier),
 the compare tables, the exported CSVs and the timeline.json files ``simulate --out`` writes.
 Numbers are compared to a relative 1e-12 (a reordered float sum may differ in the last bit);
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
-from tests.golden.cases import HERE, simulate_cases, text_cases, timeline_cases
+from tests.cli.golden.cases import HERE, simulate_cases, text_cases, timeline_cases
 
 GOLDEN = json.loads((HERE / "outputs.json").read_text())
 

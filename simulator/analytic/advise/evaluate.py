@@ -1,0 +1,88 @@
+"""One ``advise`` configuration, planned and predicted as ``pebblesim simulate`` would run it.
+
+Why here: the search hands every configuration that survives its bounds to ``evaluate``; the
+run is built from the configuration's ``Layout`` through the same library calls (``plan_run``,
+``plan_auto``, ``simulate_plan``) that ``simulate`` makes from its flags, so every printed
+command gives the printed numbers (``tests/cli/test_advise.py`` runs one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schedules.registry import SCHEDULES
+from simulator.analytic.advise.search import Outcome
+from simulator.analytic.advise.space import AUTO, Candidate
+from simulator.analytic.auto_plan import empty_schedule, plan_auto
+from simulator.analytic.run_plan import simulate_plan
+from simulator.run.plan import CostSource, RunPlan, plan_run
+from simulator.run.schedule_source import make_schedule
+from simulator.timeline import Timeline
+
+
+@dataclass(frozen=True)
+class RunText:
+    """The text a run is given: the model (with ``seq``) and the hardware (with the memory limit
+    as its capacity)."""
+
+    model: str
+    hardware: str
+
+
+def chunks_flag(c: Candidate) -> int | None:
+    """``--chunks`` for families whose chunks vary (interleaved); None where the family (or
+    auto's placement) fixes them."""
+    if c.schedule == AUTO or SCHEDULES[c.schedule].fixed_chunks:
+        return None
+    return c.chunks
+
+
+def placement(c: Candidate) -> str:
+    """Auto's placement: a V with two chunks per rank, else a loop."""
+    return "v" if c.chunks == 2 else "loop"
+
+
+def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
+    """The run of ``c``: its schedule on the model under its layout, at its hardware's costs."""
+    options = dict(
+        batch_size=c.global_batch,
+        layout=c.layout,
+        recompute=None if c.recompute == "none" else c.recompute,
+        costs=CostSource(hardware=text.hardware),
+    )
+    if c.schedule == AUTO:
+        empty = empty_schedule(c.pp, c.microbatches, placement(c))
+        return plan_auto(
+            plan_run(empty, text.model, **options), str(c.activation_limit), placement(c)
+        )
+    schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
+    return plan_run(schedule, text.model, **options)
+
+
+def run_candidate(c: Candidate, text: RunText) -> Timeline:
+    """The Timeline ``pebblesim simulate`` gives for ``c``."""
+    return simulate_plan(candidate_plan(c, text))
+
+
+def outcome_of(c: Candidate, timeline: Timeline) -> Outcome:
+    """The figures ``advise`` ranks by, read from the Timeline as ``simulate`` reports them."""
+    summary = timeline.summary()
+    throughput = timeline.throughput()
+    totals = [r.memory["total"] for r in summary.per_rank]
+    peak_rank = max(range(len(totals)), key=totals.__getitem__)
+    return Outcome(
+        candidate=c,
+        step_time=throughput["step_time"],
+        tokens_per_second=throughput["tokens_per_second"] or 0.0,
+        mfu=throughput["mfu"] or 0.0,
+        bubble=summary.bubble_fraction,
+        busy=max(r.busy for r in summary.per_rank),
+        peak_memory=totals[peak_rank],
+        peak_rank=peak_rank,
+        fits=all(r.memory["fits"] for r in summary.per_rank),
+    )
+
+
+def evaluator(text: RunText):
+    """``evaluate(candidate) -> Outcome`` for the search."""
+    return lambda c: outcome_of(c, run_candidate(c, text))

@@ -1,0 +1,58 @@
+"""``pebblesim advise``'s flags: what to search, and the layout degrees it may fix.
+
+Why apart from the command: the parser imports this before anything heavy loads (the signal
+guard goes up first), so it holds the flags alone; ``simulator.cli.advise`` runs the search.
+"""
+
+from __future__ import annotations
+
+from simulator.cli import numbers
+from simulator.cli.layout_flags import add_layout_args
+
+DEFAULT_TOP = 10
+
+
+def add_advise(sub) -> None:
+    """The ``advise`` subcommand's flags (called by ``simulator.cli.parser``)."""
+    advise = sub.add_parser(
+        "advise", help="search parallel degrees, schedule, microbatching for the fastest fit"
+    )
+    advise.add_argument("--model", required=True, help="a preset (llama3-70b) or transformer:...")
+    advise.add_argument(
+        "--hardware", required=True, help="a GPU preset (h100-80gb; see `pebblesim presets`)"
+    )
+    advise.add_argument("--gpus", type=numbers.count(numbers.MAX_RANKS, "MAX_RANKS"), required=True)
+    advise.add_argument(
+        "--global-batch",
+        type=numbers.count(numbers.MAX_BATCH_SIZE, "MAX_BATCH_SIZE"),
+        required=True,
+        help="sequences per optimizer step, over all data-parallel replicas",
+    )
+    advise.add_argument("--seq", type=numbers.count(10**7, ""), help="sequence length")
+    advise.add_argument(
+        "--memory-limit", help="bytes per GPU a configuration may use (default: the device's)"
+    )
+    advise.add_argument("--schedules", help="comma-separated families (default: all)")
+    advise.add_argument(
+        "--recompute",
+        help="whole-model recompute policies to search, comma-separated (none, selective, full, "
+        "every:K, sqrt; default: none,selective,full)",
+    )
+    advise.add_argument(
+        "--max-chunks",
+        type=numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS"),
+        default=4,
+        help="most chunks per rank tried for interleaved schedules (default %(default)s)",
+    )
+    advise.add_argument(
+        "--no-distributed-optimizer",
+        action="store_true",
+        help="keep the whole optimizer state on every replica (default: ZeRO-1 when dp > 1); "
+        "the same as --zero 0",
+    )
+    add_layout_args(advise, search=True)
+    advise.add_argument(
+        "--top", type=numbers.count(1000, ""), default=DEFAULT_TOP, help="rows to print"
+    )
+    advise.add_argument("--json", action="store_true", help="print one JSON object")
+    advise.add_argument("--out", help="write pareto.png/.svg and advise.json here")

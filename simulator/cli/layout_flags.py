@@ -1,0 +1,89 @@
+"""The layout's flags, as one table: every command that runs or searches a layout takes them.
+
+Why a table: ``simulate``, ``compare``, ``train`` and ``advise`` accept the same degrees with the
+same names, types and help, so every row ``advise`` prints can be run again by ``simulate`` and
+``compare``; a new parallel degree is one more row here (and its field in
+``simulator.run.layout``). Light on purpose: the parser imports it before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from simulator.cli import numbers
+
+if TYPE_CHECKING:  # the parser imports this module before numpy loads; it reads a Layout only
+    from simulator.run.layout import Layout
+
+
+@dataclass(frozen=True)
+class LayoutFlag:
+    """One degree's flag: the ``Layout`` field it sets and how argparse reads it."""
+
+    flag: str
+    field: str
+    help: str
+    type: object = None  # an argparse type; None for a switch
+
+
+LAYOUT_FLAGS = (
+    LayoutFlag(
+        "--tp",
+        "tensor",
+        "tensor-parallel degree of a transformer (counted by the cost and memory models; the "
+        "numpy layers on Ray run unsharded)",
+        numbers.count(numbers.MAX_TP, "MAX_TP"),
+    ),
+    LayoutFlag("--sp", "sequence_parallel", "sequence parallelism across the --tp group"),
+    LayoutFlag("--dp", "data", "data-parallel replicas", numbers.count(numbers.MAX_DP, "MAX_DP")),
+    LayoutFlag(
+        "--zero",
+        "sharding",
+        "sharding stage: 0 nothing sharded, 1 the optimizer state over the --dp replicas "
+        "(ZeRO-1, Megatron's distributed optimizer)",
+        numbers.count(1, "", minimum=0),
+    ),
+)
+_DISTRIBUTED_OPTIMIZER_HELP = "the same as --zero 1"
+
+
+def add_layout_args(parser: argparse.ArgumentParser, search: bool = False) -> None:
+    """Every layout flag; with ``search`` (``advise``) a degree given is fixed, not searched."""
+    group = parser.add_argument_group(
+        "layout (fixes that degree of the search)" if search else "layout"
+    )
+    for row in LAYOUT_FLAGS:
+        if row.type is None:
+            group.add_argument(
+                row.flag, dest=row.field, action="store_true", default=None, help=row.help
+            )
+        else:
+            group.add_argument(row.flag, dest=row.field, type=row.type, help=row.help)
+    group.add_argument(
+        "--distributed-optimizer",
+        dest="sharding",
+        action="store_const",
+        const=1,
+        help=_DISTRIBUTED_OPTIMIZER_HELP,
+    )
+
+
+def layout_degrees(args) -> dict[str, object]:
+    """The degrees the command line gave, by ``Layout`` field (absent ones left out)."""
+    given = {row.field: getattr(args, row.field, None) for row in LAYOUT_FLAGS}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def layout_flags_text(layout: Layout) -> str:
+    """The flags that give ``layout`` back to ``simulate`` or ``compare`` (degrees of 1 and
+    stage 0 left out)."""
+    words = []
+    for row in LAYOUT_FLAGS:
+        value = getattr(layout, row.field)
+        if row.type is None:
+            words += [row.flag] if value else []
+        elif value != (0 if row.field == "sharding" else 1):
+            words.append(f"{row.flag} {value}")
+    return " ".join(words)

@@ -1,0 +1,181 @@
+"""The parallel layout of a run, as one value: ``p8 v2 t8 sp c1 e1 d16 z1``.
+
+Why one value: every part of pebblesim that depends on how a run is spread over devices (the
+cost model, the memory model, both executors, ``advise`` and every command) reads it from here,
+so a new parallel degree is a new field and its rules, not an argument threaded through a dozen
+signatures. The text form is how a layout is shown everywhere (``advise`` rows, ``--json``,
+figure titles, the report) and it parses back.
+
+The degrees, with their letters in the text form:
+
+=====  =====================  =====================================================
+``p``  ``pipeline``           pipeline ranks (one Ray actor each)
+``v``  ``chunks``             stages per pipeline rank (interleaved and V schedules)
+``t``  ``tensor``             tensor-parallel degree (Megatron's column/row split)
+``sp`` ``sequence_parallel``  sequence parallelism across the tensor group
+``c``  ``context``            context-parallel degree (sequence split across ranks)
+``e``  ``expert``             expert-parallel degree (mixture-of-experts layers)
+``d``  ``data``               data-parallel replicas
+``z``  ``sharding``           sharding stage: 0 none, 1 optimizer state (ZeRO-1, Megatron's
+                              distributed optimizer), 2 plus gradients, 3 plus parameters
+=====  =====================  =====================================================
+
+The devices a layout occupies are ``p * t * c * d``; expert parallelism reuses the data and
+context ranks (Megatron Core), so ``e`` does not multiply them. Context and expert parallelism and
+sharding stages 2 and 3 are not modelled yet: those values are refused in one sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+
+from simulator.errors import PebbleError
+from simulator.numbers import MAX_CHUNKS, MAX_DP, MAX_RANKS, MAX_TP
+
+_DEGREES = (  # (letter, field, largest value)
+    ("p", "pipeline", MAX_RANKS),
+    ("v", "chunks", MAX_CHUNKS),
+    ("t", "tensor", MAX_TP),
+    ("c", "context", MAX_TP),
+    ("e", "expert", MAX_TP),
+    ("d", "data", MAX_DP),
+    ("z", "sharding", 3),
+)
+_LETTER_OF = {name: letter for letter, name, _ in _DEGREES}
+_FIELD_OF = {letter: name for letter, name, _ in _DEGREES}
+_TOKEN = re.compile(r"^([a-z])(\d+)$")
+_NOT_YET = {  # a degree above 1 that no cost or memory rule models yet: (field, what it is)
+    "context": "context parallelism",
+    "expert": "expert parallelism",
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one run spreads over devices: pipeline, tensor, context, expert and data degrees, and
+    the sharding stage. Frozen and typed, so it pickles to actors and can be a dict key."""
+
+    pipeline: int = 1
+    chunks: int = 1
+    tensor: int = 1
+    sequence_parallel: bool = False
+    context: int = 1
+    expert: int = 1
+    data: int = 1
+    sharding: int = 0
+
+    def __post_init__(self) -> None:
+        for letter, name, largest in _DEGREES:
+            value = getattr(self, name)
+            low = 0 if name == "sharding" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "0, 1, 2 or 3" if name == "sharding" else "a positive integer"
+                raise PebbleError(
+                    f"the layout's {name} degree ({letter}) must be {what}, got {value!r}."
+                )
+            if value > largest:
+                raise PebbleError(
+                    f"the layout's {name} degree ({letter}{value}) is above pebblesim's limit of "
+                    f"{largest}."
+                )
+        if not isinstance(self.sequence_parallel, bool):
+            raise PebbleError(
+                f"the layout's sequence_parallel must be true or false, got "
+                f"{self.sequence_parallel!r}."
+            )
+        for name, what in _NOT_YET.items():
+            if getattr(self, name) > 1:
+                letter = _LETTER_OF[name]
+                raise PebbleError(
+                    f"{what} ({letter}{getattr(self, name)}) is not modelled yet; use {letter}1."
+                )
+        if self.sharding > 1:
+            sharded = "gradients and parameters" if self.sharding > 2 else "gradients"
+            raise PebbleError(
+                f"sharding stage z{self.sharding} ({sharded} sharded too) is not modelled yet; "
+                "use z0 or z1 (the distributed optimizer)."
+            )
+
+    # ------------------------------------------------------------------ what it occupies
+    @property
+    def devices(self) -> int:
+        """Devices the layout occupies: pipeline x tensor x context x data."""
+        return self.pipeline * self.tensor * self.context * self.data
+
+    @property
+    def distributed_optimizer(self) -> bool:
+        """The optimizer state is sharded over the data-parallel replicas (z1 and above)."""
+        return self.sharding >= 1
+
+    @property
+    def optimizer_shards(self) -> int:
+        """Ways the optimizer state of one pipeline rank is split."""
+        return self.data if self.distributed_optimizer else 1
+
+    # ------------------------------------------------------------------ text form
+    def to_text(self) -> str:
+        """``p8 v2 t8 sp c1 e1 d16 z1``: every degree, in this order."""
+        parts = [f"p{self.pipeline}", f"v{self.chunks}", f"t{self.tensor}"]
+        if self.sequence_parallel:
+            parts.append("sp")
+        parts += [f"c{self.context}", f"e{self.expert}", f"d{self.data}", f"z{self.sharding}"]
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    @classmethod
+    def parse(cls, text: str) -> Layout:
+        """A layout from its text form; degrees left out are 1 (``z``: 0), in any order,
+        separated by spaces or commas: ``p8 t8 sp d16 z1``."""
+        values: dict[str, object] = {}
+        for token in filter(None, re.split(r"[\s,]+", str(text).strip().lower())):
+            if token == "sp":
+                name, value = "sequence_parallel", True
+            else:
+                match = _TOKEN.match(token)
+                if not match or match.group(1) not in _FIELD_OF:
+                    raise PebbleError(
+                        f"cannot read {token[:20]!r} in layout {str(text)[:60]!r}; write degrees "
+                        "like p8 v2 t8 sp c1 e1 d16 z1."
+                    )
+                name, value = _FIELD_OF[match.group(1)], int(match.group(2))
+            if name in values:
+                raise PebbleError(f"layout {str(text)[:60]!r} gives {token[:1]} twice.")
+            values[name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict:
+        """The layout for ``--json``: its text and each degree by name."""
+        return {"text": self.to_text(), **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    # ------------------------------------------------------------------ checks
+    def with_pipeline(self, ranks: int, chunks: int) -> Layout:
+        """This layout on a schedule of ``ranks`` ranks holding ``chunks`` stages each."""
+        return replace(self, pipeline=ranks, chunks=chunks)
+
+    def check_model(self, spec) -> None:
+        """One sentence when the model cannot be split this way (only transformers take
+        tensor or sequence parallelism; their heads and sequence must divide)."""
+        if not spec.is_transformer and (self.tensor > 1 or self.sequence_parallel):
+            raise PebbleError(
+                "--tp and --sp apply to transformer models (--model PRESET or transformer:...)."
+            )
+
+    def check_devices(self, gpus: int) -> None:
+        """One sentence when the layout does not use exactly ``gpus`` devices."""
+        if self.devices != gpus:
+            raise PebbleError(
+                f"layout {self} occupies {self.devices} devices (p x t x c x d), not the "
+                f"{gpus} asked for."
+            )
+
+    def check_node(self, gpus_per_node: int) -> None:
+        """One sentence when the tensor group would cross a node (its collectives run on
+        every layer and need the node's own links)."""
+        if self.tensor > gpus_per_node:
+            raise PebbleError(
+                f"tensor parallelism t{self.tensor} would cross a node of {gpus_per_node} GPUs; "
+                f"use t{gpus_per_node} or less."
+            )

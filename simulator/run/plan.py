@@ -1,0 +1,186 @@
+"""A run, planned: the schedule placed on a model under a layout, with everything an executor
+needs decided once.
+
+Why a layer of its own: the command line, the demo, the benchmarks, the tests and the notebooks
+all build runs, and both executors must agree on the run they are given. ``plan_run`` builds a
+complete, validated ``RunPlan`` from plain values (no argparse objects), and the executors read
+the partition, the microbatch split, the layout and the recompute plan from it; nothing
+downstream works them out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from schedules.actions import Schedule
+from simulator.errors import PebbleError
+from simulator.model import ModelSpec, Partition, partition
+from simulator.model.batch import microbatch_rows
+from simulator.model.parse import parse_model
+from simulator.model.recompute import RecomputePlan
+from simulator.model.reference import TrainConfig
+from simulator.model.transformer.spec import TransformerSpec
+from simulator.run.layout import Layout
+from simulator.run.recompute import resolve_recompute
+
+DEFAULT_MICROBATCH_ROWS = 32  # rows of an MLP per microbatch when no batch size is given
+
+
+@dataclass(frozen=True)
+class CostSource:
+    """Which cost model times the run: unit costs (``units`` like ``F=1,I=1,W=1``, and a latency
+    per transfer), FLOP costs on ``hardware`` (a preset or ``flops=...``), or a measured
+    ``profile`` file. A value, so a plan says how it will be timed without building the model."""
+
+    units: str | None = None
+    comm_latency: float = 0.0
+    hardware: str | None = None
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.comm_latency >= 0:
+            raise PebbleError(f"--comm-latency must not be negative, got {self.comm_latency}.")
+        if sum(x is not None for x in (self.units, self.hardware, self.profile)) > 1:
+            raise PebbleError("choose one cost source: --costs, --hardware or --profile.")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A schedule placed on a model under a layout: what every executor and report agrees on.
+
+    ``spec`` is the model as this layout counts it (a transformer's tensor and sequence
+    parallelism come from ``layout``); ``microbatch_rows`` are the rows of one microbatch on one
+    data-parallel replica; ``recompute`` is None when every activation is cached.
+    """
+
+    schedule: Schedule
+    spec: ModelSpec | TransformerSpec
+    partition: Partition
+    layout: Layout
+    microbatch_rows: int
+    recompute: RecomputePlan | None = None
+    costs: CostSource = field(default_factory=CostSource)
+    steps: int = 1
+    sync: bool = True  # every step waits for the previous optimizer step
+    cores: int | None = None  # the ranks share this many cores (None: a device each)
+
+    @property
+    def batch_size(self) -> int:
+        """Rows of one step on one data-parallel replica."""
+        return self.microbatch_rows * self.schedule.num_microbatches
+
+    @property
+    def global_batch(self) -> int:
+        """Rows of one step over every data-parallel replica."""
+        return self.batch_size * self.layout.data
+
+    @property
+    def dp(self) -> int:
+        return self.layout.data
+
+    def with_schedule(self, schedule: Schedule) -> RunPlan:
+        """The same run with another schedule of the same stages (``--schedule auto`` plans on
+        an empty schedule of its layout first)."""
+        if schedule.stage_to_rank != self.schedule.stage_to_rank:
+            raise PebbleError("a plan's schedule can only be swapped for one of the same stages.")
+        return replace(self, schedule=schedule)
+
+
+def resolve_model(model: str | ModelSpec | TransformerSpec | None, num_stages: int):
+    """``model`` as a spec: a spec as it is, text parsed (``--model``), or by default one
+    1024-wide Linear+ReLU block per stage."""
+    if isinstance(model, (ModelSpec, TransformerSpec)):
+        return model
+    if model:
+        return parse_model(model)
+    return ModelSpec.uniform(num_stages)
+
+
+def plan_training(
+    schedule: Schedule,
+    config: TrainConfig,
+    *,
+    layout: Layout | None = None,
+    recompute: str | None = None,
+) -> RunPlan:
+    """The plan of training ``config`` (its model, and its batch over every replica) with
+    ``schedule``: what ``RayPipeline`` takes beside the config."""
+    return plan_run(
+        schedule, config.model, batch_size=config.batch_size, layout=layout, recompute=recompute
+    )
+
+
+def default_train_model(num_stages: int) -> str:
+    """An MLP for the spiral deep enough that every stage gets at least one Linear: what
+    ``train`` and ``--schedule auto`` under ``train`` run when no model is given."""
+    hidden = "-".join(["64"] * max(2, num_stages - 1))
+    return f"widths=2-{hidden}-3,activation=relu,loss=cross_entropy,dtype=float64"
+
+
+def counted_under(spec, layout: Layout):
+    """``spec`` as ``layout`` counts it: a transformer's tensor-parallel degree and sequence
+    parallelism set from the layout (one sentence if the model cannot be split so)."""
+    layout.check_model(spec)
+    if not spec.is_transformer:
+        return spec
+    if (spec.tp, spec.sp) == (layout.tensor, layout.sequence_parallel):
+        return spec
+    return replace(spec, tp=layout.tensor, sp=layout.sequence_parallel)
+
+
+def layout_of_model(spec, **degrees) -> Layout:
+    """The layout a model text implies (``transformer:...,tp=8,sp=1`` or a preset's overrides),
+    with ``degrees`` (field name to value; None: as the model says) on top."""
+    base = {"tensor": spec.tp, "sequence_parallel": spec.sp} if spec.is_transformer else {}
+    given = {name: value for name, value in degrees.items() if value is not None}
+    return Layout(**{**base, **given})
+
+
+def check_layout(layout: Layout, schedule: Schedule, spec) -> Layout:
+    """``layout`` on ``schedule``'s pipeline, refused in one sentence when ``spec`` is counted
+    under other tensor or sequence parallelism than the layout says."""
+    layout.check_model(spec)
+    if spec.is_transformer and (spec.tp, spec.sp) != (layout.tensor, layout.sequence_parallel):
+        raise PebbleError(
+            f"the model is counted at tp={spec.tp}, sp={int(spec.sp)} but the layout is "
+            f"{layout}; plan the run with plan_run so both agree."
+        )
+    return layout.with_pipeline(schedule.num_ranks, schedule.chunks)
+
+
+def plan_run(
+    schedule: Schedule,
+    model: str | ModelSpec | TransformerSpec | None = None,
+    *,
+    batch_size: int | None = None,
+    layout: Layout | None = None,
+    recompute: str | None = None,
+    costs: CostSource | None = None,
+    steps: int = 1,
+    sync: bool = True,
+    cores: int | None = None,
+) -> RunPlan:
+    """Place ``schedule`` on ``model`` under ``layout`` (default: as the model text says, one
+    replica). ``batch_size`` is rows per step over every replica (default: 32 rows of an MLP, or
+    one sequence of a transformer, per microbatch and replica). ``recompute`` (``--recompute``)
+    is resolved for this partition: a budget is solved for this schedule."""
+    spec = resolve_model(model, schedule.num_stages)
+    layout = (layout or layout_of_model(spec)).with_pipeline(schedule.num_ranks, schedule.chunks)
+    spec = counted_under(spec, layout)
+    m = schedule.num_microbatches
+    if batch_size is None:
+        batch_size = (1 if spec.is_transformer else DEFAULT_MICROBATCH_ROWS) * m * layout.data
+    rows = microbatch_rows(batch_size, m, layout.data)
+    parts = partition(spec, schedule.num_stages)
+    return RunPlan(
+        schedule=schedule,
+        spec=spec,
+        partition=parts,
+        layout=layout,
+        microbatch_rows=rows,
+        recompute=resolve_recompute(recompute, schedule, spec, parts, rows),
+        costs=costs or CostSource(),
+        steps=steps,
+        sync=sync,
+        cores=cores,
+    )

@@ -1,0 +1,52 @@
+"""``--schedule auto`` for a planned run: the glue from a model and a cost model to an
+``AutoProblem`` is exact (memory and time equal the analytic executor's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schedules.auto import schedule_peaks, schedule_timing
+from schedules.validate import validate
+from simulator.analytic.auto_plan import empty_schedule, parse_limit, problem_for, schedule_for
+from simulator.analytic.cost_source import cost_model
+from simulator.analytic.executor import simulate
+from simulator.errors import PebbleError
+from simulator.run import CostSource, plan_run
+
+MODELS = [
+    None,  # simulate's default: one 1024-wide Linear+ReLU block per stage
+    "widths=2-16-16-16-16-16-16-16-16-3,activation=tanh,layernorm=1",
+    "transformer:layers=8,hidden=32,heads=4,seq=16,vocab=64",
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("layout", "limit"), [("loop", "3x"), ("loop", "6x"), ("v", "4x")])
+def test_predicted_memory_and_time_are_the_analytic_executors(model, layout, limit):
+    """The footprints' deltas (F's bytes, what I leaves and how far it rises, what W frees)
+    and the cost model's times and transfers make a problem whose peaks and makespan are the
+    analytic executor's, to the byte and to the float."""
+    units = CostSource(units="F=1,I=1.2,W=0.7", comm_latency=0.1)
+    plan = plan_run(empty_schedule(4, 8, layout), model, costs=units)
+    costs = cost_model(plan)
+    problem = problem_for(plan, costs, limit, layout)
+    schedule = schedule_for(plan, costs, limit, layout)
+    validate(schedule)
+    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
+    summary = timeline.summary()
+    assert schedule_timing(problem, schedule).makespan == pytest.approx(summary.makespan, rel=1e-12)
+    measured = [r.peak_activation_bytes for r in summary.per_rank]
+    assert schedule_peaks(problem, schedule) == pytest.approx(measured, abs=0.5)
+    assert max(measured) <= problem.memory_limit[0]
+
+
+def test_limits_read_bytes_units_and_microbatches():
+    assert parse_limit(None, 10) is None
+    assert parse_limit("2.5e9", 10) == 2.5e9
+    assert parse_limit("80GiB", 10) == 80 * 2**30
+    assert parse_limit("3 kB", 10) == 3000
+    assert parse_limit("8x", 10) == 80
+    for bad in ("", "x", "-1x", "nanGB", "3 parsecs", "1e400"):
+        with pytest.raises(PebbleError) as error:
+            parse_limit(bad, 10)
+        assert "\n" not in str(error.value)
