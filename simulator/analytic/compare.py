@@ -15,8 +15,8 @@ from simulator.analytic.auto_plan import empty_schedule, is_auto, placement_of, 
 from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
+from simulator.model.layout import Layout
 from simulator.model.parse import parse_model
-from simulator.run.layout import Layout
 from simulator.run.limits import check_actions, estimated_actions
 from simulator.run.plan import CostSource, plan_run
 from simulator.run.schedule_source import make_schedule

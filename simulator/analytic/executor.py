@@ -33,11 +33,11 @@ from simulator.analytic.recompute_costs import (
 )
 from simulator.analytic.sharing import check_cores, runtime_of, shared_action_times
 from simulator.errors import PebbleError
+from simulator.model.layout import Layout
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
-from simulator.run.layout import Layout
 from simulator.run.meta import run_meta
 from simulator.run.plan import check_layout, layout_of_model
 from simulator.timeline import (

@@ -30,8 +30,8 @@ from simulator.cli.run_files import write_measured_run, write_timeline
 from simulator.cli.training import check_against_reference, prepare_training, train_on_ray
 from simulator.cli.tutorial import render_tutorials
 from simulator.errors import PebbleError
+from simulator.model.layout import Layout
 from simulator.model.transformer.presets import preset_rows
-from simulator.run.layout import Layout
 from simulator.run.recompute import recompute_policies
 from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline

@@ -3,7 +3,7 @@
 Why a table: ``simulate``, ``compare``, ``train`` and ``advise`` accept the same degrees with the
 same names, types and help, so every row ``advise`` prints can be run again by ``simulate`` and
 ``compare``; a new parallel degree is one more row here (and its field in
-``simulator.run.layout``). Light on purpose: the parser imports it before anything heavy loads.
+``simulator.model.layout``). Light on purpose: the parser imports it before anything heavy loads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from simulator.cli import numbers
 
 if TYPE_CHECKING:  # the parser imports this module before numpy loads; it reads a Layout only
-    from simulator.run.layout import Layout
+    from simulator.model.layout import Layout
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from simulator.analytic.auto_plan import empty_schedule, is_auto, placement_of, 
 from simulator.analytic.profile import Profile
 from simulator.cli.layout_flags import layout_degrees
 from simulator.errors import PebbleError
-from simulator.run.layout import Layout
+from simulator.model.layout import Layout
 from simulator.run.plan import (
     CostSource,
     RunPlan,

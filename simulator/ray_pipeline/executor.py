@@ -23,23 +23,22 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from schedules.validate import validate
 from simulator.analytic.profile import Profile, profile_costs
-from simulator.analytic.recompute_costs import rank_recompute_flops
 from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
 from simulator.model.recompute import StageRecompute
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
 from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrated_profile
-from simulator.ray_pipeline.records import ReduceTiming, timeline_from_records
+from simulator.ray_pipeline.measured import RayRunResult, action_order, measured_timeline
+from simulator.ray_pipeline.records import ReduceTiming
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter
 from simulator.ray_pipeline.wiring import segments, wire
-from simulator.run.meta import run_meta
 from simulator.run.plan import RunPlan
 from simulator.timeline import Timeline
 
@@ -78,19 +77,6 @@ class RayOptions:
     calibrate: bool = True  # time each stage's actions alone before step 0 (``calibration``)
 
 
-@dataclass
-class RayRunResult:
-    """What a Ray run produced: the measured Timeline, losses, state for checking."""
-
-    timeline: Timeline
-    losses: list[float]
-    weights: dict[tuple[int, str], np.ndarray]
-    first_step_gradients: dict[tuple[int, str], np.ndarray] | None
-    profile: Profile
-    restarts: int = 0
-    action_order: dict[tuple[int, int], list[str]] = field(default_factory=dict)
-
-
 class RayPipeline:
     """A pipeline (times ``dp`` replicas) of RankWorker actors that trains ``config``.
 
@@ -119,8 +105,8 @@ class RayPipeline:
         self.actors = RankActors(self)
         self.calibration: Calibration | None = None
         self._meter: RuntimeMeter | None = None  # the runtime's CPU per call, from the run
-        self._records: list[dict] = []
-        self._reduce_times: list[ReduceTiming] = []
+        self.records: list[dict] = []
+        self.reduce_times: list[ReduceTiming] = []
 
     def stage_recompute(self, rank: int) -> dict[int, StageRecompute]:
         """The recompute plan of each of ``rank``'s stages (empty: none)."""
@@ -270,9 +256,9 @@ class RayPipeline:
         self._on_every_actor(step, "apply_step", deadline, step, layers, *refs, applying=True)
         records = self._on_every_actor(step, "drain_records", deadline)
         # a step's measurements are kept only once all of it succeeded: a rerun never doubles
-        self._records.extend(records)
+        self.records.extend(records)
         for (layer, _), (start, end) in zip(timing_refs, timings, strict=True):
-            self._reduce_times.append(ReduceTiming(layer, step, start, end))
+            self.reduce_times.append(ReduceTiming(layer, step, start, end))
         if meter:
             meter.keep(step, window)
         return sum(e["loss"] for e in ends), gradients
@@ -326,7 +312,7 @@ class RayPipeline:
             if on_step:
                 on_step(step, loss)
             step += 1
-        timeline = self.timeline(steps)
+        timeline = measured_timeline(self, steps)
         return RayRunResult(
             timeline=timeline,
             losses=losses,
@@ -338,7 +324,7 @@ class RayPipeline:
                 self._meter.result(timeline, self.calibration) if self._meter else None,
             ),
             restarts=restarts,
-            action_order=self.action_order(timeline),
+            action_order=action_order(timeline),
         )
 
     def prediction(self, result: RayRunResult) -> Timeline:
@@ -346,46 +332,6 @@ class RayPipeline:
         plan = replace(self.plan, steps=result.timeline.meta.steps, cores=result.profile.cores)
         costs = profile_costs(result.profile, plan.spec, plan.partition, plan.microbatch_rows)
         return simulate_plan(plan, costs, run=self.run_order)
-
-    def timeline(self, steps: int) -> Timeline:
-        """Every actor's records as one Timeline, times from the first action."""
-        plan = self.plan
-        meta = run_meta(
-            plan.schedule,
-            plan.spec,
-            plan.partition,
-            source="ray",
-            steps=steps,
-            layout=plan.layout,
-            time_unit="s",
-            microbatch_rows=plan.microbatch_rows,
-        )
-        recompute = plan.recompute
-        if recompute is not None and recompute.active:
-            flops = rank_recompute_flops(
-                plan.schedule, plan.spec, plan.partition, recompute, plan.microbatch_rows
-            )
-            meta = replace(
-                meta,
-                recompute=recompute.policy,
-                recompute_flops=tuple(f * self.dp for f in flops),
-            )
-        if self.calibration is not None:
-            meta = replace(
-                meta, cores=self.calibration.cores, alone_costs=tuple(self.calibration.costs)
-            )
-        return timeline_from_records(
-            self._records, self.run_order, meta, self._reduce_times, self.actors.origin
-        )
-
-    @staticmethod
-    def action_order(timeline: Timeline) -> dict[tuple[int, int], list[str]]:
-        """Per (replica, rank), the actions in the order the actor ran them (first step)."""
-        order: dict[tuple[int, int], list[str]] = defaultdict(list)
-        for e in timeline.events:
-            if e.step == 0:
-                order[(e.replica, e.rank)].append(f"{e.stage}{e.kind}{e.microbatch}")
-        return dict(order)
 
 
 def _sum_over_replicas(per_actor: list[dict]) -> dict[tuple[int, str], np.ndarray]:

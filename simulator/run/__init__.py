@@ -9,7 +9,7 @@ then hand the plan to an executor (``simulator.analytic.run_plan.simulate_plan``
 ``simulator.ray_pipeline.executor.RayPipeline``).
 """
 
-from simulator.run.layout import Layout
+from simulator.model.layout import Layout
 from simulator.run.plan import (
     CostSource,
     RunPlan,

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import os
 
+from schedules.dependencies import PIPELINE_RULE
 from simulator.errors import PebbleError
 from simulator.units import human_bytes
 
 BYTES_PER_ACTION = 1200  # measured 1.05-1.1 KB at the peak, with a margin
 MEMORY_SHARE = 0.5  # of the machine's physical memory
-TABLE_BYTES_PER_PAIR = 4 * 8 * 4  # four kinds x int64, plus the validator's working copies
+# the rule's kinds (four) x int64, times four for the validator's working copies
+TABLE_BYTES_PER_PAIR = len(PIPELINE_RULE.kinds) * 8 * 4
 MAX_ACTORS = 512  # rank actors (ranks x dp) a Ray run may start
 
 

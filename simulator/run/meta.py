@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from schedules.actions import Schedule
+from simulator.model.layout import Layout
 from simulator.model.partitioning import Partition
 from simulator.model.spec import ModelSpec
-from simulator.run.layout import Layout
 from simulator.run.rank_memory import model_flops_per_row, static_memory
 from simulator.timeline import LayerMeta, TimelineMeta
 

@@ -16,11 +16,11 @@ from schedules.actions import Schedule
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
+from simulator.model.layout import Layout
 from simulator.model.parse import parse_model
 from simulator.model.recompute import RecomputePlan
 from simulator.model.reference import TrainConfig
 from simulator.model.transformer.spec import TransformerSpec
-from simulator.run.layout import Layout
 from simulator.run.recompute import resolve_recompute
 
 DEFAULT_MICROBATCH_ROWS = 32  # rows of an MLP per microbatch when no batch size is given
@@ -118,20 +118,18 @@ def default_train_model(num_stages: int) -> str:
 
 
 def counted_under(spec, layout: Layout):
-    """``spec`` as ``layout`` counts it: a transformer's tensor-parallel degree and sequence
-    parallelism set from the layout (one sentence if the model cannot be split so)."""
+    """``spec`` as ``layout`` counts it: a transformer's layer-sharding degrees (tensor,
+    sequence, ...) set from the layout (one sentence if the model cannot be split so)."""
     layout.check_model(spec)
-    if not spec.is_transformer:
+    if not spec.is_transformer or spec.layout == layout.for_layers():
         return spec
-    if (spec.tp, spec.sp) == (layout.tensor, layout.sequence_parallel):
-        return spec
-    return replace(spec, tp=layout.tensor, sp=layout.sequence_parallel)
+    return replace(spec, layout=layout.for_layers())
 
 
 def layout_of_model(spec, **degrees) -> Layout:
     """The layout a model text implies (``transformer:...,tp=8,sp=1`` or a preset's overrides),
     with ``degrees`` (field name to value; None: as the model says) on top."""
-    base = {"tensor": spec.tp, "sequence_parallel": spec.sp} if spec.is_transformer else {}
+    base = spec.layout.layer_degrees() if spec.is_transformer else {}
     given = {name: value for name, value in degrees.items() if value is not None}
     return Layout(**{**base, **given})
 
@@ -140,9 +138,9 @@ def check_layout(layout: Layout, schedule: Schedule, spec) -> Layout:
     """``layout`` on ``schedule``'s pipeline, refused in one sentence when ``spec`` is counted
     under other tensor or sequence parallelism than the layout says."""
     layout.check_model(spec)
-    if spec.is_transformer and (spec.tp, spec.sp) != (layout.tensor, layout.sequence_parallel):
+    if spec.is_transformer and spec.layout != layout.for_layers():
         raise PebbleError(
-            f"the model is counted at tp={spec.tp}, sp={int(spec.sp)} but the layout is "
+            f"the model is counted under {spec.layout.for_layers()} but the run's layout is "
             f"{layout}; plan the run with plan_run so both agree."
         )
     return layout.with_pipeline(schedule.num_ranks, schedule.chunks)

@@ -17,8 +17,8 @@ lives on another rank) and one incoming gradient (from the next stage, likewise)
 from __future__ import annotations
 
 from schedules.actions import Schedule
+from simulator.model.layout import Layout
 from simulator.model.partitioning import Partition, boundary_bytes
-from simulator.run.layout import Layout
 from simulator.timeline import RankMemory
 
 MIXED_PRECISION_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam momentum + variance

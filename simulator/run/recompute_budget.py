@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schedules.actions import Schedule
-from schedules.dependencies import PIPELINE_RULE
+from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from simulator.errors import PebbleError
 from simulator.model.action_work import action_work
 from simulator.model.memory_plan import input_bytes, shape_key
@@ -102,23 +102,32 @@ def _levels(items, count: int) -> list[int]:
     return [v if v is not None else 0 for v in out]
 
 
-_UNUSED = -(10**30)  # the level of a backward kind the stage never runs: it never binds
+def backward_roles(rule: DependencyRule = PIPELINE_RULE) -> tuple[str, str]:
+    """The rule's two backwards that send the gradient and so climb: the one that leaves the
+    weight gradient to a later kind (``I``) and the one that completes it (``B``)."""
+    senders = [r for r in rule.kinds.values() if r.sends_gradient]
+    split = next(r.kind for r in senders if not r.completes_weight_gradient)
+    full = next(r.kind for r in senders if r.completes_weight_gradient)
+    return split, full
 
 
-def _pieces(spec, infos, layers, rows, kinds=("I", "B")) -> tuple[list[_Piece], int, int]:
-    """The stage's pieces, its no-recompute kept bytes and what its I leaves for W; only the
-    backward ``kinds`` the schedule runs on the stage count (the other's climb never binds,
-    which keeps the front to three dimensions)."""
+def _pieces(spec, infos, layers, rows, rule=PIPELINE_RULE) -> tuple[list[_Piece], int, int]:
+    """The stage's pieces, its no-recompute kept bytes and what its split backward (I) leaves
+    for the weight backward (W). Both backwards' climbs are kept, whichever the schedule runs
+    on the stage (the walk only ever reads the one it runs)."""
     stage_infos = [infos[i] for i in layers]
     first = layers[0]
-    kinds = PIPELINE_RULE.kinds
-    work = {k: action_work(stage_infos, rows, spec.itemsize, kinds[k], NO_RECOMPUTE) for k in kinds}
+    split, full = backward_roles(rule)
+    work = {
+        k: action_work(stage_infos, rows, spec.itemsize, r, NO_RECOMPUTE)
+        for k, r in rule.kinds.items()
+    }
     cached = [0] * len(stage_infos)
-    for item in work["F"]:
-        cached[item.layer] += item.delta
-    unused = [_UNUSED] * len(stage_infos)
-    level_i = _levels(work["I"], len(stage_infos)) if "I" in kinds else unused
-    level_b = _levels(work["B"], len(stage_infos)) if "B" in kinds else unused
+    for forward in rule.having("is_forward"):
+        for item in work[forward]:
+            cached[item.layer] += item.delta
+    level_i = _levels(work[split], len(stage_infos))
+    level_b = _levels(work[full], len(stage_infos))
     units = {a - first: b - first for a, b in recompute_units(stage_infos)}
     pieces, j = [], 0
     while j < len(stage_infos):
@@ -137,7 +146,7 @@ def _pieces(spec, infos, layers, rows, kinds=("I", "B")) -> tuple[list[_Piece], 
             )
         )
         j = end + 1
-    held = sum(cached) + sum(item.delta for item in work["I"])
+    held = sum(cached) + sum(item.delta for item in work[split])
     return pieces, sum(cached), held
 
 
@@ -196,7 +205,14 @@ def stage_placements(pieces: list[_Piece], kept_none: int) -> list[Placement]:
     ]
 
 
-_KINDS = {"F": 0, "I": 1, "B": 2, "W": 3}
+def _climb_columns(rule: DependencyRule) -> dict[str, int]:
+    """Per kind, its column of ``RankWalk.peak``'s climbs: the forward climbs ``kept`` (0),
+    the split and the full backward their climbs (1, 2), any other kind nothing (3)."""
+    split, full = backward_roles(rule)
+    columns = {kind: 3 for kind in rule.kinds}
+    columns.update({split: 1, full: 2})
+    columns.update(dict.fromkeys(rule.having("is_forward"), 0))
+    return columns
 
 
 @dataclass(frozen=True)
@@ -219,11 +235,17 @@ class RankWalk:
         return max(0, int((levels + climbs[self.own_stage, self.own_kind]).max()))
 
 
-def rank_walk(schedule: Schedule, rank: int, held_for_w: dict[int, int]) -> RankWalk:
-    """The walk of ``rank``'s actions; ``held_for_w[stage]``: bytes an I leaves for its W."""
+def rank_walk(
+    schedule: Schedule, rank: int, held_for_w: dict[int, int], rule=PIPELINE_RULE
+) -> RankWalk:
+    """The walk of ``rank``'s actions; ``held_for_w[stage]``: bytes an I leaves for its W. A
+    forward opens a microbatch on its stage, a backward that sends the gradient closes it
+    (leaving ``held_for_w`` if it does not complete the weight gradient), and one that only
+    completes the weight gradient frees that (``KindRule`` traits)."""
     stages = tuple(schedule.stages_of_rank(rank))
     local = {s: i for i, s in enumerate(stages)}
     actions = schedule.actions[rank]
+    columns = _climb_columns(rule)
     in_flight = np.zeros((len(actions), len(stages)), dtype=np.int64)
     held = np.zeros(len(actions), dtype=np.int64)
     own_stage = np.zeros(len(actions), dtype=np.int64)
@@ -231,15 +253,15 @@ def rank_walk(schedule: Schedule, rank: int, held_for_w: dict[int, int]) -> Rank
     counts = np.zeros(len(stages), dtype=np.int64)
     waiting = 0
     for a, action in enumerate(actions):
-        s, kind = local[action.stage_index], str(action.kind)
+        s, kind = local[action.stage_index], rule.rule(str(action.kind))
         in_flight[a], held[a] = counts, waiting
-        own_stage[a], own_kind[a] = s, _KINDS[kind]
-        if kind == "F":
+        own_stage[a], own_kind[a] = s, columns[kind.kind]
+        if kind.is_forward:
             counts[s] += 1
-        elif kind in ("I", "B"):
+        elif kind.sends_gradient:
             counts[s] -= 1
-            waiting += held_for_w[action.stage_index] if kind == "I" else 0
-        elif kind == "W":
+            waiting += 0 if kind.completes_weight_gradient else held_for_w[action.stage_index]
+        elif kind.completes_weight_gradient:
             waiting -= held_for_w[action.stage_index]
     return RankWalk(rank, stages, in_flight, held, own_stage, own_kind)
 
@@ -282,19 +304,10 @@ def solve_budget(
     a one-sentence PebbleError when no plan fits."""
     infos = spec.layers()
     fronts, held, by_shape = {}, {}, {}
-    backward: dict[int, set] = {s: set() for s in range(partition.num_stages)}
-    for actions in schedule.actions:
-        for action in actions:
-            if str(action.kind) in ("I", "B"):
-                backward[action.stage_index].add(str(action.kind))
     for s, layers in enumerate(partition.stage_layers):
-        kinds = tuple(sorted(backward[s]))
-        key = (
-            shape_key([infos[i] for i in layers]),
-            kinds,
-        )
+        key = shape_key([infos[i] for i in layers])
         if key not in by_shape:
-            pieces, kept_none, held_w = _pieces(spec, infos, layers, rows, kinds)
+            pieces, kept_none, held_w = _pieces(spec, infos, layers, rows)
             by_shape[key] = (stage_placements(pieces, kept_none), held_w)
         front, held[s] = by_shape[key]
         shift = layers[0]  # the placements' layers count from the stage's first

@@ -17,7 +17,7 @@ from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run import plan_training
 from simulator.run.recompute import recompute_policies
-from tests.test_cli import one_sentence_error, run_cli
+from tests.cli.test_commands import one_sentence_error, run_cli
 
 GPT = "transformer:layers=4,hidden=32,heads=4,seq=16,vocab=96"
 SIZES = ("--ranks", 2, "--microbatches", 4)

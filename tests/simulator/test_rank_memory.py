@@ -8,10 +8,10 @@ import pytest
 from schedules.registry import build_schedule
 from simulator.analytic.run_plan import simulate_plan
 from simulator.model import partition
+from simulator.model.layout import Layout
 from simulator.model.parse import parse_model
 from simulator.model.transformer.presets import parameter_count
 from simulator.run import CostSource, make_schedule, plan_run
-from simulator.run.layout import Layout
 from simulator.run.rank_memory import bytes_per_parameter, static_memory
 
 

@@ -25,6 +25,7 @@ from simulator.analytic.executor import simulate
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
 from simulator.model.action_work import action_work
+from simulator.model.layout import Layout
 from simulator.model.memory_plan import input_bytes
 from simulator.model.parse import parse_model
 from simulator.model.partitioning import partition
@@ -134,8 +135,8 @@ def test_a_timeline_with_recompute_round_trips(tmp_path):
 
 def _kept_after_forward(config, s_unused, b, t, sp, recompute):
     """Bytes one block keeps per microbatch after its forward, from the executors' own plan."""
-    spec = TransformerSpec(config, dtype="bfloat16", tp=t, sp=sp)
-    infos = transformer_layer_infos(config, t, sp)
+    spec = TransformerSpec(config, dtype="bfloat16", layout=Layout(tensor=t, sequence_parallel=sp))
+    infos = transformer_layer_infos(config, Layout(tensor=t, sequence_parallel=sp))
     block = [info for info in infos if info.block == 1]
     first = block[0].index
     plan = recompute.relative(first) if recompute.segments else recompute

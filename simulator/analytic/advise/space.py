@@ -24,10 +24,10 @@ from schedules.registry import SCHEDULES, build_schedule, canonical_name
 from simulator.analytic.hardware import HardwarePreset
 from simulator.errors import PebbleError
 from simulator.model import partition
+from simulator.model.layout import Layout
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.spec import ModelSpec
 from simulator.model.transformer.spec import TransformerSpec
-from simulator.run.layout import Layout
 
 # The recompute policies ``advise`` searches by default (``simulate --recompute``; ``advise
 # --recompute`` picks others). The bounds know each one's retained bytes and recompute seconds
@@ -183,7 +183,7 @@ def tensor_degrees(request: Request) -> list[int]:
 
 def sharded(spec: TransformerSpec, tp: int) -> TransformerSpec:
     """The spec held by one tensor-parallel rank of degree ``tp`` (sequence parallel with it)."""
-    return replace(spec, tp=tp, sp=tp > 1)
+    return replace(spec, layout=Layout(tensor=tp, sequence_parallel=tp > 1))
 
 
 def blocks_of(spec: TransformerSpec) -> int:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.errors import PebbleError
+from simulator.model.layout import UNSHARDED, Layout
 from simulator.model.transformer.config import TransformerConfig
 
 MASK_BYTES = 1
@@ -29,17 +30,27 @@ class Dims:
     """One microbatch of ``b`` sequences of a ``config`` model on one tensor-parallel rank.
 
     ``itemsize`` is the activation dtype's bytes per element (2 for bf16, 8 for numpy float64).
-    ``t`` is the tensor-parallel degree; ``sp`` turns on sequence parallelism, which shards the
-    tensors of the norm/dropout regions along the sequence (Korthikanti et al. 2022, 4.2.2).
+    ``layout`` holds the degrees that shard a layer: ``t``, the tensor-parallel degree, and
+    ``sp``, sequence parallelism, which shards the tensors of the norm/dropout regions along the
+    sequence (Korthikanti et al. 2022, 4.2.2).
     """
 
     config: TransformerConfig
     b: int = 1
     itemsize: int = 2
-    t: int = 1
-    sp: bool = False
+    layout: Layout = UNSHARDED
+
+    @property
+    def t(self) -> int:
+        return self.layout.tensor
+
+    @property
+    def sp(self) -> bool:
+        return self.layout.sequence_parallel
 
     def __post_init__(self) -> None:
+        if not isinstance(self.layout, Layout):
+            raise PebbleError(f"a layer is counted under a Layout, got {self.layout!r}.")
         for name in ("b", "itemsize", "t"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

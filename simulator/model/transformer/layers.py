@@ -22,11 +22,12 @@ does), and dropout masks from ``(seed, index, step, microbatch)``: never from th
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from simulator.model.layers import Flops, Footprint, Layer, LayerDescription
+from simulator.model.layout import UNSHARDED, Layout
 from simulator.model.transformer.activations import MLPGELU, SwiGLU
 from simulator.model.transformer.attention import CausalSelfAttention
 from simulator.model.transformer.base import Rules
@@ -84,16 +85,24 @@ class TransformerLayerInfo(LayerDescription):
     """One layer of the list, unbuilt: global index, kind, partition unit and the config.
 
     ``footprint`` and ``flops`` follow ``spec.LayerInfo``'s calling convention (``rows`` is the
-    microbatch size in sequences; FLOPs are per sequence), with the tensor-parallel degree and
-    sequence parallelism as extra keywords.
+    microbatch size in sequences; FLOPs are per sequence), counted under ``layout`` (the degrees
+    that shard a layer), with the tensor-parallel degree and sequence parallelism as keywords
+    that override it.
     """
 
     index: int
     kind: str
     block: int
     config: TransformerConfig
-    tp: int = 1  # the tensor-parallel degree the rules assume unless told otherwise
-    sp: bool = False  # sequence parallelism on
+    layout: Layout = UNSHARDED  # the degrees the rules assume unless told otherwise
+
+    @property
+    def tp(self) -> int:
+        return self.layout.tensor
+
+    @property
+    def sp(self) -> bool:
+        return self.layout.sequence_parallel
 
     @property
     def cls(self) -> type[Layer]:
@@ -116,23 +125,31 @@ class TransformerLayerInfo(LayerDescription):
     def _rules(self) -> type[Rules]:
         return self.cls  # type: ignore[return-value]
 
-    def dims(self, rows: int = 1, itemsize: int = 2, tp: int = 1, sp: bool = False) -> Dims:
-        return Dims(self.config, rows, itemsize, tp, sp)
+    def dims(
+        self, rows: int = 1, itemsize: int = 2, tp: int | None = None, sp: bool | None = None
+    ) -> Dims:
+        """The shapes the rules read, under this layer's layout (``tp``, ``sp``: overridden)."""
+        layout = self.layout
+        if tp is not None or sp is not None:
+            layout = replace(
+                layout,
+                tensor=layout.tensor if tp is None else tp,
+                sequence_parallel=layout.sequence_parallel if sp is None else sp,
+            )
+        return Dims(self.config, rows, itemsize, layout)
 
     def footprint(
         self, rows: int, itemsize: int, tp: int | None = None, sp: bool | None = None
     ) -> Footprint:
-        tp, sp = (self.tp if tp is None else tp), (self.sp if sp is None else sp)
         return self._rules.footprint(self.dims(rows, itemsize, tp, sp))
 
     def flops(self, tp: int | None = None, sp: bool | None = None) -> Flops:
-        tp, sp = (self.tp if tp is None else tp), (self.sp if sp is None else sp)
         return self._rules.flops(self.dims(1, 2, tp, sp))
 
     def param_count(self, tp: int | None = None) -> int:
         """Parameters one tensor-parallel rank holds for this layer (a tied LM head counts its
         copy: the last pipeline stage holds one)."""
-        return self._rules.param_count(self.dims(1, 2, self.tp if tp is None else tp))
+        return self._rules.param_count(self.dims(1, 2, tp))
 
     def build(self, dtype="float64", seed: int = 0) -> Layer:
         rng = np.random.default_rng([seed, self.index])
@@ -141,10 +158,10 @@ class TransformerLayerInfo(LayerDescription):
 
 @functools.lru_cache(maxsize=16)
 def transformer_layer_infos(
-    config: TransformerConfig, tp: int = 1, sp: bool = False
+    config: TransformerConfig, layout: Layout = UNSHARDED
 ) -> tuple[TransformerLayerInfo, ...]:
-    """The model's flat layer list (loss included), unbuilt, for tensor-parallel degree ``tp``
-    (built once per configuration: a 126-block model has some 1,500 layers)."""
+    """The model's flat layer list (loss included), unbuilt, counted under ``layout`` (built once
+    per configuration: a 126-block model has some 1,500 layers)."""
     norm = "ln" if config.norm == "layernorm" else "rmsnorm"
     runs = [["embedding", *(["dropout"] if config.dropout > 0.0 else [])]]
     runs += [_block_kinds(config) for _ in range(config.layers)]
@@ -152,7 +169,7 @@ def transformer_layer_infos(
     infos: list[TransformerLayerInfo] = []
     for block, kinds in enumerate(runs):
         for kind in kinds:
-            infos.append(TransformerLayerInfo(len(infos), kind, block, config, tp, sp))
+            infos.append(TransformerLayerInfo(len(infos), kind, block, config, layout))
     return tuple(infos)
 
 

@@ -9,8 +9,9 @@ Text form (``--model``)::
 
 ``dtype`` is the activation and parameter type the rules count (``bfloat16`` and ``float16``:
 2 bytes); only ``float64``, ``float32`` and ``float16`` can be built and run by numpy. ``tp``
-and ``sp`` are the tensor-parallel degree and sequence parallelism the analytic executor
-assumes; the numpy layers always run unsharded.
+and ``sp`` are the tensor-parallel degree and sequence parallelism the spec is counted under
+(its ``layout``; a run's plan sets it from the run's ``Layout``); the numpy layers always run
+unsharded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 from simulator.errors import PebbleError
 from simulator.model.layers import Layer
+from simulator.model.layout import UNSHARDED, Layout
 from simulator.model.transformer.config import TransformerConfig
 from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.layers import TransformerLayerInfo, transformer_layer_infos
@@ -37,26 +39,34 @@ class TransformerSpec:
     """A transformer ``config`` with the dtype, seed and parallel layout it is counted in.
 
     Why a spec apart from the config: the config is the architecture (what a preset names);
-    the spec adds how one run holds it (2-byte activations, tensor-parallel degree), which is
-    what footprints and FLOPs depend on.
+    the spec adds how one run holds it (2-byte activations, the degrees that shard a layer),
+    which is what footprints and FLOPs depend on. ``layout`` keeps only those degrees
+    (``Layout.for_layers``), so two runs that differ in pipeline or data degree count the same
+    model.
     """
 
     config: TransformerConfig
     dtype: str = "float64"
     seed: int = 0
-    tp: int = 1
-    sp: bool = False
+    layout: Layout = UNSHARDED
 
     def __post_init__(self) -> None:
         if self.dtype not in ITEMSIZE:
             raise PebbleError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(ITEMSIZE)}.")
-        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
-            raise PebbleError(
-                f"the tensor-parallel degree must be a positive integer, got {self.tp!r}."
-            )
+        if not isinstance(self.layout, Layout):
+            raise PebbleError(f"a transformer is counted under a Layout, got {self.layout!r}.")
+        object.__setattr__(self, "layout", self.layout.for_layers())
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed!r}.")
-        Dims(self.config, 1, self.itemsize, self.tp, self.sp)  # tp must divide the model
+        Dims(self.config, 1, self.itemsize, self.layout)  # the degrees must divide the model
+
+    @property
+    def tp(self) -> int:
+        return self.layout.tensor
+
+    @property
+    def sp(self) -> bool:
+        return self.layout.sequence_parallel
 
     @property
     def itemsize(self) -> int:
@@ -68,7 +78,7 @@ class TransformerSpec:
         return (self.config.vocab, self.config.vocab)
 
     def layers(self) -> tuple[TransformerLayerInfo, ...]:
-        return transformer_layer_infos(self.config, self.tp, self.sp)
+        return transformer_layer_infos(self.config, self.layout)
 
     def build(self, layer_indices: range | None = None) -> list[Layer]:
         if self.dtype not in RUNNABLE:
@@ -83,8 +93,8 @@ class TransformerSpec:
     def output_bytes(self, info: TransformerLayerInfo, rows: int) -> int:
         """Bytes one microbatch of ``rows`` sequences sends out of this layer to the next stage
         (the residual stream; sharded along the sequence with sequence parallelism)."""
-        tokens = rows * self.config.seq // (self.tp if self.sp else 1)
-        return tokens * self.config.hidden * self.itemsize
+        dims = Dims(self.config, rows, self.itemsize, self.layout)
+        return dims.seq_tokens * self.config.hidden * self.itemsize
 
     def param_count(self, info: TransformerLayerInfo) -> int:
         """Parameters one tensor-parallel rank holds for ``info``."""
@@ -120,13 +130,20 @@ class TransformerSpec:
             if key in target:
                 raise PebbleError(f"model {text!r} gives {key} twice.")
             target[key] = _value(key, value, text)
+        degrees = {
+            field: spec_values.pop(key)
+            for key, field in (("tp", "tensor"), ("sp", "sequence_parallel"))
+            if key in spec_values
+        }
         if base is None:
             missing = [k for k in _REQUIRED if k not in config_values]
             if missing:
                 raise PebbleError(f"model {text!r} needs {', '.join(missing)}.")
             config = TransformerConfig(**config_values)  # type: ignore[arg-type]
-            return cls(config, **spec_values)  # type: ignore[arg-type]
-        return replace(base, config=replace(base.config, **config_values), **spec_values)
+            return cls(config, layout=Layout(**degrees), **spec_values)  # type: ignore[arg-type]
+        config = replace(base.config, **config_values)
+        layout = replace(base.layout, **degrees)
+        return replace(base, config=config, layout=layout, **spec_values)
 
 
 def _text(value: object) -> str:

@@ -6,6 +6,10 @@ so a new parallel degree is a new field and its rules, not an argument threaded 
 signatures. The text form is how a layout is shown everywhere (``advise`` rows, ``--json``,
 figure titles, the report) and it parses back.
 
+Why in ``model/``: a layer's footprint, FLOPs and parameters depend on the degrees that shard it
+(tensor, sequence, context, expert), so a transformer spec is counted under a layout
+(``for_layers``) and its rules read the degrees from it; ``simulator.run`` plans runs with it.
+
 The degrees, with their letters in the text form:
 
 =====  =====================  =====================================================
@@ -45,6 +49,8 @@ _DEGREES = (  # (letter, field, largest value)
 _LETTER_OF = {name: letter for letter, name, _ in _DEGREES}
 _FIELD_OF = {letter: name for letter, name, _ in _DEGREES}
 _TOKEN = re.compile(r"^([a-z])(\d+)$")
+LAYER_DEGREES = ("tensor", "sequence_parallel", "context", "expert")
+"""The degrees that change what one rank holds of a layer (its footprint, FLOPs, parameters)."""
 _NOT_YET = {  # a degree above 1 that no cost or memory rule models yet: (field, what it is)
     "context": "context parallelism",
     "expert": "expert parallelism",
@@ -146,6 +152,14 @@ class Layout:
             values[name] = value
         return cls(**values)  # type: ignore[arg-type]
 
+    def for_layers(self) -> Layout:
+        """Only the degrees that shard a layer (``LAYER_DEGREES``); the pipeline, data and
+        sharding degrees at their defaults. What a model spec is counted under."""
+        return Layout(**self.layer_degrees())
+
+    def layer_degrees(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in LAYER_DEGREES}
+
     def to_dict(self) -> dict:
         """The layout for ``--json``: its text and each degree by name."""
         return {"text": self.to_text(), **{f.name: getattr(self, f.name) for f in fields(self)}}
@@ -179,3 +193,7 @@ class Layout:
                 f"tensor parallelism t{self.tensor} would cross a node of {gpus_per_node} GPUs; "
                 f"use t{gpus_per_node} or less."
             )
+
+
+UNSHARDED = Layout()
+"""One device: every degree 1, nothing sharded (what a model spec is counted under by default)."""
