@@ -26,6 +26,7 @@ class LayoutFlag:
     field: str
     help: str
     type: object = None  # an argparse type; None for a switch
+    metavar: str | None = None
 
 
 LAYOUT_FLAGS = (
@@ -35,15 +36,19 @@ LAYOUT_FLAGS = (
         "tensor-parallel degree of a transformer (counted by the cost and memory models; the "
         "numpy layers on Ray run unsharded)",
         numbers.count(numbers.MAX_TP, "MAX_TP"),
+        "T",
     ),
     LayoutFlag("--sp", "sequence_parallel", "sequence parallelism across the --tp group"),
-    LayoutFlag("--dp", "data", "data-parallel replicas", numbers.count(numbers.MAX_DP, "MAX_DP")),
+    LayoutFlag(
+        "--dp", "data", "data-parallel replicas", numbers.count(numbers.MAX_DP, "MAX_DP"), "D"
+    ),
     LayoutFlag(
         "--zero",
         "sharding",
         "sharding stage: 0 nothing sharded, 1 the optimizer state over the --dp replicas "
-        "(ZeRO-1, Megatron's distributed optimizer)",
-        numbers.count(1, "", minimum=0),
+        "(ZeRO-1, Megatron's distributed optimizer); 2 and 3 are not modelled yet",
+        numbers.count(3, "", minimum=0),
+        "Z",
     ),
 )
 _DISTRIBUTED_OPTIMIZER_HELP = "the same as --zero 1"
@@ -60,7 +65,9 @@ def add_layout_args(parser: argparse.ArgumentParser, search: bool = False) -> No
                 row.flag, dest=row.field, action="store_true", default=None, help=row.help
             )
         else:
-            group.add_argument(row.flag, dest=row.field, type=row.type, help=row.help)
+            group.add_argument(
+                row.flag, dest=row.field, type=row.type, metavar=row.metavar, help=row.help
+            )
     group.add_argument(
         "--distributed-optimizer",
         dest="sharding",
