@@ -97,14 +97,6 @@ class TransformerLayerInfo(LayerDescription):
     layout: Layout = UNSHARDED  # the degrees the rules assume unless told otherwise
 
     @property
-    def tp(self) -> int:
-        return self.layout.tensor
-
-    @property
-    def sp(self) -> bool:
-        return self.layout.sequence_parallel
-
-    @property
     def cls(self) -> type[Layer]:
         return TRANSFORMER_LAYER_CLASSES[self.kind]
 

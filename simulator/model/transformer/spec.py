@@ -61,14 +61,6 @@ class TransformerSpec:
         Dims(self.config, 1, self.itemsize, self.layout)  # the degrees must divide the model
 
     @property
-    def tp(self) -> int:
-        return self.layout.tensor
-
-    @property
-    def sp(self) -> bool:
-        return self.layout.sequence_parallel
-
-    @property
     def itemsize(self) -> int:
         return ITEMSIZE[self.dtype]
 
@@ -109,8 +101,8 @@ class TransformerSpec:
         values += [
             f"dtype={self.dtype}",
             f"seed={self.seed}",
-            f"tp={self.tp}",
-            f"sp={int(self.sp)}",
+            f"tp={self.layout.tensor}",
+            f"sp={int(self.layout.sequence_parallel)}",
         ]
         return PREFIX + ",".join(v for v in values if not v.endswith("=None"))
 
