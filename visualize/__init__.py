@@ -19,11 +19,13 @@ report         a Markdown page embedding the figures
 
 from visualize.animate import animate_pebbles, frame_times
 from visualize.breakdown import breakdown_figure, breakdown_rows
-from visualize.compare import compare_figure, comparison_rows, format_table
+from visualize.compare import compare_figure
+from visualize.compare_table import comparison_rows, format_table
 from visualize.grads import grad_rows, grads_figure
 from visualize.memory import human_bytes, memory_figure, memory_peaks
 from visualize.overlay import makespan_error, overlay_figure
-from visualize.pebble import grad_segments, pebble_counts, pebble_figure, pebble_intervals
+from visualize.pebble import pebble_figure
+from visualize.pebble_data import grad_segments, pebble_counts, pebble_intervals
 from visualize.pipeline import pipeline_boxes, pipeline_figure
 from visualize.report import Section, write_report
 from visualize.style import save

@@ -13,7 +13,8 @@ from simulator.analytic.run_plan import simulate_plan
 from simulator.run import make_schedule, plan_run
 from tests.visualize.synthetic import gpipe_timeline, patches_with, texts_with
 from visualize.grads import chart_rows, grads_figure
-from visualize.pebble import pebble_counts, pebble_figure, row_counts, row_grads
+from visualize.pebble import pebble_figure
+from visualize.pebble_data import pebble_counts, row_counts, row_grads
 from visualize.rows import GROUP_ABOVE, block_rows, should_group
 from visualize.style import layer_info, layer_label
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests.visualize.synthetic import gpipe_timeline
 from visualize import human_bytes
-from visualize.compare import compare_figure, comparison_rows, format_table
+from visualize.compare import compare_figure
+from visualize.compare_table import comparison_rows, format_table
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 
 from tests.visualize.synthetic import gpipe_timeline
 from tests.visualize.test_recompute import GPT, run
-from visualize.compare import compare_figure, comparison_rows
+from visualize.compare import compare_figure
+from visualize.compare_table import comparison_rows
 from visualize.labels import NEAR, NUMBERS, place, rings
 
 POLICIES = ("none", "selective", "full", "every:2")

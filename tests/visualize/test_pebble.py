@@ -12,13 +12,8 @@ from tests.visualize.synthetic import (
     gpipe_timeline,
     patches_with,
 )
-from visualize.pebble import (
-    ROW,
-    grad_segments,
-    pebble_counts,
-    pebble_figure,
-    pebble_intervals,
-)
+from visualize.pebble import ROW, pebble_figure
+from visualize.pebble_data import grad_segments, pebble_counts, pebble_intervals
 
 
 def expected_intervals(p, m, steps=1, step_len=0.0):

@@ -14,8 +14,10 @@ from simulator.model.parse import parse_model
 from simulator.model.partitioning import partition
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from tests.visualize.synthetic import patches_with
-from visualize.compare import compare_figure, comparison_rows, format_table
-from visualize.pebble import pebble_figure, pebble_intervals
+from visualize.compare import compare_figure
+from visualize.compare_table import comparison_rows, format_table
+from visualize.pebble import pebble_figure
+from visualize.pebble_data import pebble_intervals
 from visualize.pipeline import pipeline_boxes, pipeline_figure, recompute_boxes
 from visualize.recompute import recompute_pebbles
 from visualize.rows import GROUP_ABOVE
