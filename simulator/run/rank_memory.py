@@ -16,6 +16,8 @@ lives on another rank) and one incoming gradient (from the next stage, likewise)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from schedules.actions import Schedule
 from simulator.model.layout import Layout
 from simulator.model.partitioning import Partition, boundary_bytes
@@ -40,31 +42,49 @@ def static_memory(
 ) -> list[RankMemory]:
     """Per rank, the memory that does not depend on the schedule's timing; ``layout`` (default:
     one replica, nothing sharded) says over how many replicas the optimizer state is split."""
-    shards = layout.optimizer_shards if layout is not None else 1
     infos = spec.layers()
-    weight, gradient, state = bytes_per_parameter(spec.itemsize)
-    sends = boundary_bytes(spec, partition, microbatch_rows)
-    last = schedule.num_stages - 1
-    owner = schedule.stage_to_rank
-    out = []
-    for rank in range(schedule.num_ranks):
-        params = 0
-        buffers = 0
-        for stage in schedule.stages_of_rank(rank):
-            params += sum(spec.param_count(infos[i]) for i in partition.stage_layers[stage])
-            if stage > 0 and owner[stage - 1] != rank:
-                buffers += sends[stage - 1]  # the activation coming in
-            if stage < last and owner[stage + 1] != rank:
-                buffers += sends[stage]  # the gradient coming back
-        out.append(
-            RankMemory(
-                parameters=params * weight,
-                gradients=params * gradient,
-                optimizer_state=-(-params * state // shards),
-                receive_buffers=buffers,
-            )
+    stage_params = [
+        sum(spec.param_count(infos[i]) for i in layers) for layers in partition.stage_layers
+    ]
+    return rank_static_memory(
+        schedule.stage_to_rank,
+        stage_params,
+        boundary_bytes(spec, partition, microbatch_rows),
+        spec.itemsize,
+        layout.optimizer_shards if layout is not None else 1,
+    )
+
+
+def rank_static_memory(
+    owner: Sequence[int],
+    stage_params: Sequence[int],
+    sends: Sequence[int],
+    itemsize: int,
+    shards: int = 1,
+) -> list[RankMemory]:
+    """Per rank, from each stage's rank (``owner``), parameters and bytes sent to the next
+    stage per microbatch: the weights, gradients and optimizer state (split ``shards`` ways) of
+    its stages, and a receive buffer for each neighbouring stage on another rank (the activation
+    coming in, the gradient coming back). ``advise``'s bounds count the same way."""
+    weight, gradient, state = bytes_per_parameter(itemsize)
+    last = len(owner) - 1
+    params = [0] * (max(owner) + 1)
+    buffers = [0] * len(params)
+    for stage, rank in enumerate(owner):
+        params[rank] += stage_params[stage]
+        if stage > 0 and owner[stage - 1] != rank:
+            buffers[rank] += sends[stage - 1]  # the activation coming in
+        if stage < last and owner[stage + 1] != rank:
+            buffers[rank] += sends[stage]  # the gradient coming back
+    return [
+        RankMemory(
+            parameters=p * weight,
+            gradients=p * gradient,
+            optimizer_state=-(-p * state // shards),
+            receive_buffers=b,
         )
-    return out
+        for p, b in zip(params, buffers, strict=True)
+    ]
 
 
 def model_flops_per_row(spec) -> float:

@@ -47,7 +47,7 @@ from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.transformer.spec import TransformerSpec
-from simulator.run.rank_memory import bytes_per_parameter
+from simulator.run.rank_memory import rank_static_memory
 
 
 def warmup_forwards(family: str, p: int, m: int, v: int, rank: int) -> int:
@@ -179,23 +179,14 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
 def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable) -> list[int]:
     """Per rank: parameters, gradients, optimizer state and receive buffers, as
     ``rank_memory.static_memory`` counts them."""
-    owner = stage_to_rank(traits, c.pp, c.chunks)
-    weight, gradient, state = bytes_per_parameter(table.itemsize)
-    shards = c.dp if c.distributed_optimizer else 1
-    out = []
-    for rank in range(c.pp):
-        params = buffers = 0
-        for s, r in enumerate(owner):
-            if r != rank:
-                continue
-            params += table.params[s]
-            if s > 0 and owner[s - 1] != rank:
-                buffers += table.sends[s - 1] * c.microbatch_size
-            if s + 1 < len(owner) and owner[s + 1] != rank:
-                buffers += table.sends[s] * c.microbatch_size
-        optimizer = -(-params * state // shards)
-        out.append(params * (weight + gradient) + optimizer + buffers)
-    return out
+    memory = rank_static_memory(
+        stage_to_rank(traits, c.pp, c.chunks),
+        table.params,
+        [sent * c.microbatch_size for sent in table.sends],
+        table.itemsize,
+        c.layout.optimizer_shards,
+    )
+    return [m.total for m in memory]
 
 
 def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable) -> int:
