@@ -2,7 +2,16 @@
 
 from schedules.actions import KINDS, Action, Schedule
 from schedules.csv_io import read_csv, schedule_to_csv, write_csv
-from schedules.dependencies import PIPELINE_RULE, DependencyRule, Flow, Kind, KindRule, Need
+from schedules.dependencies import (
+    PIPELINE_RULE,
+    DependencyRule,
+    Display,
+    Flow,
+    Kind,
+    KindRule,
+    Need,
+    Work,
+)
 from schedules.errors import PebbleError, ScheduleError
 from schedules.registry import SCHEDULES, build_schedule, canonical_name, list_schedules
 from schedules.validate import DryRun, validate
@@ -13,6 +22,7 @@ __all__ = [
     "SCHEDULES",
     "Action",
     "DependencyRule",
+    "Display",
     "DryRun",
     "Flow",
     "Kind",
@@ -21,6 +31,7 @@ __all__ = [
     "PebbleError",
     "Schedule",
     "ScheduleError",
+    "Work",
     "build_schedule",
     "canonical_name",
     "list_schedules",

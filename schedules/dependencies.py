@@ -16,12 +16,32 @@ The rule, for stage ``s`` and microbatch ``mb`` (PyTorch's ``_Action`` vocabular
 A need whose stage falls off either end of the pipeline does not exist (stage 0's forward reads
 the data; the last stage's backward starts from its loss). Every (stage, microbatch) runs each
 *requirement*: ``F``, and either ``B`` or ``I`` then ``W``.
+
+Each ``KindRule`` also carries what the kind *is* to everything that is not the dependency
+rule (``kind_traits``): which shares of its stage's work it does (the cost models price a kind
+from them, the Ray stage picks its handler by them), and its legend label and colour key (the
+figures draw it by them). So a made-up kind that computes, say half a forward, is one
+``KindRule`` passed to ``PIPELINE_RULE.with_kind`` and nothing else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+
+from schedules.kind_traits import WORK_PARTS, Display, Work
+
+__all__ = [
+    "PIPELINE_RULE",
+    "WORK_PARTS",
+    "DependencyRule",
+    "Display",
+    "Flow",
+    "Kind",
+    "KindRule",
+    "Need",
+    "Work",
+]
 
 
 class Kind(str, Enum):
@@ -70,10 +90,13 @@ class Need:
 
 @dataclass(frozen=True)
 class KindRule:
-    """Everything about one action kind that is not computation.
+    """Everything about one action kind: its dependencies and the traits its readers ask.
 
     ``output`` is what the action sends to a neighbouring stage (``None``: nothing leaves).
     ``completes_weight_gradient``: the action adds this microbatch's weight-gradient share.
+    ``work``: the shares of its stage's forward (``F``), input-backward (``I``) and
+    weight-backward (``W``) work it does, which is what it costs under any cost model.
+    ``display``: its legend label and colour key (None: drawn as its letter, in grey).
     """
 
     kind: str
@@ -81,6 +104,36 @@ class KindRule:
     output: Flow | None
     completes_weight_gradient: bool = False
     description: str = ""
+    work: Work = Work()
+    display: Display | None = None
+
+    @property
+    def is_forward(self) -> bool:
+        """Its output flows down the pipeline: it takes a microbatch into the stage (the stage's
+        data on stage 0, the targets on the last), caching what the backward needs."""
+        return self.output is Flow.ACTIVATION
+
+    @property
+    def sends_gradient(self) -> bool:
+        """Its output is the input gradient, up the pipeline: it consumes the microbatch's
+        cached forward, so it is where a dropped segment's forward is re-run (recompute)."""
+        return self.output is Flow.GRADIENT
+
+    @property
+    def is_backward(self) -> bool:
+        """It does backward work (for the inputs or the weights): it carries the gradient on
+        or consumes what the forward cached."""
+        return bool(self.work.I or self.work.W)
+
+    @property
+    def receives(self) -> Flow | None:
+        """What it receives from a neighbouring stage (its first need with a flow), or None."""
+        return next((n.flow for n in self.needs if n.flow is not None), None)
+
+    @property
+    def label(self) -> str:
+        """Its legend label (``F forward``); the kind's letter when it has no display."""
+        return self.display.label if self.display else self.kind
 
 
 @dataclass(frozen=True)
@@ -122,6 +175,11 @@ class DependencyRule:
         requirements = self.requirements + ((requirement,) if requirement else ())
         return DependencyRule(kinds, requirements)
 
+    def having(self, trait: str) -> tuple[str, ...]:
+        """The kinds whose ``KindRule`` has ``trait`` (a property name such as
+        ``is_backward``), in the rule's order."""
+        return tuple(k for k, r in self.kinds.items() if getattr(r, trait))
+
     @property
     def kind_names(self) -> str:
         """``F, B, I and W``: for error sentences."""
@@ -138,6 +196,8 @@ PIPELINE_RULE = DependencyRule(
             needs=(Need((Kind.F.value,), -1, Flow.ACTIVATION),),
             output=Flow.ACTIVATION,
             description="forward",
+            work=Work(F=1),
+            display=Display("F forward", "sky"),
         ),
         Kind.B.value: KindRule(
             Kind.B.value,
@@ -145,12 +205,16 @@ PIPELINE_RULE = DependencyRule(
             output=Flow.GRADIENT,
             completes_weight_gradient=True,
             description="full backward",
+            work=Work(I=1, W=1),
+            display=Display("B backward", "orange"),
         ),
         Kind.I.value: KindRule(
             Kind.I.value,
             needs=(Need((Kind.F.value,), 0), Need(_GRADIENT_PRODUCERS, +1, Flow.GRADIENT)),
             output=Flow.GRADIENT,
             description="backward for the input",
+            work=Work(I=1),
+            display=Display("I backward (inputs)", "green"),
         ),
         Kind.W.value: KindRule(
             Kind.W.value,
@@ -158,6 +222,8 @@ PIPELINE_RULE = DependencyRule(
             output=None,
             completes_weight_gradient=True,
             description="backward for the weights",
+            work=Work(W=1),
+            display=Display("W backward (weights)", "yellow"),
         ),
     },
     requirements=(((Kind.F.value,),), ((Kind.B.value,), (Kind.I.value, Kind.W.value))),

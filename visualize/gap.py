@@ -25,7 +25,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from simulator.timeline import Timeline
+from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline, received_flows
 from simulator.units import time_scale
 from visualize.style import OKABE_ITO
 
@@ -37,7 +37,6 @@ PARTS = {  # part: colour (none of the action kinds' colours, which the chart ab
     "waiting on other ranks": "#C4C4C4",
     "step overhead": "#5E5E5E",
 }
-_FLOW_OF_KIND = {"F": "activation", "I": "gradient", "B": "gradient"}
 
 
 def compared_span(timeline: Timeline, first_step: int = 0) -> tuple[float, float]:
@@ -51,9 +50,13 @@ def compared_span(timeline: Timeline, first_step: int = 0) -> tuple[float, float
     return min(e.start for e in events), end
 
 
-def time_split(timeline: Timeline, first_step: int = 0) -> dict[int, dict[str, float]]:
-    """Per rank, the compared span (``compared_span``) split into ``PARTS`` (module docstring)."""
+def time_split(
+    timeline: Timeline, first_step: int = 0, rule: DependencyRule = PIPELINE_RULE
+) -> dict[int, dict[str, float]]:
+    """Per rank, the compared span (``compared_span``) split into ``PARTS`` (module docstring).
+    An action waited for a transfer of the flow its kind receives (``received_flows``)."""
     t0, end = compared_span(timeline, first_step)
+    flow_of = received_flows(rule)
     events = [e for e in timeline.events if e.replica == 0 and e.step >= first_step]
     step_start: dict[int, float] = {}
     for e in events:
@@ -76,7 +79,7 @@ def time_split(timeline: Timeline, first_step: int = 0) -> dict[int, dict[str, f
             if e.step != step:  # the step boundary: the commit, then the next step's start
                 parts["step overhead"] += max(0.0, step_start[e.step] - previous)
                 previous, step = max(previous, step_start[e.step]), e.step
-            arrived = sent.get((e.step, e.stage, e.microbatch, _FLOW_OF_KIND.get(e.kind)))
+            arrived = sent.get((e.step, e.stage, e.microbatch, flow_of.get(e.kind)))
             if arrived is not None and arrived > previous:
                 departed = min(arrived, e.start)
                 parts["waiting on other ranks"] += departed - previous

@@ -24,7 +24,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from simulator.timeline import Timeline
+from simulator.timeline import (
+    PIPELINE_RULE,
+    DependencyRule,
+    Timeline,
+    backward_kinds,
+    weight_gradient_kinds,
+)
 from visualize.rows import (
     GROUP_ABOVE,
     Row,
@@ -71,12 +77,17 @@ def step_window(timeline: Timeline, step: int, replica: int = 0) -> tuple[float,
     return start, max(ends, default=start)
 
 
-def grad_rows(timeline: Timeline, step: int = 0, replica: int = 0) -> list[GradRow]:
-    """One GradRow per layer with a gradient-ready record in ``step``, in layer order."""
+def grad_rows(
+    timeline: Timeline, step: int = 0, replica: int = 0, rule: DependencyRule = PIPELINE_RULE
+) -> list[GradRow]:
+    """One GradRow per layer with a gradient-ready record in ``step``, in layer order; its
+    gradient accumulates from its stage's first action that completes a weight-gradient share
+    (B or W: the rule's ``weight_gradient_kinds``)."""
     stage_of = {layer.index: layer.stage for layer in layer_info(timeline)}
+    completes = weight_gradient_kinds(rule)
     first_backward: dict[int, float] = {}
     for e in timeline.events:
-        if e.step == step and e.replica == replica and e.kind in ("B", "W"):
+        if e.step == step and e.replica == replica and e.kind in completes:
             first_backward[e.stage] = min(first_backward.get(e.stage, e.start), e.start)
     reduce = {a.layer: (a.start, a.end) for a in timeline.allreduce if a.step == step}
     rows = []
@@ -97,11 +108,15 @@ def grad_rows(timeline: Timeline, step: int = 0, replica: int = 0) -> list[GradR
 
 
 def chart_rows(
-    timeline: Timeline, step: int = 0, replica: int = 0, expand: bool | None = None
+    timeline: Timeline,
+    step: int = 0,
+    replica: int = 0,
+    expand: bool | None = None,
+    rule: DependencyRule = PIPELINE_RULE,
 ) -> list[tuple[Row, GradRow]]:
     """What ``grads_figure`` draws, top to bottom: each row (its key, name and label) with its
     GradRow; one per layer, or per block when ``should_group`` (see the module docstring)."""
-    per_layer = grad_rows(timeline, step, replica)
+    per_layer = grad_rows(timeline, step, replica, rule)
     layers = layer_info(timeline)
     if should_group(len(per_layer), expand):
         return block_grad_rows(per_layer, block_rows(layers))
@@ -148,16 +163,17 @@ def grads_figure(
     *,
     title: str | None = None,
     expand: bool | None = None,
+    rule: DependencyRule = PIPELINE_RULE,
 ) -> Figure:
     """Draw gradient availability for one step (see the module docstring); returns the Figure.
     ``expand``: None groups layers into blocks above ``GROUP_ABOVE`` rows, True never, False
-    always.
+    always. ``rule``: the dependency rule the run followed (which kinds are backward work).
 
     Artists carry ids: the diamond of each row ``gid="ready:{key}"``, the all-reduce bars
     ``gid="allreduce:{key}"``, the gap bracket's text ``gid="gap"``; ``key`` is the layer index
     of a layer row, ``B12`` for block 12 (``Row.key``).
     """
-    rows = chart_rows(timeline, step, replica, expand)
+    rows = chart_rows(timeline, step, replica, expand, rule)
     start, end = step_window(timeline, step, replica)
     window = (end - start) or 1.0
     unit = timeline.time_unit
@@ -173,7 +189,8 @@ def grads_figure(
     pad = max(1.0, 30.0 / row_points(n, axes)) if n > GROUP_ABOVE else 1.0  # the gap's room
 
     for position, (row, g) in enumerate(rows):
-        _draw_backward_work(ax, _stage_backward(timeline, step, replica, g.stage), position)
+        work = _stage_backward(timeline, step, replica, g.stage, rule)
+        _draw_backward_work(ax, work, position)
         _draw_gradient_bars(ax, row.key, g, position, opt_start, window)
         _mark_ready(ax, row.key, g, position, format_time(g.ready - start, unit), size)
 
@@ -191,15 +208,16 @@ def grads_figure(
     return fig
 
 
-def _stage_backward(timeline: Timeline, step: int, replica: int, stage: int) -> list:
-    """The step's B, W and I events on ``stage``: the backward work feeding its gradients."""
+def _stage_backward(
+    timeline: Timeline, step: int, replica: int, stage: int, rule: DependencyRule
+) -> list:
+    """The step's B, W and I events on ``stage`` (the rule's ``backward_kinds``): the backward
+    work feeding its gradients."""
+    backward = backward_kinds(rule)
     return [
         e
         for e in timeline.events
-        if e.step == step
-        and e.replica == replica
-        and e.stage == stage
-        and e.kind in ("B", "W", "I")
+        if e.step == step and e.replica == replica and e.stage == stage and e.kind in backward
     ]
 
 

@@ -1,7 +1,8 @@
 """The pipeline chart: what every rank computes when, with real durations.
 
 One lane per rank (rank 0 at the top), time left to right. Each compute event is one box:
-``F`` forward, ``B`` full backward, ``I`` input-gradient and ``W`` weight-gradient backward, in
+``F`` forward, ``B`` full backward, ``I`` input-gradient and ``W`` weight-gradient backward (any
+kind of the dependency rule, labelled and coloured as its ``KindRule.display`` says), in
 Okabe-Ito colours, with the microbatch number inside when it fits. White is idle time: the
 bubble. Optimizer steps are grey columns; communication can be drawn as arrows (off by default).
 With data parallelism replica 0 is shown unless asked for another (or ``replica=None`` for all).
@@ -23,14 +24,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.patheffects import withStroke
 
-from simulator.timeline import Timeline
+from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline, forward_kinds
 from visualize.recompute import draw_recompute_boxes, hatched_patch
 from visualize.style import (
-    KIND_COLORS,
-    KIND_NAMES,
     LANE_EDGE,
     OPTIMIZER_COLOR,
     format_time,
+    kind_color,
+    kind_name,
     new_figure,
     run_title,
     set_time_axis,
@@ -123,9 +124,10 @@ def recompute_boxes(timeline: Timeline, replica: int | None = 0) -> list[Box]:
     ]
 
 
-def box_color(kind: str, chunk: int = 0):
-    """The kind's colour, lighter for each later chunk of an interleaved schedule."""
-    rgb = to_rgb(KIND_COLORS.get(kind, "#999999"))
+def box_color(kind: str, chunk: int = 0, rule: DependencyRule = PIPELINE_RULE):
+    """The kind's colour (``style.kind_color``), lighter for each later chunk of an
+    interleaved schedule."""
+    rgb = to_rgb(kind_color(kind, rule))
     mix = min(0.45 * chunk, 0.7)
     return tuple(c + (1 - c) * mix for c in rgb)
 
@@ -158,6 +160,7 @@ def draw_boxes(
     filled: bool = True,
     show_labels: bool = True,
     gid_prefix: str = "box",
+    rule: DependencyRule = PIPELINE_RULE,
 ) -> list[Rectangle]:
     """Add one Rectangle per box (``gid="{prefix}:{row}:{label}:{step}"``); ``y_of(box)`` gives
     the lane centre (default: the box's row). Outlined, hatched boxes when not ``filled``."""
@@ -167,7 +170,7 @@ def draw_boxes(
     digits = len(str(max((b.microbatch for b in boxes), default=0)))
     fontsize = label_fontsize([(b.end - b.start) * thin for b in boxes], digits, fontsize)
     for b in boxes:
-        colour = box_color(b.kind, b.chunk)
+        colour = box_color(b.kind, b.chunk, rule)
         tiny = (b.end - b.start) * thin < 3
         if filled:
             style = {
@@ -208,17 +211,23 @@ def draw_boxes(
     return patches
 
 
-def kind_handles(kinds, chunks: int = 1) -> list[Patch]:
-    """Legend entries for the kinds present, in F, B, I, W order."""
+def kind_handles(kinds, chunks: int = 1, rule: DependencyRule = PIPELINE_RULE) -> list[Patch]:
+    """Legend entries for the rule's kinds present, in the rule's order (F, B, I, W), each
+    with its display's label and colour."""
     handles = [
-        Patch(facecolor=KIND_COLORS[k], edgecolor="#303030", linewidth=0.4, label=KIND_NAMES[k])
-        for k in ("F", "B", "I", "W")
+        Patch(
+            facecolor=kind_color(k, rule),
+            edgecolor="#303030",
+            linewidth=0.4,
+            label=kind_name(k, rule),
+        )
+        for k in rule.kinds
         if k in kinds
     ]
     if chunks > 1:
         handles.append(
             Patch(
-                facecolor=box_color("F", 1),
+                facecolor=box_color(forward_kinds(rule)[0], 1, rule),
                 edgecolor="#303030",
                 linewidth=0.4,
                 label="lighter: later chunk",
@@ -233,8 +242,10 @@ def pipeline_figure(
     *,
     comms: bool = False,
     title: str | None = None,
+    rule: DependencyRule = PIPELINE_RULE,
 ) -> Figure:
-    """Draw the pipeline chart (see the module docstring); returns the Figure.
+    """Draw the pipeline chart (see the module docstring); returns the Figure. ``rule``: the
+    dependency rule the run followed, whose kinds' displays label and colour the boxes.
 
     Boxes carry ``gid="box:{row}:{stage}{kind}{mb}:{step}"``, one per ``pipeline_boxes`` entry,
     and recompute sub-spans ``gid="recompute:{row}:{stage}R{mb}:{step}"``, one per
@@ -257,7 +268,7 @@ def pipeline_figure(
 
     _draw_lanes(ax, rows, span)
     shade_optimizer_steps(ax, timeline.optimizer, span, alpha=0.45, zorder=1.5)
-    draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize)
+    draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize, rule=rule)
     recompute = recompute_boxes(timeline, replica)
     draw_recompute_boxes(ax, recompute, height=BOX * 0.8, least=1.5 * x_max / axes_points)
     for text in ax.texts if recompute else ():  # microbatch numbers stay legible over hatching
@@ -271,7 +282,8 @@ def pipeline_figure(
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
     _set_title(ax, timeline, replica, title)
-    _add_legend(fig, timeline, {b.kind for b in boxes} | {b.kind for b in recompute}, comms)
+    drawn = {b.kind for b in boxes} | {b.kind for b in recompute}
+    _add_legend(fig, timeline, drawn, comms, rule)
     return fig
 
 
@@ -343,9 +355,11 @@ def _set_title(ax, timeline: Timeline, replica: int | None, title: str | None) -
     )
 
 
-def _add_legend(fig: Figure, timeline: Timeline, kinds: set[str], comms: bool) -> None:
+def _add_legend(
+    fig: Figure, timeline: Timeline, kinds: set[str], comms: bool, rule: DependencyRule
+) -> None:
     """The kinds drawn, idle, and the optimizer and transfer entries when shown."""
-    handles = kind_handles(kinds, timeline.meta.chunks)
+    handles = kind_handles(kinds, timeline.meta.chunks, rule)
     if "R" in kinds:
         handles.append(hatched_patch("R (recompute) inside its backward"))
     handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label="idle (bubble)"))

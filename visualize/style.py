@@ -17,7 +17,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from simulator.timeline import LayerMeta, Timeline
+from simulator.timeline import PIPELINE_RULE, DependencyRule, LayerMeta, Timeline, kind_display
 from simulator.units import byte_unit, human_bytes, human_time, time_scale
 
 # Okabe-Ito, the colour-blind-safe qualitative palette.
@@ -31,18 +31,23 @@ OKABE_ITO = {
     "purple": "#CC79A7",
     "black": "#000000",
 }
-KIND_COLORS = {
-    "F": OKABE_ITO["sky"],
-    "B": OKABE_ITO["orange"],
-    "I": OKABE_ITO["green"],
-    "W": OKABE_ITO["yellow"],
-}
-KIND_NAMES = {
-    "F": "F forward",
-    "B": "B backward",
-    "I": "I backward (inputs)",
-    "W": "W backward (weights)",
-}
+
+
+def kind_color(kind: str, rule: DependencyRule = PIPELINE_RULE) -> str:
+    """The colour of ``kind``: its display's colour key in the palette (``sky``), or the key
+    itself as a colour (``#CC79A7``); grey for a kind without a display."""
+    key = kind_display(kind, rule).colour
+    return OKABE_ITO.get(key, key)
+
+
+def kind_name(kind: str, rule: DependencyRule = PIPELINE_RULE) -> str:
+    """The legend label of ``kind`` (``F forward``); its letter for a kind without a display."""
+    return kind_display(kind, rule).label
+
+
+# the default rule's kinds (F, B, I, W), as tables for the figures that draw only those
+KIND_COLORS = {kind: kind_color(kind) for kind in PIPELINE_RULE.kinds}
+KIND_NAMES = {kind: kind_name(kind) for kind in PIPELINE_RULE.kinds}
 GRAD_COLOR = "#6A3D9A"  # a true purple: "this layer's weight gradient is ready"
 PEBBLE_CMAP = "YlOrBr"  # light yellow (1 pebble) to dark brown (many): never confused with purple
 ALLREDUCE_COLOR = OKABE_ITO["blue"]
@@ -218,6 +223,8 @@ __all__ = [
     "RECOMPUTE_HATCH",
     "byte_unit",
     "count_ticks",
+    "kind_color",
+    "kind_name",
     "format_time",
     "human_bytes",
     "layer_info",

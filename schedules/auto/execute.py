@@ -22,6 +22,7 @@ import heapq
 import math
 from collections import deque
 
+from schedules.auto.links import TABLES
 from schedules.auto.problem import B, F, I, W
 from schedules.auto.timing import Rows, Tables, Timing
 
@@ -58,7 +59,8 @@ class _Player:
     def __init__(self, tables, skeleton, rule, from_zero, slack) -> None:
         self.t, self.skeleton, self.rule, self.slack = tables, skeleton, rule, slack
         p, S, m = tables.p, tables.S, tables.m
-        self.ends = [-1.0] * (2 * S * m)  # F ends at s*m + mb, then gradient (I/B) ends
+        self.ends = [-1.0] * (len(TABLES) * S * m)  # per flow sent: (table * S + s) * m + mb
+        self.sources, self.targets = tables.sources, tables.targets
         self.free = [0.0] * p
         self.first = [0.0 if from_zero else math.inf] * p
         self.idle = [0.0] * p
@@ -140,43 +142,23 @@ class _Player:
     def _compile(self) -> list[list[tuple]]:
         """Each skeleton action with what the loop needs: cost, memory, the flat index of the
         end it waits for (-1: none) plus the link's transfer, the index of the end it sets, and
-        the rank its output wakes (-1: none) with that link's transfer."""
-        t, m, S = self.t, self.t.m, self.t.S
-        gradient = S * m  # offset of the gradient ends in the flat list
+        the rank its output wakes (-1: none) with that link's transfer (``links``)."""
+        t, sources, targets = self.t, self.sources, self.targets
+        cost, delta, rise, forward = t.cost, t.delta, t.rise, t.delta[F]
         plans = []
         for row in self.skeleton:
             plan = []
             for s, k, j in row:
-                if k == F:
-                    src, link = ((s - 1) * m + j, t.link[s - 1]) if s else (-1, 0.0)
-                    out, need = s * m + j, t.delta[F][s]
-                    wake, wake_link = (t.rank[s + 1], t.link[s]) if s + 1 < S else (-1, 0.0)
-                else:
-                    if s + 1 < S:
-                        src, link = gradient + (s + 1) * m + j, t.link[s]
-                    else:
-                        src, link = s * m + j, 0.0
-                    out, need = gradient + s * m + j, t.rise[s] if k == I else 0.0
-                    wake, wake_link = (t.rank[s - 1], t.link[s - 1]) if s else (-1, 0.0)
+                base, link = sources[k][s]
+                out, wake, wake_link = targets[k][s]
+                need = forward[s] if k == F else rise[s] if k == I else 0.0
+                src = base + j if base >= 0 else -1
+                out = out + j if out >= 0 else -1
                 plan.append(
-                    (s, k, j, t.cost[k][s], t.delta[k][s], need, src, link, out, wake, wake_link)
+                    (s, k, j, cost[k][s], delta[k][s], need, src, link, out, wake, wake_link)
                 )
             plans.append(plan)
         return plans
-
-    def _arrival(self, s: int, k: int, j: int) -> float | None:
-        """When the input of (s, k, j) arrives; None while its producer has not run."""
-        t, m = self.t, self.t.m
-        if k == F:
-            if not s:
-                return 0.0
-            done = self.ends[(s - 1) * m + j]
-            return done + t.link[s - 1] if done >= 0 else None
-        if s + 1 == t.S:
-            done = self.ends[s * m + j]
-            return done if done >= 0 else None
-        done = self.ends[(t.S + s + 1) * m + j]
-        return done + t.link[s] if done >= 0 else None
 
     def _fill(self, r: int, gap: float, queue) -> bool:
         """Run the oldest pending W in a gap of ``gap`` before the next action?"""
@@ -193,17 +175,13 @@ class _Player:
     def _commit(self, r: int, s: int, k: int, j: int, arrival: float) -> None:
         start = max(self.free[r], arrival)
         end = self._place(r, s, k, j, start)
-        t = self.t
-        if k == F:
-            self.ends[s * t.m + j] = end
-            if s + 1 < t.S:
-                heapq.heappush(self.heap, (end + t.link[s], t.rank[s + 1]))
-        else:
-            self.ends[(t.S + s) * t.m + j] = end
-            if k == I:
-                self.pending[r].append((s, j))
-            if s:
-                heapq.heappush(self.heap, (end + t.link[s - 1], t.rank[s - 1]))
+        out, wake, wake_link = self.targets[k][s]
+        if out >= 0:
+            self.ends[out + j] = end
+            if wake >= 0:
+                heapq.heappush(self.heap, (end + wake_link, wake))
+        if k == I:
+            self.pending[r].append((s, j))
 
     def _place(self, r: int, s: int, k: int, j: int, start: float) -> float:
         t = self.t

@@ -110,14 +110,14 @@ class _Lister(_Player):
     def _sources(self) -> list[list[tuple]]:
         """Per rank, deepest stage first: where each stage's F and I inputs end up in the flat
         ``ends`` (offset to add the microbatch to; -1: stage 0's F reads the data) with the
-        link's transfer, and the memory room an admitted F needs (see the module doc)."""
-        t, m, S = self.t, self.t.m, self.t.S
+        link's transfer (``links``), and the memory room an admitted F needs (see the module
+        doc)."""
+        t = self.t
         found = []
         for r, stages in enumerate(t.stages):
             row = []
             for s in sorted(stages, reverse=True):
-                f_src, f_link = ((s - 1) * m, t.link[s - 1]) if s else (-1, 0.0)
-                i_src, i_link = ((S + s + 1) * m, t.link[s]) if s + 1 < S else (s * m, 0.0)
+                (f_src, f_link), (i_src, i_link) = t.sources[F][s], t.sources[I][s]
                 later = sum(t.delta[F][q] for q in stages if q > s)
                 row.append(
                     (s, f_src, f_link, i_src, i_link, t.delta[F][s] + t.rank_rise[r] + later)

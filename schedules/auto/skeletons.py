@@ -79,17 +79,18 @@ def one_f_one_b_shape(tables: Tables, warmup: list[int]) -> Rows:
 
 def first_backward_counts(tables: Tables) -> list[int]:
     """Per stage, how many forwards it can run before the first microbatch's input-gradient
-    comes back, if nothing waits but for the first microbatch's own chain."""
-    S, cost, link = tables.S, tables.cost, tables.link
+    comes back, if nothing waits but for the first microbatch's own chain (each hop's transfer
+    is the one its consumer waits for, ``links``)."""
+    S, cost, sources = tables.S, tables.cost, tables.sources
     start, clock = [0.0] * S, 0.0
     for s in range(S):
         start[s] = clock
-        clock += cost[F][s] + (link[s] if s + 1 < S else 0.0)
+        clock += cost[F][s] + (sources[F][s + 1][1] if s + 1 < S else 0.0)
     counts = [1] * S
     back = start[-1] + cost[F][-1]
     for s in reversed(range(S)):
         counts[s] = max(1, int((back - start[s]) // max(cost[F][s], 1e-300)))
-        back += cost[I][s] + (link[s - 1] if s else 0.0)
+        back += cost[I][s] + (sources[I][s - 1][1] if s else 0.0)
     return counts
 
 

@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 
 from schedules.actions import Schedule
-from schedules.auto.problem import KIND_NAMES, AutoProblem, B, F, I, W
+from schedules.auto.links import LINKS, TABLES
+from schedules.auto.problem import KIND_NAMES, AutoProblem, I
 
 Rows = list[list[tuple[int, int, int]]]
 
@@ -57,6 +58,8 @@ class Tables:
         limit = problem.memory_limit
         self.limit = [math.inf] * self.p if limit is None else list(limit)
         self.rank_rise = [max(self.rise[s] for s in stages) for stages in self.stages]
+        # per [kind][stage]: the end an action waits for and the end it sets (``links``)
+        self.sources, self.targets = LINKS.sources(self), LINKS.targets(self)
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,11 @@ class Timing:
 
 
 def retime(tables: Tables, rows: Rows) -> Timing | None:
-    """Run ``rows`` as the analytic executor would; None if some rank waits forever."""
-    S, m, cost, link = tables.S, tables.m, tables.cost, tables.link
-    done_f = [[-1.0] * m for _ in range(S)]
-    done_g = [[-1.0] * m for _ in range(S)]  # end of the I or B that sends the gradient on
-    waiting: dict[tuple[int, int, int], int] = {}
+    """Run ``rows`` as the analytic executor would; None if some rank waits forever. Each
+    action waits for the one need ``links`` names for its kind and stage."""
+    cost, sources, targets = tables.cost, tables.sources, tables.targets
+    done = [-1.0] * (len(TABLES) * tables.S * tables.m)
+    waiting: dict[int, int] = {}
     position = [0] * tables.p
     free = [0.0] * tables.p
     first = [math.inf] * tables.p
@@ -97,29 +100,20 @@ def retime(tables: Tables, rows: Rows) -> Timing | None:
         while position[r] < len(row):
             s, k, j = row[position[r]]
             start = free[r]
-            if k == F and s:
-                ready = done_f[s - 1][j]
+            base, link = sources[k][s]
+            if base >= 0:
+                ready = done[base + j]
                 if ready < 0:
-                    waiting[(0, s - 1, j)] = r
+                    waiting[base + j] = r
                     break
-                start = max(start, ready + link[s - 1])
-            elif k in (I, B) and s + 1 < S:
-                ready = done_g[s + 1][j]
-                if ready < 0:
-                    waiting[(1, s + 1, j)] = r
-                    break
-                start = max(start, ready + link[s])
+                start = max(start, ready + link)
             end = start + cost[k][s]
-            if k == F:
-                done_f[s][j] = end
-                woken = waiting.pop((0, s, j), None)
-            elif k != W:
-                done_g[s][j] = end
-                woken = waiting.pop((1, s, j), None)
-            else:
-                woken = None
-            if woken is not None:
-                work.append(woken)
+            out = targets[k][s][0]
+            if out >= 0:
+                done[out + j] = end
+                woken = waiting.pop(out + j, None)
+                if woken is not None:
+                    work.append(woken)
             first[r] = min(first[r], start)
             free[r] = end
             position[r] += 1

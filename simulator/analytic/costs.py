@@ -4,17 +4,21 @@ Why three sources: unit costs reproduce the papers' formulas exactly (F = I = W 
 answer "what would this model do on that hardware" before anything runs; a measured profile
 (written by the Ray executor) lets a small real run predict a bigger one.
 
-Every time is per stage and per microbatch. ``B`` costs ``I + W`` unless a profile measured it.
-A point-to-point transfer between ranks costs ``latency + bytes / bandwidth``; between two stages
-on the same rank (the turn of a V schedule) it is free.
+Every time is per stage and per microbatch. A stage's work has three parts, its forward ``F``,
+input-backward ``I`` and weight-backward ``W`` (``schedules.kind_traits``); each cost model prices
+the parts, and an action kind costs its shares of them as its ``KindRule`` says (``B`` is
+``I + W``), unless a profile measured the kind itself. A point-to-point transfer between ranks
+costs ``latency + bytes / bandwidth``; between two stages on the same rank (the turn of a V
+schedule) it is free.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from schedules.actions import Schedule
+from schedules.dependencies import PIPELINE_RULE, WORK_PARTS, DependencyRule, Kind
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition
 from simulator.model.partitioning import boundary_bytes, param_bytes
@@ -22,22 +26,40 @@ from simulator.model.partitioning import boundary_bytes, param_bytes
 
 @dataclass(frozen=True)
 class StageCost:
-    """Time of one action of each kind for one microbatch on one stage."""
+    """Time of one action of each kind for one microbatch on one stage.
+
+    ``F``, ``I`` and ``W`` price the stage's three work parts; a kind costs its ``rule``'s
+    shares of them (``KindRule.work``). ``B`` is the full backward's time when a profile
+    measured it, and ``extra`` any other kind's measured time: a measured kind costs what was
+    measured. Why the rule rides along: the executor asks ``of(kind)`` for each kind its dry
+    run's rule has, so a kind added to the rule is priced without anything else knowing it."""
 
     F: float
     I: float
     W: float
     B: float | None = None
-    extra: tuple[tuple[str, float], ...] = ()  # kinds beyond F, I, W, B: (kind, time)
+    extra: tuple[tuple[str, float], ...] = ()  # other measured kinds: (kind, time)
+    rule: DependencyRule = field(default=PIPELINE_RULE, repr=False, hash=False)
+
+    @property
+    def parts(self) -> dict[str, float]:
+        """The work parts' times: ``{"F": ..., "I": ..., "W": ...}``."""
+        return {part: getattr(self, part) for part in WORK_PARTS}
+
+    @property
+    def measured(self) -> dict[str, float]:
+        """The kinds measured as a whole (``B`` and ``extra``), with their times."""
+        full = {} if self.B is None else {Kind.B.value: self.B}
+        return {**full, **dict(self.extra)}
 
     def of(self, kind: str) -> float:
-        """Time of one action of ``kind``: ``B`` is ``I + W`` unless measured; a kind the
-        model has no time for costs nothing."""
-        if kind == "B":
-            return self.I + self.W if self.B is None else self.B
-        if kind in ("F", "I", "W"):
-            return getattr(self, kind)
-        return dict(self.extra).get(kind, 0.0)
+        """Time of one action of ``kind``: what was measured, else its shares of the parts
+        (``B`` is ``I + W``); a kind the rule does not know costs nothing."""
+        measured = self.measured.get(kind)
+        if measured is not None:
+            return measured
+        rule = self.rule.kinds.get(kind)
+        return 0.0 if rule is None else rule.work.cost(self.parts)
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,10 @@ class CostModel:
     call_cpu: float = 0.0
     background_load: float = 0.0
 
+    def with_rule(self, rule: DependencyRule) -> CostModel:
+        """The same costs, each kind priced by ``rule``'s traits (a rule with more kinds)."""
+        return replace(self, stage_costs=tuple(replace(c, rule=rule) for c in self.stage_costs))
+
     def transfer_time(self, stage_index: int) -> float:
         """Time to move stage ``stage_index``'s output (or its gradient) to the neighbour."""
         size = self.boundary_bytes[stage_index] if self.boundary_bytes else 0
@@ -98,24 +124,35 @@ class CostModel:
 
 
 def with_recompute(costs: CostModel, ratios: tuple[float, ...]) -> CostModel:
-    """``costs`` with each stage's backward (``I``, and ``B`` when measured) longer by its
-    recompute: ``ratio`` times the stage's forward (recompute FLOPs over forward FLOPs, from
-    ``recompute_costs.stage_recompute_flops``). From a profile the forward is measured, so the
-    recompute costs what that share of the measured forward took; from FLOPs it is those
+    """``costs`` with each stage's backward that sends the gradient (``I``, and ``B``: the kinds
+    whose ``KindRule.sends_gradient``) longer by its recompute: ``ratio`` times the stage's
+    forward (recompute FLOPs over forward FLOPs, from ``recompute_costs.stage_recompute_flops``).
+    The input-backward part grows, so every kind with a share of it does; a kind measured whole
+    grows by the recompute if it sends the gradient. From a profile the forward is measured, so
+    the recompute costs what that share of the measured forward took; from FLOPs it is those
     FLOPs' time, tensor-parallel collectives included in proportion (a recomputed block re-runs
     its all-reduces)."""
     if not any(ratios):
         return costs
-    stage_costs = tuple(
-        replace(c, I=c.I + r * c.F, B=None if c.B is None else c.B + r * c.F)
-        for c, r in zip(costs.stage_costs, ratios, strict=True)
-    )
+    stage_costs = tuple(_recomputed(c, r) for c, r in zip(costs.stage_costs, ratios, strict=True))
     return replace(costs, stage_costs=stage_costs)
 
 
-def parse_unit_costs(text: str) -> dict[str, float]:
-    """``F=1,I=1,W=1`` (any subset) -> {"F": 1.0, ...}; ``B=2`` sets I = W = 1."""
-    costs = {"F": 1.0, "I": 1.0, "W": 1.0}
+def _recomputed(c: StageCost, ratio: float) -> StageCost:
+    def longer(kind: str, time: float) -> float:
+        rule = c.rule.kinds.get(kind)
+        return time + ratio * c.F if rule is not None and rule.sends_gradient else time
+
+    full = None if c.B is None else longer(Kind.B.value, c.B)
+    extra = tuple((kind, longer(kind, time)) for kind, time in c.extra)
+    return replace(c, I=c.I + ratio * c.F, B=full, extra=extra)
+
+
+def parse_unit_costs(text: str, rule: DependencyRule = PIPELINE_RULE) -> dict[str, float]:
+    """``F=1,I=1,W=1`` (any subset of the rule's kinds) -> the work parts' costs
+    {"F": 1.0, "I": 1.0, "W": 1.0}: a kind's number is spread over the parts it does, which
+    cost alike (``B=2`` sets I = W = 1; ``KindRule.work``)."""
+    costs = dict.fromkeys(WORK_PARTS, 1.0)
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         key = key.strip().upper()
@@ -123,15 +160,13 @@ def parse_unit_costs(text: str) -> dict[str, float]:
             number = float(value)
         except ValueError:
             number = -1.0
-        if not sep or key not in ("F", "I", "W", "B") or number < 0 or not math.isfinite(number):
+        known = key in rule.kinds and len(rule.kinds[key].work) > 0
+        if not sep or not known or number < 0 or not math.isfinite(number):
             raise PebbleError(
                 f"cannot read cost {part!r}; write e.g. --costs F=1,I=1,W=1 "
                 "with non-negative numbers."
             )
-        if key == "B":
-            costs["I"] = costs["W"] = number / 2
-        else:
-            costs[key] = number
+        costs.update(rule.kinds[key].work.spread(number))
     return costs
 
 
@@ -142,39 +177,48 @@ def unit_costs(
     i: float = 1.0,
     w: float = 1.0,
     comm_latency: float = 0.0,
+    rule: DependencyRule = PIPELINE_RULE,
 ) -> CostModel:
-    """F, I, W each cost ``f``, ``i``, ``w`` for a rank's whole slice of the model, divided among
-    its chunks by their share of the rank's layers (so v equal chunks each cost 1/v)."""
+    """The work parts F, I, W each cost ``f``, ``i``, ``w`` for a rank's whole slice of the
+    model, divided among its chunks by their share of the rank's layers (so v equal chunks each
+    cost 1/v); each of ``rule``'s kinds costs its shares of them."""
     shares = []
     for stage_index, layers in enumerate(partition.stage_layers):
         rank = schedule.stage_to_rank[stage_index]
         rank_layers = sum(len(partition.stage_layers[s]) for s in schedule.stages_of_rank(rank))
         shares.append(len(layers) / rank_layers)
     return CostModel(
-        stage_costs=tuple(StageCost(f * s, i * s, w * s) for s in shares),
+        stage_costs=tuple(StageCost(f * s, i * s, w * s, rule=rule) for s in shares),
         comm_latency=comm_latency,
         time_unit="unit",
     )
 
 
 def flop_costs(
-    spec: ModelSpec, partition: Partition, rows: int, hardware: Hardware, comm: bool = True
+    spec: ModelSpec,
+    partition: Partition,
+    rows: int,
+    hardware: Hardware,
+    comm: bool = True,
+    rule: DependencyRule = PIPELINE_RULE,
 ) -> CostModel:
-    """Seconds from the model's FLOPs per phase and the hardware's sustained FLOP/s, plus the
-    tensor-parallel collectives of each transformer block (``tp_collective_time``)."""
+    """Seconds from the model's FLOPs per work part and the hardware's sustained FLOP/s, plus
+    the tensor-parallel collectives of each transformer block (``tp_collective_time``) in the
+    forward and the input-backward (the passes that carry activations); each of ``rule``'s
+    kinds costs its shares of the parts."""
     infos = spec.layers()
     collective = tp_collective_time(spec, rows, hardware)
     stage_costs = []
     for layers in partition.stage_layers:
-        totals = {"F": 0.0, "I": 0.0, "W": 0.0}
+        totals = dict.fromkeys(WORK_PARTS, 0.0)
         for index in layers:
             flops = infos[index].flops()
-            for kind in totals:
-                totals[kind] += getattr(flops, kind) * rows / hardware.flops_per_second
+            for part in totals:
+                totals[part] += getattr(flops, part) * rows / hardware.flops_per_second
         blocks = {infos[i].block for i in layers if getattr(infos[i], "is_transformer_block", 0)}
-        totals["F"] += len(blocks) * collective
-        totals["I"] += len(blocks) * collective
-        stage_costs.append(StageCost(**totals))
+        for part in _COLLECTIVE_PARTS:
+            totals[part] += len(blocks) * collective
+        stage_costs.append(StageCost(**totals, rule=rule))
     return CostModel(
         stage_costs=tuple(stage_costs),
         boundary_bytes=boundary_bytes(spec, partition, rows),
@@ -187,6 +231,9 @@ def flop_costs(
     )
 
 
+_COLLECTIVE_PARTS = ("F", "I")  # the work parts whose pass all-reduces the activations (Megatron)
+
+
 def tp_collective_time(spec, rows: int, hardware: Hardware) -> float:
     """Seconds of one transformer block's tensor-parallel communication in one pass (forward,
     or the input-gradient backward) of a microbatch of ``rows`` sequences.
@@ -196,7 +243,7 @@ def tp_collective_time(spec, rows: int, hardware: Hardware) -> float:
     parallelism each becomes a reduce-scatter and an all-gather, which a ring moves in the same
     time. A ring all-reduce of M bytes over t ranks sends 2 (t-1)/t M bytes per rank.
     """
-    tp = getattr(spec, "tp", 1)
+    tp = spec.layout.tensor if spec.is_transformer else 1
     if tp <= 1:
         return 0.0
     message = rows * spec.config.seq * spec.config.hidden * spec.itemsize

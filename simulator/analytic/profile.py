@@ -13,6 +13,8 @@ import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from schedules.dependencies import PIPELINE_RULE, WORK_PARTS, DependencyRule
+from schedules.kind_costs import parts_from_kinds, uncovered
 from simulator.analytic.costs import CostModel, StageCost
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
@@ -33,7 +35,6 @@ from simulator.timeline.schema import (
 )
 
 PROFILE_VERSION = 1
-MEASURED_KINDS = ("F", "I", "W", "B")
 MAX_RATE = 1e21  # bytes/s of a link (transfer.bandwidth): beyond any machine
 _FIELDS = ("version", "model", "microbatch_rows", "stages", "costs")
 _OPTIONAL = (
@@ -88,10 +89,10 @@ class Profile:
             json.dump(asdict(self), handle, indent=1)
 
     @classmethod
-    def from_timeline(cls, timeline: Timeline) -> Profile:
-        """The costs of a measured run (its first step skipped when there are more: warm-up),
-        the median transfer wait and the median gap between steps (the gap after step 0
-        skipped when there are more).
+    def from_timeline(cls, timeline: Timeline, rule: DependencyRule = PIPELINE_RULE) -> Profile:
+        """The costs of ``rule``'s kinds in a measured run (its first step skipped when there
+        are more: warm-up), the median transfer wait and the median gap between steps (the gap
+        after step 0 skipped when there are more).
 
         With the run's ``action_cpu`` table (every Ray run writes one) each stage and kind costs
         the **mean CPU time** its actions' thread ran: an action's work, what it takes on a
@@ -111,8 +112,10 @@ class Profile:
                 "layers (written by `pebblesim train --out`)."
             )
         skip_first = meta.steps > 1
-        # a backward's recompute sub-spans are not its own cost: a profile is policy-neutral
-        # (a prediction adds the recompute of whatever policy it is asked about)
+        # a backward's recompute sub-spans (inside the kinds that send the gradient) are not its
+        # own cost: a profile is policy-neutral (a prediction adds the recompute of whatever
+        # policy it is asked about)
+        reruns = rule.having("sends_gradient")
         recomputed: dict[tuple, float] = defaultdict(float)
         for r in timeline.recompute:
             recomputed[(r.replica, r.rank, r.stage, r.microbatch, r.step)] += r.end - r.start
@@ -120,11 +123,11 @@ class Profile:
         durations: dict[tuple[int, str], list[float]] = defaultdict(list)
         work: dict[tuple[int, str], list[float]] = defaultdict(list)
         for e in timeline.events:
-            if skip_first and e.step == 0:
+            if (skip_first and e.step == 0) or e.kind not in rule.kinds:
                 continue
             span = e.end - e.start
             extra = recomputed.get((e.replica, e.rank, e.stage, e.microbatch, e.step), 0.0)
-            own = span - (extra if e.kind in ("I", "B") else 0.0)
+            own = span - (extra if e.kind in reruns else 0.0)
             durations[(e.stage, e.kind)].append(own)
             cpu = cpu_of.get((e.replica, e.rank, e.stage, e.kind, e.microbatch, e.step))
             if cpu is not None:  # the recompute's share of the CPU is its share of the span
@@ -143,7 +146,7 @@ class Profile:
                 kind: statistics.fmean(measured[(stage, kind)])
                 if measured.get((stage, kind))
                 else None
-                for kind in MEASURED_KINDS
+                for kind in rule.kinds
             }
             for stage in sorted(stage_layers)
         ]
@@ -159,7 +162,7 @@ class Profile:
         )
 
     @classmethod
-    def load(cls, path) -> Profile:
+    def load(cls, path, rule: DependencyRule = PIPELINE_RULE) -> Profile:
         """Read a profile.json, or a measured timeline.json (its profile is derived), checked
         by ``check_profile``: any fault is one PebbleError naming the file, field and value."""
         label = where(path)
@@ -167,51 +170,57 @@ class Profile:
         if "events" in data and "meta" in data:
             timeline = Timeline.from_dict(data, source=label)
             try:
-                profile = cls.from_timeline(timeline)
+                profile = cls.from_timeline(timeline, rule)
             except PebbleError as exc:
                 raise PebbleError(f"{label}: {exc}") from None
-            check_profile(asdict(profile), f"{label} (the profile measured from it)")
+            check_profile(asdict(profile), f"{label} (the profile measured from it)", rule)
             return profile
-        return cls(**check_profile(data, label))
+        return cls(**check_profile(data, label, rule))
 
 
 def _stage_flops(spec: ModelSpec, layers: range) -> dict[str, float]:
-    """FLOPs per microbatch row of one stage, per phase."""
+    """FLOPs per microbatch row of one stage, per work part."""
     infos = spec.layers()
-    totals = {"F": 0.0, "I": 0.0, "W": 0.0}
+    totals = dict.fromkeys(WORK_PARTS, 0.0)
     for index in layers:
         flops = infos[index].flops()
-        for kind in totals:
-            totals[kind] += getattr(flops, kind)
+        for part in totals:
+            totals[part] += getattr(flops, part)
     return totals
 
 
-def _measured(costs: dict, flops: dict[str, float]) -> tuple[float, float, float, float | None]:
-    """F, I, W (and B if measured) seconds of one profiled stage. A schedule without a split
-    backward measured only B: it is divided between I and W by their FLOPs."""
-    f, i, w, b = (costs.get(k) for k in ("F", "I", "W", "B"))
-    if b is not None and (i is None or w is None):
-        backward = flops["I"] + flops["W"]
-        share = flops["I"] / backward if backward else 0.5
-        i, w = b * share, b * (1 - share)
-    if f is None or i is None or w is None:
-        raise PebbleError("the profile lacks F, I or W times for a stage.")
-    return f, i, w, b
+def _measured(costs: dict, flops: dict[str, float], rule: DependencyRule) -> tuple[dict, dict]:
+    """(the work parts' seconds, the kinds measured whole) of one profiled stage
+    (``kind_costs.parts_from_kinds``: a schedule without a split backward measured only B,
+    which is divided between I and W by their FLOPs)."""
+    parts, whole = parts_from_kinds(costs, flops, rule)
+    if any(part not in parts for part in WORK_PARTS):
+        named = ", ".join(WORK_PARTS[:-1]) + " or " + WORK_PARTS[-1]
+        raise PebbleError(f"the profile lacks {named} times for a stage.")
+    return parts, whole
 
 
-def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows: int) -> CostModel:
+def profile_costs(
+    profile: Profile,
+    spec: ModelSpec,
+    partition: Partition,
+    rows: int,
+    rule: DependencyRule = PIPELINE_RULE,
+) -> CostModel:
     """Seconds from a measured profile, for this model, split and microbatch size.
 
     On the profiled split the measured stage times are used directly (scaled linearly with
-    rows). On any other split, or another model, the profile is a calibration: it gives the
-    FLOP/s this machine sustained in forwards and in backwards, and each new stage costs its
-    FLOPs at those rates. That is how a small measured run predicts a bigger one.
+    rows): the work parts', and each kind measured whole. On any other split, or another model,
+    the profile is a calibration: it gives the FLOP/s this machine sustained in each work part
+    (forward, input-backward, weight-backward), and each new stage costs its FLOPs at those
+    rates; every kind then costs its shares of the parts (``KindRule.work``). That is how a
+    small measured run predicts a bigger one.
     """
-    check_profile(asdict(profile), "the cost profile")
+    check_profile(asdict(profile), "the cost profile", rule)
     profiled = parse_model(profile.model)
     profiled_stages = [range(a, b + 1) for a, b in profile.stages]
     measured = [
-        _measured(c, _stage_flops(profiled, r))
+        _measured(c, _stage_flops(profiled, r), rule)
         for c, r in zip(profile.costs, profiled_stages, strict=True)
     ]
     same_split = profiled == spec and [[r[0], r[-1]] for r in partition.stage_layers] == [
@@ -220,22 +229,28 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
     stage_costs = []
     if same_split:
         factor = rows / profile.microbatch_rows
-        for f, i, w, b in measured:
+        for parts, whole in measured:
             stage_costs.append(
-                StageCost(f * factor, i * factor, w * factor, None if b is None else b * factor)
+                StageCost(
+                    **{part: parts[part] * factor for part in WORK_PARTS},
+                    extra=tuple((kind, time * factor) for kind, time in whole.items()),
+                    rule=rule,
+                )
             )
     else:
-        work = {"F": 0.0, "I": 0.0, "W": 0.0}
-        seconds = {"F": 0.0, "I": 0.0, "W": 0.0}
-        for (f, i, w, _b), layers in zip(measured, profiled_stages, strict=True):
+        work = dict.fromkeys(WORK_PARTS, 0.0)
+        seconds = dict.fromkeys(WORK_PARTS, 0.0)
+        for (parts, _whole), layers in zip(measured, profiled_stages, strict=True):
             flops = _stage_flops(profiled, layers)
-            for kind, t in (("F", f), ("I", i), ("W", w)):
-                work[kind] += flops[kind] * profile.microbatch_rows
-                seconds[kind] += t
+            for part in WORK_PARTS:
+                work[part] += flops[part] * profile.microbatch_rows
+                seconds[part] += parts[part]
         rate = {k: work[k] / seconds[k] if seconds[k] > 0 else math.inf for k in work}
         for layers in partition.stage_layers:
             flops = _stage_flops(spec, layers)
-            stage_costs.append(StageCost(**{k: flops[k] * rows / rate[k] for k in flops}))
+            stage_costs.append(
+                StageCost(**{k: flops[k] * rows / rate[k] for k in flops}, rule=rule)
+            )
     transfer = profile.transfer or {}
     return CostModel(
         optimizer_time=profile.step_overhead,
@@ -255,7 +270,7 @@ def profile_costs(profile: Profile, spec: ModelSpec, partition: Partition, rows:
 
 
 # ------------------------------------------------------------------ the schema check
-def check_profile(data, label: str) -> dict:
+def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dict:
     """A profile's fields, checked: version 1; a model pebblesim reads; microbatch_rows >= 1;
     ``stages`` [first, last] layer ranges that tile that model in order; one cost object per
     stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
@@ -291,7 +306,7 @@ def check_profile(data, label: str) -> dict:
         "model": data["model"],
         "microbatch_rows": rows,
         "stages": stages,
-        "costs": [_check_costs(c, f"costs[{i}]", label) for i, c in enumerate(costs)],
+        "costs": [_check_costs(c, f"costs[{i}]", label, rule) for i, c in enumerate(costs)],
         "transfer": {
             key: real(
                 value, f"transfer.{key}", label, 0.0, MAX_RATE if key == "bandwidth" else MAX_TIME
@@ -348,16 +363,18 @@ def _check_stages(value, layers: int, label: str) -> list[list[int]]:
     return out
 
 
-def _check_costs(value, name: str, label: str) -> dict[str, float | None]:
-    fields_of(value, name, label, (), MEASURED_KINDS)
+def _check_costs(value, name: str, label: str, rule: DependencyRule) -> dict[str, float | None]:
+    """One stage's seconds per kind of ``rule`` (null: not measured), covering every work part
+    (``kind_costs.uncovered``: F, and I and W, or B)."""
+    fields_of(value, name, label, (), tuple(rule.kinds))
     costs = {
         kind: None if value.get(kind) is None else real(value[kind], f"{name}.{kind}", label)
-        for kind in MEASURED_KINDS
+        for kind in rule.kinds
     }
-    if costs["F"] is None:
-        raise PebbleError(f"{label}: {name} has no F time; a profiled stage needs one.")
-    if costs["B"] is None and (costs["I"] is None or costs["W"] is None):
-        raise PebbleError(f"{label}: {name} has neither a B time nor both I and W times.")
+    fault = uncovered(costs, rule)
+    if fault is not None:
+        needed = "; a profiled stage needs one" if fault.startswith("has no") else ""
+        raise PebbleError(f"{label}: {name} {fault}{needed}.")
     return costs
 
 

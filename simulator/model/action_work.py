@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schedules.dependencies import Flow, KindRule
+from schedules.dependencies import KindRule
 from simulator.model.recompute import StageRecompute
 
 
@@ -68,14 +68,14 @@ def action_work(
     dropped = {j for a, b in recompute.segments for j in range(a, b + 1)}
     starts = {a: n for n, (a, _) in enumerate(recompute.segments)}
     items: list[WorkItem] = []
-    if kind_rule.output is Flow.ACTIVATION:  # a forward: first layer to last
+    if kind_rule.is_forward:  # first layer to last
         for j, info in enumerate(stage_infos):
             if j in starts:
                 items.append(WorkItem(j, 0.0, checkpoint_bytes[starts[j]], True))
             cached = 0 if j in dropped else _forward_bytes(info, footprints[j], recompute.selective)
-            items.append(WorkItem(j, flops[j].of(kind), cached, True))
+            items.append(WorkItem(j, flops[j].of(kind_rule.work), cached, True))
         return items
-    reruns = kind_rule.output is Flow.GRADIENT
+    reruns = kind_rule.sends_gradient
     ends = {b: n for n, (_, b) in enumerate(recompute.segments)}
     for j in range(len(stage_infos) - 1, -1, -1):
         info = stage_infos[j]
@@ -91,7 +91,8 @@ def action_work(
             if item is not None:
                 items.append(item)
         grad = info.has_params and kind_rule.completes_weight_gradient
-        items.append(WorkItem(j, flops[j].of(kind), sum(footprints[j].phase(kind)), False, grad))
+        work = flops[j].of(kind_rule.work)
+        items.append(WorkItem(j, work, sum(footprints[j].phase(kind)), False, grad))
     return items
 
 
@@ -101,7 +102,7 @@ def recompute_flops(stage_infos, rows: int, itemsize: int, rule, recompute) -> t
     forward = sum(info.flops().F for info in stage_infos)
     if not recompute.active:
         return 0.0, forward
-    backward = next(r for r in rule.kinds.values() if r.output is Flow.GRADIENT)
+    backward = next(r for r in rule.kinds.values() if r.sends_gradient)
     items = action_work(
         stage_infos, rows, itemsize, backward, recompute, (0,) * len(recompute.segments)
     )

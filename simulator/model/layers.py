@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schedules.dependencies import Work
 from simulator.model.cache import ActivationCache
 
-Phase = str  # "F", "I", "W" or "B"
+Phase = str  # an action kind: a footprint is given per kind (``B`` frees what I and W together do)
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,16 @@ class Footprint:
 
 @dataclass(frozen=True)
 class Flops:
-    """Floating-point operations per microbatch row for each phase (B = I + W)."""
+    """Floating-point operations per microbatch row for each work part: the forward ``F``, the
+    input-backward ``I`` and the weight-backward ``W`` (``schedules.kind_traits``)."""
 
     F: float
     I: float
     W: float
 
-    def of(self, kind: Phase) -> float:
-        """FLOPs of phase ``kind``: ``B`` is ``I + W``; a kind a layer does not know costs 0."""
-        if kind == "B":
-            return self.I + self.W
-        return getattr(self, kind, 0.0)
+    def of(self, work: Work) -> float:
+        """FLOPs of an action doing ``work`` (its ``KindRule.work``: ``B`` is ``I + W``)."""
+        return work.cost(vars(self))
 
 
 class LayerDescription:
@@ -86,6 +86,8 @@ class Layer:
 
     kind = "layer"
     has_params = False
+    # the cache slot where its forward keeps its input (None: it keeps its output instead)
+    input_key: str | None = "input"
 
     def __init__(self, layer_index: int, in_features: int, out_features: int, dtype: np.dtype):
         self.layer_index = layer_index
@@ -238,6 +240,7 @@ class Sigmoid(Layer):
     """1/(1+e^-x); caches its *output* y, since dsigma/dx = y(1 - y)."""
 
     kind = "sigmoid"
+    input_key = None
 
     def forward(self, mb, x):
         y = 1.0 / (1.0 + np.exp(-x))
@@ -253,6 +256,7 @@ class Tanh(Layer):
     """tanh(x); caches its *output* y, since dtanh/dx = 1 - y^2."""
 
     kind = "tanh"
+    input_key = None
 
     def forward(self, mb, x):
         y = np.tanh(x)

@@ -7,12 +7,14 @@ Ray actor adds transport and recording around it; the reference adds a loop.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
+from schedules.dependencies import PIPELINE_RULE, DependencyRule, KindRule
 from simulator.model.cache import ActivationCache
 from simulator.model.layers import Layer, Loss
 from simulator.model.recompute import CHECKPOINT, NO_RECOMPUTE, StageRecompute
@@ -22,9 +24,13 @@ class Stage:
     """Layers ``layers`` of the model, all caching into one (per-rank) ActivationCache.
 
     ``run(kind, microbatch_index, payload)`` dispatches through a table, one handler per action
-    kind: ``F`` takes the input activation (and targets on the last stage) and returns the output
-    (or the loss); ``I`` and ``B`` take the output gradient (``None`` on the last stage, which
-    starts from its loss) and return the input gradient; ``W`` takes nothing.
+    kind of ``rule``, chosen by the kind's traits (``handler_for``): a forward (``F``) takes the
+    input activation (and targets on the last stage) and returns the output (or the loss); a
+    backward that sends the gradient takes the output gradient (``None`` on the last stage,
+    which starts from its loss) and returns the input gradient, adding the weight gradient too
+    if it completes it (``B``) or leaving that to a later kind (``I``); one that sends nothing
+    but completes the weight gradient (``W``) takes nothing; any other kind re-runs its share of
+    the forward (``KindRule.work``) on a throwaway cache.
 
     With ``recompute`` (``simulator.model.recompute``) the forward keeps only the input of each
     dropped segment (under the segment's first layer, key ``checkpoint``) and runs the segment
@@ -40,6 +46,7 @@ class Stage:
         layers: list[Layer],
         cache: ActivationCache | None = None,
         recompute: StageRecompute = NO_RECOMPUTE,
+        rule: DependencyRule = PIPELINE_RULE,
     ):
         if not layers:
             raise ValueError("a stage needs at least one layer")
@@ -64,13 +71,25 @@ class Stage:
         # Called with (layer_index, microbatch_index) right after a layer has added that
         # microbatch's contribution to its weight gradient (in W or B).
         self.on_weight_grad: Callable[[int, int], None] | None = None
-        # one handler per action kind, all called as handler(mb, payload, targets)
-        self.handlers: dict[str, Callable] = {
-            "F": self.forward,
-            "I": lambda mb, grad, _targets: self.backward_input(mb, grad),
-            "W": lambda mb, _payload, _targets: self.backward_weight(mb),
-            "B": lambda mb, grad, _targets: self.backward(mb, grad),
-        }
+        self.handlers: dict[str, Callable] = {}
+        self.follow(rule)
+
+    def follow(self, rule: DependencyRule) -> None:
+        """Run ``rule``'s kinds: one handler per kind, all called as handler(mb, payload,
+        targets), each chosen by its kind's traits (``handler_for``)."""
+        self.handlers = {kind: self.handler_for(r) for kind, r in rule.kinds.items()}
+
+    def handler_for(self, rule: KindRule) -> Callable:
+        """The handler of a kind, from its traits (see the class docstring)."""
+        if rule.is_forward:
+            return self.forward
+        if rule.sends_gradient and rule.completes_weight_gradient:
+            return lambda mb, grad, _targets: self.backward(mb, grad)
+        if rule.sends_gradient:
+            return lambda mb, grad, _targets: self.backward_input(mb, grad)
+        if rule.completes_weight_gradient:
+            return lambda mb, _payload, _targets: self.backward_weight(mb)
+        return lambda mb, _payload, _targets: self.forward_share(mb, rule.work.F)
 
     @property
     def layer_indices(self) -> range:
@@ -101,6 +120,22 @@ class Stage:
             x = layer.forward(mb, x)
             position += 1
         return x
+
+    def forward_share(self, mb: int, share: float) -> None:
+        """Re-run ``share`` of this stage's forward for microbatch ``mb`` (its first layers,
+        rounded up, the loss left out) from the input its forward cached, on a throwaway cache:
+        work that changes no state. Nothing when ``share`` is 0."""
+        layers = self.layers[:-1] if self.is_last else self.layers
+        count = min(len(layers), math.ceil(share * len(layers) - 1e-9))
+        if count <= 0:
+            return None
+        first = self.layers[0]
+        key = CHECKPOINT if 0 in self._dropped else first.input_key
+        if key is None:
+            raise ValueError(f"layer {first.name} keeps no input to re-run a forward from")
+        x = self.cache.peek(first.layer_index, mb, key)
+        _forward_on(layers[:count], mb, x, ActivationCache())
+        return None
 
     @contextmanager
     def recomputing(self, mb: int) -> Iterator[None]:

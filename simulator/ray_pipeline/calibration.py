@@ -10,7 +10,9 @@ runtime's share: what a call, a send and a hand-over between ranks cost. So befo
 driver runs a few microbatches through the pipeline one action at a time, nothing else
 computing, and measures:
 
-* each stage's F, I, W and B (the kinds its schedule uses): the shortest of ``repeats`` runs,
+* each stage's kinds (F, I, W and B: those its schedule uses; the forward's chained down the
+  pipeline, the backward that sends the gradient chained up, any other kind alone after the
+  kinds it needs): the shortest of ``repeats`` runs,
   after one warm-up run whose times are dropped (first calls allocate and page in memory).
   The shortest, not the median: other work on the machine only ever lengthens an action, and on
   a shared 2-core VM one of three repeats often ran 10-20% long. These alone times are what the
@@ -45,7 +47,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from schedules.dependencies import Kind
 from simulator.model.cache import ActivationCache
 from simulator.ray_pipeline.machine import (
     NodeState,
@@ -100,7 +101,7 @@ def run_alone(worker, stage_index: int, kind: str, key: int, payload=None, send:
     mb = key % worker.num_microbatches
     rows = slice(mb * worker.rows, (mb + 1) * worker.rows)
     targets = None
-    if kind == "F":
+    if worker.rule.rule(kind).is_forward:  # the data at the first stage, targets at the last
         payload = worker.x[rows] if stage_index == 0 else payload
         targets = worker.y[rows] if stage.is_last else None
     listener, stage.on_weight_grad = stage.on_weight_grad, None
@@ -136,11 +137,12 @@ class _Session:
     def __init__(self, pipeline, repeats: int) -> None:
         self.actors = pipeline.actors.grid[0]
         self.schedule = pipeline.schedule
+        self.rule = pipeline.run_order.rule
         self.to_rank = self.schedule.stage_to_rank
         self.kinds = [set() for _ in range(self.schedule.num_stages)]
         for actions in self.schedule.actions:
             for action in actions:
-                self.kinds[action.stage_index].add(Kind(action.kind).value)
+                self.kinds[action.stage_index].add(str(action.kind))
         self.runs = repeats + 1  # the first of each is a warm-up
         self.durations: dict[tuple[int, str], list[float]] = {}
         self.waits: list[float] = []  # a consumer's start after its producer's end
@@ -185,29 +187,50 @@ class _Session:
             previous = (s, end, send)
 
     def actions(self) -> None:
-        """Every stage's kinds: forward chains, backward chains, then each stage's W."""
+        """Every stage's kinds: forward chains, kinds that need only the forward, backward
+        chains (each stage's backward that sends the gradient, the split one where it runs
+        one), then each stage's other kinds (``W``)."""
         stages = range(self.schedule.num_stages)
         last = self.schedule.num_stages - 1
-        for key in range(self.runs):
-            self.submit([(s, "F", key, s < last) for s in stages], chained=True)
+        rule = self.rule
+        forwards, senders = rule.having("is_forward"), rule.having("sends_gradient")
+        for forward in forwards:
+            for key in range(self.runs):
+                self.submit([(s, forward, key, s < last) for s in stages], chained=True)
+        alone = [k for k in rule.kinds if k not in forwards + senders]
+        early = [k for k in alone if all(set(n.kinds) <= set(forwards) for n in rule.needs(k))]
+        self._alone(early)
         for key in range(self.runs):
             self.submit(
-                [(s, "I" if "I" in self.kinds[s] else "B", key, s > 0) for s in reversed(stages)],
+                [(s, self._sender(s, senders), key, s > 0) for s in reversed(stages)],
                 chained=True,
             )
-        for s in stages:
-            if "W" in self.kinds[s]:
-                self.submit([(s, "W", key, False) for key in range(self.runs)], chained=False)
+        self._alone([k for k in alone if k not in early])
+
+    def _sender(self, stage: int, senders: tuple[str, ...]) -> str:
+        """The backward that sends the gradient to time on ``stage``: one it runs that leaves
+        the weight gradient to a later kind (``I``), else one it runs (``B``), else the first."""
+        runs = [k for k in senders if k in self.kinds[stage]]
+        split = [k for k in runs if not self.rule.rule(k).completes_weight_gradient]
+        return (split or runs or list(senders))[0]
+
+    def _alone(self, kinds: list[str]) -> None:
+        """Time each stage's ``kinds`` that it runs, one call at a time."""
+        for s in range(self.schedule.num_stages):
+            for kind in kinds:
+                if kind in self.kinds[s]:
+                    self.submit([(s, kind, key, False) for key in range(self.runs)], chained=False)
 
     def overheads(self) -> tuple[float, float]:
         """(call overhead, send overhead): the median gap between back-to-back calls on one
         actor whose first returns nothing (each stage's W calls; calls of stage 0's forward),
         and how much longer it is when the first sends its output (stage 0's forward again;
         cache keys past the chains', dropped at the end)."""
+        forward = self.rule.having("is_forward")[0]
         keys = range(self.runs, 3 * self.runs)
-        self.submit([(0, "F", key, False) for key in keys], chained=False)
+        self.submit([(0, forward, key, False) for key in keys], chained=False)
         keys = range(3 * self.runs, 5 * self.runs)
-        self.submit([(0, "F", key, True) for key in keys], chained=False)
+        self.submit([(0, forward, key, True) for key in keys], chained=False)
         call = statistics.median(self.gaps[False])
         return call, max(0.0, statistics.median(self.gaps[True]) - call)
 
@@ -231,7 +254,7 @@ def calibrate(pipeline, repeats: int = REPEATS) -> Calibration:
     costs = [
         {
             kind: min(session.durations[(s, kind)]) if (s, kind) in session.durations else None
-            for kind in ("F", "I", "W", "B")
+            for kind in session.rule.kinds
         }
         for s in range(pipeline.schedule.num_stages)
     ]

@@ -6,6 +6,8 @@ has one job:
 
 * ``rows``: the row types (compute, transfers, cache changes, gradient-ready, ...) as numpy
   column tables;
+* ``kinds``: what each action kind means to a reader (forward or backward, its flow, its
+  legend label and colour key): the dependency rule's traits, re-exported;
 * ``meta``: the typed ``meta`` block (the run's schedule, model split, units, rank memory);
 * ``schema``: the checks a Timeline or profile file passes before anything reads it;
 * ``stats``: peaks, busy time and step ends, vectorised over the rows;
@@ -13,6 +15,17 @@ has one job:
 * ``trace``: the Chrome trace event export that Perfetto opens.
 """
 
+from simulator.timeline.kinds import (
+    PIPELINE_RULE,
+    DependencyRule,
+    Display,
+    KindRule,
+    backward_kinds,
+    forward_kinds,
+    kind_display,
+    received_flows,
+    weight_gradient_kinds,
+)
 from simulator.timeline.meta import LayerMeta, RankMemory, TimelineMeta
 from simulator.timeline.rows import (
     ActionCpu,
@@ -29,12 +42,16 @@ from simulator.timeline.store import SCHEMA_VERSION, RankSummary, Summary, Timel
 from simulator.timeline.trace import save_chrome_trace, to_chrome_trace
 
 __all__ = [
+    "PIPELINE_RULE",
     "SCHEMA_VERSION",
     "ActionCpu",
     "AllReduce",
     "CacheChange",
     "CommEvent",
     "ComputeEvent",
+    "DependencyRule",
+    "Display",
+    "KindRule",
     "GradReady",
     "LayerMeta",
     "OptimizerStep",
@@ -45,6 +62,11 @@ __all__ = [
     "Summary",
     "Timeline",
     "TimelineMeta",
+    "backward_kinds",
+    "forward_kinds",
+    "kind_display",
+    "received_flows",
     "save_chrome_trace",
     "to_chrome_trace",
+    "weight_gradient_kinds",
 ]

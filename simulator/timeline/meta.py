@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from simulator.errors import PebbleError
+from simulator.timeline.kinds import PIPELINE_RULE
 from simulator.timeline.schema import (
     MAX_CHUNKS,
     MAX_DP,
@@ -52,7 +53,7 @@ MAX_MEMORY = 2**60  # bytes: an exabyte per rank is beyond any device
 MAX_FLOPS = 1e30  # per step
 MAX_PEAK_FLOPS = 1e21  # per device
 MAX_CORES = 10**7  # cores a run's ranks share
-ALONE_KINDS = ("F", "I", "W", "B")
+ALONE_KINDS = tuple(PIPELINE_RULE.kinds)  # calibration times each kind of the rule alone
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def _check_throughput(values: dict, label: str) -> None:
 
 
 def _alone_costs(entry, stage: int, label: str) -> dict[str, float | None]:
-    """One stage's alone seconds per kind: F, I, W, B, each a time or null."""
+    """One stage's alone seconds per kind of the rule (F, B, I, W), each a time or null."""
     name = f"meta.alone_costs[{stage}]"
     row = fields_of(entry, name, label, (), ALONE_KINDS)
     return {

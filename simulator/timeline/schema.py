@@ -33,9 +33,9 @@ from operator import itemgetter
 
 import numpy as np
 
-from schedules.dependencies import PIPELINE_RULE, Flow
 from schedules.files import read_bounded
 from simulator.errors import PebbleError
+from simulator.timeline.kinds import PIPELINE_RULE, Flow
 from simulator.timeline.rows import (
     ActionCpu,
     AllReduce,

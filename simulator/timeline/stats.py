@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BACKWARD_KINDS = ("B", "I", "W")
+from simulator.timeline.kinds import PIPELINE_RULE, DependencyRule, backward_kinds, forward_kinds
 
 
 def running_peaks(keys: np.ndarray, deltas: np.ndarray, groups: int) -> np.ndarray:
@@ -40,9 +40,12 @@ def peak_activation_bytes(cache: dict[str, np.ndarray], ranks: int) -> dict[int,
     return {r: int(v) for r, v in enumerate(per_key.max(axis=0))}
 
 
-def peak_inflight(events: dict[str, np.ndarray], ranks: int) -> dict[int, int]:
+def peak_inflight(
+    events: dict[str, np.ndarray], ranks: int, rule: DependencyRule = PIPELINE_RULE
+) -> dict[int, int]:
     """Per rank, most microbatches whose forward there has run and whose last backward (B, I or
-    W, over all the rank's stages) has not, per step; replica 0, ties in execution order."""
+    W: the rule's ``forward_kinds`` and ``backward_kinds``, over all the rank's stages) has
+    not, per step; replica 0, ties in execution order."""
     peak = {r: 0 for r in range(ranks)}
     keep = events["replica"] == 0
     if not keep.any():
@@ -53,10 +56,10 @@ def peak_inflight(events: dict[str, np.ndarray], ranks: int) -> dict[int, int]:
     rank, kind, step, mb = rank[order], kind[order], step[order], mb[order]
     code = (rank.astype(np.int64) * (int(step.max()) + 1) + step) * (int(mb.max()) + 1) + mb
     delta = np.zeros(len(code), dtype=np.int64)
-    forward = np.flatnonzero(kind == "F")
+    forward = np.flatnonzero(np.isin(kind, forward_kinds(rule)))
     _, first = np.unique(code[forward], return_index=True)
     delta[forward[first]] += 1
-    backward = np.flatnonzero(np.isin(kind, BACKWARD_KINDS))
+    backward = np.flatnonzero(np.isin(kind, backward_kinds(rule)))
     if len(backward):
         reversed_codes = code[backward][::-1]
         keys, last_reversed = np.unique(reversed_codes, return_index=True)
