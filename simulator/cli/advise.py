@@ -31,6 +31,7 @@ from simulator.cli.outputs import StagedOutput
 from simulator.cli.printing import emit_json
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
+from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePolicy
 from simulator.run.recompute import recompute_policies
 
@@ -42,6 +43,8 @@ def _request(args):
     model = args.model.strip()
     if args.seq is not None:
         model = f"{model},seq={args.seq}"
+    if getattr(args, "precision", None) is not None:
+        model = f"{model},precision={precision_named(args.precision)}"
     spec = parse_model(model)
     if not spec.is_transformer:
         raise PebbleError("advise searches transformers: give a preset or transformer:... model.")

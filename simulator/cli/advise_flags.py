@@ -30,6 +30,12 @@ def add_advise(sub) -> None:
     )
     advise.add_argument("--seq", type=numbers.count(10**7, ""), help="sequence length")
     advise.add_argument(
+        "--precision",
+        metavar="RECIPE",
+        help="precision recipe of weights, gradients and optimizer state (bf16, bf16-grads, "
+        "fp8, fp32, fp64; default: the model's); each printed simulate line keeps it",
+    )
+    advise.add_argument(
         "--memory-limit", help="bytes per GPU a configuration may use (default: the device's)"
     )
     advise.add_argument("--schedules", help="comma-separated families (default: all)")

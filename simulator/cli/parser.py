@@ -32,6 +32,18 @@ def _add_schedule_args(parser: argparse.ArgumentParser) -> None:
     add_auto_args(parser)
 
 
+PRECISION_HELP = (
+    "precision recipe of weights, gradients and optimizer state: bf16 (Megatron-LM: bf16 weights, "
+    "fp32 gradients, fp32 main weights and Adam, 18 bytes), bf16-grads (ZeRO: 16 bytes), fp8 "
+    "(DeepSeek-V3: bf16 AdamW moments, 14 bytes), fp32 or fp64 (default: the model's)"
+)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: how the model is counted, given to plan_run."""
+    parser.add_argument("--precision", metavar="RECIPE", help=PRECISION_HELP)
+
+
 RECOMPUTE_HELP = (
     "activation recomputation: none, full, selective, every:K, sqrt or budget:BYTES|P%% of the "
     "fullest rank's peak (whole model), or per stage as STAGE:POLICY,... e.g. 0:full,1:none"
@@ -114,6 +126,7 @@ def _add_simulate(sub) -> None:
         "owns a device; default: the --profile's cores, else every rank owns a device",
     )
     add_layout_args(simulate)
+    add_model_args(simulate)
     simulate.add_argument("--recompute", help=RECOMPUTE_HELP)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument("--out", help="write timeline.json and trace.json here")
@@ -123,6 +136,7 @@ def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train for real on Ray, one actor per rank")
     _add_schedule_args(train)
     add_layout_args(train)
+    add_model_args(train)
     train.add_argument("--steps", type=STEPS, default=3)
     train.add_argument("--model", help="model spec (default: an MLP deep enough for the stages)")
     train.add_argument(

@@ -18,6 +18,7 @@ import numpy as np
 from simulator.errors import PebbleError
 from simulator.model.layer_kinds import LAYER_CLASSES
 from simulator.model.layers import Flops, Footprint, Layer, LayerDescription
+from simulator.model.precision import Precision, default_precision
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy", "mse": "mse"}
@@ -69,6 +70,12 @@ class ModelSpec:
     @property
     def itemsize(self) -> int:
         return np.dtype(self.dtype).itemsize
+
+    @property
+    def recipe(self) -> Precision:
+        """Weights, gradients and Adam's two moments in the model's own dtype (what its numpy
+        layers hold): ``fp64`` or ``fp32``."""
+        return default_precision(self.itemsize)
 
     @classmethod
     def parse(cls, text: str) -> ModelSpec:

@@ -18,6 +18,7 @@ from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
 from simulator.model.layout import Layout
 from simulator.model.parse import parse_model
+from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePlan
 from simulator.model.reference import TrainConfig
 from simulator.model.transformer.spec import TransformerSpec
@@ -49,8 +50,9 @@ class RunPlan:
     """A schedule placed on a model under a layout: what every executor and report agrees on.
 
     ``spec`` is the model as this layout counts it (a transformer's tensor and sequence
-    parallelism come from ``layout``); ``microbatch_rows`` are the rows of one microbatch on one
-    data-parallel replica; ``recompute`` is None when every activation is cached.
+    parallelism come from ``layout``, its precision recipe from ``spec.recipe``);
+    ``microbatch_rows`` are the rows of one microbatch on one data-parallel replica;
+    ``recompute`` is None when every activation is cached.
     """
 
     schedule: Schedule
@@ -117,6 +119,22 @@ def default_train_model(num_stages: int) -> str:
     return f"widths=2-{hidden}-3,activation=relu,loss=cross_entropy,dtype=float64"
 
 
+def with_precision(spec, precision: str | None):
+    """``spec`` counted by the precision recipe named ``precision`` (None: as it is). An MLP
+    keeps its own dtype's recipe; naming another is one sentence."""
+    if precision is None:
+        return spec
+    recipe = precision_named(precision)
+    if spec.is_transformer:
+        return replace(spec, precision=recipe.name)
+    if recipe != spec.recipe:
+        raise PebbleError(
+            f"an MLP keeps its weights, gradients and Adam's moments in its own dtype "
+            f"({spec.recipe}); --precision {recipe} applies to transformer models."
+        )
+    return spec
+
+
 def counted_under(spec, layout: Layout):
     """``spec`` as ``layout`` counts it: a transformer's layer-sharding degrees (tensor,
     sequence, ...) set from the layout (one sentence if the model cannot be split so)."""
@@ -157,12 +175,15 @@ def plan_run(
     steps: int = 1,
     sync: bool = True,
     cores: int | None = None,
+    precision: str | None = None,
 ) -> RunPlan:
     """Place ``schedule`` on ``model`` under ``layout`` (default: as the model text says, one
     replica). ``batch_size`` is rows per step over every replica (default: 32 rows of an MLP, or
     one sequence of a transformer, per microbatch and replica). ``recompute`` (``--recompute``)
-    is resolved for this partition: a budget is solved for this schedule."""
-    spec = resolve_model(model, schedule.num_stages)
+    is resolved for this partition: a budget is solved for this schedule. ``precision`` names
+    the recipe whole-rank memory counts (``bf16``, ``bf16-grads``, ``fp8``, ``fp32``, ``fp64``;
+    None: as the model says)."""
+    spec = with_precision(resolve_model(model, schedule.num_stages), precision)
     layout = (layout or layout_of_model(spec)).with_pipeline(schedule.num_ranks, schedule.chunks)
     spec = counted_under(spec, layout)
     m = schedule.num_microbatches

@@ -1,17 +1,16 @@
 """What one pipeline rank holds besides activations: parameters, gradients, optimizer state and
 point-to-point receive buffers, from the model split alone.
 
-Precision (bytes per parameter), as mixed-precision training keeps them:
+Bytes per parameter come from the spec's precision recipe (``spec.recipe``, a
+``simulator.model.precision.Precision``): weights, gradients, and the optimizer state (master
+weights and moments). A 2-byte model counts the 2-byte default recipe unless its spec names
+another; a numpy model (float32/64) keeps weights, gradients and Adam's two moments in its own
+dtype (itemsize, itemsize, 2 x itemsize).
 
-* 2-byte models (bf16/fp16): weights 2, gradients 2, Adam state 12 (fp32 master weights,
-  momentum and variance: 4 + 4 + 4). Korthikanti et al. 2022 and Rajbhandari et al. 2020
-  (ZeRO) count the same 16 bytes per parameter.
-* numpy models (float32/64): weights, gradients, and Adam's two moments in the model's own
-  dtype (itemsize, itemsize, 2 x itemsize).
-
-With a distributed optimizer (ZeRO-1), the optimizer state is sharded over the data-parallel
-replicas. A receive buffer holds one incoming activation (from the previous stage, when it
-lives on another rank) and one incoming gradient (from the next stage, likewise).
+With a distributed optimizer (ZeRO-1), the parts of the optimizer state the recipe lets it shard
+(master weights and moments) are split over the data-parallel replicas. A receive buffer holds
+one incoming activation (from the previous stage, when it lives on another rank) and one
+incoming gradient (from the next stage, likewise).
 """
 
 from __future__ import annotations
@@ -21,16 +20,15 @@ from collections.abc import Sequence
 from schedules.actions import Schedule
 from simulator.model.layout import Layout
 from simulator.model.partitioning import Partition, boundary_bytes
+from simulator.model.precision import Precision, default_precision
 from simulator.timeline import RankMemory
-
-MIXED_PRECISION_OPTIMIZER_BYTES = 12  # fp32 master weights + Adam momentum + variance
 
 
 def bytes_per_parameter(itemsize: int) -> tuple[int, int, int]:
-    """(weights, gradients, optimizer state) bytes per parameter for a model of ``itemsize``."""
-    if itemsize == 2:
-        return 2, 2, MIXED_PRECISION_OPTIMIZER_BYTES
-    return itemsize, itemsize, 2 * itemsize
+    """(weights, gradients, optimizer state) bytes per parameter of the default recipe of a
+    model of ``itemsize`` (``default_precision``)."""
+    recipe = default_precision(itemsize)
+    return recipe.weights, recipe.gradients, recipe.optimizer_state
 
 
 def static_memory(
@@ -40,8 +38,9 @@ def static_memory(
     microbatch_rows: int,
     layout: Layout | None = None,
 ) -> list[RankMemory]:
-    """Per rank, the memory that does not depend on the schedule's timing; ``layout`` (default:
-    one replica, nothing sharded) says over how many replicas the optimizer state is split."""
+    """Per rank, the memory that does not depend on the schedule's timing, counted by the spec's
+    precision recipe; ``layout`` (default: one replica, nothing sharded) says over how many
+    replicas the optimizer state is split."""
     infos = spec.layers()
     stage_params = [
         sum(spec.param_count(infos[i]) for i in layers) for layers in partition.stage_layers
@@ -50,7 +49,7 @@ def static_memory(
         schedule.stage_to_rank,
         stage_params,
         boundary_bytes(spec, partition, microbatch_rows),
-        spec.itemsize,
+        spec.recipe,
         layout.optimizer_shards if layout is not None else 1,
     )
 
@@ -59,14 +58,14 @@ def rank_static_memory(
     owner: Sequence[int],
     stage_params: Sequence[int],
     sends: Sequence[int],
-    itemsize: int,
+    recipe: Precision,
     shards: int = 1,
 ) -> list[RankMemory]:
     """Per rank, from each stage's rank (``owner``), parameters and bytes sent to the next
-    stage per microbatch: the weights, gradients and optimizer state (split ``shards`` ways) of
-    its stages, and a receive buffer for each neighbouring stage on another rank (the activation
-    coming in, the gradient coming back). ``advise``'s bounds count the same way."""
-    weight, gradient, state = bytes_per_parameter(itemsize)
+    stage per microbatch: the weights, gradients and optimizer state of its stages under the
+    precision ``recipe`` (its sharded part split ``shards`` ways), and a receive buffer for each
+    neighbouring stage on another rank (the activation coming in, the gradient coming back).
+    ``advise``'s bounds count the same way."""
     last = len(owner) - 1
     params = [0] * (max(owner) + 1)
     buffers = [0] * len(params)
@@ -76,15 +75,15 @@ def rank_static_memory(
             buffers[rank] += sends[stage - 1]  # the activation coming in
         if stage < last and owner[stage + 1] != rank:
             buffers[rank] += sends[stage]  # the gradient coming back
-    return [
-        RankMemory(
-            parameters=p * weight,
-            gradients=p * gradient,
-            optimizer_state=-(-p * state // shards),
-            receive_buffers=b,
+    memory = []
+    for p, b in zip(params, buffers, strict=True):
+        weights, gradients, state = recipe.rank_bytes(p, shards)
+        memory.append(
+            RankMemory(
+                parameters=weights, gradients=gradients, optimizer_state=state, receive_buffers=b
+            )
         )
-        for p, b in zip(params, buffers, strict=True)
-    ]
+    return memory
 
 
 def model_flops_per_row(spec) -> float:

@@ -45,6 +45,7 @@ from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.recompute_costs import apply_recompute
 from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
+from simulator.model.precision import Precision
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.transformer.spec import TransformerSpec
 from simulator.run.rank_memory import rank_static_memory
@@ -80,6 +81,7 @@ class StageTable:
     params: tuple[int, ...]  # on one tensor-parallel rank
     sends: tuple[int, ...]  # bytes to the next stage
     itemsize: int
+    recipe: Precision  # bytes per parameter of weights, gradients and optimizer state
     latency: float
     bandwidth: float
     policy: str = "none"
@@ -112,6 +114,7 @@ def stage_table(
         params=params,
         sends=costs.boundary_bytes,
         itemsize=local.itemsize,
+        recipe=local.recipe,
         latency=costs.comm_latency,
         bandwidth=costs.comm_bandwidth,
         policy=policy,
@@ -183,7 +186,7 @@ def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable) -> list[
         stage_to_rank(traits, c.pp, c.chunks),
         table.params,
         [sent * c.microbatch_size for sent in table.sends],
-        table.itemsize,
+        table.recipe,
         c.layout.optimizer_shards,
     )
     return [m.total for m in memory]

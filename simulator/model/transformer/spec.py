@@ -12,6 +12,11 @@ Text form (``--model``)::
 and ``sp`` are the tensor-parallel degree and sequence parallelism the spec is counted under
 (its ``layout``; a run's plan sets it from the run's ``Layout``); the numpy layers always run
 unsharded.
+
+``precision`` names the recipe whole-rank memory counts (``simulator.model.precision``: bytes of
+weights, gradients, master weights and optimizer moments per parameter); left out, a 2-byte
+model counts the 2-byte default and a float32/float64 model its own dtype. The text shows it only
+when it is not that default.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, fields, replace
 from simulator.errors import PebbleError
 from simulator.model.layers import Layer
 from simulator.model.layout import UNSHARDED, Layout
+from simulator.model.precision import Precision, default_precision, precision_named
 from simulator.model.transformer.config import TransformerConfig
 from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.layers import TransformerLayerInfo, transformer_layer_infos
@@ -32,6 +38,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _CONFIG_KEYS = {f.name: f.type for f in fields(TransformerConfig)}
 _ALIASES = {"tied": "tied_embeddings"}
 _REQUIRED = ("layers", "hidden", "heads", "seq", "vocab")
+_SPEC_KEYS = ("dtype", "seed", "tp", "sp", "precision")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class TransformerSpec:
     dtype: str = "float64"
     seed: int = 0
     layout: Layout = UNSHARDED
+    precision: str | None = None  # a recipe name; None: the dtype's default
 
     def __post_init__(self) -> None:
         if self.dtype not in ITEMSIZE:
@@ -59,10 +67,21 @@ class TransformerSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed!r}.")
         Dims(self.config, 1, self.itemsize, self.layout)  # the degrees must divide the model
+        if self.precision is not None:
+            recipe = precision_named(self.precision)
+            default = recipe == default_precision(self.itemsize)
+            object.__setattr__(self, "precision", None if default else recipe.name)
 
     @property
     def itemsize(self) -> int:
         return ITEMSIZE[self.dtype]
+
+    @property
+    def recipe(self) -> Precision:
+        """The precision recipe whole-rank memory counts (named, or the dtype's default)."""
+        if self.precision is None:
+            return default_precision(self.itemsize)
+        return precision_named(self.precision)
 
     @property
     def widths(self) -> tuple[int, int]:
@@ -104,6 +123,8 @@ class TransformerSpec:
             f"tp={self.layout.tensor}",
             f"sp={int(self.layout.sequence_parallel)}",
         ]
+        if self.precision is not None:
+            values.append(f"precision={self.precision}")
         return PREFIX + ",".join(v for v in values if not v.endswith("=None"))
 
     @classmethod
@@ -115,9 +136,9 @@ class TransformerSpec:
         for part in filter(None, (p.strip() for p in body.split(","))):
             key, sep, value = (s.strip() for s in part.partition("="))
             key = _ALIASES.get(key, key)
-            target = spec_values if key in ("dtype", "seed", "tp", "sp") else config_values
+            target = spec_values if key in _SPEC_KEYS else config_values
             if not sep or (key not in _CONFIG_KEYS and target is config_values):
-                known = ", ".join(sorted([*_CONFIG_KEYS, "dtype", "seed", "tp", "sp", "tied"]))
+                known = ", ".join(sorted([*_CONFIG_KEYS, *_SPEC_KEYS, "tied"]))
                 raise PebbleError(f"cannot read {part!r} in model {text!r}; keys are {known}.")
             if key in target:
                 raise PebbleError(f"model {text!r} gives {key} twice.")
@@ -144,7 +165,7 @@ def _text(value: object) -> str:
 
 def _value(key: str, value: str, text: str) -> object:
     """One value of a transformer spec, typed by its key."""
-    if key in ("mlp", "norm", "position", "dtype"):
+    if key in ("mlp", "norm", "position", "dtype", "precision"):
         return value
     if key in ("tied_embeddings", "bias", "sp"):
         if value.lower() not in _TRUE + _FALSE:
