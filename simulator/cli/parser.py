@@ -37,11 +37,18 @@ PRECISION_HELP = (
     "fp32 gradients, fp32 main weights and Adam, 18 bytes), bf16-grads (ZeRO: 16 bytes), fp8 "
     "(DeepSeek-V3: bf16 AdamW moments, 14 bytes), fp32 or fp64 (default: the model's)"
 )
+SPLIT_HELP = (
+    "how the model is cut into stages: balanced (by FLOPs, default), even (Megatron-LM: the "
+    "transformer blocks split evenly, the embedding on the first stage, the head on the last) "
+    "or N,N,... transformer (MLP: Linear) blocks per stage"
+)
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """``--precision``: how the model is counted, given to plan_run."""
+def add_model_args(parser: argparse.ArgumentParser, split: bool = True) -> None:
+    """``--precision`` (and ``--split``): how the model is counted and cut, given to plan_run."""
     parser.add_argument("--precision", metavar="RECIPE", help=PRECISION_HELP)
+    if split:
+        parser.add_argument("--split", metavar="balanced|even|N,N,...", help=SPLIT_HELP)
 
 
 RECOMPUTE_HELP = (

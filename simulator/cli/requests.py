@@ -65,7 +65,7 @@ def cost_source(args) -> CostSource:
 def plan_from_args(args, train: bool = False) -> RunPlan:
     """The run ``args`` asks for (``simulate``, ``train`` or ``export``): its schedule (``auto``
     searched on the command's own model and costs), model and its precision recipe, layout,
-    batch and recompute."""
+    split, batch and recompute."""
     check_auto_flags(args)
     steps = getattr(args, "steps", 1)
     auto = is_auto(args.schedule)
@@ -97,6 +97,7 @@ def plan_from_args(args, train: bool = False) -> RunPlan:
         sync=not getattr(args, "no_sync", False),
         cores=cores or None,
         precision=getattr(args, "precision", None),
+        split=getattr(args, "split", None),
     )
     if auto:
         objective = "span" if getattr(args, "no_sync", False) else "makespan"

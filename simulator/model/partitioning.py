@@ -1,7 +1,13 @@
-"""How the layer list is split into contiguous stages, balanced by FLOPs.
+"""How the layer list is split into contiguous stages: balanced by FLOPs (the default), or by
+a number of blocks per stage (``even``, Megatron-LM's rule, or given; ``split.Split``).
 
 Why a module of its own: the partition is the one place where the model meets the schedule
 (``p * v`` stages); both executors and the reference read it, and only this module decides it.
+
+Where the embedding and the head go: under ``even`` and an explicit ``N,N,...`` the embedding
+(and its dropout) joins the first stage and the final norm, LM head and loss join the last, as
+in Megatron-LM; under ``balanced`` they sit wherever their FLOPs put the cuts (the embedding is
+always on the first stage and the head on the last, being the model's ends).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 
 from simulator.errors import PebbleError
 from simulator.model.spec import LayerInfo, ModelSpec
+from simulator.model.split import Split
 
 
 @dataclass(frozen=True)
@@ -36,21 +43,61 @@ class Partition:
         return stage_index
 
 
-def partition(spec: ModelSpec, num_stages: int) -> Partition:
-    """Split the model into ``num_stages`` contiguous stages balanced by forward+backward FLOPs.
-
-    Cuts fall between blocks (Linear + its norm and activation) when there are enough blocks,
-    so a stage never separates a Linear from its activation; otherwise between single layers.
-    """
+def partition(spec: ModelSpec, num_stages: int, split: Split | str | None = None) -> Partition:
+    """Split the model into ``num_stages`` contiguous stages by ``split`` (``balanced``, the
+    default; ``even``; or blocks per stage, ``6,6,5,5``: see ``split.Split``)."""
     if num_stages < 1:
         raise PebbleError(f"a model needs at least one stage, got {num_stages}.")
-    infos = spec.layers()
+    rule = Split.parse(split)
+    if rule.rule == "balanced":
+        return balanced_partition(spec, num_stages)
+    return _by_block_counts(spec, num_stages, rule)
+
+
+def _blocks(infos) -> list[list[LayerInfo]]:
+    """The layers grouped by partition unit (``block``), in model order."""
     blocks: list[list[LayerInfo]] = []
     for info in infos:
         if blocks and blocks[-1][0].block == info.block:
             blocks[-1].append(info)
         else:
             blocks.append([info])
+    return blocks
+
+
+def _by_block_counts(spec, num_stages: int, rule: Split) -> Partition:
+    """Stages of a given number of transformer blocks (an MLP's Linear blocks) each; a
+    transformer's embedding joins the first stage and its head the last."""
+    blocks = _blocks(spec.layers())
+    first, core, last = (
+        ([blocks[0]], blocks[1:-1], [blocks[-1]]) if spec.is_transformer else ([], blocks, [])
+    )
+    what = "transformer blocks" if spec.is_transformer else "Linear blocks"
+    counts = rule.block_counts(len(core), num_stages, what)
+    ranges, taken = [], 0
+    for stage, count in enumerate(counts):
+        ends = (stage == 0 and first) or (stage == num_stages - 1 and last)
+        if count == 0 and not ends:
+            raise PebbleError(
+                f"--split {rule.to_text()} leaves stage {stage} without a block; only a "
+                "transformer's first and last stages may hold none (they hold the embedding "
+                "and the head)."
+            )
+        units = (first if stage == 0 else []) + core[taken : taken + count]
+        units += last if stage == num_stages - 1 else []
+        taken += count
+        ranges.append(range(units[0][0].index, units[-1][-1].index + 1))
+    return Partition(tuple(ranges))
+
+
+def balanced_partition(spec: ModelSpec, num_stages: int) -> Partition:
+    """Split the model into ``num_stages`` contiguous stages balanced by forward+backward FLOPs.
+
+    Cuts fall between blocks (Linear + its norm and activation) when there are enough blocks,
+    so a stage never separates a Linear from its activation; otherwise between single layers.
+    """
+    infos = spec.layers()
+    blocks = _blocks(infos)
     if len(blocks) < num_stages and not spec.is_transformer:  # a transformer block never splits
         blocks = [[info] for info in infos]
     if len(blocks) < num_stages:

@@ -21,6 +21,7 @@ from simulator.model.parse import parse_model
 from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePlan
 from simulator.model.reference import TrainConfig
+from simulator.model.split import BALANCED, Split
 from simulator.model.transformer.spec import TransformerSpec
 from simulator.run.recompute import resolve_recompute
 
@@ -50,9 +51,9 @@ class RunPlan:
     """A schedule placed on a model under a layout: what every executor and report agrees on.
 
     ``spec`` is the model as this layout counts it (a transformer's tensor and sequence
-    parallelism come from ``layout``, its precision recipe from ``spec.recipe``);
-    ``microbatch_rows`` are the rows of one microbatch on one data-parallel replica;
-    ``recompute`` is None when every activation is cached.
+    parallelism come from ``layout``, its precision recipe from ``spec.recipe``); ``partition``
+    is cut by ``split``; ``microbatch_rows`` are the rows of one microbatch on one
+    data-parallel replica; ``recompute`` is None when every activation is cached.
     """
 
     schedule: Schedule
@@ -65,6 +66,7 @@ class RunPlan:
     steps: int = 1
     sync: bool = True  # every step waits for the previous optimizer step
     cores: int | None = None  # the ranks share this many cores (None: a device each)
+    split: Split = BALANCED  # the rule ``partition`` was cut by
 
     @property
     def batch_size(self) -> int:
@@ -176,21 +178,25 @@ def plan_run(
     sync: bool = True,
     cores: int | None = None,
     precision: str | None = None,
+    split: Split | str | None = None,
 ) -> RunPlan:
     """Place ``schedule`` on ``model`` under ``layout`` (default: as the model text says, one
     replica). ``batch_size`` is rows per step over every replica (default: 32 rows of an MLP, or
     one sequence of a transformer, per microbatch and replica). ``recompute`` (``--recompute``)
     is resolved for this partition: a budget is solved for this schedule. ``precision`` names
     the recipe whole-rank memory counts (``bf16``, ``bf16-grads``, ``fp8``, ``fp32``, ``fp64``;
-    None: as the model says)."""
+    None: as the model says). ``split`` cuts the stages (``balanced``, the default: by FLOPs;
+    ``even``: Megatron's equal blocks, the embedding on the first stage and the head on the
+    last; ``6,6,5,5``: blocks per stage)."""
     spec = with_precision(resolve_model(model, schedule.num_stages), precision)
+    split = Split.parse(split)
     layout = (layout or layout_of_model(spec)).with_pipeline(schedule.num_ranks, schedule.chunks)
     spec = counted_under(spec, layout)
     m = schedule.num_microbatches
     if batch_size is None:
         batch_size = (1 if spec.is_transformer else DEFAULT_MICROBATCH_ROWS) * m * layout.data
     rows = microbatch_rows(batch_size, m, layout.data)
-    parts = partition(spec, schedule.num_stages)
+    parts = partition(spec, schedule.num_stages, split)
     return RunPlan(
         schedule=schedule,
         spec=spec,
@@ -202,4 +208,5 @@ def plan_run(
         steps=steps,
         sync=sync,
         cores=cores,
+        split=split,
     )

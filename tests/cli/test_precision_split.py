@@ -1,5 +1,5 @@
-"""``--precision`` (simulate, train, advise): the flag reaches ``plan_run``, changes what it
-says and nothing else, and bad values are one sentence."""
+"""``--precision`` (simulate, train, advise) and ``--split`` (simulate, train): the flags reach
+``plan_run``, change what they say and nothing else, and bad values are one sentence."""
 
 from __future__ import annotations
 
@@ -113,6 +113,46 @@ def test_advise_keeps_the_recipe_in_every_printed_line():
 )
 def test_bad_values_are_one_sentence(capsys, argv, says):
     code = main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.strip().splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in captured.err
+    assert says in lines[0]
+
+
+@pytest.mark.parametrize("command", ["simulate", "train"])
+def test_the_commands_that_plan_a_run_take_split(command):
+    assert "--split" in flags_of(command)
+
+
+def test_simulate_cuts_the_stages_as_split_says(tmp_path):
+    code, _ = quiet_main(["simulate", *RUN, "--model", MODEL, "--split", "1,7", "--out", tmp_path])
+    assert code == 0
+    layers = json.loads((tmp_path / "timeline.json").read_text())["meta"]["layers"]
+    stage_of_block: dict[int, set[int]] = {}
+    for layer in layers:
+        stage_of_block.setdefault(layer["block"], set()).add(layer["stage"])
+    assert stage_of_block[0] == stage_of_block[1] == {0}  # the embedding and one block
+    assert all(stage_of_block[b] == {1} for b in range(2, 10))  # seven blocks and the head
+
+
+def test_train_plans_with_the_split():
+    setup = prepare_training(
+        train_args("--model", MODEL.replace("bfloat16", "float32"), "--split", "even")
+    )
+    assert setup.plan.split.to_text() == "even"
+    assert len(setup.plan.partition.stage_layers) == 2
+
+
+@pytest.mark.parametrize(
+    ("split", "says"),
+    [
+        ("sideways", "cannot read split 'sideways'"),
+        ("3,3", "gives 6 transformer blocks over 2 stages, but the model has 8"),
+        ("8,0,0", "gives 8 transformer blocks over 3 stages"),
+    ],
+)
+def test_a_split_that_does_not_fit_is_one_sentence(capsys, split, says):
+    code = main(["simulate", *RUN, "--model", MODEL, "--split", split])
     captured = capsys.readouterr()
     lines = [line for line in captured.err.strip().splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "Traceback" not in captured.err
