@@ -21,6 +21,10 @@ of ``heads / kv_heads`` query heads, so a (b, heads, ...) tensor is viewed as
 Rotary position embedding (``position="rope"``) rotates q and k after the split; the cached q
 and k are the rotated ones, and the backward rotates their gradients back (a rotation's inverse
 is its transpose), so RoPE adds no cached bytes.
+
+The split, the grouping and RoPE live in ``AttentionHeads``, which the fused core
+(``flash_attention.FlashAttention``, ``config.attention = "flash"``) shares: it keeps q, k, v,
+the output and a log-sum-exp instead of the s x s tensors above.
 """
 
 from __future__ import annotations
@@ -61,8 +65,91 @@ def rotate_back(grad, cos, sin):
     return grad * cos + np.concatenate([u2, -u1], axis=-1)
 
 
+class AttentionHeads(Rules, Layer):
+    """What every attention core shares, whatever it caches: packed ``[q | k | v]`` in, heads
+    concatenated out, grouped-query heads and rotary positions.
+
+    Why a base apart from the cores: the math core (``CausalSelfAttention``) and the fused one
+    (``flash_attention.FlashAttention``) differ only in what they keep and how they tile; the
+    split of the packed input, the grouping of query heads by their key/value head and RoPE must
+    be the same code, so the two agree to rounding.
+    """
+
+    def __init__(self, layer_index, heads, kv_heads, head_dim, dtype, p=0.0, seed=0, rope=False):
+        super().__init__(layer_index, (heads + 2 * kv_heads) * head_dim, heads * head_dim, dtype)
+        if heads % kv_heads:
+            raise PebbleError(f"heads {heads} is not a multiple of kv_heads {kv_heads}.")
+        if rope and head_dim % 2:
+            raise PebbleError(f"rotary embeddings need an even head width, got {head_dim}.")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+        self.p, self.seed, self.rope = float(p), int(seed), rope
+        self.dropout_step = 0
+
+    # ---------------------------------------------------------------- shapes
+    def _split(self, x):
+        """(b, s, (a + 2kv) d) -> q (b, a, s, d), k and v (b, kv, s, d), contiguous copies;
+        q and k rotated when the layer uses RoPE."""
+        b, s, _ = x.shape
+        a, kv, d = self.heads, self.kv_heads, self.head_dim
+        bounds = np.cumsum([a * d, kv * d])
+        parts = np.split(x, bounds, axis=-1)
+        q, k, v = [
+            np.ascontiguousarray(part.reshape(b, s, n, d).transpose(0, 2, 1, 3))
+            for part, n in zip(parts, (a, kv, kv), strict=True)
+        ]
+        if self.rope:
+            cos, sin = rope_tables(s, d, self.dtype)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        return q, k, v
+
+    def _packed_grad(self, d_q, d_k, d_v):
+        """The gradient of the packed input from those of (rotated) q, k and of v."""
+        if self.rope:
+            cos, sin = rope_tables(d_q.shape[2], self.head_dim, self.dtype)
+            d_q, d_k = rotate_back(d_q, cos, sin), rotate_back(d_k, cos, sin)
+        return np.concatenate([self._merge(d_q), self._merge(d_k), self._merge(d_v)], axis=-1)
+
+    def _heads(self, grad_out):
+        """(b, s, a d) -> (b, a, s, d)."""
+        b, s, _ = grad_out.shape
+        return grad_out.reshape(b, s, self.heads, self.head_dim).transpose(0, 2, 1, 3)
+
+    @staticmethod
+    def _merge(t):
+        """(b, n, s, d) -> (b, s, n d)."""
+        b, n, s, d = t.shape
+        return t.transpose(0, 2, 1, 3).reshape(b, s, n * d)
+
+    def _grouped(self, t):
+        """(b, a, s, x) -> (b, kv, a / kv, s, x): query heads grouped by their key/value head."""
+        b, _, s, last = t.shape
+        return t.reshape(b, self.kv_heads, self.heads // self.kv_heads, s, last)
+
+    def _ungrouped(self, t):
+        b, _, _, s, last = t.shape
+        return t.reshape(b, self.heads, s, last)
+
+    # ---------------------------------------------------------------- rules
+    @classmethod
+    def widths(cls, config: TransformerConfig):
+        return (config.heads + 2 * config.num_kv_heads) * config.head_dim, config.hidden
+
+    @classmethod
+    def from_config(cls, layer_index, config: TransformerConfig, dtype, rng, seed):
+        return cls(
+            layer_index,
+            config.heads,
+            config.num_kv_heads,
+            config.head_dim,
+            dtype,
+            p=config.dropout,
+            seed=seed,
+            rope=config.position == "rope",
+        )
+
+
 @on_stream
-class CausalSelfAttention(Rules, Layer):
+class CausalSelfAttention(AttentionHeads):
     """Multi-head (or grouped-query) causal attention on packed ``[q | k | v]`` input of shape
     (b, s, (heads + 2 kv_heads) head_dim); output (b, s, heads head_dim), heads concatenated.
 
@@ -81,46 +168,12 @@ class CausalSelfAttention(Rules, Layer):
     RECOMPUTED_FLOPS_SHARE = 0.5
 
     def __init__(self, layer_index, heads, kv_heads, head_dim, dtype, p=0.0, seed=0, rope=False):
-        super().__init__(layer_index, (heads + 2 * kv_heads) * head_dim, heads * head_dim, dtype)
-        if heads % kv_heads:
-            raise PebbleError(f"heads {heads} is not a multiple of kv_heads {kv_heads}.")
-        if rope and head_dim % 2:
-            raise PebbleError(f"rotary embeddings need an even head width, got {head_dim}.")
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.p, self.seed, self.rope = float(p), int(seed), rope
-        self.dropout_step = 0
+        super().__init__(layer_index, heads, kv_heads, head_dim, dtype, p, seed, rope)
         self.selective = False
 
     def recomputing(self, mb):
         """The context a recompute runs in (a Stage replaces it to time the sub-span)."""
         return contextlib.nullcontext()
-
-    # ---------------------------------------------------------------- shapes
-    def _split(self, x):
-        """(b, s, (a + 2kv) d) -> q (b, a, s, d), k and v (b, kv, s, d), contiguous copies."""
-        b, s, _ = x.shape
-        a, kv, d = self.heads, self.kv_heads, self.head_dim
-        bounds = np.cumsum([a * d, kv * d])
-        parts = np.split(x, bounds, axis=-1)
-        return [
-            np.ascontiguousarray(part.reshape(b, s, n, d).transpose(0, 2, 1, 3))
-            for part, n in zip(parts, (a, kv, kv), strict=True)
-        ]
-
-    @staticmethod
-    def _merge(t):
-        """(b, n, s, d) -> (b, s, n d)."""
-        b, n, s, d = t.shape
-        return t.transpose(0, 2, 1, 3).reshape(b, s, n * d)
-
-    def _grouped(self, t):
-        """(b, a, s, x) -> (b, kv, a / kv, s, x): query heads grouped by their key/value head."""
-        b, _, s, last = t.shape
-        return t.reshape(b, self.kv_heads, self.heads // self.kv_heads, s, last)
-
-    def _ungrouped(self, t):
-        b, _, _, s, last = t.shape
-        return t.reshape(b, self.heads, s, last)
 
     # ---------------------------------------------------------------- forward
     def _probabilities(self, q, k):
@@ -151,9 +204,6 @@ class CausalSelfAttention(Rules, Layer):
 
     def forward(self, mb, x):
         q, k, v = self._split(x)
-        if self.rope:
-            cos, sin = rope_tables(x.shape[1], self.head_dim, self.dtype)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         self._put(mb, "q", q)
         self._put(mb, "k", k)
         weights = self._scores(mb, q, k, cache=not self.selective)
@@ -162,9 +212,7 @@ class CausalSelfAttention(Rules, Layer):
 
     # ---------------------------------------------------------------- backward
     def backward_input(self, mb, grad_out):
-        b, s, _ = grad_out.shape
-        heads = grad_out.reshape(b, s, self.heads, self.head_dim).transpose(0, 2, 1, 3)
-        grad = self._grouped(heads)
+        grad = self._grouped(self._heads(grad_out))
         if self.selective:  # put back what the forward dropped
             with self.recomputing(mb):
                 self._scores(mb, self._peek(mb, "q"), self._peek(mb, "k"), cache=True)
@@ -185,10 +233,7 @@ class CausalSelfAttention(Rules, Layer):
         d_scores = self._grouped(d_scores * (1.0 / math.sqrt(self.head_dim)))
         d_q = self._ungrouped(d_scores @ k[:, :, None])
         d_k = (d_scores.swapaxes(-1, -2) @ self._grouped(q)).sum(axis=2)
-        if self.rope:
-            cos, sin = rope_tables(s, self.head_dim, self.dtype)
-            d_q, d_k = rotate_back(d_q, cos, sin), rotate_back(d_k, cos, sin)
-        return np.concatenate([self._merge(d_q), self._merge(d_k), self._merge(d_v)], axis=-1)
+        return self._packed_grad(d_q, d_k, d_v)
 
     # ---------------------------------------------------------------- rules
     @classmethod
@@ -210,20 +255,3 @@ class CausalSelfAttention(Rules, Layer):
         has two matrix multiplies for each."""
         forward = 2 * 2.0 * dims.s * dims.s * dims.d * dims.local_heads
         return Flops(F=forward, I=2 * forward, W=0.0)
-
-    @classmethod
-    def widths(cls, config: TransformerConfig):
-        return (config.heads + 2 * config.num_kv_heads) * config.head_dim, config.hidden
-
-    @classmethod
-    def from_config(cls, layer_index, config: TransformerConfig, dtype, rng, seed):
-        return cls(
-            layer_index,
-            config.heads,
-            config.num_kv_heads,
-            config.head_dim,
-            dtype,
-            p=config.dropout,
-            seed=seed,
-            rope=config.position == "rope",
-        )

@@ -35,6 +35,7 @@ from simulator.model.transformer.config import TransformerConfig
 from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.dropout import Dropout, set_dropout_step
 from simulator.model.transformer.embedding import Embedding, TokenCrossEntropy
+from simulator.model.transformer.flash_attention import FlashAttention
 from simulator.model.transformer.linear import (
     AttentionProjection,
     LMHead,
@@ -69,6 +70,10 @@ TRANSFORMER_LAYER_CLASSES: dict[str, type[Layer]] = {
 """Layer kind -> class. The kinds differ from the MLP layers' kinds in ``layers.LAYER_CLASSES``,
 so the two tables can be merged."""
 
+ATTENTION_CLASSES: dict[str, type[Layer]] = {"math": CausalSelfAttention, "flash": FlashAttention}
+"""``config.attention_kind`` -> the class of the ``attention`` kind: the same place in a block
+(the same kind, widths and neighbours), a different core (what it caches, its backward FLOPs)."""
+
 
 def _block_kinds(config: TransformerConfig) -> list[str]:
     """The layer kinds of one transformer block, in chain order."""
@@ -98,6 +103,8 @@ class TransformerLayerInfo(LayerDescription):
 
     @property
     def cls(self) -> type[Layer]:
+        if self.kind == "attention":
+            return ATTENTION_CLASSES[self.config.attention_kind]
         return TRANSFORMER_LAYER_CLASSES[self.kind]
 
     @property
@@ -178,12 +185,14 @@ def transformer_layers(
 
 
 __all__ = [
+    "ATTENTION_CLASSES",
     "TRANSFORMER_LAYER_CLASSES",
     "AttentionProjection",
     "CausalSelfAttention",
     "Dims",
     "Dropout",
     "Embedding",
+    "FlashAttention",
     "LMHead",
     "MLPDown",
     "MLPGELU",
