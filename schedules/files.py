@@ -12,6 +12,8 @@ import stat
 
 from schedules.errors import PebbleError
 
+CHUNK_BYTES = 1 << 20
+
 
 def read_bounded(
     path, label: str, what: str, limit: int, limit_name: str, error: type = PebbleError
@@ -32,8 +34,12 @@ def read_bounded(
             f"{label} is {info.st_size} bytes, over the {limit}-byte limit for a {what} file "
             f"({limit_name})."
         )
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
+    chunks, size = [], 0
+    with open(path, "rb") as handle:  # in pieces: read(limit + 1) would reserve the limit at once
+        while size <= limit and (chunk := handle.read(min(CHUNK_BYTES, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b"".join(chunks)
     if len(data) > limit:  # a pipe has no size up front
         raise error(f"{label} is over the {limit}-byte limit for a {what} file ({limit_name}).")
     return data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import tracemalloc
 
 import pytest
 
@@ -11,9 +11,11 @@ from simulator.run.limits import BYTES_PER_ACTION, machine_memory, max_actions
 
 
 def run(capsys, *argv) -> tuple[int, str]:
-    began = time.perf_counter()
+    tracemalloc.start()
     code = main([str(a) for a in argv])
-    assert time.perf_counter() - began < 5, "refusals must come before the work"
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200 * 2**20, "refusals must come before the work is allocated"
     return code, capsys.readouterr().err
 
 

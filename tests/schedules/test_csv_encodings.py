@@ -89,9 +89,9 @@ def test_a_hundred_thousand_digits_are_one_sentence_naming_row_and_cell(tmp_path
 def test_a_far_stage_index_is_a_gap_found_at_once(tmp_path):
     path = tmp_path / "schedule.csv"
     path.write_text(f"0F0,0B0\n{MAX_INDEX}F0\n")
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU: a busy machine does not count
     refused(path, r"has no action for stage 1; stages must be numbered 0\.\.1000000000")
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5  # a walk over 10**9 stages takes minutes
 
 
 def test_text_and_bytes_errors_name_the_file_given_as_name():

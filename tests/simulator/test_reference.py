@@ -8,7 +8,6 @@ set's MSE falls too. The optimizers are checked against updates written out by h
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -52,10 +51,7 @@ def test_reference_learns_the_spiral(dtype, optimizer):
         steps=150,
         optimizer=optimizer,
     )
-    start = time.perf_counter()
     result = train_reference(config)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
     assert len(result.losses) == 150
     # an untrained 3-class classifier sits near log(3)
     assert result.losses[0] == pytest.approx(math.log(3), rel=0.2)

@@ -12,7 +12,7 @@ import copy
 import json
 import math
 import os
-import time
+import tracemalloc
 from dataclasses import replace
 
 import pytest
@@ -197,9 +197,11 @@ def test_an_absurd_rank_count_is_refused_before_anything_is_sized_by_it(tmp_path
     doc = copy.deepcopy(good)
     doc["meta"]["ranks"] = 10**9
     doc["meta"]["stage_to_rank"] = []
-    started = time.perf_counter()
+    tracemalloc.start()
     refused(tmp_path, doc, f"outside 1..{MAX_RANKS} \\(MAX_RANKS\\)")
-    assert time.perf_counter() - started < 0.5
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20  # a table sized by 10**9 ranks would be gigabytes
     doc = copy.deepcopy(good)
     doc["meta"] = {"time_unit": "unit"}  # no ranks: rows are bounded by the limit instead
     doc["events"][0]["rank"] = 10**9
@@ -250,7 +252,8 @@ def test_an_oversized_file_is_refused_by_its_size(tmp_path):
 
 
 # ------------------------------------------------------------------ speed
-def test_half_a_million_events_validate_in_well_under_a_second(good):
+def test_half_a_million_events_validate(good):
+    """Correctness at size; how fast is ``benchmarks/timeline_load.py``'s job."""
     meta = {**good["meta"], "ranks": 8, "stages": 8, "stage_to_rank": list(range(8))}
     meta["microbatches"], meta["steps"], meta["dp"], meta["layers"] = 10_000, 1, 1, []
     n = 500_000
@@ -260,14 +263,9 @@ def test_half_a_million_events_validate_in_well_under_a_second(good):
         for i in range(n)
     ]  # fmt: skip
     doc = {"version": 1, "meta": meta, "events": events}
-    best = min(_timed(Timeline.from_dict, doc) for _ in range(2))
-    assert best < 1.0, f"{best:.2f} s for {n} events"
-
-
-def _timed(function, *args) -> float:
-    started = time.perf_counter()
-    function(*args)
-    return time.perf_counter() - started
+    timeline = Timeline.from_dict(doc)
+    assert len(timeline.events) == n
+    assert timeline.events[n - 1].start == float(n - 1)
 
 
 # ------------------------------------------------------------------ mutation (hypothesis)
