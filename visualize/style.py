@@ -104,16 +104,18 @@ def set_bytes_axis(ax, largest: float, axis: str = "y", nbins: int = 4) -> None:
 
 
 def run_title(timeline: Timeline, what: str) -> str:
-    """``what — 1f1b · 4 ranks · 8 microbatches (analytic)`` (``· recompute full`` with one)."""
+    """``what — 1f1b · 4 ranks · 8 microbatches (analytic)`` (``· recompute full`` with one);
+    with the run's layout known, ``what — 1f1b · p4 v1 t2 sp c1 e1 d2 z1 · 8 microbatches``."""
     meta = timeline.meta
     microbatches = "?" if meta.microbatches is None else meta.microbatches
-    parts = [meta.schedule, f"{timeline.num_ranks} ranks", f"{microbatches} microbatches"]
-    if meta.chunks > 1:
-        parts.append(f"{meta.chunks} chunks")
+    if meta.layout:
+        parts = [meta.schedule, meta.layout, f"{microbatches} microbatches"]
+    else:
+        parts = [meta.schedule, f"{timeline.num_ranks} ranks", f"{microbatches} microbatches"]
+        parts += [f"{meta.chunks} chunks"] if meta.chunks > 1 else []
+        parts += [f"dp={meta.dp}"] if meta.dp > 1 else []
     if meta.steps > 1:
         parts.append(f"{meta.steps} steps")
-    if meta.dp > 1:
-        parts.append(f"dp={meta.dp}")
     if meta.recompute:
         parts.append(f"recompute {meta.recompute}")
     source = meta.source

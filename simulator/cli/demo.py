@@ -19,6 +19,7 @@ from simulator.analytic.compare import Comparison, compare_timelines
 from simulator.cli.outputs import StagedOutput
 from simulator.cli.run_files import write_measured_run
 from simulator.errors import PebbleError
+from simulator.model.layout import Layout
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.model.spec import ModelSpec
@@ -36,10 +37,10 @@ ROWS_PER_MICROBATCH = 128
 
 INTRO = """\
 Each schedule below trained the same {widths}-wide MLP on the spiral for {steps} steps on Ray, one
-actor per pipeline rank ({ranks} ranks, {m} microbatches of {rows} rows, float32). Every figure
-reads only a Timeline: the measured one from the Ray actors, or the analytic prediction made from
-the run's own measured per-stage costs. Times in the measured figures are wall-clock on this
-machine ({cores} cores for {ranks} ranks, so ranks share cores).
+actor per pipeline rank ({ranks} ranks, layout `{layout}`, {m} microbatches of {rows} rows,
+float32). Every figure reads only a Timeline: the measured one from the Ray actors, or the
+analytic prediction made from the run's own measured per-stage costs. Times in the measured
+figures are wall-clock on this machine ({cores} cores for {ranks} ranks, so ranks share cores).
 
 Reading the pebble graph: one row per layer, top to bottom along the model, grouped by stage and
 rank. A row is filled while the layer holds cached activations (its input, kept for its backward;
@@ -86,6 +87,7 @@ def run_demo(
             widths=config.model.widths[1],
             steps=STEPS,
             ranks=RANKS,
+            layout=Layout(pipeline=RANKS),
             m=MICROBATCHES,
             rows=ROWS_PER_MICROBATCH,
             cores=os.cpu_count() or 1,

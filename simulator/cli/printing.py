@@ -24,10 +24,14 @@ def format_summary(timeline: Timeline) -> str:
     """A readable summary table of one run."""
     data = summary_dict(timeline)
     unit = data["time_unit"]
+    sizes = (
+        f"layout {data['layout']}"
+        if data["layout"]
+        else f"{data['ranks']} ranks x {data['chunks']} chunk(s), dp {data['dp']}"
+    )
     lines = [
-        f"schedule {data['schedule']}: {data['ranks']} ranks x {data['chunks']} chunk(s), "
-        f"{data['microbatches']} microbatches, dp {data['dp']}, {data['steps']} step(s), "
-        f"{timeline.meta.source} run",
+        f"schedule {data['schedule']}: {sizes}, {data['microbatches']} microbatches, "
+        f"{data['steps']} step(s), {timeline.meta.source} run",
         f"makespan {human_time(data['makespan'], unit)}   "
         f"bubble {100 * data['bubble_fraction']:.1f}%",
     ]

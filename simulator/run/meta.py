@@ -57,4 +57,5 @@ def run_meta(
         flops_per_step=model_flops_per_row(spec) * rows_per_step,
         tokens_per_step=tokens,
         devices=layout.devices,
+        layout=layout.to_text(),
     )

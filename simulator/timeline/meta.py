@@ -104,6 +104,8 @@ class TimelineMeta:
     # FLOPs one step spends recomputing (per tensor-parallel rank and replica)
     recompute: str = ""
     recompute_flops: tuple[float, ...] = ()
+    # the parallel layout's text form (``p8 v2 t8 sp c1 e1 d16 z1``; "" in older files)
+    layout: str = ""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -113,7 +115,7 @@ class TimelineMeta:
         out["alone_costs"] = [dict(costs) for costs in self.alone_costs]
         out["recompute_flops"] = list(self.recompute_flops)
         # written only when known: older files stay equal
-        for key in ("cores", "alone_costs", "recompute", "recompute_flops"):
+        for key in ("cores", "alone_costs", "recompute", "recompute_flops", "layout"):
             if not out[key]:
                 del out[key]
         return out
@@ -258,6 +260,8 @@ def _check_throughput(values: dict, label: str) -> None:
         values["cores"] = integer(values["cores"], "meta.cores", label, 1, MAX_CORES)
     if "recompute" in values:
         values["recompute"] = text(values["recompute"], "meta.recompute", label)[:200]
+    if "layout" in values:
+        values["layout"] = text(values["layout"], "meta.layout", label)[:200]
     if "recompute_flops" in values:
         entries = plain_list(
             values["recompute_flops"], "meta.recompute_flops", label, MAX_RANKS, "MAX_RANKS"

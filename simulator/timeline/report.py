@@ -20,6 +20,7 @@ def summary_dict(timeline: Timeline) -> dict:
         "microbatches": meta.microbatches,
         "chunks": meta.chunks,
         "dp": meta.dp,
+        "layout": meta.layout or None,
         "steps": meta.steps,
         "time_unit": meta.time_unit,
         "makespan": summary.makespan,
