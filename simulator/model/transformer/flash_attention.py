@@ -121,7 +121,7 @@ class FlashAttention(AttentionHeads):
     # ---------------------------------------------------------------- forward
     def _attend(self, q, k, v, state):
         """(out (b, a, s, d), lse (b, a, s)) of the causal attention, one query tile at a time."""
-        b, _, s, d = q.shape
+        b, _, s, _ = q.shape
         q_g, k, v = self._grouped(self._work(q)), self._work(k), self._work(v)
         out = np.empty(q_g.shape, dtype=self.work_dtype)
         lse = np.empty(q_g.shape[:-1], dtype=self.work_dtype)
