@@ -176,8 +176,6 @@ def test_a_ray_rank_runs_the_computing_kind_through_the_handler_its_traits_pick(
     spec = ModelSpec(widths=(2, 8, 8, 3))
     worker = RankWorker(0, 0, spec, {0: (0, 5)}, 1, 1, OptimizerConfig(), 4, 0.0, rule=H_RULE)
     stage = worker.stages[0]
-    # the worker does not yet hand its rule to its stages (simulator/ray_pipeline/worker.py)
-    stage.follow(H_RULE)
     calls = []
     for layer in stage.layers[:-1]:
         layer.forward = _spy(layer, calls)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from schedules.dependencies import PIPELINE_RULE, DependencyRule, Flow
+from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from simulator.model import ModelSpec
 from simulator.model.cache import ActivationCache
 from simulator.model.optim import OptimizerConfig
@@ -60,11 +60,6 @@ class RankWorker:
         self.rank = rank
         self.replica = replica
         self.rule = rule
-        # per kind: the flow it receives from a neighbouring stage (None: it receives nothing)
-        self._incoming = {
-            kind: next((n.flow for n in rule.needs(kind) if n.flow is not None), None)
-            for kind in rule.kinds
-        }
         self.num_stages = num_stages
         self.num_microbatches = num_microbatches
         self.cache = ActivationCache()
@@ -75,7 +70,7 @@ class RankWorker:
             layers = spec.build(range(first, last + 1))
             set_loss_scale(layers, loss_rows)
             plan = (recompute or {}).get(stage_index, NO_RECOMPUTE)
-            stage = Stage(stage_index, layers, self.cache, plan)
+            stage = Stage(stage_index, layers, self.cache, plan, rule=rule)
             stage.on_weight_grad = self.recorder.on_weight_grad
             stage.clock = self.recorder.now
             stage.on_recompute = self.recorder.on_recompute
@@ -214,12 +209,10 @@ class RankWorker:
         if payload is not None:
             self.recorder.on_receive(stage_index, kind, mb, payload.nbytes)
         elif (stage_index, kind, mb) in self._expects_local:
-            payload = self.local.pop((stage_index, self._incoming[kind], mb))
+            payload = self.local.pop((stage_index, rule.receives, mb))
         rows = slice(mb * self.rows, (mb + 1) * self.rows)
         targets = None
-        if (
-            rule.output is Flow.ACTIVATION
-        ):  # a forward: data at the first stage, targets at the last
+        if rule.is_forward:  # data at the first stage, targets at the last
             payload = self.x[rows] if stage_index == 0 else payload
             targets = self.y[rows] if stage.is_last else None
         receiver = self.rule.receiver(kind, stage_index, self.num_stages)
