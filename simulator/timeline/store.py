@@ -41,36 +41,14 @@ import numpy as np
 
 from simulator.errors import PebbleError
 from simulator.timeline.meta import TimelineMeta
-from simulator.timeline.rows import (  # the row types, re-exported: the Timeline's vocabulary
-    ActionCpu,
-    AllReduce,
-    CacheChange,
-    CommEvent,
-    ComputeEvent,
-    GradReady,
-    OptimizerStep,
-    RecomputeSpan,
+from simulator.timeline.rows import (
     RowTable,
 )
 from simulator.timeline.schema import OPTIONAL_TABLES, check_tables, read_json_object, show, where
 from simulator.timeline.schema import TABLES as _TABLES
 from simulator.timeline.stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 
-__all__ = [
-    "ActionCpu",
-    "AllReduce",
-    "CacheChange",
-    "CommEvent",
-    "ComputeEvent",
-    "GradReady",
-    "OptimizerStep",
-    "RecomputeSpan",
-    "RowTable",
-    "Summary",
-    "RankSummary",
-    "Timeline",
-    "SCHEMA_VERSION",
-]
+__all__ = ["SCHEMA_VERSION", "RankSummary", "Summary", "Timeline"]
 
 SCHEMA_VERSION = 1
 
