@@ -28,7 +28,8 @@ from schedules.registry import build_schedule
 from schedules.validate import validate
 from simulator.analytic.costs import Hardware, flop_costs, unit_costs
 from simulator.analytic.executor import simulate
-from simulator.analytic.profile import Profile, check_profile, profile_costs
+from simulator.analytic.profile import Profile, profile_costs
+from simulator.analytic.profile_schema import check_profile
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, partition
 from simulator.model.optim import OptimizerConfig

@@ -2,7 +2,8 @@
 
 Why from a Timeline: the Ray executor writes one, and so can anything else that measures a run;
 ``Profile.from_timeline`` is the one place the measurement becomes costs, so ``simulate
---profile`` accepts a profile.json or a measured timeline.json alike.
+--profile`` accepts a profile.json or a measured timeline.json alike. What a profile file may
+hold is checked apart, in ``profile_schema``.
 """
 
 from __future__ import annotations
@@ -14,39 +15,15 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from schedules.dependencies import PIPELINE_RULE, WORK_PARTS, DependencyRule
-from schedules.kind_costs import parts_from_kinds, uncovered
+from schedules.kind_costs import parts_from_kinds
 from simulator.analytic.costs import CostModel, StageCost
+from simulator.analytic.profile_schema import PROFILE_VERSION, check_profile
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
 from simulator.model.partitioning import Partition, boundary_bytes, param_bytes
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
-from simulator.timeline.schema import (
-    MAX_MICROBATCH_ROWS,
-    MAX_STAGES,
-    MAX_TIME,
-    fields_of,
-    integer,
-    plain_list,
-    read_json_object,
-    real,
-    show,
-    where,
-)
-
-PROFILE_VERSION = 1
-MAX_RATE = 1e21  # bytes/s of a link (transfer.bandwidth): beyond any machine
-_FIELDS = ("version", "model", "microbatch_rows", "stages", "costs")
-_OPTIONAL = (
-    "transfer",
-    "step_overhead",
-    "cores",
-    "call_overhead",
-    "send_overhead",
-    "call_cpu",
-    "background_load",
-)
-MAX_CORES = 10**7
+from simulator.timeline.schema import read_json_object, where
 
 
 @dataclass
@@ -267,115 +244,6 @@ def profile_costs(
         call_cpu=profile.call_cpu,
         background_load=profile.background_load,
     )
-
-
-# ------------------------------------------------------------------ the schema check
-def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dict:
-    """A profile's fields, checked: version 1; a model pebblesim reads; microbatch_rows >= 1;
-    ``stages`` [first, last] layer ranges that tile that model in order; one cost object per
-    stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
-    transfer latency >= 0 and bandwidth (bytes/s, 0 or absent: unlimited); step_overhead,
-    call_overhead, send_overhead, call_cpu and background_load >= 0; cores (null or absent:
-    unknown) >= 1.
-    Returns them ready for ``Profile(**...)``; a fault is one sentence naming the field."""
-    fields_of(data, "the profile", label, _FIELDS, _OPTIONAL)
-    version = data["version"]
-    if type(version) is not int or version != PROFILE_VERSION:
-        raise PebbleError(
-            f"{label}: version is {show(version)}; pebblesim reads cost profile version "
-            f"{PROFILE_VERSION}."
-        )
-    rows = integer(
-        data["microbatch_rows"],
-        "microbatch_rows",
-        label,
-        1,
-        MAX_MICROBATCH_ROWS,
-        " (MAX_MICROBATCH_ROWS)",
-    )
-    stages = _check_stages(data["stages"], _layer_count(data["model"], label), label)
-    costs = plain_list(data["costs"], "costs", label, MAX_STAGES, "MAX_STAGES")
-    if len(costs) != len(stages):
-        raise PebbleError(
-            f"{label}: costs has {len(costs)} entries, but stages has {len(stages)}; "
-            "give one per stage."
-        )
-    transfer = data.get("transfer") or {}
-    fields_of(transfer, "transfer", label, (), ("latency", "bandwidth"))
-    return {
-        "model": data["model"],
-        "microbatch_rows": rows,
-        "stages": stages,
-        "costs": [_check_costs(c, f"costs[{i}]", label, rule) for i, c in enumerate(costs)],
-        "transfer": {
-            key: real(
-                value, f"transfer.{key}", label, 0.0, MAX_RATE if key == "bandwidth" else MAX_TIME
-            )
-            for key, value in transfer.items()
-        },
-        "step_overhead": real(data.get("step_overhead", 0.0), "step_overhead", label),
-        "cores": None
-        if data.get("cores") is None
-        else integer(data["cores"], "cores", label, 1, MAX_CORES),
-        **{
-            key: real(data.get(key, 0.0), key, label, 0.0, MAX_TIME)
-            for key in ("call_overhead", "send_overhead", "call_cpu", "background_load")
-        },
-    }
-
-
-def _layer_count(model, label: str) -> int:
-    if not isinstance(model, str):
-        raise PebbleError(f"{label}: model must be a model spec string, got {show(model)}.")
-    try:
-        return len(parse_model(model).layers())
-    except PebbleError as exc:
-        reason = str(exc).rstrip(".")
-        reason = reason if len(reason) <= 120 else reason[:117] + "..."
-        raise PebbleError(f"{label}: model {show(model)} cannot be read ({reason}).") from None
-
-
-def _check_stages(value, layers: int, label: str) -> list[list[int]]:
-    stages = plain_list(value, "stages", label, MAX_STAGES, "MAX_STAGES")
-    if not stages:
-        raise PebbleError(f"{label}: stages is empty; a profile covers at least one stage.")
-    out, expected = [], 0
-    for i, pair in enumerate(stages):
-        name = f"stages[{i}]"
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise PebbleError(
-                f"{label}: {name} must be [first_layer, last_layer], got {show(pair)}."
-            )
-        first = integer(pair[0], f"{name}[0]", label, 0, layers - 1)
-        last = integer(pair[1], f"{name}[1]", label, 0, layers - 1)
-        if first != expected or last < first:
-            raise PebbleError(
-                f"{label}: {name} is {show(list(pair))}; stages are [first, last] layer "
-                f"ranges that tile the model's {layers} layers in order; this one should "
-                f"start at layer {expected}."
-            )
-        out.append([first, last])
-        expected = last + 1
-    if expected != layers:
-        raise PebbleError(
-            f"{label}: stages end at layer {expected - 1}, but the model has {layers} layers."
-        )
-    return out
-
-
-def _check_costs(value, name: str, label: str, rule: DependencyRule) -> dict[str, float | None]:
-    """One stage's seconds per kind of ``rule`` (null: not measured), covering every work part
-    (``kind_costs.uncovered``: F, and I and W, or B)."""
-    fields_of(value, name, label, (), tuple(rule.kinds))
-    costs = {
-        kind: None if value.get(kind) is None else real(value[kind], f"{name}.{kind}", label)
-        for kind in rule.kinds
-    }
-    fault = uncovered(costs, rule)
-    if fault is not None:
-        needed = "; a profiled stage needs one" if fault.startswith("has no") else ""
-        raise PebbleError(f"{label}: {name} {fault}{needed}.")
-    return costs
 
 
 def _step_overhead(timeline: Timeline) -> float:
