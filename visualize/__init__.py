@@ -21,7 +21,8 @@ from visualize.animate import animate_pebbles, frame_times
 from visualize.breakdown import breakdown_figure, breakdown_rows
 from visualize.compare import compare_figure
 from visualize.compare_table import comparison_rows, format_table
-from visualize.grads import grad_rows, grads_figure
+from visualize.grads import grads_figure
+from visualize.grads_data import grad_rows
 from visualize.memory import human_bytes, memory_figure, memory_peaks
 from visualize.overlay import makespan_error, overlay_figure
 from visualize.pebble import pebble_figure

@@ -12,7 +12,8 @@ import pytest
 from simulator.analytic.run_plan import simulate_plan
 from simulator.run import make_schedule, plan_run
 from tests.visualize.synthetic import gpipe_timeline, patches_with, texts_with
-from visualize.grads import chart_rows, grads_figure
+from visualize.grads import grads_figure
+from visualize.grads_data import chart_rows
 from visualize.pebble import pebble_figure
 from visualize.pebble_data import pebble_counts, row_counts, row_grads
 from visualize.rows import GROUP_ABOVE, block_rows, should_group

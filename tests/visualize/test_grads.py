@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.visualize.synthetic import b_start, patches_with, texts_with
-from visualize.grads import grad_rows, grads_figure, step_window
+from visualize.grads import grads_figure
+from visualize.grads_data import grad_rows, step_window
 
 
 def diamonds(fig) -> dict[int, tuple[float, float]]:
