@@ -27,7 +27,8 @@ from visualize.memory import human_bytes, memory_figure, memory_peaks
 from visualize.overlay import makespan_error, overlay_figure
 from visualize.pebble import pebble_figure
 from visualize.pebble_data import grad_segments, pebble_counts, pebble_intervals
-from visualize.pipeline import pipeline_boxes, pipeline_figure
+from visualize.pipeline import pipeline_figure
+from visualize.pipeline_data import pipeline_boxes
 from visualize.report import Section, write_report
 from visualize.style import save
 

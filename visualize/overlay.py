@@ -18,7 +18,8 @@ from matplotlib.patches import Patch
 from simulator.errors import PebbleError
 from simulator.timeline import Timeline
 from visualize.gap import compared_span, draw_gap, step_overhead, warmup_extra
-from visualize.pipeline import Box, box_color, draw_boxes, kind_handles, pipeline_boxes
+from visualize.pipeline import box_color, draw_boxes, kind_handles
+from visualize.pipeline_data import Box, pipeline_boxes
 from visualize.style import (
     LANE_EDGE,
     format_time,

@@ -10,13 +10,11 @@ With data parallelism replica 0 is shown unless asked for another (or ``replica=
 With activation recomputation each recompute sub-span is a hatched ``R`` box drawn inside the
 backward (``I`` or ``B``) that contains it: recomputation is part of that action, not an action.
 
-``pipeline_boxes`` lists exactly the boxes the figure draws, one per compute event, and
-``recompute_boxes`` the ``R`` boxes.
+``visualize.pipeline_data.pipeline_boxes`` lists exactly the boxes the figure draws, one per
+compute event, and ``recompute_boxes`` the ``R`` boxes.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
@@ -25,6 +23,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.patheffects import withStroke
 
 from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline, forward_kinds
+from visualize.pipeline_data import Box, pipeline_boxes, recompute_boxes
 from visualize.recompute import draw_recompute_boxes, hatched_patch
 from visualize.style import (
     LANE_EDGE,
@@ -40,88 +39,6 @@ from visualize.style import (
 )
 
 BOX = 0.8  # box height within a lane of height 1
-
-
-class Box(NamedTuple):
-    """One compute event as drawn: lane ``row``, x from ``start`` to ``end``."""
-
-    row: int
-    rank: int
-    replica: int
-    stage: int
-    chunk: int
-    kind: str
-    microbatch: int
-    step: int
-    start: float
-    end: float
-
-    @property
-    def label(self) -> str:
-        return f"{self.stage}{self.kind}{self.microbatch}"
-
-
-def _chunk_of(timeline: Timeline) -> dict[int, int]:
-    """Stage -> its position among its rank's stages (0 for the first chunk)."""
-    stage_to_rank = timeline.meta.stage_to_rank
-    if not stage_to_rank:
-        return {}
-    seen: dict[int, int] = {}
-    out = {}
-    for stage, rank in enumerate(stage_to_rank):
-        out[stage] = seen.get(rank, 0)
-        seen[rank] = out[stage] + 1
-    return out
-
-
-def pipeline_boxes(timeline: Timeline, replica: int | None = 0) -> list[Box]:
-    """One Box per compute event of ``replica`` (all replicas, stacked, if None), in the
-    Timeline's order. Lane ``row`` is ``rank`` (plus ``replica * ranks`` for all replicas)."""
-    ranks = timeline.num_ranks
-    chunk_of = _chunk_of(timeline)
-    boxes = []
-    for e in timeline.events:
-        if replica is not None and e.replica != replica:
-            continue
-        row = e.rank if replica is not None else e.replica * ranks + e.rank
-        boxes.append(
-            Box(
-                row,
-                e.rank,
-                e.replica,
-                e.stage,
-                chunk_of.get(e.stage, 0),
-                e.kind,
-                e.microbatch,
-                e.step,
-                e.start,
-                e.end,
-            )
-        )
-    return boxes
-
-
-def recompute_boxes(timeline: Timeline, replica: int | None = 0) -> list[Box]:
-    """One Box of kind ``R`` per recompute sub-span of ``replica`` (all if None), lanes as in
-    ``pipeline_boxes``: each lies inside the I or B box of its rank, stage and microbatch."""
-    ranks = timeline.num_ranks
-    chunk_of = _chunk_of(timeline)
-    return [
-        Box(
-            s.rank if replica is not None else s.replica * ranks + s.rank,
-            s.rank,
-            s.replica,
-            s.stage,
-            chunk_of.get(s.stage, 0),
-            "R",
-            s.microbatch,
-            s.step,
-            s.start,
-            s.end,
-        )
-        for s in timeline.recompute
-        if replica is None or s.replica == replica
-    ]
 
 
 def box_color(kind: str, chunk: int = 0, rule: DependencyRule = PIPELINE_RULE):
@@ -374,11 +291,4 @@ def _add_legend(
     )
 
 
-__all__ = [
-    "Box",
-    "box_color",
-    "draw_boxes",
-    "pipeline_boxes",
-    "pipeline_figure",
-    "recompute_boxes",
-]
+__all__ = ["box_color", "draw_boxes", "pipeline_figure"]

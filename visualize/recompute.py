@@ -250,7 +250,7 @@ def hatched_patch(label: str) -> Patch:
 
 
 def draw_recompute_boxes(ax, boxes: list, *, height: float, least: float) -> None:
-    """The pipeline chart's ``R`` boxes (``visualize.pipeline.recompute_boxes``): hatched,
+    """The pipeline chart's ``R`` boxes (``visualize.pipeline_data.recompute_boxes``): hatched,
     ``gid="recompute:{row}:{stage}R{mb}:{step}"``, ``height`` tall (less than the backward
     box, so its colour frames them) and at least ``least`` long."""
     for b in boxes:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from matplotlib.colors import to_hex
 
 from tests.visualize.synthetic import gpipe_timeline, patches_with
-from visualize.pipeline import BOX, pipeline_boxes, pipeline_figure
+from visualize.pipeline import BOX, pipeline_figure
+from visualize.pipeline_data import pipeline_boxes
 from visualize.style import KIND_COLORS
 
 

@@ -18,7 +18,8 @@ from visualize.compare import compare_figure
 from visualize.compare_table import comparison_rows, format_table
 from visualize.pebble import pebble_figure
 from visualize.pebble_data import pebble_intervals
-from visualize.pipeline import pipeline_boxes, pipeline_figure, recompute_boxes
+from visualize.pipeline import pipeline_figure
+from visualize.pipeline_data import pipeline_boxes, recompute_boxes
 from visualize.recompute import recompute_pebbles
 from visualize.rows import GROUP_ABOVE
 
