@@ -2,7 +2,7 @@
 device, and never more than a limit of bytes.
 
 Why in ``schedules``: it is the bottom layer, and both a schedule CSV (here) and a Timeline or
-profile JSON (``simulator.timeline.schema``) are read this way; one piece serves both.
+profile JSON (``simulator.timeline.json_values``) are read this way; one piece serves both.
 """
 
 from __future__ import annotations

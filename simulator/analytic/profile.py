@@ -23,7 +23,7 @@ from simulator.model.parse import parse_model
 from simulator.model.partitioning import Partition, boundary_bytes, param_bytes
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
-from simulator.timeline.schema import read_json_object, where
+from simulator.timeline.json_values import read_json_object, where
 
 
 @dataclass

@@ -14,16 +14,8 @@ from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from schedules.kind_costs import uncovered
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
-from simulator.timeline.schema import (
-    MAX_MICROBATCH_ROWS,
-    MAX_STAGES,
-    MAX_TIME,
-    fields_of,
-    integer,
-    plain_list,
-    real,
-    show,
-)
+from simulator.timeline.json_values import MAX_TIME, fields_of, integer, plain_list, real, show
+from simulator.timeline.schema import MAX_MICROBATCH_ROWS, MAX_STAGES
 
 PROFILE_VERSION = 1
 MAX_RATE = 1e21  # bytes/s of a link (transfer.bandwidth): beyond any machine

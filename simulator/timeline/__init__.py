@@ -9,7 +9,8 @@ has one job:
 * ``kinds``: what each action kind means to a reader (forward or backward, its flow, its
   legend label and colour key): the dependency rule's traits, re-exported;
 * ``meta``: the typed ``meta`` block (the run's schedule, model split, units, rank memory);
-* ``schema``: the checks a Timeline or profile file passes before anything reads it;
+* ``json_values``: the guarded read of a JSON file and the typed checks of its values;
+* ``schema``: the checks a Timeline file passes before anything reads it;
 * ``stats``: peaks, busy time and step ends, vectorised over the rows;
 * ``store``: the ``Timeline`` itself (build, summarise, save, load);
 * ``trace``: the Chrome trace event export that Perfetto opens.

@@ -12,6 +12,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from simulator.errors import PebbleError
+from simulator.timeline.json_values import (
+    boolean,
+    count,
+    fields_of,
+    integer,
+    json_type,
+    plain_list,
+    real,
+    text,
+    where,
+)
 from simulator.timeline.kinds import PIPELINE_RULE
 from simulator.timeline.schema import (
     MAX_CHUNKS,
@@ -23,15 +34,6 @@ from simulator.timeline.schema import (
     MAX_STAGES,
     MAX_STEPS,
     TIME_UNITS,
-    boolean,
-    count,
-    fields_of,
-    integer,
-    json_type,
-    plain_list,
-    real,
-    text,
-    where,
 )
 
 

@@ -40,11 +40,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.errors import PebbleError
+from simulator.timeline.json_values import read_json_object, show, where
 from simulator.timeline.meta import TimelineMeta
 from simulator.timeline.rows import (
     RowTable,
 )
-from simulator.timeline.schema import OPTIONAL_TABLES, check_tables, read_json_object, show, where
+from simulator.timeline.schema import OPTIONAL_TABLES, check_tables
 from simulator.timeline.schema import TABLES as _TABLES
 from simulator.timeline.stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
 

@@ -23,7 +23,8 @@ from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
 from simulator.run import CostSource, Layout, make_schedule, plan_run
 from simulator.timeline import Timeline
-from simulator.timeline.schema import MAX_JSON_BYTES, MAX_RANKS
+from simulator.timeline.json_values import MAX_JSON_BYTES
+from simulator.timeline.schema import MAX_RANKS
 
 
 def simulated(schedule="zb-h1", ranks=2, microbatches=2, steps=2, dp=2, hardware=None):
