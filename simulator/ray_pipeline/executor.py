@@ -34,7 +34,8 @@ from simulator.errors import PebbleError
 from simulator.model.recompute import StageRecompute
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
-from simulator.ray_pipeline.calibration import Calibration, calibrate, calibrated_profile
+from simulator.ray_pipeline.calibrated_profile import calibrated_profile
+from simulator.ray_pipeline.calibration import Calibration, calibrate
 from simulator.ray_pipeline.measured import RayRunResult, action_order, measured_timeline
 from simulator.ray_pipeline.records import ReduceTiming
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter

@@ -19,7 +19,8 @@ from simulator.analytic.profile import Profile
 from simulator.model import ModelSpec
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
-from simulator.ray_pipeline.calibration import Calibration, calibrated_profile
+from simulator.ray_pipeline.calibrated_profile import calibrated_profile
+from simulator.ray_pipeline.calibration import Calibration
 from simulator.ray_pipeline.executor import RayPipeline
 from simulator.ray_pipeline.machine import (
     NodeState,
