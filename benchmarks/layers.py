@@ -25,7 +25,7 @@ from contextlib import nullcontext  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from simulator.model.layers import Linear, ReLU  # noqa: E402
+from simulator.model.mlp_layers import Linear, ReLU  # noqa: E402
 from simulator.model.stage import Stage  # noqa: E402
 
 try:  # optional: also pins threads of an already-loaded BLAS

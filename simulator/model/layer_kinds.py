@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from simulator.model.layers import GELU, Layer, LayerNorm, Linear, ReLU, Sigmoid, Tanh
+from simulator.model.layers import Layer
 from simulator.model.losses import MSE, SoftmaxCrossEntropy
+from simulator.model.mlp_layers import GELU, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 
 LAYER_CLASSES: dict[str, type[Layer]] = {
     cls.kind: cls

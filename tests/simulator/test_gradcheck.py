@@ -13,8 +13,9 @@ import pytest
 
 from simulator.model import ModelSpec, partition
 from simulator.model.cache import ActivationCache
-from simulator.model.layers import GELU, Layer, LayerNorm, Linear, Loss, ReLU, Sigmoid, Tanh
+from simulator.model.layers import Layer, Loss
 from simulator.model.losses import MSE, SoftmaxCrossEntropy
+from simulator.model.mlp_layers import GELU, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 from simulator.model.reference import set_loss_scale
 from simulator.model.stage import Stage
 

@@ -9,8 +9,9 @@ import pytest
 from simulator.model import ModelSpec
 from simulator.model.cache import ActivationCache
 from simulator.model.layer_kinds import LAYER_CLASSES
-from simulator.model.layers import GELU, Layer, LayerNorm, Linear, Loss, ReLU, Sigmoid, Tanh
+from simulator.model.layers import Layer, Loss
 from simulator.model.losses import MSE, SoftmaxCrossEntropy
+from simulator.model.mlp_layers import GELU, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import set_loss_scale, train_step
 from simulator.model.stage import Stage

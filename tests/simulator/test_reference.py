@@ -15,7 +15,7 @@ import pytest
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec
 from simulator.model.data import load, regression, spiral, split_microbatches
-from simulator.model.layers import Linear
+from simulator.model.mlp_layers import Linear
 from simulator.model.optim import SGD, Adam, OptimizerConfig
 from simulator.model.reference import (
     TrainConfig,

@@ -19,8 +19,8 @@ import math
 import numpy as np
 import pytest
 
-from simulator.model.layers import Linear, Sigmoid
 from simulator.model.losses import MSE, SoftmaxCrossEntropy
+from simulator.model.mlp_layers import Linear, Sigmoid
 
 F64 = np.float64
 

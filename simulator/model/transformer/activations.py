@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.model.layers import GELU, Layer
+from simulator.model.layers import Layer
+from simulator.model.mlp_layers import GELU
 from simulator.model.transformer.base import Rules, on_stream, stateless_footprint
 from simulator.model.transformer.dims import Dims
 
