@@ -71,12 +71,6 @@ def test_an_unknown_attention_is_one_sentence():
         TransformerConfig(layers=1, hidden=8, heads=2, seq=4, vocab=5, attention="fused")
 
 
-@pytest.mark.xfail(
-    raises=PebbleError,
-    strict=True,
-    reason="spec.py's _value reads every key it does not list as a string as an int; "
-    "'attention' must join mlp, norm, position and dtype there",
-)
 @pytest.mark.parametrize(
     "text",
     [

@@ -165,7 +165,7 @@ def _text(value: object) -> str:
 
 def _value(key: str, value: str, text: str) -> object:
     """One value of a transformer spec, typed by its key."""
-    if key in ("mlp", "norm", "position", "dtype", "precision"):
+    if key in ("mlp", "norm", "position", "dtype", "precision", "attention"):
         return value
     if key in ("tied_embeddings", "bias", "sp"):
         if value.lower() not in _TRUE + _FALSE:
