@@ -29,7 +29,9 @@ class Comparison:
 
     ``names`` None means every built-in family that suits the sizes (those that do not are
     skipped and named); ``recompute`` None means each schedule once, caching everything.
-    ``auto_limit`` and ``auto_placement`` say which automatic schedule ``auto`` is."""
+    ``auto_limit`` and ``auto_placement`` say which automatic schedule ``auto`` is;
+    ``precision`` and ``split`` are ``plan_run``'s (None: the model's recipe, the balanced
+    split)."""
 
     ranks: int
     microbatches: int
@@ -42,6 +44,8 @@ class Comparison:
     recompute: tuple[str, ...] | None = None
     auto_limit: str | None = None
     auto_placement: str | None = None
+    precision: str | None = None
+    split: str | None = None
 
 
 def comparison_model(ranks: int, chunks: int, model):
@@ -99,7 +103,13 @@ def _check_size(request: Comparison, names: list[str]) -> None:
 
 def _plans(request: Comparison, name: str, spec) -> dict:
     """One plan per recompute policy for the schedule ``name``."""
-    options = dict(batch_size=request.batch_size, layout=request.layout, costs=request.costs)
+    options = dict(
+        batch_size=request.batch_size,
+        layout=request.layout,
+        costs=request.costs,
+        precision=request.precision,
+        split=request.split,
+    )
     if is_auto(name):  # the limit and the placement say which auto
         placement = placement_of(request.auto_placement, None)
         empty = empty_schedule(request.ranks, request.microbatches, placement)

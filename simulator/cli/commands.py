@@ -145,6 +145,8 @@ def cmd_compare(args) -> int:
             recompute=_policies(args.recompute),
             auto_limit=limit,
             auto_placement=placement,
+            precision=args.precision,
+            split=args.split,
         )
     )
     rows = visualize.comparison_rows(timelines)

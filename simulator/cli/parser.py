@@ -208,6 +208,7 @@ def _add_compare(sub) -> None:
     )
     compare.add_argument("--batch-size", type=BATCH_SIZE, help="rows (sequences) per step")
     add_layout_args(compare)
+    add_model_args(compare)
     compare.add_argument(
         "--recompute",
         help="recompute policies to compare, comma-separated (e.g. none,selective,full,sqrt); "

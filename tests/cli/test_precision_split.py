@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import shlex
@@ -32,7 +33,7 @@ def flags_of(command: str) -> set[str]:
     return {flag for action in sub._actions for flag in action.option_strings}
 
 
-@pytest.mark.parametrize("command", ["simulate", "train", "advise"])
+@pytest.mark.parametrize("command", ["simulate", "compare", "train", "advise"])
 def test_the_commands_that_count_memory_take_precision(command):
     assert "--precision" in flags_of(command)
 
@@ -119,7 +120,7 @@ def test_bad_values_are_one_sentence(capsys, argv, says):
     assert says in lines[0]
 
 
-@pytest.mark.parametrize("command", ["simulate", "train"])
+@pytest.mark.parametrize("command", ["simulate", "compare", "train"])
 def test_the_commands_that_plan_a_run_take_split(command):
     assert "--split" in flags_of(command)
 
@@ -157,3 +158,21 @@ def test_a_split_that_does_not_fit_is_one_sentence(capsys, split, says):
     lines = [line for line in captured.err.strip().splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "Traceback" not in captured.err
     assert says in lines[0]
+
+
+def test_compare_gives_every_schedule_the_recipe_and_the_split(tmp_path):
+    """compare's row for a schedule is simulate's under the same --precision and --split."""
+    flags = ["--model", MODEL, "--hardware", "h100", "--precision", "fp8", "--split", "1,7"]
+    code, _ = quiet_main(
+        ["compare", "--ranks", "2", "--microbatches", "4", "--schedules", "1f1b", *flags]
+        + ["--out", tmp_path]
+    )
+    assert code == 0
+    with open(tmp_path / "compare.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    code, out = quiet_main(["simulate", *RUN[:6], *flags, "--json"])
+    assert code == 0
+    per_rank = json.loads(out)["per_rank"]
+    assert int(row["rank_memory_max"]) == max(r["memory"]["total"] for r in per_rank)
+    peaks = [int(n) for n in row["peak_bytes_per_rank"].split(";")]
+    assert peaks == [r["peak_activation_bytes"] for r in per_rank]
