@@ -166,8 +166,9 @@ FP64 = Precision(
 
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (BF16, BF16_GRADS, FP8, FP32, FP64)}
 
-DEFAULT_TWO_BYTE = BF16_GRADS
-"""The recipe a 2-byte (bfloat16/float16) model counts unless told otherwise."""
+DEFAULT_TWO_BYTE = BF16
+"""The recipe a 2-byte (bfloat16/float16) model counts unless told otherwise: Megatron-LM's bf16
+default (fp32 gradient accumulation), what a user reproducing a published Megatron run expects."""
 
 _OWN_DTYPE = {4: FP32, 8: FP64}
 

@@ -66,7 +66,7 @@ def test_zero_1_shards_only_the_optimizer_state():
 
 
 def test_the_default_recipe_follows_the_dtype():
-    assert default_precision(2) is DEFAULT_TWO_BYTE
+    assert default_precision(2) is DEFAULT_TWO_BYTE is PRECISIONS["bf16"]  # Megatron-LM's
     assert default_precision(4) is PRECISIONS["fp32"]
     assert default_precision(8) is PRECISIONS["fp64"]
     assert ModelSpec(dtype="float32").recipe is PRECISIONS["fp32"]

@@ -10,17 +10,19 @@ from simulator.analytic.run_plan import simulate_plan
 from simulator.model import partition
 from simulator.model.layout import Layout
 from simulator.model.parse import parse_model
+from simulator.model.precision import PRECISIONS
 from simulator.model.transformer.presets import parameter_count
 from simulator.run import CostSource, make_schedule, plan_run
-from simulator.run.rank_memory import bytes_per_parameter, static_memory
+from simulator.run.rank_memory import static_memory
 
 
 def test_mixed_precision_adam_matches_zero_figure_1():
     """Rajbhandari et al. 2020 (ZeRO), Figure 1: a 7.5B-parameter model with mixed-precision
     Adam needs 16 bytes per parameter, 120 GB; with the optimizer state partitioned over
-    N_d = 64 data-parallel ranks (P_os), 31.4 GB."""
+    N_d = 64 data-parallel ranks (P_os), 31.4 GB. ZeRO's recipe keeps bf16 gradients."""
     psi = 7.5e9
-    weights, gradients, state = bytes_per_parameter(2)
+    zero = PRECISIONS["bf16-grads"]
+    weights, gradients, state = zero.weights, zero.gradients, zero.optimizer_state
     assert psi * (weights + gradients + state) == pytest.approx(120e9)
     assert psi * (weights + gradients + state / 64) == pytest.approx(31.4e9, rel=1e-3)
 
@@ -31,12 +33,15 @@ def test_ranks_hold_every_parameter_once_plus_a_tied_head(name):
     schedule = build_schedule("1f1b", 4, 8)
     parts = partition(spec, 4)
     memory = static_memory(spec, schedule, parts, 1)
-    held = sum(m.parameters for m in memory) // 2  # bf16 weights
+    recipe = spec.recipe  # the 2-byte default
+    held = sum(m.parameters for m in memory) // recipe.weights
     tied_copy = spec.config.vocab * spec.config.hidden if spec.config.tied_embeddings else 0
     assert held == parameter_count(spec.config) + tied_copy
     for m in memory:
-        assert m.gradients == m.parameters
-        assert m.optimizer_state == 6 * m.parameters  # 12 bytes against 2
+        params = m.parameters // recipe.weights
+        assert m.parameters == params * recipe.weights
+        assert m.gradients == params * recipe.gradients
+        assert m.optimizer_state == params * recipe.optimizer_state
     sharded = static_memory(spec, schedule, parts, 1, Layout(data=8, sharding=1))
     for full, zero in zip(memory, sharded, strict=True):
         assert zero.optimizer_state == -(-full.optimizer_state // 8)
