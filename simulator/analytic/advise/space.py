@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from schedules.actions import v_stage_to_rank
+from schedules.dependencies import PIPELINE_RULE, KindRule
 from schedules.registry import SCHEDULES, build_schedule, canonical_name
 from simulator.analytic.hardware import HardwarePreset
 from simulator.errors import PebbleError
@@ -155,8 +156,15 @@ def family_traits(name: str) -> FamilyTraits:
     probe = build_schedule(family.name, 2, 4, None)
     v = probe.chunks
     layout = "v" if v == 2 and probe.stage_to_rank == v_stage_to_rank(2, 2) else "loop"
-    split = any(a.kind.value in ("I", "W") for acts in probe.actions for a in acts)
+    split = any(
+        _splits_the_backward(PIPELINE_RULE.rule(a.kind)) for acts in probe.actions for a in acts
+    )
     return FamilyTraits(family.name, layout, split, family.fixed_chunks, family.default_chunks)
+
+
+def _splits_the_backward(rule: KindRule) -> bool:
+    """A backward that does only one of the input and the weight gradient (``I`` or ``W``)."""
+    return rule.is_backward and not (rule.sends_gradient and rule.completes_weight_gradient)
 
 
 def divisors(n: int) -> list[int]:
