@@ -26,9 +26,13 @@ def _error(message: object) -> int:
 def _run(argv: list[str] | None, guard: SignalGuard) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if hasattr(args, "address"):  # the commands with --address are the ones that use Ray
-            guard.prepare_ray()
-        from simulator.cli import commands  # start-up: numpy and more load under the guard
+        # Imports run to their end with a signal held, not raised: raised inside an import it
+        # can land where Python only reports it ("Exception ignored in ..."), then it is raised
+        # on the way out, a second or two later at most.
+        with guard.held():
+            if hasattr(args, "address"):  # the commands with --address are the ones using Ray
+                guard.prepare_ray()
+            from simulator.cli import commands  # start-up: numpy and more load under the guard
 
         return getattr(commands, f"cmd_{args.command}")(args)
     except PebbleError as exc:
