@@ -62,9 +62,19 @@ class Work(Mapping):
     def cost(self, parts: Mapping[str, float]) -> float:
         """The time of this work when each part costs ``parts[part]`` (a part it has no share
         of is never read, so it may be missing or infinite)."""
+        return self.price(*(parts[p] if getattr(self, p) else 0.0 for p in WORK_PARTS))
+
+    def price(self, forward: float, inputs: float, weights: float) -> float:
+        """``cost`` with the parts' times given in order (F, I, W): the executor's hot path,
+        one call per stage and kind. A part with no share is never multiplied (it may be
+        infinite)."""
         total = 0.0
-        for part in self:
-            total += self[part] * parts[part]
+        if self.F:
+            total += self.F * forward
+        if self.I:
+            total += self.I * inputs
+        if self.W:
+            total += self.W * weights
         return total
 
     def spread(self, total: float) -> dict[str, float]:

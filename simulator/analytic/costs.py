@@ -55,11 +55,13 @@ class StageCost:
     def of(self, kind: str) -> float:
         """Time of one action of ``kind``: what was measured, else its shares of the parts
         (``B`` is ``I + W``); a kind the rule does not know costs nothing."""
-        measured = self.measured.get(kind)
-        if measured is not None:
-            return measured
+        if self.B is not None and kind == Kind.B.value:
+            return self.B
+        for measured_kind, seconds in self.extra:
+            if measured_kind == kind:
+                return seconds
         rule = self.rule.kinds.get(kind)
-        return 0.0 if rule is None else rule.work.cost(self.parts)
+        return 0.0 if rule is None else rule.work.price(self.F, self.I, self.W)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,12 @@ class PlanArrays:
         self.kind = np.zeros(len(run), dtype=np.int64)
         for kind, code in kind_code.items():
             self.kind[run.kinds == kind] = code
+        priced: dict = {}  # stages with equal costs share a row: most stages, at scale
         cost_table = np.array(
-            [[stage_cost.of(kind) for kind in kinds] for stage_cost in costs.stage_costs]
+            [
+                priced.get(c) or priced.setdefault(c, [c.of(kind) for kind in kinds])
+                for c in costs.stage_costs
+            ]
         ).reshape(num_stages, len(kinds))
         self.duration = cost_table[self.stage, self.kind]
         self._needs(run, costs, kinds)
