@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import shlex
 
@@ -15,22 +13,10 @@ from simulator.cli import main
 from simulator.cli.parser import build_parser
 from simulator.cli.training import prepare_training
 from simulator.model.precision import PRECISIONS
+from tests.cli.helpers import flags_of, quiet_main
 
 MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
 RUN = ("--schedule", "1f1b", "--ranks", "2", "--microbatches", "4", "--hardware", "h100")
-
-
-def quiet_main(argv) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue()
-
-
-def flags_of(command: str) -> set[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    return {flag for action in sub._actions for flag in action.option_strings}
 
 
 @pytest.mark.parametrize("command", ["simulate", "compare", "train", "advise"])
