@@ -19,7 +19,7 @@ from schedules.kind_costs import parts_from_kinds
 from simulator.analytic.costs import CostModel, StageCost
 from simulator.analytic.profile_schema import PROFILE_VERSION, check_profile
 from simulator.errors import PebbleError
-from simulator.model.parse import parse_model
+from simulator.model.parse import parse_model, recorded_model
 from simulator.model.partitioning import Partition, boundary_bytes, param_bytes
 from simulator.model.spec import ModelSpec
 from simulator.timeline import Timeline
@@ -35,7 +35,9 @@ class Profile:
     "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s, "cores": int,
     "call_overhead": s, "send_overhead": s, "call_cpu": s, "background_load": cores}``; a kind
     never measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time
-    between steps, which a multi-step prediction adds after every step.
+    between steps, which a multi-step prediction adds after every step. A transformer's
+    ``model`` names its attention core; one without ``attention=`` (a file written before flash
+    became the default) is read as math, what it counted (``parse.recorded_model``).
 
     ``train`` writes each action's *work*, the mean CPU time its thread ran in the run, which is
     its time alone on a core of its own (``from_timeline``), and ``cores``, how many cores its
@@ -129,7 +131,7 @@ class Profile:
         ]
         waits = [c.end - c.start for c in timeline.comms if c.end > c.start]
         return cls(
-            model=meta.model,
+            model=recorded_model(meta.model),
             microbatch_rows=meta.microbatch_rows,
             stages=[[min(v), max(v)] for _, v in sorted(stage_layers.items())],
             costs=costs,
@@ -193,8 +195,8 @@ def profile_costs(
     rates; every kind then costs its shares of the parts (``KindRule.work``). That is how a
     small measured run predicts a bigger one.
     """
-    check_profile(asdict(profile), "the cost profile", rule)
-    profiled = parse_model(profile.model)
+    checked = check_profile(asdict(profile), "the cost profile", rule)
+    profiled = parse_model(checked["model"])  # a transformer's attention core named
     profiled_stages = [range(a, b + 1) for a, b in profile.stages]
     measured = [
         _measured(c, _stage_flops(profiled, r), rule)

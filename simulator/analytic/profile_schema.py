@@ -13,7 +13,7 @@ from __future__ import annotations
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from schedules.kind_costs import uncovered
 from simulator.errors import PebbleError
-from simulator.model.parse import parse_model
+from simulator.model.parse import parse_model, recorded_model
 from simulator.timeline.json_values import MAX_TIME, fields_of, integer, plain_list, real, show
 from simulator.timeline.schema import MAX_MICROBATCH_ROWS, MAX_STAGES
 
@@ -65,7 +65,7 @@ def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dic
     transfer = data.get("transfer") or {}
     fields_of(transfer, "transfer", label, (), ("latency", "bandwidth"))
     return {
-        "model": data["model"],
+        "model": recorded_model(data["model"]),
         "microbatch_rows": rows,
         "stages": stages,
         "costs": [_check_costs(c, f"costs[{i}]", label, rule) for i, c in enumerate(costs)],

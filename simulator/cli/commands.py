@@ -8,7 +8,7 @@ from pathlib import Path
 from schedules.csv_io import schedule_to_csv
 from schedules.registry import list_schedules
 from schedules.validate import validate
-from simulator.analytic.compare import Comparison, compare_timelines
+from simulator.analytic.compare import Comparison, compare_timelines, comparison_model
 from simulator.analytic.hardware import hardware_rows
 from simulator.analytic.run_plan import simulate_plan
 from simulator.cli import advise
@@ -31,6 +31,8 @@ from simulator.cli.training import check_against_reference, prepare_training, tr
 from simulator.cli.tutorial import render_tutorials
 from simulator.errors import PebbleError
 from simulator.model.layout import Layout
+from simulator.model.recompute import RecomputePolicy
+from simulator.model.transformer.flash_attention import FlashAttention
 from simulator.model.transformer.presets import preset_rows
 from simulator.run.recompute import recompute_policies
 from simulator.run.schedule_source import make_schedule
@@ -71,8 +73,29 @@ def cmd_export(args) -> int:
     return 0
 
 
+FLASH_SELECTIVE_NOTE = (
+    "note: --recompute selective changes nothing with attention=flash: a fused attention "
+    "keeps no s x s scores to drop."
+)
+
+
+def note_selective_under_flash(spec, policies) -> None:
+    """One line on stderr when a policy of ``policies`` (``--recompute`` texts) recomputes
+    selectively and every attention core of ``spec`` is fused: its plan is then ``none``'s,
+    which a user asking for selective should be told rather than left to find out."""
+    cores = [info.cls for info in spec.layers() if info.kind == "attention"]
+    if not cores or not all(issubclass(cls, FlashAttention) for cls in cores):
+        return
+    for text in filter(None, policies):
+        policy = RecomputePolicy.parse(text)
+        if "selective" in (policy.default, *(name for _, name in policy.per_stage)):
+            print(FLASH_SELECTIVE_NOTE, file=sys.stderr)
+            return
+
+
 def cmd_simulate(args) -> int:
     plan = plan_from_args(args)
+    note_selective_under_flash(plan.spec, [plan.recompute and plan.recompute.policy])
     with StagedOutput(args.out) as out:
         timeline = simulate_plan(plan)
         if args.out:
@@ -88,6 +111,8 @@ def cmd_simulate(args) -> int:
 
 def cmd_train(args) -> int:
     setup = prepare_training(args)
+    recompute = setup.plan.recompute
+    note_selective_under_flash(setup.plan.spec, [recompute and recompute.policy])
     with StagedOutput(args.out) as out:
         result, predicted = train_on_ray(setup, args.steps, want_prediction=bool(args.out))
         payload = summary_dict(result.timeline)
@@ -132,6 +157,7 @@ def cmd_compare(args) -> int:
     names = [n.strip() for n in args.schedules.split(",") if n.strip()] if args.schedules else None
     limit, placement = compare_options(args)
     degrees = layout_degrees(args)
+    policies = _policies(args.recompute)
     timelines, skipped = compare_timelines(
         Comparison(
             ranks=args.ranks,
@@ -142,13 +168,15 @@ def cmd_compare(args) -> int:
             costs=cost_source(args),
             batch_size=args.batch_size,
             layout=Layout(**degrees) if degrees else None,
-            recompute=_policies(args.recompute),
+            recompute=policies,
             auto_limit=limit,
             auto_placement=placement,
             precision=args.precision,
             split=args.split,
         )
     )
+    spec = comparison_model(args.ranks, args.chunks, args.model)
+    note_selective_under_flash(spec, policies or ())
     rows = visualize.comparison_rows(timelines)
     print(visualize.format_table(rows, "text"))
     if skipped:

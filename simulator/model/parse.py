@@ -10,6 +10,7 @@ import re
 
 from simulator.errors import PebbleError
 from simulator.model.spec import ModelSpec
+from simulator.model.transformer.config import LEGACY_ATTENTION
 from simulator.model.transformer.presets import MODEL_PRESETS, model_preset
 from simulator.model.transformer.spec import PREFIX, TransformerSpec
 
@@ -33,3 +34,18 @@ def parse_model(text: str) -> AnySpec:
         base = TransformerSpec(model_preset(name), dtype=PRESET_DTYPE)
         return TransformerSpec.parse(overrides, base) if overrides.strip() else base
     return ModelSpec.parse(text)
+
+
+def recorded_model(text: str) -> str:
+    """A model text read back from a file pebblesim wrote (a Timeline's ``meta.model``, a cost
+    profile's ``model``), with a transformer's attention core named.
+
+    Why: a spec's text names its core (``attention=flash``) since flash became the default;
+    a transformer text without the key was written before, when the default was math, and
+    counted math. Read as typed it would now count flash, so an old profile would predict
+    other FLOPs (flash's backward rebuilds the scores) than it did; ``attention=math`` keeps
+    it predicting what it predicted. Other texts are returned as they are."""
+    keys = {part.partition("=")[0].strip() for part in text.strip().removeprefix(PREFIX).split(",")}
+    if "attention" in keys or not getattr(parse_model(text), "is_transformer", False):
+        return text
+    return f"{text.rstrip().rstrip(',')},attention={LEGACY_ATTENTION}"

@@ -7,7 +7,9 @@ Schema (JSON, ``version`` 1), times in ``meta.time_unit`` ("s" for measured and 
 runs, "unit" for unit costs), all starting from 0:
 
 * ``meta``: schedule, ranks, microbatches, chunks, stages, steps, dp, source ("analytic"|"ray"),
-  model (ModelSpec text), time_unit, stage_to_rank, and ``layers``: one
+  model (ModelSpec text; a transformer's names its ``attention`` core, and one without the
+  key, written before flash became the default, counted math), time_unit, stage_to_rank, and
+  ``layers``: one
   ``{index, name, kind, stage, rank, has_params}`` per layer.
 * ``events``: compute, one ``{rank, stage, kind, microbatch, step, start, end, replica}`` per
   action run.

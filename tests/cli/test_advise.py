@@ -212,7 +212,8 @@ def test_the_figure_reads_short_steps_in_their_unit():
 
 def test_the_recompute_axis_is_none_selective_and_full_by_default():
     """Each configuration once per policy, ``--recompute`` on its command line, and a smaller
-    memory bound the more a policy drops."""
+    memory bound the more a policy drops (the math attention core: a fused one has no scores
+    for selective to drop, and advise searches it as none)."""
     from dataclasses import replace
 
     from simulator.analytic.advise import Request, RunText, candidates, family_traits, memory_bound
@@ -223,14 +224,15 @@ def test_the_recompute_axis_is_none_selective_and_full_by_default():
     from simulator.model.parse import parse_model
 
     preset = parse_hardware_preset("a100-40gb")
-    request = Request(parse_model(MODEL), preset, 8, 8, preset.memory_bytes, ("1f1b",))
+    model = MODEL + ",attention=math"
+    request = Request(parse_model(model), preset, 8, 8, preset.memory_bytes, ("1f1b",))
     assert request.recompute == ("none", "selective", "full")
     every = list(candidates(request))
     plain = list(candidates(replace(request, recompute=("none",))))
     assert [c for c in every if c.recompute == "none"] == plain
     assert len(every) == 3 * len(plain)
     full = next(c for c in every if c.recompute == "full" and c.pp > 1)
-    assert simulate_command(full, RunText(MODEL, "a100-40gb")).endswith("--recompute full")
+    assert simulate_command(full, RunText(model, "a100-40gb")).endswith("--recompute full")
     hardware, traits = parse_hardware("a100-40gb"), family_traits("1f1b")
     bounds = []
     for policy in ("full", "selective", "none"):

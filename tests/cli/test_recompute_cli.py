@@ -120,13 +120,14 @@ def test_ray_recomputes_for_real(ray_session, name, policy):
 def test_auto_schedules_for_what_the_policy_keeps(capsys):
     """--schedule auto under a memory limit plans with the policy's footprints and longer
     backwards: selective recomputation leaves room for more microbatches in flight, so the
-    schedule it finds is faster, and both stay within the limit."""
+    schedule it finds is faster, and both stay within the limit. The math attention core: a
+    fused one has no scores for selective recompute to drop."""
     limit = 4 * 2**30
     runs = {}
     for policy in ("none", "selective"):
         code, out, err = run_cli(
             capsys, "simulate", "--schedule", "auto", "--ranks", 4, "--microbatches", 8,
-            "--model", "gpt3-1.3b", "--hardware", "h100", "--memory-limit", limit,
+            "--model", "gpt3-1.3b,attention=math", "--hardware", "h100", "--memory-limit", limit,
             "--recompute", policy, "--json",
         )  # fmt: skip
         assert code == 0, err

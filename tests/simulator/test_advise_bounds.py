@@ -30,7 +30,9 @@ from simulator.model.parse import parse_model
 from simulator.run import make_schedule, plan_run
 from simulator.run.rank_memory import static_memory
 
-MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
+# the math attention core: selective recompute has scores to drop only there, and the default
+# recompute axis (none, selective, full) is three different runs only then
+MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math"
 
 
 def small_request(memory: str = "2MiB", zero: bool = True, **changes):
@@ -162,6 +164,9 @@ def test_a_policy_that_is_another_on_this_split_is_searched_once():
         "full",
         "sqrt",
     )
+    # a fused core keeps no scores to drop: selective is none
+    flash = parse_model(MODEL.replace("attention=math", "attention=flash"))
+    assert distinct_policies(flash, 1, 2, RECOMPUTE_POLICIES) == ("none", "full")
     # ten stages of one block (or embedding or head) each: sqrt and every:1 are full
     assert distinct_policies(spec, 1, 10, ("full", "sqrt", "every:1", "none")) == ("full", "none")
 

@@ -54,16 +54,18 @@ def spec_of(config: TransformerConfig, attention: str) -> TransformerSpec:
 # ---------------------------------------------------------------- the config key and its text
 
 
-def test_the_default_is_math_and_keeps_todays_text():
+def test_the_default_is_flash_and_the_text_names_the_core():
     config = TransformerConfig(layers=1, hidden=8, heads=2, seq=4, vocab=5)
-    assert config.attention_kind == "math"
-    assert replace(config, attention="math") == config  # one spelling per model
+    assert config.attention == config.attention_kind == "flash"
+    assert replace(config, attention=None) == config  # one spelling per model
     text = TransformerSpec(config).to_text()
-    assert "attention" not in text
+    assert ",attention=flash,dtype=" in text
     assert TransformerSpec.parse(text) == TransformerSpec(config)
-    flash = TransformerSpec(replace(config, attention="flash"))
-    assert flash.config.attention_kind == "flash"
-    assert flash.to_text() == text.replace(",dtype=", ",attention=flash,dtype=")
+    assert TransformerSpec.parse(text.replace(",attention=flash", "")) == TransformerSpec(config)
+    math = TransformerSpec(replace(config, attention="math"))
+    assert math.config.attention_kind == "math"
+    assert math.to_text() == text.replace("attention=flash", "attention=math")
+    assert TransformerSpec.parse(math.to_text()) == math
 
 
 def test_an_unknown_attention_is_one_sentence():
@@ -82,12 +84,13 @@ def test_the_text_form_reads_attention(text):
     spec = parse_model(text)
     assert spec.config.attention_kind == "flash"
     assert parse_model(spec.to_text()) == spec
-    assert parse_model(text.replace("flash", "math")).config.attention is None
+    assert parse_model(text.replace("flash", "math")).config.attention == "math"
+    assert parse_model(text.replace(",attention=flash", "")) == spec  # the default
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_the_layer_list_puts_the_chosen_core_where_attention_is(name):
-    math_infos = transformer_layer_infos(MODELS[name])
+    math_infos = transformer_layer_infos(replace(MODELS[name], attention="math"))
     flash_infos = transformer_layer_infos(replace(MODELS[name], attention="flash"))
     assert [i.kind for i in flash_infos] == [i.kind for i in math_infos]
     for math_info, flash_info in zip(math_infos, flash_infos, strict=True):
@@ -190,7 +193,8 @@ def test_a_tiny_flash_transformer_on_ray_measures_what_is_predicted(ray_session,
     measured = [r.peak_activation_bytes for r in result.timeline.summary().per_rank]
     predicted = simulate_plan(plan).summary().per_rank
     assert measured == [r.peak_activation_bytes for r in predicted]
-    math_plan = replace(plan, spec=replace(plan.spec, config=MODELS[model]))
+    math_config = replace(MODELS[model], attention="math")
+    math_plan = replace(plan, spec=replace(plan.spec, config=math_config))
     math_peaks = [r.peak_activation_bytes for r in simulate_plan(math_plan).summary().per_rank]
     # lower on every rank holding an attention core (a V's rank 0 holds the embedding and head)
     assert all(f <= m for f, m in zip(measured, math_peaks, strict=True))

@@ -11,8 +11,10 @@ GPU Clusters Using Megatron-LM": a block's forward is 24 bsh^2 (1 + s/(6h)); an 
 72 BsLh^2 (1 + s/(6h) + V/(12hL)) without recomputation and their eq. (3),
 96 BsLh^2 (1 + s/(6h) + V/(16Lh)), with full recomputation; eq. (2) counts the parameters.
 
-The sums are taken over the per-layer rules (``footprint``, ``flops``, ``param_count``) that the
-analytic executor uses, and compared in exact rational arithmetic: equality, not closeness.
+Both count the "math" attention core (``attention="math"``), which these tests name: Megatron-LM
+kept the s x s scores then. The sums are taken over the per-layer rules (``footprint``,
+``flops``, ``param_count``) that the analytic executor uses, and compared in exact rational
+arithmetic: equality, not closeness.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ GRID = [
 
 
 def gpt_block(s: int, h: int, a: int, vocab: int = 51200, layers: int = 1):
-    config = TransformerConfig(layers=layers, hidden=h, heads=a, seq=s, vocab=vocab, dropout=0.1)
+    """A GPT block with the math attention core: the s x s tensors Table 2 counts, and the
+    backward (twice the forward) Narayanan et al.'s FLOP formulas count."""
+    config = TransformerConfig(
+        layers=layers, hidden=h, heads=a, seq=s, vocab=vocab, dropout=0.1, attention="math"
+    )
     return config, [info for info in transformer_layer_infos(config) if info.block == 1]
 
 

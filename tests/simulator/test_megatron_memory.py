@@ -208,8 +208,11 @@ def run(c: Case):
     m = 2 * c.p
     schedule = make_schedule("interleaved-1f1b" if c.v else "1f1b", c.p, m, c.v)
     layout = Layout(tensor=c.t, sequence_parallel=c.sp, data=c.d, sharding=int(c.zero))
+    # attention=math: Megatron's coefficient is selective recompute of the math core (q, k, v
+    # kept, the scores dropped); a fused core also keeps its output and log-sum-exp
+    model = f"{c.model},attention=math"
     plan = plan_run(
-        schedule, c.model, layout=layout, precision="bf16", split="even", recompute="selective"
+        schedule, model, layout=layout, precision="bf16", split="even", recompute="selective"
     )
     timeline = simulate_plan(plan)
     first_backward = min(e.start for e in timeline.events if e.rank == 0 and e.kind != "F")

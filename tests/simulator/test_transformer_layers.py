@@ -48,7 +48,13 @@ LLAMA = TransformerConfig(
     tied_embeddings=False,
     bias=False,
 )
-CONFIGS = {"gpt": GPT, "gpt-no-dropout": GPT_NO_DROPOUT, "llama": LLAMA}
+# the math attention core (Korthikanti's) beside the default fused one, plain and grouped-query
+# with RoPE, dropout on: its gradients and the bytes it moves are checked here too
+MATH_CORE = {
+    "gpt-math": replace(GPT, attention="math"),
+    "llama-math": replace(LLAMA, attention="math"),
+}
+CONFIGS = {"gpt": GPT, "gpt-no-dropout": GPT_NO_DROPOUT, "llama": LLAMA, **MATH_CORE}
 
 
 # ---------------------------------------------------------------- helpers
@@ -131,7 +137,7 @@ LAYER_CASES = [
     (name, info)
     for name, config in CONFIGS.items()
     for info in one_of_each_kind(config)
-    if info.kind != "token_ce"
+    if info.kind != "token_ce" and (name not in MATH_CORE or info.kind == "attention")
 ]
 
 

@@ -7,6 +7,8 @@ Skipped when torch is not installed; the project does not depend on it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -88,9 +90,11 @@ def torch_step(kind: str, h, p: dict, config: TransformerConfig, ids, stack: lis
     raise AssertionError(f"no torch version of {kind}")
 
 
+@pytest.mark.parametrize("attention", ["flash", "math"])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_loss_and_gradients_equal_pytorch(name):
-    config = CONFIGS[name]
+def test_loss_and_gradients_equal_pytorch(name, attention):
+    """Either attention core (the default fused one, and Korthikanti's math one)."""
+    config = replace(CONFIGS[name], attention=attention)
     rng = np.random.default_rng(0)
     rows = 3
     layers = transformer_layers(config, seed=7)

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from tests.visualize.synthetic import gpipe_timeline
-from tests.visualize.test_recompute import GPT, run
+from tests.visualize.test_recompute import GPT_MATH, run
 from visualize.compare import compare_figure
 from visualize.compare_table import comparison_rows
 from visualize.labels import NEAR, NUMBERS, place, rings
@@ -20,9 +20,10 @@ POLICIES = ("none", "selective", "full", "every:2")
 @pytest.fixture(scope="module")
 def crowd():
     """24 runs (3 schedules × 2 microbatch counts × 4 policies), 18 distinct points, most of
-    them within a few points of another."""
+    them within a few points of another (the math attention core: selective is a point of its
+    own)."""
     return [
-        (f"{s} m={m} [{p}]", run(p, GPT, schedule=s, p=4, m=m))
+        (f"{s} m={m} [{p}]", run(p, GPT_MATH, schedule=s, p=4, m=m))
         for s in ("1f1b", "zb-h1", "gpipe")
         for m in (6, 8)
         for p in POLICIES

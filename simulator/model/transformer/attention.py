@@ -22,9 +22,10 @@ Rotary position embedding (``position="rope"``) rotates q and k after the split;
 and k are the rotated ones, and the backward rotates their gradients back (a rotation's inverse
 is its transpose), so RoPE adds no cached bytes.
 
-The split, the grouping and RoPE live in ``AttentionHeads``, which the fused core
-(``flash_attention.FlashAttention``, ``config.attention = "flash"``) shares: it keeps q, k, v,
-the output and a log-sum-exp instead of the s x s tensors above.
+This is the "math" core, ``config.attention = "math"``: name it to count what Korthikanti et al.
+count. The split, the grouping and RoPE live in ``AttentionHeads``, which the fused core
+(``flash_attention.FlashAttention``, ``config.attention = "flash"``, the default) shares: it
+keeps q, k, v, the output and a log-sum-exp instead of the s x s tensors above.
 """
 
 from __future__ import annotations

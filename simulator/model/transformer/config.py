@@ -28,7 +28,11 @@ LIMITS = {
 }
 NORM_KINDS = ("layernorm", "rmsnorm")
 ATTENTION_KINDS = ("math", "flash")
-DEFAULT_ATTENTION = "math"
+DEFAULT_ATTENTION = "flash"
+"""What every current training stack runs (FlashAttention, cuDNN, PyTorch SDPA)."""
+LEGACY_ATTENTION = "math"
+"""The core a model text without ``attention=`` counted when pebblesim wrote it into a file
+before flash became the default (``simulator.model.parse.recorded_model`` reads files so)."""
 POSITION_KINDS = ("learned", "rope")
 
 
@@ -44,12 +48,12 @@ class TransformerConfig:
       activation counts assume dropout is on, masks kept at 1 byte per element.
     * ``tied_embeddings``: the LM head reuses the token embedding (GPT-3) or has its own (Llama).
     * ``bias``: linear layers and norms carry biases (GPT) or not (Llama).
-    * ``attention``: the attention core. "math" keeps the s x s softmax output (and with
-      dropout its mask and dropped copy), what Korthikanti et al. count; "flash" is a fused
-      kernel (FlashAttention, cuDNN, PyTorch SDPA) that keeps q, k, v, the output and a
-      per-row log-sum-exp, and with dropout the RNG state. The default (math, for now) is
-      stored as None so a default spec's text has no ``attention=`` key; read
-      ``attention_kind``.
+    * ``attention``: the attention core. "flash" (the default) is a fused kernel
+      (FlashAttention, cuDNN, PyTorch SDPA) that keeps q, k, v, the output and a per-row
+      log-sum-exp, and with dropout the RNG state; "math" keeps the s x s softmax output (and
+      with dropout its mask and dropped copy), what Korthikanti et al. count: name it to
+      reproduce their numbers. A spec's text always names it (``attention=flash``), so a file
+      says which core it counted; None reads as the default.
     """
 
     layers: int
@@ -65,7 +69,7 @@ class TransformerConfig:
     dropout: float = 0.1
     tied_embeddings: bool = True
     bias: bool = True
-    attention: str | None = None
+    attention: str = DEFAULT_ATTENTION
 
     def __post_init__(self) -> None:
         for name in ("layers", "hidden", "heads", "seq", "vocab", "kv_heads", "ffn"):
@@ -96,17 +100,17 @@ class TransformerConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise PebbleError(f"dropout must be in [0, 1), got {self.dropout!r}.")
-        if self.attention is not None and self.attention not in ATTENTION_KINDS:
+        if self.attention is None:  # one spelling per model: the default by its name
+            object.__setattr__(self, "attention", DEFAULT_ATTENTION)
+        if self.attention not in ATTENTION_KINDS:
             raise PebbleError(
                 f"unknown attention {self.attention!r}; choose {' or '.join(ATTENTION_KINDS)}."
             )
-        if self.attention == DEFAULT_ATTENTION:  # one spelling per model: the default is None
-            object.__setattr__(self, "attention", None)
 
     @property
     def attention_kind(self) -> str:
-        """The attention core: "math" or "flash"."""
-        return DEFAULT_ATTENTION if self.attention is None else self.attention
+        """The attention core: "flash" or "math" (the same as ``attention``)."""
+        return self.attention
 
     @property
     def num_kv_heads(self) -> int:

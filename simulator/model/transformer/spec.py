@@ -13,6 +13,11 @@ and ``sp`` are the tensor-parallel degree and sequence parallelism the spec is c
 (its ``layout``; a run's plan sets it from the run's ``Layout``); the numpy layers always run
 unsharded.
 
+``attention`` is the attention core, ``flash`` (the default) or ``math`` (what Korthikanti et
+al. 2022 count); ``to_text`` always names it, so that a file's model text says which core it
+counted: one written before flash became the default has no key and counted math
+(``simulator.model.parse.recorded_model``).
+
 ``precision`` names the recipe whole-rank memory counts (``simulator.model.precision``: bytes of
 weights, gradients, master weights and optimizer moments per parameter); left out, a 2-byte
 model counts the 2-byte default and a float32/float64 model its own dtype. The text shows it only
