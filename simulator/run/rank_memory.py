@@ -16,6 +16,7 @@ incoming gradient (from the next stage, likewise).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from schedules.actions import Schedule
 from simulator.model.layout import Layout
@@ -88,7 +89,12 @@ def rank_static_memory(
 
 def model_flops_per_row(spec) -> float:
     """FLOPs of one forward and backward (F + I + W) of the whole, unsharded model for one row
-    (one sequence of a transformer): what model FLOPs utilisation counts."""
+    (one sequence of a transformer): what model FLOPs utilisation counts. A fused attention's
+    backward rebuilds its scores; that is recomputation, which MFU leaves out by convention
+    (Chowdhery et al. 2022, PaLM, appendix B; Korthikanti et al. 2022), so the model's FLOPs are
+    counted as its math core's."""
+    if spec.is_transformer and spec.config.attention_kind != "math":
+        spec = replace(spec, config=replace(spec.config, attention="math"))
     total = 0.0
     for info in spec.layers():
         flops = info.flops(tp=1, sp=False) if spec.is_transformer else info.flops()

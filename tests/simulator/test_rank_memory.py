@@ -64,13 +64,26 @@ def _simulated(schedule_name, ranks, m, model, hardware, **kwargs):
 
 
 def test_mfu_on_one_rank_is_the_presets_efficiency():
-    """One rank, no transfers, no tensor parallelism: every second is compute at peak x
-    efficiency, so model FLOPs utilisation is exactly the efficiency."""
-    timeline = _simulated("gpipe", 1, 2, "gpt3-1.3b,layers=2", "h100,efficiency=0.37")
+    """One rank, no transfers, no tensor parallelism, math attention: every second is compute
+    at peak x efficiency, so model FLOPs utilisation is exactly the efficiency."""
+    model = "gpt3-1.3b,layers=2,attention=math"
+    timeline = _simulated("gpipe", 1, 2, model, "h100,efficiency=0.37")
     throughput = timeline.throughput()
     assert throughput["mfu"] == pytest.approx(0.37, rel=1e-12)
     tokens = 2 * 2048  # two microbatches of one sequence of 2048 tokens
     assert throughput["tokens_per_second"] == pytest.approx(tokens / throughput["step_time"])
+
+
+def test_mfu_leaves_out_a_fused_attentions_rebuilt_scores():
+    """Under flash the backward rebuilds the scores (recomputation): the step takes longer by
+    exactly those FLOPs and MFU counts the model's FLOPs only, so it falls below the
+    efficiency by the ratio of model to executed FLOPs."""
+    math = _simulated("gpipe", 1, 2, "gpt3-1.3b,layers=2,attention=math", "h100,efficiency=0.37")
+    flash = _simulated("gpipe", 1, 2, "gpt3-1.3b,layers=2", "h100,efficiency=0.37")
+    assert flash.meta.flops_per_step == math.meta.flops_per_step
+    executed = flash.throughput()["step_time"] / math.throughput()["step_time"]
+    assert executed > 1
+    assert flash.throughput()["mfu"] == pytest.approx(0.37 / executed, rel=1e-12)
 
 
 def test_whole_rank_memory_fits_or_not_against_the_device():
