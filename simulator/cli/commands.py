@@ -111,6 +111,8 @@ def cmd_simulate(args) -> int:
 
 def cmd_train(args) -> int:
     setup = prepare_training(args)
+    if setup.note:
+        print(setup.note, file=sys.stderr)
     recompute = setup.plan.recompute
     note_selective_under_flash(setup.plan.spec, [recompute and recompute.policy])
     with StagedOutput(args.out) as out:

@@ -83,6 +83,8 @@ def plan_from_args(args, train: bool = False) -> RunPlan:
         )
     model, batch_size = _model_and_batch(args, schedule, train)
     spec = resolve_model(model, schedule.num_stages)
+    if train and spec.is_transformer:
+        spec = spec.computable()  # numpy has no bfloat16: train says what it computes in
     cores = getattr(args, "cores", None)
     if cores is None and getattr(args, "profile", None):
         cores = Profile.load(args.profile).cores  # a calibrated run records its cores

@@ -7,18 +7,20 @@ pipeline.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
 
+from simulator.analytic.run_plan import simulate_plan
 from simulator.cli.requests import plan_from_args
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
-from simulator.run.limits import check_actors
-from simulator.run.plan import RunPlan
+from simulator.run.limits import check_actors, machine_memory
+from simulator.run.plan import CostSource, RunPlan, resolve_model
+from simulator.units import human_bytes
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class TrainingSetup:
     options: RayOptions
     fault: tuple[int, int, int] | None
     check: bool
+    note: str | None = None  # what to tell the user before Ray starts (the dtype it computes in)
 
 
 def max_differences(result, config) -> dict:
@@ -72,6 +75,7 @@ def prepare_training(args) -> TrainingSetup:
     can make is caught here, before Ray starts."""
     plan = plan_from_args(args, train=True)
     schedule, dp = plan.schedule, plan.layout.data
+    check_fits_this_machine(plan)
     check_actors(schedule.num_ranks, dp)
     fault = _parse_fault(args.inject_fault)
     if fault and (fault[1] >= schedule.num_ranks or fault[2] >= dp or fault[0] >= args.steps):
@@ -94,7 +98,34 @@ def prepare_training(args) -> TrainingSetup:
         step_timeout=args.step_timeout,
         calibrate=bool(args.out),  # only --out writes what calibration is for: the profile
     )
-    return TrainingSetup(plan, config, options, fault, args.check)
+    return TrainingSetup(plan, config, options, fault, args.check, _dtype_note(args, plan))
+
+
+def _dtype_note(args, plan: RunPlan) -> str | None:
+    """One line when the model asked for is counted in a dtype numpy has no type for."""
+    asked = resolve_model(args.model, plan.schedule.num_stages) if args.model else plan.spec
+    if asked.is_transformer and asked.dtype != plan.spec.dtype:
+        return (
+            f"note: numpy has no {asked.dtype}: training computes in {plan.spec.dtype}, and its "
+            f"bytes are counted in {plan.spec.dtype} too."
+        )
+    return None
+
+
+def check_fits_this_machine(plan: RunPlan) -> None:
+    """One sentence, before Ray starts, when every rank and replica's parameters, gradients,
+    optimizer state and peak activations (the analytic prediction of this very plan) would not
+    fit in this machine's memory."""
+    predicted = simulate_plan(replace(plan, costs=CostSource(), steps=1, cores=None))
+    need = sum(r.memory["total"] for r in predicted.summary().per_rank) * plan.layout.data
+    have = machine_memory()
+    if need > have:
+        raise PebbleError(
+            f"training this model needs about {human_bytes(need)} on this machine (weights, "
+            f"gradients, optimizer state and activations of every rank and replica), more than "
+            f"its {human_bytes(have)}; train a smaller model (fewer layers, a smaller hidden size "
+            "or sequence) or a smaller --batch-size."
+        )
 
 
 def train_on_ray(setup: TrainingSetup, steps: int, want_prediction: bool = False):

@@ -88,6 +88,14 @@ class TransformerSpec:
             return default_precision(self.itemsize)
         return precision_named(self.precision)
 
+    def computable(self) -> TransformerSpec:
+        """The spec numpy can train: itself, or the same model in float32 when its dtype
+        (bfloat16) has no numpy type, with float32's own recipe. Counted in the dtype it
+        computes in, so measured bytes still equal predicted ones."""
+        if self.dtype in RUNNABLE:
+            return self
+        return replace(self, dtype="float32", precision=None)
+
     @property
     def widths(self) -> tuple[int, int]:
         """(vocabulary in, vocabulary out): token ids in, logits out."""
