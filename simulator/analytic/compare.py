@@ -113,8 +113,8 @@ def _plans(request: Comparison, name: str, spec) -> dict:
     if is_auto(name):  # the limit and the placement say which auto
         placement = placement_of(request.auto_placement, None)
         empty = empty_schedule(request.ranks, request.microbatches, placement)
-        schedule = plan_auto(plan_run(empty, spec, **options), request.auto_limit, placement)
-        schedule = schedule.schedule
+        planned = plan_auto(plan_run(empty, spec, **options), request.auto_limit, placement)
+        schedule = planned.schedule
     else:
         v = None if SCHEDULES[canonical_name(name)].fixed_chunks else request.chunks
         schedule = make_schedule(name, request.ranks, request.microbatches, v)
