@@ -81,13 +81,14 @@ def plan_from_args(args, train: bool = False) -> RunPlan:
             getattr(args, "schedule_file", None),
             steps,
         )
-    model, batch_size = _model_and_batch(args, schedule, train)
+    profile = Profile.load(args.profile) if getattr(args, "profile", None) else None
+    model, batch_size = _model_and_batch(args, schedule, train, profile)
     spec = resolve_model(model, schedule.num_stages)
     if train and spec.is_transformer:
         spec = spec.computable()  # numpy has no bfloat16: train says what it computes in
     cores = getattr(args, "cores", None)
-    if cores is None and getattr(args, "profile", None):
-        cores = Profile.load(args.profile).cores  # a calibrated run records its cores
+    if cores is None and profile is not None:
+        cores = profile.cores  # a calibrated run records its cores
     plan = plan_run(
         schedule,
         spec,
@@ -116,14 +117,13 @@ def schedule_from_args(args):
     return make_schedule(args.schedule, args.ranks, args.microbatches, args.chunks)
 
 
-def _model_and_batch(args, schedule, train: bool):
+def _model_and_batch(args, schedule, train: bool, profile: Profile | None):
     """The model and batch size the command uses: ``--model``, else ``train``'s MLP, else a
     ``--profile``'s model at its microbatch size (unless told otherwise)."""
     model, batch_size = getattr(args, "model", None), getattr(args, "batch_size", None)
     if model is None and train:
         model = default_train_model(schedule.num_stages)
-    if getattr(args, "profile", None) and not model:
-        profile = Profile.load(args.profile)
+    if profile is not None and not model:
         model = profile.model
         if batch_size is None:
             replicas = getattr(args, "data", None) or 1
