@@ -12,6 +12,7 @@ from simulator.analytic.profile import Profile
 from simulator.cli.layout_flags import layout_degrees
 from simulator.errors import PebbleError
 from simulator.model.layout import Layout
+from simulator.model.precision import precision_named
 from simulator.run.plan import (
     CostSource,
     RunPlan,
@@ -84,8 +85,15 @@ def plan_from_args(args, train: bool = False) -> RunPlan:
     profile = Profile.load(args.profile) if getattr(args, "profile", None) else None
     model, batch_size = _model_and_batch(args, schedule, train, profile)
     spec = resolve_model(model, schedule.num_stages)
-    if train and spec.is_transformer:
-        spec = spec.computable()  # numpy has no bfloat16: train says what it computes in
+    precision = getattr(args, "precision", None)
+    if train and spec.is_transformer and spec.computable() != spec:
+        asked, spec = spec, spec.computable()  # numpy has no bfloat16: train says so
+        if precision is not None and precision_named(precision) != spec.recipe:
+            raise PebbleError(
+                f"train computes this {asked.dtype} model in {spec.dtype}, so "
+                f"it counts {spec.dtype}'s recipe ({spec.recipe}); --precision {precision} "
+                "applies to simulate, compare and advise."
+            )
     cores = getattr(args, "cores", None)
     if cores is None and profile is not None:
         cores = profile.cores  # a calibrated run records its cores
@@ -99,7 +107,7 @@ def plan_from_args(args, train: bool = False) -> RunPlan:
         steps=steps,
         sync=not getattr(args, "no_sync", False),
         cores=cores or None,
-        precision=getattr(args, "precision", None),
+        precision=precision,
         split=getattr(args, "split", None),
     )
     if auto:

@@ -56,3 +56,12 @@ def test_a_model_too_big_for_this_machine_is_refused_before_ray(capsys, model):
     needed = err.split("needs about ")[1].split(" on this machine")[0]
     assert needed.split()[1] in ("GiB", "TiB")
     assert machine_memory() > 0
+
+
+def test_a_recipe_train_cannot_count_is_one_sentence(capsys):
+    """A bfloat16 model trains in float32 and counts float32's recipe: asking train for the
+    bf16 recipe would report memory the run does not hold."""
+    code = main([*RUN, "--model", TINY_LLAMA, "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "train computes this bfloat16 model in float32" in err and "Traceback" not in err
