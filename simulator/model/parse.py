@@ -11,6 +11,7 @@ import re
 from simulator.errors import PebbleError
 from simulator.model.spec import ModelSpec
 from simulator.model.transformer.config import LEGACY_ATTENTION
+from simulator.model.transformer.hf_config import HF_PREFIX, hf_spec
 from simulator.model.transformer.presets import MODEL_PRESETS, model_preset
 from simulator.model.transformer.spec import PREFIX, TransformerSpec
 
@@ -20,11 +21,14 @@ _WIDTHS = re.compile(r"^[0-9x-]+$")
 
 
 def parse_model(text: str) -> AnySpec:
-    """``2-64-64-3`` / ``widths=...`` (an MLP), ``transformer:layers=...`` (a transformer), or
-    a preset name with optional overrides: ``gpt3-175b`` or ``llama3-8b,seq=4096,tp=8``."""
+    """``2-64-64-3`` / ``widths=...`` (an MLP), ``transformer:layers=...`` (a transformer),
+    ``hf:PATH/config.json`` (a Hugging Face config) or a preset name, these two with optional
+    overrides: ``gpt3-175b`` or ``llama3-8b,seq=4096,tp=8``."""
     text = text.strip()
     if text.startswith(PREFIX):
         return TransformerSpec.parse(text)
+    if text.startswith(HF_PREFIX):  # a Hugging Face config.json, counted as a preset is
+        return hf_spec(text, PRESET_DTYPE)
     name, _, overrides = text.partition(",")
     name = name.strip()
     if "=" not in name and not _WIDTHS.match(name):
