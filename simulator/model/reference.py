@@ -47,9 +47,10 @@ class TrainConfig:
 
 
 def set_loss_scale(layers: list[Layer], rows: int) -> None:
-    """Make the loss the mean over the whole batch of ``rows`` rows."""
+    """Make the loss the mean over the whole batch of ``rows`` rows (a layer's auxiliary loss,
+    a mixture of experts' load balance, is weighted the same way)."""
     for layer in layers:
-        if isinstance(layer, Loss):
+        if isinstance(layer, Loss) or getattr(layer, "adds_auxiliary_loss", False):
             layer.scale = 1.0 / rows
 
 

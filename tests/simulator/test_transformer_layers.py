@@ -54,7 +54,20 @@ MATH_CORE = {
     "gpt-math": replace(GPT, attention="math"),
     "llama-math": replace(LLAMA, attention="math"),
 }
-CONFIGS = {"gpt": GPT, "gpt-no-dropout": GPT_NO_DROPOUT, "llama": LLAMA, **MATH_CORE}
+# a mixture of experts after one dense block, with a capacity that drops tokens and a shared
+# expert; its load-balancing loss is off here, where objectives are the model's loss alone
+# (tests/simulator/test_moe.py checks it)
+MOE = replace(
+    GPT,
+    experts=4,
+    top_k=2,
+    expert_ffn=6,
+    shared_experts=1,
+    capacity_factor=0.75,
+    moe_aux_coef=0.0,
+    dense_layers=1,
+)
+CONFIGS = {"gpt": GPT, "gpt-no-dropout": GPT_NO_DROPOUT, "llama": LLAMA, "moe": MOE, **MATH_CORE}
 
 
 # ---------------------------------------------------------------- helpers
@@ -284,7 +297,7 @@ def pipeline_backward(stages: list[Stage], mb: int = 0, split: bool = False):
     return boundary
 
 
-@pytest.mark.parametrize("name", ["gpt", "llama"])
+@pytest.mark.parametrize("name", ["gpt", "llama", "moe"])
 def test_model_gradients_match_central_differences(name):
     """Two blocks, hidden 8, seq 5, vocabulary 7, dropout on, split over two stages; a sample of
     every parameter's entries is checked against central differences of the mean token loss."""
@@ -315,7 +328,7 @@ def test_model_gradients_match_central_differences(name):
 # ---------------------------------------------------------------- split backward, microbatches
 
 
-@pytest.mark.parametrize("name", ["gpt", "llama"])
+@pytest.mark.parametrize("name", ["gpt", "llama", "moe"])
 def test_split_backward_equals_full_backward_bit_for_bit(name):
     config = CONFIGS[name]
     rng = np.random.default_rng(6)

@@ -48,6 +48,11 @@ class Dims:
     def sp(self) -> bool:
         return self.layout.sequence_parallel
 
+    @property
+    def e(self) -> int:
+        """The expert-parallel degree: routed experts are split ``e`` ways."""
+        return self.layout.expert
+
     def __post_init__(self) -> None:
         if not isinstance(self.layout, Layout):
             raise PebbleError(f"a layer is counted under a Layout, got {self.layout!r}.")
@@ -65,10 +70,26 @@ class Dims:
                 raise PebbleError(
                     f"tensor-parallel degree {self.t} does not divide the model's {what} {size}."
                 )
+        if cfg.is_moe:
+            self._check_experts()
         if self.sp and cfg.seq % self.t:
             raise PebbleError(
                 f"sequence parallelism needs seq {cfg.seq} to be a multiple of t = {self.t}."
             )
+
+    def _check_experts(self) -> None:
+        cfg = self.config
+        if cfg.experts % self.e:
+            raise PebbleError(
+                f"expert-parallel degree {self.e} does not divide the model's {cfg.experts} "
+                "experts."
+            )
+        for what, size in (("expert_ffn", cfg.expert_hidden), ("shared", cfg.shared_hidden)):
+            if size % self.t:
+                raise PebbleError(
+                    f"tensor-parallel degree {self.t} does not divide the model's {what} width "
+                    f"{size}."
+                )
 
     # ---------------------------------------------------------------- the paper's letters
     @property
@@ -120,6 +141,28 @@ class Dims:
     def local_vocab(self) -> int:
         """Vocabulary-parallel share, rounded up (Megatron pads the table to a multiple of t)."""
         return math.ceil(self.config.vocab / self.t)
+
+    # ---------------------------------------------------------------- mixture of experts
+    @property
+    def moe_tokens(self) -> int:
+        """Tokens a rank routes: the microbatch's, replicated over the tensor group (with SP
+        they are gathered before dispatch, as Megatron Core's token dispatchers do)."""
+        return self.tokens
+
+    @property
+    def local_experts(self) -> int:
+        """Routed experts on one expert-parallel rank."""
+        return self.config.experts // self.e if self.config.is_moe else 0
+
+    @property
+    def local_expert_ffn(self) -> int:
+        """One expert's inner width on one tensor-parallel rank (expert tensor parallelism
+        equal to ``t``, Megatron Core's default)."""
+        return self.config.expert_hidden // self.t
+
+    @property
+    def local_shared_ffn(self) -> int:
+        return self.config.shared_hidden // self.t
 
     def activation_bytes(self, elements: int) -> int:
         return elements * self.itemsize

@@ -6,6 +6,7 @@ The list for ``config`` (``L = config.layers``), with the partition unit ``block
     block 0        embedding, dropout
     block 1..L     fork, norm, qkv, attention, attn_out, dropout, add,
                    fork, norm, mlp_up, mlp_gelu | swiglu, mlp_down, dropout, add
+                   (a mixture-of-experts block: fork, norm, moe, dropout, add; ``moe.py``)
     block L + 1    norm (final), lm_head, token_ce
 
 Dropout layers are left out when ``config.dropout`` is 0 (the attention core then keeps no
@@ -36,6 +37,7 @@ from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.dropout import Dropout, set_dropout_step
 from simulator.model.transformer.embedding import Embedding, TokenCrossEntropy
 from simulator.model.transformer.flash_attention import FlashAttention
+from simulator.model.transformer.gradient_buffers import gradient_bytes, residual_gradient_bytes
 from simulator.model.transformer.linear import (
     AttentionProjection,
     LMHead,
@@ -44,6 +46,7 @@ from simulator.model.transformer.linear import (
     QKVProjection,
     TokenLinear,
 )
+from simulator.model.transformer.moe import MixtureOfExperts
 from simulator.model.transformer.norms import RMSNorm, TokenLayerNorm
 from simulator.model.transformer.stream import ResidualAdd, ResidualFork
 
@@ -65,6 +68,7 @@ TRANSFORMER_LAYER_CLASSES: dict[str, type[Layer]] = {
         MLPDown,
         LMHead,
         TokenCrossEntropy,
+        MixtureOfExperts,
     )
 }
 """Layer kind -> class. The kinds differ from the MLP layers' kinds in ``layers.LAYER_CLASSES``,
@@ -75,12 +79,14 @@ ATTENTION_CLASSES: dict[str, type[Layer]] = {"math": CausalSelfAttention, "flash
 (the same kind, widths and neighbours), a different core (what it caches, its backward FLOPs)."""
 
 
-def _block_kinds(config: TransformerConfig) -> list[str]:
-    """The layer kinds of one transformer block, in chain order."""
+def _block_kinds(config: TransformerConfig, block: int) -> list[str]:
+    """The layer kinds of transformer block ``block`` (1..L), in chain order."""
     dropout = ["dropout"] if config.dropout > 0.0 else []
     norm = "ln" if config.norm == "layernorm" else "rmsnorm"
     activation = "mlp_gelu" if config.mlp == "gelu" else "swiglu"
     attention = ["fork", norm, "qkv", "attention", "attn_out", *dropout, "add"]
+    if config.is_moe_block(block):
+        return attention + ["fork", norm, "moe", *dropout, "add"]
     mlp = ["fork", norm, "mlp_up", activation, "mlp_down", *dropout, "add"]
     return attention + mlp
 
@@ -145,10 +151,26 @@ class TransformerLayerInfo(LayerDescription):
     def flops(self, tp: int | None = None, sp: bool | None = None) -> Flops:
         return self._rules.flops(self.dims(1, 2, tp, sp))
 
+    def gradient_bytes(self, rows: int, itemsize: int) -> int:
+        """Bytes of the gradients this layer's backward holds at once (``gradient_buffers``)."""
+        return gradient_bytes(self.kind, self.dims(rows, itemsize))
+
+    def residual_gradient_bytes(self, rows: int, itemsize: int) -> int:
+        """Bytes of the residual's gradient held at a fork while a branch runs backward."""
+        return residual_gradient_bytes(self.dims(rows, itemsize))
+
     def param_count(self, tp: int | None = None) -> int:
         """Parameters one tensor-parallel rank holds for this layer (a tied LM head counts its
         copy: the last pipeline stage holds one)."""
         return self._rules.param_count(self.dims(1, 2, tp))
+
+    def expert_param_count(self, tp: int | None = None) -> int:
+        """The part of ``param_count`` that is routed experts (sharded over the expert-parallel
+        ranks, with its optimizer state over the expert data-parallel group); 0 elsewhere."""
+        rules = self._rules
+        if not hasattr(rules, "expert_param_count"):
+            return 0
+        return rules.expert_param_count(self.dims(1, 2, tp))  # type: ignore[attr-defined]
 
     def build(self, dtype="float64", seed: int = 0) -> Layer:
         rng = np.random.default_rng([seed, self.index])
@@ -163,7 +185,7 @@ def transformer_layer_infos(
     per configuration: a 126-block model has some 1,500 layers)."""
     norm = "ln" if config.norm == "layernorm" else "rmsnorm"
     runs = [["embedding", *(["dropout"] if config.dropout > 0.0 else [])]]
-    runs += [_block_kinds(config) for _ in range(config.layers)]
+    runs += [_block_kinds(config, block) for block in range(1, config.layers + 1)]
     runs.append([norm, "lm_head", "token_ce"])
     infos: list[TransformerLayerInfo] = []
     for block, kinds in enumerate(runs):
@@ -197,6 +219,7 @@ __all__ = [
     "MLPDown",
     "MLPGELU",
     "MLPUp",
+    "MixtureOfExperts",
     "QKVProjection",
     "RMSNorm",
     "ResidualAdd",

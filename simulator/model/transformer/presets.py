@@ -117,9 +117,54 @@ def mlp_parameters(config: TransformerConfig) -> int:
     return 2 * h * f + (f + h if config.bias else 0)
 
 
-def parameters_per_block(config: TransformerConfig) -> int:
-    """One transformer block: two norms, attention and MLP."""
-    return 2 * _norm_parameters(config) + attention_parameters(config) + mlp_parameters(config)
+def expert_parameters(config: TransformerConfig) -> int:
+    """One routed expert: an MLP of width ``expert_ffn`` (GELU: 2 matrices, SwiGLU: 3)."""
+    h, f = config.hidden, config.expert_hidden
+    matrices = 3 if config.mlp == "swiglu" else 2
+    biases = ((2 if config.mlp == "swiglu" else 1) * f + h) if config.bias else 0
+    return matrices * h * f + biases
+
+
+def shared_expert_parameters(config: TransformerConfig) -> int:
+    """The shared experts, one MLP of width ``shared_experts * expert_ffn`` (0: none)."""
+    h, f = config.hidden, config.shared_hidden
+    if not f:
+        return 0
+    matrices = 3 if config.mlp == "swiglu" else 2
+    biases = ((2 if config.mlp == "swiglu" else 1) * f + h) if config.bias else 0
+    return matrices * h * f + biases
+
+
+def router_parameters(config: TransformerConfig) -> int:
+    """The router's ``hidden x experts`` matrix (no bias)."""
+    return config.hidden * config.experts if config.is_moe else 0
+
+
+def moe_parameters(config: TransformerConfig, *, active: bool = False) -> int:
+    """A mixture-of-experts MLP: router, routed experts (only the ``top_k`` a token uses when
+    ``active``) and shared experts."""
+    routed = config.num_top_k if active else config.experts
+    return (
+        router_parameters(config)
+        + routed * expert_parameters(config)
+        + shared_expert_parameters(config)
+    )
+
+
+def parameters_per_block(config: TransformerConfig, block: int = 1, *, active: bool = False) -> int:
+    """Transformer block ``block`` (1..layers): two norms, attention and its MLP, a mixture of
+    experts after the dense first layers of a MoE model (``active``: what one token uses)."""
+    if config.is_moe_block(block):
+        mlp = moe_parameters(config, active=active)
+    else:
+        mlp = mlp_parameters(config)
+    return 2 * _norm_parameters(config) + attention_parameters(config) + mlp
+
+
+def _blocks_parameters(config: TransformerConfig, blocks: range, *, active: bool = False) -> int:
+    if not config.is_moe:  # every block alike
+        return len(blocks) * parameters_per_block(config)
+    return sum(parameters_per_block(config, b, active=active) for b in blocks)
 
 
 def embedding_parameters(config: TransformerConfig) -> int:
@@ -142,14 +187,29 @@ def parameter_count(config: TransformerConfig) -> int:
     """Every unique trainable parameter of the model, exactly."""
     return (
         embedding_parameters(config)
-        + config.layers * parameters_per_block(config)
+        + _blocks_parameters(config, range(1, config.layers + 1))
         + final_norm_parameters(config)
         + lm_head_parameters(config)
     )
 
 
-def stage_parameters(config: TransformerConfig, blocks: int, *, first: bool, last: bool) -> int:
-    """Parameters held by one pipeline stage of ``blocks`` blocks.
+def active_parameter_count(config: TransformerConfig) -> int:
+    """Parameters one token uses: ``parameter_count`` with each mixture of experts counting
+    its router, its ``top_k`` routed experts and its shared experts (the convention of
+    Mixtral's 12.9B and DeepSeek-V3's 37B "activated" counts: embedding tables whole)."""
+    return (
+        embedding_parameters(config)
+        + _blocks_parameters(config, range(1, config.layers + 1), active=True)
+        + final_norm_parameters(config)
+        + lm_head_parameters(config)
+    )
+
+
+def stage_parameters(
+    config: TransformerConfig, blocks: int, *, first: bool, last: bool, start: int = 1
+) -> int:
+    """Parameters held by one pipeline stage of ``blocks`` blocks from block ``start`` (1-based;
+    it matters only when blocks differ, as a MoE model's dense first layers do).
 
     The first stage adds the embedding; the last adds the final norm and the LM head. With tied
     embeddings, a last stage that is not also the first holds a copy of the word embedding as
@@ -158,7 +218,7 @@ def stage_parameters(config: TransformerConfig, blocks: int, *, first: bool, las
     """
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
         raise PebbleError(f"a stage holds a non-negative whole number of blocks, not {blocks!r}.")
-    total = blocks * parameters_per_block(config)
+    total = _blocks_parameters(config, range(start, start + blocks))
     if first:
         total += embedding_parameters(config)
     if last:

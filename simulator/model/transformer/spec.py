@@ -18,6 +18,11 @@ al. 2022 count); ``to_text`` always names it, so that a file's model text says w
 counted: one written before flash became the default has no key and counted math
 (``simulator.model.parse.recorded_model``).
 
+A mixture of experts adds its keys (``TransformerConfig``'s docstring says what each means)::
+
+    transformer:...,experts=8,top_k=2,expert_ffn=14336,shared_experts=1,capacity_factor=1.25,
+        moe_aux_coef=0.01,norm_topk=1,dense_layers=3,router_imbalance=1.2
+
 ``precision`` names the recipe whole-rank memory counts (``simulator.model.precision``: bytes of
 weights, gradients, master weights and optimizer moments per parameter); left out, a 2-byte
 model counts the 2-byte default and a float32/float64 model its own dtype. The text shows it only
@@ -44,6 +49,7 @@ _CONFIG_KEYS = {f.name: f.type for f in fields(TransformerConfig)}
 _ALIASES = {"tied": "tied_embeddings"}
 _REQUIRED = ("layers", "hidden", "heads", "seq", "vocab")
 _SPEC_KEYS = ("dtype", "seed", "tp", "sp", "precision")
+_REAL_KEYS = ("dropout", "capacity_factor", "moe_aux_coef", "router_imbalance")
 
 
 @dataclass(frozen=True)
@@ -180,11 +186,11 @@ def _value(key: str, value: str, text: str) -> object:
     """One value of a transformer spec, typed by its key."""
     if key in ("mlp", "norm", "position", "dtype", "precision", "attention"):
         return value
-    if key in ("tied_embeddings", "bias", "sp"):
+    if key in ("tied_embeddings", "bias", "sp", "norm_topk"):
         if value.lower() not in _TRUE + _FALSE:
             raise PebbleError(f"{key} in model {text!r} takes 1/0, true/false, yes/no or on/off.")
         return value.lower() in _TRUE
     try:
-        return float(value) if key == "dropout" else int(value)
+        return float(value) if key in _REAL_KEYS else int(value)
     except ValueError:
         raise PebbleError(f"cannot read {key}={value!r} in model {text!r}.") from None
