@@ -4,11 +4,21 @@ One lane per rank (rank 0 at the top), time left to right. Each compute event is
 ``F`` forward, ``B`` full backward, ``I`` input-gradient and ``W`` weight-gradient backward (any
 kind of the dependency rule, labelled and coloured as its ``KindRule.display`` says), in
 Okabe-Ito colours, with the microbatch number inside when it fits. White is idle time: the
-bubble. Optimizer steps are grey columns; communication can be drawn as arrows (off by default).
-With data parallelism replica 0 is shown unless asked for another (or ``replica=None`` for all).
+bubble. Optimizer steps are grey columns; with data parallelism each rank's gradient all-reduces
+are a blue strip under its lane; point-to-point transfers can be drawn as arrows (off by
+default). With data parallelism replica 0 is shown unless asked for another (or
+``replica=None`` for all).
 
 With activation recomputation each recompute sub-span is a hatched ``R`` box drawn inside the
 backward (``I`` or ``B``) that contains it: recomputation is part of that action, not an action.
+
+At scale the boxes are thinner than a pixel and one artist each would be slow, huge in an SVG
+and a solid band to the eye. So when the median box is under ``AGGREGATE_BELOW`` points wide
+the lanes are **aggregated**: one image whose every pixel column mixes the kinds' colours by the
+share of its time they ran (``visualize.density``), white for idle, and the title says so. A
+chart of the whole run whose boxes are too thin to number adds two panels below, the warm-up
+and the cool-down zoomed (``visualize.window``), so the pipeline's fill and drain stay visible.
+``window=`` draws any stretch of time instead (``--window``).
 
 ``visualize.pipeline_data.pipeline_boxes`` lists exactly the boxes the figure draws, one per
 compute event, and ``recompute_boxes`` the ``R`` boxes.
@@ -16,141 +26,38 @@ compute event, and ``recompute_boxes`` the ``R`` boxes.
 
 from __future__ import annotations
 
-from matplotlib.colors import to_rgb
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.patheffects import withStroke
 
-from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline, forward_kinds
+from simulator.errors import PebbleError
+from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline
+from visualize.boxes import BOX, box_color, draw_boxes, kind_handles
+from visualize.density import COLUMNS, blend, occupancy
 from visualize.pipeline_data import Box, pipeline_boxes, recompute_boxes
 from visualize.recompute import draw_recompute_boxes, hatched_patch
+from visualize.rows import row_fontsize
 from visualize.style import (
+    ALLREDUCE_COLOR,
     LANE_EDGE,
     OPTIMIZER_COLOR,
+    fitted_legend,
     format_time,
-    kind_color,
-    kind_name,
+    layer_info,
     new_figure,
     run_title,
     set_time_axis,
     shade_optimizer_steps,
     time_span,
+    wrap_title,
 )
+from visualize.window import TimeWindow, parse_window
 
-BOX = 0.8  # box height within a lane of height 1
-
-
-def box_color(kind: str, chunk: int = 0, rule: DependencyRule = PIPELINE_RULE):
-    """The kind's colour (``style.kind_color``), lighter for each later chunk of an
-    interleaved schedule."""
-    rgb = to_rgb(kind_color(kind, rule))
-    mix = min(0.45 * chunk, 0.7)
-    return tuple(c + (1 - c) * mix for c in rgb)
-
-
-def label_fontsize(
-    widths_points: list[float], digits: int, largest: float, smallest: float = 5.5
-) -> float:
-    """One font size for every microbatch number in a chart: as large as ``largest`` but small
-    enough that a ``digits``-wide number fits every box that can hold one at ``smallest``."""
-    needed = [(w - 2) / (0.62 * digits) for w in widths_points]
-    usable = [n for n in needed if n >= smallest]
-    return max(smallest, min([largest, *usable]))
-
-
-def label_fits(width_points: float, digits: int, fontsize: float) -> bool:
-    """Whether a ``digits``-wide number at ``fontsize`` fits a box ``width_points`` wide. Every
-    box is judged by the widest number of the chart, so equal boxes are labelled alike."""
-    return width_points >= 0.62 * fontsize * digits + 2
-
-
-def draw_boxes(
-    ax,
-    boxes: list[Box],
-    *,
-    x_range: float,
-    axes_points: float,
-    fontsize: float,
-    y_of=None,
-    height: float = BOX,
-    filled: bool = True,
-    show_labels: bool = True,
-    gid_prefix: str = "box",
-    rule: DependencyRule = PIPELINE_RULE,
-) -> list[Rectangle]:
-    """Add one Rectangle per box (``gid="{prefix}:{row}:{label}:{step}"``); ``y_of(box)`` gives
-    the lane centre (default: the box's row). Outlined, hatched boxes when not ``filled``."""
-    y_of = y_of or (lambda b: b.row)
-    patches = []
-    thin = axes_points / max(x_range, 1e-300)  # points per time unit
-    digits = len(str(max((b.microbatch for b in boxes), default=0)))
-    fontsize = label_fontsize([(b.end - b.start) * thin for b in boxes], digits, fontsize)
-    for b in boxes:
-        colour = box_color(b.kind, b.chunk, rule)
-        tiny = (b.end - b.start) * thin < 3
-        if filled:
-            style = {
-                "facecolor": colour,
-                "edgecolor": "none" if tiny else "#303030",
-                "linewidth": 0.4,
-            }
-        else:
-            style = {
-                "facecolor": (*colour, 0.18),
-                "edgecolor": colour,
-                "linewidth": 1.1,
-                "hatch": None if tiny else "////",
-            }
-        rect = Rectangle(
-            (b.start, y_of(b) - height / 2),
-            b.end - b.start,
-            height,
-            zorder=2,
-            gid=f"{gid_prefix}:{b.row}:{b.label}:{b.step}",
-            **style,
-        )
-        ax.add_patch(rect)
-        patches.append(rect)
-        text = str(b.microbatch)
-        if show_labels and label_fits((b.end - b.start) * thin, digits, fontsize):
-            ax.text(
-                (b.start + b.end) / 2,
-                y_of(b),
-                text,
-                ha="center",
-                va="center",
-                fontsize=fontsize,
-                zorder=3,
-                color="#1A1A1A",
-                clip_on=True,
-            )
-    return patches
-
-
-def kind_handles(kinds, chunks: int = 1, rule: DependencyRule = PIPELINE_RULE) -> list[Patch]:
-    """Legend entries for the rule's kinds present, in the rule's order (F, B, I, W), each
-    with its display's label and colour."""
-    handles = [
-        Patch(
-            facecolor=kind_color(k, rule),
-            edgecolor="#303030",
-            linewidth=0.4,
-            label=kind_name(k, rule),
-        )
-        for k in rule.kinds
-        if k in kinds
-    ]
-    if chunks > 1:
-        handles.append(
-            Patch(
-                facecolor=box_color(forward_kinds(rule)[0], 1, rule),
-                edgecolor="#303030",
-                linewidth=0.4,
-                label="lighter: later chunk",
-            )
-        )
-    return handles
+AGGREGATE_BELOW = 2.0  # points: a median box narrower than this and the lanes are aggregated
+ZOOM_BELOW = 6.0  # points: boxes narrower than this (too thin to number) add the zoom panels
+WIDTH = 11.0
 
 
 def pipeline_figure(
@@ -160,57 +67,158 @@ def pipeline_figure(
     comms: bool = False,
     title: str | None = None,
     rule: DependencyRule = PIPELINE_RULE,
+    window: TimeWindow | None = None,
 ) -> Figure:
     """Draw the pipeline chart (see the module docstring); returns the Figure. ``rule``: the
     dependency rule the run followed, whose kinds' displays label and colour the boxes.
+    ``window``: the stretch of time to draw (None: the whole run).
 
-    Boxes carry ``gid="box:{row}:{stage}{kind}{mb}:{step}"``, one per ``pipeline_boxes`` entry,
-    and recompute sub-spans ``gid="recompute:{row}:{stage}R{mb}:{step}"``, one per
-    ``recompute_boxes`` entry.
+    Boxes carry ``gid="box:{row}:{stage}{kind}{mb}:{step}"``, one per ``pipeline_boxes`` entry
+    in the window, and recompute sub-spans ``gid="recompute:{row}:{stage}R{mb}:{step}"``, one
+    per ``recompute_boxes`` entry; aggregated lanes are one image, ``gid="aggregate"``.
     """
     boxes = pipeline_boxes(timeline, replica)
-    ranks = timeline.num_ranks
-    dp = timeline.meta.dp
+    recompute = recompute_boxes(timeline, replica)
+    ranks, dp = timeline.num_ranks, timeline.meta.dp
     rows = ranks * dp if replica is None else ranks
     span = time_span(timeline) or 1.0
-    x_max = span * 1.02
+    view = window or TimeWindow(0.0, span * 1.02, "whole run")
+    zooms = _zoom_windows(timeline, boxes, view) if window is None else []
 
-    width = 11.0
-    height = min(max(2.6, 1.55 + 0.42 * rows), 14)
-    fig = new_figure(width, height)
-    ax = fig.add_subplot()
-    axes_points = width * 72 * 0.86
-    lane_points = height * 72 * 0.62 / rows
-    fontsize = max(5.0, min(8.0, lane_points * BOX * 0.55))
-
-    _draw_lanes(ax, rows, span)
-    shade_optimizer_steps(ax, timeline.optimizer, span, alpha=0.45, zorder=1.5)
-    draw_boxes(ax, boxes, x_range=x_max, axes_points=axes_points, fontsize=fontsize, rule=rule)
-    recompute = recompute_boxes(timeline, replica)
-    draw_recompute_boxes(ax, recompute, height=BOX * 0.8, least=1.5 * x_max / axes_points)
-    for text in ax.texts if recompute else ():  # microbatch numbers stay legible over hatching
-        text.set_path_effects([withStroke(linewidth=2.5, foreground="white")])
-    if comms:
-        _draw_comms(ax, timeline, replica)
-
-    ax.set_xlim(0, x_max)
-    _label_lanes(ax, rows, ranks, all_replicas=replica is None and dp > 1)
-    set_time_axis(ax, timeline, span)
-    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
-    ax.set_axisbelow(True)
-    _set_title(ax, timeline, replica, title)
-    drawn = {b.kind for b in boxes} | {b.kind for b in recompute}
-    _add_legend(fig, timeline, drawn, comms, rule)
+    lanes = min(max(1.0, 0.42 * rows), 9.0 if zooms else 12.0)
+    panel = min(max(1.0, 0.2 * rows), 4.5)
+    height = 1.7 + lanes + (panel + 0.9 if zooms else 0.0)
+    fig = new_figure(WIDTH, height)
+    if zooms:
+        grid = fig.add_gridspec(2, len(zooms), height_ratios=[lanes, panel])
+        ax = fig.add_subplot(grid[0, :])
+        panels = [fig.add_subplot(grid[1, i]) for i in range(len(zooms))]
+    else:
+        ax, panels = fig.add_subplot(), []
+    sizes = {"lane_inches": lanes, "rule": rule, "comms": comms, "replica": replica}
+    drawn, aggregated = _draw_chart(ax, timeline, boxes, recompute, view, WIDTH * 0.86, **sizes)
+    for zoom, sub in zip(zooms, panels, strict=True):
+        _outline_zoom(ax, zoom)
+        sizes["lane_inches"] = panel
+        more, dense = _draw_chart(
+            sub, timeline, boxes, recompute, zoom, WIDTH * 0.86 / len(zooms), **sizes
+        )
+        drawn |= more
+        aggregated |= dense
+        sub.set_title(f"{zoom.name}, zoomed", fontsize=9.5)
+        sub.set_xlabel(sub.get_xlabel(), fontsize=8.5)
+    ax.set_xlim(view.start, view.end)
+    _set_title(fig, timeline, replica, title, window, aggregated, bool(zooms))
+    _add_legend(fig, timeline, drawn, comms, rule, replica, aggregated)
     return fig
 
 
-def _draw_lanes(ax, rows: int, span: float) -> None:
+def _zoom_windows(timeline: Timeline, boxes: list[Box], view: TimeWindow) -> list[TimeWindow]:
+    """The warm-up and the cool-down, when the whole run's boxes are too thin to number."""
+    if not boxes or _median_points(boxes, view, WIDTH * 0.86) >= ZOOM_BELOW:
+        return []
+    try:
+        return [parse_window("warmup", timeline), parse_window("cooldown", timeline)]
+    except PebbleError:
+        return []
+
+
+def _median_points(boxes: list[Box], view: TimeWindow, axes_inches: float) -> float:
+    inside = [b.end - b.start for b in boxes if b.end > view.start and b.start < view.end]
+    if not inside:
+        return float("inf")
+    return float(np.median(inside)) / view.length * axes_inches * 72
+
+
+def _draw_chart(
+    ax,
+    timeline: Timeline,
+    boxes: list[Box],
+    recompute: list[Box],
+    view: TimeWindow,
+    axes_inches: float,
+    *,
+    lane_inches: float,
+    rule: DependencyRule,
+    comms: bool,
+    replica: int | None,
+) -> tuple[set[str], bool]:
+    """One chart of ``view`` on ``ax``; returns (the kinds drawn, whether aggregated)."""
+    ranks, dp = timeline.num_ranks, timeline.meta.dp
+    rows = ranks * dp if replica is None else ranks
+    inside = [b for b in boxes if b.end > view.start and b.start < view.end]
+    parts = [b for b in recompute if b.end > view.start and b.start < view.end]
+    axes_points = axes_inches * 72
+    aggregated = _median_points(inside, view, axes_inches) < AGGREGATE_BELOW
+    lane_points = lane_inches * 72 / max(rows, 1)
+    fontsize = max(5.0, min(8.0, lane_points * BOX * 0.55))
+
+    _draw_lanes(ax, rows, view)
+    shade_optimizer_steps(ax, timeline.optimizer, view.length, alpha=0.45, zorder=1.5)
+    if aggregated:
+        _draw_aggregate(ax, inside, view, rows, rule, axes_points)
+        parts = []  # a recompute sub-span is part of its backward's share
+    else:
+        draw_boxes(
+            ax, inside, x_range=view.length, axes_points=axes_points, fontsize=fontsize, rule=rule
+        )
+        draw_recompute_boxes(ax, parts, height=BOX * 0.8, least=1.5 * view.length / axes_points)
+        for text in ax.texts if parts else ():  # microbatch numbers stay legible over hatching
+            text.set_path_effects([withStroke(linewidth=2.5, foreground="white")])
+        if comms:
+            _draw_comms(ax, timeline, replica, view)
+    _draw_allreduce(ax, timeline, replica, view)
+    ax.set_xlim(view.start, view.end)
+    _label_lanes(ax, rows, ranks, all_replicas=replica is None and dp > 1, lane_inches=lane_inches)
+    set_time_axis(ax, timeline, max(abs(view.start), abs(view.end)))
+    ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    return {b.kind for b in inside} | {b.kind for b in parts}, aggregated
+
+
+def _draw_aggregate(
+    ax, boxes: list[Box], view: TimeWindow, rows: int, rule: DependencyRule, axes_points: float
+) -> None:
+    """The lanes as one image: per pixel column, the kinds' colours mixed by their share of
+    its time, white for the idle rest (``visualize.density``)."""
+    looks = sorted({(b.kind, b.chunk) for b in boxes})
+    index = {look: i for i, look in enumerate(looks)}
+    columns = int(min(COLUMNS, max(axes_points * 150 / 72, 100)))
+    shares = occupancy(
+        np.array([b.row for b in boxes], dtype=np.int64),
+        np.array([index[b.kind, b.chunk] for b in boxes], dtype=np.int64),
+        np.array([b.start for b in boxes]),
+        np.array([b.end for b in boxes]),
+        n_lanes=rows,
+        n_colours=max(len(looks), 1),
+        t0=view.start,
+        t1=view.end,
+        columns=columns,
+    )
+    rgb = blend(shares, [box_color(k, c, rule) for k, c in looks] or ["white"])
+    sub = 10  # pixel rows per lane: the box's 0.8 of the lane in the middle eight
+    image = np.zeros((rows * sub, columns, 4))
+    for row in range(rows):
+        image[row * sub + 1 : row * sub + sub - 1, :, :3] = rgb[row]
+        image[row * sub + 1 : row * sub + sub - 1, :, 3] = 1.0
+    ax.imshow(
+        image,
+        extent=(view.start, view.end, rows - 0.5, -0.5),
+        aspect="auto",
+        interpolation="nearest",
+        zorder=2,
+        gid="aggregate",
+        rasterized=True,
+    )
+
+
+def _draw_lanes(ax, rows: int, view: TimeWindow) -> None:
     """One empty white lane per row: white is idle."""
     for row in range(rows):
         ax.add_patch(
             Rectangle(
-                (0, row - BOX / 2),
-                span,
+                (view.start, row - BOX / 2),
+                view.length,
                 BOX,
                 facecolor="white",
                 edgecolor=LANE_EDGE,
@@ -220,11 +228,55 @@ def _draw_lanes(ax, rows: int, span: float) -> None:
         )
 
 
-def _draw_comms(ax, timeline: Timeline, replica: int | None) -> None:
+def _allreduce_spans(timeline: Timeline) -> dict[int, list[tuple[float, float]]]:
+    """Per rank, its layers' all-reduces merged into spans."""
+    rank_of = {layer.index: layer.rank for layer in layer_info(timeline)}
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for a in sorted(timeline.allreduce, key=lambda a: a.start):
+        rank = rank_of.get(a.layer)
+        if rank is None:
+            continue
+        mine = spans.setdefault(rank, [])
+        if mine and a.start <= mine[-1][1]:
+            mine[-1] = (mine[-1][0], max(mine[-1][1], a.end))
+        else:
+            mine.append((a.start, a.end))
+    return spans
+
+
+def _draw_allreduce(ax, timeline: Timeline, replica: int | None, view: TimeWindow) -> None:
+    """A blue strip under each rank's lane while its gradients are all-reduced across the
+    data-parallel replicas (at least a pixel wide, so a fast one still shows)."""
+    if timeline.meta.dp <= 1:
+        return
+    least = view.length / 700
+    replicas = range(timeline.meta.dp) if replica is None else [None]
+    for rank, spans in _allreduce_spans(timeline).items():
+        for copy in replicas:
+            row = rank if copy is None else copy * timeline.num_ranks + rank
+            for start, end in spans:
+                if end < view.start or start > view.end:
+                    continue
+                ax.add_patch(
+                    Rectangle(
+                        (start, row + BOX / 2),
+                        max(end - start, least),
+                        (1 - BOX) / 2,
+                        facecolor=ALLREDUCE_COLOR,
+                        edgecolor="none",
+                        zorder=2.2,
+                        gid=f"allreduce:{row}",
+                    )
+                )
+
+
+def _draw_comms(ax, timeline: Timeline, replica: int | None, view: TimeWindow) -> None:
     """One arrow per transfer, from the sender's lane edge to the receiver's."""
     ranks = timeline.num_ranks
     for c in timeline.comms:
         if replica is not None and c.replica != replica:
+            continue
+        if c.end < view.start or c.start > view.end:
             continue
         offset = 0 if replica is not None else c.replica * ranks
         src, dst = c.src_rank + offset, c.dst_rank + offset
@@ -245,50 +297,95 @@ def _draw_comms(ax, timeline: Timeline, replica: int | None) -> None:
         )
 
 
-def _label_lanes(ax, rows: int, ranks: int, *, all_replicas: bool) -> None:
-    """Rank 0 at the top, one label per lane (``replica r · rank k`` when stacked)."""
+def _outline_zoom(ax, zoom: TimeWindow) -> None:
+    """Where a zoomed panel below looks: a light frame over the lanes, named on top."""
+    ax.axvspan(zoom.start, zoom.end, facecolor="none", edgecolor="#404040", lw=0.8, zorder=3)
+    ax.annotate(
+        zoom.name,
+        xy=((zoom.start + zoom.end) / 2, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(0, 2),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize=7.5,
+        color="#404040",
+        gid=f"zoom:{zoom.name}",
+    )
+
+
+def _label_lanes(ax, rows: int, ranks: int, *, all_replicas: bool, lane_inches: float) -> None:
+    """Rank 0 at the top, one label per lane (``replica r · rank k`` when stacked); past the
+    rows the labels fit, every k-th."""
     ax.set_ylim(rows - 0.5, -0.5)
-    ax.set_yticks(range(rows))
     if all_replicas:
         labels = [f"replica {r // ranks} · rank {r % ranks}" for r in range(rows)]
     else:
         labels = [f"rank {r}" for r in range(rows)]
-    ax.set_yticklabels(labels)
-    ax.tick_params(axis="y", length=0)
+    size = row_fontsize(rows, lane_inches, 10.0)
+    every = 1 if size > 4.0 else -(-rows * 5 // int(lane_inches * 72))
+    ax.set_yticks(range(0, rows, every))
+    ax.set_yticklabels(labels[::every])
+    ax.tick_params(axis="y", length=0, labelsize=size if every == 1 else 5.0)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
 
 
-def _set_title(ax, timeline: Timeline, replica: int | None, title: str | None) -> None:
-    """The run, then its makespan and bubble share."""
+def _set_title(
+    fig: Figure,
+    timeline: Timeline,
+    replica: int | None,
+    title: str | None,
+    window: TimeWindow | None,
+    aggregated: bool,
+    zoomed: bool,
+) -> None:
+    """The run, its makespan and bubble share, and what was aggregated or zoomed."""
     summary = timeline.summary()
     heading = title or run_title(timeline, "Pipeline chart")
     if timeline.meta.dp > 1 and replica is not None:
         heading += f", replica {replica}"
-    ax.set_title(
-        f"{heading}\nmakespan {format_time(summary.makespan, timeline.time_unit)} · "
+    lines = [
+        heading,
+        f"makespan {format_time(summary.makespan, timeline.time_unit)} · "
         f"bubble {summary.bubble_fraction * 100:.1f}% (idle share of ranks × makespan)",
-        fontsize=11,
-    )
+    ]
+    if window is not None:
+        lines.append(window.note(timeline.time_unit))
+    if aggregated:
+        lines.append(
+            f"{len(timeline.events):,} actions, too thin for boxes: each pixel column mixes "
+            "the kinds' colours by their share of its time (pale = partly idle)"
+        )
+    if zoomed:
+        lines.append("below: the warm-up and the cool-down zoomed (--window to choose another)")
+    fig.axes[0].set_title(wrap_title("\n".join(lines), WIDTH, 10.5), fontsize=10.5)
 
 
 def _add_legend(
-    fig: Figure, timeline: Timeline, kinds: set[str], comms: bool, rule: DependencyRule
+    fig: Figure,
+    timeline: Timeline,
+    kinds: set[str],
+    comms: bool,
+    rule: DependencyRule,
+    replica: int | None,
+    aggregated: bool,
 ) -> None:
-    """The kinds drawn, idle, and the optimizer and transfer entries when shown."""
+    """The kinds drawn, idle, and the optimizer, all-reduce and transfer entries when shown."""
     handles = kind_handles(kinds, timeline.meta.chunks, rule)
     if "R" in kinds:
         handles.append(hatched_patch("R (recompute) inside its backward"))
-    handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label="idle (bubble)"))
+    idle = "idle (bubble); pale: partly idle" if aggregated else "idle (bubble)"
+    handles.append(Patch(facecolor="white", edgecolor=LANE_EDGE, label=idle))
     if timeline.optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))
-    if comms:
+    if timeline.meta.dp > 1 and _allreduce_spans(timeline):
+        handles.append(Patch(facecolor=ALLREDUCE_COLOR, label="data-parallel all-reduce"))
+    if comms and not aggregated:
         handles.append(
             Line2D([], [], color="#555555", lw=0.8, marker=">", markersize=4, label="transfer")
         )
-    fig.legend(
-        handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8.5
-    )
+    fitted_legend(fig, handles)
 
 
-__all__ = ["box_color", "draw_boxes", "pipeline_figure"]
+__all__ = ["box_color", "draw_boxes", "kind_handles", "pipeline_figure"]

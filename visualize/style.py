@@ -8,6 +8,7 @@ state and works headless.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -73,11 +74,21 @@ def time_axis(timeline: Timeline | str, span: float | None = None) -> tuple[floa
 
 def time_span(timeline: Timeline) -> float:
     """The last moment anything happens (events, optimizer, all-reduce, cache changes)."""
-    ends = [e.end for e in timeline.events]
-    ends += [o.end for o in timeline.optimizer]
-    ends += [a.end for a in timeline.allreduce]
-    ends += [c.time for c in timeline.cache]
+    ends = [
+        float(table.columns()[name].max()) for table, name in _end_columns(timeline) if len(table)
+    ]
     return max(ends, default=0.0)
+
+
+def _end_columns(timeline: Timeline) -> list:
+    """(table, column) pairs holding the times a run reaches (read as numpy columns: a run at
+    scale has a million cache records)."""
+    return [
+        (timeline.events, "end"),
+        (timeline.optimizer, "end"),
+        (timeline.allreduce, "end"),
+        (timeline.cache, "time"),
+    ]
 
 
 format_time = human_time  # the figures format times exactly as the CLI does
@@ -176,6 +187,46 @@ def shade_optimizer_steps(
         )
 
 
+def text_points(text: str, fontsize: float) -> float:
+    """About how wide ``text`` is in points at ``fontsize`` (DejaVu Sans averages 0.6 em a
+    character; a little more, so an estimate errs on the wide side)."""
+    return 0.62 * fontsize * len(text)
+
+
+def legend_columns(labels: list[str], width_inches: float, fontsize: float = 8.5) -> int:
+    """The most legend columns whose entries (a handle, its label, the gaps) fit in
+    ``width_inches``; matplotlib fills a legend column by column."""
+    room = width_inches * 72 - 16
+    count = len(labels)
+    for ncol in range(max(count, 1), 1, -1):
+        per_column = -(-count // ncol)
+        columns = [labels[i : i + per_column] for i in range(0, count, per_column)]
+        entry = 4.2 * fontsize  # handle, its padding and the gap to the next column
+        widths = [max(text_points(t, fontsize) for t in column) + entry for column in columns]
+        if sum(widths) <= room:
+            return ncol
+    return 1
+
+
+def fitted_legend(fig: Figure, handles: list, *, fontsize: float = 8.5, **options):
+    """A legend below the axes with as many columns as fit the figure's width, so no entry is
+    ever cut at the figure's edge; returns it."""
+    labels = [h.get_label() for h in handles]
+    ncol = legend_columns(labels, fig.get_figwidth(), fontsize)
+    options.setdefault("loc", "outside lower center")
+    return fig.legend(handles=handles, ncol=ncol, frameon=False, fontsize=fontsize, **options)
+
+
+def wrap_title(text: str, width_inches: float, fontsize: float = 11) -> str:
+    """``text`` with each line broken at spaces so it fits ``width_inches`` at ``fontsize``:
+    a title wider than its figure is cut at both edges."""
+    limit = max(int((width_inches * 72 - 24) / (0.62 * fontsize)), 20)
+    lines = []
+    for line in text.split("\n"):
+        lines += textwrap.wrap(line, limit, break_long_words=False) or [""]
+    return "\n".join(lines)
+
+
 def new_figure(width: float, height: float) -> Figure:
     """A pyplot-free figure with constrained layout."""
     return Figure(figsize=(width, height), layout="constrained")
@@ -224,6 +275,9 @@ __all__ = [
     "RECOMPUTE_FACE",
     "RECOMPUTE_HATCH",
     "byte_unit",
+    "fitted_legend",
+    "legend_columns",
+    "wrap_title",
     "count_ticks",
     "kind_color",
     "kind_name",
