@@ -25,6 +25,7 @@ from schedules.actions import Schedule
 from schedules.validate import DryRun, validate
 from simulator.analytic.costs import CostModel
 from simulator.analytic.plan_arrays import PlanArrays
+from simulator.analytic.ranges import check_plan, check_result
 from simulator.analytic.recompute_costs import (
     apply_recompute,
     rank_recompute_flops,
@@ -106,6 +107,7 @@ def simulate(
         timeline, costs, spec, partition, microbatch_rows, run, recompute, dp
     )
     walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline, recompute, share)
+    check_plan(walk.arrays, costs)  # every time in range before any is summed
     runtime = runtime_of(walk.arrays, costs, run)
     if cores is not None or runtime is not None:
         walk.times = lambda *lists: shared_action_times(
@@ -127,6 +129,7 @@ def simulate(
             )
             barrier = step_end + costs.optimizer_time
     walk.finish()
+    check_result(timeline)
     return timeline
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from schedules.validate import DryRun
 from simulator.analytic.costs import CostModel
+from simulator.analytic.ranges import check_change_bytes
 from simulator.model.memory_plan import StageShapes
 
 
@@ -47,6 +48,7 @@ class PlanArrays:
         producers = run.producers
         send = np.array([costs.transfer_time(s) for s in range(num_stages)] + [0.0])
         boundary = list(costs.boundary_bytes or (0,) * num_stages) + [0]
+        check_change_bytes(boundary, "one transfer between stages")
         self.boundary = np.array(boundary, dtype=np.int64)
         self.producers, self.transfer, self.link, self.flow = [], [], [], []
         for slot in range(producers.shape[1]):
@@ -114,6 +116,7 @@ class PlanArrays:
                         layer.append(entry[0])
                         delta.append(entry[1] if field == "changes" else 0)
                         fraction.append(entry[-1])
+            check_change_bytes(delta)  # Python ints, before an int64 array could wrap
             counts = np.array(counts, dtype=np.int64)
             starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
             per_action = counts[shape_key]

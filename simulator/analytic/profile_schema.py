@@ -14,12 +14,14 @@ from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from schedules.kind_costs import uncovered
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model, recorded_model
-from simulator.timeline.json_values import MAX_TIME, fields_of, integer, plain_list, real, show
+from simulator.timeline.json_values import fields_of, integer, plain_list, real, show
 from simulator.timeline.schema import MAX_MICROBATCH_ROWS, MAX_STAGES
 
 PROFILE_VERSION = 1
 MAX_RATE = 1e21  # bytes/s of a link (transfer.bandwidth): beyond any machine
+MIN_RATE = 1e3  # bytes/s: a kilobyte a second, slower than a dial-up modem
 MAX_CORES = 10**7
+MAX_CALL_TIME = 60.0  # seconds of one Ray call's overheads: a minute is beyond any runtime
 _FIELDS = ("version", "model", "microbatch_rows", "stages", "costs")
 _OPTIONAL = (
     "transfer",
@@ -36,9 +38,9 @@ def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dic
     """A profile's fields, checked: version 1; a model pebblesim reads; microbatch_rows >= 1;
     ``stages`` [first, last] layer ranges that tile that model in order; one cost object per
     stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
-    transfer latency >= 0 and bandwidth (bytes/s, 0 or absent: unlimited); step_overhead,
-    call_overhead, send_overhead, call_cpu and background_load >= 0; cores (null or absent:
-    unknown) >= 1.
+    transfer latency in 0..60 s and bandwidth in 1e3..1e21 bytes/s (absent: unlimited);
+    step_overhead >= 0; call_overhead, send_overhead and call_cpu in 0..60 s; cores (null or
+    absent: unknown) >= 1; background_load in 0..cores, below the cores.
     Returns them ready for ``Profile(**...)``; a fault is one sentence naming the field."""
     fields_of(data, "the profile", label, _FIELDS, _OPTIONAL)
     version = data["version"]
@@ -64,26 +66,44 @@ def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dic
         )
     transfer = data.get("transfer") or {}
     fields_of(transfer, "transfer", label, (), ("latency", "bandwidth"))
+    cores = (
+        None if data.get("cores") is None else integer(data["cores"], "cores", label, 1, MAX_CORES)
+    )
     return {
         "model": recorded_model(data["model"]),
         "microbatch_rows": rows,
         "stages": stages,
         "costs": [_check_costs(c, f"costs[{i}]", label, rule) for i, c in enumerate(costs)],
-        "transfer": {
-            key: real(
-                value, f"transfer.{key}", label, 0.0, MAX_RATE if key == "bandwidth" else MAX_TIME
-            )
-            for key, value in transfer.items()
-        },
+        "transfer": {key: _transfer_value(key, value, label) for key, value in transfer.items()},
         "step_overhead": real(data.get("step_overhead", 0.0), "step_overhead", label),
-        "cores": None
-        if data.get("cores") is None
-        else integer(data["cores"], "cores", label, 1, MAX_CORES),
+        "cores": cores,
         **{
-            key: real(data.get(key, 0.0), key, label, 0.0, MAX_TIME)
-            for key in ("call_overhead", "send_overhead", "call_cpu", "background_load")
+            key: real(data.get(key, 0.0), key, label, 0.0, MAX_CALL_TIME)
+            for key in ("call_overhead", "send_overhead", "call_cpu")
         },
+        "background_load": _background_load(data.get("background_load", 0.0), cores, label),
     }
+
+
+def _transfer_value(key: str, value, label: str) -> float:
+    """transfer.latency in seconds; transfer.bandwidth in bytes/s, a rate some link could
+    have (0 used to be read as an unlimited link: leave the key out for that)."""
+    if key == "latency":
+        return real(value, "transfer.latency", label, 0.0, MAX_CALL_TIME)
+    return real(value, "transfer.bandwidth", label, MIN_RATE, MAX_RATE)
+
+
+def _background_load(value, cores: int | None, label: str) -> float:
+    """Cores kept busy by other work, fewer than the profile's cores (a load of every core
+    leaves the run nothing; ``sharing`` would predict years for a step of milliseconds)."""
+    high = float(cores if cores is not None else MAX_CORES)
+    load = real(value, "background_load", label, 0.0, high)
+    if load >= high:
+        raise PebbleError(
+            f"{label}: background_load is {show(value)}; it must be in 0..{high:g} cores, "
+            f"below the {high:g} the profile's run shared."
+        )
+    return load
 
 
 def _layer_count(model, label: str) -> int:

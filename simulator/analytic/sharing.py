@@ -99,6 +99,18 @@ def check_cores(cores: int | None) -> int | None:
     return cores
 
 
+def check_load(load: float, cores: int) -> float:
+    """``load`` (cores busy with other work all along) as given, or one sentence unless it is
+    in ``[0, cores)``: a load of every core leaves the run nothing, and the fluid model would
+    crawl at its floor rate, predicting years for a step of milliseconds."""
+    if not (0.0 <= load < cores):
+        raise PebbleError(
+            f"a background load of {load:.3g} cores leaves nothing of the {cores} cores the run "
+            f"shares; background_load must be in 0..{cores} (below the cores)."
+        )
+    return load
+
+
 @dataclass(frozen=True)
 class Runtime:
     """What running an action costs besides its work, per action in the dry run's order.
@@ -145,7 +157,7 @@ def shared_action_times(
     fluid.overhead = runtime.overhead or [0.0] * n
     fluid.put = runtime.put or [0.0] * n
     fluid.side = (runtime.side or [0.0] * n) if cores is not None else [0.0] * n
-    fluid.load = runtime.load if cores is not None else 0.0
+    fluid.load = check_load(runtime.load, cores) if cores is not None else 0.0
     return fluid.run()
 
 
