@@ -39,11 +39,23 @@ def test_qwen2_simulates_as_its_spec_with_the_overrides(capsys):
     assert from_file["layout"].startswith("p4 v1 t2 ")
 
 
+def test_mixtral_simulates_with_its_experts(capsys):
+    from_file = simulate(capsys, f"hf:{CONFIGS / 'mixtral-8x7b.json'},seq=4096")
+    spec = (
+        "transformer:layers=32,hidden=4096,heads=32,kv_heads=8,ffn=14336,seq=4096,vocab=32000,"
+        "mlp=swiglu,norm=rmsnorm,position=rope,tied=0,bias=0,dropout=0,dtype=bfloat16,"
+        "experts=8,top_k=2,norm_topk=1,moe_aux_coef=0.02"
+    )
+    assert from_file == simulate(capsys, spec)
+    dense = simulate(capsys, "transformer:" + spec.split(":", 1)[1].split(",experts")[0])
+    assert from_file["makespan"] > dense["makespan"]  # two experts a token, not one MLP
+
+
 @pytest.mark.parametrize(
     ("name", "said"),
     [
         ("absent.json", "no such file"),
-        ("mixtral-8x7b.json", "mixture-of-experts configs need"),
+        ("deepseek-v3.json", "multi-head latent attention"),
     ],
 )
 def test_a_bad_config_is_one_sentence_and_a_non_zero_exit(capsys, name, said):

@@ -2,31 +2,39 @@
 
 Why: a user planning a run usually has a checkpoint's config.json, not pebblesim's spec text;
 translating it by hand is where a kv-head count or a tied head gets lost. This reads the
-architectures that matter (Llama, Mistral, Qwen2, Qwen3, GPT-2) into a ``TransformerConfig``,
-with the sequence length from ``max_position_embeddings`` (GPT-2: ``n_positions``), and the
-overrides after the path work as they do for presets (``hf:llama/config.json,seq=8192,tp=8``).
+architectures that matter (Llama, Mistral, Qwen2, Qwen3, GPT-2, and the mixtures of experts
+Mixtral, Qwen2-MoE and Qwen3-MoE through ``hf_moe``) into a ``TransformerConfig``, with the
+sequence length from ``max_position_embeddings`` (GPT-2: ``n_positions``), and the overrides
+after the path work as they do for presets (``hf:llama/config.json,seq=8192,tp=8``).
 
 What a config says that pebblesim's layers cannot express is said, not hidden: ``HFModel``
 keeps each difference as one sentence and the parameters the checkpoint has beyond pebblesim's
-count (Qwen2's q/k/v biases, Qwen3's q/k norms), so checkpoint = ``parameter_count`` +
-``uncounted_parameters`` exactly. RoPE's base and scaling change no parameter, FLOP or byte
-pebblesim counts, so they are read as "rope" and nothing more. Mixture-of-experts configs
-(Mixtral, DeepSeek-V3, Qwen MoE) are refused in one sentence until ``TransformerConfig`` has
-experts.
+count (Qwen2's q/k/v biases, Qwen3's q/k norms, Qwen2-MoE's shared-expert gate), so checkpoint
+= ``parameter_count`` + ``uncounted_parameters`` exactly. RoPE's base and scaling change no
+parameter, FLOP or byte pebblesim counts, so they are read as "rope" and nothing more. A
+``head_dim`` other than hidden / heads (Qwen3-0.6B, Qwen3-MoE) and DeepSeek's latent attention
+are refused in one sentence: pebblesim's attention is hidden wide and grouped-query.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator.errors import PebbleError
 from simulator.model.transformer.config import TransformerConfig
 from simulator.model.transformer.hf_fields import ConfigFields, read_config_file
+from simulator.model.transformer.hf_moe import (
+    DENSE_BASE,
+    MLA_FAMILIES,
+    MOE_FAMILIES,
+    expert_fields,
+    refuse_latent_attention,
+)
 from simulator.model.transformer.spec import TransformerSpec
 
 HF_PREFIX = "hf:"
 _GATED = ("llama", "mistral", "qwen2", "qwen3")
-FAMILIES = (*_GATED, "gpt2")
+FAMILIES = (*_GATED, "gpt2", *MOE_FAMILIES)
 _ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
@@ -39,7 +47,6 @@ _ARCHITECTURES = {
     "DeepseekV2ForCausalLM": "deepseek_v2",
     "DeepseekV3ForCausalLM": "deepseek_v3",
 }
-_MOE_TYPES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3")
 _EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 _SWIGLU_ACTS = ("silu", "swish")
 _GELU_ACTS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh")
@@ -93,12 +100,13 @@ def _family(raw: dict, source: str) -> str:
             f"Hugging Face config {source} has no model_type (nor architectures), so its "
             "architecture is unknown."
         )
+    if model_type in MLA_FAMILIES:
+        refuse_latent_attention(ConfigFields(raw, source, model_type))
     experts = [k for k in _EXPERT_KEYS if isinstance(raw.get(k), int) and raw[k] > 0]
-    if model_type in _MOE_TYPES or experts:
+    if experts and model_type not in MOE_FAMILIES:
         raise PebbleError(
-            f"Hugging Face config {source} is a mixture-of-experts model ({model_type}); "
-            "mixture-of-experts configs need expert fields in pebblesim's TransformerConfig, "
-            "which it does not have yet."
+            f"Hugging Face config {source} gives {experts[0]}, but pebblesim reads experts "
+            f"only from {', '.join(MOE_FAMILIES)} configs, not {model_type!r}."
         )
     if model_type not in FAMILIES:
         raise PebbleError(
@@ -109,7 +117,8 @@ def _family(raw: dict, source: str) -> str:
 
 
 def _gated(f: ConfigFields) -> HFModel:
-    """Llama, Mistral, Qwen2 and Qwen3: RMSNorm, RoPE, a SwiGLU MLP, grouped-query attention."""
+    """Llama, Mistral, Qwen2 and Qwen3 (and their MoE kin, Mixtral, Qwen2-MoE, Qwen3-MoE):
+    RMSNorm, RoPE, a SwiGLU MLP or experts, grouped-query attention."""
     hidden, heads = f.whole("hidden_size"), f.whole("num_attention_heads")
     kv_heads = f.whole("num_key_value_heads", heads)
     act = f.text("hidden_act", "silu")
@@ -140,15 +149,24 @@ def _gated(f: ConfigFields) -> HFModel:
         bias=_bias(f)[0],
     )
     extra, differences = _gated_extras(f, config)
+    if f.family in MOE_FAMILIES:
+        experts, per_layer, said = expert_fields(f, hidden)
+        config = replace(config, **experts)
+        extra, differences = extra + per_layer * config.layers, differences + said
     return HFModel(config, f.family, f.source, extra, differences)
 
 
 def _bias(f: ConfigFields) -> tuple[bool, bool, bool]:
     """(pebblesim's all-or-nothing bias, q/k/v/o biases, MLP biases) of a gated config.
     Qwen2 has q/k/v biases whatever it says (and no field for them)."""
-    attention = f.family != "qwen2" and f.flag("attention_bias", False)
+    attention = _base(f) != "qwen2" and f.flag("attention_bias", False)
     mlp = f.family == "llama" and f.flag("mlp_bias", False)
     return attention and mlp, attention, mlp
+
+
+def _base(f: ConfigFields) -> str:
+    """The dense family whose attention and norms the config's family has."""
+    return DENSE_BASE.get(f.family, f.family)
 
 
 def _gated_extras(f: ConfigFields, config: TransformerConfig) -> tuple[int, tuple[str, ...]]:
@@ -157,13 +175,13 @@ def _gated_extras(f: ConfigFields, config: TransformerConfig) -> tuple[int, tupl
     per_layer: list[tuple[int, str, str]] = []
     everything, attention, mlp = _bias(f)
     all_or_none = "its bias switch covers every linear layer or none"
-    if f.family == "qwen2":
+    if _base(f) == "qwen2":
         per_layer.append((h + 2 * kv, "Qwen2's q, k and v projections carry biases", all_or_none))
     elif attention and not everything:
         per_layer.append((2 * h + 2 * kv, "attention_bias gives q, k, v and o biases", all_or_none))
     elif mlp and not everything:
         per_layer.append((2 * config.ffn_hidden + h, "mlp_bias gives the MLP biases", all_or_none))
-    if f.family == "qwen3":
+    if _base(f) == "qwen3":
         per_layer.append(
             (
                 2 * config.head_dim,
@@ -177,7 +195,7 @@ def _gated_extras(f: ConfigFields, config: TransformerConfig) -> tuple[int, tupl
         for n, why, reason in per_layer
     ]
     window = f.raw.get("sliding_window")
-    slides = f.family == "mistral" or f.raw.get("use_sliding_window") is True
+    slides = _base(f) == "mistral" or f.raw.get("use_sliding_window") is True
     if slides and isinstance(window, int) and 0 < window < config.seq:
         differences.append(
             f"Attention over a sliding window of {window:,} tokens is counted as full causal "

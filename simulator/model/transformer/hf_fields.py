@@ -118,3 +118,11 @@ class ConfigFields:
         if not ok or not math.isfinite(value) or not 0.0 <= value < 1.0:
             raise self._wrong(name, value, "a probability in [0, 1)")
         return float(value)
+
+    def number(self, name: str, default: float) -> float:
+        """A finite number of at least 0 (a loss coefficient)."""
+        value = self._get(name, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0:
+            raise self._wrong(name, value, "a finite number of at least 0")
+        return float(value)
