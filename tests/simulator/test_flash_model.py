@@ -1,6 +1,7 @@
 """``attention=flash`` in a whole model: the config key and its text, the layer list's choice of
-core, a model that trains to the math model's numbers, selective recompute that changes nothing,
-and a tiny GPT on Ray whose measured per-rank peak activation bytes equal the prediction.
+core (and of the projection that reads the core's output), a model that trains to the math
+model's numbers, selective recompute that changes nothing, and a tiny GPT on Ray whose measured
+per-rank peak activation bytes equal the prediction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from simulator.model.reference import TrainConfig, train_reference
 from simulator.model.transformer import TransformerConfig, transformer_layer_infos
 from simulator.model.transformer.attention import CausalSelfAttention
 from simulator.model.transformer.flash_attention import FlashAttention
+from simulator.model.transformer.flash_projection import FlashOutputProjection
+from simulator.model.transformer.linear import AttentionProjection
 from simulator.model.transformer.spec import TransformerSpec
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run import Layout, plan_run, plan_training
@@ -97,6 +100,9 @@ def test_the_layer_list_puts_the_chosen_core_where_attention_is(name):
         if math_info.kind == "attention":
             assert (math_info.cls, flash_info.cls) == (CausalSelfAttention, FlashAttention)
             assert isinstance(flash_info.build(), FlashAttention)
+        elif math_info.kind == "attn_out":  # reads the output the fused core keeps
+            assert (math_info.cls, flash_info.cls) == (AttentionProjection, FlashOutputProjection)
+            assert issubclass(FlashOutputProjection, AttentionProjection)
         else:
             assert flash_info.cls is math_info.cls
         assert flash_info.in_features == math_info.in_features

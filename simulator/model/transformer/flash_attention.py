@@ -18,7 +18,10 @@ what differs is what it keeps and how it computes (Dao et al., FlashAttention 1 
     cached:  q (2sbh)   k, v (2sbh kv/a each)   out (2sbh)   lse (4asb, float32)
              rng state (16 bytes, with dropout: the mask is drawn again, tile by tile)
 
-so the layer's bytes grow linearly in s. Tile sizes (``block_q``, ``block_k``) change only the
+``out`` is kept with its heads merged, (b, s, a d): it is the output projection's input, the
+same buffer, which the projection reads from here rather than keeping again
+(``flash_projection.FlashOutputProjection``), so a block counts it once, as PyTorch and Megatron
+keep it. The layer's bytes grow linearly in s. Tile sizes (``block_q``, ``block_k``) change only the
 order of the sums, never what is cached. The statistics (running max, sum, log-sum-exp) are kept
 in float32, or in the activation dtype when that is wider (float64 on numpy), as the kernels do.
 
@@ -153,16 +156,17 @@ class FlashAttention(AttentionHeads):
         self._put(mb, "v", v)
         state = rng_state(self, mb, x.shape[0]) if self.p > 0.0 else None
         out, lse = self._attend(q, k, v, state)
-        self._put(mb, "out", out)
+        merged = self._merge(out)  # the output projection reads this very array (flash_projection)
+        self._put(mb, "out", merged)
         self._put(mb, "lse", lse)
         if state is not None:
             self._put(mb, "rng_state", state)
-        return self._merge(out)
+        return merged
 
     # ---------------------------------------------------------------- backward
     def backward_input(self, mb, grad_out):
         state = self._pop(mb, "rng_state") if self.p > 0.0 else None
-        lse, out = self._pop(mb, "lse"), self._pop(mb, "out")
+        lse, out = self._pop(mb, "lse"), self._heads(self._pop(mb, "out"))
         v, k, q = self._pop(mb, "v"), self._pop(mb, "k"), self._pop(mb, "q")
         d_out = self._work(self._heads(grad_out))
         delta = (d_out * self._work(out)).sum(axis=-1)  # D = rowsum(dO * O), (b, a, s)

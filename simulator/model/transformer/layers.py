@@ -37,6 +37,7 @@ from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.dropout import Dropout, set_dropout_step
 from simulator.model.transformer.embedding import Embedding, TokenCrossEntropy
 from simulator.model.transformer.flash_attention import FlashAttention
+from simulator.model.transformer.flash_projection import FlashOutputProjection
 from simulator.model.transformer.gradient_buffers import gradient_bytes, residual_gradient_bytes
 from simulator.model.transformer.linear import (
     AttentionProjection,
@@ -78,6 +79,13 @@ ATTENTION_CLASSES: dict[str, type[Layer]] = {"math": CausalSelfAttention, "flash
 """``config.attention_kind`` -> the class of the ``attention`` kind: the same place in a block
 (the same kind, widths and neighbours), a different core (what it caches, its backward FLOPs)."""
 
+PROJECTION_CLASSES: dict[str, type[Layer]] = {
+    "math": AttentionProjection,
+    "flash": FlashOutputProjection,
+}
+"""``config.attention_kind`` -> the class of the ``attn_out`` kind: after a fused core the
+projection reads the output the core keeps (one buffer, counted once) instead of keeping a copy."""
+
 
 def _block_kinds(config: TransformerConfig, block: int) -> list[str]:
     """The layer kinds of transformer block ``block`` (1..L), in chain order."""
@@ -111,6 +119,8 @@ class TransformerLayerInfo(LayerDescription):
     def cls(self) -> type[Layer]:
         if self.kind == "attention":
             return ATTENTION_CLASSES[self.config.attention_kind]
+        if self.kind == "attn_out":
+            return PROJECTION_CLASSES[self.config.attention_kind]
         return TRANSFORMER_LAYER_CLASSES[self.kind]
 
     @property
@@ -208,6 +218,7 @@ def transformer_layers(
 
 __all__ = [
     "ATTENTION_CLASSES",
+    "PROJECTION_CLASSES",
     "TRANSFORMER_LAYER_CLASSES",
     "AttentionProjection",
     "CausalSelfAttention",
@@ -215,6 +226,7 @@ __all__ = [
     "Dropout",
     "Embedding",
     "FlashAttention",
+    "FlashOutputProjection",
     "LMHead",
     "MLPDown",
     "MLPGELU",
