@@ -1,8 +1,8 @@
 """The ``pebblesim`` command line: the only code that prints or draws figures.
 
 Every error a user can cause is a PebbleError, printed as one sentence with a non-zero exit;
-anything else is a bug and keeps its traceback. SIGINT and SIGTERM at any moment give one
-sentence and exit 130 or 143 after the run's staging and its Ray are cleaned up
+anything else is a bug and keeps its traceback. SIGINT, SIGTERM and SIGHUP at any moment give one
+sentence and exit 130, 143 or 129 after the run's staging and its Ray are cleaned up
 (``simulator.cli.signals``); a full disk is one sentence naming the file.
 """
 
@@ -14,7 +14,7 @@ import sys
 
 from simulator.cli.outputs import DISK_FULL, disk_full_error
 from simulator.cli.parser import build_parser
-from simulator.cli.signals import SignalGuard, exit_code, signal_name
+from simulator.cli.signals import SignalGuard, exit_code, reap_abandoned_runs
 from simulator.errors import PebbleError
 
 
@@ -30,6 +30,8 @@ def _run(argv: list[str] | None, guard: SignalGuard) -> int:
         # can land where Python only reports it ("Exception ignored in ..."), then it is raised
         # on the way out, a second or two later at most.
         with guard.held():
+            guard.output_folder = getattr(args, "out", None)
+            reap_abandoned_runs()  # what a run killed with SIGKILL left of its local Ray
             if hasattr(args, "address"):  # the commands with --address are the ones using Ray
                 guard.prepare_ray()
             from simulator.cli import commands  # start-up: numpy and more load under the guard
@@ -60,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     with SignalGuard() as guard:
         code = _run(argv, guard)
     if guard.signum is not None:
-        sys.stdout.flush()
-        print(f"pebblesim: interrupted ({signal_name(guard.signum)})", file=sys.stderr)
+        guard.say()
         return exit_code(guard.signum)
     return code
 

@@ -133,10 +133,10 @@ def check_destination(final: Path, out: Path) -> None:
 
 
 class _SignalsDeferred:
-    """Hold SIGINT/SIGTERM while files are moved into place, so an interrupted run cannot stop
-    between two replacements; a held signal is delivered on exit."""
+    """Hold SIGINT/SIGTERM/SIGHUP while files are moved into place, so an interrupted run cannot
+    stop between two replacements; a held signal is delivered on exit."""
 
-    SIGNALS = {signal.SIGINT, signal.SIGTERM}
+    SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
     def __enter__(self):
         self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)

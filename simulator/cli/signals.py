@@ -1,24 +1,29 @@
-"""SIGTERM and SIGINT during a command: one sentence, exit 128+n, and cleanup that runs.
+"""SIGTERM, SIGINT and SIGHUP during a command: one sentence, exit 128+n, cleanup that runs.
 
 Why: a signal's default action ends the process at once, so ``with`` blocks never unwind:
 staging folders stay behind and a local Ray started by pebblesim outlives it. ``SignalGuard``
-turns both signals into ``Interrupted`` (a ``KeyboardInterrupt``, so every library treats it as
+turns the three signals (a job scheduler's or ``timeout``'s SIGTERM, Ctrl-C, a closed terminal
+or ssh connection) into ``Interrupted`` (a ``KeyboardInterrupt``, so every library treats it as
 Ctrl-C) raised in the main thread; the stack unwinds, staged outputs are removed, and on the way
-out the guard shuts down the Ray instance this run started, then ends whatever that Ray left.
+out the guard ends the local Ray this run started (``ray_pipeline.local_ray``: it runs in a
+session of its own, so a signal sent to the driver's process group never reaches it, and ending
+that session ends all of it) and whatever else this run started.
 
 Ray is kept from undoing this while a guard is active (``_tame_ray``):
 
-- ``ray.init`` and its local node install Python SIGTERM handlers that exit with code 1 or 15;
-  wrapping ``ray._private.utils.set_sigterm_handler`` keeps ours in place.
+- ``ray.init`` installs Python SIGTERM handlers that exit with code 1 or 15; wrapping
+  ``ray._private.utils.set_sigterm_handler`` keeps ours in place.
 - Ray's C++ core installs a failure-signal handler that prints a stack dump on SIGTERM;
   ``RAY_DISABLE_FAILURE_SIGNAL_HANDLER`` is set while Ray is imported (only in this process, so
   Ray's workers keep theirs).
 - An exception raised inside ``ray.init`` while it builds its C++ core worker leaves that worker
   half-made, and it crashes the process at exit (SIGSEGV). So a signal that arrives during
-  ``ray.init`` is held until ``ray.init`` returns (a second signal still ends the process).
+  ``ray.init`` (joining the started Ray: a fraction of a second) is held until it returns.
 
-A second signal while cleanup runs ends the process at once (``os._exit``): the user asked
-twice. What that leaves (a staging folder) the next run into the folder removes.
+Cleanup is bounded: ``GRACE`` seconds after the first signal, a run still cleaning up (a Ray call
+that does not return) ends its local Ray and its staging folder from another thread, says the
+one sentence and exits. A second signal while cleanup runs does the same at once: the user asked
+twice.
 """
 
 from __future__ import annotations
@@ -26,19 +31,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import sys
 import threading
 
-from simulator.cli.outputs import process_start
+from simulator.cli.outputs import STAGING_PREFIX, process_start
+from simulator.ray_pipeline.local_ray import reap_abandoned, stop_owned_ray
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GRACE = 4.0  # seconds from the first signal to the exit, whatever the cleanup is waiting for
 RAY_DUMP_SWITCH = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 _current: SignalGuard | None = None  # the guard in force (in the main thread), if any
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+    """SIGINT, SIGTERM or SIGHUP arrived; ``signum`` says which."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -53,7 +61,7 @@ def signal_name(signum: int) -> str:
 
 
 def exit_code(signum: int) -> int:
-    """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+    """The shell's convention: 128 + the signal number (129 SIGHUP, 130 SIGINT, 143 SIGTERM)."""
     return 128 + signum
 
 
@@ -134,21 +142,56 @@ def _ray_running() -> bool:
     return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
 
 
+def _remove_own_staging(folder: str | None) -> None:
+    """Remove the staging folders this process made in ``folder`` (named after its pid and
+    start time, see ``outputs.StagedOutput``)."""
+    if not folder:
+        return
+    mine = f"_{os.getpid()}_{process_start(os.getpid())}_"
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(STAGING_PREFIX) and mine in entry.name:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def reap_abandoned_runs() -> None:
+    """End what killed runs left of their local Ray, and say so in one line."""
+    reaped = reap_abandoned()
+    if reaped:
+        count = sum(n for _, n in reaped)
+        runs = ", ".join(str(pid) for pid, _ in reaped)
+        _say(
+            f"pebblesim: ended {count} process{'es' * (count != 1)} of the local Ray that a "
+            f"killed run left behind (pid {runs})"
+        )
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a closed terminal (SIGHUP) cannot take it, and that is no error."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
 class SignalGuard:
-    """Context manager for one command: SIGINT/SIGTERM raise ``Interrupted`` inside it.
+    """Context manager for one command: SIGINT/SIGTERM/SIGHUP raise ``Interrupted`` inside it.
 
     ``signum`` is the first signal received (or None). Call ``prepare_ray`` inside the block
     when the command may start Ray: Ray is then imported with its handlers kept off, and on
-    exit the Ray this run started is shut down.
+    exit the Ray this run started is ended. ``output_folder`` names the folder the command
+    stages its outputs in, for the cleanup that must not wait (``GRACE``).
     """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.output_folder: str | None = None
         self._raising = False
         self._previous: dict[int, object] = {}
         self._uses_ray = False
         self._children: dict[int, int] = {}
         self._outer: SignalGuard | None = None
+        self._deadline: threading.Timer | None = None
+        self._said = threading.Lock()
 
     def __enter__(self) -> SignalGuard:
         global _current
@@ -183,12 +226,32 @@ class SignalGuard:
 
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None:
-            sys.stderr.write(f"pebblesim: interrupted again ({signal_name(signum)})\n")
-            sys.stderr.flush()
-            os._exit(exit_code(signum))
+            self._abandon()  # asked twice: do not wait for the cleanup
         self.signum = signum
+        self._deadline = threading.Timer(GRACE, self._abandon)
+        self._deadline.daemon = True
+        self._deadline.start()
         if self._raising:
             raise Interrupted(signum)
+
+    def _abandon(self) -> None:
+        """End the run now, from whichever thread: its local Ray, what else it started, its
+        staging folder; then the one sentence, and exit."""
+        with contextlib.suppress(Exception):
+            stop_owned_ray()
+        if self._uses_ray:
+            with contextlib.suppress(Exception):
+                _kill_new(self._children)
+        _remove_own_staging(self.output_folder)
+        self.say()
+        os._exit(exit_code(self.signum or signal.SIGTERM))
+
+    def say(self) -> None:
+        """The one sentence of an interrupted run (said once, whoever says it first)."""
+        if self._said.acquire(blocking=False):
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+            _say(f"pebblesim: interrupted ({signal_name(self.signum)})")
 
     def note(self, signum: int) -> None:
         """Record an interruption that did not come through the handler (a plain Ctrl-C)."""
@@ -207,17 +270,18 @@ class SignalGuard:
             _current = self._outer
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
+            if self._deadline is not None:
+                self._deadline.cancel()
 
     def _stop_ray(self) -> None:
-        """Shut down the Ray this run started; after an interruption, also end what it left
-        (Ray's agents and workers outlive an interrupted start)."""
+        """Leave Ray and end the local Ray this run started; after an interruption, also end
+        whatever else this run started."""
         ray = sys.modules.get("ray")
-        if ray is None:
-            return
         interrupted = self.signum is not None
-        if interrupted or ray.is_initialized():
+        if ray is not None and (interrupted or ray.is_initialized()):
             # best effort: the sentence about the signal is what matters
             with contextlib.suppress(Exception):
                 ray.shutdown()
+        stop_owned_ray()
         if interrupted:
             _kill_new(self._children)

@@ -11,7 +11,7 @@ import os
 import time
 
 from simulator.errors import PebbleError
-from simulator.ray_pipeline.cluster import ensure_ray
+from simulator.ray_pipeline.cluster import ensure_ray, stop_ray
 from simulator.ray_pipeline.worker import BLAS_ENV, GradientReducer, RankWorker
 
 
@@ -215,4 +215,4 @@ class RankActors:
             remove_placement_group(self.pg)
             self.pg = None
         if self.started_ray:
-            ray.shutdown()
+            stop_ray()  # leave Ray, and end the local Ray this run started

@@ -1,4 +1,5 @@
-"""Joining a Ray cluster, or starting a local one sized for the pipeline.
+"""Joining a Ray cluster, or starting a local one sized for the pipeline (in a session of its
+own, ``local_ray``).
 
 Why a module of its own: a wrong address must fail in one sentence within a bounded time, and
 Ray's own client would retry a non-Ray port for ever; that logic has nothing to do with training.
@@ -13,6 +14,7 @@ import sys
 
 import schedules
 from simulator.errors import PebbleError
+from simulator.ray_pipeline.local_ray import start_owned_ray, stop_owned_ray
 from simulator.ray_pipeline.worker import BLAS_ENV
 
 SIMULATOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../simulator
@@ -85,13 +87,23 @@ def ensure_ray(address: str | None, num_actors: int) -> bool:
             raise PebbleError(f"cannot join the Ray cluster at {address}: {first}") from None
         return True
     os.environ.update(BLAS_ENV)  # the local Ray's workers inherit this: one BLAS thread each
-    ray.init(
-        num_cpus=max(num_actors, os.cpu_count() or 1),
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
+    address = start_owned_ray(max(num_actors, os.cpu_count() or 1))
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except BaseException:
+        stop_owned_ray()
+        raise
     return True
+
+
+def stop_ray() -> None:
+    """Leave Ray, and end the local Ray this process started (if it started one)."""
+    import ray
+
+    try:
+        ray.shutdown()
+    finally:
+        stop_owned_ray()
 
 
 def _package_dirs() -> list[str]:

@@ -63,9 +63,11 @@ def _parents() -> dict[int, int]:
 
 def session_root(driver: tuple[str, int], node: str) -> int:
     """The process whose subtree is this Ray session on this node: the driver when it started
-    the raylet here (a local Ray), else the raylet (the actor's parent)."""
+    the raylet here (a local Ray, started by the driver's launcher: ``local_ray``), else the
+    raylet (the actor's parent)."""
     raylet = os.getppid()
-    if driver[0] == node and _parents().get(raylet) == driver[1]:
+    parents = _parents()
+    if driver[0] == node and driver[1] in (parents.get(raylet), parents.get(parents.get(raylet))):
         return driver[1]
     return raylet
 
