@@ -219,7 +219,9 @@ def _add_compare(sub) -> None:
 
 
 def _add_tutorial(sub) -> None:
-    tutorial = sub.add_parser("tutorial", help="run the course notebooks and render them to HTML")
+    tutorial = sub.add_parser(
+        "tutorial", help="run the course notebooks: student and solutions pages in HTML"
+    )
     tutorial.add_argument(
         "numbers", nargs="*", type=numbers.count(99, ""), metavar="N", help="parts (default: all)"
     )

@@ -1,13 +1,14 @@
-"""``pebblesim tutorial``: the course notebooks, executed and rendered to HTML.
+"""``pebblesim tutorial``: the course notebooks, executed and rendered to HTML for a class.
 
 Why: the notebooks in ``tutorials/`` are stored without outputs (a test holds them to it), so
 reading one means running it, and not every reader has Jupyter. This module runs the solutions
 copies (``tutorials/solutions/``: the exercises answered, so every cell runs) top to bottom on an
-ipykernel of this very interpreter, and writes one self-contained HTML page per notebook, its
-figures inline, plus an ``index.html``. The test suite runs the notebooks through the same
-``notebook_session``, so what CI executes is what a reader gets.
+ipykernel of this very interpreter, and writes for each part a **student** page (the exercises
+empty, their checks in place) and a **solutions** page, beside the notebooks themselves, plus
+an ``index.html`` (``simulator.cli.tutorial_pages`` builds the pages). The test suite runs the
+notebooks through the same ``notebook_session``, so what CI executes is what a reader gets.
 
-Needs ``nbformat``, ``nbclient`` and ``ipykernel`` (the ``test`` extra).
+Needs ``nbformat``, ``nbclient``, ``ipykernel`` and ``nbconvert`` (the ``course`` extra).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from simulator.cli.outputs import StagedOutput
-from simulator.cli.tutorial_html import index_html, notebook_html
+from simulator.cli.tutorial_pages import PageInfo, index_html, notebook_html, student_notebook
 from simulator.errors import PebbleError
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
@@ -38,14 +39,17 @@ _NUMBERED = re.compile(r"^(\d+)-[\w-]+\.ipynb$")
 COMING: dict[int, str] = {}
 
 
-def _require_jupyter_libraries() -> None:
-    missing = [
-        m for m in ("nbformat", "nbclient", "ipykernel") if importlib.util.find_spec(m) is None
-    ]
+RUNNING = ("nbformat", "nbclient", "ipykernel")  # to execute a notebook
+RENDERING = (*RUNNING, "nbconvert")  # to write its pages
+
+
+def _require_jupyter_libraries(modules: tuple[str, ...] = RUNNING) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise PebbleError(
-            f"running the tutorials needs {', '.join(missing)}: "
-            "pip install nbformat nbclient ipykernel (or pebblesim's test extra)."
+            f"the tutorials need {', '.join(missing)}, which is not installed: "
+            "pip install 'pebblesim[course]' (or pip install nbformat nbclient ipykernel "
+            "nbconvert)."
         )
 
 
@@ -146,11 +150,15 @@ def _chosen(numbers: list[int] | None) -> dict[int, Path]:
 def render_tutorials(
     numbers: list[int] | None, out: Path, progress: Callable[[str], None] | None = None
 ) -> list[Path]:
-    """Execute the chosen solutions notebooks (all if ``numbers`` is empty or None) and write
-    ``<name>.html`` for each into ``out``, plus ``index.html`` listing every part of the course.
+    """Execute the chosen solutions notebooks (all if ``numbers`` is empty or None) and write,
+    for each, ``student/<name>.html`` and ``solutions/<name>.html`` into ``out``, each beside
+    its notebook (``<name>.ipynb``, stored clean), plus ``index.html`` listing every part.
     ``progress`` is called with each notebook's name before it runs.
 
     Nothing is written unless every chosen notebook ran; returns the paths written."""
+    _require_jupyter_libraries(RENDERING)
+    import nbformat
+
     chosen = _chosen(numbers)
     out = Path(out)
     pages: dict[int, tuple[str, str]] = {}
@@ -159,13 +167,18 @@ def render_tutorials(
             if progress:
                 progress(path.name)
             started = time.perf_counter()
-            nb = execute_notebook(path)
+            executed = execute_notebook(path)
             seconds = time.perf_counter() - started
+            student = nbformat.read(TUTORIALS / path.name, as_version=4)
+            title = notebook_title(executed, path)
             page = path.with_suffix(".html").name
-            title = notebook_title(nb, path)
-            source = f"tutorials/solutions/{path.name}"
-            html = notebook_html(nb, title, source=source, seconds=seconds)
-            staged.path(page).write_text(html, encoding="utf-8")
+            versions = {"student": student_notebook(executed, student), "solutions": executed}
+            for version, nb in versions.items():
+                info = PageInfo(version, f"{version}/{path.name}", seconds)
+                html = notebook_html(nb, title, info)
+                staged.path(f"{version}/{page}").write_text(html, encoding="utf-8")
+            shutil.copyfile(TUTORIALS / path.name, staged.path(f"student/{path.name}"))
+            shutil.copyfile(path, staged.path(f"solutions/{path.name}"))
             pages[number] = (page, title)
         index = index_html(_index_entries(pages, out))
         staged.path("index.html").write_text(index, encoding="utf-8")
@@ -181,7 +194,7 @@ def _index_entries(pages: dict[int, tuple[str, str]], out: Path) -> list[tuple]:
         page = path.with_suffix(".html").name
         if number in pages:
             entries.append((*pages[number], ""))
-        elif (out / page).is_file():
+        elif (out / "student" / page).is_file() and (out / "solutions" / page).is_file():
             entries.append((page, notebook_title(path=path), ""))
         else:
             note = f"not rendered yet: pebblesim tutorial {number}"

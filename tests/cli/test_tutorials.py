@@ -29,7 +29,7 @@ pytest.importorskip("ipykernel")
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
 from simulator.cli.tutorial import COMING, notebook_session, render_tutorials  # noqa: E402
-from simulator.cli.tutorial_html import markdown_html, output_html  # noqa: E402
+from simulator.cli.tutorial_pages import student_notebook  # noqa: E402
 from simulator.errors import PebbleError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,10 @@ ANSWER_LINE = re.compile(r"^(\s*[A-Za-z_]\w*\s*=\s*)(.+?)(\s*# your answer here.
 # Per notebook, per exercise (in order): answer cells that must fail the check.
 WRONG_ANSWERS = {
     "01-backprop-is-local.ipynb": [
+        # the add gate's local gradients alone, without the upstream -3; q's and z's roles swapped
+        ["grads_xyz = [1.0, 1.0, 3.0]", "grads_xyz = [3.0, 3.0, -3.0]"],
+        # max treated as add; the multiply's upstream forgotten
+        ["grads_max = [-3.0, -3.0, 4.0]", "grads_max = [1.0, 0.0, 4.0]"],
         ["cached_bytes = 160", "cached_bytes = 120"],  # the outputs' bytes; one microbatch only
     ],
     "02-one-model-pebble-graph.ipynb": [
@@ -206,52 +210,56 @@ def test_check_cells_fail_on_wrong_answers_and_pass_on_the_solution(executed, na
 # ---------------------------------------------------------------- pebblesim tutorial (HTML)
 
 
-def test_markdown_subset_renders_to_html():
-    text = (
-        "# Title\n\nA *word*, a **bold** one, `a < b` and [a link](https://x.org).\n"
-        "Still the same paragraph.\n\n* one\n  continued\n* two\n\n1. first\n2. second\n\n"
-        "```\ncode <here>\n```"
-    )
-    out = markdown_html(text)
-    assert "<h1>Title</h1>" in out
-    assert "<em>word</em>" in out and "<strong>bold</strong>" in out
-    assert "<code>a &lt; b</code>" in out and '<a href="https://x.org">a link</a>' in out
-    assert "</a>. Still the same paragraph.</p>" in out
-    assert "<ul><li>one continued</li><li>two</li></ul>" in out
-    assert "<ol><li>first</li><li>second</li></ol>" in out
-    assert "<pre><code>code &lt;here&gt;</code></pre>" in out
-
-
-def test_bold_may_hold_code_and_a_wrapped_number_stays_in_its_paragraph():
-    """Two things the course's own pages got wrong: ``**the smallest `m`**`` showed its
-    asterisks, and a wrapped line beginning "15." started a numbered list."""
-    out = markdown_html("Find **the smallest `m`** here, about\n15. more words.\n\n1. a list")
-    assert "<strong>the smallest <code>m</code></strong>" in out
-    assert "about 15. more words.</p>" in out and "<ol><li>a list</li></ol>" in out
-
-
 def test_unknown_tutorial_is_one_sentence():
     with pytest.raises(PebbleError, match="there is no tutorial 9; the course has parts 1, 2, 3"):
         render_tutorials([9], Path("unused"))
 
 
-def test_render_writes_a_self_contained_page_and_an_index(tmp_path):
+def test_render_writes_student_and_solutions_pages_and_an_index(tmp_path):
     seen = []
-    written = render_tutorials([1], tmp_path / "html", progress=seen.append)
+    out = tmp_path / "html"
+    written = render_tutorials([1], out, progress=seen.append)
     assert seen == ["01-backprop-is-local.ipynb"]
-    assert sorted(p.name for p in written) == ["01-backprop-is-local.html", "index.html"]
-    page = (tmp_path / "html" / "01-backprop-is-local.html").read_text()
-    assert "<h1>1. Backprop is local</h1>" in page
-    assert "[-4.0, -4.0, 3.0]" in page  # an executed cell's result
-    assert "Right: 288 bytes" in page  # the exercise, answered and checked
-    assert '<pre class="error">' not in page and '<pre class="stderr">' not in page
-    index = (tmp_path / "html" / "index.html").read_text()
-    assert "href='01-backprop-is-local.html'" in index
+    assert sorted(str(p.relative_to(out)) for p in written) == [
+        "index.html",
+        "solutions/01-backprop-is-local.html",
+        "solutions/01-backprop-is-local.ipynb",
+        "student/01-backprop-is-local.html",
+        "student/01-backprop-is-local.ipynb",
+    ]
+    assert read(out / "student" / NAMES[0]) == read(TUTORIALS / NAMES[0])  # handed out clean
+    solutions = (out / "solutions" / "01-backprop-is-local.html").read_text()
+    student = (out / "student" / "01-backprop-is-local.html").read_text()
+    for page in (solutions, student):
+        assert "1. Backprop is local" in page
+        assert page.count("data:image/png;base64,") >= 2  # the two circuits, inlined
+        assert not re.search(r"<script[^>]+src=|<link[^>]+href=[\"']http", page)  # no network
+        assert "Traceback" not in page
+    assert "Solutions version" in solutions and "Student version" in student
+    assert "Right: 288 bytes" in solutions  # an exercise, answered and checked
+    assert "Right: 288" not in student and "Right: [" not in student  # no check's output
+    assert student.count("None</span>") >= 3 or student.count(">None<") >= 3  # empty answers
+    index = (out / "index.html").read_text()
+    assert "href='student/01-backprop-is-local.html'" in index
+    assert "href='solutions/01-backprop-is-local.html'" in index
     assert "(not rendered yet: pebblesim tutorial 2)" in index
-    assert not list((tmp_path / "html").glob(".pebblesim-staging-*"))
+    assert not list(out.glob(".pebblesim-staging-*"))
 
 
-def test_figures_are_inlined_as_png(tmp_path):
-    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=\n"})
-    html = output_html(figure)
-    assert html == '<img alt="figure" src="data:image/png;base64,iVBORw0KGgo=">'
+@pytest.mark.parametrize("name", NAMES)
+def test_student_page_shows_no_answer(name):
+    """The student page of a notebook, built from its solutions run: the student copy's answer
+    cells, and no output on an answer, a check or a cell tagged ``answer-shown``."""
+    solution, student = read(SOLUTIONS / name), read(TUTORIALS / name)
+    for cell in solution.cells:  # stand-in outputs where a run would leave them
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", text="Right: an answer")]
+    page = student_notebook(solution, student)
+    hidden = {"exercise-answer", "exercise-check", "answer-shown"}
+    for index, cell in enumerate(page.cells):
+        if set(tags(cell)) & hidden:
+            assert cell.outputs == [], f"{name}, cell {index + 1} shows its output"
+        if "exercise-answer" in tags(cell):
+            assert cell.source == student.cells[index].source
+    assert all(c.outputs for c in solution.cells if c.cell_type == "code")  # not changed
+    assert any(c.outputs for c in page.cells if c.cell_type == "code")  # the rest is shown
