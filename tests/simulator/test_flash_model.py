@@ -21,8 +21,10 @@ from simulator.model.partitioning import partition
 from simulator.model.recompute import NO_RECOMPUTE, RecomputePolicy, StageRecompute, plan_stages
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.model.transformer import TransformerConfig, transformer_layer_infos
+from simulator.model.transformer import footprint as paper
 from simulator.model.transformer.attention import CausalSelfAttention
 from simulator.model.transformer.flash_attention import FlashAttention
+from simulator.model.transformer.flash_dropout import RNG_STATE_BYTES
 from simulator.model.transformer.flash_projection import FlashOutputProjection
 from simulator.model.transformer.linear import AttentionProjection
 from simulator.model.transformer.spec import TransformerSpec
@@ -107,6 +109,24 @@ def test_the_layer_list_puts_the_chosen_core_where_attention_is(name):
             assert flash_info.cls is math_info.cls
         assert flash_info.in_features == math_info.in_features
         assert flash_info.param_count() == math_info.param_count()
+
+
+@pytest.mark.parametrize(("t", "sp"), [(1, False), (2, False), (4, False), (2, True), (4, True)])
+def test_a_flash_block_keeps_korthikantis_selective_bytes_and_its_log_sum_exp(t, sp):
+    """A fused core keeps what Korthikanti et al. 2022 count under selective recompute (Table 2:
+    q, k, v and the projection's input, the scores rebuilt in the backward), plus its float32
+    log-sum-exp (4 asb / t) and, with dropout, its RNG state. Its output is the projection's
+    input, one buffer counted once: PyTorch saves it once (test_saved_tensors_oracle), and
+    counting it in both layers would add 2 sbh / t."""
+    s, b, h, a = 32, 3, 64, 4
+    config = TransformerConfig(layers=1, hidden=h, heads=a, seq=s, vocab=96, dropout=0.1)
+    block = [i for i in transformer_layer_infos(config) if i.block == 1]
+    ours = sum(sum(info.footprint(b, 2, t, sp).F) for info in block)
+    if sp:
+        table2 = paper.activations_tensor_sequence_parallel_selective(s, b, h, t)
+    else:
+        table2 = paper.activations_tensor_parallel_selective(s, b, h, t)
+    assert ours == table2 + 4 * a * s * b // t + RNG_STATE_BYTES
 
 
 # ---------------------------------------------------------------- the whole model
