@@ -14,28 +14,40 @@ light bar runs from its stage's first backward until the last of its layers' gra
 complete; the diamond marks that moment (the maximum of the layers' ready times), solid purple
 after it until the optimizer step; its all-reduce bar spans its layers' all-reduces, from the
 first start to the last end. ``expand=True`` keeps one row per layer however many there are.
+
+The time axis spans what matters: the whole step while the gradients complete over much of it;
+when they all complete in its last ``FOCUS_BELOW`` (a long pipeline of many microbatches, where
+the backward of the last microbatch ends the step) the axis zooms on that stretch, the
+accumulating bars running in from the left, and the title says so. ``window=`` overrides.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline, backward_kinds
+from visualize.density import rectangles
 from visualize.grads_data import GradRow, chart_rows, step_window
 from visualize.rows import GROUP_ABOVE, Row, row_fontsize, row_points
 from visualize.style import (
     ALLREDUCE_COLOR,
     GRAD_COLOR,
     OPTIMIZER_COLOR,
+    fitted_legend,
     format_time,
     new_figure,
     run_title,
     set_time_axis,
     shade_optimizer_steps,
-    time_span,
+    wrap_title,
 )
+from visualize.window import TimeWindow
+
+WIDTH = 11.0
+FOCUS_BELOW = 0.25  # every gradient completing in the step's last quarter: zoom on them
 
 
 def grads_figure(
@@ -46,6 +58,7 @@ def grads_figure(
     title: str | None = None,
     expand: bool | None = None,
     rule: DependencyRule = PIPELINE_RULE,
+    window: TimeWindow | None = None,
 ) -> Figure:
     """Draw gradient availability for one step (see the module docstring); returns the Figure.
     ``expand``: None groups layers into blocks above ``GROUP_ABOVE`` rows, True never, False
@@ -57,12 +70,12 @@ def grads_figure(
     """
     rows = chart_rows(timeline, step, replica, expand, rule)
     start, end = step_window(timeline, step, replica)
-    window = (end - start) or 1.0
+    view, zoomed = _view(rows, start, end, window)
     unit = timeline.time_unit
 
     n = max(len(rows), 1)
     height = min(max(3.0, 1.9 + 0.42 * n), 14)
-    fig = new_figure(11, height)
+    fig = new_figure(WIDTH, height)
     ax = fig.add_subplot()
     optimizer = [o for o in timeline.optimizer if o.step == step]
     opt_start = optimizer[0].start if optimizer else end
@@ -70,52 +83,93 @@ def grads_figure(
     size = row_fontsize(n, axes, 7.5)  # ready times and diamonds shrink only past ~90 rows
     pad = max(1.0, 30.0 / row_points(n, axes)) if n > GROUP_ABOVE else 1.0  # the gap's room
 
+    work = _stage_backward(timeline, step, replica, rule)
+    _draw_backward_work(ax, [work.get(g.stage, ()) for _row, g in rows], view)
     for position, (row, g) in enumerate(rows):
-        work = _stage_backward(timeline, step, replica, g.stage, rule)
-        _draw_backward_work(ax, work, position)
-        _draw_gradient_bars(ax, row.key, g, position, opt_start, window)
+        _draw_gradient_bars(ax, row.key, g, position, opt_start, view.length)
         _mark_ready(ax, row.key, g, position, format_time(g.ready - start, unit), size)
 
-    shade_optimizer_steps(ax, optimizer, window, alpha=0.45, zorder=0.5, min_fraction=0.003)
+    visible = [o for o in optimizer if o.end >= view.start and o.start <= view.end]
+    shade_optimizer_steps(ax, visible, view.length, alpha=0.45, zorder=0.5, min_fraction=0.003)
     if len(rows) >= 2:
-        _draw_gap_bracket(ax, rows, start, end, unit, pad)
-    _style_axes(ax, timeline, rows, start, end, pad)
+        _draw_gap_bracket(ax, rows, view.start, view.end, unit, pad)
+    _style_axes(ax, timeline, rows, view, pad)
     if row_fontsize(n, axes, 10.0) < 10.0:  # below the default size only when rows crowd
         ax.tick_params(axis="y", labelsize=row_fontsize(n, axes, 10.0))
     heading = title or run_title(timeline, "Gradient availability")
     if timeline.meta.steps > 1:
         heading += f", step {step}"
-    ax.set_title(f"{heading}\nlabels: time since the step started", fontsize=11)
-    _add_legend(fig, [g for _row, g in rows], optimizer)
+    lines = [heading, "labels: time since the step started"]
+    if window is not None:
+        lines.append(window.note(unit))
+    elif zoomed:
+        lines.append(
+            f"zoomed on the step's last {format_time(end - view.start, unit)}, where the "
+            f"gradients complete; they accumulate from {format_time(start, unit)} "
+            "(bars run in from the left)"
+        )
+    ax.set_title(wrap_title("\n".join(lines), WIDTH, 11), fontsize=11)
+    _add_legend(fig, [g for _row, g in rows], visible)
     return fig
 
 
+def _view(rows, start: float, end: float, window: TimeWindow | None):
+    """(the time shown, whether it was zoomed): ``window`` if given; else the step, or, when
+    every gradient completes in the step's last ``FOCUS_BELOW``, from a little before the first
+    of them to the step's end."""
+    if window is not None:
+        return window, False
+    length = (end - start) or 1.0
+    whole = TimeWindow(start - length * 0.02, end + length * 0.02, "step")
+    if not rows:
+        return whole, False
+    first = min(g.ready for _row, g in rows)
+    focus = end - first
+    if focus >= FOCUS_BELOW * length:
+        return whole, False
+    focus = max(focus, length * 1e-4)
+    return TimeWindow(max(start, first - 0.35 * focus), end + 0.05 * focus, "completion"), True
+
+
 def _stage_backward(
-    timeline: Timeline, step: int, replica: int, stage: int, rule: DependencyRule
-) -> list:
-    """The step's B, W and I events on ``stage`` (the rule's ``backward_kinds``): the backward
-    work feeding its gradients."""
-    backward = backward_kinds(rule)
-    return [
-        e
-        for e in timeline.events
-        if e.step == step and e.replica == replica and e.stage == stage and e.kind in backward
-    ]
+    timeline: Timeline, step: int, replica: int, rule: DependencyRule
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per stage, (starts, ends) of the step's B, W and I events there (the rule's
+    ``backward_kinds``): the backward work feeding its gradients."""
+    columns = timeline.events.columns()
+    if not len(columns["start"]):
+        return {}
+    mine = (columns["step"] == step) & (columns["replica"] == replica)
+    mine &= np.isin(columns["kind"], list(backward_kinds(rule)))
+    stages = columns["stage"][mine]
+    starts, ends = columns["start"][mine], columns["end"][mine]
+    return {int(s): (starts[stages == s], ends[stages == s]) for s in np.unique(stages)}
 
 
-def _draw_backward_work(ax, events, position: int) -> None:
-    """Faint grey ticks under a row, one per backward event on the layer's stage."""
-    for e in events:
-        ax.add_patch(
-            Rectangle(
-                (e.start, position + 0.12),
-                e.end - e.start,
-                0.22,
-                facecolor="#BDBDBD",
-                edgecolor="none",
-                zorder=1,
-            )
-        )
+def _draw_backward_work(ax, per_row: list, view: TimeWindow) -> None:
+    """Faint grey ticks under each row, one per backward event on its stage (one artist)."""
+    x0, x1, y0 = [], [], []
+    for position, work in enumerate(per_row):
+        if len(work):
+            starts, ends = work
+            inside = (ends >= view.start) & (starts <= view.end)
+            x0.append(starts[inside])
+            x1.append(ends[inside])
+            y0.append(np.full(int(inside.sum()), position + 0.12))
+    if not x0:
+        return
+    bottoms = np.concatenate(y0)
+    rectangles(
+        ax,
+        np.concatenate(x0),
+        np.concatenate(x1),
+        bottoms,
+        bottoms + 0.22,
+        facecolor="#BDBDBD",
+        edgecolor="none",
+        zorder=1,
+        gid="backward-work",
+    )
 
 
 def _draw_gradient_bars(
@@ -228,18 +282,17 @@ def _draw_gap_bracket(
 
 
 def _style_axes(
-    ax, timeline: Timeline, rows: list[tuple[Row, GradRow]], start: float, end: float, pad: float
+    ax, timeline: Timeline, rows: list[tuple[Row, GradRow]], view: TimeWindow, pad: float
 ) -> None:
-    """Limits around the step, one labelled row per layer (or block), the time axis, its grid."""
-    window = (end - start) or 1.0
-    ax.set_xlim(start - window * 0.02, end + window * 0.02)
+    """Limits around the view, one labelled row per layer (or block), the time axis, grid."""
+    ax.set_xlim(view.start, view.end)
     ax.set_ylim(len(rows) - 0.5 + 0.75 * pad, -0.6)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([row.label for row, _g in rows])
     ax.tick_params(axis="y", length=0)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
-    set_time_axis(ax, timeline, time_span(timeline) or 1.0)
+    set_time_axis(ax, timeline, max(abs(view.start), abs(view.end)) or 1.0)
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
 
@@ -265,9 +318,7 @@ def _add_legend(fig: Figure, rows: list[GradRow], optimizer: list) -> None:
         handles.append(Patch(facecolor=ALLREDUCE_COLOR, label="all-reduce"))
     if optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.45, label="optimizer step"))
-    fig.legend(
-        handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=8.5
-    )
+    fitted_legend(fig, handles)
 
 
 __all__ = ["grads_figure"]

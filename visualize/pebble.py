@@ -26,11 +26,13 @@ Everything is derived from ``Timeline.cache`` and ``Timeline.grad_ready``::
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from simulator.timeline import Timeline
+from visualize.density import rectangles, step_segments
 from visualize.pebble_data import (
     RowGrad,
     count_segments,
@@ -56,6 +58,7 @@ from visualize.style import (
     GRAD_COLOR,
     OPTIMIZER_COLOR,
     count_ticks,
+    fitted_legend,
     layer_info,
     new_figure,
     pebble_colormap,
@@ -63,8 +66,11 @@ from visualize.style import (
     set_time_axis,
     shade_optimizer_steps,
     time_span,
+    wrap_title,
 )
+from visualize.window import TimeWindow
 
+PATCHES_UP_TO = 3000  # more pebble bars than this, and rows are reduced to pixel columns
 ROW = 0.8  # height of a full row; a row's centre is at y = its position (0 at the top)
 
 
@@ -77,6 +83,7 @@ def pebble_figure(
     title: str | None = None,
     width: float = 11.0,
     expand: bool | None = None,
+    window: TimeWindow | None = None,
 ) -> Figure:
     """Draw the pebble graph (see the module docstring); returns the Figure. ``expand``: None
     groups layers into blocks above ``GROUP_ABOVE`` rows, True never, False always.
@@ -87,10 +94,13 @@ def pebble_figure(
     ``key`` is the layer index of a layer row, ``B12`` for block 12 (``Row.key``). With
     recomputation, hatched ``recompute:{key}:{mb}:{step}`` and outlined ``checkpoint:...``
     one-pebble slices, at least ``min_recompute_width`` of the run long
-    (``visualize.recompute.draw_recompute_pebbles``).
+    (``visualize.recompute.draw_recompute_pebbles``). ``window``: the stretch of time drawn
+    (None: the whole run); past ``PATCHES_UP_TO`` bars in it the rows are one ``gid="pebbles"``
+    collection, reduced to pixel columns, and the title says so.
     """
     rows = figure_rows(layer_info(timeline), expand)
-    span = time_span(timeline) or 1.0
+    view = window or TimeWindow(0.0, (time_span(timeline) or 1.0) * 1.03, "whole run")
+    span = view.length
     intervals = pebble_intervals(timeline, replica)
     per_layer = count_segments(intervals)
     max_count = max((c.count for c in per_layer), default=1)
@@ -103,10 +113,13 @@ def pebble_figure(
 
     bands = stage_bands(rows)
     draw_stage_bands(ax, bands)
-    shade_optimizer_steps(ax, timeline.optimizer, span)  # thin grey columns
-    _draw_grad_segments(ax, row_grads(timeline, rows, replica), rows, min_grad_width * span)
+    optimizer = [o for o in timeline.optimizer if o.end >= view.start and o.start <= view.end]
+    shade_optimizer_steps(ax, optimizer, span)  # thin grey columns
+    grads = [g for g in row_grads(timeline, rows, replica, intervals) if g.end >= view.start]
+    grads = [g for g in grads if g.start <= view.end]
+    _draw_grad_segments(ax, grads, rows, min_grad_width * span)
     counts = counts_by_row(per_layer, rows)
-    _draw_pebbles(ax, counts, rows, max_count, lambda count: cmap(norm(count)))
+    reduced = _draw_pebbles(ax, counts, rows, max_count, lambda count: cmap(norm(count)), view)
     recomputed, checkpoints = recompute_pebbles(timeline, intervals, replica)
     single = {row.layers[0] for row in rows if len(row.layers) == 1}  # a block row: no gaps
     gaps = [g for g in dropped_gaps(recomputed, checkpoints, intervals) if g[0] in single]
@@ -114,13 +127,18 @@ def pebble_figure(
     sizes = {"height": ROW / max_count, "row_height": ROW, "min_width": min_recompute_width * span}
     draw_recompute_pebbles(ax, marks, rows, counts, **sizes)
 
-    ax.set_xlim(0, span * 1.03)
+    ax.set_xlim(view.start, view.end)
     normal = 9 if len(rows) <= 24 else 7
     _label_rows(ax, rows, bands, row_fontsize(len(rows), height - 1.5, normal))
-    set_time_axis(ax, timeline, span)
+    set_time_axis(ax, timeline, max(abs(view.start), abs(view.end)))
     ax.grid(axis="x", color="#E0E0E0", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
-    ax.set_title(title or run_title(timeline, "Pebble graph"), fontsize=11)
+    lines = [title or run_title(timeline, "Pebble graph")]
+    if window is not None:
+        lines.append(window.note(timeline.time_unit))
+    if reduced:
+        lines.append("each pixel column shows the most pebbles a row holds within it")
+    ax.set_title(wrap_title("\n".join(lines), width, 11), fontsize=11)
 
     bar = fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap),
@@ -133,7 +151,7 @@ def pebble_figure(
     bar.set_label("microbatches cached")
     bar.ax.tick_params(length=0)
     extra = recompute_handles(bool(recomputed), bool(checkpoints), bool(gaps))
-    _add_legend(fig, timeline, rows, cmap(norm(max_count)), width, extra)
+    _add_legend(fig, bool(optimizer), bool(grads), rows, cmap(norm(max_count)), extra)
     return fig
 
 
@@ -154,21 +172,58 @@ def _draw_grad_segments(ax, segments: list[RowGrad], rows: list[Row], min_length
         )
 
 
-def _draw_pebbles(ax, counts: list[RowCount], rows: list[Row], max_count: int, colour_of) -> None:
-    """Pebble bars whose height and colour (``colour_of(count)``) both grow with the count."""
-    for segment in counts:
-        h = ROW * segment.count / max_count
-        ax.add_patch(
-            Rectangle(
-                (segment.start, segment.row + ROW / 2 - h),
-                segment.end - segment.start,
-                h,
-                facecolor=colour_of(segment.count),
-                edgecolor="none",
-                zorder=2,
-                gid=f"pebble:{rows[segment.row].key}",
+def _draw_pebbles(
+    ax, counts: list[RowCount], rows: list[Row], max_count: int, colour_of, view
+) -> bool:
+    """Pebble bars whose height and colour (``colour_of(count)``) both grow with the count;
+    past ``PATCHES_UP_TO`` bars, each row reduced to the figure's pixel columns (the most
+    pebbles held in each) and drawn as one artist. Returns whether it was reduced."""
+    inside = [c for c in counts if c.end > view.start and c.start < view.end]
+    if len(inside) <= PATCHES_UP_TO:
+        for segment in inside:
+            h = ROW * segment.count / max_count
+            ax.add_patch(
+                Rectangle(
+                    (segment.start, segment.row + ROW / 2 - h),
+                    segment.end - segment.start,
+                    h,
+                    facecolor=colour_of(segment.count),
+                    edgecolor="none",
+                    zorder=2,
+                    gid=f"pebble:{rows[segment.row].key}",
+                )
             )
+        return False
+    by_row: dict[int, list[RowCount]] = {}
+    for c in inside:
+        by_row.setdefault(c.row, []).append(c)
+    x0, x1, level, where = [], [], [], []
+    for row, found in by_row.items():
+        starts, ends, tops = step_segments(
+            [c.start for c in found],
+            [c.end for c in found],
+            [c.count for c in found],
+            view.start,
+            view.end,
         )
+        x0.append(starts)
+        x1.append(ends)
+        level.append(tops)
+        where.append(np.full(len(starts), row))
+    x0, x1, level, where = (np.concatenate(v) for v in (x0, x1, level, where))
+    bottom = where + ROW / 2
+    rectangles(
+        ax,
+        x0,
+        x1,
+        bottom - ROW * level / max_count,
+        bottom,
+        facecolors=colour_of(level.astype(np.int64)),
+        edgecolor="none",
+        zorder=2,
+        gid="pebbles",
+    )
+    return True
 
 
 def _label_rows(
@@ -193,21 +248,20 @@ def _label_rows(
 
 
 def _add_legend(
-    fig: Figure, timeline: Timeline, rows: list[Row], pebble_colour, width, extra: list
+    fig: Figure, optimizer: bool, grads: bool, rows: list[Row], pebble_colour, extra: list
 ) -> None:
-    """Pebbles and gradients, plus the optimizer and no-parameter entries when they apply;
-    what a grouped row means, when there is one; then ``extra`` (recomputation)."""
+    """Pebbles, and gradients, the optimizer and no-parameter entries when drawn; what a
+    grouped row means, when there is one; then ``extra`` (recomputation)."""
     grouped = any(len(row.layers) > 1 for row in rows)
     pebbles = "cached activations (pebbles)"
     ready = "weight gradient ready, until optimizer step"
     if grouped:
         pebbles += ": the most of any layer in the row"
         ready = "all the row's weight gradients ready, until optimizer step"
-    handles = [
-        Patch(facecolor=pebble_colour, label=pebbles),
-        Patch(facecolor=GRAD_COLOR, label=ready),
-    ]
-    if timeline.optimizer:
+    handles = [Patch(facecolor=pebble_colour, label=pebbles)]
+    if grads:
+        handles.append(Patch(facecolor=GRAD_COLOR, label=ready))
+    if optimizer:
         handles.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.35, label="optimizer step"))
     if any(not row.has_params for row in rows):
         handles.append(
@@ -215,11 +269,4 @@ def _add_legend(
                 facecolor="white", edgecolor="none", label="grey italic: no parameters, no gradient"
             )
         )
-    handles += extra
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=(len(handles) if not extra else 3) if width >= 10.5 else 2,
-        frameon=False,
-        fontsize=8.5,
-    )
+    fitted_legend(fig, handles + extra)

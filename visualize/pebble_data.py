@@ -9,8 +9,9 @@ grouping read these numbers; the figure only places them. Everything comes from
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import NamedTuple
+
+import numpy as np
 
 from simulator.timeline import Timeline
 from visualize.rows import Row, RowCount, max_counts, row_of_layer
@@ -50,24 +51,52 @@ class CountSegment(NamedTuple):
 def pebble_intervals(timeline: Timeline, replica: int = 0) -> list[PebbleInterval]:
     """Every cache lifetime, one per (layer, microbatch, step) time the bytes go above zero and
     back: a microbatch is held from its first put until its bytes return to 0. A lifetime still
-    open when the records end closes at the end of the run. Sorted by (layer, step, mb, start)."""
+    open when the records end closes at the end of the run. Sorted by (layer, step, mb, start).
+
+    Computed on the cache's numpy columns (a run at scale has a million records): each key's
+    records in time order (ties in record order), its running total, and where it crosses 0."""
+    cache = timeline.cache.columns()
+    mine = cache["replica"] == replica if len(cache["time"]) else np.zeros(0, dtype=bool)
+    if not mine.any():
+        return []
+    times = cache["time"][mine].astype(float)
+    layer = cache["layer"][mine].astype(np.int64)
+    microbatch = cache["microbatch"][mine].astype(np.int64)
+    step = cache["step"][mine].astype(np.int64)
+    change = cache["bytes"][mine].astype(np.int64)
+    order = np.lexsort((np.arange(len(times)), times, microbatch, step, layer))
+    times, layer, microbatch, step, change = (
+        v[order] for v in (times, layer, microbatch, step, change)
+    )
+    first = np.ones(len(times), dtype=bool)
+    first[1:] = (np.diff(layer) != 0) | (np.diff(step) != 0) | (np.diff(microbatch) != 0)
+    group = np.cumsum(first) - 1
+    total = np.cumsum(change)
+    base = (total - change)[first]  # the running total before each key's first record
+    after = total - base[group]
+    before = after - change
+    opens = np.flatnonzero((before <= 0) & (after > 0))
+    closes = np.flatnonzero((after <= 0) & (before > 0))
+    match = np.searchsorted(closes, opens)  # a key's opens and closes alternate
+    found = match < len(closes)
+    found[found] = group[closes[match[found]]] == group[opens[found]]
     end_of_run = time_span(timeline)
-    running: dict[tuple[int, int, int], int] = defaultdict(int)
-    opened: dict[tuple[int, int, int], float] = {}
-    out: list[PebbleInterval] = []
-    changes = [c for c in timeline.cache if c.replica == replica]
-    # each rank's records are in order; a stable sort by time keeps ties in that order
-    changes.sort(key=lambda c: c.time)
-    for change in changes:
-        key = (change.layer, change.microbatch, change.step)
-        before = running[key]
-        running[key] = after = before + change.bytes
-        if before <= 0 < after:
-            opened[key] = change.time
-        elif after <= 0 < before:
-            out.append(PebbleInterval(*key, opened.pop(key), change.time))
-    for key, start in opened.items():
-        out.append(PebbleInterval(*key, start, max(end_of_run, start)))
+    ends = np.where(
+        found,
+        times[closes[np.minimum(match, max(len(closes) - 1, 0))]] if len(closes) else 0.0,
+        np.maximum(end_of_run, times[opens]),
+    )
+    out = [
+        PebbleInterval(*values)
+        for values in zip(
+            layer[opens].tolist(),
+            microbatch[opens].tolist(),
+            step[opens].tolist(),
+            times[opens].tolist(),
+            ends.tolist(),
+            strict=True,
+        )
+    ]
     out.sort(key=lambda i: (i.layer, i.step, i.microbatch, i.start))
     return out
 
@@ -78,34 +107,52 @@ def pebble_counts(timeline: Timeline, replica: int = 0) -> list[CountSegment]:
 
 
 def count_segments(intervals: list[PebbleInterval]) -> list[CountSegment]:
-    edges: dict[int, list[tuple[float, int]]] = defaultdict(list)
-    for interval in intervals:
-        if interval.end > interval.start:
-            edges[interval.layer].append((interval.start, +1))
-            edges[interval.layer].append((interval.end, -1))
-    out: list[CountSegment] = []
-    for layer in sorted(edges):
-        count, since = 0, None
-        items = sorted(edges[layer])
-        position = 0
-        while position < len(items):
-            time = items[position][0]
-            new = count
-            while position < len(items) and items[position][0] == time:
-                new += items[position][1]
-                position += 1
-            if new != count:
-                if count > 0 and since is not None and time > since:
-                    out.append(CountSegment(layer, since, time, count))
-                count, since = new, time
-    return out
+    """Per layer, the maximal spans of constant, non-zero count of intervals holding (numpy:
+    each interval a +1 at its start and a -1 at its end, summed per layer and moment)."""
+    kept = [i for i in intervals if i.end > i.start]
+    if not kept:
+        return []
+    layer = np.array([i.layer for i in kept], dtype=np.int64)
+    starts = np.array([i.start for i in kept], dtype=float)
+    ends = np.array([i.end for i in kept], dtype=float)
+    layers = np.concatenate([layer, layer])
+    times = np.concatenate([starts, ends])
+    delta = np.concatenate([np.ones(len(kept), np.int64), -np.ones(len(kept), np.int64)])
+    order = np.lexsort((times, layers))
+    layers, times, delta = layers[order], times[order], delta[order]
+    new = np.ones(len(times), dtype=bool)  # the first record of each (layer, moment)
+    new[1:] = (np.diff(layers) != 0) | (np.diff(times) != 0)
+    moment = np.cumsum(new) - 1
+    net = np.bincount(moment, weights=delta).astype(np.int64)
+    at_layer, at_time = layers[new], times[new]
+    level = np.cumsum(net)  # every layer's intervals close, so each layer starts from 0
+    keep = net != 0  # a moment whose changes cancel leaves the count as it was
+    at_layer, at_time, level = at_layer[keep], at_time[keep], level[keep]
+    same = at_layer[1:] == at_layer[:-1]
+    span = same & (level[:-1] > 0) & (at_time[1:] > at_time[:-1])
+    pick = np.flatnonzero(span)
+    return [
+        CountSegment(*values)
+        for values in zip(
+            at_layer[pick].tolist(),
+            at_time[pick].tolist(),
+            at_time[pick + 1].tolist(),
+            level[pick].tolist(),
+            strict=True,
+        )
+    ]
 
 
-def grad_segments(timeline: Timeline, replica: int = 0) -> list[GradSegment]:
-    """When each parametric layer's weight gradient is complete, per step (see GradSegment)."""
+def grad_segments(
+    timeline: Timeline, replica: int = 0, intervals: list[PebbleInterval] | None = None
+) -> list[GradSegment]:
+    """When each parametric layer's weight gradient is complete, per step (see GradSegment);
+    ``intervals``: the replica's ``pebble_intervals``, when the caller has them already."""
     optimizer_end = {o.step: o.end for o in timeline.optimizer}
     first_use: dict[tuple[int, int], float] = {}
-    for interval in pebble_intervals(timeline, replica):
+    if intervals is None:
+        intervals = pebble_intervals(timeline, replica)
+    for interval in intervals:
         key = (interval.layer, interval.step)
         first_use[key] = min(first_use.get(key, interval.start), interval.start)
     end_of_run = time_span(timeline)
@@ -144,12 +191,17 @@ def counts_by_row(counts: list[CountSegment], rows: list[Row]) -> list[RowCount]
     return max_counts(counts, rows)
 
 
-def row_grads(timeline: Timeline, rows: list[Row], replica: int = 0) -> list[RowGrad]:
+def row_grads(
+    timeline: Timeline,
+    rows: list[Row],
+    replica: int = 0,
+    intervals: list[PebbleInterval] | None = None,
+) -> list[RowGrad]:
     """What each row draws in purple: its layers' ``grad_segments``, per step, from the last
     one's start to the latest end. Sorted by (row, step)."""
     row_of = row_of_layer(rows)
     spans: dict[tuple[int, int], tuple[float, float]] = {}
-    for g in grad_segments(timeline, replica):
+    for g in grad_segments(timeline, replica, intervals):
         if g.layer not in row_of:
             continue
         key = (row_of[g.layer], g.step)
