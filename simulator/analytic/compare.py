@@ -66,18 +66,21 @@ def compare_timelines(request: Comparison) -> tuple[dict[str, Timeline], list[st
         raise PebbleError("--schedules names no schedule; give names like 1f1b,zb-h1.")
     _check_size(request, names)
     spec = comparison_model(request.ranks, request.chunks, request.model)
-    timelines, skipped = {}, []
+    timelines, skipped, reasons = {}, [], set()
     for name in names:
         try:
             plans = _plans(request, name, spec)
-        except PebbleError:
+        except PebbleError as exc:
             if asked:
                 raise
             skipped.append(name)
+            reasons.add(str(exc))
             continue
         for policy, plan in plans.items():
             label = plan.schedule.name if policy is None else f"{plan.schedule.name} [{policy}]"
             timelines[label] = simulate_plan(plan)
+    if not timelines and len(reasons) == 1:  # not the schedules: the model or layout (--tp 3)
+        raise PebbleError(reasons.pop())
     if not timelines:
         raise PebbleError(
             f"no built-in schedule suits {request.ranks} ranks and {request.microbatches} "

@@ -44,6 +44,8 @@ def parse_hardware(text: str) -> Hardware:
         key, _, value = (s.strip() for s in part.partition("="))
         if key not in _HARDWARE_KEYS:
             raise PebbleError(f"unknown hardware key {key!r}; use flops, bandwidth, latency.")
+        if _HARDWARE_KEYS[key] in values:
+            raise PebbleError(f"hardware {key} is given twice; give each value once.")
         latency = key == "latency"
         values[_HARDWARE_KEYS[key]] = parse_float(
             value,

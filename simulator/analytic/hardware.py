@@ -208,6 +208,7 @@ def parse_hardware_preset(text: str) -> HardwarePreset:
         raise PebbleError("name a hardware preset, e.g. --hardware h100-80gb.")
     preset = _preset_named(name)
     changes: dict[str, object] = {}
+    given: dict[str, str] = {}  # field -> the key that set it: a later one would win silently
     for part in parts:
         key, sep, value = part.partition("=")
         key = key.strip().lower()
@@ -221,6 +222,11 @@ def parse_hardware_preset(text: str) -> HardwarePreset:
                 f"unknown hardware key {key!r}; use one of {', '.join(sorted(set(_KEYS)))}."
             )
         field_name = _KEYS[key]
+        if field_name in given:
+            earlier = given[field_name]
+            named = "is given twice" if earlier == key else f"sets {field_name}, as {earlier} did"
+            raise PebbleError(f"hardware {key} {named}; give each value once.")
+        given[field_name] = key
         number = _number(key, value)
         if not math.isfinite(number) or number <= 0:
             raise PebbleError(f"hardware {key} must be positive and finite, got {value.strip()!r}.")

@@ -13,7 +13,8 @@ def add_auto_args(parser) -> None:
     parser.add_argument(
         "--memory-limit",
         help="with --schedule auto: activation bytes per rank (80GiB, 2.5e9) or Nx, N "
-        "microbatches of one rank's activations (px: 1F1B's memory, 2px: the paper's ZB-2p)",
+        "microbatches of one rank's activations (e.g. 8x; at p ranks, N = p is 1F1B's memory "
+        "and N = 2p the paper's ZB-2p)",
     )
     parser.add_argument(
         "--layout",

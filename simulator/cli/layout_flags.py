@@ -38,7 +38,9 @@ LAYOUT_FLAGS = (
         numbers.count(numbers.MAX_TP, "MAX_TP"),
         "T",
     ),
-    LayoutFlag("--sp", "sequence_parallel", "sequence parallelism across the --tp group"),
+    LayoutFlag(
+        "--sp", "sequence_parallel", "sequence parallelism across the --tp group (--tp 2 or more)"
+    ),
     LayoutFlag(
         "--dp", "data", "data-parallel replicas", numbers.count(numbers.MAX_DP, "MAX_DP"), "D"
     ),
@@ -94,3 +96,15 @@ def layout_flags_text(layout: Layout) -> str:
         elif value != (0 if row.field == "sharding" else 1):
             words.append(f"{row.flag} {value}")
     return " ".join(words)
+
+
+def train_layout_note(layout: Layout) -> str | None:
+    """One line for ``train`` when the layout has a degree the Ray run does not carry out:
+    tensor parallelism (``--tp`` or ``tp=`` in the model text) is counted by the memory and cost
+    models, but each rank's numpy layers run whole on one actor."""
+    if layout.tensor <= 1:
+        return None
+    return (
+        f"note: tensor parallelism (t{layout.tensor}) is counted in the predicted memory and "
+        "time only; on Ray each rank's layers run unsharded, on one actor."
+    )

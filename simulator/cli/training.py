@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from simulator.analytic.run_plan import simulate_plan
+from simulator.cli.layout_flags import train_layout_note
 from simulator.cli.requests import plan_from_args
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
@@ -98,7 +99,8 @@ def prepare_training(args) -> TrainingSetup:
         step_timeout=args.step_timeout,
         calibrate=bool(args.out),  # only --out writes what calibration is for: the profile
     )
-    return TrainingSetup(plan, config, options, fault, args.check, _dtype_note(args, plan))
+    notes = "\n".join(filter(None, (_dtype_note(args, plan), train_layout_note(plan.layout))))
+    return TrainingSetup(plan, config, options, fault, args.check, notes or None)
 
 
 def _dtype_note(args, plan: RunPlan) -> str | None:
