@@ -25,8 +25,11 @@ The degrees, with their letters in the text form:
 =====  =====================  =====================================================
 
 The devices a layout occupies are ``p * t * c * d``; expert parallelism reuses the data and
-context ranks (Megatron Core), so ``e`` does not multiply them. Context and expert parallelism and
-sharding stages 2 and 3 are not modelled yet: those values are refused in one sentence.
+context ranks (Megatron Core), so ``e`` does not multiply them: ``e`` must divide ``d * c``, and
+the routed experts' gradients and optimizer state are data-parallel over the remaining
+``d * c / e`` ranks (the expert data-parallel group, ``expert_optimizer_shards``). Context
+parallelism and sharding stages 2 and 3 are not modelled yet: those values are refused in one
+sentence.
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ LAYER_DEGREES = ("tensor", "sequence_parallel", "context", "expert")
 """The degrees that change what one rank holds of a layer (its footprint, FLOPs, parameters)."""
 _NOT_YET = {  # a degree above 1 that no cost or memory rule models yet: (field, what it is)
     "context": "context parallelism",
-    "expert": "expert parallelism",
 }
 
 
@@ -119,6 +121,17 @@ class Layout:
         """Ways the optimizer state of one pipeline rank is split."""
         return self.data if self.distributed_optimizer else 1
 
+    @property
+    def expert_data(self) -> int:
+        """Ranks that hold the same routed experts: the data and context ranks over ``e``."""
+        return max(1, self.data * self.context // self.expert)
+
+    @property
+    def expert_optimizer_shards(self) -> int:
+        """Ways the routed experts' optimizer state is split (over the expert data-parallel
+        group, Megatron Core's distributed optimizer)."""
+        return self.expert_data if self.distributed_optimizer else 1
+
     # ------------------------------------------------------------------ text form
     def to_text(self) -> str:
         """``p8 v2 t8 sp c1 e1 d16 z1``: every degree, in this order."""
@@ -175,6 +188,26 @@ class Layout:
         if not spec.is_transformer and (self.tensor > 1 or self.sequence_parallel):
             raise PebbleError(
                 "--tp and --sp apply to transformer models (--model PRESET or transformer:...)."
+            )
+        if self.expert > 1:
+            self._check_experts(spec)
+
+    def _check_experts(self, spec) -> None:
+        """Expert parallelism needs a mixture of experts and ``e`` dividing ``d * c``."""
+        if not spec.is_transformer or not spec.config.is_moe:
+            raise PebbleError(
+                f"expert parallelism (e{self.expert}) needs a mixture-of-experts model "
+                "(experts=N in its transformer: text, or a MoE preset)."
+            )
+        if (self.data * self.context) % self.expert:
+            raise PebbleError(
+                f"expert parallelism e{self.expert} must divide the data x context ranks "
+                f"(d{self.data} x c{self.context}), which it reuses."
+            )
+        if spec.config.experts % self.expert:
+            raise PebbleError(
+                f"expert parallelism e{self.expert} does not divide the model's "
+                f"{spec.config.experts} experts."
             )
 
     def check_devices(self, gpus: int) -> None:

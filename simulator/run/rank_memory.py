@@ -8,7 +8,10 @@ another; a numpy model (float32/64) keeps weights, gradients and Adam's two mome
 dtype (itemsize, itemsize, 2 x itemsize).
 
 With a distributed optimizer (ZeRO-1), the parts of the optimizer state the recipe lets it shard
-(master weights and moments) are split over the data-parallel replicas. A receive buffer holds
+(master weights and moments) are split over the data-parallel replicas; a mixture of experts'
+routed experts, which expert parallelism already splits ``e`` ways, are replicated only over
+the expert data-parallel group (``Layout.expert_optimizer_shards``: ``d * c / e`` ranks), so
+their state is split that many ways (Megatron Core's distributed optimizer). A receive buffer holds
 one incoming activation (from the previous stage, when it lives on another rank) and one
 incoming gradient (from the next stage, likewise).
 """
@@ -46,13 +49,24 @@ def static_memory(
     stage_params = [
         sum(spec.param_count(infos[i]) for i in layers) for layers in partition.stage_layers
     ]
+    stage_experts = [
+        sum(_expert_params(infos[i]) for i in layers) for layers in partition.stage_layers
+    ]
     return rank_static_memory(
         schedule.stage_to_rank,
         stage_params,
         boundary_bytes(spec, partition, microbatch_rows),
         spec.recipe,
         layout.optimizer_shards if layout is not None else 1,
+        expert_params=stage_experts,
+        expert_shards=layout.expert_optimizer_shards if layout is not None else 1,
     )
+
+
+def _expert_params(info) -> int:
+    """The routed-expert parameters of one layer (0 for any other layer, and an MLP's)."""
+    count = getattr(info, "expert_param_count", None)
+    return count() if count is not None else 0
 
 
 def rank_static_memory(
@@ -61,24 +75,33 @@ def rank_static_memory(
     sends: Sequence[int],
     recipe: Precision,
     shards: int = 1,
+    expert_params: Sequence[int] | None = None,
+    expert_shards: int = 1,
 ) -> list[RankMemory]:
     """Per rank, from each stage's rank (``owner``), parameters and bytes sent to the next
     stage per microbatch: the weights, gradients and optimizer state of its stages under the
     precision ``recipe`` (its sharded part split ``shards`` ways), and a receive buffer for each
     neighbouring stage on another rank (the activation coming in, the gradient coming back).
-    ``advise``'s bounds count the same way."""
+    ``expert_params`` is the part of each stage's parameters that is routed experts, whose
+    sharded state is split ``expert_shards`` ways instead. ``advise``'s bounds count the same
+    way."""
     last = len(owner) - 1
     params = [0] * (max(owner) + 1)
+    experts = [0] * len(params)
     buffers = [0] * len(params)
     for stage, rank in enumerate(owner):
         params[rank] += stage_params[stage]
+        if expert_params is not None:
+            experts[rank] += expert_params[stage]
         if stage > 0 and owner[stage - 1] != rank:
             buffers[rank] += sends[stage - 1]  # the activation coming in
         if stage < last and owner[stage + 1] != rank:
             buffers[rank] += sends[stage]  # the gradient coming back
     memory = []
-    for p, b in zip(params, buffers, strict=True):
-        weights, gradients, state = recipe.rank_bytes(p, shards)
+    for p, x, b in zip(params, experts, buffers, strict=True):
+        dense = recipe.rank_bytes(p - x, shards)
+        routed = recipe.rank_bytes(x, expert_shards)
+        weights, gradients, state = (d + r for d, r in zip(dense, routed, strict=True))
         memory.append(
             RankMemory(
                 parameters=weights, gradients=gradients, optimizer_state=state, receive_buffers=b

@@ -67,7 +67,6 @@ def test_a_spec_is_counted_under_the_layer_degrees_only():
         ("p0", "pipeline degree (p) must be a positive integer, got 0"),
         ("t2000", "tensor degree (t2000) is above pebblesim's limit of 1024"),
         ("c2", "context parallelism (c2) is not modelled yet; use c1"),
-        ("e4", "expert parallelism (e4) is not modelled yet; use e1"),
         ("z2", "sharding stage z2 (gradients sharded too) is not modelled yet"),
         ("z3", "gradients and parameters sharded too"),
         ("q4", "cannot read 'q4' in layout 'q4'"),

@@ -20,7 +20,8 @@ from simulator.model.optim import OptimizerConfig
 from simulator.model.parse import parse_model
 from simulator.model.reference import TrainConfig, set_loss_scale, train_reference
 from simulator.model.transformer import TransformerConfig, transformer_layer_infos
-from simulator.model.transformer.moe import MixtureOfExperts, capacity
+from simulator.model.transformer.moe import MixtureOfExperts
+from simulator.model.transformer.moe_rules import capacity
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run import Layout, plan_training
 from tests.simulator.test_gradcheck import numeric_grad, rel_error

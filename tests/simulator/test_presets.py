@@ -47,6 +47,14 @@ PUBLISHED = {
     "zb-6.2b": 6.2e9,
     "zb-14.6b": 14.6e9,
     "zb-28.3b": 28.3e9,
+    # Jiang et al. 2024, Mixtral of Experts, section 2: "47B total parameters" and "13B active
+    # parameters"; Mistral AI's announcement (mistral.ai/news/mixtral-of-experts, 2023-12-11)
+    # gives them to the tenth: "46.7B total parameters but only uses 12.9B parameters per
+    # token" (active: tests/simulator/test_moe_model.py).
+    "mixtral-8x7b": 46.7e9,
+    # Qwen/Qwen1.5-MoE-A2.7B model card: "14.3B parameters in total and 2.7B activated
+    # parameters during runtime".
+    "qwen1.5-moe-a2.7b": 14.3e9,
 }
 
 # zb-1.5b is 1,478,172,672 (-1.5% from "1.5B"). The paper publishes only "1.5B" and states no

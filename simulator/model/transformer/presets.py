@@ -48,6 +48,57 @@ _LLAMA3 = dict(
 # (GPT-2's 50,257 would make the "14.6B" model 14.74B).
 _ZB = dict(vocab=32000, seq=1024, mlp="gelu", norm="layernorm", position="learned")
 
+# Mixtral 8x7B (Jiang et al. 2024, "Mixtral of Experts", arXiv 2401.04088, Table 1): Mistral
+# 7B's architecture (32 layers, dim 4096, 32 heads, 8 kv heads, SwiGLU hidden 14336, RMSNorm,
+# RoPE, no biases, untied head, vocabulary 32,000, context 32,768) with every MLP replaced by 8
+# experts, top-2, gates a softmax over the two chosen (renormalised); router_aux_loss_coef 0.02
+# in the released config.json (mistralai/Mixtral-8x7B-v0.1).
+_MIXTRAL = dict(
+    layers=32,
+    hidden=4096,
+    heads=32,
+    kv_heads=8,
+    ffn=14336,
+    seq=32768,
+    vocab=32000,
+    mlp="swiglu",
+    norm="rmsnorm",
+    position="rope",
+    dropout=0.0,
+    tied_embeddings=False,
+    bias=False,
+    experts=8,
+    top_k=2,
+    moe_aux_coef=0.02,
+)
+
+# Qwen1.5-MoE-A2.7B (Qwen team 2024, model card and config.json of Qwen/Qwen1.5-MoE-A2.7B): 24
+# layers, hidden 2048, 16 heads (no GQA), 60 routed experts of moe_intermediate_size 1408,
+# top-4 without renormalising (norm_topk_prob false), a shared expert of 5632 = 4 x 1408,
+# RMSNorm, RoPE, untied head, vocabulary 151,936, sequence 8192, router_aux_loss_coef 0.001.
+# Two small parts pebblesim does not model are left out of the count: the biases of the q, k,
+# v projections (3 x 2048 per layer, 147,456 in all) and the shared expert's sigmoid gate (a
+# 2048 x 1 matrix per layer, 49,152): together 0.0014% of the model.
+_QWEN_MOE = dict(
+    layers=24,
+    hidden=2048,
+    heads=16,
+    seq=8192,
+    vocab=151936,
+    mlp="swiglu",
+    norm="rmsnorm",
+    position="rope",
+    dropout=0.0,
+    tied_embeddings=False,
+    bias=False,
+    experts=60,
+    top_k=4,
+    expert_ffn=1408,
+    shared_experts=4,
+    norm_topk=False,
+    moe_aux_coef=0.001,
+)
+
 MODEL_PRESETS: dict[str, TransformerConfig] = {
     # GPT-3 XL, Table 2.1: 24 layers, d_model 2048. The table's n_heads = 24 with d_head = 128
     # is inconsistent with d_model = 2048 (24 x 128 = 3072); we use 16 heads of 128 (as
@@ -69,6 +120,8 @@ MODEL_PRESETS: dict[str, TransformerConfig] = {
     "zb-14.6b": TransformerConfig(layers=46, hidden=5120, heads=40, **_ZB),
     # Zero Bubble Table 3 "28.3B": 62 layers, 48 heads, hidden 6144.
     "zb-28.3b": TransformerConfig(layers=62, hidden=6144, heads=48, **_ZB),
+    "mixtral-8x7b": TransformerConfig(**_MIXTRAL),
+    "qwen1.5-moe-a2.7b": TransformerConfig(**_QWEN_MOE),
 }
 
 MODEL_SOURCES: dict[str, str] = {
@@ -81,6 +134,8 @@ MODEL_SOURCES: dict[str, str] = {
     "zb-6.2b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
     "zb-14.6b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
     "zb-28.3b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
+    "mixtral-8x7b": "Jiang et al. 2024, Mixtral of Experts, Table 1",
+    "qwen1.5-moe-a2.7b": "Qwen/Qwen1.5-MoE-A2.7B model card and config.json",
 }
 
 
@@ -233,10 +288,16 @@ def _summary(config: TransformerConfig) -> str:
     if config.num_kv_heads != config.heads:
         heads += f" ({config.num_kv_heads} kv)"
     head = "tied head" if config.tied_embeddings else "untied head"
+    mlp = f"ffn {config.ffn_hidden} {config.mlp}"
+    if config.is_moe:
+        shared = f" + {config.num_shared_experts} shared" if config.num_shared_experts else ""
+        mlp = (
+            f"{config.experts} experts{shared} of {config.expert_hidden} {config.mlp}, "
+            f"top-{config.num_top_k}"
+        )
     return (
-        f"{config.layers} layers, hidden {config.hidden}, {heads}, ffn {config.ffn_hidden} "
-        f"{config.mlp}, {config.norm}, {config.position} positions, vocab {config.vocab}, "
-        f"seq {config.seq}, {head}"
+        f"{config.layers} layers, hidden {config.hidden}, {heads}, {mlp}, {config.norm}, "
+        f"{config.position} positions, vocab {config.vocab}, seq {config.seq}, {head}"
     )
 
 
