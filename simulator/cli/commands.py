@@ -11,7 +11,7 @@ from schedules.validate import validate
 from simulator.analytic.compare import Comparison, compare_timelines, comparison_model
 from simulator.analytic.hardware import hardware_rows
 from simulator.analytic.run_plan import simulate_plan
-from simulator.cli import advise
+from simulator.cli import advise, view
 from simulator.cli.layout_flags import layout_degrees
 from simulator.cli.outputs import StagedOutput, write_output_file
 from simulator.cli.printing import (
@@ -199,6 +199,10 @@ def _policies(text: str | None) -> tuple[str, ...] | None:
 
 def cmd_advise(args) -> int:
     return advise.cmd_advise(args)
+
+
+def cmd_view(args) -> int:
+    return view.cmd_view(args)
 
 
 def cmd_demo(args) -> int:

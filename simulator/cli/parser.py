@@ -8,6 +8,7 @@ from simulator.cli import numbers
 from simulator.cli.advise_flags import add_advise
 from simulator.cli.auto import add_auto_args
 from simulator.cli.layout_flags import add_layout_args
+from simulator.cli.view_flags import add_view
 
 # Every number goes through simulator.cli.numbers: finite, in range, with a named limit.
 RANKS = numbers.count(numbers.MAX_RANKS, "MAX_RANKS")
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     adders = (_add_demo, _add_listings, _add_simulate, _add_train, _add_plot, _add_compare)
-    for add in (*adders, add_advise, _add_tutorial):
+    for add in (*adders, add_advise, _add_tutorial, add_view):
         add(sub)
     return parser
 
