@@ -235,14 +235,21 @@ def new_figure(width: float, height: float) -> Figure:
 def save(
     fig: Figure, path_stem, formats: Iterable[str] = ("png", "svg"), dpi: int = 150
 ) -> list[Path]:
-    """Write ``path_stem.png``, ``path_stem.svg`` (...); returns the paths written."""
+    """Write ``path_stem.png``, ``path_stem.svg`` (...); returns the paths written. The layout
+    is settled by the first format and kept for the rest (laying out a figure of a hundred
+    labelled rows again costs as much as drawing it)."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(path, format=fmt, dpi=dpi)
-        paths.append(path)
+    engine = fig.get_layout_engine()
+    try:
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            fig.savefig(path, format=fmt, dpi=dpi)
+            paths.append(path)
+            fig.set_layout_engine("none")
+    finally:
+        fig.set_layout_engine(engine)
     return paths
 
 

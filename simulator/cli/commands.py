@@ -12,6 +12,7 @@ from simulator.analytic.compare import Comparison, compare_timelines, comparison
 from simulator.analytic.hardware import hardware_rows
 from simulator.analytic.run_plan import simulate_plan
 from simulator.cli import advise, view
+from simulator.cli.figures import figure_kinds, write_figures
 from simulator.cli.layout_flags import layout_degrees
 from simulator.cli.outputs import StagedOutput, write_output_file
 from simulator.cli.printing import (
@@ -94,18 +95,26 @@ def note_selective_under_flash(spec, policies) -> None:
 
 
 def cmd_simulate(args) -> int:
+    drawing = bool(args.out) and not args.no_figures
+    if args.window is not None and not drawing:
+        raise PebbleError("--window zooms the figures simulate --out draws; give --out DIR.")
     plan = plan_from_args(args)
     note_selective_under_flash(plan.spec, [plan.recompute and plan.recompute.policy])
     with StagedOutput(args.out) as out:
         timeline = simulate_plan(plan)
         if args.out:
             write_timeline(out, timeline)
+        kinds = figure_kinds(timeline) if drawing else []
+        if kinds:
+            write_figures(out, timeline, kinds, args.window)
     if args.json:
         emit_json(summary_dict(timeline))
     else:
         print(format_summary(timeline))
         if args.out:
             print(f"\nwrote {args.out}/timeline.json and {args.out}/trace.json (open in Perfetto)")
+        if kinds:
+            print(f"drew {', '.join(kinds)} into {args.out}/ (PNG and SVG)")
     return 0
 
 
@@ -137,13 +146,8 @@ def cmd_plot(args) -> int:
     timeline = Timeline.load(args.timeline)
     if not timeline.events:
         raise PebbleError(f"{args.timeline} holds no compute events to draw.")
-    figures = {**visualize.FIGURES, "breakdown": visualize.breakdown_figure}
-    kinds = list(figures) if args.kind == "all" else [args.kind]
-    if args.kind == "all" and not timeline.meta.rank_memory:
-        kinds.remove("breakdown")  # a Timeline written before whole-rank memory was recorded
     with StagedOutput(args.out) as out:
-        for kind in kinds:
-            visualize.save(figures[kind](timeline), out.path(kind))
+        write_figures(out, timeline, figure_kinds(timeline, args.kind), args.window)
         if args.against:
             other = Timeline.load(args.against)
             pair = sorted((timeline, other), key=lambda t: t.meta.source != "analytic")

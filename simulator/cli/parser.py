@@ -137,7 +137,13 @@ def _add_simulate(sub) -> None:
     add_model_args(simulate)
     simulate.add_argument("--recompute", help=RECOMPUTE_HELP)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
-    simulate.add_argument("--out", help="write timeline.json and trace.json here")
+    simulate.add_argument(
+        "--out", help="write timeline.json, trace.json and every figure (PNG and SVG) here"
+    )
+    simulate.add_argument(
+        "--no-figures", action="store_true", help="with --out, write the files but no figures"
+    )
+    simulate.add_argument("--window", help=WINDOW_HELP)
 
 
 def _add_train(sub) -> None:
@@ -179,6 +185,12 @@ def _add_train(sub) -> None:
     train.add_argument("--out", help="write timeline.json, trace.json and profile.json here")
 
 
+WINDOW_HELP = (
+    "draw this stretch of time in the time-axis figures: warmup, steady, cooldown (of the "
+    "first step) or T0:T1 (12.5:13, 12.5s:13s, 200ms:350ms)"
+)
+
+
 def _add_plot(sub) -> None:
     plot = sub.add_parser("plot", help="draw figures from a Timeline JSON")
     plot.add_argument("timeline")
@@ -188,6 +200,7 @@ def _add_plot(sub) -> None:
         choices=["pebble", "pipeline", "memory", "breakdown", "grads", "all"],
     )
     plot.add_argument("--out", default=".", help="output folder (default: here)")
+    plot.add_argument("--window", help=WINDOW_HELP)
     plot.add_argument(
         "--against",
         metavar="OTHER.json",
