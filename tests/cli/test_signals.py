@@ -1,5 +1,25 @@
-"""SIGTERM and SIGINT at any moment of `train`: one sentence, exit 143/130, no staging folder,
-and no process of the run's Ray alive 5 s later."""
+"""SIGTERM, SIGINT and SIGHUP at each moment of ``train``, to the driver or to its process group,
+and a driver killed with SIGKILL: one sentence, exit 128+n, the output folder as it was, and no
+process of the run alive.
+
+Each moment below is a distinct code path; every start of Ray costs seconds on two cores, so the
+suite does not run the full product of moments, signals and targets:
+
+- *importing*: the guard is in place and the command's imports run with signals held; no Ray.
+- *starting Ray*: the run's own Ray (``local_ray``) has its GCS up and the driver waits for it;
+  the whole session is ended before anything joined it. SIGHUP, to the group: a closed terminal.
+- *building actors* on a cluster the run joined (``--address``): the run's actors go, the
+  cluster, which is not the run's, stays. SIGINT to the driver alone: Ctrl-C.
+- *mid-step* on the run's own Ray, SIGTERM to the group: what ``timeout`` and job schedulers
+  send, which used to kill Ray under the driver and hang it for 60 s.
+- *writing outputs*: in-process, a real signal between two staged files.
+- *a cleanup that does not return*: the guard's deadline (``GRACE``) ends the run anyway.
+- *SIGKILL*: of the driver (its launcher ends Ray), and of driver and launcher (the next command
+  ends what is left and says so).
+
+Every wait is on an event (a process appearing, a line printed), with a deadline scaled by this
+machine's measured start-up time, never a fixed sleep standing in for a moment.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +33,29 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cli.outputs import STAGING_PREFIX, process_start
-from simulator.cli.signals import descendants
+from simulator.cli.outputs import StagedOutput
+from simulator.cli.run_files import write_timeline
+from simulator.cli.signals import GRACE, Interrupted, SignalGuard, descendants
+from simulator.ray_pipeline.local_ray import STATE_DIR_ENV
+from simulator.ray_pipeline.processes import end_session, is_alive, session_members, start_time
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ("train", "--schedule", "1f1b", "--ranks", "2", "--microbatches", "4", "--steps", "50")
-POLL = 0.05  # seconds between looks at the process tree
+TRAIN = ("train", "--schedule", "1f1b", "--ranks", "2", "--microbatches", "4", "--steps", "200")
+POLL = 0.05  # seconds between looks at the process table (how often, not how long to wait)
+EXIT_WITHIN = 5.0  # seconds from the signal to the exit, on a quiet machine
+QUIET_IMPORT = 1.0  # seconds `python -c "import ray"` takes on a quiet 2-core machine
 TQDM = re.compile(r"^\s*(training|demo):|\d+%\|")
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads Linux /proc")
+
+
+@pytest.fixture(scope="module")
+def slowdown() -> float:
+    """How much slower than a quiet machine this one starts Python and Ray now (at least 1):
+    every deadline below is multiplied by it."""
+    began = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import ray"], check=True, capture_output=True)
+    return max(1.0, (time.monotonic() - began) / QUIET_IMPORT)
 
 
 def cmdline(pid: int) -> str:
@@ -30,39 +64,6 @@ def cmdline(pid: int) -> str:
             return handle.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def ray_processes_of(pid: int) -> dict[int, int]:
-    """Live processes of the local Ray that ``pid`` started, found by its session name (Ray
-    names the session after the driver's pid), even if they were reparented."""
-    session = re.compile(rf"session_[0-9_-]+_{pid}\b")
-    return {
-        int(p): process_start(int(p))
-        for p in os.listdir("/proc")
-        if p.isdigit() and session.search(cmdline(int(p)))
-    }
-
-
-def wait_for(child: subprocess.Popen, seen: dict[int, int], ready, timeout: float = 30) -> None:
-    """Record the child's process tree until ``ready(child, titles)`` holds; fail if the child
-    ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tree = descendants(child.pid)
-        seen.update(tree)
-        if ready(child, [cmdline(p) for p in tree]):
-            return
-        assert child.poll() is None, "the run ended before the moment to interrupt it"
-        time.sleep(POLL)
-    pytest.fail("the moment to interrupt never came")
-
-
-def still_alive(seen: dict[int, int]) -> list[str]:
-    """The seen processes still running. One already gone when it was seen has no start time
-    (``process_start`` reads 0 then, and again now): it is not alive."""
-    return [
-        cmdline(p) or str(p) for p, start in seen.items() if start and process_start(p) == start
-    ]
 
 
 def catches_sigterm(pid: int) -> bool:
@@ -75,56 +76,254 @@ def catches_sigterm(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
 
 
-MOMENTS = {
-    # the guard is in place and the commands are still being imported: no Ray yet
-    "importing": lambda child, titles: catches_sigterm(child.pid),
-    # ray.init has started the GCS but the node is not up yet
-    "ray-starting": lambda child, titles: any("gcs_server" in t for t in titles),
-    # the rank actors exist: training is under way
-    "training": lambda child, titles: any("RankWorker" in t for t in titles),
+class Run:
+    """``pebblesim ARGS`` in a session of its own (so a group signal reaches only it), with
+    every process it starts recorded as (pid, start time) while it runs."""
+
+    def __init__(self, tmp_path: Path, args, env: dict | None = None) -> None:
+        self.out = tmp_path / "out"
+        self.state = tmp_path / "state"  # its run records, apart from other runs on the machine
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", STATE_DIR_ENV: str(self.state)}
+        self.env.pop("RAY_ADDRESS", None)
+        self.env.update(env or {})
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "simulator.cli", *args, "--out", str(self.out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.seen: dict[int, int] = {}
+        self.launcher = 0  # the pid of the run's Ray launcher, once seen
+        self.actors: dict[int, int] = {}  # its rank actors on a joined cluster (see joined)
+        self._cluster: tuple[int, dict[int, int]] | None = None
+
+    def joined(self, root: int) -> None:
+        """Watch for the run's rank actors below ``root`` (the joined cluster's processes are
+        not the run's descendants), ignoring those already there."""
+        self._cluster = (root, descendants(root))
+
+    def look(self) -> list[str]:
+        """The command lines of the run's processes now (recording them)."""
+        tree = descendants(self.child.pid)
+        for pid in tree:
+            if not self.launcher and "ray_head" in cmdline(pid):
+                self.launcher = pid
+        if self.launcher:
+            tree.update(session_members(self.launcher))
+        if self._cluster:
+            root, before = self._cluster
+            found = {p: s for p, s in descendants(root).items() if before.get(p) != s}
+            self.actors.update({p: s for p, s in found.items() if "RankWorker" in cmdline(p)})
+            tree.update(self.actors)
+        self.seen.update(tree)
+        return [cmdline(p) for p in tree]
+
+    def wait_for(self, ready, within: float) -> None:
+        """Until ``ready(command lines)`` holds; fail if the run ends first or ``within``
+        seconds pass."""
+        deadline = time.monotonic() + within
+        while not ready(self.look()):
+            assert self.child.poll() is None, "the run ended before the moment came"
+            assert time.monotonic() < deadline, f"the moment did not come within {within:.0f} s"
+            time.sleep(POLL)
+
+    def interrupt(self, signum: int, group: bool) -> float:
+        """Send ``signum`` to the driver or its process group; the seconds until it exited."""
+        assert self.child.poll() is None, "the run ended before the moment to interrupt it"
+        sent = time.monotonic()
+        if group:
+            os.killpg(self.child.pid, signum)
+        else:
+            self.child.send_signal(signum)
+        while self.child.poll() is None:
+            self.look()
+            time.sleep(POLL)
+        return time.monotonic() - sent
+
+    def stderr_lines(self) -> list[str]:
+        _, err = self.child.communicate()
+        assert "Traceback" not in err, err
+        return [s for s in re.split(r"[\r\n]+", err) if s.strip() and not TQDM.search(s)]
+
+    def alive(self) -> list[str]:
+        return [cmdline(p) or str(p) for p, started in self.seen.items() if is_alive(p, started)]
+
+    def kill(self) -> None:
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
+        if self.launcher:
+            end_session(self.launcher)
+
+
+def rank_workers(titles: list[str]) -> bool:
+    return any("RankWorker" in t for t in titles)
+
+
+def check_interrupted(run: Run, signum: int, took: float, slowdown: float) -> None:
+    assert run.child.returncode == 128 + signum
+    assert run.stderr_lines() == [f"pebblesim: interrupted ({signum.name})"]
+    assert took < EXIT_WITHIN * slowdown, f"exited {took:.1f} s after the signal"
+    assert not run.out.exists(), "the output folder did not exist before the run"
+    assert run.alive() == [], "a process of the run outlived it"
+
+
+CASES = {
+    # moment: (the event that it has come, the signal, sent to the whole process group?)
+    "importing": (lambda titles: False, signal.SIGTERM, False),  # the event: catches_sigterm
+    "starting-ray": (lambda titles: any("gcs_server" in t for t in titles), signal.SIGHUP, True),
+    "mid-step": (lambda titles: any("RankWorker.run" in t for t in titles), signal.SIGTERM, True),
 }
-CASES = [
-    ("importing", signal.SIGTERM),
-    ("ray-starting", signal.SIGINT),
-    ("ray-starting", signal.SIGTERM),
-    ("training", signal.SIGTERM),
-    ("training", signal.SIGINT),
-]
 
 
-@pytest.mark.parametrize(("moment", "signum"), CASES, ids=[f"{m}-{s.name}" for m, s in CASES])
-def test_a_signal_at_any_moment_is_one_sentence_and_leaves_nothing(tmp_path, moment, signum):
+@pytest.mark.parametrize("moment", list(CASES))
+def test_a_signal_on_the_runs_own_ray_is_one_sentence_and_leaves_nothing(
+    tmp_path, slowdown, moment
+):
+    ready, signum, group = CASES[moment]
+    run = Run(tmp_path, TRAIN)
+    try:
+        if moment == "importing":
+            run.wait_for(lambda titles: catches_sigterm(run.child.pid), 60 * slowdown)
+        else:
+            run.wait_for(ready, 120 * slowdown)
+        took = run.interrupt(signum, group)
+    finally:
+        run.kill()
+    check_interrupted(run, signum, took, slowdown)
+    assert run.launcher or moment == "importing"
+    assert not list(run.state.glob("ray-*")), "the run's record of its Ray outlived it"
+
+
+def test_ctrl_c_while_building_actors_on_a_joined_cluster_leaves_that_cluster_up(
+    tmp_path, slowdown, ray_session
+):
+    address = ray_session.get_runtime_context().gcs_address
+    run = Run(tmp_path, (*TRAIN, "--address", address))
+    run.joined(os.getpid())  # this test session started the cluster: its processes are ours
+    try:
+        run.wait_for(rank_workers, 120 * slowdown)
+        took = run.interrupt(signal.SIGINT, group=False)
+    finally:
+        run.kill()
+    assert not run.launcher, "a run that joins a cluster starts no Ray of its own"
+    deadline = time.monotonic() + EXIT_WITHIN * slowdown  # the cluster's raylet ends them
+    while any(is_alive(p, s) for p, s in run.actors.items()) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    check_interrupted(run, signal.SIGINT, took, slowdown)
+    assert ray_session.get(ray_session.put(7)) == 7, "the joined cluster went down"
+
+
+def test_a_signal_between_two_staged_files_leaves_the_output_folder_as_it_was(tmp_path):
+    from simulator.analytic.run_plan import simulate_plan
+    from simulator.run import make_schedule, plan_run
+
+    timeline = simulate_plan(plan_run(make_schedule("1f1b", 2, 4)))
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("RAY_ADDRESS", None)
+    out.mkdir()
+    (out / "timeline.json").write_text("an earlier run's")
+    with SignalGuard() as guard, pytest.raises(Interrupted), StagedOutput(out) as staged:
+        write_timeline(staged, timeline)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+        write_timeline(staged, timeline, "predicted_")
+    assert guard.signum == signal.SIGTERM
+    assert sorted(p.name for p in out.iterdir()) == ["timeline.json"]
+    assert (out / "timeline.json").read_text() == "an earlier run's"
+
+
+STUCK = """
+import sys, time
+from simulator.cli.outputs import StagedOutput
+from simulator.cli.signals import SignalGuard
+with SignalGuard() as guard:
+    guard.output_folder = sys.argv[1]
+    with StagedOutput(sys.argv[1]) as staged:
+        staged.path("timeline.json").write_text("new")
+        with guard.held():  # a cleanup that never returns: the signal is only recorded
+            print("staged", flush=True)
+            while True:
+                time.sleep(0.01)
+"""
+
+
+def test_a_cleanup_that_does_not_return_still_ends_the_run_within_the_grace(tmp_path, slowdown):
+    out = tmp_path / "out"
     child = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", *TRAIN, "--out", str(out)],
+        [sys.executable, "-c", STUCK, str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
         cwd=ROOT,
     )
-    seen: dict[int, int] = {}
     try:
-        wait_for(child, seen, MOMENTS[moment])
-        time.sleep(0.5 if moment == "training" else 0)
-        assert child.poll() is None, "the run ended before the moment to interrupt it"
-        child.send_signal(signum)
-        while child.poll() is None:
-            seen.update(descendants(child.pid))
-            time.sleep(POLL)
-        _, err = child.communicate(timeout=60)
+        assert child.stdout.readline() == "staged\n"  # the event: a file is staged
+        sent = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60 * slowdown)
+        took = time.monotonic() - sent
     finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 128 + signum, err
-    assert "Traceback" not in err
-    lines = [s for s in re.split(r"[\r\n]+", err) if s.strip() and not TQDM.search(s)]
-    assert lines == [f"pebblesim: interrupted ({signum.name})"], err
-    assert not list(out.glob(f"{STAGING_PREFIX}*")) if out.exists() else True
-    seen.update(ray_processes_of(child.pid))
-    deadline = time.monotonic() + 5
-    while still_alive(seen) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not still_alive(seen) and not ray_processes_of(child.pid)
+        child.kill()
+    assert child.returncode == 128 + signal.SIGTERM, err
+    assert err.splitlines() == ["pebblesim: interrupted (SIGTERM)"]
+    assert GRACE <= took < GRACE + EXIT_WITHIN * slowdown
+    assert list(out.iterdir()) == [], "the staging folder outlived the run"
+
+
+def agents_up(titles: list[str]) -> bool:
+    """Ray's agents are what outlived a killed driver before (and the workers, after them)."""
+    return any("RuntimeEnvAgent" in t for t in titles) and any("Dashboard" in t for t in titles)
+
+
+def next_command(run: Run) -> list[str]:
+    """The stderr lines of a quick command run after ``run``, with the same run records."""
+    args = ("simulate", "--schedule", "1f1b", "--ranks", "2", "--microbatches", "4")
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", *args],
+        capture_output=True,
+        text=True,
+        env=run.env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()
+
+
+def test_a_driver_killed_with_sigkill_leaves_its_ray_to_its_launcher(tmp_path, slowdown):
+    run = Run(tmp_path, TRAIN)
+    try:
+        run.wait_for(agents_up, 120 * slowdown)
+        launcher = (run.launcher, start_time(run.launcher))
+        run.child.kill()
+        run.child.wait()
+        deadline = time.monotonic() + EXIT_WITHIN * slowdown
+        while session_members(run.launcher) and time.monotonic() < deadline:
+            time.sleep(POLL)
+        assert not session_members(run.launcher), "the launcher left Ray's processes running"
+        assert not is_alive(*launcher)
+    finally:
+        run.kill()
+    assert next_command(run) == [], "there was nothing left to end and say"
+    assert not list(run.state.glob("ray-*")), "the next command did not remove the record"
+
+
+def test_what_a_killed_driver_and_launcher_left_the_next_command_ends_and_says(tmp_path, slowdown):
+    run = Run(tmp_path, TRAIN)
+    try:
+        run.wait_for(agents_up, 120 * slowdown)
+        session = run.launcher
+        os.kill(session, signal.SIGKILL)
+        run.child.kill()
+        run.child.wait()
+        left = session_members(session)
+        assert left, "Ray 2.60's agents outlive their raylet (they report its death to a GCS "
+        "that died with it, retrying for a minute); here nothing was left to end"
+        lines = next_command(run)
+        assert session_members(session) == {}
+    finally:
+        run.kill()
+    pattern = r"pebblesim: ended \d+ process(es)? of the local Ray that a killed run left behind"
+    assert len(lines) == 1 and re.fullmatch(rf"{pattern} \(pid {run.child.pid}\)", lines[0])
+    assert not list(run.state.glob("ray-*"))
