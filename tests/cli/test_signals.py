@@ -47,6 +47,7 @@ QUIET_IMPORT = 1.0  # seconds `python -c "import ray"` takes on a quiet 2-core m
 TQDM = re.compile(r"^\s*(training|demo):|\d+%\|")
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads Linux /proc")
+pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
