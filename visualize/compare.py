@@ -8,23 +8,30 @@ table, each read from ``Timeline.summary()``.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.transforms import offset_copy
 
 from simulator.timeline import Timeline
 from visualize.compare_table import comparison_rows, pairs_of
 from visualize.labels import NEAR, NUMBERS, label_points, rings
+from visualize.memory import activation_room
 from visualize.style import (
+    OKABE_ITO,
     format_time,
     new_figure,
-    rank_palette,
+    policy_marker,
+    schedule_look,
     set_bytes_axis,
 )
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+OVER_COLOR = OKABE_ITO["vermillion"]
 
 
 def compare_figure(
@@ -49,16 +56,16 @@ def compare_figure(
     schedules = list(dict.fromkeys(t.meta.schedule for _, t in pairs))
     fig = new_figure(7.5 if not with_policies else 8.5, 5.2)
     ax = fig.add_subplot()
-    if with_policies:
-        palette = dict(zip(schedules, rank_palette(len(schedules)), strict=True))
-        colours = [palette[t.meta.schedule] for _, t in pairs]
-    else:
-        colours = rank_palette(len(rows))
+    palette = {s: schedule_look(s)[0] for s in schedules}
+    colours = [palette[t.meta.schedule] for _, t in pairs]
     grouped: dict[tuple, list[tuple[str, Timeline, dict]]] = {}
     looks: dict[tuple, tuple] = {}  # a point's (colour, marker): its last run's, on top
     for (_name, timeline), row, colour in zip(pairs, rows, colours, strict=True):
         x, y = row["bubble_percent"], row["peak_bytes_max"]
-        marker = MARKERS[policies.index(row["recompute"]) % len(MARKERS)]
+        if with_policies:
+            marker = policy_marker(row["recompute"])
+        else:
+            marker = schedule_look(timeline.meta.schedule)[1]
         ax.scatter(
             [x],
             [y],
@@ -71,7 +78,7 @@ def compare_figure(
             gid=f"point:{row['schedule']}",
         )
         point = (round(x, 6), y)
-        grouped.setdefault(point, []).append((str(row["schedule"]), timeline, row))
+        grouped.setdefault(point, []).append((shown_name(row["schedule"], timeline), timeline, row))
         looks[point] = (colour, marker)
     texts = [_point_label(runs, with_policies) for runs in grouped.values()]
     ink = {}  # with policies, a point's label in its schedule's colour (darkened), if just one
@@ -82,6 +89,8 @@ def compare_figure(
         _policy_legends(fig, ax, schedules, palette, policies)
     _finish(ax, pairs, title, with_policies)
     _limits(ax, rows, 1.6 if with_policies else 1.25)
+    device = _device_line(ax, pairs, rows)
+    _dodge(ax)
     inks = [ink.get(point, "black") for point in grouped]
     offsets = NEAR + rings(40) if with_policies else NEAR
     labels, clear = label_points(
@@ -92,7 +101,93 @@ def compare_figure(
             label.remove()
         _numbered(ax, rows, list(grouped), texts, inks, [looks[p] for p in grouped])
         _finish(ax, pairs, title, with_policies, numbered=True)
+        if device:
+            _device_line(ax, pairs, rows)
+    if device and not with_policies:
+        fig.legend(handles=device, loc="outside lower center", frameon=False, fontsize=8.5)
+    elif device:
+        ax.legend(handles=device, loc="upper right", frameon=False, fontsize=8)
     return fig
+
+
+def shown_name(name: str, timeline: Timeline) -> str:
+    """``name`` as the figure shows it: with its stages per rank (``interleaved-1f1b v4``)
+    when the schedule lets the user choose them and the name does not say it already."""
+    chunks = timeline.meta.chunks
+    fixed = timeline.meta.schedule.endswith("-v")  # zb-v, dualpipe-v: two by construction
+    if chunks > 1 and not fixed and not re.search(rf"\bv{chunks}\b", name):
+        return f"{name} v{chunks}"
+    return name
+
+
+def _device_line(ax, pairs, rows: list[dict]) -> list:
+    """With a device: the activation room of the tightest rank of any run (its memory less
+    weights, gradients, optimizer state and buffers) dashed, and a ring on every run that does
+    not fit the device. Returns the legend entries drawn."""
+    rooms = [min(activation_room(t).values()) for _, t in pairs if activation_room(t)]
+    handles: list = []
+    if not rooms or len(rooms) != len(pairs):
+        return handles
+    room = min(rooms)
+    largest = max(r["peak_bytes_max"] for r in rows)
+    if room > 0:
+        ax.axhline(room, color="black", ls="--", lw=1.1, zorder=1, gid="device")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, max(top, room * 1.1, largest * 1.2))
+        set_bytes_axis(ax, max(top, room * 1.1, largest * 1.2) / 1.2, nbins=5)
+        label = "device memory less weights, gradients, optimizer state, buffers"
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.1, label=label))
+    over = [r for r in rows if r["fits"] is False]
+    for r in over:
+        ax.scatter(
+            [r["bubble_percent"]],
+            [r["peak_bytes_max"]],
+            s=240,
+            facecolors="none",
+            edgecolors=OVER_COLOR,
+            linewidths=1.4,
+            zorder=2.5,
+            gid=f"over:{r['schedule']}",
+        )
+    if over:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ls="",
+                markersize=12,
+                markerfacecolor="none",
+                markeredgecolor=OVER_COLOR,
+                label="does not fit the device (whole rank)",
+            )
+        )
+    return handles
+
+
+def _dodge(ax, clear: float = 9.0) -> None:
+    """Move a marker a few points aside where it would cover another's (two schedules at
+    nearly the same place, like dualpipe-v and zb-v): the data stay exact, only the drawing
+    shifts."""
+    fig = ax.figure
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    scale = 72 / fig.dpi
+    placed: list[tuple[float, float]] = []
+    for points in [c for c in ax.collections if (c.get_gid() or "").startswith("point:")]:
+        x, y = (float(v) * scale for v in ax.transData.transform(points.get_offsets()[0]))
+        for dx, dy in _DODGES:
+            if all(math.hypot(x + dx - px, y + dy - py) >= clear for px, py in placed):
+                break
+        if (dx, dy) != (0, 0):
+            points.set_offset_transform(
+                offset_copy(ax.transData, fig=fig, x=dx, y=dy, units="points")
+            )
+        placed.append((x + dx, y + dy))
+
+
+_DODGES = [(0, 0), (7, 0), (-7, 0), (0, 7), (0, -7), (7, 7), (-7, -7), (7, -7), (-7, 7)]
 
 
 def _numbered(ax, rows, points: list, texts: list[str], inks: list, looks: list) -> None:
@@ -121,7 +216,8 @@ def _numbered(ax, rows, points: list, texts: list[str], inks: list, looks: list)
         alignment="left",
     )
     for points_drawn in ax.collections:  # smaller markers: a crowd overlaps less
-        points_drawn.set_sizes([50])
+        if (points_drawn.get_gid() or "").startswith("point:"):
+            points_drawn.set_sizes([50])
     _limits(ax, rows, 1.12, below=0.04)
     numbers = [str(n) for n in range(1, len(points) + 1)]
     label_points(
@@ -170,8 +266,7 @@ def _policy_legends(fig, ax, schedules: list[str], palette: dict, policies: list
         Line2D([], [], marker="o", color=palette[s], label=s, **dot) for s in schedules
     ]
     marker_handles = [
-        Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="#BDBDBD", label=p, **dot)
-        for i, p in enumerate(policies)
+        Line2D([], [], marker=policy_marker(p), color="#BDBDBD", label=p, **dot) for p in policies
     ]
     fig.legend(
         handles=colour_handles + marker_handles,

@@ -9,6 +9,7 @@ state and works headless.
 from __future__ import annotations
 
 import textwrap
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,6 +59,51 @@ RECOMPUTE_FACE = "#C6E3F5"
 RECOMPUTE_EDGE = OKABE_ITO["blue"]
 RECOMPUTE_HATCH = "////"
 LANE_EDGE = "#C8C8C8"
+
+
+# one colour and one marker per schedule family and per recompute policy, the same in every
+# figure and every run (a comparison of three schedules colours 1f1b as one of seven does)
+SCHEDULE_LOOKS = {
+    "naive": ("#7F7F7F", "X"),
+    "gpipe": (OKABE_ITO["black"], "o"),
+    "1f1b": (OKABE_ITO["blue"], "s"),
+    "interleaved-1f1b": (OKABE_ITO["sky"], "^"),
+    "zb-h1": (OKABE_ITO["green"], "D"),
+    "zb-h2": (OKABE_ITO["orange"], "v"),
+    "zb-v": (OKABE_ITO["vermillion"], "P"),
+    "dualpipe-v": (OKABE_ITO["purple"], "*"),
+    "auto": ("#8C564B", "h"),
+}
+POLICY_MARKERS = {
+    "none": "o",
+    "selective": "s",
+    "full": "^",
+    "sqrt": "D",
+    "every": "v",
+    "budget": "P",
+}
+_SPARE_COLOURS = ("#17BECF", "#BCBD22", "#9467BD", "#E377C2", "#8C564B", "#393B79")
+_SPARE_MARKERS = ("<", ">", "p", "H", "d", "8")
+
+
+def _stable(name: str, choices: tuple) -> str:
+    """One of ``choices`` picked by ``name`` alone (crc32, not Python's salted hash)."""
+    return choices[zlib.crc32(name.encode()) % len(choices)]
+
+
+def schedule_look(schedule: str) -> tuple[str, str]:
+    """(colour, marker) of a schedule family (``meta.schedule``; ``auto ...`` is auto)."""
+    family = schedule.split()[0] if schedule else ""
+    family = "auto" if family.startswith("auto") else family
+    if family in SCHEDULE_LOOKS:
+        return SCHEDULE_LOOKS[family]
+    return _stable(family, _SPARE_COLOURS), _stable(family, _SPARE_MARKERS)
+
+
+def policy_marker(policy: str) -> str:
+    """The marker of a recompute policy (``every:2`` is ``every``'s)."""
+    family = policy.split(":")[0].split(",")[0]
+    return POLICY_MARKERS.get(family) or _stable(policy, _SPARE_MARKERS)
 
 
 def time_axis(timeline: Timeline | str, span: float | None = None) -> tuple[float, str]:
@@ -282,6 +328,8 @@ __all__ = [
     "RECOMPUTE_FACE",
     "RECOMPUTE_HATCH",
     "byte_unit",
+    "policy_marker",
+    "schedule_look",
     "fitted_legend",
     "legend_columns",
     "wrap_title",
