@@ -3,7 +3,8 @@
 One row per layer reads well for a few dozen layers; a transformer has a dozen or more layers per
 block (GPT-3 175B has 1,349), and that many rows are a grey smear. So a figure that would have
 more than ``GROUP_ABOVE`` rows draws one row per block instead: ``LayerMeta.block``, the partition
-unit, labelled ``B12 · 14 layers``. A Timeline written before blocks were recorded (block -1)
+unit, labelled ``B12 · 14 layers · L157–L170``: the layer names ``simulate`` prints (``L161``)
+are found in the row that holds them. A Timeline written before blocks were recorded (block -1)
 groups each run of consecutive layers on one stage. A group never spans two stages, so the
 stage / rank bands stay as they are. Should even the blocks be more than ``MAX_GROUPED_ROWS``
 (a model of many hundreds of blocks), runs of consecutive blocks on one stage share a row
@@ -112,10 +113,11 @@ def _group_row(run: list[LayerMeta]) -> Row:
     else:
         blocks = f"L{first.index}–L{last.index}"
         key = f"L{first.index}-L{last.index}"
+    layers = f" · L{first.index}–L{last.index}" if first.block >= 0 and len(run) > 1 else ""
     return Row(
         key,
         blocks,
-        f"{blocks} · {size}",
+        f"{blocks} · {size}{layers}",
         tuple(layer.index for layer in run),
         first.stage,
         first.rank,

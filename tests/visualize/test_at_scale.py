@@ -56,9 +56,12 @@ def test_grouped_figures_have_one_row_per_block(big):
     assert len(blocks) < GROUP_ABOVE < len(big.meta.layers)
     pebble = pebble_figure(big).axes[0]
     assert ticks(pebble) == [
-        f"B{b} · {len(layers)} layer{'s' * (len(layers) > 1)}" for b, layers in blocks.items()
+        f"B{b} · {len(layers)} layer{'s' * (len(layers) > 1)}"
+        + (f" · L{layers[0].index}–L{layers[-1].index}" if len(layers) > 1 else "")
+        for b, layers in blocks.items()
     ]
-    assert "B5 · 14 layers" in ticks(pebble)
+    first = blocks[5][0].index
+    assert f"B5 · 14 layers · L{first}–L{first + 13}" in ticks(pebble)  # simulate's names
     (stages,) = pebble.child_axes
     assert ticks(stages) == [f"s{s} · r{s}" for s in range(4)]  # the bands, as before
 
@@ -66,7 +69,8 @@ def test_grouped_figures_have_one_row_per_block(big):
     labels = ticks(grads_figure(big).axes[0])
     assert len(labels) == len(with_params) < len(big.grad_ready)
     assert [label.split(" · ")[0] for label in labels] == [f"B{b}" for b in with_params]
-    assert labels[1] == f"B1 · {len(blocks[1])} layers · s0 · r0"
+    b1 = blocks[1]
+    assert labels[1] == f"B1 · {len(b1)} layers · L{b1[0].index}–L{b1[-1].index} · s0 · r0"
 
 
 def test_grouped_counts_are_the_most_of_any_layer(big):
@@ -151,4 +155,5 @@ def test_too_many_blocks_share_rows_within_a_stage(big):
     assert len(rows) <= 10 + 4  # at most one extra row per stage boundary
     assert [i for row in rows for i in row.layers] == [x.index for x in layers]
     assert all(len({layers[i].stage for i in row.layers}) == 1 for row in rows)
-    assert rows[0].label == f"B0–B4 · {sum(x.block <= 4 for x in layers)} layers"
+    last = max(x.index for x in layers if x.block <= 4)
+    assert rows[0].label == f"B0–B4 · {sum(x.block <= 4 for x in layers)} layers · L0–L{last}"
