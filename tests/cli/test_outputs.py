@@ -24,6 +24,7 @@ from simulator.cli.outputs import (
     write_output_file,
 )
 from simulator.errors import PebbleError
+from tests.deadlines import scaled
 
 EXPORT = ("export", "--schedule", "1f1b", "--ranks", "2", "--microbatches", "4")
 # These need cmd_export to hand its target to outputs.write_output_file; until it does, they
@@ -172,7 +173,7 @@ def test_write_output_file_writes_through_a_fifo(tmp_path):
     os.mkfifo(fifo)
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
     write_output_file(fifo, "through\n")
-    assert reader.communicate(timeout=10)[0] == "through\n"
+    assert reader.communicate(timeout=scaled(10))[0] == "through\n"
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 

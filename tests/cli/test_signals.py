@@ -38,25 +38,16 @@ from simulator.cli.run_files import write_timeline
 from simulator.cli.signals import GRACE, Interrupted, SignalGuard, descendants
 from simulator.ray_pipeline.local_ray import STATE_DIR_ENV
 from simulator.ray_pipeline.processes import end_session, is_alive, session_members, start_time
+from tests.deadlines import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ("train", "--schedule", "1f1b", "--ranks", "2", "--microbatches", "4", "--steps", "200")
 POLL = 0.05  # seconds between looks at the process table (how often, not how long to wait)
 EXIT_WITHIN = 5.0  # seconds from the signal to the exit, on a quiet machine
-QUIET_IMPORT = 1.0  # seconds `python -c "import ray"` takes on a quiet 2-core machine
 TQDM = re.compile(r"^\s*(training|demo):|\d+%\|")
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads Linux /proc")
 pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def slowdown() -> float:
-    """How much slower than a quiet machine this one starts Python and Ray now (at least 1):
-    every deadline below is multiplied by it."""
-    began = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import ray"], check=True, capture_output=True)
-    return max(1.0, (time.monotonic() - began) / QUIET_IMPORT)
 
 
 def cmdline(pid: int) -> str:
@@ -164,10 +155,10 @@ def rank_workers(titles: list[str]) -> bool:
     return any("RankWorker" in t for t in titles)
 
 
-def check_interrupted(run: Run, signum: int, took: float, slowdown: float) -> None:
+def check_interrupted(run: Run, signum: int, took: float) -> None:
     assert run.child.returncode == 128 + signum
     assert run.stderr_lines() == [f"pebblesim: interrupted ({signum.name})"]
-    assert took < EXIT_WITHIN * slowdown, f"exited {took:.1f} s after the signal"
+    assert took < scaled(EXIT_WITHIN), f"exited {took:.1f} s after the signal"
     assert not run.out.exists(), "the output folder did not exist before the run"
     assert run.alive() == [], "a process of the run outlived it"
 
@@ -181,40 +172,38 @@ CASES = {
 
 
 @pytest.mark.parametrize("moment", list(CASES))
-def test_a_signal_on_the_runs_own_ray_is_one_sentence_and_leaves_nothing(
-    tmp_path, slowdown, moment
-):
+def test_a_signal_on_the_runs_own_ray_is_one_sentence_and_leaves_nothing(tmp_path, moment):
     ready, signum, group = CASES[moment]
     run = Run(tmp_path, TRAIN)
     try:
         if moment == "importing":
-            run.wait_for(lambda titles: catches_sigterm(run.child.pid), 60 * slowdown)
+            run.wait_for(lambda titles: catches_sigterm(run.child.pid), scaled(60))
         else:
-            run.wait_for(ready, 120 * slowdown)
+            run.wait_for(ready, scaled(120))
         took = run.interrupt(signum, group)
     finally:
         run.kill()
-    check_interrupted(run, signum, took, slowdown)
+    check_interrupted(run, signum, took)
     assert run.launcher or moment == "importing"
     assert not list(run.state.glob("ray-*")), "the run's record of its Ray outlived it"
 
 
 def test_ctrl_c_while_building_actors_on_a_joined_cluster_leaves_that_cluster_up(
-    tmp_path, slowdown, ray_session
+    tmp_path, ray_session
 ):
     address = ray_session.get_runtime_context().gcs_address
     run = Run(tmp_path, (*TRAIN, "--address", address))
     run.joined(os.getpid())  # this test session started the cluster: its processes are ours
     try:
-        run.wait_for(rank_workers, 120 * slowdown)
+        run.wait_for(rank_workers, scaled(120))
         took = run.interrupt(signal.SIGINT, group=False)
     finally:
         run.kill()
     assert not run.launcher, "a run that joins a cluster starts no Ray of its own"
-    deadline = time.monotonic() + EXIT_WITHIN * slowdown  # the cluster's raylet ends them
+    deadline = time.monotonic() + scaled(EXIT_WITHIN)  # the cluster's raylet ends them
     while any(is_alive(p, s) for p, s in run.actors.items()) and time.monotonic() < deadline:
         time.sleep(POLL)
-    check_interrupted(run, signal.SIGINT, took, slowdown)
+    check_interrupted(run, signal.SIGINT, took)
     assert ray_session.get(ray_session.put(7)) == 7, "the joined cluster went down"
 
 
@@ -250,7 +239,7 @@ with SignalGuard() as guard:
 """
 
 
-def test_a_cleanup_that_does_not_return_still_ends_the_run_within_the_grace(tmp_path, slowdown):
+def test_a_cleanup_that_does_not_return_still_ends_the_run_within_the_grace(tmp_path):
     out = tmp_path / "out"
     child = subprocess.Popen(
         [sys.executable, "-c", STUCK, str(out)],
@@ -263,13 +252,13 @@ def test_a_cleanup_that_does_not_return_still_ends_the_run_within_the_grace(tmp_
         assert child.stdout.readline() == "staged\n"  # the event: a file is staged
         sent = time.monotonic()
         child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=60 * slowdown)
+        _, err = child.communicate(timeout=scaled(60))
         took = time.monotonic() - sent
     finally:
         child.kill()
     assert child.returncode == 128 + signal.SIGTERM, err
     assert err.splitlines() == ["pebblesim: interrupted (SIGTERM)"]
-    assert GRACE <= took < GRACE + EXIT_WITHIN * slowdown
+    assert GRACE <= took < GRACE + scaled(EXIT_WITHIN)
     assert list(out.iterdir()) == [], "the staging folder outlived the run"
 
 
@@ -292,14 +281,14 @@ def next_command(run: Run) -> list[str]:
     return done.stderr.splitlines()
 
 
-def test_a_driver_killed_with_sigkill_leaves_its_ray_to_its_launcher(tmp_path, slowdown):
+def test_a_driver_killed_with_sigkill_leaves_its_ray_to_its_launcher(tmp_path):
     run = Run(tmp_path, TRAIN)
     try:
-        run.wait_for(agents_up, 120 * slowdown)
+        run.wait_for(agents_up, scaled(120))
         launcher = (run.launcher, start_time(run.launcher))
         run.child.kill()
         run.child.wait()
-        deadline = time.monotonic() + EXIT_WITHIN * slowdown
+        deadline = time.monotonic() + scaled(EXIT_WITHIN)
         while session_members(run.launcher) and time.monotonic() < deadline:
             time.sleep(POLL)
         assert not session_members(run.launcher), "the launcher left Ray's processes running"
@@ -310,10 +299,10 @@ def test_a_driver_killed_with_sigkill_leaves_its_ray_to_its_launcher(tmp_path, s
     assert not list(run.state.glob("ray-*")), "the next command did not remove the record"
 
 
-def test_what_a_killed_driver_and_launcher_left_the_next_command_ends_and_says(tmp_path, slowdown):
+def test_what_a_killed_driver_and_launcher_left_the_next_command_ends_and_says(tmp_path):
     run = Run(tmp_path, TRAIN)
     try:
-        run.wait_for(agents_up, 120 * slowdown)
+        run.wait_for(agents_up, scaled(120))
         session = run.launcher
         os.kill(session, signal.SIGKILL)
         run.child.kill()
