@@ -100,6 +100,8 @@ def simulate(
             layout=layout,
             time_unit=costs.time_unit,
             microbatch_rows=microbatch_rows,
+            rule=run.rule,
+            recompute=recompute,
         )
     )
     timeline.meta = replace(timeline.meta, cores=cores)

@@ -20,7 +20,9 @@ from simulator.model.recompute import StageRecompute
 class WorkItem:
     """One step of an action: a layer (index relative to the stage's first), its FLOPs per row,
     its net cache change (placed at the item's start when ``at_start``, else at its end),
-    whether it completes the layer's weight-gradient share, and whether it recomputes."""
+    whether it completes the layer's weight-gradient share, whether it recomputes, and the
+    bytes it holds only while it runs (``working``: a backward's gradient tensors, which no
+    cache keeps; ``simulator.model.transformer.gradient_buffers``)."""
 
     layer: int
     flops: float
@@ -28,6 +30,7 @@ class WorkItem:
     at_start: bool
     weight_grad: bool = False
     recompute: bool = False
+    working: int = 0
 
 
 def _forward_bytes(info, footprint, selective: bool) -> int:
@@ -76,6 +79,7 @@ def action_work(
             items.append(WorkItem(j, flops[j].of(kind_rule.work), cached, True))
         return items
     reruns = kind_rule.sends_gradient
+    buffers = gradient_buffers(stage_infos, rows, itemsize) if reruns else [0] * len(flops)
     ends = {b: n for n, (_, b) in enumerate(recompute.segments)}
     for j in range(len(stage_infos) - 1, -1, -1):
         info = stage_infos[j]
@@ -92,8 +96,26 @@ def action_work(
                 items.append(item)
         grad = info.has_params and kind_rule.completes_weight_gradient
         work = flops[j].of(kind_rule.work)
-        items.append(WorkItem(j, work, sum(footprints[j].phase(kind)), False, grad))
+        delta = sum(footprints[j].phase(kind))
+        items.append(WorkItem(j, work, delta, False, grad, working=buffers[j]))
     return items
+
+
+def gradient_buffers(stage_infos, rows: int, itemsize: int) -> list[int]:
+    """Per layer of a stage, the gradient bytes its backward holds while it runs: the gradient
+    arriving and the one it produces (``info.gradient_bytes``), and inside a residual branch
+    the residual's gradient, which waits from the branch's ``add`` to its ``fork``."""
+    out, held = [0] * len(stage_infos), 0
+    for j in range(len(stage_infos) - 1, -1, -1):
+        info = stage_infos[j]
+        own = info.gradient_bytes(rows, itemsize)
+        if info.kind == "add":
+            out[j], held = own, info.residual_gradient_bytes(rows, itemsize)
+        else:
+            out[j] = own + held
+            if info.kind == "fork":
+                held = 0
+    return out
 
 
 def recompute_flops(stage_infos, rows: int, itemsize: int, rule, recompute) -> tuple[float, float]:

@@ -18,12 +18,17 @@ from simulator.model.spec import ModelSpec
 @dataclass(frozen=True)
 class MemoryPlan:
     """For one (stage, kind): (layer_index, bytes, time fraction) per cache change, in run order;
-    (layer_index, time fraction) where each parametric layer's weight gradient is added; and the
-    recompute sub-spans, (start, end) fractions of the action."""
+    (layer_index, time fraction) where each parametric layer's weight gradient is added; the
+    recompute sub-spans, (start, end) fractions of the action; ``held``, the action's net
+    change of stored activations; and ``peak``, the most bytes it holds above what was stored
+    when it started: the cache it adds (recomputed activations included) plus the gradient
+    tensors a backward holds while a layer runs (``WorkItem.working``)."""
 
     changes: tuple[tuple[int, int, float], ...]
     weight_grads: tuple[tuple[int, float], ...]
     recompute: tuple[tuple[float, float], ...] = ()
+    held: int = 0
+    peak: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ def _shifted(plan: MemoryPlan, first: int) -> MemoryPlan:
         tuple((first + layer, delta, fraction) for layer, delta, fraction in plan.changes),
         tuple((first + layer, fraction) for layer, fraction in plan.weight_grads),
         plan.recompute,
+        plan.held,
+        plan.peak,
     )
 
 
@@ -138,8 +145,41 @@ def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes,
                     spans[-1] = (spans[-1][0], done / total)
                 else:
                     spans.append((before / total, done / total))
-        out[kind] = MemoryPlan(tuple(changes), tuple(grads), tuple(spans))
+        held, peak = working_peak(items)
+        out[kind] = MemoryPlan(tuple(changes), tuple(grads), tuple(spans), held, peak)
     return out
+
+
+def working_peak(items) -> tuple[int, int]:
+    """(net change, highest level above the start) of an action's work items, each item's
+    ``working`` bytes counted while it runs, after the changes at its start and before those at
+    its end."""
+    level = peak = 0
+    for item in items:
+        if item.at_start:
+            level += item.delta
+        peak = max(peak, level + item.working)
+        if not item.at_start:
+            level += item.delta
+            peak = max(peak, level)
+    return level, peak
+
+
+def action_memory(
+    spec: ModelSpec,
+    partition: Partition,
+    rows: int,
+    rule: DependencyRule = PIPELINE_RULE,
+    recompute: tuple[StageRecompute, ...] | None = None,
+) -> tuple[tuple[int, str, int, int], ...]:
+    """Per stage and kind of ``rule``: (stage, kind, held, peak), its plan's net change of
+    stored activations and most bytes above its start (microbatches of ``rows``)."""
+    shapes = stage_shapes(spec, partition, rows, rule, recompute)
+    return tuple(
+        (stage_index, kind, plan.held, plan.peak)
+        for stage_index, shape in enumerate(shapes.shape_of_stage)
+        for kind, plan in shapes.plans[shape].items()
+    )
 
 
 def _weights(items, share: float | None) -> list[float]:

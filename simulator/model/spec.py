@@ -189,6 +189,15 @@ class LayerInfo(LayerDescription):
     def flops(self) -> Flops:
         return self.cls.flops(self.in_features, self.out_features)
 
+    def gradient_bytes(self, rows: int, itemsize: int) -> int:
+        """Bytes of the gradients this layer's backward holds at once: the one arriving (its
+        output's width) and the one it produces (its input's)."""
+        return rows * (self.in_features + self.out_features) * itemsize
+
+    def residual_gradient_bytes(self, rows: int, itemsize: int) -> int:
+        """An MLP has no residual branch."""
+        return 0
+
     def build(self, spec: ModelSpec) -> Layer:
         rng = np.random.default_rng([spec.seed, self.index])
         cls = self.cls

@@ -45,6 +45,8 @@ def measured_timeline(pipeline, steps: int) -> Timeline:
         layout=plan.layout,
         time_unit="s",
         microbatch_rows=plan.microbatch_rows,
+        rule=pipeline.run_order.rule,
+        recompute=plan.recompute,
     )
     recompute = plan.recompute
     if recompute is not None and recompute.active:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from schedules.actions import Schedule
+from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from simulator.model.layout import Layout
+from simulator.model.memory_plan import action_memory
 from simulator.model.partitioning import Partition
+from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
 from simulator.run.rank_memory import model_flops_per_row, static_memory
 from simulator.timeline import LayerMeta, TimelineMeta
+from simulator.timeline.meta import ActionMemory
 
 
 def run_meta(
@@ -20,9 +24,12 @@ def run_meta(
     layout: Layout,
     time_unit: str,
     microbatch_rows: int,
+    rule: DependencyRule = PIPELINE_RULE,
+    recompute: RecomputePlan | None = None,
 ) -> TimelineMeta:
     """The meta of a run of ``schedule`` on ``spec`` split by ``partition`` under ``layout``
-    (its data-parallel replicas and sharding set the whole-rank memory and the device count)."""
+    (its data-parallel replicas and sharding set the whole-rank memory and the device count),
+    with each (stage, kind)'s activation memory under ``rule`` and ``recompute``."""
     dp = layout.data
     stage_of = partition.layer_stages()
     layers = tuple(
@@ -58,4 +65,14 @@ def run_meta(
         tokens_per_step=tokens,
         devices=layout.devices,
         layout=layout.to_text(),
+        action_memory=tuple(
+            ActionMemory(*entry)
+            for entry in action_memory(
+                spec,
+                partition,
+                microbatch_rows,
+                rule,
+                recompute.stages if recompute is not None and recompute.active else None,
+            )
+        ),
     )

@@ -50,6 +50,22 @@ class LayerMeta:
     block: int = -1  # the partition unit (a transformer block, an MLP Linear + activation)
 
 
+@dataclass(frozen=True)
+class ActionMemory:
+    """What one action of ``kind`` on ``stage`` does to its rank's activation memory: its net
+    change of stored activations (``held``, negative for a backward that frees) and the most
+    it holds above the level it started from (``peak``: recomputed activations and the
+    gradient tensors a backward holds while a layer runs). Why per (stage, kind) and not per
+    action: every microbatch's action does the same, so the events and these few numbers give
+    every rank's stored activations between passes and its true peak
+    (``stats.activation_levels``), for a measured run as for a predicted one."""
+
+    stage: int
+    kind: str
+    held: int
+    peak: int
+
+
 MEMORY_FIELDS = ("parameters", "gradients", "optimizer_state", "receive_buffers")
 MAX_MEMORY = 2**60  # bytes: an exabyte per rank is beyond any device
 MAX_FLOPS = 1e30  # per step
@@ -108,6 +124,10 @@ class TimelineMeta:
     recompute_flops: tuple[float, ...] = ()
     # the parallel layout's text form (``p8 v2 t8 sp c1 e1 d16 z1``; "" in older files)
     layout: str = ""
+    # per stage and action kind, its net change of stored activations and the most it holds
+    # above its start (gradient buffers and recomputation included): with the events, every
+    # rank's stored activations and true peak (``stats.activation_levels``); () in older files
+    action_memory: tuple[ActionMemory, ...] = ()
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -116,8 +136,10 @@ class TimelineMeta:
         out["rank_memory"] = [asdict(memory) for memory in self.rank_memory]
         out["alone_costs"] = [dict(costs) for costs in self.alone_costs]
         out["recompute_flops"] = list(self.recompute_flops)
+        out["action_memory"] = [asdict(entry) for entry in self.action_memory]
         # written only when known: older files stay equal
-        for key in ("cores", "alone_costs", "recompute", "recompute_flops", "layout"):
+        keys = ("cores", "alone_costs", "recompute", "recompute_flops", "layout", "action_memory")
+        for key in keys:
             if not out[key]:
                 del out[key]
         return out
@@ -133,6 +155,9 @@ class TimelineMeta:
         values["rank_memory"] = tuple(RankMemory(**m) for m in values.get("rank_memory", ()))
         values["alone_costs"] = tuple(values.get("alone_costs", ()))
         values["recompute_flops"] = tuple(values.get("recompute_flops", ()))
+        values["action_memory"] = tuple(
+            ActionMemory(**entry) for entry in values.get("action_memory", ())
+        )
         return cls(**values)
 
 
@@ -272,11 +297,31 @@ def _check_throughput(values: dict, label: str) -> None:
             real(v, f"meta.recompute_flops[{r}]", label, 0.0, MAX_FLOPS)
             for r, v in enumerate(entries)
         ]
+    if "action_memory" in values:
+        values["action_memory"] = _action_memory(values["action_memory"], label)
     if "alone_costs" in values:
         entries = plain_list(
             values["alone_costs"], "meta.alone_costs", label, MAX_STAGES, "MAX_STAGES"
         )
         values["alone_costs"] = [_alone_costs(entry, r, label) for r, entry in enumerate(entries)]
+
+
+def _action_memory(value, label: str) -> list[dict]:
+    """Each entry a stage, a kind, a net change (signed) and a peak above the start."""
+    entries = plain_list(value, "meta.action_memory", label, 64 * MAX_STAGES, "64 x MAX_STAGES")
+    checked = []
+    for i, entry in enumerate(entries):
+        name = f"meta.action_memory[{i}]"
+        row = fields_of(entry, name, label, ("stage", "kind", "held", "peak"))
+        checked.append(
+            {
+                "stage": integer(row["stage"], f"{name}.stage", label, 0, MAX_STAGES - 1),
+                "kind": text(row["kind"], f"{name}.kind", label),
+                "held": integer(row["held"], f"{name}.held", label, -MAX_MEMORY, MAX_MEMORY),
+                "peak": integer(row["peak"], f"{name}.peak", label, 0, MAX_MEMORY),
+            }
+        )
+    return checked
 
 
 def _alone_costs(entry, stage: int, label: str) -> dict[str, float | None]:

@@ -93,3 +93,40 @@ def step_ends(events: dict[str, np.ndarray], optimizer: dict[str, np.ndarray]) -
         for s in np.unique(steps).tolist():
             ends[s] = max(ends.get(s, 0.0), float(latest[s]))
     return ends
+
+
+def activation_levels(
+    events: dict[str, np.ndarray], ranks: int, action_memory
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per rank (max over replicas): (stored activations, true peak).
+
+    Each action changes its rank's stored activations by its (stage, kind)'s ``held`` and,
+    while it runs, holds up to ``peak`` above the level it started from (``ActionMemory``).
+    Taken in each rank's run order, the levels between actions are what the schedule stores
+    (what published formulas count); the highest start level plus ``peak`` is the true peak,
+    gradient buffers and recomputation included."""
+    stored = {r: 0 for r in range(ranks)}
+    true = dict(stored)
+    if len(events["rank"]) == 0 or not action_memory:
+        return stored, true
+    table = {(entry.stage, entry.kind): (entry.held, entry.peak) for entry in action_memory}
+    pairs = list(zip(events["stage"].tolist(), events["kind"].tolist(), strict=True))
+    held = np.array([table.get(pair, (0, 0))[0] for pair in pairs], dtype=np.int64)
+    peak = np.array([table.get(pair, (0, 0))[1] for pair in pairs], dtype=np.int64)
+    keys = events["replica"].astype(np.int64) * ranks + events["rank"]
+    order = np.lexsort((events["start"], keys))
+    keys, held, peak = keys[order], held[order], peak[order]
+    after = np.cumsum(held)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    offset = np.r_[0, after[starts[1:] - 1]]
+    after -= np.repeat(offset, np.diff(np.r_[starts, len(keys)]))
+    before = after - held
+    top_stored = np.maximum.reduceat(np.maximum(after, 0), starts)
+    top_true = np.maximum.reduceat(before + peak, starts)
+    for key, s, t in zip(
+        keys[starts].tolist(), top_stored.tolist(), top_true.tolist(), strict=True
+    ):
+        rank = key % ranks
+        stored[rank] = max(stored[rank], int(s))
+        true[rank] = max(true[rank], int(t), int(s))
+    return stored, true

@@ -49,7 +49,13 @@ from simulator.timeline.rows import (
 )
 from simulator.timeline.schema import OPTIONAL_TABLES, check_tables
 from simulator.timeline.schema import TABLES as _TABLES
-from simulator.timeline.stats import busy_per_rank, peak_activation_bytes, peak_inflight, step_ends
+from simulator.timeline.stats import (
+    activation_levels,
+    busy_per_rank,
+    peak_activation_bytes,
+    peak_inflight,
+    step_ends,
+)
 
 __all__ = ["SCHEMA_VERSION", "RankSummary", "Summary", "Timeline"]
 
@@ -58,11 +64,20 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class RankSummary:
+    """One rank's figures. Three activation numbers, because each answers its own question:
+    ``stored_activation_bytes`` is what the schedule holds between passes (what published
+    formulas count); ``peak_activation_bytes`` is the most the activation cache held (what a
+    Ray run measures: recomputed activations included); ``true_peak_bytes`` adds the gradient
+    tensors a backward holds while it runs, and is what ``memory`` counts for "fits". The
+    first and last equal the cache peak in files written before they existed."""
+
     rank: int
     busy: float
     peak_activation_bytes: int
     peak_inflight_microbatches: int
     memory: dict | None = None  # whole-rank memory, when the run's meta knows it
+    stored_activation_bytes: int = 0
+    true_peak_bytes: int = 0
 
 
 @dataclass
@@ -153,10 +168,17 @@ class Timeline:
         busy = busy_per_rank(events, ranks)
         bubble = 1.0 - sum(busy.values()) / (ranks * makespan) if makespan > 0 else 0.0
         peaks = self.peak_activation_bytes()
+        stored, true = self.activation_levels()
         inflight = self.peak_inflight()
         per_rank = [
             RankSummary(
-                r, busy[r], int(peaks.get(r, 0)), int(inflight.get(r, 0)), self._memory(r, peaks)
+                r,
+                busy[r],
+                int(peaks.get(r, 0)),
+                int(inflight.get(r, 0)),
+                self._memory(r, stored, true),
+                int(stored.get(r, 0)),
+                int(true.get(r, 0)),
             )
             for r in range(ranks)
         ]
@@ -172,13 +194,23 @@ class Timeline:
             ],
         )
 
-    def _memory(self, rank: int, peaks: dict[int, int]) -> dict | None:
-        """Parameters, gradients, optimizer state, receive buffers and peak activations of one
-        rank, their total, and whether it fits the device (None: capacity unknown)."""
+    def activation_levels(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Per rank, (stored activations between passes, true peak with the backward's
+        gradient buffers and recomputation), from the events and ``meta.action_memory``; both
+        the cache peak when the meta does not have it (files written before)."""
+        if not self.meta.action_memory:
+            peaks = self.peak_activation_bytes()
+            return peaks, dict(peaks)
+        return activation_levels(self.events.columns(), self.num_ranks, self.meta.action_memory)
+
+    def _memory(self, rank: int, stored: dict[int, int], true: dict[int, int]) -> dict | None:
+        """Parameters, gradients, optimizer state, receive buffers and activations (stored,
+        and the true peak that "fits" counts) of one rank, their total, and whether it fits
+        the device (None: capacity unknown)."""
         if rank >= len(self.meta.rank_memory):
             return None
         static = self.meta.rank_memory[rank]
-        activations = int(peaks.get(rank, 0))
+        activations = int(true.get(rank, 0))
         total = static.total + activations
         capacity = self.meta.memory_capacity
         return {
@@ -186,6 +218,7 @@ class Timeline:
             "gradients": static.gradients,
             "optimizer_state": static.optimizer_state,
             "activations": activations,
+            "stored_activations": int(stored.get(rank, 0)),
             "receive_buffers": static.receive_buffers,
             "total": total,
             "fits": None if capacity is None else total <= capacity,
