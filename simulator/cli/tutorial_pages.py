@@ -28,6 +28,11 @@ ANSWER_SHOWN = "answer-shown"
 HIDDEN_FROM_STUDENTS = frozenset({EXERCISE_ANSWER, EXERCISE_CHECK, ANSWER_SHOWN})
 
 VERSIONS = ("student", "solutions")  # the folders ``pebblesim tutorial`` writes
+_HIDDEN_NOTE = {
+    "output_type": "stream",
+    "name": "stdout",
+    "text": "(hidden in the student version: it shows an answer; run it after the exercise)\n",
+}
 
 _TEMPLATE = """\
 {%- extends 'lab/index.html.j2' -%}
@@ -78,7 +83,7 @@ def student_notebook(executed, student):
         if EXERCISE_ANSWER in marks:
             cell.source = theirs.source
         if cell.cell_type == "code" and marks & HIDDEN_FROM_STUDENTS:
-            cell.outputs = []
+            cell.outputs = [_HIDDEN_NOTE] if ANSWER_SHOWN in marks else []
             cell.execution_count = None
     return page
 

@@ -28,7 +28,12 @@ pytest.importorskip("ipykernel")
 
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
-from simulator.cli.tutorial import COMING, notebook_session, render_tutorials  # noqa: E402
+from simulator.cli.tutorial import (  # noqa: E402
+    COMING,
+    _require_jupyter_libraries,
+    notebook_session,
+    render_tutorials,
+)
 from simulator.cli.tutorial_pages import student_notebook  # noqa: E402
 from simulator.errors import PebbleError  # noqa: E402
 
@@ -37,7 +42,6 @@ TUTORIALS = ROOT / "tutorials"
 SOLUTIONS = TUTORIALS / "solutions"
 NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
 CELL_TIMEOUT = 180  # seconds for one cell
-NOTEBOOK_BUDGET = 120  # seconds for a whole notebook: each takes under 30 s on a 2-core machine
 ANSWER_LINE = re.compile(r"^(\s*[A-Za-z_]\w*\s*=\s*)(.+?)(\s*# your answer here.*)$", re.M)
 
 # Per notebook, per exercise (in order): answer cells that must fail the check.
@@ -50,18 +54,28 @@ WRONG_ANSWERS = {
         ["cached_bytes = 160", "cached_bytes = 120"],  # the outputs' bytes; one microbatch only
     ],
     "02-one-model-pebble-graph.ipynb": [
+        ["peak_pebbles = 8", "peak_pebbles = 6"],  # one microbatch; the weighted layers' two each
+        ["l0_ready = 6", "l0_ready = 8"],  # m = 2's answer; the backwards alone
         ['first_layer = 0\nallreduce_during = "0B1"', 'first_layer = 6\nallreduce_during = "0B0"'],
     ],
     "03-pipelines.ipynb": [
+        ["gpipe_makespan = 30", "gpipe_makespan = 48"],  # one rank's work 3m; 3(m + p)
+        ["rank2_inflight = 16", "rank2_inflight = 2"],  # GPipe's m; the rank's index
         ["smallest_m = 27", "smallest_m = 29"],  # 27 gives exactly 10%, which is not under
     ],
     "04-trading-pebbles-for-time.ipynb": [
+        ["every2_step = 3.0", "every2_step = 3.4"],  # no recompute; half of full's recompute
+        # Table 2 without recompute at t=4; 74 sbh split four ways; full's 2 sbh
+        ["selective_t4 = 26", "selective_t4 = 18.5", "selective_t4 = 2"],
         # 4: Chen's sqrt(16), one microbatch's balance; 3: the best with one microbatch; 1: full
         ["best_k = 4", "best_k = 3", "best_k = 1"],
     ],
     "05-a-real-model.ipynb": [
+        # twice m = 16's bytes, as if 1F1B grew with m; GPipe's rank 1 at m = 16
+        ["rank1_gib = 23.85", "rank1_gib = 63.59"],
         # 3: weights, gradients and optimizer state alone; 7: GPipe's answer; 8: all the GPUs
         ["smallest_p = 3", "smallest_p = 7", "smallest_p = 8"],
+        ["gpipe_p = 4", "gpipe_p = 8", "gpipe_p = 16"],  # 1F1B's answer; the node; m
     ],
 }
 
@@ -114,6 +128,7 @@ def test_every_notebook_has_a_student_copy_a_solution_and_exercise_checks():
     assert with_exercises == set(WRONG_ANSWERS), "list wrong answers for every exercise"
     for name in with_exercises:
         assert len(exercises(read(SOLUTIONS / name))) == len(WRONG_ANSWERS[name]), name
+        assert len(WRONG_ANSWERS[name]) >= 3, f"{name}: a part has at least three exercises"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -193,8 +208,7 @@ def executed():
 def test_solutions_notebook_runs_top_to_bottom(executed, name):
     run = executed(name)
     assert run.error is None, run.error
-    print(f"{name}: {run.seconds:.1f} s")
-    assert run.seconds < NOTEBOOK_BUDGET, f"{name} took {run.seconds:.0f} s"
+    print(f"{name}: {run.seconds:.1f} s")  # timed by benchmarks/tutorials.py, never asserted
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n in WRONG_ANSWERS])
@@ -208,6 +222,11 @@ def test_check_cells_fail_on_wrong_answers_and_pass_on_the_solution(executed, na
 
 
 # ---------------------------------------------------------------- pebblesim tutorial (HTML)
+
+
+def test_a_missing_library_is_one_sentence():
+    with pytest.raises(PebbleError, match=r"^the tutorials need no_such_module_here, which is"):
+        _require_jupyter_libraries(("nbformat", "no_such_module_here"))
 
 
 def test_unknown_tutorial_is_one_sentence():
@@ -258,7 +277,9 @@ def test_student_page_shows_no_answer(name):
     hidden = {"exercise-answer", "exercise-check", "answer-shown"}
     for index, cell in enumerate(page.cells):
         if set(tags(cell)) & hidden:
-            assert cell.outputs == [], f"{name}, cell {index + 1} shows its output"
+            shown = "".join(o.get("text", "") for o in cell.outputs)
+            assert "Right" not in shown, f"{name}, cell {index + 1} shows its output"
+            assert not any("data" in o for o in cell.outputs), f"{name}, cell {index + 1}"
         if "exercise-answer" in tags(cell):
             assert cell.source == student.cells[index].source
     assert all(c.outputs for c in solution.cells if c.cell_type == "code")  # not changed
