@@ -55,6 +55,7 @@ MAX_DP = 1024  # data-parallel replicas
 MAX_LAYERS = 1_000_000  # model layers (meta.layers has one entry each)
 MAX_MICROBATCH_ROWS = 100_000_000  # rows of one microbatch
 MAX_BYTES = 1 << 50  # bytes of one transfer or one cache change (a PiB)
+MAX_MEMORY = 1 << 60  # bytes one rank holds at once (an exabyte; meta's MAX_MEMORY too)
 TIME_UNITS = ("s", "unit")
 EVENT_KINDS = tuple(PIPELINE_RULE.kinds)
 COMM_KINDS = tuple(flow.value for flow in Flow)
@@ -128,6 +129,8 @@ def check_tables(data: dict, meta, given, label: str) -> dict[str, dict[str, np.
                     _check_layers(columns[field], layers, at)
         if "start" in columns:
             _check_spans(columns, label, name)
+        if name == "cache":
+            _check_holdings(columns, label)
         if "kind" in columns:
             columns["kind"] = np.array(columns["kind"], dtype=str)
         out[name] = columns
@@ -231,3 +234,32 @@ def _check_spans(columns: dict, label: str, name: str) -> None:
             f"{label}: {name}[{bad}] ends ({show(float(end[bad]))}) before it starts "
             f"({show(float(start[bad]))})."
         )
+
+
+def _check_holdings(columns: dict, label: str) -> None:
+    """What each rank (of each replica) holds, its cache changes summed in time order (file
+    order among equal times), never below 0 bytes nor above ``MAX_MEMORY`` (an exabyte): a rank
+    cannot free bytes it does not hold (a plot drew -1e15 bytes), and a sum past int64 would
+    wrap in the summaries. The sums run in float64 first, and exactly in int64 only where the
+    float64 ones show that they cannot wrap."""
+    deltas = columns["bytes"]
+    if len(deltas) == 0:
+        return
+    keys = columns["replica"].astype(np.int64) * (int(columns["rank"].max()) + 1) + columns["rank"]
+    order = np.lexsort((np.arange(len(keys)), columns["time"], keys))
+    keys, deltas = keys[order], deltas[order]
+    rough = np.cumsum(deltas.astype(np.float64))
+    held = np.cumsum(deltas) if np.abs(rough).max() < 2.0**62 else rough
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    held = held - np.repeat(np.r_[0, held[starts[1:] - 1]], np.diff(np.r_[starts, len(keys)]))
+    above = "leaves its rank holding {:.3g} bytes, above MAX_MEMORY (" + f"{MAX_MEMORY:.3g})"
+    for bad, problem in (
+        (_first(held > MAX_MEMORY), above),
+        (
+            _first(held < 0),
+            "leaves its rank holding {:.0f} bytes, below 0 (it frees more than was cached)",
+        ),
+    ):
+        if bad is not None:
+            row = int(order[bad])
+            raise PebbleError(f"{label}: cache[{row}].bytes {problem.format(float(held[bad]))}.")

@@ -152,14 +152,16 @@ def search(
         counts["pruned_memory"] = 0
     result = SearchResult(top=[], **counts)
     best: list[tuple[float, int]] = []  # max-heap of the top step times: (-time, order)
+    first_refusal = ""
     for done, (bound, c) in enumerate(kept):
         if prune and len(best) >= top and bound * (1 - SLACK) > -best[0][0]:
             result.pruned_time = len(kept) - done
             break
         try:
             outcome = evaluate(c)
-        except PebbleError:
+        except PebbleError as exc:
             result.refused += 1
+            first_refusal = first_refusal or str(exc)
             continue
         result.simulated.append(outcome)
         if outcome.fits:
@@ -170,6 +172,11 @@ def search(
             progress("simulate", done + 1, len(kept), result)
     if progress is not None:
         progress("simulate", len(kept), len(kept), result)
+    if first_refusal and not result.simulated:  # the model or hardware, not the memory
+        raise PebbleError(
+            f"none of the {result.refused:,} configurations that might fit could be simulated; "
+            f"the first: {first_refusal}"
+        )
     fitting = sorted((o for o in result.simulated if o.fits), key=_rank_key)
     result.top = fitting[:top]
     return result
