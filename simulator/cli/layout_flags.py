@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simulator.cli import numbers
+from simulator.errors import PebbleError
 
 if TYPE_CHECKING:  # the parser imports this module before numpy loads; it reads a Layout only
     from simulator.model.layout import Layout
+
+
+def _cp_comm(text: str) -> str:
+    """``--cp-comm``: ring or allgather (argparse's one-sentence usage error otherwise)."""
+    value = text.strip().lower()
+    if value not in ("ring", "allgather"):
+        raise argparse.ArgumentTypeError(f"write ring or allgather, not {text[:20]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,22 @@ LAYOUT_FLAGS = (
         "--sp", "sequence_parallel", "sequence parallelism across the --tp group (--tp 2 or more)"
     ),
     LayoutFlag(
+        "--cp",
+        "context",
+        "context-parallel degree of a transformer: each sequence split C ways, two chunks a rank "
+        "(counted by the cost and memory models; the numpy layers on Ray run unsharded)",
+        numbers.count(numbers.MAX_TP, "MAX_TP"),
+        "C",
+    ),
+    LayoutFlag(
+        "--cp-comm",
+        "cp_comm",
+        "how the --cp ranks exchange K/V: ring (Megatron Core's p2p, overlapped with the "
+        "attention; the default) or allgather (as Llama 3 trained)",
+        _cp_comm,
+        "ring|allgather",
+    ),
+    LayoutFlag(
         "--dp", "data", "data-parallel replicas", numbers.count(numbers.MAX_DP, "MAX_DP"), "D"
     ),
     LayoutFlag(
@@ -54,6 +79,7 @@ LAYOUT_FLAGS = (
     ),
 )
 _DISTRIBUTED_OPTIMIZER_HELP = "the same as --zero 1"
+_DEFAULTS = {"sharding": 0, "cp_comm": "ring"}  # a degree's value that needs no flag (else 1)
 
 
 def add_layout_args(parser: argparse.ArgumentParser, search: bool = False) -> None:
@@ -93,7 +119,7 @@ def layout_flags_text(layout: Layout) -> str:
         value = getattr(layout, row.field)
         if row.type is None:
             words += [row.flag] if value else []
-        elif value != (0 if row.field == "sharding" else 1):
+        elif value != _DEFAULTS.get(row.field, 1):
             words.append(f"{row.flag} {value}")
     return " ".join(words)
 
@@ -108,3 +134,16 @@ def train_layout_note(layout: Layout) -> str | None:
         f"note: tensor parallelism (t{layout.tensor}) is counted in the predicted memory and "
         "time only; on Ray each rank's layers run unsharded, on one actor."
     )
+
+
+def check_trainable(layout: Layout) -> None:
+    """One sentence for ``train`` under context parallelism: the memory and time models count
+    ``s / c`` tokens a rank, but each rank's numpy layers run on whole sequences on one actor,
+    so its measured bytes could never equal the prediction (tensor parallelism only gets a note,
+    ``train_layout_note``: its measured run is the t = 1 one the model also predicts)."""
+    if layout.context > 1:
+        raise PebbleError(
+            f"train runs each rank's numpy layers on whole sequences, so context parallelism "
+            f"(c{layout.context}) cannot be measured; simulate or compare it instead (--cp "
+            "counts s / c tokens a rank in the predicted memory and time)."
+        )

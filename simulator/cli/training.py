@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from simulator.analytic.run_plan import simulate_plan
-from simulator.cli.layout_flags import train_layout_note
+from simulator.cli.layout_flags import check_trainable, train_layout_note
 from simulator.cli.requests import plan_from_args
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
@@ -75,6 +75,7 @@ def prepare_training(args) -> TrainingSetup:
     """Schedule, model, data and Ray options from ``train``'s arguments; every mistake a user
     can make is caught here, before Ray starts."""
     plan = plan_from_args(args, train=True)
+    check_trainable(plan.layout)
     schedule, dp = plan.schedule, plan.layout.data
     check_fits_this_machine(plan)
     check_actors(schedule.num_ranks, dp)

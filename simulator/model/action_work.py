@@ -76,7 +76,8 @@ def action_work(
             if j in starts:
                 items.append(WorkItem(j, 0.0, checkpoint_bytes[starts[j]], True))
             cached = 0 if j in dropped else _forward_bytes(info, footprints[j], recompute.selective)
-            items.append(WorkItem(j, flops[j].of(kind_rule.work), cached, True))
+            held = _forward_buffers(info, rows, itemsize)
+            items.append(WorkItem(j, flops[j].of(kind_rule.work), cached, True, working=held))
         return items
     reruns = kind_rule.sends_gradient
     buffers = gradient_buffers(stage_infos, rows, itemsize) if reruns else [0] * len(flops)
@@ -99,6 +100,14 @@ def action_work(
         delta = sum(footprints[j].phase(kind))
         items.append(WorkItem(j, work, delta, False, grad, working=buffers[j]))
     return items
+
+
+def _forward_buffers(info, rows: int, itemsize: int) -> int:
+    """Bytes a layer's forward holds only while it runs (an attention core's K/V in flight under
+    context parallelism: ``simulator.model.transformer.context_parallel``); 0 for the layers
+    that have no such rule."""
+    rule = getattr(info, "forward_buffer_bytes", None)
+    return rule(rows, itemsize) if rule is not None else 0
 
 
 def gradient_buffers(stage_infos, rows: int, itemsize: int) -> list[int]:

@@ -17,7 +17,8 @@ The degrees, with their letters in the text form:
 ``v``  ``chunks``             stages per pipeline rank (interleaved and V schedules)
 ``t``  ``tensor``             tensor-parallel degree (Megatron's column/row split)
 ``sp`` ``sequence_parallel``  sequence parallelism across the tensor group
-``c``  ``context``            context-parallel degree (sequence split across ranks)
+``c``  ``context``            context-parallel degree (sequence split across ranks); ``c4``
+                              exchanges K/V around a ring, ``c4ag`` all-gathers it
 ``e``  ``expert``             expert-parallel degree (mixture-of-experts layers)
 ``d``  ``data``               data-parallel replicas
 ``z``  ``sharding``           sharding stage: 0 none, 1 optimizer state (ZeRO-1, Megatron's
@@ -28,8 +29,11 @@ The devices a layout occupies are ``p * t * c * d``; expert parallelism reuses t
 context ranks (Megatron Core), so ``e`` does not multiply them: ``e`` must divide ``d * c``, and
 the routed experts' gradients and optimizer state are data-parallel over the remaining
 ``d * c / e`` ranks (the expert data-parallel group, ``expert_optimizer_shards``). Context
-parallelism and sharding stages 2 and 3 are not modelled yet: those values are refused in one
-sentence.
+parallelism splits each sequence ``c`` ways (``simulator.model.transformer.context_parallel``);
+its ranks also reduce the gradients (Megatron Core's data-parallel group "with context
+parallel"), so gradients are all-reduced over ``d * c`` ranks (``gradient_replicas``) and the
+distributed optimizer shards over as many. Sharding stages 2 and 3 are not modelled yet: those
+values are refused in one sentence.
 """
 
 from __future__ import annotations
@@ -52,11 +56,13 @@ _DEGREES = (  # (letter, field, largest value)
 _LETTER_OF = {name: letter for letter, name, _ in _DEGREES}
 _FIELD_OF = {letter: name for letter, name, _ in _DEGREES}
 _TOKEN = re.compile(r"^([a-z])(\d+)$")
-LAYER_DEGREES = ("tensor", "sequence_parallel", "context", "expert")
+LAYER_DEGREES = ("tensor", "sequence_parallel", "context", "cp_comm", "expert")
 """The degrees that change what one rank holds of a layer (its footprint, FLOPs, parameters)."""
-_NOT_YET = {  # a degree above 1 that no cost or memory rule models yet: (field, what it is)
-    "context": "context parallelism",
-}
+_NOT_YET: dict[str, str] = {}  # a degree above 1 no cost or memory rule models yet: field, what
+CP_COMMS = ("ring", "allgather")
+"""How context-parallel ranks exchange K/V: Megatron Core's ``p2p`` ring (the default) or the
+all-gather Llama 3 used (``cp_comm_type="all_gather"``)."""
+_CP_SUFFIX = {"ring": "", "allgather": "ag"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Layout:
     tensor: int = 1
     sequence_parallel: bool = False
     context: int = 1
+    cp_comm: str = "ring"
     expert: int = 1
     data: int = 1
     sharding: int = 0
@@ -92,6 +99,7 @@ class Layout:
                 f"the layout's sequence_parallel must be true or false, got "
                 f"{self.sequence_parallel!r}."
             )
+        self._check_cp_comm()
         for name, what in _NOT_YET.items():
             if getattr(self, name) > 1:
                 letter = _LETTER_OF[name]
@@ -103,6 +111,17 @@ class Layout:
             raise PebbleError(
                 f"sharding stage z{self.sharding} ({sharded} sharded too) is not modelled yet; "
                 "use z0 or z1 (the distributed optimizer)."
+            )
+
+    def _check_cp_comm(self) -> None:
+        if self.cp_comm not in CP_COMMS:
+            raise PebbleError(
+                f"the layout's cp_comm must be ring or allgather, got {self.cp_comm!r}."
+            )
+        if self.cp_comm != "ring" and self.context == 1:
+            raise PebbleError(
+                f"exchanging K/V by {self.cp_comm} (--cp-comm, or c2ag in a layout) needs "
+                "context parallelism of 2 or more (--cp 2, or c2 in a layout)."
             )
 
     # ------------------------------------------------------------------ what it occupies
@@ -117,9 +136,16 @@ class Layout:
         return self.sharding >= 1
 
     @property
+    def gradient_replicas(self) -> int:
+        """Ranks that hold the same weights and all-reduce their gradients: the data and
+        context ranks (context-parallel ranks see other tokens of the same sequences)."""
+        return self.data * self.context
+
+    @property
     def optimizer_shards(self) -> int:
-        """Ways the optimizer state of one pipeline rank is split."""
-        return self.data if self.distributed_optimizer else 1
+        """Ways the optimizer state of one pipeline rank is split (over ``gradient_replicas``,
+        as Megatron Core's distributed optimizer shards over its data-and-context group)."""
+        return self.gradient_replicas if self.distributed_optimizer else 1
 
     @property
     def expert_data(self) -> int:
@@ -138,7 +164,8 @@ class Layout:
         parts = [f"p{self.pipeline}", f"v{self.chunks}", f"t{self.tensor}"]
         if self.sequence_parallel:
             parts.append("sp")
-        parts += [f"c{self.context}", f"e{self.expert}", f"d{self.data}", f"z{self.sharding}"]
+        context = f"c{self.context}{_CP_SUFFIX[self.cp_comm]}"
+        parts += [context, f"e{self.expert}", f"d{self.data}", f"z{self.sharding}"]
         return " ".join(parts)
 
     def __str__(self) -> str:
@@ -152,12 +179,15 @@ class Layout:
         for token in filter(None, re.split(r"[\s,]+", str(text).strip().lower())):
             if token == "sp":
                 name, value = "sequence_parallel", True
+            elif re.fullmatch(r"c\d+ag", token):
+                name, value = "context", int(token[1:-2])
+                values["cp_comm"] = "allgather"
             else:
                 match = _TOKEN.match(token)
                 if not match or match.group(1) not in _FIELD_OF:
                     raise PebbleError(
                         f"cannot read {token[:20]!r} in layout {str(text)[:60]!r}; write degrees "
-                        "like p8 v2 t8 sp c1 e1 d16 z1."
+                        "like p8 v2 t8 sp c1 e1 d16 z1 (c2ag: context parallel by all-gather)."
                     )
                 name, value = _FIELD_OF[match.group(1)], int(match.group(2))
             if name in values:
@@ -184,10 +214,15 @@ class Layout:
 
     def check_model(self, spec) -> None:
         """One sentence when the model cannot be split this way (only transformers take
-        tensor or sequence parallelism; their heads and sequence must divide)."""
+        tensor, sequence or context parallelism; their heads and sequence must divide)."""
         if not spec.is_transformer and (self.tensor > 1 or self.sequence_parallel):
             raise PebbleError(
                 "--tp and --sp apply to transformer models (--model PRESET or transformer:...)."
+            )
+        if not spec.is_transformer and self.context > 1:
+            raise PebbleError(
+                "--cp splits a transformer's sequences; it applies to transformer models "
+                "(--model PRESET or transformer:...)."
             )
         if self.expert > 1:
             self._check_experts(spec)

@@ -112,12 +112,15 @@ def rank_static_memory(
 
 def model_flops_per_row(spec) -> float:
     """FLOPs of one forward and backward (F + I + W) of the whole, unsharded model for one row
-    (one sequence of a transformer): what model FLOPs utilisation counts. A fused attention's
+    (one sequence of a transformer, every token of it under context parallelism too): what model
+    FLOPs utilisation counts. A fused attention's
     backward rebuilds its scores; that is recomputation, which MFU leaves out by convention
     (Chowdhery et al. 2022, PaLM, appendix B; Korthikanti et al. 2022), so the model's FLOPs are
     counted as its math core's."""
     if spec.is_transformer and spec.config.attention_kind != "math":
         spec = replace(spec, config=replace(spec.config, attention="math"))
+    if spec.is_transformer and spec.layout.context > 1:  # every token of the sequence
+        spec = replace(spec, layout=replace(spec.layout, context=1, cp_comm="ring"))
     total = 0.0
     for info in spec.layers():
         flops = info.flops(tp=1, sp=False) if spec.is_transformer else info.flops()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.errors import PebbleError
-from simulator.model.layout import LAYER_DEGREES, Layout
+from simulator.model.layout import CP_COMMS, LAYER_DEGREES, Layout
 
 LAYOUTS = st.builds(
     Layout,
@@ -18,11 +18,14 @@ LAYOUTS = st.builds(
     chunks=st.integers(1, 64),
     tensor=st.integers(1, 1024),
     sequence_parallel=st.booleans(),
+    context=st.integers(2, 1024),
+    cp_comm=st.sampled_from(CP_COMMS),
     data=st.integers(1, 1024),
     sharding=st.integers(0, 1),
-)
+) | st.builds(Layout, pipeline=st.integers(1, 4096), data=st.integers(1, 1024))
 
 
+@settings(deadline=None)  # a loaded machine must not fail it: no example is timed
 @given(LAYOUTS)
 def test_the_text_form_parses_back(layout):
     text = layout.to_text()
@@ -66,7 +69,10 @@ def test_a_spec_is_counted_under_the_layer_degrees_only():
     [
         ("p0", "pipeline degree (p) must be a positive integer, got 0"),
         ("t2000", "tensor degree (t2000) is above pebblesim's limit of 1024"),
-        ("c2", "context parallelism (c2) is not modelled yet; use c1"),
+        ("c1ag", "exchanging K/V by allgather (--cp-comm, or c2ag in a layout) needs context"),
+        ("c0ag", "context degree (c) must be a positive integer, got 0"),
+        ("c2 c4ag", "gives c twice"),
+        ("c2ring", "cannot read 'c2ring'"),
         ("z2", "sharding stage z2 (gradients sharded too) is not modelled yet"),
         ("z3", "gradients and parameters sharded too"),
         ("q4", "cannot read 'q4' in layout 'q4'"),
@@ -81,9 +87,32 @@ def test_mistakes_are_one_sentence(text, says):
     assert message.endswith(".") and "\n" not in message
 
 
+def test_context_parallelism_in_the_text_and_the_replicas():
+    """``c4`` exchanges K/V around a ring, ``c4ag`` all-gathers it; context ranks reduce
+    gradients with the data ranks (Megatron Core's dp_cp group: NVIDIA/Megatron-LM
+    megatron/core/distributed/distributed_data_parallel.py at d98e8a64, ``dp_cp_group``)."""
+    ring = Layout.parse("p2 t2 c4 d3 z1")
+    assert (ring.context, ring.cp_comm) == (4, "ring")
+    gather = Layout.parse("c4ag d3")
+    assert (gather.context, gather.cp_comm) == (4, "allgather")
+    assert gather.to_text() == "p1 v1 t1 c4ag e1 d3 z0"
+    assert ring.devices == 2 * 2 * 4 * 3
+    assert ring.gradient_replicas == 12 and ring.optimizer_shards == 12
+    assert gather.gradient_replicas == 12 and gather.optimizer_shards == 1  # z0
+    assert Layout(data=3).gradient_replicas == 3
+    assert ring.for_layers() == Layout(tensor=2, context=4)
+    assert gather.for_layers() == Layout(context=4, cp_comm="allgather")
+
+
 @pytest.mark.parametrize(
     "fields",
-    [{"tensor": True}, {"data": 1.5}, {"sharding": -1}, {"sequence_parallel": 1}],
+    [
+        {"tensor": True},
+        {"data": 1.5},
+        {"sharding": -1},
+        {"sequence_parallel": 1},
+        {"context": 2, "cp_comm": "p2p"},
+    ],
 )
 def test_wrong_types_are_refused(fields):
     with pytest.raises(PebbleError, match="layout"):

@@ -240,10 +240,11 @@ class CausalSelfAttention(AttentionHeads):
     @classmethod
     def footprint(cls, dims: Dims):
         """q, k, probs, [mask, dropped,] v: Korthikanti's 6sbh + 5as^2b with dropout (2as^2b
-        without), heads sharded over the tensor-parallel group."""
+        without), heads sharded over the tensor-parallel group; under context parallelism the
+        rank's s / c queries against the sequence's s keys, so every term is 1/c of it."""
         q = dims.activation_bytes(dims.tokens * dims.local_heads * dims.d)
         kv = dims.activation_bytes(dims.tokens * dims.local_kv_heads * dims.d)
-        scores = dims.b * dims.local_heads * dims.s * dims.s
+        scores = dims.b * dims.local_heads * dims.local_seq * dims.s
         probs = dims.activation_bytes(scores)
         if not dims.dropout:
             return stateless_footprint(q, kv, probs, kv)
@@ -253,6 +254,7 @@ class CausalSelfAttention(AttentionHeads):
     def flops(cls, dims: Dims) -> Flops:
         """Per sequence: ``q k^T`` and ``weights @ v`` are 2 s^2 d FLOPs per head each (the
         causal half is computed and masked, as counted by Narayanan et al. 2021); the backward
-        has two matrix multiplies for each."""
-        forward = 2 * 2.0 * dims.s * dims.s * dims.d * dims.local_heads
+        has two matrix multiplies for each. Under context parallelism a rank's s / c queries
+        meet the s keys: 1/c of the work, the balanced share (``Dims``)."""
+        forward = 2 * 2.0 * dims.local_seq * dims.s * dims.d * dims.local_heads
         return Flops(F=forward, I=2 * forward, W=0.0)

@@ -5,8 +5,15 @@ Why one object: every rule is a function of the same handful of numbers (Korthik
 tensor-parallel degree ``t`` and whether sequence parallelism is on). Passing them as one frozen
 value keeps every rule's signature the same and puts the divisibility checks in one place.
 
-Tensor and sequence parallelism only change the rules: the numpy layers always run with t = 1,
-where every "local" size below equals the full size.
+Tensor, sequence and context parallelism only change the rules: the numpy layers always run
+with t = c = 1, where every "local" size below equals the full size.
+
+Context parallelism (``c``) splits each sequence into 2c chunks and gives rank i chunks i and
+2c-1-i (Megatron Core's causal load balancing, ``get_batch_on_this_cp_rank``), so a rank holds
+``s / c`` tokens of every sequence (``local_seq``): every per-token tensor, FLOP count and
+gradient buffer counts those. Only the attention core reaches across the split: its queries
+are the local ones, its keys every one of the sequence
+(``simulator.model.transformer.context_parallel`` has the K/V exchange).
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ class Dims:
         return self.layout.sequence_parallel
 
     @property
+    def c(self) -> int:
+        """The context-parallel degree: each sequence is split ``c`` ways."""
+        return self.layout.context
+
+    @property
     def e(self) -> int:
         """The expert-parallel degree: routed experts are split ``e`` ways."""
         return self.layout.expert
@@ -72,9 +84,16 @@ class Dims:
                 )
         if cfg.is_moe:
             self._check_experts()
-        if self.sp and cfg.seq % self.t:
+        if self.c > 1 and cfg.seq % (2 * self.c):
             raise PebbleError(
-                f"sequence parallelism needs seq {cfg.seq} to be a multiple of t = {self.t}."
+                f"context parallelism c{self.c} splits each sequence into {2 * self.c} chunks "
+                f"(two per rank, for causal balance); seq {cfg.seq} is not a multiple of "
+                f"{2 * self.c}."
+            )
+        if self.sp and self.local_seq % self.t:
+            raise PebbleError(
+                f"sequence parallelism needs seq {cfg.seq} to be a multiple of t = {self.t}"
+                + (f" x c = {self.c}." if self.c > 1 else ".")
             )
 
     def _check_experts(self) -> None:
@@ -116,9 +135,15 @@ class Dims:
 
     # ---------------------------------------------------------------- sizes on one rank
     @property
+    def local_seq(self) -> int:
+        """Tokens of one sequence on one context-parallel rank: ``s / c`` (its two chunks)."""
+        return self.s // self.c
+
+    @property
     def tokens(self) -> int:
-        """Tokens of the microbatch: rows of a tensor replicated over the tensor-parallel group."""
-        return self.b * self.s
+        """Tokens of the microbatch on one context-parallel rank: rows of a tensor replicated
+        over the tensor-parallel group (``b s / c``)."""
+        return self.b * self.local_seq
 
     @property
     def seq_tokens(self) -> int:

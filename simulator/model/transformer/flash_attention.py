@@ -219,6 +219,8 @@ class FlashAttention(AttentionHeads):
         """Per sequence, as the math layer counts them (Narayanan et al. 2021: the full s^2,
         the causal half computed and masked): forward ``q k^T`` and ``P v``, 2 s^2 d per head
         each; the backward rebuilds the scores (one more ``q k^T``) before its four products
-        (dV, dP, dQ, dK), so it is 2.5 forwards where the math layer's is 2."""
-        forward = 2 * 2.0 * dims.s * dims.s * dims.d * dims.local_heads
+        (dV, dP, dQ, dK), so it is 2.5 forwards where the math layer's is 2. Under context
+        parallelism a rank's s / c queries meet the s keys (ring steps or the gathered K/V):
+        1/c of the work, the balanced causal share of chunks i and 2c-1-i (``Dims``)."""
+        forward = 2 * 2.0 * dims.local_seq * dims.s * dims.d * dims.local_heads
         return Flops(F=forward, I=2.5 * forward, W=0.0)

@@ -21,10 +21,16 @@ Per layer kind, (elements of dY, elements of dX) for one microbatch:
 * ``embedding``: dY only (token ids take no gradient).
 * everything else (norms, dropout, fork, add, and kinds this table does not know): ``h`` wide
   over the local sequence, both ways.
+
+Under context parallelism every row count is the rank's ``s / c`` tokens (``Dims.tokens``), and
+an attention core's backward also holds the K/V and dK/dV blocks of its exchange
+(``context_parallel.KVExchange.backward_buffers``: the ring's double buffers, or the
+all-gather's full-length K/V and dK/dV).
 """
 
 from __future__ import annotations
 
+from simulator.model.transformer.context_parallel import kv_exchange
 from simulator.model.transformer.dims import Dims
 
 
@@ -58,9 +64,11 @@ def gradient_elements(kind: str, dims: Dims) -> tuple[int, int]:
 
 
 def gradient_bytes(kind: str, dims: Dims) -> int:
-    """Bytes of the gradients a layer's backward holds at once (dY and dX)."""
+    """Bytes of the gradients a layer's backward holds at once (dY and dX; an attention core's
+    K/V exchange buffers under context parallelism)."""
     grad_out, grad_in = gradient_elements(kind, dims)
-    return dims.activation_bytes(grad_out + grad_in)
+    exchange = kv_exchange(dims).backward_buffers if kind == "attention" else 0
+    return dims.activation_bytes(grad_out + grad_in) + exchange
 
 
 def residual_gradient_bytes(dims: Dims) -> int:

@@ -33,6 +33,7 @@ from simulator.model.transformer.activations import MLPGELU, SwiGLU
 from simulator.model.transformer.attention import CausalSelfAttention
 from simulator.model.transformer.base import Rules
 from simulator.model.transformer.config import TransformerConfig
+from simulator.model.transformer.context_parallel import forward_buffer_bytes
 from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.dropout import Dropout, set_dropout_step
 from simulator.model.transformer.embedding import Embedding, TokenCrossEntropy
@@ -164,6 +165,10 @@ class TransformerLayerInfo(LayerDescription):
     def gradient_bytes(self, rows: int, itemsize: int) -> int:
         """Bytes of the gradients this layer's backward holds at once (``gradient_buffers``)."""
         return gradient_bytes(self.kind, self.dims(rows, itemsize))
+
+    def forward_buffer_bytes(self, rows: int, itemsize: int) -> int:
+        """Bytes this layer's forward holds only while it runs (``context_parallel``)."""
+        return forward_buffer_bytes(self.kind, self.dims(rows, itemsize))
 
     def residual_gradient_bytes(self, rows: int, itemsize: int) -> int:
         """Bytes of the residual's gradient held at a fork while a branch runs backward."""

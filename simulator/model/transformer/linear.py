@@ -88,11 +88,12 @@ class TokenLinear(Rules, ParametricLayer):
 
     @classmethod
     def flops(cls, dims: Dims) -> Flops:
-        """One matrix multiply per phase, 2 FLOPs per multiply-add, for the ``s`` tokens of one
-        sequence: ``Y = XW``, ``dX = dY W^T``, ``dW = X^T dY``. Bias adds are not counted (as in
-        Narayanan et al. 2021)."""
+        """One matrix multiply per phase, 2 FLOPs per multiply-add, for the tokens of one
+        sequence on this rank (``s``, or ``s / c`` under context parallelism): ``Y = XW``,
+        ``dX = dY W^T``, ``dW = X^T dY``. Bias adds are not counted (as in Narayanan et al.
+        2021)."""
         n_in, n_out = cls.local_widths(dims)
-        mac = 2.0 * dims.s * n_in * n_out
+        mac = 2.0 * dims.local_seq * n_in * n_out
         return Flops(F=mac, I=mac, W=mac)
 
     @classmethod

@@ -76,7 +76,7 @@ def rank_rows(dims: Dims) -> int:
 def rank_rows_per_sequence(dims: Dims) -> float:
     """``rank_rows`` of one sequence without rounding (FLOPs are counted per sequence)."""
     config = dims.config
-    rows = float(dims.s * config.num_top_k)
+    rows = float(dims.local_seq * config.num_top_k)
     if config.capacity_factor is not None:
         return rows * config.capacity_factor
     return rows * (config.imbalance if dims.e > 1 else 1.0)
@@ -135,7 +135,7 @@ class MoERules(Rules):
         padded capacity), the shared experts over every token."""
         config = dims.config
         gated = 2 if config.mlp == "swiglu" else 1
-        tokens = dims.s
+        tokens = dims.local_seq  # s / c under context parallelism
         router = 2.0 * tokens * dims.h * config.experts
         per_row = 2.0 * dims.h * (gated + 1) * dims.local_expert_ffn
         routed = rank_rows_per_sequence(dims) * per_row
