@@ -22,9 +22,14 @@ from simulator.analytic.advise import (
     evaluator,
     search,
 )
+from simulator.analytic.advise.explain import explain, wanted
+from simulator.analytic.advise.headroom import DEFAULT_HEADROOM, Headroom, usable_memory
+from simulator.analytic.advise.near_miss import near_misses
+from simulator.analytic.advise.no_fit import diagnose
 from simulator.analytic.auto_plan import is_auto
 from simulator.analytic.cost_source import hardware_preset, parse_hardware
-from simulator.cli.advise_print import format_advice, no_fit_error, pareto_points, payload
+from simulator.cli.advise_print import formats_of, pareto_points, payload, simulate_command
+from simulator.cli.advise_report import explain_lines, format_advice, no_fit_error
 from simulator.cli.layout_flags import layout_degrees
 from simulator.cli.numbers import strict_json
 from simulator.cli.outputs import StagedOutput
@@ -61,7 +66,15 @@ def _request(args):
                 "such as 72GiB, 1.5MiB or 7.5e10."
             ) from None
     preset = hardware_preset(hardware)
+    reserve = Headroom.parse(args.headroom if args.headroom is not None else DEFAULT_HEADROOM)
+    usable = usable_memory(preset.memory_bytes, reserve)
+    if args.explain is not None:
+        wanted(args.explain)  # one sentence for a layout it cannot read, before the search
     degrees = layout_degrees(args)
+    if "context" in degrees or "cp_comm" in degrees:
+        raise PebbleError(
+            "advise does not search context parallelism yet; give --cp to simulate or compare."
+        )
     names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")
     families = tuple(
         dict.fromkeys(AUTO if is_auto(n) else canonical_name(n) for n in names if n.strip())
@@ -71,7 +84,8 @@ def _request(args):
         hardware=preset,
         gpus=args.gpus,
         global_batch=args.global_batch,
-        memory_limit=preset.memory_bytes,
+        memory_limit=usable,
+        headroom=preset.memory_bytes - usable,
         families=families,
         recompute=_policies(args.recompute, RECOMPUTE_POLICIES),
         max_chunks=args.max_chunks,
@@ -131,22 +145,71 @@ def cmd_advise(args) -> int:
     started = time.perf_counter()
     bar = _Bar()
     try:
-        result = search(request, hardware, evaluator(text), top=args.top, progress=bar)
+        evaluate = evaluator(text, request.memory_limit)
+        result = search(request, hardware, evaluate, top=args.top, progress=bar)
     finally:
         bar.close()
-    elapsed = time.perf_counter() - started
+    explanation = explain(args.explain, request, result) if args.explain is not None else None
     if not result.top:
-        raise PebbleError(no_fit_error(request, result))
+        if explanation is not None:
+            fmt = formats_of(request, result)
+            print("\n".join(explain_lines(explanation, request, fmt, args.top)))
+        diagnosis = None
+        if any(f.verdict in ("static", "activations") for f in result.fates):
+            diagnosis = diagnose(request, result, hardware)
+        raise PebbleError(no_fit_error(request, result, diagnosis))
+    misses = near_misses(result, request.memory_limit, request.headroom, evaluate)
+    elapsed = time.perf_counter() - started
     data = payload(request, text, result, elapsed)
+    data["near_misses"] = [_miss_row(m, text) for m in misses]
+    if explanation is not None:
+        data["explain"] = _explain_row(explanation)
     if args.out:
         _write_outputs(args.out, request, result, data)
     if args.json:
         emit_json(data)
     else:
-        print(format_advice(request, text, result, elapsed))
+        print(format_advice(request, text, result, elapsed, misses))
+        if explanation is not None:
+            fmt = formats_of(request, result)
+            print("\n" + "\n".join(explain_lines(explanation, request, fmt, args.top)))
         if args.out:
             print(f"\nwrote {args.out}/pareto.png, pareto.svg and advise.json")
     return 0
+
+
+def _miss_row(miss, text) -> dict:
+    o = miss.outcome
+    return {
+        "label": o.candidate.label(),
+        "step_time": o.step_time,
+        "peak_memory": o.peak_memory,
+        "over_by": miss.over,
+        "fits_device": miss.fits_device,
+        "command": simulate_command(o.candidate, text),
+    }
+
+
+def _explain_row(explanation) -> dict:
+    return {
+        "layout": explanation.layout,
+        "not_searched": explanation.not_searched,
+        "configurations": [
+            {
+                "label": f.candidate.label(),
+                "verdict": f.verdict,
+                "rank": explanation.ranks.get(f.candidate.label()),
+                "memory_bound": f.memory_bound,
+                "static": f.static,
+                "time_bound": f.time_bound,
+                "step_time": None if f.outcome is None else f.outcome.step_time,
+                "peak_memory": None if f.outcome is None else f.outcome.peak_memory,
+                "reason": f.reason,
+                "same_as": f.same_as,
+            }
+            for f in explanation.fates
+        ],
+    }
 
 
 def _write_outputs(folder: str, request, result, data: dict) -> None:

@@ -36,7 +36,19 @@ def add_advise(sub) -> None:
         "fp8, fp32, fp64; default: the model's); each printed simulate line keeps it",
     )
     advise.add_argument(
-        "--memory-limit", help="bytes per GPU a configuration may use (default: the device's)"
+        "--memory-limit", help="bytes per GPU (default: the device's); the headroom comes off it"
+    )
+    advise.add_argument(
+        "--headroom",
+        metavar="BYTES|N%",
+        help="memory kept free on every GPU for the CUDA context and allocator fragmentation, "
+        "bytes (4GiB, 0) or a share of the device (default 5%%)",
+    )
+    advise.add_argument(
+        "--explain",
+        metavar="LAYOUT",
+        help='why a layout (e.g. "p4 v2 t4 sp d4"; degrees left out match any) was dropped or '
+        "where it ranks",
     )
     advise.add_argument("--schedules", help="comma-separated families (default: all)")
     advise.add_argument(

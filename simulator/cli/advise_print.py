@@ -6,8 +6,11 @@ from __future__ import annotations
 import shlex
 
 from simulator.analytic.advise import AUTO, Candidate, RunText, chunks_flag
+from simulator.analytic.advise.evaluate import limit_text
 from simulator.cli.layout_flags import layout_flags_text
-from simulator.units import human_bytes, human_time
+from simulator.units import byte_unit, human_bytes, time_scale
+
+NO_PIPELINE = "no pipeline"
 
 _COLUMNS = (
     ("#", ">"),
@@ -25,34 +28,76 @@ _COLUMNS = (
 )
 
 
-def _schedule(c) -> str:
-    """The family (auto with its placement); its chunks are the layout's v."""
+def schedule_name(c) -> str:
+    """The family (auto with its placement; its chunks are the layout's v), or "no pipeline"
+    where there is one rank: every family is the same single-stage loop there."""
+    if c.pp == 1:
+        return NO_PIPELINE
     if c.schedule == AUTO:
         return f"auto {'v' if c.chunks == 2 else 'loop'}"
     return c.schedule
 
 
-def _cells(index: int, o, limit: int) -> list[str]:
+def _twin_names(label: str, result) -> str:
+    """`` = auto v`` when a configuration of another family ran the same schedule on the same
+    layout (``SearchResult.aliases``), else ""."""
+    twins = result.aliases.get(label, [])
+    names = dict.fromkeys(t.split(" p", 1)[0] for t in twins)
+    return "".join(f" = {name}" for name in names)
+
+
+class Formats:
+    """One number format per quantity, for the table and every list below it: step times in
+    one unit with two decimals (the fastest row's unit), bytes in the limit's unit with one
+    decimal, shares with one decimal, throughput in whole tokens with separators."""
+
+    def __init__(self, times: list[float], limit: int) -> None:
+        self.time_factor, self.time_unit = time_scale(min(times) if times else 0.0)
+        self.byte_factor, self.byte_unit = byte_unit(limit)
+
+    def time(self, seconds: float) -> str:
+        return f"{seconds * self.time_factor:,.2f} {self.time_unit}"
+
+    def bytes(self, n: float) -> str:
+        if self.byte_unit == "B":
+            return f"{int(n):,} B"
+        return f"{n / self.byte_factor:,.1f} {self.byte_unit}"
+
+    @staticmethod
+    def share(x: float) -> str:
+        return f"{100 * x:.1f}%"
+
+    @staticmethod
+    def tokens(x: float) -> str:
+        return f"{x:,.0f}"
+
+
+def formats_of(request, result) -> Formats:
+    return Formats([o.step_time for o in result.top], request.memory_limit)
+
+
+def _cells(index: int, o, limit: int, result, fmt: Formats) -> list[str]:
     c = o.candidate
     return [
         str(index),
-        _schedule(c),
+        schedule_name(c) + _twin_names(c.label(), result),
         c.layout.to_text(),
         str(c.microbatches),
         str(c.microbatch_size),
         c.recompute,
-        human_time(o.step_time),
-        f"{o.tokens_per_second:,.0f}",
-        f"{100 * o.mfu:.1f}%",
-        f"{100 * o.bubble:.1f}%",
-        human_bytes(o.peak_memory),
+        fmt.time(o.step_time),
+        fmt.tokens(o.tokens_per_second),
+        fmt.share(o.mfu),
+        "-" if c.pp == 1 else fmt.share(o.bubble),
+        fmt.bytes(o.peak_memory),
         o.binds(limit),
     ]
 
 
-def format_table(result, limit: int) -> list[str]:
+def format_table(result, limit: int, fmt: Formats | None = None) -> list[str]:
+    fmt = fmt or Formats([o.step_time for o in result.top], limit)
     rows = [[name for name, _ in _COLUMNS]]
-    rows += [_cells(i, o, limit) for i, o in enumerate(result.top, 1)]
+    rows += [_cells(i, o, limit, result, fmt) for i, o in enumerate(result.top, 1)]
     widths = [max(len(row[k]) for row in rows) for k in range(len(_COLUMNS))]
     lines = []
     for row in rows:
@@ -67,63 +112,25 @@ def format_table(result, limit: int) -> list[str]:
 
 def headline(request, text) -> str:
     tokens = request.global_batch * request.spec.config.seq
+    device = request.memory_limit + request.headroom
+    reserve = (
+        f" ({human_bytes(device)} less a {human_bytes(request.headroom)} headroom)"
+        if request.headroom
+        else ""
+    )
     return (
         f"{text.model} on {request.gpus} x {request.hardware.name}: global batch "
         f"{request.global_batch:,} sequences ({tokens:,} tokens), at most "
-        f"{human_bytes(request.memory_limit)} per GPU"
+        f"{human_bytes(request.memory_limit)} per GPU{reserve}"
     )
 
 
-def counts_line(result, elapsed: float) -> str:
-    fitting = sum(o.fits for o in result.simulated)
-    refused = f"; {result.refused:,} could not be built" if result.refused else ""
-    large = result.too_large
-    skipped = f"{large:,} skipped as too large to simulate, " if large else ""
-    return (
-        f"searched {result.considered:,} configurations in {elapsed:.1f} s: "
-        f"{skipped}{result.pruned_memory:,} pruned by the memory bound, {result.pruned_time:,} "
-        f"by the time bound, {len(result.simulated):,} simulated ({fitting:,} fit){refused}."
-    )
-
-
-def format_advice(request, text, result, elapsed: float) -> str:
-    lines = [headline(request, text), ""]
-    lines += format_table(result, request.memory_limit)
-    lines += ["", "reproduce a row:"]
-    width = len(str(len(result.top)))
-    for i, o in enumerate(result.top, 1):
-        lines.append(f"{i:>{width}}  {simulate_command(o.candidate, text)}")
-    lines += [
-        "",
-        counts_line(result, elapsed),
-        "layout: p pipeline ranks, v stages per rank, t tensor with sp sequence parallelism, "
-        "c context, e expert, d data-parallel degree, z sharding stage (1: the optimizer "
-        "state over the replicas); m microbatches of mb sequences; recompute: activation "
-        "recomputation (searched: "
-        f"{', '.join(request.recompute)}). binds: memory (peak >= 90% of the limit), bubble (the "
-        "busiest GPU idles >= 10% of the step) or compute. Analytic predictions, not measurements.",
-    ]
-    return "\n".join(lines)
-
-
-def no_fit_error(request, result) -> str:
-    if result.too_large and not result.simulated:
-        return (
-            f"every configuration that might fit has more than {request.max_rows:,} Timeline "
-            f"rows to simulate ({result.too_large:,} skipped); use a smaller --global-batch."
-        )
-    least = result.smallest_memory_bound or 0
-    return (
-        f"no configuration of {request.gpus} x {request.hardware.name} fits in "
-        f"{human_bytes(request.memory_limit)} per GPU (the least any needs is at least "
-        f"{human_bytes(least)}); add GPUs, shrink the batch or sequence, or raise --memory-limit."
-    )
-
-
-def _row(o, limit: int, text) -> dict:
+def _row(o, limit: int, text, result) -> dict:
     c = o.candidate
     return {
         "schedule": c.schedule,
+        "shown_as": schedule_name(c),  # "no pipeline" where p = 1
+        "same_run_as": result.aliases.get(c.label(), []),
         "layout": c.layout.to_dict(),
         "pp": c.pp,
         "tp": c.tp,
@@ -153,7 +160,7 @@ def payload(request, text, result, elapsed: float) -> dict:
         "hardware": text.hardware,
         "gpus": request.gpus,
         "global_batch": request.global_batch,
-        "memory_limit": request.memory_limit,
+        "memory_limit": request.memory_limit,  # usable: the device less the headroom
         "recompute_policies": list(request.recompute),
         "considered": result.considered,
         "pruned_memory": result.pruned_memory,
@@ -162,7 +169,8 @@ def payload(request, text, result, elapsed: float) -> dict:
         "refused": result.refused,
         "too_large": result.too_large,
         "seconds": elapsed,
-        "rows": [_row(o, request.memory_limit, text) for o in result.top],
+        "headroom": request.headroom,
+        "rows": [_row(o, request.memory_limit, text, result) for o in result.top],
     }
 
 
@@ -198,7 +206,7 @@ def simulate_command(c: Candidate, text: RunText) -> str:
         words.append(f"--chunks {chunks}")
     if c.schedule == AUTO:
         words.append(f"--layout {'v' if c.chunks == 2 else 'loop'}")
-        words.append(f"--memory-limit {c.activation_limit}")
+        words.append(f"--memory-limit {limit_text(c.activation_limit)}")
     words += [
         f"--model {shlex.quote(text.model)}",
         f"--batch-size {c.global_batch}",
@@ -209,4 +217,58 @@ def simulate_command(c: Candidate, text: RunText) -> str:
         words.append(flags)
     if c.recompute != "none":
         words.append(f"--recompute {c.recompute}")
+    return " ".join(words)
+
+
+def compare_command(result, text: RunText) -> str | None:
+    """One ``pebblesim compare`` line for the first row's layout and microbatching over the
+    schedule families of the rows that share them (None when fewer than two do): the table's
+    choice side by side, figures with ``--out``."""
+    if not result.top:
+        return None
+    first = result.top[0].candidate
+    if first.pp == 1:
+        return None
+    same = [
+        o.candidate
+        for o in result.top
+        if (o.candidate.pp, o.candidate.tp, o.candidate.dp, o.candidate.microbatches)
+        == (first.pp, first.tp, first.dp, first.microbatches)
+        and o.candidate.microbatch_size == first.microbatch_size
+        and o.candidate.recompute == first.recompute
+    ]
+    interleaved = {c.chunks for c in same if chunks_flag(c) is not None}
+    chunks = (
+        chunks_flag(first) if chunks_flag(first) is not None else min(interleaved, default=None)
+    )
+    auto = next((c for c in same if c.schedule == AUTO), None)
+    names = [
+        c.schedule
+        for c in same
+        if (c.schedule != AUTO or c is auto) and (chunks_flag(c) is None or c.chunks == chunks)
+    ]
+    names = list(dict.fromkeys(names))
+    if len(names) < 2:
+        return None
+    words = [
+        "pebblesim compare",
+        f"--ranks {first.pp}",
+        f"--microbatches {first.microbatches}",
+        f"--schedules {','.join(names)}",
+    ]
+    if chunks is not None:
+        words.append(f"--chunks {chunks}")
+    if auto is not None:
+        words.append(f"--memory-limit {limit_text(auto.activation_limit)}")
+        words.append(f"--layout {'v' if auto.chunks == 2 else 'loop'}")
+    words += [
+        f"--model {shlex.quote(text.model)}",
+        f"--batch-size {first.global_batch}",
+        f"--hardware {shlex.quote(text.hardware)}",
+    ]
+    flags = layout_flags_text(first.layout)
+    if flags:
+        words.append(flags)
+    if first.recompute != "none":
+        words.append(f"--recompute {first.recompute}")
     return " ".join(words)

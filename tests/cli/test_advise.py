@@ -38,7 +38,9 @@ def advice():
 def test_every_row_fits_and_rows_are_ranked_by_step_time(advice):
     rows = advice["rows"]
     assert len(rows) == 5
-    assert all(row["peak_memory"] <= advice["memory_limit"] == 2 * 2**20 for row in rows)
+    assert advice["memory_limit"] + advice["headroom"] == 2 * 2**20
+    assert advice["headroom"] == int(0.05 * 2 * 2**20)  # the default: 5% of the device
+    assert all(row["peak_memory"] <= advice["memory_limit"] for row in rows)
     times = [row["step_time"] for row in rows]
     assert times == sorted(times)
     assert advice["considered"] == (

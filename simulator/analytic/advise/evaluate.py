@@ -8,6 +8,8 @@ command gives the printed numbers (``tests/cli/test_advise.py`` runs one).
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 
 from schedules.registry import SCHEDULES
@@ -18,6 +20,7 @@ from simulator.analytic.run_plan import simulate_plan
 from simulator.run.plan import CostSource, RunPlan, plan_run
 from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline
+from simulator.units import byte_unit
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,17 @@ def placement(c: Candidate) -> str:
     return "v" if c.chunks == 2 else "loop"
 
 
+def limit_text(limit: int) -> str:
+    """Auto's activation budget as ``simulate --memory-limit`` reads it, in human units and
+    rounded *down* to two decimals of its unit (``41.46GiB``, not ``44522807296``): the run
+    advise simulates is the one the printed line gives, and it stays within the budget."""
+    factor, unit = byte_unit(limit)
+    if unit == "B":
+        return f"{int(limit)}B"
+    hundredths = math.floor(limit * 100 / factor)
+    return f"{hundredths / 100:.2f}{unit}"
+
+
 def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
     """The run of ``c``: its schedule on the model under its layout, at its hardware's costs."""
     options = dict(
@@ -53,7 +67,7 @@ def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
     if c.schedule == AUTO:
         empty = empty_schedule(c.pp, c.microbatches, placement(c))
         return plan_auto(
-            plan_run(empty, text.model, **options), str(c.activation_limit), placement(c)
+            plan_run(empty, text.model, **options), limit_text(c.activation_limit), placement(c)
         )
     schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
     return plan_run(schedule, text.model, **options)
@@ -64,8 +78,21 @@ def run_candidate(c: Candidate, text: RunText) -> Timeline:
     return simulate_plan(candidate_plan(c, text))
 
 
-def outcome_of(c: Candidate, timeline: Timeline) -> Outcome:
-    """The figures ``advise`` ranks by, read from the Timeline as ``simulate`` reports them."""
+def schedule_key(plan: RunPlan) -> str:
+    """A digest of the schedule a plan runs (every rank's actions and the stage placement): two
+    configurations with the same layout and the same key run the same thing (auto that resolves
+    to ZB-V, and ZB-V), and ``advise`` shows them as one row."""
+    schedule = plan.schedule
+    text = repr((schedule.stage_to_rank, [[str(a) for a in acts] for acts in schedule.actions]))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def outcome_of(
+    c: Candidate, timeline: Timeline, limit: int | None = None, key: str = ""
+) -> Outcome:
+    """The figures ``advise`` ranks by, read from the Timeline as ``simulate`` reports them;
+    with ``limit`` (the device less advise's headroom) "fits" means the fullest rank is within
+    it, else the Timeline's own capacity check."""
     summary = timeline.summary()
     throughput = timeline.throughput()
     totals = [r.memory["total"] for r in summary.per_rank]
@@ -79,10 +106,20 @@ def outcome_of(c: Candidate, timeline: Timeline) -> Outcome:
         busy=max(r.busy for r in summary.per_rank),
         peak_memory=totals[peak_rank],
         peak_rank=peak_rank,
-        fits=all(r.memory["fits"] for r in summary.per_rank),
+        fits=(
+            totals[peak_rank] <= limit
+            if limit is not None
+            else all(r.memory["fits"] for r in summary.per_rank)
+        ),
+        schedule_key=key,
     )
 
 
-def evaluator(text: RunText):
-    """``evaluate(candidate) -> Outcome`` for the search."""
-    return lambda c: outcome_of(c, run_candidate(c, text))
+def evaluator(text: RunText, limit: int | None = None):
+    """``evaluate(candidate) -> Outcome`` for the search; ``limit``: see ``outcome_of``."""
+
+    def evaluate(c: Candidate) -> Outcome:
+        plan = candidate_plan(c, text)
+        return outcome_of(c, simulate_plan(plan), limit, schedule_key(plan))
+
+    return evaluate

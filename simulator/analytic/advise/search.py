@@ -18,7 +18,24 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator.analytic.advise.bounds import memory_bound, stage_table, time_bound, with_budget
+from simulator.analytic.advise.bounds import (
+    memory_bound,
+    stage_table,
+    static_bytes,
+    time_bound,
+    with_budget,
+)
+from simulator.analytic.advise.fates import (
+    ACTIVATIONS,
+    FITS,
+    OVER,
+    REFUSED,
+    SAME,
+    STATIC,
+    TIME,
+    TOO_LARGE,
+    Fate,
+)
 from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
 from simulator.analytic.costs import Hardware
 from simulator.errors import PebbleError
@@ -26,6 +43,7 @@ from simulator.errors import PebbleError
 MEMORY_BINDS = 0.90  # peak at or above this share of the limit: memory binds
 BUBBLE_BINDS = 0.10  # the busiest rank idle at least this share of the step: the bubble binds
 SLACK = 1e-9  # relative: a bound equal to a time (up to rounding) does not prune it
+NEAR_MISS = 0.10  # over the limit by at most this share of it: a near miss worth listing
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class Outcome:
     peak_memory: int  # whole-rank bytes of the fullest rank
     peak_rank: int
     fits: bool
+    schedule_key: str = ""  # a digest of the schedule run: equal keys on one layout, one run
 
     def binds(self, limit: int) -> str:
         """What stops this configuration going faster:
@@ -73,6 +92,10 @@ class SearchResult:
     # family refuses, or no auto schedule within the activation budget)
     too_large: int = 0  # more Timeline rows than ``Request.max_rows``: not simulated
     smallest_memory_bound: int = 0  # over every candidate: what not fitting looks like
+    fates: list[Fate] = field(default_factory=list)  # every configuration's verdict and numbers
+    time_cutoff: float | None = None  # the k-th best step time the time bound pruned against
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # a row's label: the labels of
+    # configurations that ran the same schedule on the same layout (auto v that is zb-v)
 
     @property
     def pruned(self) -> int:
@@ -99,6 +122,16 @@ def bounded(
     everything = list(candidates(request))
     layers = len(request.spec.layers())
     kept, considered, over, large, smallest = [], 0, 0, 0, None
+    fates: list[Fate] = []
+
+    def _near_time(c: Candidate, memory: int) -> float | None:
+        """The time bound of a configuration over the limit by at most ``NEAR_MISS``: a
+        near-miss candidate (the rest need none)."""
+        if memory > request.memory_limit * (1 + NEAR_MISS):
+            return None
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+        return time_bound(c, traits[c.schedule], table, hardware)
+
     for c in everything:
         considered += 1
         if progress is not None and considered % BOUND_REPORT_EVERY == 0:
@@ -108,9 +141,13 @@ def bounded(
         smallest = memory if smallest is None else min(smallest, memory)
         if memory > request.memory_limit:
             over += 1
+            static = max(static_bytes(c, traits[c.schedule], table))
+            verdict = STATIC if static > request.memory_limit else ACTIVATIONS
+            fates.append(Fate(c, verdict, memory, static, _near_time(c, memory)))
             continue
         if c.rows(traits[c.schedule].split, layers) > request.max_rows:
             large += 1
+            fates.append(Fate(c, TOO_LARGE, memory))
             continue
         c = with_budget(c, traits[c.schedule], table, request.memory_limit)
         kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
@@ -122,6 +159,7 @@ def bounded(
         "pruned_memory": over,
         "too_large": large,
         "smallest_memory_bound": smallest,
+        "fates": fates,
     }
     return kept, counts
 
@@ -150,21 +188,29 @@ def search(
                 table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
                 kept.append((0.0, with_budget(c, t, table, request.memory_limit)))
         counts["pruned_memory"] = 0
+        counts["fates"] = []
     result = SearchResult(top=[], **counts)
     best: list[tuple[float, int]] = []  # max-heap of the top step times: (-time, order)
+    runs: set[tuple] = set()  # the distinct runs that fit so far (``same_run``)
+    bounds_of: dict[int, float] = {}  # id(outcome): its time bound
     first_refusal = ""
     for done, (bound, c) in enumerate(kept):
         if prune and len(best) >= top and bound * (1 - SLACK) > -best[0][0]:
             result.pruned_time = len(kept) - done
+            result.time_cutoff = -best[0][0]
+            result.fates += [Fate(later, TIME, time_bound=b) for b, later in kept[done:]]
             break
         try:
             outcome = evaluate(c)
         except PebbleError as exc:
             result.refused += 1
+            result.fates.append(Fate(c, REFUSED, time_bound=bound, reason=str(exc)))
             first_refusal = first_refusal or str(exc)
             continue
         result.simulated.append(outcome)
-        if outcome.fits:
+        bounds_of[id(outcome)] = bound
+        if outcome.fits and same_run(outcome) not in runs:
+            runs.add(same_run(outcome))
             heapq.heappush(best, (-outcome.step_time, done))
             if len(best) > top:
                 heapq.heappop(best)
@@ -177,6 +223,47 @@ def search(
             f"none of the {result.refused:,} configurations that might fit could be simulated; "
             f"the first: {first_refusal}"
         )
-    fitting = sorted((o for o in result.simulated if o.fits), key=_rank_key)
+    fitting = _one_per_run(result, bounds_of)
     result.top = fitting[:top]
     return result
+
+
+def same_run(outcome: Outcome) -> tuple:
+    """What makes two configurations one row: the layout, the microbatching, the recompute
+    policy and the schedule actually run (auto that resolves to ZB-V, and ZB-V itself)."""
+    c = outcome.candidate
+    run = outcome.schedule_key or c.label()
+    return (c.layout.to_text(), c.microbatches, c.microbatch_size, c.recompute, run)
+
+
+def _one_per_run(result: SearchResult, bounds_of: dict[int, float]) -> list[Outcome]:
+    """Every distinct run that fits, fastest first, each shown as its named family where one
+    runs it (auto's twin is an alias of the row); every simulated configuration's fate."""
+    groups: dict[tuple, list[Outcome]] = {}
+    for o in sorted(result.simulated, key=_rank_key):
+        if o.fits:
+            groups.setdefault(same_run(o), []).append(o)
+        else:
+            result.fates.append(Fate(o.candidate, OVER, time_bound=bounds_of.get(id(o)), outcome=o))
+    fitting = []
+    for group in groups.values():
+        group.sort(key=lambda o: (o.candidate.schedule == "auto", o.candidate.label()))
+        head, *twins = group
+        fitting.append(head)
+        label = head.candidate.label()
+        result.fates.append(
+            Fate(head.candidate, FITS, time_bound=bounds_of.get(id(head)), outcome=head)
+        )
+        for twin in twins:
+            result.fates.append(
+                Fate(
+                    twin.candidate,
+                    SAME,
+                    time_bound=bounds_of.get(id(twin)),
+                    outcome=twin,
+                    same_as=label,
+                )
+            )
+        if twins:
+            result.aliases[label] = [twin.candidate.label() for twin in twins]
+    return sorted(fitting, key=_rank_key)

@@ -100,7 +100,9 @@ class Candidate:
 @dataclass(frozen=True)
 class Request:
     """What the user asked: the model (a transformer spec, unsharded), the device, the GPUs and
-    the global batch in sequences, the per-GPU memory limit in bytes, and the choices to try."""
+    the global batch in sequences, the per-GPU memory limit in bytes (what a configuration may
+    use: the device, or ``--memory-limit``, less the ``headroom`` reserved for the CUDA context
+    and fragmentation), and the choices to try."""
 
     spec: TransformerSpec
     hardware: HardwarePreset
@@ -114,6 +116,7 @@ class Request:
     max_rows: int = 5_000_000  # a configuration whose Timeline has more rows is not simulated
     tensor: int | None = None  # the tensor-parallel degree, when fixed (``--tp``)
     data: int | None = None  # the data-parallel degree, when fixed (``--dp``)
+    headroom: int = 0  # bytes per GPU kept free beyond ``memory_limit`` (``advise.headroom``)
 
     def __post_init__(self) -> None:
         node = self.hardware.gpus_per_node
