@@ -139,70 +139,36 @@ def viewer_figure(timelines: list[Timeline]) -> go.Figure:
     runs, axis_label = place(timelines)
     unit = _unit(axis_label)
     ranks = max(run.timeline.num_ranks for run in runs)
-    pebble_run = runs[-1]  # the measured run's pebbles in a pair
-    rows = pebble_rows(pebble_run.timeline)
-    lanes = ranks * len(runs)
+    rows = pebble_rows(runs[-1].timeline)  # the measured run's pebbles in a pair
     recorded = [(run.label, _breakdown(run.timeline)) for run in runs]
-    with_breakdown = any(rows_ is not None for _label, rows_ in recorded)
-    panels = Panels.for_sizes(lanes, len(rows), with_breakdown)
-    domains = panel_domains(panels)
-    titles = TITLES[: len(domains)]
-    if len(runs) == 2:
-        titles = (titles[0], titles[1] + " (measured run)", *titles[2:])
-    fig = make_subplots(rows=len(domains), cols=1, subplot_titles=titles)
-    for number, ((bottom, top), title) in enumerate(
-        zip(domains, fig.layout.annotations, strict=True), start=1
-    ):
-        fig.update_yaxes(domain=[bottom, top], row=number, col=1)
-        title.update(y=top, yanchor="bottom", x=0.0, xanchor="left", yshift=4)
+    with_breakdown = any(parts is not None for _label, parts in recorded)
+    panels = Panels.for_sizes(ranks * len(runs), len(rows), with_breakdown)
+    fig = _panels(panels, paired=len(runs) == 2)
 
-    box_width = panels.line_width("pipeline", lanes)
-    for run in runs:
-        boxes = _shift(action_boxes(run.timeline), run.origin)
-        recompute = _shift(recompute_columns(run.timeline), run.origin)
-        for columns in (boxes, recompute):
-            if columns.count:
-                for trace in box_traces(
-                    columns, factor=run.factor, unit=unit, width=box_width,
-                    offset=run.lane, run=run.label, axes=("x", "y"),
-                ):  # fmt: skip
-                    fig.add_trace(trace)
-
-    spans = _shift(pebble_spans(pebble_run.timeline, rows), pebble_run.origin)
-    grads = _shift(gradient_spans(pebble_run.timeline, rows), pebble_run.origin)
-    for trace in pebble_traces(
-        spans, grads, [row.name for row in rows], factor=pebble_run.factor, unit=unit,
-        width=panels.line_width("pebble", len(rows)), axes=("x2", "y2"),
-    ):  # fmt: skip
-        fig.add_trace(trace)
-
-    span = 0.0
-    memories = []
-    for run in runs:
-        end = time_span(run.timeline)
-        span = max(span, (end - run.origin) * run.factor)
-        memories.append(memory_steps(run.timeline, end))
-    largest = max((float(m.bytes.max(initial=0)) for ms in memories for m in ms), default=0.0)
-    unit_bytes = byte_unit(max(largest, 1.0))
-    for run, steps in zip(runs, memories, strict=True):
-        placed = [s._replace(time=s.time - run.origin) for s in steps]
-        for trace in memory_traces(
-            placed, factor=run.factor, unit=unit, bytes_unit=unit_bytes, run=run.label,
-            dash="dot" if run.label == "predicted " else "solid", axes=("x3", "y3"),
-        ):  # fmt: skip
-            fig.add_trace(trace)
-
+    _add_pipeline(fig, runs, unit, panels.line_width("pipeline", ranks * len(runs)))
+    _add_pebbles(fig, runs[-1], rows, unit, panels.line_width("pebble", len(rows)))
+    span, bytes_name = _add_memory(fig, runs, unit)
+    _axes(fig, rows, ranks, span, axis_label, bytes_name)
     if with_breakdown:
         capacity = runs[-1].timeline.meta.memory_capacity
-        for trace in breakdown_traces(recorded, capacity, ("x4", "y4")):
-            fig.add_trace(trace)
-
-    _axes(fig, rows, ranks, span, axis_label, unit_bytes[1], with_breakdown)
+        bars, breakdown_unit = breakdown_traces(recorded, capacity, ("x4", "y4"))
+        fig.add_traces(bars)
+        fig.layout.yaxis4.update(
+            title={"text": breakdown_unit}, rangemode="tozero", gridcolor="#E6E6E6"
+        )
     fixed = optimizer_shapes([(r.timeline, r.origin, r.factor) for r in runs])
     frames, slider, buttons = time_slider(span, unit, fixed)
     fig.frames = frames
     fig.update_layout(
-        title={"text": _title(runs), "x": 0.0, "xanchor": "left", "y": 0.995, "yanchor": "top"},
+        title={
+            "text": _title(runs),
+            "x": 0.0,
+            "xanchor": "left",
+            "yref": "container",
+            "y": 1.0,
+            "yanchor": "top",
+            "pad": {"t": 12},
+        },  # fmt: skip
         width=WIDTH,
         height=page_height(panels),
         margin={"t": MARGIN_TOP, "b": MARGIN_BOTTOM, "l": 110, "r": 30},
@@ -218,7 +184,68 @@ def viewer_figure(timelines: list[Timeline]) -> go.Figure:
     return fig
 
 
-def _axes(fig, rows, ranks, span, axis_label, bytes_name, with_breakdown) -> None:
+def _panels(panels: Panels, paired: bool) -> go.Figure:
+    """An empty figure with one subplot per shown panel, placed and titled."""
+    domains = panel_domains(panels)
+    titles = TITLES[: len(domains)]
+    if paired:
+        titles = (titles[0], titles[1] + " (measured run)", *titles[2:])
+    fig = make_subplots(rows=len(domains), cols=1, subplot_titles=titles)
+    for number, ((bottom, top), title) in enumerate(
+        zip(domains, fig.layout.annotations, strict=True), start=1
+    ):
+        fig.update_yaxes(domain=[bottom, top], row=number, col=1)
+        title.update(y=top, yanchor="bottom", x=0.0, xanchor="left", yshift=4)
+    return fig
+
+
+def _add_pipeline(fig: go.Figure, runs: list[Placed], unit: str, width: float) -> None:
+    for run in runs:
+        boxes = _shift(action_boxes(run.timeline), run.origin)
+        recompute = _shift(recompute_columns(run.timeline), run.origin)
+        for columns in (boxes, recompute):
+            if columns.count:
+                fig.add_traces(
+                    box_traces(
+                        columns, factor=run.factor, unit=unit, width=width,
+                        offset=run.lane, run=run.label, axes=("x", "y"),
+                    )
+                )  # fmt: skip
+
+
+def _add_pebbles(fig: go.Figure, run: Placed, rows, unit: str, width: float) -> None:
+    spans = _shift(pebble_spans(run.timeline, rows), run.origin)
+    grads = _shift(gradient_spans(run.timeline, rows), run.origin)
+    fig.add_traces(
+        pebble_traces(
+            spans, grads, [row.name for row in rows], factor=run.factor, unit=unit,
+            width=width, axes=("x2", "y2"),
+        )
+    )  # fmt: skip
+
+
+def _add_memory(fig: go.Figure, runs: list[Placed], unit: str) -> tuple[float, str]:
+    """Every run's memory lines; returns the time axis's span and the bytes unit."""
+    span = 0.0
+    memories = []
+    for run in runs:
+        end = time_span(run.timeline)
+        span = max(span, (end - run.origin) * run.factor)
+        memories.append(memory_steps(run.timeline, end))
+    largest = max((float(m.bytes.max(initial=0)) for ms in memories for m in ms), default=0.0)
+    unit_bytes = byte_unit(max(largest, 1.0))
+    for run, steps in zip(runs, memories, strict=True):
+        placed = [s._replace(time=s.time - run.origin) for s in steps]
+        fig.add_traces(
+            memory_traces(
+                placed, factor=run.factor, unit=unit, bytes_unit=unit_bytes, run=run.label,
+                dash="dot" if run.label == "predicted " else "solid", axes=("x3", "y3"),
+            )
+        )  # fmt: skip
+    return span, unit_bytes[1]
+
+
+def _axes(fig, rows, ranks, span, axis_label, bytes_name) -> None:
     grid = {"showgrid": True, "gridcolor": "#E6E6E6", "zeroline": False}
     for axis in ("xaxis", "xaxis2", "xaxis3"):
         fig.layout[axis].update(range=[0, span * 1.02], **grid)
@@ -244,8 +271,6 @@ def _axes(fig, rows, ranks, span, axis_label, bytes_name, with_breakdown) -> Non
         tickfont={"size": 9},
     )
     fig.layout.yaxis3.update(title={"text": bytes_name}, rangemode="tozero", **grid)
-    if with_breakdown:
-        fig.layout.yaxis4.update(title={"text": "GiB"}, rangemode="tozero", **grid)
 
 
 def viewer_html(timelines: list[Timeline]) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from simulator.timeline import Timeline
-from simulator.units import human_bytes
+from simulator.units import byte_unit, human_bytes
 from visualize.breakdown import CAPACITY_COLOR, PARTS
 from visualize.style import OPTIMIZER_COLOR
 
@@ -167,10 +167,12 @@ def time_slider(span: float, unit: str, fixed: list[dict]) -> tuple[list[go.Fram
 
 def breakdown_traces(
     runs: list[tuple[str, list[dict] | None]], capacity: int | None, axes: tuple[str, str]
-) -> list[go.Bar | go.Scatter]:
+) -> tuple[list[go.Bar | go.Scatter], str]:
     """Stacked bars of whole-rank memory per rank (``visualize.breakdown``'s parts and
     colours), one stack per run side by side (a run without the record: none); a dashed line
-    at the device's capacity."""
+    at the device's capacity. Returns the traces and the bytes unit of their y values."""
+    totals = [m["total"] for _run, rows in runs for m in rows or []]
+    scale, unit = byte_unit(max([*totals, capacity or 0, 1]))
     traces: list = []
     for number, (run, rows) in enumerate(runs):
         if rows is None:
@@ -181,7 +183,7 @@ def breakdown_traces(
             traces.append(
                 go.Bar(
                     x=ranks,
-                    y=values / 2**30,
+                    y=values / scale,
                     name=f"{run}{label}",
                     legendgroup=f"{run}breakdown",
                     legendgrouptitle_text=f"{run}whole-rank memory",
@@ -197,7 +199,7 @@ def breakdown_traces(
         traces.append(
             go.Scatter(
                 x=[traces[0].x[0], traces[0].x[-1]],
-                y=[capacity / 2**30] * 2,
+                y=[capacity / scale] * 2,
                 mode="lines",
                 line={"color": CAPACITY_COLOR, "dash": "dash", "width": 1.5},
                 name=f"device memory {human_bytes(capacity)}",
@@ -206,7 +208,7 @@ def breakdown_traces(
                 yaxis=axes[1],
             )
         )
-    return traces
+    return traces, unit
 
 
 __all__ = [
