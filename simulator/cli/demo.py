@@ -27,6 +27,7 @@ from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run.plan import plan_run
 from simulator.run.recompute import recompute_policies
 from visualize.report import Section
+from visualize.viewer import viewer_html
 
 DEMO_SCHEDULES = ("gpipe", "1f1b", "zb-h1")
 RANKS, MICROBATCHES, STEPS = 4, 8, 4
@@ -120,6 +121,7 @@ def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> 
     animated = name == "1f1b"
     if animated:
         visualize.animate_pebbles(measured, folder / "pebble.gif")
+        (folder / "viewer.html").write_text(viewer_html([predicted, measured]), encoding="utf-8")
     bar.update(1)
     return _sections(name, result, predicted, animated)
 
@@ -172,7 +174,8 @@ def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
             Section(
                 f"{name}: the pebble graph, animated",
                 f"{name}/pebble.gif",
-                "The same run, step by step.",
+                "The same run, step by step. Zoom, hover and play it, predicted against "
+                f"measured, in [{name}/viewer.html]({name}/viewer.html) (`pebblesim view`).",
             )
         )
     return sections
