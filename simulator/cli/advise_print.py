@@ -90,8 +90,15 @@ def _cells(index: int, o, limit: int, result, fmt: Formats) -> list[str]:
         fmt.share(o.mfu),
         "-" if c.pp == 1 else fmt.share(o.bubble),
         fmt.bytes(o.peak_memory),
-        o.binds(limit),
+        binds_text(o, limit),
     ]
+
+
+def binds_text(o, limit: int) -> str:
+    """What binds; with one rank there is no pipeline bubble, the idle time is communication
+    (an exposed all-reduce)."""
+    binds = o.binds(limit)
+    return "communication" if binds == "bubble" and o.candidate.pp == 1 else binds
 
 
 def format_table(result, limit: int, fmt: Formats | None = None) -> list[str]:
@@ -147,7 +154,7 @@ def _row(o, limit: int, text, result) -> dict:
         "bubble_fraction": o.bubble,
         "peak_memory": o.peak_memory,
         "peak_rank": o.peak_rank,
-        "binds": o.binds(limit),
+        "binds": binds_text(o, limit),
         "command": simulate_command(c, text),
     }
 

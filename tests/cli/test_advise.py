@@ -131,6 +131,10 @@ def test_out_writes_the_pareto_figure(capsys, tmp_path):
         ({"--recompute": "full,full"}, "names a policy twice"),
         ({"--recompute": "budget:60%"}, "whole-model recompute policies"),
         ({"--recompute": "none,0:full"}, "whole-model recompute policies"),
+        ({"--headroom": "lots"}, "cannot read --headroom"),
+        ({"--headroom": "2GiB", "--memory-limit": "2GiB"}, "leaves nothing"),
+        ({"--explain": "p4 q2"}, "cannot read 'q2'"),
+        ({"--memory-limit": "1KiB"}, "static memory alone"),
     ],
 )
 def test_bad_input_is_one_sentence(capsys, changes, says):
@@ -274,3 +278,53 @@ def test_a_recompute_configuration_runs_as_its_printed_line(capsys):
     assert max(r["memory"]["total"] for r in run_["per_rank"]) == outcome.peak_memory
     plain = evaluator(text)(replace(full, recompute="none"))
     assert outcome.busy > plain.busy and outcome.peak_memory < plain.peak_memory
+
+
+def test_one_rank_is_no_pipeline_without_a_bubble(capsys):
+    code, out, _ = run(capsys, "advise", *SMALL, "--tp", "1", "--dp", "8", "--top", "2")
+    assert code == 0
+    table = out.split("reproduce a row:")[0].splitlines()
+    rows = [line for line in table if line.lstrip()[:2] in ("1 ", "2 ")]
+    assert len(rows) == 2 and all(" no pipeline " in row and "1f1b" not in row for row in rows)
+    assert all(row.split()[-4] == "-" for row in rows)  # bubble, then peak (2 words), binds
+    assert all(row.split()[-1] in ("compute", "communication", "memory") for row in rows)
+
+
+def test_no_fit_on_static_memory_never_suggests_a_smaller_batch(capsys):
+    argv = dict(zip(SMALL[::2], SMALL[1::2], strict=True))
+    argv["--memory-limit"] = "1KiB"
+    code, out, err = run(capsys, "advise", *(x for kv in argv.items() for x in kv))
+    assert code == 1 and out == ""
+    assert "static memory alone" in err and "more GPUs" in err and "offload" in err
+    assert "a smaller batch or a shorter sequence cannot help" in err
+    assert "shrink the batch" not in err and "--global-batch" not in err
+
+
+def test_explain_prints_the_layouts_fate_and_the_text_its_numbers(capsys, advice):
+    first = advice["rows"][0]
+    layout = " ".join(first["command"].split("--layout")[0:1]) and "p{pp} t{tp} d{dp}".format(
+        **first
+    )
+    code, out, _ = run(
+        capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--top", "5", "--explain", layout
+    )
+    assert code == 0
+    section = out.split(f"--explain {layout}:")[1].splitlines()
+    assert "ranks #1 (in the table)" in section[1]
+    code, out, _ = run(
+        capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--top", "5", "--explain", "p3"
+    )
+    assert "--explain p3: not among the configurations searched: p x t x d must be" in out
+
+
+def test_the_text_gives_reasons_and_a_compare_line_that_runs(capsys):
+    code, out, _ = run(capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--top", "5")
+    assert code == 0
+    assert "dropped by the memory bound because" in out
+    assert "dropped by the time bound: their fastest possible step is slower" in out
+    assert "(2.0 MiB less a 102.4 KiB headroom)" in out
+    compare = [line.strip() for line in out.splitlines() if "pebblesim compare" in line]
+    assert len(compare) == 1
+    assert "--memory-limit" not in compare[0] or "KiB" in compare[0]
+    code, _, err = run(capsys, *shlex.split(compare[0])[1:])
+    assert code == 0, err
