@@ -97,7 +97,7 @@ def near_miss_lines(misses, fmt: Formats) -> list[str]:
         lines.append(
             f"  {schedule_name(c)} {c.layout} m{c.microbatches}x{c.microbatch_size} "
             f"rc={c.recompute}: {fmt.time(o.step_time)}, {fmt.bytes(o.peak_memory)}, over by "
-            f"{fmt.bytes(miss.over)}{device}"
+            f"{human_bytes(miss.over)}{device}"
         )
     return lines
 
@@ -247,7 +247,7 @@ def _why(f, ranks, limit: int, fmt: Formats, request, top: int) -> str:
     if f.verdict == OVER:
         return (
             f"simulated, {fmt.bytes(o.peak_memory)} is over {fmt.bytes(limit)} by "
-            f"{fmt.bytes(o.peak_memory - limit)} ({fmt.time(o.step_time)})"
+            f"{human_bytes(o.peak_memory - limit)} ({fmt.time(o.step_time)})"
         )
     if f.verdict == STATIC:
         return (
