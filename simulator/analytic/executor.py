@@ -123,8 +123,8 @@ def simulate(
             rank_free = [barrier] * schedule.num_ranks
         grad_time = walk.step(step, rank_free)
         step_end = max(rank_free)
-        if dp > 1:
-            step_end = max(step_end, walk.allreduce(step, grad_time, dp))
+        if layout.gradient_replicas > 1:  # the data and context ranks reduce gradients
+            step_end = max(step_end, walk.allreduce(step, grad_time, layout.gradient_replicas))
         if sync:
             timeline.optimizer.append(
                 OptimizerStep(step, step_end, step_end + costs.optimizer_time)

@@ -31,6 +31,7 @@ import pytest
 
 from schedules.dependencies import PIPELINE_RULE
 from schedules.registry import build_schedule
+from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
 from simulator.model import partition
 from simulator.model.action_work import action_work
@@ -47,6 +48,7 @@ from simulator.model.transformer.context_parallel import (
 from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.flash_dropout import RNG_STATE_BYTES
 from simulator.model.transformer.presets import model_preset
+from simulator.run import CostSource, make_schedule, plan_run
 from simulator.run.plan import counted_under
 from simulator.run.rank_memory import static_memory
 
@@ -239,3 +241,22 @@ def test_a_sequence_that_does_not_split_is_one_sentence(config, layout, says):
 def test_the_exchange_refuses_what_is_not_a_count():
     with pytest.raises(PebbleError, match="microbatch_sequences must be a positive integer"):
         context_parallel_bytes(gpt(64, 12, 4), Layout(context=2), 0, 2)
+
+
+def test_context_ranks_all_reduce_gradients_and_mfu_counts_whole_sequences():
+    """At c2 d1 the two context ranks hold the same weights and reduce their gradients (one
+    all-reduce per weighted layer, as at c1 d2); the model FLOPs of a step count every token
+    of every sequence, so MFU divides them over the two devices."""
+
+    def run(layout: Layout):
+        schedule = make_schedule("gpipe", 1, 2)
+        costs = CostSource(hardware="h100")
+        plan = plan_run(schedule, "gpt3-1.3b,layers=2,attention=math", costs=costs, layout=layout)
+        return simulate_plan(plan)
+
+    alone, context, data = run(Layout()), run(Layout(context=2)), run(Layout(data=2))
+    assert not alone.allreduce
+    assert len(context.allreduce) == len(data.allreduce) > 0
+    assert context.meta.flops_per_step == alone.meta.flops_per_step
+    assert (alone.meta.devices, context.meta.devices) == (1, 2)
+    assert context.meta.tokens_per_step == alone.meta.tokens_per_step
