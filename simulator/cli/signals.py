@@ -7,7 +7,11 @@ or ssh connection) into ``Interrupted`` (a ``KeyboardInterrupt``, so every libra
 Ctrl-C) raised in the main thread; the stack unwinds, staged outputs are removed, and on the way
 out the guard ends the local Ray this run started (``ray_pipeline.local_ray``: it runs in a
 session of its own, so a signal sent to the driver's process group never reaches it, and ending
-that session ends all of it) and whatever else this run started.
+that session ends all of it) and whatever else this run started. A signal the caller ignores
+stays ignored (``nohup`` ignores SIGHUP, a script's background job SIGINT): that run was asked
+to survive it. The guard is in place before anything but the standard library loads (numpy and
+the rest load under it, ``cli.main``), so the window in which a signal still has its default
+action is the interpreter's own start-up.
 
 Ray is kept from undoing this while a guard is active (``_tame_ray``):
 
@@ -36,8 +40,9 @@ import signal
 import sys
 import threading
 
-from simulator.cli.outputs import STAGING_PREFIX, process_start
+# The standard library and these two only: the guard is in place before numpy loads.
 from simulator.ray_pipeline.local_ray import reap_abandoned, stop_owned_ray
+from simulator.ray_pipeline.processes import start_time as process_start
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE = 4.0  # seconds from the first signal to the exit, whatever the cleanup is waiting for
@@ -147,6 +152,8 @@ def _remove_own_staging(folder: str | None) -> None:
     start time, see ``outputs.StagedOutput``)."""
     if not folder:
         return
+    from simulator.cli.outputs import STAGING_PREFIX  # start-up: outputs loads numpy
+
     mine = f"_{os.getpid()}_{process_start(os.getpid())}_"
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
@@ -168,9 +175,23 @@ def reap_abandoned_runs() -> None:
 
 def _say(line: str) -> None:
     """One line on stderr; a closed terminal (SIGHUP) cannot take it, and that is no error."""
+    _flush_or_discard(sys.stdout)
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+    _flush_or_discard(sys.stderr)
+
+
+def _flush_or_discard(stream) -> None:
+    """Flush ``stream``; if its terminal is gone, point it at /dev/null so that the flush at
+    exit does not fail again (Python would report that and exit with code 120)."""
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+            stream.flush()
 
 
 class SignalGuard:
@@ -198,8 +219,9 @@ class SignalGuard:
         if threading.current_thread() is not threading.main_thread():
             return self  # only the main thread may handle signals; leave them as they are
         self._previous = {s: signal.getsignal(s) for s in SIGNALS}
-        for signum in SIGNALS:
-            signal.signal(signum, self._handle)
+        for signum, handler in self._previous.items():
+            if handler is not signal.SIG_IGN:  # ignored by the caller (nohup): stays ignored
+                signal.signal(signum, self._handle)
         self._outer, _current = _current, self
         self._raising = True
         return self
@@ -249,8 +271,6 @@ class SignalGuard:
     def say(self) -> None:
         """The one sentence of an interrupted run (said once, whoever says it first)."""
         if self._said.acquire(blocking=False):
-            with contextlib.suppress(OSError, ValueError):
-                sys.stdout.flush()
             _say(f"pebblesim: interrupted ({signal_name(self.signum)})")
 
     def note(self, signum: int) -> None:

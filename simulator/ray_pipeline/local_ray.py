@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.errors import PebbleError
 from simulator.ray_pipeline.processes import boot_id, end_session, is_alive, start_time
 
 STATE_DIR_ENV = "PEBBLESIM_STATE_DIR"  # where run records live (tests point it at a tmp folder)
@@ -80,6 +79,8 @@ class OwnedRay:
 
     def wait_ready(self) -> str:
         """The GCS address, once the launcher says Ray is up; one sentence if it never is."""
+        from simulator.errors import PebbleError  # start-up: the CLI's signal guard imports this
+
         timeout = float(os.environ.get(START_TIMEOUT_ENV, "300"))
         deadline = time.monotonic() + timeout
         line = b""

@@ -58,6 +58,13 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def as_in_a_terminal() -> None:
+    """In the child before it runs: the three signals at their defaults, as in a terminal's
+    foreground job, whatever this test process inherited (a background job ignores SIGINT)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def catches_sigterm(pid: int) -> bool:
     """Whether ``pid`` has a SIGTERM handler yet (pebblesim's guard is in place)."""
     try:
@@ -86,6 +93,7 @@ class Run:
             env=self.env,
             cwd=ROOT,
             start_new_session=True,
+            preexec_fn=as_in_a_terminal,
         )
         self.seen: dict[int, int] = {}
         self.launcher = 0  # the pid of the run's Ray launcher, once seen
@@ -247,6 +255,7 @@ def test_a_cleanup_that_does_not_return_still_ends_the_run_within_the_grace(tmp_
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         assert child.stdout.readline() == "staged\n"  # the event: a file is staged
