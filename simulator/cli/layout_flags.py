@@ -72,8 +72,9 @@ LAYOUT_FLAGS = (
     LayoutFlag(
         "--zero",
         "sharding",
-        "sharding stage: 0 nothing sharded, 1 the optimizer state over the --dp replicas "
-        "(ZeRO-1, Megatron's distributed optimizer); 2 and 3 are not modelled yet",
+        "sharding stage over the --dp (x --cp) ranks: 0 nothing sharded, 1 the optimizer state "
+        "(ZeRO-1, Megatron's distributed optimizer), 2 the gradients too (ZeRO-2), 3 the "
+        "parameters too (ZeRO-3, FSDP)",
         numbers.count(3, "", minimum=0),
         "Z",
     ),

@@ -32,8 +32,10 @@ the routed experts' gradients and optimizer state are data-parallel over the rem
 parallelism splits each sequence ``c`` ways (``simulator.model.transformer.context_parallel``);
 its ranks also reduce the gradients (Megatron Core's data-parallel group "with context
 parallel"), so gradients are all-reduced over ``d * c`` ranks (``gradient_replicas``) and the
-distributed optimizer shards over as many. Sharding stages 2 and 3 are not modelled yet: those
-values are refused in one sentence.
+distributed optimizer shards over as many. The sharding stages split over those ranks (the
+routed experts' over ``d * c / e``) what ``simulator.model.sharding`` says: z1 the optimizer
+state, z2 the gradients too, z3 the weights too (ZeRO-1/2/3; z3 is FSDP); with one replica every
+stage holds what z0 holds.
 """
 
 from __future__ import annotations
@@ -106,12 +108,6 @@ class Layout:
                 raise PebbleError(
                     f"{what} ({letter}{getattr(self, name)}) is not modelled yet; use {letter}1."
                 )
-        if self.sharding > 1:
-            sharded = "gradients and parameters" if self.sharding > 2 else "gradients"
-            raise PebbleError(
-                f"sharding stage z{self.sharding} ({sharded} sharded too) is not modelled yet; "
-                "use z0 or z1 (the distributed optimizer)."
-            )
 
     def _check_cp_comm(self) -> None:
         if self.cp_comm not in CP_COMMS:

@@ -6,18 +6,25 @@ recipe, not of the activation dtype alone (Megatron-LM and ZeRO both train "in b
 and 16 bytes per parameter). A transformer spec names its recipe (``precision=NAME`` in its
 text); the whole-rank memory (``simulator.run.rank_memory``) and ``advise``'s bounds count by it.
 
-The recipes (bytes per parameter; ZeRO-1, ``Layout.sharding >= 1``, splits the main weights
-and the moments over the data-parallel replicas, ``d``):
+The recipes (bytes per parameter over ``d`` data-parallel replicas; ZeRO-1, ``Layout.sharding
+>= 1``, splits the main weights and the moments, ZeRO-2 the gradients too, ZeRO-3 the weights
+too, ``sharded_parts``):
 
-==============  =======  =========  ======  =======  =====  ===============
-name            weights  gradients  master  moments  total  with ZeRO-1
-==============  =======  =========  ======  =======  =====  ===============
-``bf16``        2        4          4       8        18     6 + 12/d
-``bf16-grads``  2        2          4       8        16     4 + 12/d
-``fp8``         2        4          4       4        14     6 + 8/d
-``fp32``        4        4          0       8        16     8 + 8/d
-``fp64``        8        8          0       16       32     16 + 16/d
-==============  =======  =========  ======  =======  =====  ===============
+==============  =======  =========  ======  =======  =====  =========  =========  ======
+name            weights  gradients  master  moments  total  ZeRO-1     ZeRO-2     ZeRO-3
+==============  =======  =========  ======  =======  =====  =========  =========  ======
+``bf16``        2        4          4       8        18     6 + 12/d   2 + 16/d   18/d
+``bf16-grads``  2        2          4       8        16     4 + 12/d   2 + 14/d   16/d
+``fp8``         2        4          4       4        14     6 + 8/d    2 + 12/d   14/d
+``fp32``        4        4          0       8        16     8 + 8/d    4 + 12/d   16/d
+``fp64``        8        8          0       16       32     16 + 16/d  8 + 24/d   32/d
+==============  =======  =========  ======  =======  =====  =========  =========  ======
+
+Megatron's fp32 main weights are optimizer state (``master``), split from ZeRO-1 on; a recipe
+without them (``fp32``, ``fp64``) keeps its weights whole until ZeRO-3. ``bf16``'s gradients are
+the fp32 main gradients Megatron accumulates and reduces, so ZeRO-2 splits 4 bytes. The copies a
+rank holds only for a moment (the gradient bucket, the gathered layers) are
+``simulator.model.sharding``'s; these are the resident shards, what ZeRO's Figure 1 counts.
 
 The default: a 2-byte (bfloat16/float16) model counts ``DEFAULT_TWO_BYTE``; a numpy float32 or
 float64 model keeps weights, gradients and Adam's two moments in its own dtype (``fp32``,
@@ -35,8 +42,10 @@ MEGATRON_COMMIT = "d98e8a64ddf34856e74b24714e3bedb2f5a39553"
 ``docs/user-guide/features/dist_optimizer.md`` the ``bf16`` and ``fp32`` recipes were read from."""
 
 SHARDABLE = ("master", "moments")
-"""What a recipe may let ZeRO-1 shard: the optimizer's own state (stages 2 and 3, which shard
-gradients and weights too, are not modelled)."""
+"""What a recipe may let ZeRO-1 shard: the optimizer's own state (stage 2 adds the gradients and
+stage 3 the weights, whatever the recipe: ``Precision.sharded_parts``)."""
+STAGE_ADDS = {2: "gradients", 3: "weights"}
+"""What each sharding stage above 1 splits besides the stages below it."""
 
 
 @dataclass(frozen=True)
@@ -75,21 +84,33 @@ class Precision:
         """Bytes per parameter with nothing sharded."""
         return self.weights + self.gradients + self.optimizer_state
 
-    def per_parameter(self, shards: int = 1) -> float:
-        """Bytes per parameter with the sharded parts split ``shards`` ways (Megatron's
-        ``6 + 12/d``)."""
-        split = sum(getattr(self, part) for part in self.sharded)
+    def sharded_parts(self, stage: int = 1) -> tuple[str, ...]:
+        """What sharding ``stage`` splits over the replicas under this recipe: nothing (0), the
+        optimizer state this recipe lets ZeRO-1 shard (1), plus the gradients (2), plus the
+        weights (3)."""
+        if stage <= 0:
+            return ()
+        return self.sharded + tuple(STAGE_ADDS[s] for s in (2, 3) if s <= stage)
+
+    def per_parameter(self, shards: int = 1, stage: int = 1) -> float:
+        """Bytes per parameter with what ``stage`` shards split ``shards`` ways (Megatron's
+        ``6 + 12/d`` at stage 1; ZeRO's ``2 + 14/d`` at stage 2 under ``bf16-grads``)."""
+        split = sum(getattr(self, part) for part in self.sharded_parts(stage))
         return self.total - split + split / shards
 
-    def rank_bytes(self, params: int, shards: int = 1) -> tuple[int, int, int]:
-        """(weights, gradients, optimizer state) bytes of ``params`` parameters, the sharded
-        part of the optimizer state split ``shards`` ways (rounded up)."""
-        split = sum(getattr(self, part) for part in self.sharded)
-        kept = self.optimizer_state - split
+    def rank_bytes(self, params: int, shards: int = 1, stage: int = 1) -> tuple[int, int, int]:
+        """(weights, gradients, optimizer state) bytes of ``params`` parameters, what ``stage``
+        shards split ``shards`` ways (each part rounded up)."""
+        parts = self.sharded_parts(stage)
+
+        def held(part_bytes: int, split: bool) -> int:  # one part's bytes on a rank, rounded up
+            return -(-params * part_bytes // shards) if split else params * part_bytes
+
+        state_split = sum(getattr(self, part) for part in self.sharded)
         return (
-            params * self.weights,
-            params * self.gradients,
-            params * kept + -(-params * split // shards),
+            held(self.weights, "weights" in parts),
+            held(self.gradients, "gradients" in parts),
+            held(self.optimizer_state - state_split, False) + held(state_split, bool(parts)),
         )
 
     def to_text(self) -> str:

@@ -7,13 +7,18 @@ weights and moments). A 2-byte model counts the 2-byte default recipe unless its
 another; a numpy model (float32/64) keeps weights, gradients and Adam's two moments in its own
 dtype (itemsize, itemsize, 2 x itemsize).
 
-With a distributed optimizer (ZeRO-1), the parts of the optimizer state the recipe lets it shard
-(master weights and moments) are split over the data-parallel replicas; a mixture of experts'
-routed experts, which expert parallelism already splits ``e`` ways, are replicated only over
-the expert data-parallel group (``Layout.expert_optimizer_shards``: ``d * c / e`` ranks), so
-their state is split that many ways (Megatron Core's distributed optimizer). A receive buffer holds
-one incoming activation (from the previous stage, when it lives on another rank) and one
-incoming gradient (from the next stage, likewise).
+The layout's sharding stage splits over the ranks that hold the same weights (the ``d * c``
+data and context ranks, ``Layout.gradient_replicas``) what the recipe lets it
+(``Precision.sharded_parts``): the optimizer state from z1 (ZeRO-1, Megatron's distributed
+optimizer), the gradients from z2, the weights from z3 (FSDP). A mixture of experts' routed
+experts, which expert parallelism already splits ``e`` ways, are replicated only over the expert
+data-parallel group (``Layout.expert_data``: ``d * c / e`` ranks), so their sharded parts are
+split that many ways (Megatron Core's distributed optimizer). On top of its shards a rank holds,
+while it works (``simulator.model.sharding``): at z2 and z3 a bucket of full gradients before
+their reduce-scatter (counted in ``gradients``), at z3 the gathered weights of the block it runs
+and the one prefetched (counted in ``parameters``). A receive buffer holds one incoming
+activation (from the previous stage, when it lives on another rank) and one incoming gradient
+(from the next stage, likewise).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from schedules.actions import Schedule
-from simulator.model.layout import Layout
+from simulator.model.layout import UNSHARDED, Layout
 from simulator.model.partitioning import Partition, boundary_bytes
 from simulator.model.precision import Precision, default_precision
+from simulator.model.sharding import NOT_SHARDED, Sharding
 from simulator.timeline import RankMemory
 
 
@@ -41,26 +47,38 @@ def static_memory(
     partition: Partition,
     microbatch_rows: int,
     layout: Layout | None = None,
+    bucket: int | None = None,
 ) -> list[RankMemory]:
     """Per rank, the memory that does not depend on the schedule's timing, counted by the spec's
     precision recipe; ``layout`` (default: one replica, nothing sharded) says over how many
-    replicas the optimizer state is split."""
-    infos = spec.layers()
-    stage_params = [
-        sum(spec.param_count(infos[i]) for i in layers) for layers in partition.stage_layers
-    ]
-    stage_experts = [
-        sum(_expert_params(infos[i]) for i in layers) for layers in partition.stage_layers
-    ]
+    replicas its sharding stage splits what; ``bucket`` overrides the gradient bucket of z2 and
+    z3 (parameters; default Megatron Core's, ``sharding.default_bucket``)."""
+    layers = stage_units(spec, partition.stage_layers)
     return rank_static_memory(
         schedule.stage_to_rank,
-        stage_params,
+        [sum(p for p, _ in stage) for stage in layers],
         boundary_bytes(spec, partition, microbatch_rows),
         spec.recipe,
-        layout.optimizer_shards if layout is not None else 1,
-        expert_params=stage_experts,
-        expert_shards=layout.expert_optimizer_shards if layout is not None else 1,
+        Sharding.of_layout(layout or UNSHARDED, bucket=bucket),
+        expert_params=[sum(x for _, x in stage) for stage in layers],
+        layer_params=layers,
     )
+
+
+def stage_units(spec, stage_layers: Sequence[Sequence[int]]) -> list[tuple[tuple[int, int], ...]]:
+    """Per stage, the units sharded data parallelism gathers and reduces at once, each as
+    ``(parameters, routed-expert parameters)``: the stage's part of each block (a transformer
+    block, the embedding, the head; FSDP wraps one block a unit), in order."""
+    infos = spec.layers()
+    out = []
+    for layers in stage_layers:
+        units: dict[int, list[int]] = {}
+        for i in layers:
+            unit = units.setdefault(infos[i].block, [0, 0])
+            unit[0] += spec.param_count(infos[i])
+            unit[1] += _expert_params(infos[i])
+        out.append(tuple((p, x) for p, x in units.values()))
+    return out
 
 
 def _expert_params(info) -> int:
@@ -74,37 +92,47 @@ def rank_static_memory(
     stage_params: Sequence[int],
     sends: Sequence[int],
     recipe: Precision,
-    shards: int = 1,
+    sharding: Sharding = NOT_SHARDED,
     expert_params: Sequence[int] | None = None,
-    expert_shards: int = 1,
+    layer_params: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> list[RankMemory]:
     """Per rank, from each stage's rank (``owner``), parameters and bytes sent to the next
     stage per microbatch: the weights, gradients and optimizer state of its stages under the
-    precision ``recipe`` (its sharded part split ``shards`` ways), and a receive buffer for each
-    neighbouring stage on another rank (the activation coming in, the gradient coming back).
-    ``expert_params`` is the part of each stage's parameters that is routed experts, whose
-    sharded state is split ``expert_shards`` ways instead. ``advise``'s bounds count the same
+    precision ``recipe``, what the ``sharding`` stage splits split over its replicas, and a
+    receive buffer for each neighbouring stage on another rank (the activation coming in, the
+    gradient coming back). ``expert_params`` is the part of each stage's parameters that is
+    routed experts, split over the expert replicas instead. ``layer_params`` gives each stage's
+    blocks (``stage_units``) as ``(parameters, routed-expert parameters)``, which z2's bucket
+    and z3's gathered blocks are sized by (required there). ``advise``'s bounds count the same
     way."""
+    if layer_params is None and sharding.splits_gradients:
+        raise ValueError("sharding stages 2 and 3 need each stage's layer_params")
     last = len(owner) - 1
-    params = [0] * (max(owner) + 1)
-    experts = [0] * len(params)
-    buffers = [0] * len(params)
+    ranks = max(owner) + 1
+    params, experts, buffers = [0] * ranks, [0] * ranks, [0] * ranks
+    layers: list[list[tuple[int, int]]] = [[] for _ in range(ranks)]
     for stage, rank in enumerate(owner):
         params[rank] += stage_params[stage]
         if expert_params is not None:
             experts[rank] += expert_params[stage]
+        if layer_params is not None:
+            layers[rank] += layer_params[stage]
         if stage > 0 and owner[stage - 1] != rank:
             buffers[rank] += sends[stage - 1]  # the activation coming in
         if stage < last and owner[stage + 1] != rank:
             buffers[rank] += sends[stage]  # the gradient coming back
     memory = []
-    for p, x, b in zip(params, experts, buffers, strict=True):
-        dense = recipe.rank_bytes(p - x, shards)
-        routed = recipe.rank_bytes(x, expert_shards)
+    for p, x, b, held in zip(params, experts, buffers, layers, strict=True):
+        stage = sharding.stage
+        dense = recipe.rank_bytes(p - x, sharding.shards_of(expert=False), stage)
+        routed = recipe.rank_bytes(x, sharding.shards_of(expert=True), stage)
         weights, gradients, state = (d + r for d, r in zip(dense, routed, strict=True))
         memory.append(
             RankMemory(
-                parameters=weights, gradients=gradients, optimizer_state=state, receive_buffers=b
+                parameters=weights + sharding.in_flight_params(held) * recipe.weights,
+                gradients=gradients + sharding.bucket_of(held) * recipe.gradients,
+                optimizer_state=state,
+                receive_buffers=b,
             )
         )
     return memory

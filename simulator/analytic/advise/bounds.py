@@ -47,8 +47,9 @@ from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.precision import Precision
 from simulator.model.recompute import RecomputePolicy, plan_stages
+from simulator.model.sharding import Sharding
 from simulator.model.transformer.spec import TransformerSpec
-from simulator.run.rank_memory import rank_static_memory
+from simulator.run.rank_memory import rank_static_memory, stage_units
 
 
 def warmup_forwards(family: str, p: int, m: int, v: int, rank: int) -> int:
@@ -79,6 +80,7 @@ class StageTable:
     W: tuple[float, ...]
     cached: tuple[int, ...]  # bytes a forward leaves cached until its backward
     params: tuple[int, ...]  # on one tensor-parallel rank
+    layer_params: tuple[tuple[tuple[int, int], ...], ...]  # per stage, its blocks (stage_units)
     sends: tuple[int, ...]  # bytes to the next stage
     itemsize: int
     recipe: Precision  # bytes per parameter of weights, gradients and optimizer state
@@ -100,18 +102,18 @@ def stage_table(
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
     costs = apply_recompute(flop_costs(local, split, 1, hardware), local, split, plan)
     shapes = stage_shapes(local, split, 1, recompute=plan.stages)
-    infos = local.layers()
     cached = tuple(
         sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
         for shape in shapes.shape_of_stage
     )
-    params = tuple(sum(local.param_count(infos[i]) for i in r) for r in split.stage_layers)
+    layer_params = tuple(stage_units(local, split.stage_layers))
     return StageTable(
         F=tuple(c.F for c in costs.stage_costs),
         I=tuple(c.I for c in costs.stage_costs),
         W=tuple(c.W for c in costs.stage_costs),
         cached=cached,
-        params=params,
+        params=tuple(sum(p for p, _ in units) for units in layer_params),
+        layer_params=layer_params,
         sends=costs.boundary_bytes,
         itemsize=local.itemsize,
         recipe=local.recipe,
@@ -181,13 +183,14 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
 
 def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable) -> list[int]:
     """Per rank: parameters, gradients, optimizer state and receive buffers, as
-    ``rank_memory.static_memory`` counts them."""
+    ``rank_memory.static_memory`` counts them (its sharding stage's rule)."""
     memory = rank_static_memory(
         stage_to_rank(traits, c.pp, c.chunks),
         table.params,
         [sent * c.microbatch_size for sent in table.sends],
         table.recipe,
-        c.layout.optimizer_shards,
+        Sharding.of_layout(c.layout),
+        layer_params=table.layer_params,
     )
     return [m.total for m in memory]
 
