@@ -38,6 +38,13 @@ class HardwarePreset:
     efficiency: float  # fraction of peak_flops sustained by real training (MFU)
     source: str = ""
     efficiency_source: str = ""
+    # the host link and host memory (activation offload: ``simulator.analytic.offload_costs``):
+    # achieved bytes/s per direction of one GPU's link to host memory, how many GPUs share one
+    # such link, and the host memory of one node (the presets below say where each comes from)
+    host_link_bandwidth: float = 25e9
+    gpus_per_host_link: int = 1
+    host_memory_bytes: int = 1024 * GiB
+    host_source: str = ""
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_FIELDS:
@@ -137,6 +144,51 @@ HARDWARE_PRESETS: dict[str, HardwarePreset] = {
     ),
 }
 
+# Host links (activation offload). Achieved copy bandwidth of pinned memory, per direction: PCIe
+# Gen4 x16 is 32 GB/s raw (about 25 GB/s achieved, as NVIDIA's bandwidthTest reports on A100);
+# Gen5 x16 64 GB/s raw (about 50 achieved). DGX A100 user guide: two GPUs share each of the four
+# PCIe Gen4 switches' uplinks to the CPUs, and 1 TB of system memory (2 TB on the 640 GB
+# model). DGX H100 / H200 user guides: 2 TB of system memory; each GPU's Gen5 x16 link is taken
+# as its own (assumed). PipeOffload's runtime (sail-sg/zero-bubble-pipeline-parallelism,
+# megatron/core/zbpp_utils.py at 13f84e20) profiled only 15 GB/s (A100) and 21 GB/s (H100) with
+# one copy stream: override with host= where that is the case. GH200: NVIDIA GH200 Grace Hopper
+# Superchip datasheet: NVLink-C2C 900 GB/s (450 each way), 96 GB HBM3 at 4 TB/s, 480 GB
+# LPDDR5X; one superchip is its own host (one GPU a node), with one NDR 400 Gb/s NIC.
+_PCIE4_HOST = "PCIe Gen4 x16, ~25 GB/s achieved each way; DGX A100: 2 GPUs a switch uplink, 1 TB"
+_PCIE5_HOST = "PCIe Gen5 x16, ~50 GB/s achieved each way (own link, assumed); DGX H100/H200: 2 TB"
+_HOST_LINKS = {
+    "a100-40gb": (25e9, 2, 1024 * GiB, _PCIE4_HOST),
+    "a100-80gb": (25e9, 2, 1024 * GiB, _PCIE4_HOST),
+    "h100-80gb": (50e9, 1, 2048 * GiB, _PCIE5_HOST),
+    "h200": (50e9, 1, 2048 * GiB, _PCIE5_HOST),
+    "gh200": (450e9, 1, 480 * GiB, "NVLink-C2C 900 GB/s total (450 each way); 480 GB LPDDR5X"),
+}
+HARDWARE_PRESETS["gh200"] = HardwarePreset(
+    name="gh200",
+    peak_flops=989.4e12,
+    memory_bytes=96 * GiB,
+    memory_bandwidth=4.0e12,
+    nvlink_bandwidth=450e9,
+    internode_bandwidth=50e9,
+    gpus_per_node=1,
+    efficiency=0.40,
+    source="NVIDIA GH200 Grace Hopper Superchip datasheet (96 GB HBM3); 1x NDR 400 Gb/s",
+    efficiency_source=_HOPPER_EFFICIENCY + " (H100 figure, assumed for the same Hopper GPU)",
+)
+HARDWARE_PRESETS.update(
+    {
+        name: replace(
+            preset,
+            host_link_bandwidth=_HOST_LINKS[name][0],
+            gpus_per_host_link=_HOST_LINKS[name][1],
+            host_memory_bytes=_HOST_LINKS[name][2],
+            host_source=_HOST_LINKS[name][3],
+        )
+        for name, preset in HARDWARE_PRESETS.items()
+    }
+)
+_POSITIVE_FIELDS += ("host_link_bandwidth", "host_memory_bytes", "gpus_per_host_link")
+
 _ALIASES = {
     "h100": "h100-80gb",
     "h100-sxm": "h100-80gb",
@@ -159,6 +211,8 @@ _KEYS = {
     "ib": "internode_bandwidth",
     "gpus": "gpus_per_node",
     "gpus_per_node": "gpus_per_node",
+    "host": "host_link_bandwidth",
+    "hostmem": "host_memory_bytes",
 }
 _KEYS.update({f.name: f.name for f in fields(HardwarePreset) if f.name in _POSITIVE_FIELDS})
 

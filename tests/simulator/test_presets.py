@@ -159,7 +159,8 @@ def test_every_hardware_field_is_positive_and_finite(name):
     for field in ("nvlink_bandwidth", "internode_bandwidth"):
         assert 0 < getattr(preset, field) < preset.memory_bandwidth
     assert preset.internode_bandwidth < preset.nvlink_bandwidth
-    assert preset.gpus_per_node == 8
+    assert preset.gpus_per_node == (1 if name == "gh200" else 8)  # a superchip is its node
+    assert 0 < preset.host_link_bandwidth and 0 < preset.host_memory_bytes and preset.host_source
     assert 0.3 <= preset.efficiency <= 0.6
     assert preset.source and preset.efficiency_source
     assert sustained_flops(preset) == preset.peak_flops * preset.efficiency
