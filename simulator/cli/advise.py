@@ -90,6 +90,7 @@ def _request(args):
         recompute=_policies(args.recompute, RECOMPUTE_POLICIES),
         max_chunks=args.max_chunks,
         distributed_optimizer=_distributed_optimizer(args, degrees),
+        sharding=max(1, degrees.get("sharding") or 1),
         max_rows=MAX_ROWS,
         tensor=degrees.get("tensor"),
         data=degrees.get("data"),
@@ -98,11 +99,13 @@ def _request(args):
 
 
 def _distributed_optimizer(args, degrees: dict) -> bool:
-    """ZeRO-1 with more than one replica, unless ``--zero 0`` or ``--no-distributed-optimizer``
-    (both at once with ``--zero 1`` is a contradiction)."""
+    """ZeRO-1 (or the ``--zero`` stage given) with more than one replica, unless ``--zero 0`` or
+    ``--no-distributed-optimizer`` (both at once with ``--zero 1``, 2 or 3 is a contradiction)."""
     sharding = degrees.get("sharding")
-    if sharding == 1 and args.no_distributed_optimizer:
-        raise PebbleError("--zero 1 and --no-distributed-optimizer contradict each other.")
+    if sharding and args.no_distributed_optimizer:
+        raise PebbleError(
+            f"--zero {sharding} and --no-distributed-optimizer contradict each other."
+        )
     return sharding != 0 and not args.no_distributed_optimizer
 
 

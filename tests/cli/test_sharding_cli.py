@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 
 import pytest
 
@@ -103,3 +104,40 @@ def test_the_layout_text_reads_z2_and_z3_and_refuses_z4():
         PebbleError, match=r"sharding degree \(z4\) is above pebblesim's limit of 3\.$"
     ):
         Layout.parse("d4 z4")
+
+
+SMALL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
+SEARCH = ("--model", SMALL, "--hardware", "a100-40gb", "--gpus", "8", "--global-batch", "8")
+
+
+def test_advise_keeps_a_fixed_stage_and_its_rows_run_again_under_compare(tmp_path):
+    """``advise --zero 3 --dp 4``: every row is z3, and ``compare`` with a row's own flags
+    predicts the row's whole-rank memory, so the bounds, the search and ``simulate`` count one
+    rule."""
+    code, out = quiet_main(["advise", *SEARCH, "--zero", "3", "--dp", "4", "--top", "6", "--json"])
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    checked = 0
+    for index, row in enumerate(rows):
+        layout = Layout.parse(row["layout"]["text"])
+        assert (layout.data, layout.sharding) == (4, 3)
+        if row["schedule"] == "auto":
+            continue
+        words = shlex.split(row["command"])[2:]  # past "pebblesim simulate"
+        assert words[words.index("--zero") + 1] == "3"
+        words[words.index("--schedule")] = "--schedules"
+        code, _ = quiet_main(["compare", *words, "--out", tmp_path / str(index)])
+        assert code == 0, row["command"]
+        with open(tmp_path / str(index) / "compare.csv", newline="") as handle:
+            (compared,) = list(csv.DictReader(handle))
+        assert int(compared["rank_memory_max"]) == row["peak_memory"]
+        checked += 1
+    assert checked > 0
+
+
+def test_advise_refuses_a_stage_with_no_distributed_optimizer(capsys):
+    code = main(["advise", *SEARCH, "--zero", "2", "--no-distributed-optimizer"])
+    assert code != 0
+    assert "--zero 2 and --no-distributed-optimizer contradict each other." in (
+        capsys.readouterr().err
+    )

@@ -52,6 +52,7 @@ class Candidate:
     recompute: str = "none"
     distributed_optimizer: bool = False
     activation_limit: int | None = None  # auto's per-rank activation budget, bytes
+    sharding: int = 1  # the stage of a distributed optimizer (2, 3: ZeRO-2, ZeRO-3 when fixed)
 
     @property
     def sp(self) -> bool:
@@ -70,7 +71,7 @@ class Candidate:
             tensor=self.tp,
             sequence_parallel=self.sp,
             data=self.dp,
-            sharding=1 if self.distributed_optimizer else 0,
+            sharding=self.sharding if self.distributed_optimizer else 0,
         )
 
     @property
@@ -113,6 +114,7 @@ class Request:
     recompute: tuple[str, ...] = RECOMPUTE_POLICIES
     max_chunks: int = 4
     distributed_optimizer: bool = True
+    sharding: int = 1  # its stage when distributed (``--zero 2`` or ``3`` fixes a higher one)
     max_rows: int = 5_000_000  # a configuration whose Timeline has more rows is not simulated
     tensor: int | None = None  # the tensor-parallel degree, when fixed (``--tp``)
     data: int | None = None  # the data-parallel degree, when fixed (``--dp``)
@@ -267,7 +269,9 @@ def candidates(request: Request) -> Iterator[Candidate]:
                     for policy in distinct_policies(request.spec, t, p * v, request.recompute):
                         found = True
                         zero = request.distributed_optimizer and d > 1
-                        yield Candidate(name, p, t, d, m, size, v, policy, zero)
+                        yield Candidate(
+                            name, p, t, d, m, size, v, policy, zero, sharding=request.sharding
+                        )
     if not found:
         fixed = "".join(
             f" with {name} {value}"
