@@ -13,6 +13,10 @@ By default every rank owns a device. With ``cores=C`` the ranks (and their data-
 share ``C`` cores by processor sharing (``sharing``): the same start rule, slower actions while
 more of them run than there are cores. A measured cost model may add the runtime's cost of each
 call (``CostModel.call_overhead`` and friends), which ``sharing`` charges as well.
+
+With ``offload`` (an ``OffloadRun``: what each stage sends to the host, over what share of the
+host link) copies run on two copy streams per rank beside the compute; a backward waits for its
+prefetch (``offload_clock``), and copies and waits go to the ``offload`` table.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.validate import DryRun, validate
 from simulator.analytic.costs import CostModel
+from simulator.analytic.offload_costs import OffloadRun, offload_clock
 from simulator.analytic.plan_arrays import PlanArrays
 from simulator.analytic.ranges import check_plan, check_result
 from simulator.analytic.recompute_costs import (
@@ -48,6 +53,7 @@ from simulator.timeline import (
     CommEvent,
     ComputeEvent,
     GradReady,
+    OffloadSpan,
     OptimizerStep,
     RecomputeSpan,
     RowTable,
@@ -68,6 +74,7 @@ def simulate(
     run: DryRun | None = None,
     cores: int | None = None,
     recompute: RecomputePlan | None = None,
+    offload: OffloadRun | None = None,
 ) -> Timeline:
     """Predict ``steps`` training steps of ``schedule``.
 
@@ -116,6 +123,7 @@ def simulate(
             *lists, cores=cores, replicas=dp, runtime=runtime
         )
     walk.record_work = cores is not None
+    walk.attach_offload(offload, costs)
     rank_free = [0.0] * schedule.num_ranks
     barrier = 0.0
     for step in range(steps):
@@ -188,6 +196,16 @@ class _Walk:
         # with shared cores, each action's work goes to the ``action_cpu`` table, so its span
         # less its work (the wait for a core) compares with a measured run's
         self.record_work = False
+        self.offload = None  # with activation offload, its clock (``offload_clock``)
+        self._planned = (run, spec, partition, rows, recompute)
+
+    def attach_offload(self, offload: OffloadRun | None, costs: CostModel) -> None:
+        """Time the run with ``offload``'s copies (nothing when it sends nothing)."""
+        self.offload = offload_clock(*self._planned, offload, costs)
+        if self.offload is not None:
+            if self.times is not _action_times:
+                raise PebbleError("--offload does not model shared cores (--cores, a profile's).")
+            self.times = self.offload
 
     def step(self, step: int, rank_free: list[float]) -> dict[int, float]:
         """Run every action once from ``rank_free`` (updated in place); returns when each
@@ -223,6 +241,11 @@ class _Walk:
                     start[on] + r_end * span[on],
                 ],
             )
+        if self.offload is not None:  # copies, and what they free and take on the device
+            spans, cache = self.offload.rows(step)
+            if spans:
+                self._add("offload", spans)
+                self._add("cache", cache)
         grad_time = start[a.grads_action] + a.grads_fraction * span[a.grads_action]
         # a layer's gradient is complete at its last contribution (in order: on one rank)
         layers, last = np.unique(a.grads_layer[::-1], return_index=True)
@@ -273,12 +296,16 @@ class _Walk:
             ("cache", CacheChange),
             ("recompute", RecomputeSpan),
             ("action_cpu", ActionCpu),
+            ("offload", OffloadSpan),
         ):
             chunks = self.columns[table]
             if not chunks:
                 continue
             fields = [f for f in row_type._fields if f != "replica"]
             columns = {f: np.concatenate([c[i] for c in chunks]) for i, f in enumerate(fields)}
+            if table == "cache" and self.offload is not None:  # copies' rows, in time order
+                order = np.argsort(columns["time"], kind="stable")
+                columns = {f: column[order] for f, column in columns.items()}
             setattr(self.timeline, table, RowTable.from_columns(row_type, columns))
 
     def allreduce(self, step: int, grad_time: dict[int, float], dp: int) -> float:
@@ -297,7 +324,7 @@ class _Walk:
         return last
 
 
-_COLUMNS = ("events", "comms", "cache", "recompute", "action_cpu")
+_COLUMNS = ("events", "comms", "cache", "recompute", "action_cpu", "offload")
 
 
 def _action_times(rank, duration, producers, transfer, rank_free):

@@ -75,6 +75,23 @@ class RecomputeSpan(NamedTuple):
     replica: int = 0
 
 
+class OffloadSpan(NamedTuple):
+    """A host-link copy of one microbatch's offloaded activations on (rank, stage): ``offload``
+    (device to host, after its forward) or ``prefetch`` (host to device, before its backward),
+    with its bytes; or a ``wait``: the backward held back because its prefetch had not ended
+    (exposed transfer time, 0 bytes). Copies run on their own streams beside the compute."""
+
+    rank: int
+    stage: int
+    kind: str
+    microbatch: int
+    step: int
+    start: float
+    end: float
+    bytes: int
+    replica: int = 0
+
+
 class ActionCpu(NamedTuple):
     """CPU seconds the thread of one action (rank, stage, kind, microbatch) ran: the action's
     *work*. On a measured run with shared cores an action's span is its work plus the time it

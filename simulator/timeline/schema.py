@@ -42,6 +42,7 @@ from simulator.timeline.rows import (
     CommEvent,
     ComputeEvent,
     GradReady,
+    OffloadSpan,
     OptimizerStep,
     RecomputeSpan,
 )
@@ -69,10 +70,12 @@ TABLES = {
     "optimizer": OptimizerStep,
     "recompute": RecomputeSpan,
     "action_cpu": ActionCpu,
+    "offload": OffloadSpan,
 }
 # tables a file may leave out, written only when they have rows (a run that recomputed; a
 # measured run, or a prediction with shared cores)
-OPTIONAL_TABLES = ("recompute", "action_cpu")
+OPTIONAL_TABLES = ("recompute", "action_cpu", "offload")
+OFFLOAD_KINDS = ("offload", "prefetch", "wait")  # the ``offload`` table's kinds
 
 
 # ------------------------------------------------------------------ the tables, column-wise
@@ -117,7 +120,8 @@ def check_tables(data: dict, meta, given, label: str) -> dict[str, dict[str, np.
             at = _Where(label, name, field)
             domain = _DOMAIN.get(field, field)
             if field == "kind":
-                _check_text(values, at, EVENT_KINDS if name in _ACTION_TABLES else COMM_KINDS)
+                kinds = EVENT_KINDS if name in _ACTION_TABLES else COMM_KINDS
+                _check_text(values, at, OFFLOAD_KINDS if name == "offload" else kinds)
             elif field in _REAL_FIELDS:
                 columns[field] = _check_reals(values, at)
             elif field == "bytes":

@@ -96,7 +96,7 @@ def step_ends(events: dict[str, np.ndarray], optimizer: dict[str, np.ndarray]) -
 
 
 def activation_levels(
-    events: dict[str, np.ndarray], ranks: int, action_memory
+    events: dict[str, np.ndarray], ranks: int, action_memory, on_host=None
 ) -> tuple[dict[int, int], dict[int, int]]:
     """Per rank (max over replicas): (stored activations, true peak).
 
@@ -104,7 +104,9 @@ def activation_levels(
     while it runs, holds up to ``peak`` above the level it started from (``ActionMemory``).
     Taken in each rank's run order, the levels between actions are what the schedule stores
     (what published formulas count); the highest start level plus ``peak`` is the true peak,
-    gradient buffers and recomputation included."""
+    gradient buffers and recomputation included. ``on_host`` (activation offload:
+    ``offload_levels.on_host``) gives what is off the device at each action's end and the least
+    while it runs; the numbers are then the device's."""
     stored = {r: 0 for r in range(ranks)}
     true = dict(stored)
     if len(events["rank"]) == 0 or not action_memory:
@@ -121,8 +123,12 @@ def activation_levels(
     offset = np.r_[0, after[starts[1:] - 1]]
     after -= np.repeat(offset, np.diff(np.r_[starts, len(keys)]))
     before = after - held
+    during = before + peak
+    if on_host is not None:
+        at_end, least = on_host(keys, events["start"][order], events["end"][order])
+        after, during = after - at_end, during - least
     top_stored = np.maximum.reduceat(np.maximum(after, 0), starts)
-    top_true = np.maximum.reduceat(before + peak, starts)
+    top_true = np.maximum.reduceat(during, starts)
     for key, s, t in zip(
         keys[starts].tolist(), top_stored.tolist(), top_true.tolist(), strict=True
     ):

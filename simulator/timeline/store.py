@@ -28,6 +28,10 @@ runs, "unit" for unit costs), all starting from 0:
 * ``action_cpu`` (measured runs; predictions with shared cores): ``{rank, stage, kind,
   microbatch, step, cpu, replica}``, the CPU seconds each action's thread ran: its work. An
   event's span less its ``cpu`` is the time it waited for a core (``rows.ActionCpu``).
+* ``offload`` (only with activation offload): ``{rank, stage, kind ("offload", "prefetch" or
+  "wait"), microbatch, step, start, end, bytes, replica}`` per host-link copy of one
+  microbatch's offloaded activations, or per backward held back for its prefetch (exposed
+  time). The copies' device-side changes are ``cache`` rows too (``rows.OffloadSpan``).
 
 ``load`` and ``from_dict`` check a file against this schema before anything reads it
 (``simulator.timeline.schema``): a damaged or hand-edited file is one sentence naming the file,
@@ -44,6 +48,7 @@ import numpy as np
 from simulator.errors import PebbleError
 from simulator.timeline.json_values import read_json_object, show, where
 from simulator.timeline.meta import TimelineMeta
+from simulator.timeline.offload_levels import host_peaks, on_host
 from simulator.timeline.rows import (
     RowTable,
 )
@@ -108,6 +113,7 @@ class Timeline:
     optimizer: RowTable = field(default_factory=list)
     recompute: RowTable = field(default_factory=list)
     action_cpu: RowTable = field(default_factory=list)
+    offload: RowTable = field(default_factory=list)  # host-link copies (activation offload)
 
     def __setattr__(self, name, value) -> None:
         if name in _TABLES and not isinstance(value, RowTable):
@@ -145,6 +151,10 @@ class Timeline:
         stages), found from the events themselves, per step.
         """
         return peak_inflight(self.events.columns(), self.num_ranks)
+
+    def host_peak_bytes(self) -> dict[int, int]:
+        """Per rank, the most offloaded activation bytes its host held at once."""
+        return host_peaks(self.offload.columns(), self.num_ranks)
 
     def recompute_time(self) -> dict[int, float]:
         """Per rank (first replica), the time spent in recompute sub-spans, all steps."""
@@ -201,7 +211,11 @@ class Timeline:
         if not self.meta.action_memory:
             peaks = self.peak_activation_bytes()
             return peaks, dict(peaks)
-        return activation_levels(self.events.columns(), self.num_ranks, self.meta.action_memory)
+        offload = self.offload.columns()
+        host = on_host(offload, self.num_ranks) if len(offload["rank"]) else None
+        return activation_levels(
+            self.events.columns(), self.num_ranks, self.meta.action_memory, host
+        )
 
     def _memory(self, rank: int, stored: dict[int, int], true: dict[int, int]) -> dict | None:
         """Parameters, gradients, optimizer state, receive buffers and activations (stored,
@@ -213,7 +227,9 @@ class Timeline:
         activations = int(true.get(rank, 0))
         total = static.total + activations
         capacity = self.meta.memory_capacity
+        host = {"host_activations": self.host_peak_bytes()[rank]} if len(self.offload) else {}
         return {
+            **host,
             "parameters": static.parameters,
             "gradients": static.gradients,
             "optimizer_state": static.optimizer_state,

@@ -1,0 +1,142 @@
+"""The analytic executor's clock with activation offload: compute on each rank, and beside it two
+copy streams per rank, device to host (``offload``) and host to device (``prefetch``).
+
+Why a clock of its own: a copy does not take compute time, but a backward cannot start before
+its activations are back. So the max-plus recurrence gains one term: a backward that consumes
+offloaded bytes starts no earlier than its prefetch's end; where the prefetch ends later than the
+backward could otherwise start, the difference is *exposed* and recorded as a ``wait`` span.
+
+The rules (``simulator.model.offload`` says what goes out):
+
+* an offload starts when its forward ends and its stream is free (copies on one stream run one
+  at a time, in the order their forwards ran) and takes ``bytes / bandwidth``;
+* a prefetch is issued when the rank starts the action just before the backward (PipeOffload
+  likewise resumes one computation ahead), starts once its offload has ended and its stream is
+  free, and takes ``bytes / bandwidth``;
+* the device frees the bytes when the offload ends and allocates them when the prefetch starts
+  (``cache`` rows); the host holds them from the offload's start to the prefetch's end;
+* a microbatch whose backward is the next action of its rank after its forward stays on the
+  device: nothing runs between in which a copy could hide, so it could only wait.
+
+Contention: GPUs that share a host link (``HardwarePreset.gpus_per_host_link``) each get an
+equal share of it for the whole run (``offload_costs.host_link``): every rank offloads in the
+same rhythm, so a static fair share stands in for the copies' exact overlap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from schedules.validate import DryRun
+
+OFFLOAD, PREFETCH, WAIT = "offload", "prefetch", "wait"
+
+
+class OffloadClock:
+    """Callable as the executor's ``times`` function; remembers each step's copies.
+
+    ``stage_bytes[s]``: (layer, bytes) of what stage ``s``'s forward sends to the host per
+    microbatch; ``bandwidth``: host-link bytes per time unit, per direction and rank."""
+
+    def __init__(self, run: DryRun, stage_bytes, bandwidth: float) -> None:
+        self.bandwidth = float(bandwidth)
+        self.stage_bytes = stage_bytes
+        rule = run.rule
+        kinds = run.kinds.astype(str)
+        forward = np.isin(kinds, rule.having("is_forward"))
+        back = np.isin(kinds, rule.having("sends_gradient"))
+        total = np.array([sum(b for _, b in layers) for layers in stage_bytes], dtype=np.int64)
+        n = len(run.ranks)
+        # each rank's previous action, in its own order (the dry run keeps each rank's order)
+        previous = np.full(n, -1, dtype=np.int64)
+        last: dict[int, int] = {}
+        for i, r in enumerate(run.ranks.tolist()):
+            previous[i] = last.get(r, -1)
+            last[r] = i
+        forward_of = {}
+        for i in np.flatnonzero(forward).tolist():
+            forward_of[(int(run.stages[i]), int(run.microbatches[i]))] = i
+        self.pair = np.full(n, -1, dtype=np.int64)  # backward -> its forward
+        self.moved = np.zeros(n, dtype=np.int64)  # bytes a forward sends / a backward fetches
+        for i in np.flatnonzero(back & (total[run.stages] > 0)).tolist():
+            j = forward_of.get((int(run.stages[i]), int(run.microbatches[i])))
+            if j is None or previous[i] == j:
+                continue  # nothing runs between: the pebble stays
+            self.pair[i] = j
+            self.moved[i] = self.moved[j] = total[run.stages[i]]
+        self.previous = previous
+        self.run = run
+        self.copies: list[tuple] = []  # (kind, action, start, end) of the last step
+
+    def __call__(self, rank, duration, producers, transfer, rank_free):
+        """(starts, ends) of every action, as ``executor._action_times``, with prefetch waits;
+        the copies are left in ``self.copies``."""
+        n = len(rank)
+        start, end = [0.0] * n, [0.0] * n
+        out_end = [0.0] * n  # when a forward's offload ended
+        to_host = {r: 0.0 for r in set(rank)}
+        to_device = dict(to_host)
+        pair, moved, previous = self.pair.tolist(), self.moved.tolist(), self.previous.tolist()
+        rate = self.bandwidth
+        copies = []
+        for i in range(n):
+            r = rank[i]
+            t = rank_free[r]
+            for p, x in zip(producers, transfer, strict=True):
+                if p[i] >= 0 and end[p[i]] + x[i] > t:
+                    t = end[p[i]] + x[i]
+            j = pair[i]
+            if j >= 0:
+                before = previous[i]
+                issued = start[before] if before >= 0 else t
+                begin = max(issued, out_end[j], to_device[r])
+                done = begin + moved[i] / rate
+                to_device[r] = done
+                copies.append((PREFETCH, i, begin, done))
+                if done > t:
+                    copies.append((WAIT, i, t, done))
+                    t = done
+            start[i] = t
+            rank_free[r] = end[i] = t + duration[i]
+            if moved[i] and j < 0:  # a forward whose pebbles go out
+                begin = max(end[i], to_host[r])
+                out_end[i] = to_host[r] = begin + moved[i] / rate
+                copies.append((OFFLOAD, i, begin, out_end[i]))
+        self.copies = copies
+        return start, end
+
+    def rows(self, step: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The last step's ``offload`` rows and the device ``cache`` rows its copies make."""
+        a = self.run
+        if not self.copies:
+            return [], []
+        kind = np.array([c[0] for c in self.copies])
+        action = np.array([c[1] for c in self.copies], dtype=np.int64)
+        begin = np.array([c[2] for c in self.copies])
+        done = np.array([c[3] for c in self.copies])
+        moved = np.where(kind == WAIT, 0, self.moved[action])
+        steps = np.full(len(action), step, dtype=np.int64)
+        spans = [a.ranks[action], a.stages[action], kind, a.microbatches[action], steps]
+        spans += [begin, done, moved]
+        # the device frees each layer's bytes as its offload ends, takes them as the prefetch
+        # starts
+        times, ranks, layers, mbs, deltas = [], [], [], [], []
+        for k, i, b, d in self.copies:
+            if k == WAIT:
+                continue
+            sign, at = (-1, d) if k == OFFLOAD else (1, b)
+            for layer, size in self.stage_bytes[int(a.stages[i])]:
+                times.append(at)
+                ranks.append(a.ranks[i])
+                layers.append(layer)
+                mbs.append(a.microbatches[i])
+                deltas.append(sign * size)
+        cache = [
+            np.array(times),
+            np.array(ranks, dtype=np.int64),
+            np.array(layers, dtype=np.int64),
+            np.array(mbs, dtype=np.int64),
+            np.full(len(times), step, dtype=np.int64),
+            np.array(deltas, dtype=np.int64),
+        ]
+        return spans, cache
