@@ -14,7 +14,7 @@ import sys
 
 import schedules
 from simulator.errors import PebbleError
-from simulator.ray_pipeline.local_ray import start_owned_ray, stop_owned_ray
+from simulator.ray_pipeline.local_ray import seconds_from_env, start_owned_ray, stop_owned_ray
 from simulator.ray_pipeline.worker import BLAS_ENV
 
 SIMULATOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../simulator
@@ -44,7 +44,7 @@ def _probe_cluster(address: str) -> None:
     Why a child: Ray's client retries a port that accepts connections but is not a Ray cluster
     for ever, printing as it goes. A child can be stopped and its noise kept out of sight.
     """
-    timeout = float(os.environ.get("PEBBLESIM_CONNECT_TIMEOUT", "30"))
+    timeout = seconds_from_env("PEBBLESIM_CONNECT_TIMEOUT", 30.0)
     try:
         probe = subprocess.run(
             [sys.executable, "-c", _PROBE, address],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import selectors
 import subprocess
@@ -32,6 +33,23 @@ STATE_DIR_ENV = "PEBBLESIM_STATE_DIR"  # where run records live (tests point it 
 START_TIMEOUT_ENV = "PEBBLESIM_RAY_START_TIMEOUT"
 RECORD_PREFIX = "ray-"
 _owned: OwnedRay | None = None  # the local Ray this process started and has not ended
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A time limit in seconds from the environment variable ``name``; one sentence if it is
+    not a positive finite number."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        from simulator.errors import PebbleError  # start-up: the CLI's signal guard imports this
+
+        raise PebbleError(f"{name} must be a positive number of seconds, got {text!r}.")
+    return seconds
 
 
 def state_dir() -> Path:
@@ -81,7 +99,7 @@ class OwnedRay:
         """The GCS address, once the launcher says Ray is up; one sentence if it never is."""
         from simulator.errors import PebbleError  # start-up: the CLI's signal guard imports this
 
-        timeout = float(os.environ.get(START_TIMEOUT_ENV, "300"))
+        timeout = seconds_from_env(START_TIMEOUT_ENV, 300.0)
         deadline = time.monotonic() + timeout
         line = b""
         with selectors.DefaultSelector() as selector:
