@@ -54,6 +54,31 @@ class MakespanError(NamedTuple):
         return f"{which}: {body}"
 
 
+BUSY_CORES = 0.1  # other processes' load, in cores, from which a run's machine counts as busy
+
+
+def busy_machine_text(
+    outside_load: float, cores: int | None, quiet: MakespanError | None, unit: str = "s"
+) -> str | None:
+    """The caption's line when other processes kept the machine busy during the compared
+    steps (``outside_load`` cores of ``cores``), with the prediction for a quiet machine
+    (``quiet``: that prediction's error against the same measurement); None on a quiet one."""
+    if outside_load < BUSY_CORES:
+        return None
+    of = f" of its {cores}" if cores else ""
+    text = (
+        f"the machine was busy: other processes used {outside_load:.2f}{of} cores during the "
+        "compared steps, which the prediction charges"
+    )
+    if quiet is None:
+        return text
+    side = "under" if quiet.error < 0 else "over"
+    return (
+        f"{text}; on a quiet machine it would predict {format_time(quiet.predicted, unit)} "
+        f"({abs(quiet.error) * 100:.1f}% {side} this run)"
+    )
+
+
 def makespan_error(
     predicted: Timeline, measured: Timeline, skip_warmup: bool = True
 ) -> MakespanError:
@@ -98,9 +123,11 @@ def overlay_figure(
     replica: int = 0,
     *,
     title: str | None = None,
+    machine: str | None = None,
 ) -> Figure:
     """Draw predicted and measured on one chart; returns the Figure.
 
+    ``machine``: a line on the machine the run had (``busy_machine_text``), under the title.
     Boxes carry ``gid="predicted:{rank}:{label}:{step}"`` and ``gid="measured:..."``. When both
     runs share a time unit a lower panel (``gap.draw_gap``) shows per rank where the measured
     time went beyond the prediction. Raises PebbleError if the Timelines are not the same
@@ -161,8 +188,8 @@ def overlay_figure(
     unit_text = _time_axis_and_error(ax, predicted, measured, error, span)
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
-    heading = title or run_title(measured, "Predicted vs measured")
-    lines = [heading, unit_text, *_choices(predicted, measured, error)]
+    lines = [title or run_title(measured, "Predicted vs measured"), unit_text]
+    lines += [*_choices(predicted, measured, error), *_machine_lines(machine)]
     ax.set_title("\n".join(lines), fontsize=11 if len(lines) < 3 else 10)
     if panel:
         draw_gap(fig.add_subplot(grid[1]), predicted, measured, error.first_step)
@@ -170,6 +197,11 @@ def overlay_figure(
         fig, {b.kind for b in pred_boxes + meas_boxes}, measured.meta.chunks, same_unit, warmup
     )
     return fig
+
+
+def _machine_lines(machine: str | None) -> list[str]:
+    """A busy machine, said plainly (``busy_machine_text``), one clause a line."""
+    return [part[0].upper() + part[1:] for part in (machine or "").split("; ") if part]
 
 
 def _choices(predicted: Timeline, measured: Timeline, error: MakespanError) -> list[str]:

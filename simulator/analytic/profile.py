@@ -33,15 +33,20 @@ class Profile:
     File format (JSON): ``{"version": 1, "model": ModelSpec text, "microbatch_rows": int,
     "stages": [[first_layer, last_layer], ...], "costs": [{"F": s, "I": s, "W": s, "B": s}, ...],
     "transfer": {"latency": s, "bandwidth": bytes/s}, "step_overhead": s, "cores": int,
-    "call_overhead": s, "send_overhead": s, "call_cpu": s, "background_load": cores}``; a kind
-    never measured is ``null``; ``step_overhead`` is the commit, reduction and optimizer time
-    between steps, which a multi-step prediction adds after every step. A transformer's
-    ``model`` names its attention core; one without ``attention=`` (a file written before flash
-    became the default) is read as math, what it counted (``parse.recorded_model``).
+    "call_overhead": s, "send_overhead": s, "call_cpu": s, "background_load": cores,
+    "outside_load": cores}``; a kind never measured is ``null``; ``step_overhead`` is the
+    commit, reduction and optimizer time between steps, which a multi-step prediction adds
+    after every step. A transformer's ``model`` names its attention core; one without
+    ``attention=`` (a file written before flash became the default) is read as math, what it
+    counted (``parse.recorded_model``).
 
     ``train`` writes each action's *work*, the mean CPU time its thread ran in the run, which is
     its time alone on a core of its own (``from_timeline``), and ``cores``, how many cores its
     ranks shared; the prediction then shares those cores (``sharing``) unless told otherwise.
+    ``outside_load`` is the machine's, not the runtime's: the cores that processes outside the
+    run kept busy over its compared steps (``runtime_meter``; 0 on a quiet machine). A
+    prediction charges it with the background load, so on a busy machine it predicts the run
+    the machine allowed; set it to 0 for the run on a quiet one.
     ``call_overhead`` (on a rank, per Ray call), ``send_overhead`` (on a rank, per output sent
     to another rank), ``call_cpu`` (per call, off the rank) and ``background_load`` (cores busy
     all along) are the runtime's costs (``CostModel``): timed by calibration, the CPU parts then
@@ -62,6 +67,7 @@ class Profile:
     send_overhead: float = 0.0
     call_cpu: float = 0.0
     background_load: float = 0.0
+    outside_load: float = 0.0  # cores processes outside the run kept busy (a busy machine)
 
     def save(self, path) -> None:
         with open(path, "w") as handle:
@@ -244,7 +250,7 @@ def profile_costs(
         call_overhead=profile.call_overhead,
         send_overhead=profile.send_overhead,
         call_cpu=profile.call_cpu,
-        background_load=profile.background_load,
+        background_load=profile.background_load + profile.outside_load,
     )
 
 

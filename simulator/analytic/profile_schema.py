@@ -31,6 +31,7 @@ _OPTIONAL = (
     "send_overhead",
     "call_cpu",
     "background_load",
+    "outside_load",
 )
 
 
@@ -40,7 +41,7 @@ def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dic
     stage with finite, non-negative seconds (null: not measured), F and I+W or B measured;
     transfer latency in 0..60 s and bandwidth in 1e3..1e21 bytes/s (absent: unlimited);
     step_overhead >= 0; call_overhead, send_overhead and call_cpu in 0..60 s; cores (null or
-    absent: unknown) >= 1; background_load in 0..cores, below the cores.
+    absent: unknown) >= 1; background_load and outside_load in 0..cores, together below them.
     Returns them ready for ``Profile(**...)``; a fault is one sentence naming the field."""
     fields_of(data, "the profile", label, _FIELDS, _OPTIONAL)
     version = data["version"]
@@ -81,7 +82,7 @@ def check_profile(data, label: str, rule: DependencyRule = PIPELINE_RULE) -> dic
             key: real(data.get(key, 0.0), key, label, 0.0, MAX_CALL_TIME)
             for key in ("call_overhead", "send_overhead", "call_cpu")
         },
-        "background_load": _background_load(data.get("background_load", 0.0), cores, label),
+        **_loads(data, cores, label),
     }
 
 
@@ -93,17 +94,23 @@ def _transfer_value(key: str, value, label: str) -> float:
     return real(value, "transfer.bandwidth", label, MIN_RATE, MAX_RATE)
 
 
-def _background_load(value, cores: int | None, label: str) -> float:
-    """Cores kept busy by other work, fewer than the profile's cores (a load of every core
-    leaves the run nothing; ``sharing`` would predict years for a step of milliseconds)."""
+def _loads(data: dict, cores: int | None, label: str) -> dict[str, float]:
+    """background_load (the runtime's idle CPU) and outside_load (other processes'), cores kept
+    busy all along, together fewer than the profile's cores: a load of every core leaves the
+    run nothing (``sharing`` would predict years for a step of milliseconds)."""
     high = float(cores if cores is not None else MAX_CORES)
-    load = real(value, "background_load", label, 0.0, high)
-    if load >= high:
+    loads = {key: real(data.get(key, 0.0), key, label, 0.0, high) for key in _LOADS}
+    if sum(loads.values()) >= high:
+        key = "background_load" if loads["background_load"] >= high else "outside_load"
+        together = "" if loads[key] >= high else " with background_load"
         raise PebbleError(
-            f"{label}: background_load is {show(value)}; it must be in 0..{high:g} cores, "
-            f"below the {high:g} the profile's run shared."
+            f"{label}: {key} is {show(data.get(key))}{together}; the loads must stay in "
+            f"0..{high:g} cores, below the {high:g} the profile's run shared."
         )
-    return load
+    return loads
+
+
+_LOADS = ("background_load", "outside_load")
 
 
 def _layer_count(model, label: str) -> int:

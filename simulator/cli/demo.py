@@ -26,6 +26,7 @@ from simulator.model.spec import ModelSpec
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run.plan import plan_run
 from simulator.run.recompute import recompute_policies
+from visualize.overlay import BUSY_CORES, busy_machine_text
 from visualize.report import Section
 from visualize.viewer import viewer_html
 
@@ -109,6 +110,8 @@ def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> 
     with RayPipeline(plan, config, RayOptions(address=address)) as pipeline:
         result = pipeline.run(STEPS)
         predicted = pipeline.prediction(result)
+        busy = result.profile.outside_load >= BUSY_CORES
+        quiet = pipeline.prediction(result, quiet=True) if busy else None
     bar.update(1)
     bar.set_postfix_str(f"drawing {name}")
     measured = result.timeline
@@ -117,16 +120,22 @@ def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> 
     for kind, draw in visualize.FIGURES.items():
         visualize.save(draw(measured), folder / kind)
     visualize.save(visualize.breakdown_figure(measured), folder / "breakdown")
-    visualize.save(visualize.overlay_figure(predicted, measured), folder / "overlay")
+    machine = busy_machine_text(
+        result.profile.outside_load,
+        result.profile.cores,
+        visualize.makespan_error(quiet, measured) if quiet is not None else None,
+    )
+    overlay = visualize.overlay_figure(predicted, measured, machine=machine)
+    visualize.save(overlay, folder / "overlay")
     animated = name == "1f1b"
     if animated:
         visualize.animate_pebbles(measured, folder / "pebble.gif")
         (folder / "viewer.html").write_text(viewer_html([predicted, measured]), encoding="utf-8")
     bar.update(1)
-    return _sections(name, result, predicted, animated)
+    return _sections(name, result, predicted, animated, machine)
 
 
-def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
+def _sections(name: str, result, predicted, animated: bool, machine=None) -> list[Section]:
     """The report's sections for one trained schedule."""
     measured = result.timeline
     losses = ", ".join(f"{x:.3f}" for x in result.losses)
@@ -166,7 +175,8 @@ def _sections(name: str, result, predicted, animated: bool) -> list[Section]:
         Section(
             f"{name}: predicted vs measured",
             f"{name}/overlay.png",
-            f"Analytic prediction from the measured profile: {error.text()}.",
+            f"Analytic prediction from the measured profile: {error.text()}."
+            + (f" Note: {machine}." if machine else ""),
         ),
     ]
     if animated:

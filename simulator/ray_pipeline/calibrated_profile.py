@@ -31,10 +31,14 @@ def calibrated_profile(profile, calibration: Calibration | None, measured=None):
     if calibration is None:
         return profile
     own_work = profile.cores is not None
-    call_cpu, scale = calibration.call_cpu, 1.0
+    call_cpu, scale, outside = calibration.call_cpu, 1.0, 0.0
     if measured is not None:
         call_cpu = measured.call_cpu
         scale = 1.0 if measured.overhead_scale is None else measured.overhead_scale
+        outside = measured.outside_load or 0.0
+    # what other processes took, charged as cores the run did not have; kept below the cores
+    # (with the idle load) so the run is left at least a tenth of them, as it was: it ran
+    outside = min(outside, max(0.0, 0.9 * calibration.cores - calibration.background_load))
     return replace(
         profile,
         costs=profile.costs if own_work else [dict(c) for c in calibration.costs],
@@ -48,4 +52,5 @@ def calibrated_profile(profile, calibration: Calibration | None, measured=None):
         # every CPU second the session ran counts once. Left out, 21 demo runs were
         # under-predicted by 2.2% on average (-5.1..+1.5%); charged, -3.3..+3.5% (0.05 cores)
         background_load=calibration.background_load,
+        outside_load=outside,
     )

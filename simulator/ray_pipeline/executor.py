@@ -328,10 +328,12 @@ class RayPipeline:
             action_order=action_order(timeline),
         )
 
-    def prediction(self, result: RayRunResult) -> Timeline:
-        """The analytic executor's Timeline of this very run, from the run's own profile."""
+    def prediction(self, result: RayRunResult, quiet: bool = False) -> Timeline:
+        """The analytic executor's Timeline of this very run, from the run's own profile;
+        ``quiet``: on a quiet machine, without the load other processes put on it."""
         plan = replace(self.plan, steps=result.timeline.meta.steps, cores=result.profile.cores)
-        costs = profile_costs(result.profile, plan.spec, plan.partition, plan.microbatch_rows)
+        profile = replace(result.profile, outside_load=0.0) if quiet else result.profile
+        costs = profile_costs(profile, plan.spec, plan.partition, plan.microbatch_rows)
         return simulate_plan(plan, costs, run=self.run_order)
 
 

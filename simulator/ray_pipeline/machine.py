@@ -30,6 +30,7 @@ class NodeState(NamedTuple):
     ranks_cpu: float | None = None  # CPU seconds the asked-for processes' main threads have run
     session: tuple[int, ...] = ()  # the Ray session's processes on this node
     per_process: tuple[float | None, ...] = ()  # CPU seconds of each (None: gone)
+    machine_cpu: float | None = None  # CPU seconds every process on the machine has run
 
 
 def usable_cores() -> int:
@@ -142,8 +143,40 @@ def node_state(
     cost = time.thread_time() - began
     cpu = _known_sum(per_process)
     return NodeState(
-        node, usable_cores(), time.time(), cpu, cost, os.getpid(), ranks, session, per_process
+        node,
+        usable_cores(),
+        time.time(),
+        cpu,
+        cost,
+        os.getpid(),
+        ranks,
+        session,
+        per_process,
+        machine_cpu_seconds(),
     )
+
+
+def outside_between(began: NodeState, ended: NodeState) -> float | None:
+    """CPU seconds the processes *outside* the Ray session ran between two readings: the whole
+    machine's busy time (``/proc/stat``) less the session's (``cpu_between``), at least 0
+    (``/proc/stat`` counts 10 ms ticks). None where either is unknown."""
+    session = cpu_between(began, ended)
+    if session is None or began.machine_cpu is None or ended.machine_cpu is None:
+        return None
+    return max(0.0, ended.machine_cpu - began.machine_cpu - session)
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds this machine's cores have been busy since boot (``/proc/stat``: all but idle
+    and I/O wait), or None where ``/proc/stat`` does not say."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [float(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 8:
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_between(began: NodeState, ended: NodeState) -> float | None:
@@ -189,17 +222,9 @@ def busy_cores(window: float) -> float | None:
     """Cores this machine kept busy over the next ``window`` seconds (``/proc/stat``: all but
     idle and I/O wait), or None where ``/proc/stat`` does not say."""
 
-    def reading():
-        try:
-            with open("/proc/stat") as handle:
-                fields = [float(x) for x in handle.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        return sum(fields[:8]) - fields[3] - fields[4]  # busy jiffies (user .. steal)
-
-    first = reading()
+    first = machine_cpu_seconds()
     time.sleep(window)
-    second = reading()
+    second = machine_cpu_seconds()
     if first is None or second is None:
         return None
-    return (second - first) / (os.sysconf("SC_CLK_TCK") * window)
+    return (second - first) / window

@@ -24,6 +24,12 @@ action returns, two CPU times on the probe's node (``machine.node_state``):
   calibration's *background load* over the window's wall time, which the prediction charges
   as cores busy all along): the runtime's work off the ranks, per call the step made.
 
+A third number is the machine's: the CPU that processes *outside* the run took in the window
+(``/proc/stat``'s busy time less the session's, ``machine.outside_between``). On a machine other
+work keeps busy (a 2-core VM at load 6-19 made the demo's predictions 28-63% short) that is
+cores the run did not have; the profile carries it as ``outside_load`` and the prediction
+charges it (``Profile``), the report saying so with the numbers.
+
 So every CPU second the session ran in the window is charged once: as an action's work, on a
 rank around a call, off the ranks per call, or as the idle load. On 15 demo runs the
 predictions' errors went from -0.0..+6.4% (the run's CPU per call, calibration's overheads)
@@ -39,17 +45,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simulator.ray_pipeline.machine import cpu_between, driver_identity
+from simulator.ray_pipeline.machine import cpu_between, driver_identity, outside_between
 
 
 @dataclass(frozen=True)
 class RunRuntime:
     """What a run measured of the runtime: ``call_cpu``, CPU seconds per call off the ranks;
     ``overhead_scale``, the runtime's CPU on the ranks as a multiple of the calibrated call and
-    send overheads (None: not measured)."""
+    send overheads (None: not measured); ``outside_load``, the cores that processes outside the
+    run kept busy over the compared steps (None: not measured)."""
 
     call_cpu: float
     overhead_scale: float | None = None
+    outside_load: float | None = None
+
+
+class Window(tuple):
+    """(runtime CPU off the ranks, wall, ranks' main-thread CPU) of one step, in seconds, and
+    as ``outside`` the CPU seconds processes outside the run took meanwhile (None: unknown)."""
+
+    outside: float | None = None
+
+    def __new__(cls, values, outside: float | None = None):
+        window = super().__new__(cls, values)
+        window.outside = outside
+        return window
 
 
 @dataclass
@@ -72,6 +92,7 @@ class RuntimeMeter:
     load: float = 0.0
     # step -> (CPU off the ranks, wall, CPU of the ranks' main threads), seconds
     windows: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    outside: dict[int, float] = field(default_factory=dict)  # step -> CPU outside the run, s
     session: tuple[int, ...] = ()  # the session's processes, as the first reading found them
     reading: bool = True  # False once stopped
 
@@ -101,12 +122,21 @@ class RuntimeMeter:
         wall = ended.wall - began.wall
         on_ranks = ended.ranks_cpu - began.ranks_cpu
         off_ranks = max(0.0, cpu_between(began, ended) - on_ranks - self.load * wall)
-        return off_ranks, wall, max(0.0, on_ranks - ended.cost)
+        outside = outside_between(began, ended)
+        return Window((off_ranks, wall, max(0.0, on_ranks - ended.cost)), outside)
 
     def keep(self, step: int, window: tuple[float, float, float] | None) -> None:
         """Keep a finished step's window (a rerun of the step replaces it)."""
         if window is not None and step >= 1:
             self.windows[step] = window
+            self.outside.pop(step, None)
+            if getattr(window, "outside", None) is not None:
+                self.outside[step] = window.outside
+
+    def outside_load(self) -> float | None:
+        """Cores the processes outside the run kept busy, over the kept windows' wall time."""
+        wall = sum(self.windows[step][1] for step in self.outside)
+        return sum(self.outside.values()) / wall if wall > 0 else None
 
     def result(self, timeline, calibration) -> RunRuntime | None:
         """The runtime the kept windows measured, given the run's Timeline (its actions' CPU
@@ -125,10 +155,11 @@ class RuntimeMeter:
             for row in timeline.action_cpu
             if row.step in self.windows and (row.rank, row.replica) in ranks
         )
+        outside = self.outside_load()
         if modelled <= 0 or not timeline.action_cpu:
-            return RunRuntime(call_cpu)
+            return RunRuntime(call_cpu, outside_load=outside)
         on_ranks = sum(w[2] for w in self.windows.values()) - actions
-        return RunRuntime(call_cpu, max(0.0, on_ranks) / modelled)
+        return RunRuntime(call_cpu, max(0.0, on_ranks) / modelled, outside)
 
 
 def runtime_meter(pipeline) -> RuntimeMeter | None:

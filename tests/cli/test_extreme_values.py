@@ -169,12 +169,17 @@ def _profile(tmp_path: Path, **changes) -> Path:
         (
             {"cores": 2, "background_load": 2.0},
             None,
-            r"background_load is 2.0; it must be in 0\.\.2",
+            r"background_load is 2.0; the loads must stay in 0\.\.2",
         ),
         (
             {"cores": 2, "background_load": 1.5},
             "1",
             r"a background load of 1\.5 cores leaves nothing",
+        ),
+        (
+            {"cores": 2, "background_load": 0.5, "outside_load": 1.5},
+            None,
+            r"outside_load is 1.5 with background_load; the loads must stay in 0\.\.2",
         ),
         ({"call_overhead": 1e9}, None, r"call_overhead is 1000000000.0, outside 0\.\.60"),
         ({"cores": 2, "background_load": 0.5, "call_cpu": 0.002}, None, "ok"),
