@@ -38,7 +38,7 @@ def comparison_rows(
     policies = any(timeline.meta.recompute for _, timeline in pairs)
     for name, timeline in pairs:
         summary = timeline.summary()
-        peaks = [r.peak_activation_bytes for r in summary.per_rank]
+        peaks = [r.true_peak_bytes for r in summary.per_rank]
         memory = [r.memory for r in summary.per_rank if r.memory]
         device = bool(memory) and timeline.meta.memory_capacity is not None
         rows.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from simulator.analytic.costs import CostModel, Hardware, flop_costs, parse_unit_costs, unit_costs
 from simulator.analytic.hardware import HardwarePreset, parse_hardware_preset, sustained_flops
 from simulator.analytic.profile import Profile, profile_costs
+from simulator.analytic.roofline_costs import roofline_costs
 from simulator.errors import PebbleError
 from simulator.numbers import MAX_RATE, MAX_TIME, parse_float
 from simulator.run.plan import RunPlan
@@ -30,14 +31,28 @@ def hardware_preset(text: str | None) -> HardwarePreset | None:
 
 def parse_hardware(text: str) -> Hardware:
     """A preset (``h100``, ``a100-80gb,efficiency=0.45``: sustained FLOP/s = peak x efficiency,
-    links at the inter-node bandwidth) or ``flops=1e12,bandwidth=25e9,latency=5e-6``."""
+    links at the inter-node bandwidth) or ``flops=1e12,bandwidth=25e9,latency=5e-6``.
+
+    A preset timed on the roofline (no ``efficiency=``) gets the best rate any of its kernels
+    reaches, ``peak x gemm_efficiency``: no operation runs faster, so FLOP times at this rate
+    are lower bounds on the roofline's (what ``advise``'s bounds need)."""
     preset = hardware_preset(text)
     if preset is not None:
+        rate = (
+            sustained_flops(preset)
+            if preset.flop_model
+            else preset.peak_flops * preset.gemm_efficiency
+        )
         return Hardware(
-            flops_per_second=sustained_flops(preset),
-            link_bandwidth=preset.internode_bandwidth,
+            flops_per_second=rate,
+            # on the roofline, links are timed by ``roofline_costs``; here the fastest one, so
+            # bounds read from this stay below every transfer it times
+            link_bandwidth=preset.internode_bandwidth
+            if preset.flop_model
+            else max(preset.internode_bandwidth, preset.nvlink_bandwidth),
             link_latency=Hardware().link_latency,
             tp_bandwidth=preset.nvlink_bandwidth,
+            preset=None if preset.flop_model else preset,
         )
     values = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -65,6 +80,9 @@ def cost_model(plan: RunPlan) -> CostModel:
         return profile_costs(
             Profile.load(source.profile), plan.spec, plan.partition, plan.microbatch_rows
         )
+    preset = hardware_preset(source.hardware) if source.hardware else None
+    if preset is not None and not preset.flop_model:
+        return roofline_costs(plan, preset)
     if source.hardware:
         return flop_costs(
             plan.spec, plan.partition, plan.microbatch_rows, parse_hardware(source.hardware)

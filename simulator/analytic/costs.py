@@ -73,6 +73,9 @@ class Hardware:
     link_bandwidth: float = 25e9
     link_latency: float = 5e-6
     tp_bandwidth: float = math.inf
+    # the preset timed on the roofline (None: FLOPs at ``flops_per_second``), for the bounds
+    # that must read the roofline's own stage times
+    preset: object = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ class CostModel:
     send_overhead: float = 0.0
     call_cpu: float = 0.0
     background_load: float = 0.0
+    # per stage, the seconds of exposed tensor-parallel communication in each pass that
+    # carries activations (F, I): inside the action times, named for the step's breakdown
+    tensor_comm: tuple[float, ...] = ()
 
     def with_rule(self, rule: DependencyRule) -> CostModel:
         """The same costs, each kind priced by ``rule``'s traits (a rule with more kinds)."""

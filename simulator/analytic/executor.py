@@ -111,7 +111,7 @@ def simulate(
             recompute=recompute,
         )
     )
-    timeline.meta = replace(timeline.meta, cores=cores)
+    timeline.meta = replace(timeline.meta, cores=cores, tensor_comm=costs.tensor_comm)
     costs, share, recompute = _with_recompute(
         timeline, costs, spec, partition, microbatch_rows, run, recompute, dp
     )

@@ -38,6 +38,16 @@ class HardwarePreset:
     efficiency: float  # fraction of peak_flops sustained by real training (MFU)
     source: str = ""
     efficiency_source: str = ""
+    # the per-operation roofline (``simulator.analytic.roofline``): its three fitted numbers
+    # (``FITTED`` says on which published runs) and the share of tensor-parallel communication
+    # hidden under compute (stated: Megatron-LM's --tp-comm-overlap is off by default)
+    gemm_efficiency: float = 0.80  # best share of peak a large bf16 GEMM sustains
+    gemm_dimension: float = 128.0  # smallest GEMM dimension at which it reaches half that
+    kernel_floor: float = 4e-6  # seconds every kernel costs at least (launch and tail)
+    tp_overlap: float = 0.0
+    # None: time each operation on the roofline; a number (``efficiency=`` given): charge every
+    # FLOP at that share of peak, the end-to-end model of earlier versions
+    flop_model: bool = False
     # the host link and host memory (activation offload: ``simulator.analytic.offload_costs``):
     # achieved bytes/s per direction of one GPU's link to host memory, how many GPUs share one
     # such link, and the host memory of one node (the presets below say where each comes from)
@@ -61,8 +71,18 @@ class HardwarePreset:
             raise PebbleError(
                 f"hardware efficiency is a fraction of peak in (0, 1], got {self.efficiency!r}."
             )
+        if self.gemm_efficiency > 1:
+            raise PebbleError(
+                "hardware gemm_efficiency is a fraction of peak in (0, 1], got "
+                f"{self.gemm_efficiency!r}."
+            )
+        if not 0.0 <= self.tp_overlap <= 1.0:
+            raise PebbleError(
+                f"hardware tp_overlap is a fraction in [0, 1], got {self.tp_overlap!r}."
+            )
 
 
+_FRACTION_FIELDS = ("gemm_efficiency", "tp_overlap")
 _POSITIVE_FIELDS = (
     "peak_flops",
     "memory_bytes",
@@ -71,6 +91,9 @@ _POSITIVE_FIELDS = (
     "internode_bandwidth",
     "gpus_per_node",
     "efficiency",
+    "gemm_efficiency",
+    "gemm_dimension",
+    "kernel_floor",
 )
 
 # Datasheets: NVIDIA A100 Tensor Core GPU datasheet (BF16 312 TFLOPS dense, 624 with sparsity;
@@ -213,6 +236,7 @@ _KEYS = {
     "gpus_per_node": "gpus_per_node",
     "host": "host_link_bandwidth",
     "hostmem": "host_memory_bytes",
+    "tp_overlap": "tp_overlap",
 }
 _KEYS.update({f.name: f.name for f in fields(HardwarePreset) if f.name in _POSITIVE_FIELDS})
 
@@ -282,6 +306,9 @@ def parse_hardware_preset(text: str) -> HardwarePreset:
             raise PebbleError(f"hardware {key} {named}; give each value once.")
         given[field_name] = key
         number = _number(key, value)
+        if field_name == "tp_overlap" and number == 0:
+            changes[field_name] = 0.0
+            continue
         if not math.isfinite(number) or number <= 0:
             raise PebbleError(f"hardware {key} must be positive and finite, got {value.strip()!r}.")
         if field_name in ("memory_bytes", "gpus_per_node"):
@@ -289,6 +316,8 @@ def parse_hardware_preset(text: str) -> HardwarePreset:
                 raise PebbleError(f"hardware {key} must be a whole number, got {value.strip()!r}.")
             number = int(number)
         changes[field_name] = number
+    if "efficiency" in changes:  # the user names an end-to-end MFU: charge every FLOP at it
+        changes["flop_model"] = True
     return replace(preset, **changes) if changes else preset
 
 

@@ -41,15 +41,20 @@ def format_summary(timeline: Timeline) -> str:
     recompute = "recompute" in data
     if recompute:
         lines.append(f"recompute {data['recompute']}: the busy time includes the recompute")
-    header = f"{'rank':>4}  {'busy':>12}  {'peak activations':>16}  {'peak in-flight':>14}"
+    header = (
+        f"{'rank':>4}  {'busy':>12}  {'stored activations':>18}  {'activation peak':>15}  "
+        f"{'peak in-flight':>14}"
+    )
     header += f"  {'recompute':>12}" if recompute else ""
     lines += ["", header, "-" * len(header)]
     for r in data["per_rank"]:
         lines.append(
             f"{r['rank']:>4}  {human_time(r['busy'], unit):>12}  "
-            f"{human_bytes(r['peak_activation_bytes']):>16}  {r['peak_inflight_microbatches']:>14}"
+            f"{human_bytes(r['stored_activation_bytes']):>18}  "
+            f"{human_bytes(r['true_peak_bytes']):>15}  {r['peak_inflight_microbatches']:>14}"
             + (f"  {human_time(r['recompute_time'], unit):>12}" if recompute else "")
         )
+    lines.append(ACTIVATIONS_NOTE)
     lines += _memory_table(data)
     ready = sorted(data["gradient_ready"], key=lambda g: g["time"])
     if ready:
@@ -65,6 +70,12 @@ def format_summary(timeline: Timeline) -> str:
     return "\n".join(lines)
 
 
+ACTIVATIONS_NOTE = (
+    "stored: what the schedule holds between passes (what published formulas count);\n"
+    "peak: stored plus the pass in progress (the backward's gradient tensors, recomputation)"
+)
+
+
 def _memory_table(data: dict) -> list[str]:
     """Whole-rank memory per rank, and throughput, when the run knows them."""
     rows = [r["memory"] for r in data["per_rank"] if r.get("memory")]
@@ -72,7 +83,7 @@ def _memory_table(data: dict) -> list[str]:
         return []
     capacity = data.get("memory_capacity")
     header = (
-        f"{'rank':>4}  {'weights+grads':>13}  {'optimizer':>10}  {'activations':>11}  "
+        f"{'rank':>4}  {'weights+grads':>13}  {'optimizer':>10}  {'act. peak':>11}  "
         f"{'buffers':>9}  {'total':>10}" + ("  fits" if capacity else "")
     )
     lines = ["", "whole-rank memory" + (f" (device: {human_bytes(capacity)})" if capacity else "")]

@@ -128,6 +128,10 @@ class TimelineMeta:
     # above its start (gradient buffers and recomputation included): with the events, every
     # rank's stored activations and true peak (``stats.activation_levels``); () in older files
     action_memory: tuple[ActionMemory, ...] = ()
+    # per stage, seconds of exposed tensor-parallel communication inside each F and each I
+    # part of its actions (a kind has its work shares of them), for the step's breakdown;
+    # () when the run has none or does not know
+    tensor_comm: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -137,8 +141,17 @@ class TimelineMeta:
         out["alone_costs"] = [dict(costs) for costs in self.alone_costs]
         out["recompute_flops"] = list(self.recompute_flops)
         out["action_memory"] = [asdict(entry) for entry in self.action_memory]
+        out["tensor_comm"] = list(self.tensor_comm)
         # written only when known: older files stay equal
-        keys = ("cores", "alone_costs", "recompute", "recompute_flops", "layout", "action_memory")
+        keys = (
+            "cores",
+            "alone_costs",
+            "recompute",
+            "recompute_flops",
+            "layout",
+            "action_memory",
+            "tensor_comm",
+        )
         for key in keys:
             if not out[key]:
                 del out[key]
@@ -155,6 +168,7 @@ class TimelineMeta:
         values["rank_memory"] = tuple(RankMemory(**m) for m in values.get("rank_memory", ()))
         values["alone_costs"] = tuple(values.get("alone_costs", ()))
         values["recompute_flops"] = tuple(values.get("recompute_flops", ()))
+        values["tensor_comm"] = tuple(values.get("tensor_comm", ()))
         values["action_memory"] = tuple(
             ActionMemory(**entry) for entry in values.get("action_memory", ())
         )
@@ -299,6 +313,13 @@ def _check_throughput(values: dict, label: str) -> None:
         ]
     if "action_memory" in values:
         values["action_memory"] = _action_memory(values["action_memory"], label)
+    if "tensor_comm" in values:
+        entries = plain_list(
+            values["tensor_comm"], "meta.tensor_comm", label, MAX_STAGES, "MAX_STAGES"
+        )
+        values["tensor_comm"] = [
+            real(v, f"meta.tensor_comm[{s}]", label, 0.0, 1e12) for s, v in enumerate(entries)
+        ]
     if "alone_costs" in values:
         entries = plain_list(
             values["alone_costs"], "meta.alone_costs", label, MAX_STAGES, "MAX_STAGES"

@@ -63,6 +63,8 @@ def test_simulate_json_is_one_object_with_the_contract_keys(capsys, p, m):
             "rank",
             "busy",
             "peak_activation_bytes",
+            "stored_activation_bytes",
+            "true_peak_bytes",
             "peak_inflight_microbatches",
             "memory",
         }
@@ -71,11 +73,15 @@ def test_simulate_json_is_one_object_with_the_contract_keys(capsys, p, m):
             "gradients",
             "optimizer_state",
             "activations",
+            "stored_activations",
             "receive_buffers",
             "total",
             "fits",
         }
-        assert row["memory"]["activations"] == row["peak_activation_bytes"]
+        assert row["memory"]["activations"] == row["true_peak_bytes"]
+        assert row["memory"]["stored_activations"] == row["stored_activation_bytes"]
+        assert row["stored_activation_bytes"] <= row["peak_activation_bytes"]
+        assert row["peak_activation_bytes"] <= row["true_peak_bytes"]
         assert row["memory"]["total"] == sum(
             row["memory"][k]
             for k in (
@@ -106,7 +112,7 @@ def test_simulate_text_summary_and_out_files(capsys, tmp_path):
         tmp_path,
     )
     assert code == 0
-    assert "bubble" in out and "peak activations" in out
+    assert "bubble" in out and "stored activations" in out and "activation peak" in out
     timeline = json.loads((tmp_path / "timeline.json").read_text())
     assert timeline["version"] == 1 and len(timeline["events"]) == 3 * 4 * 8
     trace = json.loads((tmp_path / "trace.json").read_text())

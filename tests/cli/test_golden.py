@@ -59,6 +59,6 @@ def test_text_output_unchanged(capsys, name, argv):
 
 @pytest.mark.parametrize(("name", "argv"), sorted(timeline_cases().items()))
 def test_timeline_json_unchanged(capsys, tmp_path, name, argv):
-    run(capsys, [*argv, "--out", str(tmp_path)])
+    run(capsys, [*argv, "--out", str(tmp_path), "--no-figures"])
     written = json.loads((Path(tmp_path) / "timeline.json").read_text())
     assert_same(written, GOLDEN[name], name)

@@ -86,7 +86,7 @@ def test_static_bytes_are_the_executors(zero):
     request, text, hardware = small_request(zero=zero, global_batch=32)
     for c in [c for c in candidates(request) if c.schedule != AUTO][::7]:
         traits = family_traits(c.schedule)
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
         chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
         schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)
         plan = plan_run(schedule, text.model, batch_size=c.global_batch, layout=c.layout)
@@ -107,7 +107,7 @@ def test_bounds_hold_and_branch_and_bound_finds_the_exhaustive_top():
     for outcome in exhaustive.simulated:  # every bound is below what the executor predicts
         c = outcome.candidate
         traits = family_traits(c.schedule)
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
         assert time_bound(c, traits, table, hardware) <= outcome.step_time * (1 + 1e-9), c
         assert memory_bound(c, traits, table) <= outcome.peak_memory, c
     fitting = {o.candidate.recompute for o in exhaustive.simulated if o.fits}

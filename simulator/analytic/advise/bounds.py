@@ -43,6 +43,7 @@ from schedules.actions import loop_stage_to_rank, v_stage_to_rank
 from simulator.analytic.advise.space import Candidate, FamilyTraits, sharded
 from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.recompute_costs import apply_recompute
+from simulator.analytic.roofline_costs import stage_seconds
 from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.precision import Precision
@@ -91,16 +92,29 @@ class StageTable:
 
 @lru_cache(maxsize=1024)
 def stage_table(
-    spec: TransformerSpec, tp: int, stages: int, hardware: Hardware, policy: str = "none"
+    spec: TransformerSpec,
+    tp: int,
+    stages: int,
+    hardware: Hardware,
+    policy: str = "none",
+    rows: int = 1,
 ) -> StageTable:
     """The per-stage figures of ``spec`` at tensor degree ``tp`` split into ``stages``, under the
     recompute ``policy`` resolved as ``simulate --recompute`` resolves it: each stage's forward
     keeps what its plan keeps (``memory_plan``'s forward items), its backward is longer by the
-    recompute (``apply_recompute``, exactly the executor's costs)."""
+    recompute (``apply_recompute``, exactly the executor's costs). Times are per sequence: on
+    the roofline (``hardware.preset``) the stage times of a microbatch of ``rows`` sequences,
+    which do not scale with ``rows``, divided by ``rows``."""
     local = sharded(spec, tp)
     split = partition(local, stages)
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
-    costs = apply_recompute(flop_costs(local, split, 1, hardware), local, split, plan)
+    if hardware.preset is not None:
+        timed, _ = stage_seconds(local, split, rows, hardware.preset, local.layout)
+        per_row = tuple(replace(c, F=c.F / rows, I=c.I / rows, W=c.W / rows) for c in timed)
+        base = replace(flop_costs(local, split, 1, hardware), stage_costs=per_row)
+    else:
+        base = flop_costs(local, split, 1, hardware)
+    costs = apply_recompute(base, local, split, plan)
     shapes = stage_shapes(local, split, 1, recompute=plan.stages)
     cached = tuple(
         sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)

@@ -68,7 +68,7 @@ def least_static(request: Request, hardware: Hardware) -> int | None:
     least = None
     try:
         for c in candidates(lean):
-            table = stage_table(lean.spec, c.tp, c.stages, hardware, "none")
+            table = stage_table(lean.spec, c.tp, c.stages, hardware, "none", c.microbatch_size)
             static = max(static_bytes(c, traits, table))
             least = static if least is None else min(least, static)
     except PebbleError:
@@ -96,7 +96,7 @@ def _zero3(request: Request, c: Candidate, hardware: Hardware) -> int | None:
     ``d`` replicas (ZeRO-3, before its gathered layers and buckets); None with one replica."""
     if c.dp == 1:
         return None
-    table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+    table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
     owner = stage_to_rank(family_traits(c.schedule), c.pp, c.chunks)
     per_rank = [0] * c.pp
     for stage, rank in enumerate(owner):

@@ -129,14 +129,14 @@ def bounded(
         near-miss candidate (the rest need none)."""
         if memory > request.memory_limit * (1 + NEAR_MISS):
             return None
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
         return time_bound(c, traits[c.schedule], table, hardware)
 
     for c in everything:
         considered += 1
         if progress is not None and considered % BOUND_REPORT_EVERY == 0:
             progress("bounds", considered, len(everything), None)
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
         memory = memory_bound(c, traits[c.schedule], table)
         smallest = memory if smallest is None else min(smallest, memory)
         if memory > request.memory_limit:
@@ -185,7 +185,9 @@ def search(
         for c in candidates(request):
             t = traits[c.schedule]
             if c.rows(t.split, layers) <= request.max_rows:
-                table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute)
+                table = stage_table(
+                    request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size
+                )
                 kept.append((0.0, with_budget(c, t, table, request.memory_limit)))
         counts["pruned_memory"] = 0
         counts["fates"] = []

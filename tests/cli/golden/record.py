@@ -33,7 +33,7 @@ def record() -> None:
         outputs[name] = run(argv)
     for name, argv in timeline_cases().items():
         with tempfile.TemporaryDirectory() as out:
-            run([*argv, "--out", out])
+            run([*argv, "--out", out, "--no-figures"])
             outputs[name] = json.loads((Path(out) / "timeline.json").read_text())
     (HERE / "outputs.json").write_text(json.dumps(outputs, indent=0, sort_keys=True) + "\n")
     print(f"recorded {len(outputs)} golden outputs")
