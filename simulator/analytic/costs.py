@@ -111,6 +111,9 @@ class CostModel:
     # per stage, the seconds of exposed tensor-parallel communication in each pass that
     # carries activations (F, I): inside the action times, named for the step's breakdown
     tensor_comm: tuple[float, ...] = ()
+    # a gradient's data-parallel reduction starts when it is complete (True), or not before its
+    # rank has finished the step's backward (False: Megatron-LM's default)
+    overlap_grad_reduce: bool = True
 
     def with_rule(self, rule: DependencyRule) -> CostModel:
         """The same costs, each kind priced by ``rule``'s traits (a rule with more kinds)."""

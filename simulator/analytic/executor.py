@@ -132,7 +132,9 @@ def simulate(
         grad_time = walk.step(step, rank_free)
         step_end = max(rank_free)
         if layout.gradient_replicas > 1:  # the data and context ranks reduce gradients
-            step_end = max(step_end, walk.allreduce(step, grad_time, layout.gradient_replicas))
+            after = None if costs.overlap_grad_reduce else list(rank_free)
+            replicas = layout.gradient_replicas
+            step_end = max(step_end, walk.allreduce(step, grad_time, replicas, after))
         if sync:
             timeline.optimizer.append(
                 OptimizerStep(step, step_end, step_end + costs.optimizer_time)
@@ -308,11 +310,14 @@ class _Walk:
                 columns = {f: column[order] for f, column in columns.items()}
             setattr(self.timeline, table, RowTable.from_columns(row_type, columns))
 
-    def allreduce(self, step: int, grad_time: dict[int, float], dp: int) -> float:
-        """Each layer's data-parallel all-reduce starts when its gradient is complete, one at a
-        time per rank; returns when the last one ends."""
+    def allreduce(
+        self, step: int, grad_time: dict[int, float], dp: int, after: list[float] | None = None
+    ) -> float:
+        """Each layer's data-parallel all-reduce starts when its gradient is complete (and not
+        before its rank's ``after`` time, when given: the end of its backward), one at a time
+        per rank; returns when the last one ends."""
         stage_of = self.partition.layer_stages()
-        channel_free: dict[int, float] = {}
+        channel_free: dict[int, float] = dict(enumerate(after)) if after is not None else {}
         last = 0.0
         for layer, ready_time in sorted(grad_time.items(), key=lambda kv: kv[1]):
             rank = self.stage_to_rank[stage_of[layer]]

@@ -45,6 +45,10 @@ class HardwarePreset:
     gemm_dimension: float = 128.0  # smallest GEMM dimension at which it reaches half that
     kernel_floor: float = 4e-6  # seconds every kernel costs at least (launch and tail)
     tp_overlap: float = 0.0
+    # 1: each gradient's data-parallel reduction starts as soon as it is complete, under the
+    # rest of the backward (--overlap-grad-reduce); 0: after the rank's backward is done,
+    # Megatron-LM's default and what the published Megatron runs used
+    dp_overlap: float = 0.0
     # None: time each operation on the roofline; a number (``efficiency=`` given): charge every
     # FLOP at that share of peak, the end-to-end model of earlier versions
     flop_model: bool = False
@@ -76,6 +80,8 @@ class HardwarePreset:
                 "hardware gemm_efficiency is a fraction of peak in (0, 1], got "
                 f"{self.gemm_efficiency!r}."
             )
+        if self.dp_overlap not in (0, 1):
+            raise PebbleError(f"hardware dp_overlap is 0 or 1, got {self.dp_overlap!r}.")
         if not 0.0 <= self.tp_overlap <= 1.0:
             raise PebbleError(
                 f"hardware tp_overlap is a fraction in [0, 1], got {self.tp_overlap!r}."
@@ -237,6 +243,7 @@ _KEYS = {
     "host": "host_link_bandwidth",
     "hostmem": "host_memory_bytes",
     "tp_overlap": "tp_overlap",
+    "dp_overlap": "dp_overlap",
 }
 _KEYS.update({f.name: f.name for f in fields(HardwarePreset) if f.name in _POSITIVE_FIELDS})
 
@@ -306,7 +313,7 @@ def parse_hardware_preset(text: str) -> HardwarePreset:
             raise PebbleError(f"hardware {key} {named}; give each value once.")
         given[field_name] = key
         number = _number(key, value)
-        if field_name == "tp_overlap" and number == 0:
+        if field_name in ("tp_overlap", "dp_overlap") and number == 0:
             changes[field_name] = 0.0
             continue
         if not math.isfinite(number) or number <= 0:

@@ -83,6 +83,7 @@ def roofline_costs(plan, preset: HardwarePreset, rule: DependencyRule = PIPELINE
         param_bytes=tuple(spec.param_count(info) * grads for info in spec.layers()),
         time_unit="s",
         tensor_comm=stage_comm,
+        overlap_grad_reduce=bool(preset.dp_overlap),
     )
 
 
