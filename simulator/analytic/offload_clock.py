@@ -36,9 +36,10 @@ class OffloadClock:
     """Callable as the executor's ``times`` function; remembers each step's copies.
 
     ``stage_bytes[s]``: (layer, bytes) of what stage ``s``'s forward sends to the host per
-    microbatch; ``bandwidth``: host-link bytes per time unit, per direction and rank."""
+    microbatch; ``bandwidth``: host-link bytes per time unit, per direction and rank;
+    ``chosen[s]``: the microbatches stage ``s`` sends (None: every one)."""
 
-    def __init__(self, run: DryRun, stage_bytes, bandwidth: float) -> None:
+    def __init__(self, run: DryRun, stage_bytes, bandwidth: float, chosen=None) -> None:
         self.bandwidth = float(bandwidth)
         self.stage_bytes = stage_bytes
         rule = run.rule
@@ -62,6 +63,9 @@ class OffloadClock:
             j = forward_of.get((int(run.stages[i]), int(run.microbatches[i])))
             if j is None or previous[i] == j:
                 continue  # nothing runs between: the pebble stays
+            picked = chosen[int(run.stages[i])] if chosen is not None else None
+            if picked is not None and int(run.microbatches[i]) not in picked:
+                continue  # a selective plan keeps this one
             self.pair[i] = j
             self.moved[i] = self.moved[j] = total[run.stages[i]]
         self.previous = previous

@@ -66,9 +66,15 @@ def offload_clock(run, spec, partition, rows: int, recompute, offload: OffloadRu
     run's recompute plan or None."""
     if offload is None or not offload.plan.active:
         return None
+    if offload.plan.pending is not None:
+        raise PebbleError(
+            f"--offload {offload.plan.policy} is solved against the run's timing; predict it "
+            "with simulate_plan."
+        )
     link = offload.link if offload.link is not None else host_link(None, 1, costs.time_unit)
     stages = recompute.stages if recompute is not None else None
     sent = stage_offload_bytes(spec, partition, rows, run.rule, offload.plan, stages)
     if not any(sent):
         return None
-    return OffloadClock(run, sent, link.bandwidth)
+    chosen = [stage.microbatches for stage in offload.plan.stages]
+    return OffloadClock(run, sent, link.bandwidth, chosen)

@@ -14,6 +14,8 @@ from schedules.validate import DryRun
 from simulator.analytic.cost_source import cost_model, hardware_preset
 from simulator.analytic.costs import CostModel
 from simulator.analytic.executor import simulate
+from simulator.analytic.offload_costs import OffloadRun, host_link
+from simulator.analytic.offload_solve import solve_offload
 from simulator.run.plan import RunPlan
 from simulator.timeline import Timeline
 
@@ -22,21 +24,43 @@ def simulate_plan(
     plan: RunPlan, costs: CostModel | None = None, run: DryRun | None = None
 ) -> Timeline:
     """The predicted Timeline of ``plan`` (at ``costs``, default the plan's own cost source),
-    with the device's capacity and peak FLOP/s when its hardware is a preset."""
-    timeline = simulate(
-        plan.schedule,
-        costs if costs is not None else cost_model(plan),
-        plan.spec,
-        plan.partition,
-        plan.microbatch_rows,
-        steps=plan.steps,
-        sync=plan.sync,
-        layout=plan.layout,
-        run=run,
-        cores=plan.cores,
-        recompute=plan.recompute,
-    )
-    return with_device(timeline, plan.costs.hardware)
+    with the device's capacity and peak FLOP/s when its hardware is a preset. An offload copies
+    over the rank's share of the preset's host link; ``selective`` and ``budget:`` are solved
+    here, on these costs."""
+    costs = costs if costs is not None else cost_model(plan)
+
+    def simulate_with(offload: OffloadRun | None) -> Timeline:
+        return simulate(
+            plan.schedule,
+            costs,
+            plan.spec,
+            plan.partition,
+            plan.microbatch_rows,
+            steps=plan.steps,
+            sync=plan.sync,
+            layout=plan.layout,
+            run=run,
+            cores=plan.cores,
+            recompute=plan.recompute,
+            offload=offload,
+        )
+
+    offload = None
+    if plan.offload is not None:
+        preset = hardware_preset(plan.costs.hardware)
+        link = host_link(preset, plan.layout.devices, costs.time_unit)
+        solved = plan.offload
+        if solved.pending is not None:
+            solved = solve_offload(plan, simulate_with, link)
+        offload = OffloadRun(solved, link)
+    timeline = with_device(simulate_with(offload), plan.costs.hardware)
+    if offload is not None:
+        preset = hardware_preset(plan.costs.hardware)
+        share = preset.host_memory_bytes // preset.gpus_per_node if preset else None
+        timeline.meta = replace(
+            timeline.meta, offload=offload.plan.policy, host_memory_capacity=share
+        )
+    return timeline
 
 
 def with_device(timeline: Timeline, hardware: str | None) -> Timeline:

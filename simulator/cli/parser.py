@@ -57,6 +57,11 @@ RECOMPUTE_HELP = (
     "fullest rank's peak (whole model), or per stage as STAGE:POLICY,... e.g. 0:full,1:none"
 )
 
+OFFLOAD_HELP = (
+    "activation offload to host memory: none, full, selective (what hides), budget:BYTES|P%% "
+    "(least exposed transfer within the activation budget), or per stage as STAGE:none|full"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -136,6 +141,7 @@ def _add_simulate(sub) -> None:
     add_layout_args(simulate)
     add_model_args(simulate)
     simulate.add_argument("--recompute", help=RECOMPUTE_HELP)
+    simulate.add_argument("--offload", help=OFFLOAD_HELP)
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     simulate.add_argument(
         "--out", help="write timeline.json, trace.json and every figure (PNG and SVG) here"

@@ -55,6 +55,7 @@ def format_summary(timeline: Timeline) -> str:
             + (f"  {human_time(r['recompute_time'], unit):>12}" if recompute else "")
         )
     lines.append(ACTIVATIONS_NOTE)
+    lines += offload_lines(data)
     lines += _memory_table(data)
     ready = sorted(data["gradient_ready"], key=lambda g: g["time"])
     if ready:
@@ -147,3 +148,17 @@ def format_presets(models: list[tuple], hardware: list[tuple]) -> str:
         lines.append(f"  {name.ljust(width)}  {summary}")
         lines.append(f"  {'':{width}}  source: {source}")
     return "\n".join(lines)
+
+
+def offload_lines(data: dict) -> list[str]:
+    """With ``--offload``: per rank, the host's peak of offloaded activations and the time
+    its backwards waited for their prefetch (exposed transfer); nothing without it."""
+    if "offload" not in data:
+        return []
+    unit = data["time_unit"]
+    host = ", ".join(human_bytes(r["host_activation_bytes"]) for r in data["per_rank"])
+    wait = ", ".join(human_time(r["offload_wait"], unit) for r in data["per_rank"])
+    return [
+        f"offload {data['offload']}: on the host per rank {host}; backwards waited for their "
+        f"prefetch per rank {wait} (exposed transfer; the device figures above are after offload)"
+    ]

@@ -109,6 +109,7 @@ def plan_from_args(args, train: bool = False) -> RunPlan:
         cores=cores or None,
         precision=precision,
         split=getattr(args, "split", None),
+        offload=getattr(args, "offload", None),
     )
     if auto:
         objective = "span" if getattr(args, "no_sync", False) else "makespan"

@@ -18,9 +18,10 @@ Policies (``--offload``), per stage (``0:full,1:none``) or for the whole model:
 * ``none``: everything stays on the device;
 * ``full``: every offloadable block of every microbatch goes to the host after its forward and
   is prefetched for its backward;
-* ``selective``: PipeOffload's choice, solved against the schedule (``simulator.run.offload``);
+* ``selective``: PipeOffload's choice, solved against the schedule's timing
+  (``simulator.analytic.offload_solve``): the microbatches whose round trip hides;
 * ``budget:BYTES`` or ``budget:P%`` (whole model): the least exposed transfer time keeping every
-  rank's device peak within the budget (``simulator.run.offload``).
+  rank's device peak within the budget (``simulator.analytic.offload_solve``).
 
 Offload is not a schedule action either: copies run on each rank's two copy streams (device to
 host, host to device) beside its compute, and are recorded in the Timeline's ``offload`` table.
@@ -52,10 +53,15 @@ class StageOffload:
     layer indices of the blocks whose cached bytes go out. Frozen so it pickles and keys."""
 
     units: tuple[tuple[int, int], ...] = ()
+    microbatches: frozenset[int] | None = None  # which go out (None: every one)
 
     @property
     def active(self) -> bool:
-        return bool(self.units)
+        return bool(self.units) and (self.microbatches is None or bool(self.microbatches))
+
+    def sends(self, microbatch: int) -> bool:
+        """Does this microbatch's forward send its blocks out?"""
+        return self.microbatches is None or microbatch in self.microbatches
 
     def layers(self) -> set[int]:
         """Every layer index inside one of the offloaded blocks."""
@@ -71,10 +77,13 @@ class OffloadPlan:
 
     policy: str
     stages: tuple[StageOffload, ...]
+    # a selective or budget policy waiting for the schedule's timing (``stages`` then empty):
+    # ``simulator.analytic.offload_solve`` solves it where the costs are known
+    pending: OffloadPolicy | None = None
 
     @property
     def active(self) -> bool:
-        return any(stage.active for stage in self.stages)
+        return self.pending is not None or any(stage.active for stage in self.stages)
 
 
 @dataclass(frozen=True)
@@ -179,11 +188,11 @@ def offload_units(stage_infos) -> tuple[tuple[int, int], ...]:
 
 
 def plan_stages(policy: OffloadPolicy, spec, partition) -> OffloadPlan:
-    """Per stage, the plan of a named policy (``none``/``full``; the solved ones need the
-    schedule: ``simulator.run.offload``)."""
-    if policy.solved:
-        raise PebbleError("a selective or budget offload is solved against a schedule.")
+    """Per stage, the plan of a named policy (``none``/``full``); a solved one (``selective``,
+    ``budget:``) is left pending, to be solved against the schedule's timing."""
     policy.check_stages(partition.num_stages)
+    if policy.solved:
+        return OffloadPlan(policy.to_text(), (), pending=policy)
     infos = spec.layers()
     stages = tuple(
         StageOffload(offload_units([infos[i] for i in layers]))

@@ -17,6 +17,8 @@ from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
 from simulator.model.layout import Layout
+from simulator.model.offload import OffloadPlan, OffloadPolicy
+from simulator.model.offload import plan_stages as offload_stages
 from simulator.model.parse import parse_model
 from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePlan
@@ -67,6 +69,7 @@ class RunPlan:
     sync: bool = True  # every step waits for the previous optimizer step
     cores: int | None = None  # the ranks share this many cores (None: a device each)
     split: Split = BALANCED  # the rule ``partition`` was cut by
+    offload: OffloadPlan | None = None  # activation offload (None: every activation stays)
 
     @property
     def batch_size(self) -> int:
@@ -184,6 +187,7 @@ def plan_run(
     cores: int | None = None,
     precision: str | None = None,
     split: Split | str | None = None,
+    offload: str | None = None,
 ) -> RunPlan:
     """Place ``schedule`` on ``model`` under ``layout`` (default: as the model text says, one
     replica). ``batch_size`` is rows per step over every replica (default: 32 rows of an MLP, or
@@ -192,7 +196,8 @@ def plan_run(
     the recipe whole-rank memory counts (``bf16``, ``bf16-grads``, ``fp8``, ``fp32``, ``fp64``;
     None: as the model says). ``split`` cuts the stages (``balanced``, the default: by FLOPs;
     ``even``: Megatron's equal blocks, the embedding on the first stage and the head on the
-    last; ``6,6,5,5``: blocks per stage)."""
+    last; ``6,6,5,5``: blocks per stage). ``offload`` (``--offload``) is resolved per stage;
+    ``selective`` and ``budget:`` stay pending until the run's costs time them."""
     spec = with_precision(resolve_model(model, schedule.num_stages), precision)
     split = Split.parse(split)
     layout = (layout or layout_of_model(spec)).with_pipeline(schedule.num_ranks, schedule.chunks)
@@ -214,4 +219,13 @@ def plan_run(
         sync=sync,
         cores=cores,
         split=split,
+        offload=resolve_offload(offload, spec, parts),
     )
+
+
+def resolve_offload(text: str | None, spec, parts) -> OffloadPlan | None:
+    """``--offload`` for this partition (None: nothing goes to the host)."""
+    if text is None:
+        return None
+    policy = OffloadPolicy.parse(text)
+    return None if policy.is_none else offload_stages(policy, spec, parts)

@@ -132,6 +132,10 @@ class TimelineMeta:
     # part of its actions (a kind has its work shares of them), for the step's breakdown;
     # () when the run has none or does not know
     tensor_comm: tuple[float, ...] = ()
+    # activation offload: the policy (``--offload`` text; "" for none) and each device's share
+    # of its node's host memory in bytes, which its host activations must fit (None: unknown)
+    offload: str = ""
+    host_memory_capacity: int | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -151,6 +155,8 @@ class TimelineMeta:
             "layout",
             "action_memory",
             "tensor_comm",
+            "offload",
+            "host_memory_capacity",
         )
         for key in keys:
             if not out[key]:
@@ -197,7 +203,7 @@ def check_meta(data, label: str) -> dict:
     for key, (limit, limit_name, optional) in _COUNTS.items():
         if key in values:
             values[key] = count(values[key], f"meta.{key}", label, limit, limit_name, optional)
-    for key in ("schedule", "source", "model"):
+    for key in ("schedule", "source", "model", "offload"):
         if key in values:
             text(values[key], f"meta.{key}", label)
     if "time_unit" in values:
@@ -285,6 +291,10 @@ def _check_throughput(values: dict, label: str) -> None:
     if values.get("memory_capacity") is not None:
         values["memory_capacity"] = integer(
             values["memory_capacity"], "meta.memory_capacity", label, 1, MAX_MEMORY
+        )
+    if values.get("host_memory_capacity") is not None:
+        values["host_memory_capacity"] = integer(
+            values["host_memory_capacity"], "meta.host_memory_capacity", label, 1, MAX_MEMORY
         )
     if "flops_per_step" in values:
         values["flops_per_step"] = real(

@@ -43,4 +43,25 @@ def summary_dict(timeline: Timeline) -> dict:
             rank["recompute_time"] = times.get(r, 0.0)
             flops = meta.recompute_flops
             rank["recompute_flops"] = flops[r] if r < len(flops) else None
+    if meta.offload:  # per rank: the host's peak of offloaded bytes and the exposed waits
+        out["offload"] = meta.offload
+        host, waits = timeline.host_peak_bytes(), offload_waits(timeline)
+        for rank in out["per_rank"]:
+            rank["host_activation_bytes"] = int(host.get(rank["rank"], 0))
+            rank["offload_wait"] = waits.get(rank["rank"], 0.0)
+    return out
+
+
+def offload_waits(timeline: Timeline) -> dict[int, float]:
+    """Per rank (first replica), the time its backwards waited for prefetches, all steps: the
+    exposed transfer time of activation offload."""
+    spans = timeline.offload.columns()
+    out: dict[int, float] = {}
+    if not len(spans["rank"]):
+        return out
+    for rank, kind, start, end, replica in zip(
+        spans["rank"], spans["kind"], spans["start"], spans["end"], spans["replica"], strict=True
+    ):
+        if str(kind) == "wait" and replica == 0:
+            out[int(rank)] = out.get(int(rank), 0.0) + float(end - start)
     return out

@@ -227,7 +227,10 @@ class Timeline:
         activations = int(true.get(rank, 0))
         total = static.total + activations
         capacity = self.meta.memory_capacity
-        host = {"host_activations": self.host_peak_bytes()[rank]} if len(self.offload) else {}
+        host = {}
+        if len(self.offload):  # what went to the host, and whether the device's share holds it
+            held, room = self.host_peak_bytes()[rank], self.meta.host_memory_capacity
+            host = {"host_activations": held, "host_fits": None if room is None else held <= room}
         return {
             **host,
             "parameters": static.parameters,
