@@ -69,7 +69,33 @@ MOE = replace(
     moe_aux_coef=0.0,
     dense_layers=1,
 )
-CONFIGS = {"gpt": GPT, "gpt-no-dropout": GPT_NO_DROPOUT, "llama": LLAMA, "moe": MOE, **MATH_CORE}
+# DeepSeek-V3's shape in miniature: multi-head latent attention (every width distinct, so a
+# transposed weight cannot pass) with a dense first block and a mixture of experts after it
+# (tests/simulator/test_mla.py checks the latent layers on their own)
+MLA = replace(
+    LLAMA,
+    kv_heads=None,
+    heads=2,
+    dropout=0.0,
+    q_lora_rank=6,
+    kv_lora_rank=4,
+    qk_nope_head_dim=3,
+    qk_rope_head_dim=2,
+    v_head_dim=5,
+    experts=4,
+    expert_ffn=6,
+    shared_experts=1,
+    moe_aux_coef=0.0,
+    dense_layers=1,
+)
+CONFIGS = {
+    "gpt": GPT,
+    "gpt-no-dropout": GPT_NO_DROPOUT,
+    "llama": LLAMA,
+    "moe": MOE,
+    "mla": MLA,
+    **MATH_CORE,
+}
 
 
 # ---------------------------------------------------------------- helpers

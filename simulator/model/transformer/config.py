@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.errors import PebbleError
+from simulator.model.transformer.latent_config import check_latent
 
 MLP_KINDS = ("gelu", "swiglu")
 # Far beyond any published model (Llama 3 405B: 126 layers, hidden 16384, vocabulary 128256),
@@ -89,6 +90,16 @@ class TransformerConfig:
       your measured factor to override it). With one expert rank all experts sit on the same
       device and it changes nothing; with a capacity factor the busiest expert is capped at its
       capacity.
+
+    Multi-head latent attention (DeepSeek-V2/V3, ``simulator.model.transformer.mla``; every
+    field None is the usual attention; the Hugging Face names are the same):
+
+    * ``kv_lora_rank``: the width keys and values are compressed to (setting it makes every
+      block's attention latent); ``q_lora_rank``: the queries' (None: queries are projected
+      from the hidden state directly, as DeepSeek-V2-Lite does).
+    * ``qk_nope_head_dim`` and ``qk_rope_head_dim``: each head's query/key width without and
+      with rotary positions (the rotary key is one, shared by every head);
+      ``v_head_dim``: each head's value width.
     """
 
     layers: int
@@ -114,6 +125,11 @@ class TransformerConfig:
     norm_topk: bool | None = None
     dense_layers: int | None = None
     router_imbalance: float | None = None
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_nope_head_dim: int | None = None
+    qk_rope_head_dim: int | None = None
+    v_head_dim: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("layers", "hidden", "heads", "seq", "vocab", "kv_heads", "ffn"):
@@ -151,6 +167,7 @@ class TransformerConfig:
                 f"unknown attention {self.attention!r}; choose {' or '.join(ATTENTION_KINDS)}."
             )
         self._check_moe()
+        check_latent(self)
 
     def _check_moe(self) -> None:
         """One sentence for a mixture-of-experts field out of range or without ``experts``."""
@@ -273,6 +290,11 @@ class TransformerConfig:
     @property
     def imbalance(self) -> float:
         return 1.0 if self.router_imbalance is None else self.router_imbalance
+
+    @property
+    def is_latent(self) -> bool:
+        """Every block's attention is multi-head latent attention (``mla``)."""
+        return self.kv_lora_rank is not None
 
     def is_moe_block(self, block: int) -> bool:
         """Block ``block`` (1..layers) has a mixture of experts in place of its MLP."""

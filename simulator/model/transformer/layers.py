@@ -7,6 +7,8 @@ The list for ``config`` (``L = config.layers``), with the partition unit ``block
     block 1..L     fork, norm, qkv, attention, attn_out, dropout, add,
                    fork, norm, mlp_up, mlp_gelu | swiglu, mlp_down, dropout, add
                    (a mixture-of-experts block: fork, norm, moe, dropout, add; ``moe.py``)
+                   (latent attention: mla_qkv, mla_attention in place of qkv, attention;
+                   ``mla.py``)
     block L + 1    norm (final), lm_head, token_ce
 
 Dropout layers are left out when ``config.dropout`` is 0 (the attention core then keeps no
@@ -48,6 +50,11 @@ from simulator.model.transformer.linear import (
     QKVProjection,
     TokenLinear,
 )
+from simulator.model.transformer.mla import (
+    LatentAttention,
+    LatentOutputProjection,
+    LatentQKVProjection,
+)
 from simulator.model.transformer.moe import MixtureOfExperts
 from simulator.model.transformer.norms import RMSNorm, TokenLayerNorm
 from simulator.model.transformer.stream import ResidualAdd, ResidualFork
@@ -71,6 +78,8 @@ TRANSFORMER_LAYER_CLASSES: dict[str, type[Layer]] = {
         LMHead,
         TokenCrossEntropy,
         MixtureOfExperts,
+        LatentQKVProjection,
+        LatentAttention,
     )
 }
 """Layer kind -> class. The kinds differ from the MLP layers' kinds in ``layers.LAYER_CLASSES``,
@@ -93,7 +102,8 @@ def _block_kinds(config: TransformerConfig, block: int) -> list[str]:
     dropout = ["dropout"] if config.dropout > 0.0 else []
     norm = "ln" if config.norm == "layernorm" else "rmsnorm"
     activation = "mlp_gelu" if config.mlp == "gelu" else "swiglu"
-    attention = ["fork", norm, "qkv", "attention", "attn_out", *dropout, "add"]
+    core = ["mla_qkv", "mla_attention"] if config.is_latent else ["qkv", "attention"]
+    attention = ["fork", norm, *core, "attn_out", *dropout, "add"]
     if config.is_moe_block(block):
         return attention + ["fork", norm, "moe", *dropout, "add"]
     mlp = ["fork", norm, "mlp_up", activation, "mlp_down", *dropout, "add"]
@@ -120,6 +130,8 @@ class TransformerLayerInfo(LayerDescription):
     def cls(self) -> type[Layer]:
         if self.kind == "attention":
             return ATTENTION_CLASSES[self.config.attention_kind]
+        if self.kind == "attn_out" and self.config.is_latent:
+            return LatentOutputProjection
         if self.kind == "attn_out":
             return PROJECTION_CLASSES[self.config.attention_kind]
         return TRANSFORMER_LAYER_CLASSES[self.kind]
@@ -163,8 +175,13 @@ class TransformerLayerInfo(LayerDescription):
         return self._rules.flops(self.dims(1, 2, tp, sp))
 
     def gradient_bytes(self, rows: int, itemsize: int) -> int:
-        """Bytes of the gradients this layer's backward holds at once (``gradient_buffers``)."""
-        return gradient_bytes(self.kind, self.dims(rows, itemsize))
+        """Bytes of the gradients this layer's backward holds at once (``gradient_buffers``; a
+        class with its own ``gradient_elements``, the latent attention's, says them itself)."""
+        dims = self.dims(rows, itemsize)
+        own = getattr(self._rules, "gradient_elements", None)
+        if own is not None:
+            return dims.activation_bytes(sum(own(dims)))
+        return gradient_bytes(self.kind, dims)
 
     def forward_buffer_bytes(self, rows: int, itemsize: int) -> int:
         """Bytes this layer's forward holds only while it runs (``context_parallel``)."""
@@ -232,6 +249,9 @@ __all__ = [
     "Embedding",
     "FlashAttention",
     "FlashOutputProjection",
+    "LatentAttention",
+    "LatentOutputProjection",
+    "LatentQKVProjection",
     "LMHead",
     "MLPDown",
     "MLPGELU",

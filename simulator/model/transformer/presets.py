@@ -156,12 +156,30 @@ def _norm_parameters(config: TransformerConfig) -> int:
 
 
 def attention_parameters(config: TransformerConfig) -> int:
-    """Q, K, V (K and V with ``kv_heads`` heads) and the output projection, with their biases."""
+    """Q, K, V (K and V with ``kv_heads`` heads) and the output projection, with their biases;
+    latent attention: its compressions, their norms and the output projection
+    (``latent_attention_parameters``)."""
+    if config.is_latent:
+        return latent_attention_parameters(config)
     h = config.hidden
     kv = config.num_kv_heads * config.head_dim
     weights = h * h + 2 * h * kv + h * h
     biases = h + 2 * kv + h if config.bias else 0
     return weights + biases
+
+
+def latent_attention_parameters(config: TransformerConfig) -> int:
+    """Multi-head latent attention (DeepSeek-V2/V3), no biases: ``h x q_lora_rank``, its norm's
+    gain and ``q_lora_rank x heads (nope + rope)`` (or ``h x heads (nope + rope)`` without a
+    query rank); ``h x (kv_lora_rank + rope)``, its norm's gain and ``kv_lora_rank x heads
+    (nope + v)``; the output ``heads v x h``."""
+    h, a = config.hidden, config.heads
+    q_rank, kv_rank = config.q_lora_rank or 0, config.kv_lora_rank or 0
+    nope, rope = config.qk_nope_head_dim or 0, config.qk_rope_head_dim or 0
+    v = config.v_head_dim or 0
+    query = h * q_rank + q_rank + q_rank * a * (nope + rope) if q_rank else h * a * (nope + rope)
+    key_value = h * (kv_rank + rope) + kv_rank + kv_rank * a * (nope + v)
+    return query + key_value + a * v * h
 
 
 def mlp_parameters(config: TransformerConfig) -> int:
