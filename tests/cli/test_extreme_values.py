@@ -132,7 +132,7 @@ def test_compare_is_finite_or_one_sentence(tmp_path, extra, expect):
     ("extra", "expect"),
     [
         (["--hardware", "h100,efficiency=1e-320"], r"none of the \d+ configurations .* first: "),
-        (["--hardware", "h100,flops=1e-300"], r"would take 3\.\d+e\+307 s, outside 0\.\.1e\+12"),
+        (["--hardware", "h100,flops=1e-300"], r"would take \d\.\d+e\+307 s, outside 0\.\.1e\+12"),
         (["--hardware", "h100,eff=0.3,mfu=0.9"], r"hardware mfu sets efficiency"),
         (["--hardware", "h100", "--seq", "10000000"], r"."),
         (["--hardware", "h100"], "ok"),
