@@ -34,7 +34,7 @@ def run_command(argv: list[str] | None, guard: SignalGuard) -> int:
             guard.output_folder = getattr(args, "out", None)
             reap_abandoned_runs()  # what a run killed with SIGKILL left of its local Ray
             if hasattr(args, "address"):  # the commands with --address are the ones using Ray
-                guard.prepare_ray()
+                guard.prepare_ray(local=not args.address)
             from simulator.cli import commands  # start-up: numpy and more load under the guard
 
         return getattr(commands, f"cmd_{args.command}")(args)

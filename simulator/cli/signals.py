@@ -41,7 +41,7 @@ import sys
 import threading
 
 # The standard library and these two only: the guard is in place before numpy loads.
-from simulator.ray_pipeline.local_ray import reap_abandoned, stop_owned_ray
+from simulator.ray_pipeline.local_ray import reap_abandoned, stop_owned_ray, warm_owned_ray
 from simulator.ray_pipeline.processes import start_time as process_start
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -226,13 +226,16 @@ class SignalGuard:
         self._raising = True
         return self
 
-    def prepare_ray(self) -> None:
-        """Note what runs now, and import Ray with its signal handlers kept off (inside the
-        block: importing takes a while, and a signal may arrive meanwhile)."""
+    def prepare_ray(self, local: bool = False) -> None:
+        """Note what runs now, start the launcher of a ``local`` Ray (it imports Ray while this
+        process loads), and import Ray with its signal handlers kept off (inside the block:
+        importing takes a while, and a signal may arrive meanwhile)."""
         if not self._previous or _ray_running():
             return  # not the main thread, or a Ray that someone else started and will stop
         self._children = descendants(os.getpid())
         self._uses_ray = True
+        if local:
+            warm_owned_ray()
         _tame_ray()
 
     @contextlib.contextmanager

@@ -77,14 +77,14 @@ class RayRecord:
 class OwnedRay:
     """A local Ray started in a session of its own; ``address`` joins it."""
 
-    def __init__(self, num_cpus: int) -> None:
+    def __init__(self) -> None:
         self.record_path = state_dir() / f"{RECORD_PREFIX}{os.getpid()}-{start_time(os.getpid())}"
         self.log_path = self.record_path.with_suffix(".log")
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # start, never join
         with open(self.log_path, "wb") as log:
             self.launcher = subprocess.Popen(
-                [sys.executable, "-m", "simulator.ray_pipeline.ray_head", str(num_cpus)],
+                [sys.executable, "-m", "simulator.ray_pipeline.ray_head"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -94,6 +94,13 @@ class OwnedRay:
         record = RayRecord(os.getpid(), start_time(os.getpid()), self.launcher.pid, boot_id())
         self.record_path.write_text(json.dumps(record.__dict__))
         self.address = ""
+        self.sized = False
+
+    def size(self, num_cpus: int) -> None:
+        """Tell the launcher (importing Ray meanwhile) how many CPUs the Ray it starts has."""
+        self.launcher.stdin.write(f"{num_cpus}\n".encode())
+        self.launcher.stdin.flush()
+        self.sized = True
 
     def wait_ready(self) -> str:
         """The GCS address, once the launcher says Ray is up; one sentence if it never is."""
@@ -138,13 +145,24 @@ class OwnedRay:
         return ended + 1
 
 
-def start_owned_ray(num_cpus: int) -> str:
-    """Start a local Ray this process owns; returns its address (ends it on any failure)."""
+def warm_owned_ray() -> None:
+    """Start the launcher now, so that it imports Ray while this process is still loading
+    (seconds on a busy machine); ``start_owned_ray`` then only sizes and starts it."""
     global _owned
-    stop_owned_ray()
-    _ask_for_a_token()
-    _owned = OwnedRay(num_cpus)
+    if _owned is None:
+        _ask_for_a_token()
+        _owned = OwnedRay()
+
+
+def start_owned_ray(num_cpus: int) -> str:
+    """Start a local Ray this process owns, in the warm launcher if there is one; returns its
+    address (ends it on any failure)."""
+    global _owned
+    if _owned is not None and _owned.sized:
+        stop_owned_ray()  # one started before: a new run gets a new Ray
     try:
+        warm_owned_ray()
+        _owned.size(num_cpus)
         return _owned.wait_ready()
     except BaseException:
         stop_owned_ray()
