@@ -70,7 +70,9 @@ class StepBreakdown:
         """Each part's share of all ranks' step time, over every step (0 for an empty run)."""
         totals = self.parts.sum(axis=(0, 1))
         whole = float(totals.sum())
-        return {p: (float(t) / whole if whole > 0 else 0.0) for p, t in zip(PARTS, totals)}
+        return {
+            p: (float(t) / whole if whole > 0 else 0.0) for p, t in zip(PARTS, totals, strict=True)
+        }
 
     def rows(self) -> list[dict]:
         """One dict per rank: its mean parts over the steps and their sum (the mean step time)."""
