@@ -95,18 +95,22 @@ def step_breakdown(timeline, rule: DependencyRule = PIPELINE_RULE) -> StepBreakd
     edges = np.array([0.0] + [ends[s] for s in sorted(ends)])
     starts_w, ends_w = edges[:-1], edges[1:]
     parts = np.zeros((len(starts_w), ranks, len(PARTS)))
-    first = events["replica"] == 0
-    tensor = _tensor_seconds(timeline.meta, events, rule)
+    first = np.flatnonzero(events["replica"] == 0)
+    tensor = _tensor_seconds(timeline.meta, events, rule)[first]
+    by_rank = np.argsort(events["rank"][first], kind="stable")
+    rank_of = events["rank"][first][by_rank]
+    start = events["start"][first][by_rank].astype(float)
+    end = events["end"][first][by_rank].astype(float)
+    tensor = tensor[by_rank]
+    bounds = np.searchsorted(rank_of, np.arange(ranks + 1))
     opt = _merged(optimizer["start"].astype(float), optimizer["end"].astype(float))
     recompute = timeline.recompute.columns()
     reductions = timeline.allreduce.columns()
     owner = _layer_owner(timeline.meta)
     for rank in range(ranks):
-        mine = first & (events["rank"] == rank)
-        busy = _merged(events["start"][mine].astype(float), events["end"][mine].astype(float))
-        comm = _weighted(
-            events["start"][mine].astype(float), events["end"][mine].astype(float), tensor[mine]
-        )
+        mine = slice(bounds[rank], bounds[rank + 1])
+        busy = _merged(start[mine], end[mine])
+        comm = _weighted(start[mine], end[mine], tensor[mine])
         spans = (recompute["replica"] == 0) & (recompute["rank"] == rank)
         redo = _merged(recompute["start"][spans].astype(float), recompute["end"][spans])
         own = _own_reductions(reductions, owner, rank)
