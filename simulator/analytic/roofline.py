@@ -107,7 +107,19 @@ def _attention(info, dims: Dims, device: Device) -> dict[str, float]:
     for part in ("F", "I", "W"):
         total = getattr(flops, part) * dims.b
         out[part] = device.gemm_time(queries, keys, d, total / one) if total > 0 else 0.0
+    if info.config.attention_kind == "math":  # the s x s scores go through HBM
+        scores = dims.b * dims.local_heads * queries * keys
+        for part, passes in MATH_SCORE_PASSES.items():
+            out[part] += device.memory_time(scores * passes * dims.itemsize)
     return out
+
+
+MATH_SCORE_PASSES = {"F": 5, "I": 5}
+"""Times a math (unfused) attention core moves its ``b a/t s s`` scores through HBM, in the
+element-wise kernels between its two GEMMs: the forward writes the scores, reads them and
+writes the softmax, reads it and writes the dropped copy (mask at 1 byte, counted as one more
+pass over 16-bit data); the backward reads the dropped copy's gradient, the mask, the softmax
+and writes the scores' gradient. A fused (flash) core keeps them on chip."""
 
 
 def _flop_time(flops: float, tokens: int, width: int, device: Device) -> float:
