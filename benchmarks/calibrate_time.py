@@ -55,7 +55,9 @@ def fit(runs, start: dict[str, float], names: tuple[str, ...]) -> dict[str, floa
         return sum(e * e for e in errors) / len(errors)
 
     first = [math.log(start[n]) for n in names]
-    result = minimize(objective, first, method="Nelder-Mead", options={"maxfev": 60, "xatol": 0.01, "fatol": 1e-5})
+    result = minimize(
+        objective, first, method="Nelder-Mead", options={"maxfev": 60, "xatol": 0.01, "fatol": 1e-5}
+    )
     return dict(start, **{n: math.exp(x) for n, x in zip(names, result.x, strict=True)})
 
 
