@@ -6,6 +6,7 @@ so its wording and layout live in one place.
 
 from __future__ import annotations
 
+from simulator.cli.breakdown_print import breakdown_lines
 from simulator.cli.numbers import strict_json
 from simulator.timeline import Timeline
 from simulator.timeline.report import summary_dict
@@ -57,6 +58,7 @@ def format_summary(timeline: Timeline) -> str:
     lines.append(ACTIVATIONS_NOTE)
     lines += offload_lines(data)
     lines += _memory_table(data)
+    lines += breakdown_lines(data)
     ready = sorted(data["gradient_ready"], key=lambda g: g["time"])
     if ready:
         shown = ready if len(ready) <= MAX_GRADIENTS_LISTED else ready[:MAX_GRADIENTS_LISTED]

@@ -84,6 +84,12 @@ class StepBreakdown:
         return out
 
 
+def breakdown_rows(timeline) -> list[dict]:
+    """Per rank, its mean step time over the steps split into ``PARTS`` (what ``--json``'s
+    ``breakdown`` lists): ``{rank, compute, ..., optimizer, step_time}``."""
+    return step_breakdown(timeline).rows()
+
+
 def step_breakdown(timeline, rule: DependencyRule = PIPELINE_RULE) -> StepBreakdown:
     """The ``StepBreakdown`` of ``timeline`` (see the module docstring for the definition)."""
     events = timeline.events.columns()

@@ -7,6 +7,7 @@ CLI, the course, a user's script) wants the same keys.
 
 from __future__ import annotations
 
+from simulator.timeline.breakdown import breakdown_rows
 from simulator.timeline.store import Timeline
 
 
@@ -34,6 +35,7 @@ def summary_dict(timeline: Timeline) -> dict:
             for g in summary.gradient_ready
             if g["step"] == 0
         ],
+        "breakdown": breakdown_rows(timeline),  # per rank: its mean step time, in parts
     }
     if meta.recompute:  # per rank: FLOPs one step recomputes, and the time it took (all steps)
         out["recompute"] = meta.recompute
