@@ -23,6 +23,12 @@ A mixture of experts adds its keys (``TransformerConfig``'s docstring says what 
     transformer:...,experts=8,top_k=2,expert_ffn=14336,shared_experts=1,capacity_factor=1.25,
         moe_aux_coef=0.01,norm_topk=1,dense_layers=3,router_imbalance=1.2
 
+Multi-head latent attention (DeepSeek-V2/V3) adds its widths (``kv_lora_rank`` turns it on;
+context parallelism is refused for it)::
+
+    transformer:...,q_lora_rank=1536,kv_lora_rank=512,qk_nope_head_dim=128,
+        qk_rope_head_dim=64,v_head_dim=128
+
 ``precision`` names the recipe whole-rank memory counts (``simulator.model.precision``: bytes of
 weights, gradients, master weights and optimizer moments per parameter); left out, a 2-byte
 model counts the 2-byte default and a float32/float64 model its own dtype. The text shows it only
@@ -78,6 +84,11 @@ class TransformerSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise PebbleError(f"the model seed must be a non-negative integer, got {self.seed!r}.")
         Dims(self.config, 1, self.itemsize, self.layout)  # the degrees must divide the model
+        if self.config.is_latent and self.layout.context > 1:
+            raise PebbleError(
+                f"context parallelism (c{self.layout.context}) is not counted for multi-head "
+                "latent attention, whose exchange pebblesim does not model; use c1."
+            )
         if self.precision is not None:
             recipe = precision_named(self.precision)
             default = recipe == default_precision(self.itemsize)
