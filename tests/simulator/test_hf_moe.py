@@ -76,10 +76,11 @@ def test_a_moe_config_takes_the_spec_overrides():
     assert parse_model(spec.to_text()) == spec
 
 
-def test_deepseek_v3_is_refused_for_its_latent_attention():
-    with pytest.raises(PebbleError, match="multi-head latent attention") as caught:
-        read("deepseek-v3.json")
-    assert "deepseek-v3.json" in str(caught.value)
+def test_deepseek_v3_is_read_with_its_latent_attention():
+    # its counts against the report's 671B / 37B are in tests/simulator/test_mla.py
+    config = read("deepseek-v3.json").config
+    assert (config.kv_lora_rank, config.q_lora_rank, config.dense_layers) == (512, 1536, 3)
+    assert (config.experts, config.shared_experts, config.top_k) == (256, 1, 8)
 
 
 def test_qwen3_30b_a3b_is_refused_for_its_head_width(tmp_path):

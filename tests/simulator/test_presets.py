@@ -55,6 +55,9 @@ PUBLISHED = {
     # Qwen/Qwen1.5-MoE-A2.7B model card: "14.3B parameters in total and 2.7B activated
     # parameters during runtime".
     "qwen1.5-moe-a2.7b": 14.3e9,
+    # DeepSeek-V3 Technical Report (arXiv 2412.19437), section 1: "671B total parameters with
+    # 37B activated for each token" (both, exactly and by hand: tests/simulator/test_mla.py).
+    "deepseek-v3": 671e9,
 }
 
 # zb-1.5b is 1,478,172,672 (-1.5% from "1.5B"). The paper publishes only "1.5B" and states no

@@ -3,17 +3,19 @@
 Why: a user planning a run usually has a checkpoint's config.json, not pebblesim's spec text;
 translating it by hand is where a kv-head count or a tied head gets lost. This reads the
 architectures that matter (Llama, Mistral, Qwen2, Qwen3, GPT-2, and the mixtures of experts
-Mixtral, Qwen2-MoE and Qwen3-MoE through ``hf_moe``) into a ``TransformerConfig``, with the
-sequence length from ``max_position_embeddings`` (GPT-2: ``n_positions``), and the overrides
-after the path work as they do for presets (``hf:llama/config.json,seq=8192,tp=8``).
+Mixtral, Qwen2-MoE, Qwen3-MoE and DeepSeek-V2/V3 through ``hf_moe``) into a
+``TransformerConfig``, with the sequence length from ``max_position_embeddings`` (GPT-2:
+``n_positions``), and the overrides after the path work as they do for presets
+(``hf:llama/config.json,seq=8192,tp=8``).
 
 What a config says that pebblesim's layers cannot express is said, not hidden: ``HFModel``
 keeps each difference as one sentence and the parameters the checkpoint has beyond pebblesim's
 count (Qwen2's q/k/v biases, Qwen3's q/k norms, Qwen2-MoE's shared-expert gate), so checkpoint
 = ``parameter_count`` + ``uncounted_parameters`` exactly. RoPE's base and scaling change no
 parameter, FLOP or byte pebblesim counts, so they are read as "rope" and nothing more. A
-``head_dim`` other than hidden / heads (Qwen3-0.6B, Qwen3-MoE) and DeepSeek's latent attention
-are refused in one sentence: pebblesim's attention is hidden wide and grouped-query.
+``head_dim`` other than hidden / heads (Qwen3-0.6B, Qwen3-MoE) is refused in one sentence:
+pebblesim's grouped-query attention is hidden wide (DeepSeek's latent attention has widths of its
+own, read by ``hf_moe``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from simulator.model.transformer.config import TransformerConfig
 from simulator.model.transformer.hf_fields import ConfigFields, read_config_file
 from simulator.model.transformer.hf_moe import (
     DENSE_BASE,
-    MLA_FAMILIES,
     MOE_FAMILIES,
     expert_fields,
-    refuse_latent_attention,
 )
 from simulator.model.transformer.spec import TransformerSpec
 
@@ -100,8 +100,6 @@ def _family(raw: dict, source: str) -> str:
             f"Hugging Face config {source} has no model_type (nor architectures), so its "
             "architecture is unknown."
         )
-    if model_type in MLA_FAMILIES:
-        refuse_latent_attention(ConfigFields(raw, source, model_type))
     experts = [k for k in _EXPERT_KEYS if isinstance(raw.get(k), int) and raw[k] > 0]
     if experts and model_type not in MOE_FAMILIES:
         raise PebbleError(

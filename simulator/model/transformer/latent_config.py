@@ -7,8 +7,10 @@ sentence, raised when the config is built.
 What the latent layers (``mla``) take for granted, so a config without it is refused rather
 than miscounted: rotary positions (the decoupled RoPE key is the point of the design), no
 dropout and no biases (DeepSeek-V2/V3 have neither: ``attention_dropout`` 0, ``attention_bias``
-false), the fused attention core (a latent block's core keeps q, k, v, its output and the
-log-sum-exp), and one key/value head per query head.
+false) and one key/value head per query head. The core is the fused one whatever
+``attention`` says (``mla.LatentAttention``); ``attention=math`` counts its backward without
+the rebuilt scores, the convention model FLOPs utilisation counts by
+(``simulator.run.rank_memory.model_flops_per_row``), and nothing else.
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ def check_latent(config) -> None:
         (config.position != "rope", "rotary positions (position=rope)"),
         (config.dropout > 0.0, "no dropout (dropout=0)"),
         (config.bias, "no biases (bias=0)"),
-        (config.attention != "flash", "the fused core (attention=flash)"),
         (config.kv_heads not in (None, config.heads), "no kv_heads of its own"),
     ):
         if wrong:

@@ -189,10 +189,13 @@ class LatentCoreRules(Rules):
     def flops(cls, dims: Dims) -> Flops:
         """Per sequence, the full s^2 as the other cores count it: forward ``q k^T``
         (2 s^2 d_qk a head) and ``P v`` (2 s^2 d_v); the backward rebuilds the scores
-        (2 s^2 d_qk), then dV and dP (2 s^2 d_v each), dQ and dK (2 s^2 d_qk each)."""
+        (2 s^2 d_qk), then dV and dP (2 s^2 d_v each), dQ and dK (2 s^2 d_qk each).
+        ``attention=math`` leaves the rebuild out (twice the forward: what model FLOPs
+        utilisation counts; the cache stays the fused core's, the only latent core)."""
         w = LatentWidths.of(dims)
         pairs = 2.0 * dims.local_seq * dims.s * w.heads
-        return Flops(F=pairs * (w.qk + w.v), I=pairs * (3 * w.qk + 2 * w.v), W=0.0)
+        rebuilt = 0 if dims.config.attention_kind == "math" else w.qk
+        return Flops(F=pairs * (w.qk + w.v), I=pairs * (2 * w.qk + 2 * w.v + rebuilt), W=0.0)
 
     @classmethod
     def gradient_elements(cls, dims: Dims) -> tuple[int, int]:

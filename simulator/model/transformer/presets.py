@@ -99,6 +99,43 @@ _QWEN_MOE = dict(
     moe_aux_coef=0.001,
 )
 
+# DeepSeek-V3 (DeepSeek-AI 2024, "DeepSeek-V3 Technical Report", arXiv 2412.19437, section
+# 4.2 "Hyper-Parameters", and the released config.json of deepseek-ai/DeepSeek-V3): 61 layers,
+# hidden 7168, 128 heads with multi-head latent attention (q_lora_rank 1536, kv_lora_rank 512,
+# per-head 128 + 64 rotary query/key and 128 value widths), the first 3 layers a dense SwiGLU of
+# 18432, the rest 1 shared + 256 routed experts of 2048, 8 routed a token, vocabulary 129,280,
+# untied head, no biases, pre-training sequence 4096 (4K, then extended to 32K and 128K),
+# sequence-wise balance loss alpha 0.0001 (section 4.2; the load is balanced mainly by the
+# router's bias, which pebblesim counts as a softmax router without it). 671B total, 37B
+# activated per token (section 1); the multi-token prediction module (section 2.2) is outside
+# both and outside pebblesim.
+_DEEPSEEK_V3 = dict(
+    layers=61,
+    hidden=7168,
+    heads=128,
+    ffn=18432,
+    seq=4096,
+    vocab=129280,
+    mlp="swiglu",
+    norm="rmsnorm",
+    position="rope",
+    dropout=0.0,
+    tied_embeddings=False,
+    bias=False,
+    experts=256,
+    top_k=8,
+    expert_ffn=2048,
+    shared_experts=1,
+    dense_layers=3,
+    norm_topk=True,
+    moe_aux_coef=0.0001,
+    q_lora_rank=1536,
+    kv_lora_rank=512,
+    qk_nope_head_dim=128,
+    qk_rope_head_dim=64,
+    v_head_dim=128,
+)
+
 MODEL_PRESETS: dict[str, TransformerConfig] = {
     # GPT-3 XL, Table 2.1: 24 layers, d_model 2048. The table's n_heads = 24 with d_head = 128
     # is inconsistent with d_model = 2048 (24 x 128 = 3072); we use 16 heads of 128 (as
@@ -122,6 +159,7 @@ MODEL_PRESETS: dict[str, TransformerConfig] = {
     "zb-28.3b": TransformerConfig(layers=62, hidden=6144, heads=48, **_ZB),
     "mixtral-8x7b": TransformerConfig(**_MIXTRAL),
     "qwen1.5-moe-a2.7b": TransformerConfig(**_QWEN_MOE),
+    "deepseek-v3": TransformerConfig(**_DEEPSEEK_V3),
 }
 
 MODEL_SOURCES: dict[str, str] = {
@@ -136,6 +174,7 @@ MODEL_SOURCES: dict[str, str] = {
     "zb-28.3b": "Qi et al. 2024, Zero Bubble Pipeline Parallelism, Table 3 (vocab inferred)",
     "mixtral-8x7b": "Jiang et al. 2024, Mixtral of Experts, Table 1",
     "qwen1.5-moe-a2.7b": "Qwen/Qwen1.5-MoE-A2.7B model card and config.json",
+    "deepseek-v3": "DeepSeek-AI 2024, DeepSeek-V3 Technical Report, section 4.2; config.json",
 }
 
 
@@ -313,6 +352,10 @@ def _summary(config: TransformerConfig) -> str:
             f"{config.experts} experts{shared} of {config.expert_hidden} {config.mlp}, "
             f"top-{config.num_top_k}"
         )
+    if config.is_latent:
+        heads += f" (latent: q {config.q_lora_rank}, kv {config.kv_lora_rank})"
+    if config.moe_dense_layers:
+        mlp = f"{config.moe_dense_layers} dense of {config.ffn_hidden}, then {mlp}"
     return (
         f"{config.layers} layers, hidden {config.hidden}, {heads}, {mlp}, {config.norm}, "
         f"{config.position} positions, vocab {config.vocab}, seq {config.seq}, {head}"
