@@ -9,6 +9,7 @@ pebble         cached activations per layer over time; purple once a gradient is
 pipeline       what each rank computes when (F/B/I/W boxes), the bubble left white
 memory         cached bytes per rank over time, peaks labelled
 breakdown      whole-rank memory per rank by kind, against the device's capacity
+step           the step time per rank: compute, recompute, exposed comm, bubble, optimizer
 grads          when each layer's weight gradient is complete (and its all-reduce)
 overlay        predicted vs measured on one chart, with the makespan error
 compare        bubble % against peak memory for several schedules, plus a table
@@ -30,6 +31,7 @@ from visualize.pebble_data import grad_segments, pebble_counts, pebble_intervals
 from visualize.pipeline import pipeline_figure
 from visualize.pipeline_data import pipeline_boxes
 from visualize.report import Section, write_report
+from visualize.step_breakdown import step_breakdown_figure
 from visualize.style import save
 
 # what ``pebblesim plot --kind`` draws: one Timeline in, one Figure out
@@ -64,5 +66,6 @@ __all__ = [
     "pipeline_boxes",
     "pipeline_figure",
     "save",
+    "step_breakdown_figure",
     "write_report",
 ]

@@ -20,8 +20,9 @@ TIME_AXIS = ("pebble", "pipeline", "memory", "grads")  # the kinds --window zoom
 
 def figure_kinds(timeline: Timeline, kind: str = "all") -> list[str]:
     """The kinds ``--kind`` names for ``timeline``: one, or every kind it can draw (no
-    breakdown for a Timeline written before whole-rank memory was recorded)."""
-    kinds = [*TIME_AXIS, "breakdown"] if kind == "all" else [kind]
+    breakdown for a Timeline written before whole-rank memory was recorded; ``step``, the
+    step time per rank in parts, for every Timeline)."""
+    kinds = [*TIME_AXIS, "breakdown", "step"] if kind == "all" else [kind]
     if kind == "all" and not timeline.meta.rank_memory:
         kinds.remove("breakdown")
     return kinds
@@ -38,7 +39,11 @@ def write_figures(
     if not timeline.events:
         raise PebbleError("the Timeline holds no compute events to draw.")
     window = parse_window(window_text, timeline)
-    figures = {**visualize.FIGURES, "breakdown": visualize.breakdown_figure}
+    figures = {
+        **visualize.FIGURES,
+        "breakdown": visualize.breakdown_figure,
+        "step": visualize.step_breakdown_figure,
+    }
     with tqdm(kinds, desc="figures", unit="figure", file=sys.stderr, disable=None) as bar:
         for kind in bar:
             bar.set_postfix_str(kind)

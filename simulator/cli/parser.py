@@ -203,7 +203,7 @@ def _add_plot(sub) -> None:
     plot.add_argument(
         "--kind",
         default="all",
-        choices=["pebble", "pipeline", "memory", "breakdown", "grads", "all"],
+        choices=["pebble", "pipeline", "memory", "breakdown", "step", "grads", "all"],
     )
     plot.add_argument("--out", default=".", help="output folder (default: here)")
     plot.add_argument("--window", help=WINDOW_HELP)
