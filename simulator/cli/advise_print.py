@@ -8,6 +8,7 @@ import shlex
 from simulator.analytic.advise import AUTO, Candidate, RunText, chunks_flag
 from simulator.analytic.advise.evaluate import limit_text
 from simulator.cli.layout_flags import layout_flags_text
+from simulator.timeline.breakdown import PARTS
 from simulator.units import byte_unit, human_bytes, time_scale
 
 NO_PIPELINE = "no pipeline"
@@ -22,6 +23,8 @@ _COLUMNS = (
     ("step", ">"),
     ("tokens/s", ">"),
     ("MFU", ">"),
+    ("TP comm", ">"),
+    ("DP comm", ">"),
     ("bubble", ">"),
     ("peak/GPU", ">"),
     ("binds", "<"),
@@ -88,10 +91,18 @@ def _cells(index: int, o, limit: int, result, fmt: Formats) -> list[str]:
         fmt.time(o.step_time),
         fmt.tokens(o.tokens_per_second),
         fmt.share(o.mfu),
-        "-" if c.pp == 1 else fmt.share(o.bubble),
+        fmt.share(step_share(o, "tensor_comm")),
+        fmt.share(step_share(o, "data_comm")),
+        "-" if c.pp == 1 else fmt.share(step_share(o, "pipeline_wait")),
         fmt.bytes(o.peak_memory),
         binds_text(o, limit),
     ]
+
+
+def step_share(o, part: str) -> float:
+    """``part``'s share of the row's ranks x step time (``simulator.timeline.breakdown``): the
+    table's bubble is the pipeline wait alone, the exposed communication beside it."""
+    return o.step_shares[PARTS.index(part)] if o.step_shares else 0.0
 
 
 def binds_text(o, limit: int) -> str:
@@ -152,6 +163,7 @@ def _row(o, limit: int, text, result) -> dict:
         "tokens_per_second": o.tokens_per_second,
         "mfu": o.mfu,
         "bubble_fraction": o.bubble,
+        "step_shares": dict(zip(PARTS, o.step_shares, strict=True)),  # the step's parts
         "peak_memory": o.peak_memory,
         "peak_rank": o.peak_rank,
         "binds": binds_text(o, limit),

@@ -131,7 +131,9 @@ def format_advice(request, text, result, elapsed: float, misses=()) -> str:
         "recomputation (searched: "
         f"{', '.join(request.recompute)}). binds: memory (peak >= 90% of the usable memory), "
         "bubble (the busiest GPU idles >= 10% of the step) or compute; bubble '-': one rank, no "
-        "pipeline. headroom: memory kept free for the CUDA context and allocator fragmentation "
+        "pipeline. TP comm, DP comm, bubble: exposed tensor- and data-parallel communication "
+        "and pipeline wait, each a share of all GPUs' step time (simulate shows each rank's). "
+        "headroom: memory kept free for the CUDA context and allocator fragmentation "
         "(--headroom). Analytic predictions, not measurements.",
     ]
     return "\n".join(lines)

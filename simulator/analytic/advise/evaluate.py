@@ -20,6 +20,7 @@ from simulator.analytic.run_plan import simulate_plan
 from simulator.run.plan import CostSource, RunPlan, plan_run
 from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline
+from simulator.timeline.breakdown import step_breakdown
 from simulator.units import byte_unit
 
 
@@ -112,6 +113,7 @@ def outcome_of(
             else all(r.memory["fits"] for r in summary.per_rank)
         ),
         schedule_key=key,
+        step_shares=tuple(step_breakdown(timeline).shares().values()),
     )
 
 

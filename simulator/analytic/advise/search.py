@@ -60,6 +60,9 @@ class Outcome:
     peak_rank: int
     fits: bool
     schedule_key: str = ""  # a digest of the schedule run: equal keys on one layout, one run
+    # each part of the step time (``simulator.timeline.breakdown.PARTS``: compute, recompute,
+    # exposed TP comm, pipeline wait, exposed DP comm, optimizer) as a share of ranks x step
+    step_shares: tuple[float, ...] = ()
 
     def binds(self, limit: int) -> str:
         """What stops this configuration going faster:
