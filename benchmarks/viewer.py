@@ -34,7 +34,6 @@ from visualize.viewer_data import (  # noqa: E402
     pebble_spans,
 )
 
-
 SHOWN = "window.shownAt = performance.now();"  # runs once plotly has drawn the page
 
 
