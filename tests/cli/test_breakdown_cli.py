@@ -1,5 +1,6 @@
 """The step-time breakdown on the command line: ``--json`` lists it per rank, adding up to the
-step time; the text prints one row a rank, or the busiest and idlest of a big run."""
+step time; the text prints one row a rank, or the busiest and idlest of a big run; ``plot
+--kind step`` and ``simulate --out`` draw the step figure."""
 
 from __future__ import annotations
 
@@ -60,3 +61,22 @@ def test_text_of_a_big_run_shows_the_busiest_and_the_idlest(capsys):
     table = out.split("where each step goes")[1]
     assert "busiest" in table and "idlest" in table
     assert "32 ranks: the busiest (most compute) and the idlest shown" in table
+
+
+def test_plot_and_simulate_write_the_step_figure(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["simulate", "--schedule", "1f1b", "--ranks", "2", "--microbatches", "4"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert (out / "step.png").exists() and (out / "step.svg").exists()
+    drawn = tmp_path / "drawn"
+    assert main(["plot", str(out / "timeline.json"), "--kind", "step", "--out", str(drawn)]) == 0
+    assert sorted(p.name for p in drawn.glob("*.png")) == ["step.png"]
+    capsys.readouterr()
+
+
+def test_a_timeline_without_steps_is_one_sentence(tmp_path, capsys):
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps({"version": 1, "meta": {}, "events": []}))
+    code = main(["plot", str(path), "--kind", "step", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
