@@ -16,7 +16,7 @@ from schedules.actions import Schedule
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, Partition, partition
 from simulator.model.batch import microbatch_rows
-from simulator.model.layout import Layout
+from simulator.model.layout import UNSHARDED, Layout
 from simulator.model.offload import OffloadPlan, OffloadPolicy
 from simulator.model.offload import plan_stages as offload_stages
 from simulator.model.parse import parse_model
@@ -131,6 +131,11 @@ def with_precision(spec, precision: str | None):
         return spec
     recipe = precision_named(precision)
     if spec.is_transformer:
+        if spec.precision is not None and spec.precision != recipe.name:
+            raise PebbleError(
+                f"the model names precision={spec.precision} and --precision names "
+                f"{recipe.name}; give one."
+            )
         return replace(spec, precision=recipe.name)
     if recipe != spec.recipe:
         raise PebbleError(
@@ -149,11 +154,21 @@ def counted_under(spec, layout: Layout):
     return replace(spec, layout=layout.for_layers())
 
 
+UNSHARDED_DEGREES = UNSHARDED.layer_degrees()
+
+
 def layout_of_model(spec, **degrees) -> Layout:
     """The layout a model text implies (``transformer:...,tp=8,sp=1`` or a preset's overrides),
-    with ``degrees`` (field name to value; None: as the model says) on top."""
+    with ``degrees`` (field name to value; None: as the model says) on top. A degree the model
+    text sets to other than its default and a flag sets otherwise is one sentence, not a silent
+    choice."""
     base = spec.layout.layer_degrees() if spec.is_transformer else {}
     given = {name: value for name, value in degrees.items() if value is not None}
+    for name, value in given.items():
+        if name in base and base[name] != value and base[name] != UNSHARDED_DEGREES.get(name):
+            raise PebbleError(
+                f"the model text sets {name} {base[name]} and the flags set {value}; give one."
+            )
     return Layout(**{**base, **given})
 
 

@@ -55,7 +55,6 @@ def test_mixtral_simulates_with_its_experts(capsys):
     ("name", "said"),
     [
         ("absent.json", "no such file"),
-        ("deepseek-v3.json", "multi-head latent attention"),
     ],
 )
 def test_a_bad_config_is_one_sentence_and_a_non_zero_exit(capsys, name, said):

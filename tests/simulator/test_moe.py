@@ -194,7 +194,7 @@ def test_the_block_list_routes_after_the_dense_layers():
 # ---------------------------------------------------------------- trained for real on Ray
 
 TINY_MOE = (
-    "transformer:layers=2,hidden=32,heads=4,seq=16,vocab=96,dropout=0.1,seed=3,experts=4,"
+    "transformer:layers=2,hidden=32,heads=4,seq=16,vocab=96,dropout=0.1,seed=3,dtype=float64,experts=4,"
     "top_k=2,expert_ffn=24,shared_experts=1,capacity_factor=1.25,moe_aux_coef=0.05"
 )
 

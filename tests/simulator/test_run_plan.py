@@ -36,9 +36,11 @@ def test_the_layout_reaches_the_models_rules():
 def test_the_model_text_gives_the_layout_and_the_flags_go_on_top():
     spec = parse_model("llama3-8b,layers=2,tp=8,sp=1")
     assert layout_of_model(spec) == Layout(tensor=8, sequence_parallel=True)
-    assert layout_of_model(spec, tensor=4, data=2) == Layout(
-        tensor=4, sequence_parallel=True, data=2
+    assert layout_of_model(spec, tensor=8, data=2) == Layout(
+        tensor=8, sequence_parallel=True, data=2
     )
+    with pytest.raises(PebbleError, match="sets tensor 8 and the flags set 4; give one"):
+        layout_of_model(spec, tensor=4)
     assert layout_of_model(ModelSpec.uniform(2), data=3) == Layout(data=3)
 
 

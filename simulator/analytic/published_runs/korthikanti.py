@@ -18,12 +18,15 @@ from simulator.analytic.published_runs.run import Figure, PublishedRun, Source
 
 _PAPER = "Korthikanti et al. 2022, Reducing Activation Recomputation in Large Transformer Models"
 _ARXIV = "2205.05198"
+# fp16 mixed precision, gradients reduced in fp16 (Megatron-LM forces fp32 gradient
+# accumulation and all-reduce only for bf16): the 2-byte-gradient bf16-grads recipe
 _SPEC = (
-    "transformer:layers={},hidden={},heads={},seq=2048,vocab=51200,dtype=bfloat16,attention=math"
+    "transformer:layers={},hidden={},heads={},seq=2048,vocab=51200,dtype=bfloat16,"
+    "attention=math,precision=bf16-grads"
 )
 _MODELS = {  # Table 3
     "22b": (_SPEC.format(48, 6144, 64), 22e9),
-    "175b": ("gpt3-175b,vocab=51200,attention=math", 175e9),
+    "175b": ("gpt3-175b,vocab=51200,attention=math,precision=bf16-grads", 175e9),
     "530b": (_SPEC.format(105, 20480, 128), 530e9),
     "1t": (_SPEC.format(128, 25600, 160), 1e12),
 }

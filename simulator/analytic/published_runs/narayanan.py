@@ -27,9 +27,11 @@ _SCRIPT = (
     "microbatch, v and recompute: NVIDIA/Megatron-LM examples/sc21/run_table_1.sh "
     "(commit 79a3bb6b), MODEL_SIZE={size}"
 )
+# fp16 mixed precision: Megatron-LM reduces fp16 gradients in fp16 (arguments.py forces fp32
+# accumulation and all-reduce only for bf16), so 2-byte gradients: the bf16-grads recipe
 _MODEL = (
     "transformer:layers={layers},hidden={hidden},heads={heads},seq=2048,vocab=51200,"
-    "dtype=bfloat16,attention=math"
+    "dtype=bfloat16,attention=math,precision=bf16-grads"
 )
 
 # params (B), heads, hidden, layers, t, p, GPUs, batch, TFLOP/s/GPU, % peak, PFLOP/s (Table 1);

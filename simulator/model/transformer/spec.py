@@ -50,6 +50,10 @@ from simulator.model.transformer.layers import TransformerLayerInfo, transformer
 PREFIX = "transformer:"
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 RUNNABLE = ("float64", "float32", "float16")
+SPEC_DTYPE = "bfloat16"
+"""What a ``transformer:`` text without ``dtype=`` is counted in: how such a model trains (the
+presets' dtype too). It was float64, numpy's default, which counted 4x the bytes of the bf16
+run a user meant and said nothing; ``train`` computes a bfloat16 spec in float32 and says so."""
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _CONFIG_KEYS = {f.name: f.type for f in fields(TransformerConfig)}
 _ALIASES = {"tied": "tied_embeddings"}
@@ -183,6 +187,7 @@ class TransformerSpec:
             if missing:
                 raise PebbleError(f"model {text!r} needs {', '.join(missing)}.")
             config = TransformerConfig(**config_values)  # type: ignore[arg-type]
+            spec_values.setdefault("dtype", SPEC_DTYPE)
             return cls(config, layout=Layout(**degrees), **spec_values)  # type: ignore[arg-type]
         config = replace(base.config, **config_values)
         layout = replace(base.layout, **degrees)
