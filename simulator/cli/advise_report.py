@@ -28,6 +28,7 @@ from simulator.cli.advise_print import (
     headline,
     schedule_name,
     simulate_command,
+    step_share,
 )
 from simulator.units import human_bytes
 
@@ -242,7 +243,10 @@ def _why(f, ranks, limit: int, fmt: Formats, request, top: int) -> str:
         where = "in the table" if rank <= top else "below the table"
         return (
             f"ranks #{rank} ({where}): {fmt.time(o.step_time)}, {fmt.bytes(o.peak_memory)} "
-            f"of {fmt.bytes(limit)}, binds {o.binds(limit)}"
+            f"of {fmt.bytes(limit)}, binds {o.binds(limit)}; of the step: bubble "
+            f"{fmt.share(step_share(o, 'pipeline_wait'))}, exposed TP comm "
+            f"{fmt.share(step_share(o, 'tensor_comm'))}, DP comm "
+            f"{fmt.share(step_share(o, 'data_comm'))}"
         )
     if f.verdict == SAME:
         return f"the same run as {f.same_as}"

@@ -51,3 +51,11 @@ def test_the_table_prints_the_exposed_communication_and_the_bubble():
     header = next(line for line in out.splitlines() if line.lstrip().startswith("#"))
     assert "TP comm  DP comm  bubble" in header
     assert "TP comm, DP comm, bubble: exposed tensor- and data-parallel communication" in out
+
+
+def test_explain_gives_a_ranked_layouts_breakdown():
+    code, out = run("advise", *ARGS, "--memory-limit", "2MiB", "--top", "3", "--explain", "p8 d1")
+    assert code == 0
+    ranked = [line for line in out.splitlines() if "ranks #1 (in the table)" in line]
+    assert len(ranked) == 1
+    assert "of the step: bubble " in ranked[0] and ", exposed TP comm " in ranked[0]
