@@ -124,25 +124,30 @@ def simulate(
         )
     walk.record_work = cores is not None
     walk.attach_offload(offload, costs)
-    rank_free = [0.0] * schedule.num_ranks
+    _run_steps(walk, timeline, costs, schedule.num_ranks, steps, sync, layout.gradient_replicas)
+    walk.finish()
+    check_result(timeline)
+    return timeline
+
+
+def _run_steps(walk, timeline, costs, ranks: int, steps: int, sync: bool, replicas: int) -> None:
+    """Every step: the actions, then (over ``replicas`` > 1 data and context ranks) the
+    gradient reductions, then with ``sync`` the optimizer step all ranks wait for."""
+    rank_free = [0.0] * ranks
     barrier = 0.0
     for step in range(steps):
         if sync:
-            rank_free = [barrier] * schedule.num_ranks
+            rank_free = [barrier] * ranks
         grad_time = walk.step(step, rank_free)
         step_end = max(rank_free)
-        if layout.gradient_replicas > 1:  # the data and context ranks reduce gradients
+        if replicas > 1:
             after = None if costs.overlap_grad_reduce else list(rank_free)
-            replicas = layout.gradient_replicas
             step_end = max(step_end, walk.allreduce(step, grad_time, replicas, after))
         if sync:
             timeline.optimizer.append(
                 OptimizerStep(step, step_end, step_end + costs.optimizer_time)
             )
             barrier = step_end + costs.optimizer_time
-    walk.finish()
-    check_result(timeline)
-    return timeline
 
 
 def _with_recompute(timeline, costs, spec, partition, rows, run, recompute, dp):
