@@ -122,6 +122,16 @@ _A100_SOURCE = "NVIDIA A100 datasheet (SXM4); DGX A100: 8x HDR 200 Gb/s InfiniBa
 _A100_EFFICIENCY = "Megatron-LM / Korthikanti et al. 2022: 51.4% MFU, GPT-3 175B on A100-80GB"
 _HOPPER_EFFICIENCY = "Dubey et al. 2024 (Llama 3), Table 4: 38-43% BF16 MFU on H100"
 
+# The roofline's fitted numbers (``simulator.analytic.roofline``), fitted by
+# ``benchmarks/calibrate_time.py`` on the named rows of ``published_runs.CALIBRATION_SPLIT``
+# and checked on the other rows by ``tests/simulator/test_time_calibration.py``:
+# A100 on narayanan-t1-3.6b, -39.1b, -310.1b, korthikanti-t5-22b-selective, -1t-full,
+# megascale-t2-175b-512gpu, -6144gpu and megascale-f9-530b-4480gpu (all three numbers);
+# H100 on llama3-t4-8k-8192gpu (gemm_efficiency only; the other two are the A100's). The 40GB
+# A100 is the same chip; H200 and GH200 are assumed to be the H100's.
+A100_FIT = {"gemm_efficiency": 0.7811, "gemm_dimension": 63.39, "kernel_floor": 5.355e-05}
+HOPPER_FIT = {"gemm_efficiency": 0.8464, "gemm_dimension": 63.39, "kernel_floor": 5.355e-05}
+
 HARDWARE_PRESETS: dict[str, HardwarePreset] = {
     "a100-40gb": HardwarePreset(
         name="a100-40gb",
@@ -134,6 +144,7 @@ HARDWARE_PRESETS: dict[str, HardwarePreset] = {
         efficiency=0.50,
         source=_A100_SOURCE,
         efficiency_source=_A100_EFFICIENCY + " (same chip, assumed)",
+        **A100_FIT,
     ),
     "a100-80gb": HardwarePreset(
         name="a100-80gb",
@@ -146,6 +157,7 @@ HARDWARE_PRESETS: dict[str, HardwarePreset] = {
         efficiency=0.50,
         source=_A100_SOURCE,
         efficiency_source=_A100_EFFICIENCY,
+        **A100_FIT,
     ),
     "h100-80gb": HardwarePreset(
         name="h100-80gb",
@@ -158,6 +170,7 @@ HARDWARE_PRESETS: dict[str, HardwarePreset] = {
         efficiency=0.40,
         source="NVIDIA H100 datasheet (SXM5) and whitepaper; DGX H100: 8x NDR 400 Gb/s",
         efficiency_source=_HOPPER_EFFICIENCY,
+        **HOPPER_FIT,
     ),
     "h200": HardwarePreset(
         name="h200",
@@ -170,6 +183,7 @@ HARDWARE_PRESETS: dict[str, HardwarePreset] = {
         efficiency=0.40,
         source="NVIDIA H200 datasheet (SXM); DGX H200: 8x NDR 400 Gb/s",
         efficiency_source=_HOPPER_EFFICIENCY + " (H100 figure, assumed for H200)",
+        **HOPPER_FIT,
     ),
 }
 
@@ -203,6 +217,7 @@ HARDWARE_PRESETS["gh200"] = HardwarePreset(
     efficiency=0.40,
     source="NVIDIA GH200 Grace Hopper Superchip datasheet (96 GB HBM3); 1x NDR 400 Gb/s",
     efficiency_source=_HOPPER_EFFICIENCY + " (H100 figure, assumed for the same Hopper GPU)",
+    **HOPPER_FIT,
 )
 HARDWARE_PRESETS.update(
     {

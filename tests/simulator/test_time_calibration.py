@@ -1,0 +1,67 @@
+"""The roofline's fitted numbers against the published runs they were not fitted on.
+
+``benchmarks/calibrate_time.py`` fits ``gemm_efficiency``, ``gemm_dimension`` and
+``kernel_floor`` per GPU type on ``CALIBRATION_SPLIT`` (9 of 33 rows); the presets in
+``simulator.analytic.hardware`` carry the result. This test simulates every held-out row with
+the presets as they are and holds the errors to what the fit reached, so a change to the cost
+model that loses accuracy fails here. The issue's median target (4%) is met; its worst case (10%)
+is not yet: ``HELD_OUT_WORST`` is what the fit reached, and ``KNOWN_MISSES`` names the row
+left out of the worst case, with its reason.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from simulator.analytic.hardware import HARDWARE_PRESETS
+from simulator.analytic.published_runs import CALIBRATION_SPLIT, PUBLISHED_RUNS, held_out_runs
+from simulator.analytic.run_plan import simulate_plan
+
+HELD_OUT_MEDIAN = 0.04  # the issue's target; the fit reached 3.6%
+HELD_OUT_WORST = 0.15  # the issue asks 10%; the fit reached 14.8% (see the note)
+KNOWN_MISSES = {
+    "llama3-t4-128k-16384gpu-cp16": (
+        "predicted ~63% slow: at p16 v2 with 16 microbatches interleaved 1F1B idles 35% of the "
+        "step, and Llama 3 does not publish its interleaving or microbatching for this row"
+    ),
+}
+
+
+def _error(run) -> float:
+    seconds = simulate_plan(run.plan()).throughput()["step_time"]
+    return seconds / run.step_seconds() - 1
+
+
+@pytest.fixture(scope="module")
+def held_out_errors() -> dict[str, float]:
+    return {run.id: _error(run) for run in held_out_runs() if not run.pending}
+
+
+def test_the_fit_used_at_most_a_third_of_the_rows_and_the_presets_carry_it():
+    assert 3 * len(CALIBRATION_SPLIT) <= len(PUBLISHED_RUNS)
+    for name in ("a100-80gb", "h100-80gb"):
+        preset = HARDWARE_PRESETS[name]
+        assert 0 < preset.gemm_efficiency <= 1 and preset.gemm_dimension > 0
+        assert 0 < preset.kernel_floor < 1e-3
+    assert set(KNOWN_MISSES) <= {run.id for run in held_out_runs()}
+
+
+def test_held_out_published_runs_are_predicted_within_the_fits_error(held_out_errors):
+    errors = [abs(e) for e in held_out_errors.values()]
+    assert len(errors) >= 20
+    assert statistics.median(errors) <= HELD_OUT_MEDIAN
+    worst = max(abs(e) for run_id, e in held_out_errors.items() if run_id not in KNOWN_MISSES)
+    assert worst <= HELD_OUT_WORST
+
+
+def test_every_paper_family_is_within_the_worst_case(held_out_errors):
+    """No paper's rows as a whole are off: each family's median is inside the worst case."""
+    families: dict[str, list[float]] = {}
+    for run_id, error in held_out_errors.items():
+        if run_id not in KNOWN_MISSES:
+            families.setdefault(run_id.split("-")[0], []).append(abs(error))
+    assert len(families) >= 3
+    for family, errors in families.items():
+        assert statistics.median(errors) <= HELD_OUT_WORST, family
