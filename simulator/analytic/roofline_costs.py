@@ -103,10 +103,12 @@ def stage_seconds(spec, partition, rows, preset, layout, rule=PIPELINE_RULE):
         blocks = {infos[i].block for i in layers if getattr(infos[i], "is_transformer_block", 0)}
         for part in ("F", "I"):
             totals[part] += len(blocks) * tp_comm
-        for part, seconds in _kv_exchange(spec, layout, rows, preset, device, layers).items():
+        exchange = _kv_exchange(spec, layout, rows, preset, device, layers)
+        for part, seconds in exchange.items():
             totals[part] += seconds
         stage_costs.append(StageCost(**totals, rule=rule))
-        stage_comm.append(len(blocks) * tp_comm)
+        # one number a pass for the breakdown: the K/V exchange's F and I mean with the TP's
+        stage_comm.append(len(blocks) * tp_comm + sum(exchange.values()) / 2)
     return tuple(stage_costs), tuple(stage_comm)
 
 
