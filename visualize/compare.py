@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Iterable, Mapping
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,12 +47,14 @@ def compare_figure(
     point is numbered instead and a panel on the right lists ``n  label``, in the table's
     order, beside the point's marker.
 
-    With recompute policies (``meta.recompute``) every (schedule, policy) pair is a point: the
-    colour is the schedule, the marker the policy (two legends), and each label ends in the
-    makespan, since recomputation costs time that the bubble does not show."""
+    With recompute or offload policies (``meta.recompute``, ``meta.offload``) every (schedule,
+    policy) pair is a point: the colour is the schedule, the marker the policy (``run_marker``;
+    two legends), and each label ends in the makespan, since recomputation and exposed
+    prefetch waits cost time that the bubble does not show. With offload the memory axis is
+    the device's: what went to the host is in the table."""
     pairs = pairs_of(named_timelines)
     rows = comparison_rows(pairs)
-    policies = list(dict.fromkeys(r["recompute"] for r in rows))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
     with_policies = any(p != "none" for p in policies)
     schedules = list(dict.fromkeys(t.meta.schedule for _, t in pairs))
     fig = new_figure(7.5 if not with_policies else 8.5, 5.2)
@@ -62,10 +65,7 @@ def compare_figure(
     looks: dict[tuple, tuple] = {}  # a point's (colour, marker): its last run's, on top
     for (_name, timeline), row, colour in zip(pairs, rows, colours, strict=True):
         x, y = row["bubble_percent"], row["peak_bytes_max"]
-        if with_policies:
-            marker = policy_marker(row["recompute"])
-        else:
-            marker = schedule_look(timeline.meta.schedule)[1]
+        marker = run_marker(row) if with_policies else schedule_look(timeline.meta.schedule)[1]
         ax.scatter(
             [x],
             [y],
@@ -86,7 +86,7 @@ def compare_figure(
         if len({t.meta.schedule for _, t, _ in runs}) == 1:
             ink[point] = tuple(0.7 * c for c in to_rgb(palette[runs[0][1].meta.schedule]))
     if with_policies:
-        _policy_legends(fig, ax, schedules, palette, policies)
+        _policy_legends(fig, ax, schedules, palette, rows)
     _finish(ax, pairs, title, with_policies)
     _limits(ax, rows, 1.6 if with_policies else 1.25)
     device = _device_line(ax, pairs, rows)
@@ -165,6 +165,28 @@ def _device_line(ax, pairs, rows: list[dict]) -> list:
     return handles
 
 
+OFFLOAD_MARKERS = {"full": "X", "selective": "*", "budget": "h"}
+_BOTH_MARKERS = ("<", ">", "p", "H", "d")
+
+
+def run_marker(row: dict) -> str:
+    """The marker of a run's memory policy, the same in every figure: recompute's
+    (``style.policy_marker``) without offload, offload's own (full ``X``, selective ``*``,
+    budget ``h``) without recompute, and one picked by the pair's words when both are set."""
+    recompute, offload = row["recompute"], row.get("offload", "none")
+    if offload == "none":
+        return policy_marker(recompute)
+    if recompute == "none":
+        family = offload.split(":")[0].split(",")[0]
+        return OFFLOAD_MARKERS.get(family) or _stable(offload, _BOTH_MARKERS)
+    return _stable(row["policy"], _BOTH_MARKERS)
+
+
+def _stable(name: str, choices: tuple) -> str:
+    """One of ``choices`` picked by ``name`` alone (crc32: the same in every run)."""
+    return choices[zlib.crc32(name.encode()) % len(choices)]
+
+
 def _dodge(ax, clear: float = 9.0) -> None:
     """Move a marker a few points aside where it would cover another's (two schedules at
     nearly the same place, like dualpipe-v and zb-v): the data stay exact, only the drawing
@@ -240,9 +262,9 @@ def _point_label(runs: list[tuple[str, Timeline, dict]], with_policies: bool) ->
         return ", ".join(name for name, _, _ in runs)
     by_schedule: dict[str, list[str]] = {}
     for _name, timeline, row in runs:
-        by_schedule.setdefault(timeline.meta.schedule, []).append(row["recompute"])
+        by_schedule.setdefault(timeline.meta.schedule, []).append(row["policy"])
     names = ", ".join(f"{s} [{', '.join(p)}]" for s, p in by_schedule.items())
-    plain = all(row["schedule"] == f"{t.meta.schedule} [{row['recompute']}]" for _, t, row in runs)
+    plain = all(row["schedule"] == f"{t.meta.schedule} [{row['policy']}]" for _, t, row in runs)
     if not plain or len({row["schedule"] for _, _, row in runs}) != len(runs):
         names = ", ".join(name for name, _, _ in runs)  # names of their own, or one twice
     spans = dict.fromkeys(format_time(r["makespan"], r["time_unit"]) for _, _, r in runs)
@@ -259,14 +281,18 @@ def _limits(ax, rows: list[dict], room: float, below: float = 0.0) -> None:
     set_bytes_axis(ax, largest, nbins=5)
 
 
-def _policy_legends(fig, ax, schedules: list[str], palette: dict, policies: list[str]) -> None:
-    """Colour = schedule, marker = recompute policy, below the axes."""
+def _policy_legends(fig, ax, schedules: list[str], palette: dict, rows: list[dict]) -> None:
+    """Colour = schedule, marker = recompute (and offload) policy, below the axes."""
+    looks = {row["policy"]: run_marker(row) for row in rows}
+    offloads = any(row["offload"] != "none" for row in rows)
+    what = "recompute · offload policy" if offloads else "recompute policy"
     dot = {"linestyle": "none", "markersize": 7, "markeredgecolor": "black"}
     colour_handles = [
         Line2D([], [], marker="o", color=palette[s], label=s, **dot) for s in schedules
     ]
     marker_handles = [
-        Line2D([], [], marker=policy_marker(p), color="#BDBDBD", label=p, **dot) for p in policies
+        Line2D([], [], marker=marker, color="#BDBDBD", label=policy, **dot)
+        for policy, marker in looks.items()
     ]
     fig.legend(
         handles=colour_handles + marker_handles,
@@ -274,7 +300,7 @@ def _policy_legends(fig, ax, schedules: list[str], palette: dict, policies: list
         ncol=max(len(colour_handles), len(marker_handles)),
         frameon=False,
         fontsize=8.5,
-        title="colour: schedule   ·   marker: recompute policy",
+        title=f"colour: schedule   ·   marker: {what}",
         title_fontsize=8.5,
     )
 
@@ -286,7 +312,11 @@ def _finish(ax, pairs, title: str | None, with_policies: bool, numbered: bool = 
     ax.set_axisbelow(True)
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
+    offloads = any(t.meta.offload for _, t in pairs)
     what = "Schedules × recompute policies" if with_policies else "Schedules compared"
+    what = "Schedules × memory policies" if offloads else what
+    if offloads:
+        ax.set_ylabel("peak activation memory on the device (worst rank)")
     if title is None and pairs:
         meta = pairs[0][1].meta
         title = (
@@ -296,7 +326,8 @@ def _finish(ax, pairs, title: str | None, with_policies: bool, numbered: bool = 
     below = "lower left is better"
     if with_policies:
         note = "makespans in the list" if numbered else "labels end in the makespan"
-        below += f" · {note}: recomputation costs time, not bubble"
+        cost = "recomputation and prefetch waits cost" if offloads else "recomputation costs"
+        below += f" · {note}: {cost} time, not bubble"
     ax.set_title(f"{title or what}\n{below}", fontsize=11)
 
 

@@ -12,6 +12,8 @@ import io
 from collections.abc import Iterable, Mapping
 
 from simulator.timeline import Timeline
+from simulator.timeline.report import offload_waits
+from simulator.timeline.run_policy import policy_text
 from simulator.units import human_bytes
 from visualize.style import byte_unit, format_time
 
@@ -28,14 +30,17 @@ def comparison_rows(
     named_timelines: Mapping[str, Timeline] | Iterable[tuple[str, Timeline]],
 ) -> list[dict]:
     """One dict per run, in the order given: ``schedule`` (the name; ``name [policy]`` when
-    some run recomputes and the name does not say its policy), ``recompute`` (the policy,
-    ``none`` without), ``makespan``, ``time_unit``,
+    some run recomputes or offloads and the name does not say its policy), ``recompute`` (the
+    policy, ``none`` without), ``offload`` (likewise), ``policy`` (both in words,
+    ``run_policy.policy_text``), ``host_bytes_max`` (the most offloaded bytes a rank's host
+    held; 0 without offload), ``offload_wait_max`` (the longest exposed prefetch wait of a
+    rank, all steps), ``makespan``, ``time_unit``,
     ``bubble_percent``, ``peak_bytes`` (list, per rank), ``peak_bytes_max``, ``peak_inflight``
     (max over ranks), ``rank_memory_max`` (whole-rank memory of the fullest rank, or None) and
     ``fits`` (every rank within the device's memory; None when no device was given)."""
     rows = []
     pairs = pairs_of(named_timelines)
-    policies = any(timeline.meta.recompute for _, timeline in pairs)
+    policies = any(timeline.meta.recompute or timeline.meta.offload for _, timeline in pairs)
     for name, timeline in pairs:
         summary = timeline.summary()
         peaks = [r.true_peak_bytes for r in summary.per_rank]
@@ -47,6 +52,10 @@ def comparison_rows(
                 "fits": all(m["fits"] for m in memory) if device else None,
                 "schedule": run_label(name, timeline) if policies else name,
                 "recompute": policy_of(timeline),
+                "offload": timeline.meta.offload or "none",
+                "policy": run_policy(timeline),
+                "host_bytes_max": max(timeline.host_peak_bytes().values(), default=0),
+                "offload_wait_max": max(offload_waits(timeline).values(), default=0.0),
                 "makespan": summary.makespan,
                 "time_unit": timeline.time_unit,
                 "bubble_percent": summary.bubble_fraction * 100,
@@ -65,10 +74,16 @@ def policy_of(timeline: Timeline) -> str:
     return timeline.meta.recompute or "none"
 
 
+def run_policy(timeline: Timeline) -> str:
+    """The run's recompute and offload policies in words: ``full``, ``offload full``,
+    ``full + offload selective`` or ``none``."""
+    return policy_text(timeline.meta.recompute, timeline.meta.offload)
+
+
 def run_label(name: str, timeline: Timeline) -> str:
     """``name [policy]``, unless ``name`` already says the run's policy in brackets or
     parentheses (the CLI names its (schedule, policy) pairs ``1f1b [full]``)."""
-    policy = policy_of(timeline)
+    policy = run_policy(timeline)
     if f"[{policy}]" in name or f"({policy})" in name:
         return name
     return f"{name} [{policy}]"
@@ -89,6 +104,12 @@ def _per_rank(peaks: list[int]) -> str:
 
 
 _DEVICE_HEADERS = ("rank memory", "fits")
+_OFFLOAD_HEADERS = ("host peak", "prefetch wait")
+
+
+def _with_offload(rows: list[dict]) -> bool:
+    """The table gets the host's peak and the exposed prefetch wait when some run offloads."""
+    return any(row.get("offload", "none") != "none" for row in rows)
 
 
 def _with_device(rows: list[dict]) -> bool:
@@ -96,7 +117,7 @@ def _with_device(rows: list[dict]) -> bool:
     return any(row.get("fits") is not None for row in rows)
 
 
-def _human_cells(row: dict, device: bool = False) -> list[str]:
+def _human_cells(row: dict, device: bool = False, offload: bool = False) -> list[str]:
     cells = [
         str(row["schedule"]),
         format_time(row["makespan"], row.get("time_unit", "s")),
@@ -105,6 +126,9 @@ def _human_cells(row: dict, device: bool = False) -> list[str]:
         _per_rank(row["peak_bytes"]),
         str(row["peak_inflight"]),
     ]
+    if offload:
+        wait = format_time(row["offload_wait_max"], row.get("time_unit", "s"))
+        cells += [human_bytes(row["host_bytes_max"]), wait]
     if device:
         cells += [human_bytes(row["rank_memory_max"]), "yes" if row["fits"] else "no"]
     return cells
@@ -118,8 +142,9 @@ def format_table(rows: list[dict], style: str = "text") -> str:
     if style == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        device = _with_device(rows)
-        extra = ["rank_memory_max", "fits"] if device else []
+        device, offload = _with_device(rows), _with_offload(rows)
+        extra = ["host_bytes_max", "offload_wait_max"] if offload else []
+        extra += ["rank_memory_max", "fits"] if device else []
         writer.writerow(
             [
                 "schedule",
@@ -133,7 +158,8 @@ def format_table(rows: list[dict], style: str = "text") -> str:
             ]
         )
         for row in rows:
-            values = [row["rank_memory_max"], row["fits"]] if device else []
+            values = [row["host_bytes_max"], f"{row['offload_wait_max']:.6g}"] if offload else []
+            values += [row["rank_memory_max"], row["fits"]] if device else []
             writer.writerow(
                 [
                     row["schedule"],
@@ -147,10 +173,12 @@ def format_table(rows: list[dict], style: str = "text") -> str:
                 ]
             )
         return out.getvalue().rstrip("\n")
-    device = _with_device(rows)
-    headers = _HEADERS + (_DEVICE_HEADERS if device else ())
-    right = right_flags = _RIGHT + ((True, False) if device else ())
-    cells = [_human_cells(row, device) for row in rows]
+    device, offload = _with_device(rows), _with_offload(rows)
+    headers = _HEADERS + (_OFFLOAD_HEADERS if offload else ()) + (_DEVICE_HEADERS if device else ())
+    right = right_flags = (
+        _RIGHT + ((True, True) if offload else ()) + ((True, False) if device else ())
+    )
+    cells = [_human_cells(row, device, offload) for row in rows]
     if style == "markdown":
         lines = ["| " + " | ".join(headers) + " |"]
         lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
@@ -168,4 +196,4 @@ def format_table(rows: list[dict], style: str = "text") -> str:
     return "\n".join([line(headers), line("-" * w for w in widths), *map(line, cells)])
 
 
-__all__ = ["comparison_rows", "format_table", "pairs_of", "policy_of", "run_label"]
+__all__ = ["comparison_rows", "format_table", "pairs_of", "policy_of", "run_label", "run_policy"]

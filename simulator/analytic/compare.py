@@ -21,6 +21,7 @@ from simulator.run.limits import check_actions, estimated_actions
 from simulator.run.plan import CostSource, plan_run
 from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline
+from simulator.timeline.run_policy import policy_text
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class Comparison:
     """What to compare: the sizes every schedule shares, and the choices that vary.
 
     ``names`` None means every built-in family that suits the sizes (those that do not are
-    skipped and named); ``recompute`` None means each schedule once, caching everything.
+    skipped and named); ``recompute`` None means each schedule once, caching everything;
+    ``offload`` (``--offload`` texts) runs each recompute policy once per offload policy.
     ``auto_limit`` and ``auto_placement`` say which automatic schedule ``auto`` is;
     ``precision`` and ``split`` are ``plan_run``'s (None: the model's recipe, the balanced
     split)."""
@@ -42,6 +44,7 @@ class Comparison:
     batch_size: int | None = None
     layout: Layout | None = None
     recompute: tuple[str, ...] | None = None
+    offload: tuple[str, ...] | None = None
     auto_limit: str | None = None
     auto_placement: str | None = None
     precision: str | None = None
@@ -57,8 +60,9 @@ def comparison_model(ranks: int, chunks: int, model):
 
 
 def compare_timelines(request: Comparison) -> tuple[dict[str, Timeline], list[str]]:
-    """Simulate each named schedule on the same model (under each recompute policy: a
-    ``(schedule, policy)`` pair each, named ``schedule [policy]``); returns the timelines and the
+    """Simulate each named schedule on the same model (under each recompute and offload
+    policy: one run per pair, named ``schedule [policy]`` with the policy as
+    ``run_policy.policy_text`` words it); returns the timelines and the
     names skipped because the sizes do not suit them (only when no names were asked for)."""
     asked = request.names is not None
     names = list(request.names) if asked else list(SCHEDULES)
@@ -76,8 +80,10 @@ def compare_timelines(request: Comparison) -> tuple[dict[str, Timeline], list[st
             skipped.append(name)
             reasons.add(str(exc))
             continue
-        for policy, plan in plans.items():
-            label = plan.schedule.name if policy is None else f"{plan.schedule.name} [{policy}]"
+        for (recompute, offload), plan in plans.items():
+            named = recompute is not None or offload is not None
+            policy = policy_text(recompute, offload)
+            label = f"{plan.schedule.name} [{policy}]" if named else plan.schedule.name
             timelines[label] = simulate_plan(plan)
     if not timelines and len(reasons) == 1:  # not the schedules: the model or layout (--tp 3)
         raise PebbleError(reasons.pop())
@@ -105,7 +111,7 @@ def _check_size(request: Comparison, names: list[str]) -> None:
 
 
 def _plans(request: Comparison, name: str, spec) -> dict:
-    """One plan per recompute policy for the schedule ``name``."""
+    """One plan per (recompute, offload) pair of policies for the schedule ``name``."""
     options = dict(
         batch_size=request.batch_size,
         layout=request.layout,
@@ -122,6 +128,9 @@ def _plans(request: Comparison, name: str, spec) -> dict:
         v = None if SCHEDULES[canonical_name(name)].fixed_chunks else request.chunks
         schedule = make_schedule(name, request.ranks, request.microbatches, v)
     return {
-        policy: plan_run(schedule, spec, recompute=policy, **options)
-        for policy in request.recompute or [None]
+        (recompute, offload): plan_run(
+            schedule, spec, recompute=recompute, offload=offload, **options
+        )
+        for recompute in request.recompute or [None]
+        for offload in request.offload or [None]
     }

@@ -35,6 +35,7 @@ from simulator.model.layout import Layout
 from simulator.model.recompute import RecomputePolicy
 from simulator.model.transformer.flash_attention import FlashAttention
 from simulator.model.transformer.presets import preset_rows
+from simulator.run.offload_list import offload_policies
 from simulator.run.recompute import recompute_policies
 from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline
@@ -175,6 +176,7 @@ def cmd_compare(args) -> int:
             batch_size=args.batch_size,
             layout=Layout(**degrees) if degrees else None,
             recompute=policies,
+            offload=_offloads(args.offload),
             auto_limit=limit,
             auto_placement=placement,
             precision=args.precision,
@@ -198,6 +200,11 @@ def cmd_compare(args) -> int:
 
 def _policies(text: str | None) -> tuple[str, ...] | None:
     policies = recompute_policies(text)
+    return tuple(policies) if policies is not None else None
+
+
+def _offloads(text: str | None) -> tuple[str, ...] | None:
+    policies = offload_policies(text)
     return tuple(policies) if policies is not None else None
 
 

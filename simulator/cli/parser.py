@@ -234,6 +234,11 @@ def _add_compare(sub) -> None:
         help="recompute policies to compare, comma-separated (e.g. none,selective,full,sqrt); "
         "a per-stage policy's STAGE:POLICY terms stay together (none,0:full,1:none)",
     )
+    compare.add_argument(
+        "--offload",
+        help="offload policies to compare, comma-separated (e.g. none,full,selective), each "
+        "under every --recompute policy; STAGE:POLICY terms stay together as there",
+    )
     compare.add_argument("--out", help="write the table (CSV, Markdown) and figure here")
     add_auto_args(compare)
 
