@@ -35,6 +35,7 @@ from matplotlib.patheffects import withStroke
 from simulator.errors import PebbleError
 from simulator.timeline import PIPELINE_RULE, DependencyRule, Timeline
 from visualize.boxes import BOX, box_color, draw_boxes, kind_handles
+from visualize.copies import copy_handles, copy_spans, draw_copy_lanes, has_copy_lanes
 from visualize.density import COLUMNS, blend, occupancy
 from visualize.pipeline_data import Box, pipeline_boxes, recompute_boxes
 from visualize.recompute import draw_recompute_boxes, hatched_patch
@@ -79,8 +80,12 @@ def pipeline_figure(
     """
     boxes = pipeline_boxes(timeline, replica)
     recompute = recompute_boxes(timeline, replica)
+    copies = copy_spans(timeline, replica) if has_copy_lanes(timeline, replica) else []
+    if copies:  # each rank's compute lane, then its copy lane
+        boxes = [b._replace(row=2 * b.row) for b in boxes]
+        recompute = [b._replace(row=2 * b.row) for b in recompute]
     ranks, dp = timeline.num_ranks, timeline.meta.dp
-    rows = ranks * dp if replica is None else ranks
+    rows = (ranks * dp if replica is None else ranks) * (2 if copies else 1)
     span = time_span(timeline) or 1.0
     view = window or TimeWindow(0.0, span * 1.02, "whole run")
     zooms = _zoom_windows(timeline, boxes, view) if window is None else []
@@ -96,6 +101,7 @@ def pipeline_figure(
     else:
         ax, panels = fig.add_subplot(), []
     sizes = {"lane_inches": lanes, "rule": rule, "comms": comms, "replica": replica}
+    sizes["copies"] = copies
     drawn, aggregated = _draw_chart(ax, timeline, boxes, recompute, view, WIDTH * 0.86, **sizes)
     for zoom, sub in zip(zooms, panels, strict=True):
         _outline_zoom(ax, zoom)
@@ -142,10 +148,13 @@ def _draw_chart(
     rule: DependencyRule,
     comms: bool,
     replica: int | None,
+    copies: list,
 ) -> tuple[set[str], bool]:
-    """One chart of ``view`` on ``ax``; returns (the kinds drawn, whether aggregated)."""
+    """One chart of ``view`` on ``ax``; returns (the kinds drawn, whether aggregated). With
+    ``copies`` (``visualize.copies``) every rank's lane is followed by its copy lane."""
     ranks, dp = timeline.num_ranks, timeline.meta.dp
-    rows = ranks * dp if replica is None else ranks
+    spread = 2 if copies else 1
+    rows = (ranks * dp if replica is None else ranks) * spread
     inside = [b for b in boxes if b.end > view.start and b.start < view.end]
     parts = [b for b in recompute if b.end > view.start and b.start < view.end]
     axes_points = axes_inches * 72
@@ -167,13 +176,15 @@ def _draw_chart(
             text.set_path_effects([withStroke(linewidth=2.5, foreground="white")])
         if comms:
             _draw_comms(ax, timeline, replica, view)
-    _draw_allreduce(ax, timeline, replica, view)
+    _draw_allreduce(ax, timeline, replica, view, spread)
+    drawn = draw_copy_lanes(ax, copies, lambda r: 2 * r, view.start, view.end, view.length / 700)
     ax.set_xlim(view.start, view.end)
-    _label_lanes(ax, rows, ranks, all_replicas=replica is None and dp > 1, lane_inches=lane_inches)
+    all_replicas = replica is None and dp > 1
+    _label_lanes(ax, rows, ranks, all_replicas=all_replicas, lane_inches=lane_inches, copies=spread)
     set_time_axis(ax, timeline, max(abs(view.start), abs(view.end)))
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
-    return {b.kind for b in inside} | {b.kind for b in parts}, aggregated
+    return {b.kind for b in inside} | {b.kind for b in parts} | drawn, aggregated
 
 
 def _draw_aggregate(
@@ -244,7 +255,9 @@ def _allreduce_spans(timeline: Timeline) -> dict[int, list[tuple[float, float]]]
     return spans
 
 
-def _draw_allreduce(ax, timeline: Timeline, replica: int | None, view: TimeWindow) -> None:
+def _draw_allreduce(
+    ax, timeline: Timeline, replica: int | None, view: TimeWindow, spread: int = 1
+) -> None:
     """A blue strip under each rank's lane while its gradients are all-reduced across the
     data-parallel replicas (at least a pixel wide, so a fast one still shows)."""
     if timeline.meta.dp <= 1:
@@ -253,7 +266,7 @@ def _draw_allreduce(ax, timeline: Timeline, replica: int | None, view: TimeWindo
     replicas = range(timeline.meta.dp) if replica is None else [None]
     for rank, spans in _allreduce_spans(timeline).items():
         for copy in replicas:
-            row = rank if copy is None else copy * timeline.num_ranks + rank
+            row = spread * (rank if copy is None else copy * timeline.num_ranks + rank)
             for start, end in spans:
                 if end < view.start or start > view.end:
                     continue
@@ -314,14 +327,19 @@ def _outline_zoom(ax, zoom: TimeWindow) -> None:
     )
 
 
-def _label_lanes(ax, rows: int, ranks: int, *, all_replicas: bool, lane_inches: float) -> None:
-    """Rank 0 at the top, one label per lane (``replica r · rank k`` when stacked); past the
-    rows the labels fit, every k-th."""
+def _label_lanes(
+    ax, rows: int, ranks: int, *, all_replicas: bool, lane_inches: float, copies: int = 1
+) -> None:
+    """Rank 0 at the top, one label per lane (``replica r · rank k`` when stacked; ``copies``
+    2: each rank's copy lane follows it, ``copies``); past the rows the labels fit, every
+    k-th."""
     ax.set_ylim(rows - 0.5, -0.5)
     if all_replicas:
         labels = [f"replica {r // ranks} · rank {r % ranks}" for r in range(rows)]
     else:
         labels = [f"rank {r}" for r in range(rows)]
+    if copies == 2:
+        labels = [f"rank {r // 2}" if r % 2 == 0 else "copies" for r in range(rows)]
     size = row_fontsize(rows, lane_inches, 10.0)
     every = 1 if size > 4.0 else -(-rows * 5 // int(lane_inches * 72))
     ax.set_yticks(range(0, rows, every))
@@ -372,7 +390,7 @@ def _add_legend(
     aggregated: bool,
 ) -> None:
     """The kinds drawn, idle, and the optimizer, all-reduce and transfer entries when shown."""
-    handles = kind_handles(kinds, timeline.meta.chunks, rule)
+    handles = kind_handles(kinds - {"offload", "prefetch", "wait"}, timeline.meta.chunks, rule)
     if "R" in kinds:
         handles.append(hatched_patch("R (recompute) inside its backward"))
     idle = "idle (bubble); pale: partly idle" if aggregated else "idle (bubble)"
@@ -385,6 +403,7 @@ def _add_legend(
         handles.append(
             Line2D([], [], color="#555555", lw=0.8, marker=">", markersize=4, label="transfer")
         )
+    handles += copy_handles(kinds)
     fitted_legend(fig, handles)
 
 
