@@ -71,10 +71,6 @@ def _request(args):
     if args.explain is not None:
         wanted(args.explain)  # one sentence for a layout it cannot read, before the search
     degrees = layout_degrees(args)
-    if "context" in degrees or "cp_comm" in degrees:
-        raise PebbleError(
-            "advise does not search context parallelism yet; give --cp to simulate or compare."
-        )
     names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")
     families = tuple(
         dict.fromkeys(AUTO if is_auto(n) else canonical_name(n) for n in names if n.strip())
@@ -91,9 +87,13 @@ def _request(args):
         max_chunks=args.max_chunks,
         distributed_optimizer=_distributed_optimizer(args, degrees),
         sharding=max(1, degrees.get("sharding") or 1),
+        shardings=_zero_stages(args.zero_stages, degrees),
         max_rows=MAX_ROWS,
         tensor=degrees.get("tensor"),
         data=degrees.get("data"),
+        context=degrees.get("context"),
+        cp_comm=degrees.get("cp_comm", "ring"),
+        expert=degrees.get("expert"),
     )
     return request, RunText(model, hardware), parse_hardware(hardware)
 
@@ -107,6 +107,27 @@ def _distributed_optimizer(args, degrees: dict) -> bool:
             f"--zero {sharding} and --no-distributed-optimizer contradict each other."
         )
     return sharding != 0 and not args.no_distributed_optimizer
+
+
+def _zero_stages(text: str | None, degrees: dict) -> tuple[int, ...]:
+    """``--zero-stages 1,2,3``: the sharding stages to search (each 1, 2 or 3, once), or ()."""
+    if text is None:
+        return ()
+    if "sharding" in degrees:
+        raise PebbleError(
+            "--zero fixes the sharding stage and --zero-stages searches it; give one."
+        )
+    stages = []
+    for word in filter(None, (w.strip() for w in text.split(","))):
+        if word not in ("1", "2", "3"):
+            raise PebbleError(
+                "--zero-stages takes sharding stages 1, 2 or 3 (comma-separated), "
+                f"not {word[:20]!r}."
+            )
+        stages.append(int(word))
+    if not stages:
+        raise PebbleError("--zero-stages needs at least one sharding stage: 1, 2 or 3.")
+    return tuple(dict.fromkeys(stages))
 
 
 def _policies(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -68,6 +68,12 @@ def add_advise(sub) -> None:
         help="keep the whole optimizer state on every replica (default: ZeRO-1 when dp > 1); "
         "the same as --zero 0",
     )
+    advise.add_argument(
+        "--zero-stages",
+        metavar="1,2,3",
+        help="sharding stages to search over the data x context ranks, comma-separated (1: "
+        "optimizer state, 2: plus gradients, 3: plus parameters, FSDP; default: --zero's, or 1)",
+    )
     add_layout_args(advise, search=True)
     advise.add_argument(
         "--top", type=numbers.count(1000, ""), default=DEFAULT_TOP, help="rows to print"

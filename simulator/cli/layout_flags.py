@@ -67,6 +67,14 @@ LAYOUT_FLAGS = (
         "ring|allgather",
     ),
     LayoutFlag(
+        "--ep",
+        "expert",
+        "expert-parallel degree of a mixture of experts: its routed experts split E ways over "
+        "the --dp x --cp ranks (counted by the cost and memory models)",
+        numbers.count(numbers.MAX_TP, "MAX_TP"),
+        "E",
+    ),
+    LayoutFlag(
         "--dp", "data", "data-parallel replicas", numbers.count(numbers.MAX_DP, "MAX_DP"), "D"
     ),
     LayoutFlag(

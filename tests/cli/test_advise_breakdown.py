@@ -53,8 +53,10 @@ def test_the_table_prints_the_exposed_communication_and_the_bubble():
     assert "TP comm, DP comm, bubble: exposed tensor- and data-parallel communication" in out
 
 
-def test_explain_gives_a_ranked_layouts_breakdown():
-    code, out = run("advise", *ARGS, "--memory-limit", "2MiB", "--top", "3", "--explain", "p8 d1")
+def test_explain_gives_a_ranked_layouts_breakdown(advice):
+    layout = advice["rows"][0]["layout"]  # the first row's own layout ranks #1
+    text = layout["text"] if isinstance(layout, dict) else layout
+    code, out = run("advise", *ARGS, "--memory-limit", "2MiB", "--top", "3", "--explain", text)
     assert code == 0
     ranked = [line for line in out.splitlines() if "ranks #1 (in the table)" in line]
     assert len(ranked) == 1

@@ -19,7 +19,12 @@ from simulator.analytic.advise import (
     stage_table,
     time_bound,
 )
-from simulator.analytic.advise.bounds import kept_per_forward, static_bytes, warmup_forwards
+from simulator.analytic.advise.bounds import (
+    kept_per_forward,
+    static_bytes,
+    table_of,
+    warmup_forwards,
+)
 from simulator.analytic.advise.space import RECOMPUTE_POLICIES, distinct_policies
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
@@ -86,7 +91,7 @@ def test_static_bytes_are_the_executors(zero):
     request, text, hardware = small_request(zero=zero, global_batch=32)
     for c in [c for c in candidates(request) if c.schedule != AUTO][::7]:
         traits = family_traits(c.schedule)
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
+        table = table_of(request.spec, c, hardware)
         chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
         schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)
         plan = plan_run(schedule, text.model, batch_size=c.global_batch, layout=c.layout)
@@ -107,7 +112,7 @@ def test_bounds_hold_and_branch_and_bound_finds_the_exhaustive_top():
     for outcome in exhaustive.simulated:  # every bound is below what the executor predicts
         c = outcome.candidate
         traits = family_traits(c.schedule)
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
+        table = table_of(request.spec, c, hardware)
         assert time_bound(c, traits, table, hardware) <= outcome.step_time * (1 + 1e-9), c
         assert memory_bound(c, traits, table) <= outcome.peak_memory, c
     fitting = {o.candidate.recompute for o in exhaustive.simulated if o.fits}
@@ -182,9 +187,10 @@ def test_every_candidate_splits_the_gpus_and_the_batch():
     seen = list(candidates(request))
     assert len(seen) == len(set(seen))
     for c in seen:
-        assert c.pp * c.tp * c.dp == 16
+        assert c.pp * c.tp * c.cp * c.dp == 16
         assert c.dp * c.microbatches * c.microbatch_size == 48
-        assert c.tp <= 8 and c.distributed_optimizer == (c.dp > 1)
+        assert c.tp * c.cp <= 8 and c.distributed_optimizer == (c.dp * c.cp > 1)
+    assert {c.cp for c in seen} == {1, 2, 4, 8}
 
 
 def test_one_run_is_what_simulate_builds():

@@ -148,6 +148,7 @@ def test_advise_bounds_count_static_memory_by_the_recipe(name):
         global_batch=32,
         memory_limit=preset.memory_bytes,
         families=(*SCHEDULES, AUTO),
+        context=1,  # the tables below are context degree 1's
     )
     checked = 0
     for c in [c for c in candidates(request) if c.schedule != AUTO][::9]:

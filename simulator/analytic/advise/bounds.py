@@ -82,6 +82,7 @@ class StageTable:
     cached: tuple[int, ...]  # bytes a forward leaves cached until its backward
     params: tuple[int, ...]  # on one tensor-parallel rank
     layer_params: tuple[tuple[tuple[int, int], ...], ...]  # per stage, its blocks (stage_units)
+    experts: tuple[int, ...]  # per stage, its routed-expert parameters (of ``params``)
     sends: tuple[int, ...]  # bytes to the next stage
     itemsize: int
     recipe: Precision  # bytes per parameter of weights, gradients and optimizer state
@@ -98,6 +99,9 @@ def stage_table(
     hardware: Hardware,
     policy: str = "none",
     rows: int = 1,
+    cp: int = 1,
+    ep: int = 1,
+    cp_comm: str = "ring",
 ) -> StageTable:
     """The per-stage figures of ``spec`` at tensor degree ``tp`` split into ``stages``, under the
     recompute ``policy`` resolved as ``simulate --recompute`` resolves it: each stage's forward
@@ -105,7 +109,7 @@ def stage_table(
     recompute (``apply_recompute``, exactly the executor's costs). Times are per sequence: on
     the roofline (``hardware.preset``) the stage times of a microbatch of ``rows`` sequences,
     which do not scale with ``rows``, divided by ``rows``."""
-    local = sharded(spec, tp)
+    local = sharded(spec, tp, cp, ep, cp_comm)
     split = partition(local, stages)
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
     if hardware.preset is not None:
@@ -128,12 +132,30 @@ def stage_table(
         cached=cached,
         params=tuple(sum(p for p, _ in units) for units in layer_params),
         layer_params=layer_params,
+        experts=tuple(sum(x for _, x in units) for units in layer_params),
         sends=costs.boundary_bytes,
         itemsize=local.itemsize,
         recipe=local.recipe,
         latency=costs.comm_latency,
         bandwidth=costs.comm_bandwidth,
         policy=policy,
+    )
+
+
+def table_of(
+    spec: TransformerSpec, c: Candidate, hardware: Hardware, policy: str | None = None
+) -> StageTable:
+    """``stage_table`` of configuration ``c`` (its recompute policy unless ``policy``)."""
+    return stage_table(
+        spec,
+        c.tp,
+        c.stages,
+        hardware,
+        c.recompute if policy is None else policy,
+        c.microbatch_size,
+        c.cp,
+        c.ep,
+        c.cp_comm if c.cp > 1 else "ring",
     )
 
 
@@ -176,7 +198,11 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
     back = [0.0] * (n + 1)  # back[s]: gradient from the last stage down to stage s's input
     for s in range(n - 1, 0, -1):
         back[s - 1] = back[s] + I[s] + x[s - 1]
-    ring = 2 * (c.dp - 1) / c.dp * table.itemsize / hardware.link_bandwidth
+    replicas = c.layout.gradient_replicas
+    ring = 2 * (replicas - 1) / replicas * table.itemsize / hardware.link_bandwidth
+    # the all-reduce term only where the executor's reduction is the plain ring over every
+    # parameter: no routed experts (reduced over fewer ranks) and no z2/z3 (reduce-scatters)
+    reduces = replicas > 1 and c.layout.sharding <= 1 and not any(x for x in table.experts)
     best = m * (reach[n] + below[n]) if traits.name == "naive" else 0.0
     ranks: list[list[int]] = [[] for _ in range(c.pp)]
     for s, r in enumerate(owner):
@@ -188,7 +214,7 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
         tail = 0.0 if traits.split else below[lo]
         trip = reach[n] + back[hi]
         best = max(best, reach[lo] + busy + tail, trip + backward)
-        if c.dp > 1:
+        if reduces:
             # a gradient can be complete inside the m-th backward, after m - 1 whole ones
             first = trip + (m - 1) * min(I[s] + W[s] for s in mine)
             best = max(best, first + ring * sum(table.params[s] for s in mine))
@@ -204,6 +230,7 @@ def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable) -> list[
         [sent * c.microbatch_size for sent in table.sends],
         table.recipe,
         Sharding.of_layout(c.layout),
+        expert_params=table.experts,
         layer_params=table.layer_params,
     )
     return [m.total for m in memory]

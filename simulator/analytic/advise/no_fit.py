@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from simulator.analytic.advise.bounds import stage_table, stage_to_rank, static_bytes
+from simulator.analytic.advise.bounds import stage_to_rank, static_bytes, table_of
 from simulator.analytic.advise.fates import MEMORY_VERDICTS, STATIC
 from simulator.analytic.advise.search import SearchResult
 from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
@@ -68,7 +68,7 @@ def least_static(request: Request, hardware: Hardware) -> int | None:
     least = None
     try:
         for c in candidates(lean):
-            table = stage_table(lean.spec, c.tp, c.stages, hardware, "none", c.microbatch_size)
+            table = table_of(lean.spec, c, hardware, "none")
             static = max(static_bytes(c, traits, table))
             least = static if least is None else min(least, static)
     except PebbleError:
@@ -96,7 +96,7 @@ def _zero3(request: Request, c: Candidate, hardware: Hardware) -> int | None:
     ``d`` replicas (ZeRO-3, before its gathered layers and buckets); None with one replica."""
     if c.dp == 1:
         return None
-    table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
+    table = table_of(request.spec, c, hardware)
     owner = stage_to_rank(family_traits(c.schedule), c.pp, c.chunks)
     per_rank = [0] * c.pp
     for stage, rank in enumerate(owner):

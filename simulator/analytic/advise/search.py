@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from simulator.analytic.advise.bounds import (
     memory_bound,
-    stage_table,
     static_bytes,
+    table_of,
     time_bound,
     with_budget,
 )
@@ -132,14 +132,14 @@ def bounded(
         near-miss candidate (the rest need none)."""
         if memory > request.memory_limit * (1 + NEAR_MISS):
             return None
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
+        table = table_of(request.spec, c, hardware)
         return time_bound(c, traits[c.schedule], table, hardware)
 
     for c in everything:
         considered += 1
         if progress is not None and considered % BOUND_REPORT_EVERY == 0:
             progress("bounds", considered, len(everything), None)
-        table = stage_table(request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size)
+        table = table_of(request.spec, c, hardware)
         memory = memory_bound(c, traits[c.schedule], table)
         smallest = memory if smallest is None else min(smallest, memory)
         if memory > request.memory_limit:
@@ -188,9 +188,7 @@ def search(
         for c in candidates(request):
             t = traits[c.schedule]
             if c.rows(t.split, layers) <= request.max_rows:
-                table = stage_table(
-                    request.spec, c.tp, c.stages, hardware, c.recompute, c.microbatch_size
-                )
+                table = table_of(request.spec, c, hardware)
                 kept.append((0.0, with_budget(c, t, table, request.memory_limit)))
         counts["pruned_memory"] = 0
         counts["fates"] = []

@@ -29,6 +29,7 @@ from simulator.model.layout import Layout
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.spec import ModelSpec
 from simulator.model.transformer.spec import TransformerSpec
+from simulator.numbers import MAX_DP, MAX_TP
 
 # The recompute policies ``advise`` searches by default (``simulate --recompute``; ``advise
 # --recompute`` picks others). The bounds know each one's retained bytes and recompute seconds
@@ -52,7 +53,10 @@ class Candidate:
     recompute: str = "none"
     distributed_optimizer: bool = False
     activation_limit: int | None = None  # auto's per-rank activation budget, bytes
-    sharding: int = 1  # the stage of a distributed optimizer (2, 3: ZeRO-2, ZeRO-3 when fixed)
+    sharding: int = 1  # the stage of a distributed optimizer (2, 3: ZeRO-2, ZeRO-3)
+    cp: int = 1  # context-parallel degree (each sequence in 2 cp chunks, within the node with tp)
+    cp_comm: str = "ring"  # how the context ranks exchange K/V (ring or allgather)
+    ep: int = 1  # expert-parallel degree (MoE models: divides dp * cp and the experts)
 
     @property
     def sp(self) -> bool:
@@ -70,6 +74,9 @@ class Candidate:
             chunks=self.chunks,
             tensor=self.tp,
             sequence_parallel=self.sp,
+            context=self.cp,
+            cp_comm=self.cp_comm if self.cp > 1 else "ring",
+            expert=self.ep,
             data=self.dp,
             sharding=self.sharding if self.distributed_optimizer else 0,
         )
@@ -115,9 +122,13 @@ class Request:
     max_chunks: int = 4
     distributed_optimizer: bool = True
     sharding: int = 1  # its stage when distributed (``--zero 2`` or ``3`` fixes a higher one)
+    shardings: tuple[int, ...] = ()  # stages to search instead (``--zero-stages 1,2,3``)
     max_rows: int = 5_000_000  # a configuration whose Timeline has more rows is not simulated
     tensor: int | None = None  # the tensor-parallel degree, when fixed (``--tp``)
     data: int | None = None  # the data-parallel degree, when fixed (``--dp``)
+    context: int | None = None  # the context-parallel degree, when fixed (``--cp``)
+    cp_comm: str = "ring"  # how context-parallel ranks exchange K/V (``--cp-comm``)
+    expert: int | None = None  # the expert-parallel degree, when fixed (``--ep``)
     headroom: int = 0  # bytes per GPU kept free beyond ``memory_limit`` (``advise.headroom``)
 
     def __post_init__(self) -> None:
@@ -181,22 +192,74 @@ def divisors(n: int) -> list[int]:
 def tensor_degrees(request: Request) -> list[int]:
     """Tensor-parallel degrees that stay within a node and divide the model (heads, kv heads,
     FFN, vocabulary)."""
+    return sorted({t for t, _ in layer_degrees(request)})
+
+
+def context_degrees(request: Request, tp: int) -> list[int]:
+    """Context-parallel degrees to try beside ``tp``: the one fixed by ``--cp``, else powers of
+    two with ``tp * c`` within a node (the K/V exchange runs on every attention layer, so it
+    wants the node's links, as Megatron Core places the context group next to the tensor one)."""
+    if request.context is not None:
+        return [request.context]
     node = request.hardware.gpus_per_node
-    out = []
-    for t in divisors(request.gpus):
-        if t > node or node % t:
-            continue
-        try:
-            sharded(request.spec, t)
-        except PebbleError:
-            continue
-        out.append(t)
+    out, c = [], 1
+    while tp * c <= node and c <= MAX_TP:
+        out.append(c)
+        c *= 2
     return out
 
 
-def sharded(spec: TransformerSpec, tp: int) -> TransformerSpec:
-    """The spec held by one tensor-parallel rank of degree ``tp`` (sequence parallel with it)."""
-    return replace(spec, layout=Layout(tensor=tp, sequence_parallel=tp > 1))
+def layer_degrees(request: Request) -> list[tuple[int, int]]:
+    """(tensor, context) pairs that divide the GPUs, keep the tensor group within a node and
+    that the model can be split by (heads, kv heads, FFN, vocabulary; the sequence into
+    ``2c`` chunks; attention that can exchange K/V)."""
+    node = request.hardware.gpus_per_node
+    out = []
+    for t in divisors(request.gpus):
+        if t > node or node % t or request.tensor not in (None, t):
+            continue
+        for c in context_degrees(request, t):
+            if request.gpus % (t * c):
+                continue
+            try:
+                sharded(request.spec, t, c, cp_comm=request.cp_comm)
+            except PebbleError:
+                continue
+            out.append((t, c))
+    return out
+
+
+def expert_degrees(request: Request, tp: int, cp: int, dp: int) -> list[int]:
+    """Expert-parallel degrees for a mixture of experts: those dividing ``dp * cp`` (the ranks
+    it reuses) and the routed experts (the one fixed by ``--ep``); 1 for a dense model."""
+    config = request.spec.config
+    if not getattr(config, "is_moe", False):
+        return [1] if request.expert in (None, 1) else []
+    out = []
+    for e in divisors(math.gcd(dp * cp, config.experts)):
+        if e > MAX_TP or request.expert not in (None, e):
+            continue
+        try:
+            sharded(request.spec, tp, cp, e, request.cp_comm)
+        except PebbleError:
+            continue
+        out.append(e)
+    return out
+
+
+def sharded(
+    spec: TransformerSpec, tp: int, cp: int = 1, ep: int = 1, cp_comm: str = "ring"
+) -> TransformerSpec:
+    """The spec held by one rank of tensor degree ``tp`` (sequence parallel with it), context
+    degree ``cp`` and expert degree ``ep``."""
+    layout = Layout(
+        tensor=tp,
+        sequence_parallel=tp > 1,
+        context=cp,
+        cp_comm=cp_comm if cp > 1 else "ring",
+        expert=ep,
+    )
+    return replace(spec, layout=layout)
 
 
 def blocks_of(spec: TransformerSpec) -> int:
@@ -206,11 +269,16 @@ def blocks_of(spec: TransformerSpec) -> int:
 
 @lru_cache(maxsize=1024)
 def distinct_policies(
-    spec: TransformerSpec | ModelSpec, tp: int, stages: int, policies: tuple[str, ...]
+    spec: TransformerSpec | ModelSpec,
+    tp: int,
+    stages: int,
+    policies: tuple[str, ...],
+    cp: int = 1,
+    ep: int = 1,
 ) -> tuple[str, ...]:
     """``policies`` less those whose plan on this split equals an earlier one's (the same run):
     selective on a model without an attention core is none, sqrt is full with one block a stage."""
-    local = sharded(spec, tp) if spec.is_transformer else spec
+    local = sharded(spec, tp, cp, ep) if spec.is_transformer else spec
     split = partition(local, stages)
     infos = local.layers()
     cores = [  # stages with an attention core, the only layer selective recompute changes
@@ -252,30 +320,54 @@ def _schedule_choices(traits: FamilyTraits, p: int, m: int, max_chunks: int, blo
 
 
 def candidates(request: Request) -> Iterator[Candidate]:
-    """Every configuration of ``request``, pipeline-major; raises when none is possible."""
+    """Every configuration of ``request``, tensor- then pipeline-major; raises when none is
+    possible."""
     traits = [family_traits(name) for name in request.families]
     blocks = blocks_of(request.spec)
     found = False
-    for t in tensor_degrees(request):
-        if request.tensor not in (None, t):
-            continue
-        for p in divisors(request.gpus // t):
-            d = request.gpus // (t * p)
-            if p > blocks or request.global_batch % d or request.data not in (None, d):
+    for t, cp in layer_degrees(request):
+        for p in divisors(request.gpus // (t * cp)):
+            d = request.gpus // (t * cp * p)
+            if p > blocks or d > MAX_DP or request.global_batch % d:
                 continue
-            for size in divisors(request.global_batch // d):
-                m = request.global_batch // (d * size)
-                for name, v in _schedule_choices(traits, p, m, request.max_chunks, blocks):
-                    for policy in distinct_policies(request.spec, t, p * v, request.recompute):
-                        found = True
-                        zero = request.distributed_optimizer and d > 1
-                        yield Candidate(
-                            name, p, t, d, m, size, v, policy, zero, sharding=request.sharding
+            if request.data not in (None, d):
+                continue
+            zero = request.distributed_optimizer and d * cp > 1
+            stages = request.shardings if zero and request.shardings else (request.sharding,)
+            for e in expert_degrees(request, t, cp, d):
+                for size in divisors(request.global_batch // d):
+                    m = request.global_batch // (d * size)
+                    for name, v in _schedule_choices(traits, p, m, request.max_chunks, blocks):
+                        policies = distinct_policies(
+                            request.spec, t, p * v, request.recompute, cp, e
                         )
+                        for policy in policies:
+                            for z in stages:
+                                found = True
+                                yield Candidate(
+                                    name,
+                                    p,
+                                    t,
+                                    d,
+                                    m,
+                                    size,
+                                    v,
+                                    policy,
+                                    zero,
+                                    sharding=z,
+                                    cp=cp,
+                                    cp_comm=request.cp_comm,
+                                    ep=e,
+                                )
     if not found:
         fixed = "".join(
             f" with {name} {value}"
-            for name, value in (("--tp", request.tensor), ("--dp", request.data))
+            for name, value in (
+                ("--tp", request.tensor),
+                ("--cp", request.context),
+                ("--ep", request.expert),
+                ("--dp", request.data),
+            )
             if value is not None
         )
         raise PebbleError(
