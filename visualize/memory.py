@@ -26,6 +26,15 @@ from matplotlib.patches import Patch
 from simulator.timeline import Timeline
 from simulator.units import human_bytes
 from visualize.density import COLUMNS, step_envelope
+from visualize.host_memory import (
+    HOST_LIMIT_STYLE,
+    draw_host,
+    host_handles,
+    host_largest,
+    host_limit_shown,
+    host_note,
+    host_series,
+)
 from visualize.style import (
     OKABE_ITO,
     OPTIMIZER_COLOR,
@@ -42,6 +51,7 @@ from visualize.style import (
 from visualize.window import TimeWindow
 
 PANELS_UP_TO = 16  # more ranks than this, and the panels become one heat map
+DEVICE_COLOR = OKABE_ITO["vermillion"]  # with offload: red pebbles on the device
 LIMIT_COLOR = OKABE_ITO["black"]  # as the breakdown's device line
 WIDTH = 11.0
 
@@ -107,12 +117,17 @@ def memory_figure(
     series = _rank_series(timeline)
     peaks = memory_peaks(timeline)
     room = activation_room(timeline)
-    largest = max([p[0] for p in peaks.values()] + [1])
+    host = host_series(timeline)
+    largest = max([p[0] for p in peaks.values()] + [host_largest(host), 1])
     top = max([largest, *room.values()]) if room else largest
     if ranks > PANELS_UP_TO:
         fig, notes, shown = _heat_map(timeline, series, peaks, room, view)
+        notes += [note] if (note := host_note(timeline, host, False, curves=False)) else []
     else:
-        fig, notes, shown = _panels(timeline, series, peaks, room, view, largest, top)
+        fig, notes, shown = _panels(timeline, series, peaks, room, view, largest, top, bool(host))
+        limit = host_limit_shown(timeline, top)
+        notes += [note] if (note := host_note(timeline, host, limit)) else []
+        shown[1:1] = _draw_host(fig.axes[:ranks], timeline, host, limit, view)
     heading = title or run_title(timeline, "Activation memory")
     lines = [heading, *([window.note(timeline.time_unit)] if window else []), *notes]
     fig.suptitle(wrap_title("\n".join(lines), WIDTH, 11), fontsize=11)
@@ -120,10 +135,11 @@ def memory_figure(
     return fig
 
 
-def _panels(timeline, series, peaks, room, view, largest, top):
-    """One panel per rank; returns (figure, title notes, legend handles)."""
+def _panels(timeline, series, peaks, room, view, largest, top, offload=False):
+    """One panel per rank; returns (figure, title notes, legend handles). With ``offload`` the
+    device's curves are red (red pebbles) beside the host's blue ones."""
     ranks, dp = timeline.num_ranks, timeline.meta.dp
-    colours = rank_palette(ranks)
+    colours = [DEVICE_COLOR] * ranks if offload else rank_palette(ranks)
     per_panel = 0.95 if ranks <= 6 else max(0.55, 6.5 / ranks)
     fig = new_figure(WIDTH, min(1.9 + per_panel * ranks, 15))
     axes = fig.subplots(ranks, 1, sharex=True, sharey=True, squeeze=False)[:, 0]
@@ -162,7 +178,8 @@ def _panels(timeline, series, peaks, room, view, largest, top):
     axes[0].set_xlim(view.start, view.end)
     set_time_axis(axes[-1], timeline, max(abs(view.start), abs(view.end)))
     fig.supylabel("cached activations", fontsize=10)
-    shown = [Patch(facecolor=colours[0], alpha=0.5, label="activations held (replica 0)")]
+    held = "on the device (replica 0)" if offload else "activations held (replica 0)"
+    shown = [Patch(facecolor=colours[0], alpha=0.5, label=held)]
     shown.append(Line2D([], [], marker="v", color="black", ls="", markersize=5, label="peak"))
     if dashed:
         shown.append(Line2D([], [], color="#606060", ls="--", lw=0.8, label="other replicas"))
@@ -173,6 +190,23 @@ def _panels(timeline, series, peaks, room, view, largest, top):
         shown.append(Patch(facecolor=OPTIMIZER_COLOR, alpha=0.35, label="optimizer step"))
     notes = ["each pixel column shows the most bytes held within it"] if reduced else []
     return fig, notes, shown
+
+
+def _draw_host(axes, timeline, host: dict, limit: bool, view: TimeWindow) -> list:
+    """With offload: each rank's host bytes (``visualize.host_memory``), and the host memory
+    per device when it is on the scale; returns the legend entries drawn."""
+    if not host:
+        return []
+    room = timeline.meta.host_memory_capacity
+    drawn = False
+    for rank, ax in enumerate(axes):
+        drawn |= draw_host(ax, host, rank, max(time_span(timeline), view.end))
+        if limit and room is not None:
+            ax.axhline(room, **HOST_LIMIT_STYLE, gid=f"host-room:{rank}")
+    if limit and room is not None:
+        axes[0].set_ylim(0, max(axes[0].get_ylim()[1], room * 1.12))
+        set_bytes_axis(axes[0], axes[0].get_ylim()[1] / 1.12, nbins=3)
+    return host_handles(drawn, limit, room)
 
 
 def _drawn_steps(timeline, times, totals, view: TimeWindow, columns: int):

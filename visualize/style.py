@@ -245,8 +245,10 @@ def legend_columns(labels: list[str], width_inches: float, fontsize: float = 8.5
     room = width_inches * 72 - 16
     count = len(labels)
     for ncol in range(max(count, 1), 1, -1):
-        per_column = -(-count // ncol)
-        columns = [labels[i : i + per_column] for i in range(0, count, per_column)]
+        rows, large = divmod(count, ncol)  # as matplotlib deals them: the first columns longer
+        sizes = [rows + 1] * large + [rows] * (ncol - large)
+        starts = [sum(sizes[:i]) for i in range(ncol)]
+        columns = [labels[s : s + n] for s, n in zip(starts, sizes, strict=True)]
         entry = 4.2 * fontsize  # handle, its padding and the gap to the next column
         widths = [max(text_points(t, fontsize) for t in column) + entry for column in columns]
         if sum(widths) <= room:
