@@ -17,6 +17,10 @@ With activation recomputation (``Timeline.recompute``) a pebble a recompute span
 hatched slice on top of its row's bar, the checkpoint it was re-run from an outlined slice at the
 bottom, and a dropped layer's wait a dotted line (``visualize.recompute``).
 
+With activation offload (``Timeline.offload``) the bars are the device's pebbles; the host's
+(blue) hang from the top of the row, pebbles in flight between the two hatched below them, on
+one scale with the device's so they never overlap (``visualize.pebble_offload``).
+
 Everything is derived from ``Timeline.cache`` and ``Timeline.grad_ready``::
 
     L0 linear  |▁▂▃▄▄▄▄▄▃▂▁        ████|   s0 · r0
@@ -40,6 +44,7 @@ from visualize.pebble_data import (
     pebble_intervals,
     row_grads,
 )
+from visualize.pebble_offload import draw_host_pebbles, host_handles, host_pebbles, row_scale
 from visualize.recompute import (
     draw_recompute_pebbles,
     dropped_gaps,
@@ -119,12 +124,17 @@ def pebble_figure(
     grads = [g for g in grads if g.start <= view.end]
     _draw_grad_segments(ax, grads, rows, min_grad_width * span)
     counts = counts_by_row(per_layer, rows)
-    reduced = _draw_pebbles(ax, counts, rows, max_count, lambda count: cmap(norm(count)), view)
+    on_host, in_flight = host_pebbles(timeline, intervals, replica)
+    host_rows = counts_by_row(count_segments(on_host), rows)
+    flight_rows = counts_by_row(count_segments(in_flight), rows)
+    scale = row_scale(counts, host_rows, flight_rows) if on_host else max_count
+    reduced = _draw_pebbles(ax, counts, rows, scale, lambda count: cmap(norm(count)), view)
+    draw_host_pebbles(ax, host_rows, flight_rows, rows, scale, ROW)
     recomputed, checkpoints = recompute_pebbles(timeline, intervals, replica)
     single = {row.layers[0] for row in rows if len(row.layers) == 1}  # a block row: no gaps
     gaps = [g for g in dropped_gaps(recomputed, checkpoints, intervals) if g[0] in single]
     marks = (recomputed, checkpoints, gaps)
-    sizes = {"height": ROW / max_count, "row_height": ROW, "min_width": min_recompute_width * span}
+    sizes = {"height": ROW / scale, "row_height": ROW, "min_width": min_recompute_width * span}
     draw_recompute_pebbles(ax, marks, rows, counts, **sizes)
 
     ax.set_xlim(view.start, view.end)
@@ -151,7 +161,10 @@ def pebble_figure(
     bar.set_label("microbatches cached")
     bar.ax.tick_params(length=0)
     extra = recompute_handles(bool(recomputed), bool(checkpoints), bool(gaps))
-    _add_legend(fig, bool(optimizer), bool(grads), rows, cmap(norm(max_count)), extra)
+    extra += host_handles(bool(on_host), bool(in_flight))
+    _add_legend(
+        fig, bool(optimizer), bool(grads), rows, cmap(norm(max_count)), extra, bool(on_host)
+    )
     return fig
 
 
@@ -248,12 +261,18 @@ def _label_rows(
 
 
 def _add_legend(
-    fig: Figure, optimizer: bool, grads: bool, rows: list[Row], pebble_colour, extra: list
+    fig: Figure,
+    optimizer: bool,
+    grads: bool,
+    rows: list[Row],
+    pebble_colour,
+    extra: list,
+    offload: bool = False,
 ) -> None:
     """Pebbles, and gradients, the optimizer and no-parameter entries when drawn; what a
     grouped row means, when there is one; then ``extra`` (recomputation)."""
     grouped = any(len(row.layers) > 1 for row in rows)
-    pebbles = "cached activations (pebbles)"
+    pebbles = "cached activations on the device" if offload else "cached activations (pebbles)"
     ready = "weight gradient ready, until optimizer step"
     if grouped:
         pebbles += ": the most of any layer in the row"
