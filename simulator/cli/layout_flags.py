@@ -19,14 +19,6 @@ if TYPE_CHECKING:  # the parser imports this module before numpy loads; it reads
     from simulator.model.layout import Layout
 
 
-def _cp_comm(text: str) -> str:
-    """``--cp-comm``: ring or allgather (argparse's one-sentence usage error otherwise)."""
-    value = text.strip().lower()
-    if value not in ("ring", "allgather"):
-        raise argparse.ArgumentTypeError(f"write ring or allgather, not {text[:20]!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class LayoutFlag:
     """One degree's flag: the ``Layout`` field it sets and how argparse reads it."""
@@ -63,7 +55,7 @@ LAYOUT_FLAGS = (
         "cp_comm",
         "how the --cp ranks exchange K/V: ring (Megatron Core's p2p, overlapped with the "
         "attention; the default) or allgather (as Llama 3 trained)",
-        _cp_comm,
+        numbers.one_of("ring", "allgather"),
         "ring|allgather",
     ),
     LayoutFlag(

@@ -52,6 +52,20 @@ def count(maximum: int, limit: str, minimum: int = 1) -> Callable[[str], int]:
     )
 
 
+def one_of(*words: str) -> Callable[[str], str]:
+    """An argparse type for a flag that takes one of ``words`` (any case): one sentence
+    otherwise, like every converted flag."""
+
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in words:
+            raise argparse.ArgumentTypeError(f"write {' or '.join(words)}, not {text[:20]!r}")
+        return value
+
+    parse.__name__ = "one of " + ", ".join(words)
+    return parse
+
+
 def real(
     minimum: float = 0.0,
     maximum: float = MAX_TIME,

@@ -161,4 +161,4 @@ def test_compare_gives_every_schedule_the_recipe_and_the_split(tmp_path):
     per_rank = json.loads(out)["per_rank"]
     assert int(row["rank_memory_max"]) == max(r["memory"]["total"] for r in per_rank)
     peaks = [int(n) for n in row["peak_bytes_per_rank"].split(";")]
-    assert peaks == [r["peak_activation_bytes"] for r in per_rank]
+    assert peaks == [r["true_peak_bytes"] for r in per_rank]

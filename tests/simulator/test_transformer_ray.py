@@ -16,7 +16,7 @@ from simulator.ray_pipeline.executor import RayOptions, RayPipeline
 from simulator.run import Layout, plan_training
 from tests.simulator.test_ray_executor import SCHEDULE_NAMES, max_rel, schedule_named
 
-TINY_GPT = "transformer:layers=2,hidden=64,heads=4,seq=32,vocab=96,dropout=0.1,seed=3"
+TINY_GPT = "transformer:layers=2,hidden=64,heads=4,seq=32,vocab=96,dropout=0.1,seed=3,dtype=float64"
 STEPS = 3
 
 
