@@ -44,7 +44,7 @@ from visualize.pebble_data import (
     pebble_intervals,
     row_grads,
 )
-from visualize.pebble_offload import draw_host_pebbles, host_handles, host_pebbles, row_scale
+from visualize.pebble_offload import draw_host_pebbles, host_handles, offload_rows
 from visualize.recompute import (
     draw_recompute_pebbles,
     dropped_gaps,
@@ -124,12 +124,10 @@ def pebble_figure(
     grads = [g for g in grads if g.start <= view.end]
     _draw_grad_segments(ax, grads, rows, min_grad_width * span)
     counts = counts_by_row(per_layer, rows)
-    on_host, in_flight = host_pebbles(timeline, intervals, replica)
-    host_rows = counts_by_row(count_segments(on_host), rows)
-    flight_rows = counts_by_row(count_segments(in_flight), rows)
-    scale = row_scale(counts, host_rows, flight_rows) if on_host else max_count
+    offload = offload_rows(timeline, intervals, rows, counts, replica)
+    scale = offload.scale or max_count
     reduced = _draw_pebbles(ax, counts, rows, scale, lambda count: cmap(norm(count)), view)
-    draw_host_pebbles(ax, host_rows, flight_rows, rows, scale, ROW)
+    draw_host_pebbles(ax, offload, rows, ROW)
     recomputed, checkpoints = recompute_pebbles(timeline, intervals, replica)
     single = {row.layers[0] for row in rows if len(row.layers) == 1}  # a block row: no gaps
     gaps = [g for g in dropped_gaps(recomputed, checkpoints, intervals) if g[0] in single]
@@ -150,22 +148,26 @@ def pebble_figure(
         lines.append("each pixel column shows the most pebbles a row holds within it")
     ax.set_title(wrap_title("\n".join(lines), width, 11), fontsize=11)
 
+    _colour_bar(fig, ax, cmap, norm, max_count, height)
+    extra = recompute_handles(bool(recomputed), bool(checkpoints), bool(gaps))
+    extra += host_handles(offload)
+    colour = cmap(norm(max_count))
+    _add_legend(fig, bool(optimizer), bool(grads), rows, colour, extra, offload.active)
+    return fig
+
+
+def _colour_bar(fig, ax, cmap, norm, max_count: int, height: float) -> None:
+    """The count scale on the right, about as tall as the rows however many."""
     bar = fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap),
         ax=ax,
         ticks=count_ticks(max_count),
         pad=0.02,
         fraction=0.025,
-        aspect=max(20.0, 7.0 * height),  # a bar about as tall as the rows, however many
+        aspect=max(20.0, 7.0 * height),
     )
     bar.set_label("microbatches cached")
     bar.ax.tick_params(length=0)
-    extra = recompute_handles(bool(recomputed), bool(checkpoints), bool(gaps))
-    extra += host_handles(bool(on_host), bool(in_flight))
-    _add_legend(
-        fig, bool(optimizer), bool(grads), rows, cmap(norm(max_count)), extra, bool(on_host)
-    )
-    return fig
 
 
 def _draw_grad_segments(ax, segments: list[RowGrad], rows: list[Row], min_length: float) -> None:

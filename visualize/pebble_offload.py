@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.patches import Patch
 
 from simulator.timeline import Timeline
 from visualize.density import rectangles
-from visualize.pebble_data import PebbleInterval
+from visualize.pebble_data import PebbleInterval, count_segments, counts_by_row
 from visualize.rows import Row, RowCount
 from visualize.style import OKABE_ITO, layer_info
 
@@ -66,13 +67,44 @@ def host_pebbles(
     return host, flight
 
 
-def draw_host_pebbles(
-    ax, host: list[RowCount], flight: list[RowCount], rows: list[Row], scale: int, row_height
-) -> None:
+class OffloadRows(NamedTuple):
+    """What the pebble graph draws of offload: per row, the host's and the in-flight counts,
+    and the pebbles a row's height stands for (0 without offload: the device's most)."""
+
+    host: list[RowCount]
+    flight: list[RowCount]
+    scale: int
+
+    @property
+    def active(self) -> bool:
+        return bool(self.host or self.flight)
+
+
+def offload_rows(
+    timeline: Timeline,
+    intervals: list[PebbleInterval],
+    rows: list[Row],
+    device: list[RowCount],
+    replica: int = 0,
+) -> OffloadRows:
+    """``host_pebbles`` counted per figure row (``counts_by_row``), with ``row_scale`` over
+    them and the device's row counts ``device``."""
+    on_host, in_flight = host_pebbles(timeline, intervals, replica)
+    if not on_host and not in_flight:
+        return OffloadRows([], [], 0)
+    host = counts_by_row(count_segments(on_host), rows)
+    flight = counts_by_row(count_segments(in_flight), rows)
+    return OffloadRows(host, flight, row_scale(device, host, flight))
+
+
+def draw_host_pebbles(ax, offload: OffloadRows, rows: list[Row], row_height: float) -> None:
     """Per row, the host count (solid blue) from the top of the row down, and the in-flight
-    count (hatched) below it, each pebble ``row_height / scale`` tall: one collection each,
-    ``gid="host-pebbles"`` and ``gid="in-flight"``."""
-    unit = row_height / scale
+    count (hatched) below it, each pebble ``row_height / offload.scale`` tall: one collection
+    each, ``gid="host-pebbles"`` and ``gid="in-flight"``."""
+    if not offload.active:
+        return
+    host, flight = offload.host, offload.flight
+    unit = row_height / offload.scale
     times: dict[int, set[float]] = defaultdict(set)
     host_of, flight_of = _by_row(host), _by_row(flight)
     for c in (*host, *flight):
@@ -139,11 +171,12 @@ def _level(counts: list[RowCount], at: np.ndarray) -> np.ndarray:
     return out
 
 
-def host_handles(host: bool, flight: bool) -> list[Patch]:
+def host_handles(offload: OffloadRows) -> list[Patch]:
+    """Legend entries of the host's and the in-flight pebbles drawn."""
     handles = []
-    if host:
+    if offload.host:
         handles.append(Patch(facecolor=HOST_COLOR, label="offloaded: on the host (blue)"))
-    if flight:
+    if offload.flight:
         label = "in flight: copying out or back (the device holds it too)"
         handles.append(
             Patch(facecolor="white", edgecolor=HOST_COLOR, hatch=FLIGHT_HATCH, label=label)
@@ -151,4 +184,11 @@ def host_handles(host: bool, flight: bool) -> list[Patch]:
     return handles
 
 
-__all__ = ["draw_host_pebbles", "host_handles", "host_pebbles", "row_scale"]
+__all__ = [
+    "OffloadRows",
+    "draw_host_pebbles",
+    "host_handles",
+    "host_pebbles",
+    "offload_rows",
+    "row_scale",
+]

@@ -38,8 +38,8 @@ from visualize.boxes import BOX, box_color, draw_boxes, kind_handles
 from visualize.copies import copy_handles, copy_spans, draw_copy_lanes, has_copy_lanes
 from visualize.density import COLUMNS, blend, occupancy
 from visualize.pipeline_data import Box, pipeline_boxes, recompute_boxes
+from visualize.pipeline_lanes import draw_lanes, label_lanes
 from visualize.recompute import draw_recompute_boxes, hatched_patch
-from visualize.rows import row_fontsize
 from visualize.style import (
     ALLREDUCE_COLOR,
     LANE_EDGE,
@@ -162,7 +162,7 @@ def _draw_chart(
     lane_points = lane_inches * 72 / max(rows, 1)
     fontsize = max(5.0, min(8.0, lane_points * BOX * 0.55))
 
-    _draw_lanes(ax, rows, view)
+    draw_lanes(ax, rows, view)
     shade_optimizer_steps(ax, timeline.optimizer, view.length, alpha=0.45, zorder=1.5)
     if aggregated:
         _draw_aggregate(ax, inside, view, rows, rule, axes_points)
@@ -180,7 +180,7 @@ def _draw_chart(
     drawn = draw_copy_lanes(ax, copies, lambda r: 2 * r, view.start, view.end, view.length / 700)
     ax.set_xlim(view.start, view.end)
     all_replicas = replica is None and dp > 1
-    _label_lanes(ax, rows, ranks, all_replicas=all_replicas, lane_inches=lane_inches, copies=spread)
+    label_lanes(ax, rows, ranks, all_replicas=all_replicas, lane_inches=lane_inches, copies=spread)
     set_time_axis(ax, timeline, max(abs(view.start), abs(view.end)))
     ax.grid(axis="x", color="#E6E6E6", lw=0.6, zorder=0)
     ax.set_axisbelow(True)
@@ -221,22 +221,6 @@ def _draw_aggregate(
         gid="aggregate",
         rasterized=True,
     )
-
-
-def _draw_lanes(ax, rows: int, view: TimeWindow) -> None:
-    """One empty white lane per row: white is idle."""
-    for row in range(rows):
-        ax.add_patch(
-            Rectangle(
-                (view.start, row - BOX / 2),
-                view.length,
-                BOX,
-                facecolor="white",
-                edgecolor=LANE_EDGE,
-                linewidth=0.6,
-                zorder=1,
-            )
-        )
 
 
 def _allreduce_spans(timeline: Timeline) -> dict[int, list[tuple[float, float]]]:
@@ -325,28 +309,6 @@ def _outline_zoom(ax, zoom: TimeWindow) -> None:
         color="#404040",
         gid=f"zoom:{zoom.name}",
     )
-
-
-def _label_lanes(
-    ax, rows: int, ranks: int, *, all_replicas: bool, lane_inches: float, copies: int = 1
-) -> None:
-    """Rank 0 at the top, one label per lane (``replica r · rank k`` when stacked; ``copies``
-    2: each rank's copy lane follows it, ``copies``); past the rows the labels fit, every
-    k-th."""
-    ax.set_ylim(rows - 0.5, -0.5)
-    if all_replicas:
-        labels = [f"replica {r // ranks} · rank {r % ranks}" for r in range(rows)]
-    else:
-        labels = [f"rank {r}" for r in range(rows)]
-    if copies == 2:
-        labels = [f"rank {r // 2}" if r % 2 == 0 else "copies" for r in range(rows)]
-    size = row_fontsize(rows, lane_inches, 10.0)
-    every = 1 if size > 4.0 else -(-rows * 5 // int(lane_inches * 72))
-    ax.set_yticks(range(0, rows, every))
-    ax.set_yticklabels(labels[::every])
-    ax.tick_params(axis="y", length=0, labelsize=size if every == 1 else 5.0)
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
 
 
 def _set_title(
