@@ -166,20 +166,28 @@ def _device_line(ax, pairs, rows: list[dict]) -> list:
 
 
 OFFLOAD_MARKERS = {"full": "X", "selective": "*", "budget": "h"}
-_BOTH_MARKERS = ("<", ">", "p", "H", "d")
+BOTH_MARKERS = {  # (recompute, offload) families: the pairs one compares most, each its own
+    ("full", "full"): "p",
+    ("full", "selective"): "H",
+    ("selective", "full"): "<",
+    ("selective", "selective"): ">",
+}
+_OTHER_PAIRS = ("d", "8")
 
 
 def run_marker(row: dict) -> str:
     """The marker of a run's memory policy, the same in every figure: recompute's
     (``style.policy_marker``) without offload, offload's own (full ``X``, selective ``*``,
-    budget ``h``) without recompute, and one picked by the pair's words when both are set."""
+    budget ``h``) without recompute, ``BOTH_MARKERS`` for the common pairs of both, and one
+    picked by the pair's words for the rest."""
     recompute, offload = row["recompute"], row.get("offload", "none")
     if offload == "none":
         return policy_marker(recompute)
+    family = offload.split(":")[0].split(",")[0]
     if recompute == "none":
-        family = offload.split(":")[0].split(",")[0]
-        return OFFLOAD_MARKERS.get(family) or _stable(offload, _BOTH_MARKERS)
-    return _stable(row["policy"], _BOTH_MARKERS)
+        return OFFLOAD_MARKERS.get(family) or _stable(offload, _OTHER_PAIRS)
+    pair = (recompute.split(":")[0].split(",")[0], family)
+    return BOTH_MARKERS.get(pair) or _stable(row["policy"], _OTHER_PAIRS)
 
 
 def _stable(name: str, choices: tuple) -> str:

@@ -26,7 +26,7 @@ def runs():
             names=("1f1b",),
             model="zb-6.2b",
             costs=CostSource(hardware="h100-80gb"),
-            recompute=("none", "full"),
+            recompute=("none", "selective", "full"),
             offload=("none", "full", "selective"),
         )
     )
@@ -55,6 +55,9 @@ def test_one_run_per_pair_named_by_both_policies(runs):
         "1f1b [none]",
         "1f1b [offload full]",
         "1f1b [offload selective]",
+        "1f1b [selective]",
+        "1f1b [selective + offload full]",
+        "1f1b [selective + offload selective]",
         "1f1b [full]",
         "1f1b [full + offload full]",
         "1f1b [full + offload selective]",
@@ -87,7 +90,7 @@ def test_markers_are_fixed_per_policy_and_distinct(runs):
     assert markers["none"] == policy_marker("none")
     assert markers["full"] == policy_marker("full")
     assert markers["offload full"] == "X" and markers["offload selective"] == "*"
-    assert len(set(markers.values())) == len(markers)
+    assert len(set(markers.values())) == len(markers) == 9  # every pair its own marker
     again = {row["policy"]: run_marker(row) for row in comparison_rows(runs)}
     assert again == markers
 
