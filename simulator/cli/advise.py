@@ -168,11 +168,17 @@ def cmd_advise(args) -> int:
     request, text, hardware = _request(args)
     started = time.perf_counter()
     bar = _Bar()
+    started_ray = False
     try:
         evaluate = evaluator(text, request.memory_limit)
-        result = search(request, hardware, evaluate, top=args.top, progress=bar)
+        batch = None
+        if args.address:
+            started_ray, batch = _join_ray(args.address, text, request.memory_limit)
+        result = search(request, hardware, evaluate, top=args.top, progress=bar, batch=batch)
     finally:
         bar.close()
+        if started_ray:
+            _leave_ray()
     explanation = explain(args.explain, request, result) if args.explain is not None else None
     if not result.top:
         if explanation is not None:
@@ -200,6 +206,22 @@ def cmd_advise(args) -> int:
         if args.out:
             print(f"\nwrote {args.out}/pareto.png, pareto.svg and advise.json")
     return 0
+
+
+def _join_ray(address: str, text, limit: int):
+    """Join the cluster at ``address`` (True when this process joined it) and the ``Batch``
+    that runs the search's simulations there as Ray tasks."""
+    from simulator.ray_pipeline.advise_tasks import ray_batch  # start-up: only with --address
+    from simulator.ray_pipeline.cluster import ensure_ray  # start-up: only with --address
+
+    started = ensure_ray(address, 1)
+    return started, ray_batch(text, limit)
+
+
+def _leave_ray() -> None:
+    from simulator.ray_pipeline.cluster import stop_ray  # start-up: Ray loads only with --address
+
+    stop_ray()
 
 
 def _miss_row(miss, text) -> dict:

@@ -74,6 +74,12 @@ def add_advise(sub) -> None:
         help="sharding stages to search over the data x context ranks, comma-separated (1: "
         "optimizer state, 2: plus gradients, 3: plus parameters, FSDP; default: --zero's, or 1)",
     )
+    advise.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="run the simulations as Ray tasks on the cluster at ADDR (host:port, "
+        "ray://host:port or auto), one CPU each; the answer is the local search's",
+    )
     add_layout_args(advise, search=True)
     advise.add_argument(
         "--top", type=numbers.count(1000, ""), default=DEFAULT_TOP, help="rows to print"

@@ -46,6 +46,7 @@ from simulator.analytic.recompute_costs import apply_recompute
 from simulator.analytic.roofline_costs import stage_seconds
 from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
+from simulator.model.partitioning import boundary_bytes
 from simulator.model.precision import Precision
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.sharding import Sharding
@@ -91,6 +92,68 @@ class StageTable:
     policy: str = "none"
 
 
+@dataclass(frozen=True)
+class MemoryTable:
+    """Per stage, what the memory bound needs, at one sequence per microbatch: cached bytes,
+    parameters (and routed-expert ones), sends. It does not depend on the microbatch size or
+    the hardware, so one serves every candidate of a split and policy, and the costlier times
+    are worked out only for candidates that may fit (``stage_table``)."""
+
+    cached: tuple[int, ...]
+    params: tuple[int, ...]
+    layer_params: tuple[tuple[tuple[int, int], ...], ...]
+    experts: tuple[int, ...]
+    sends: tuple[int, ...]
+    recipe: Precision
+    policy: str
+
+
+@lru_cache(maxsize=1024)
+def local_split(spec: TransformerSpec, tp: int, stages: int, cp: int, ep: int, cp_comm: str):
+    """The spec one rank holds under (tp, cp, ep) and its balanced split into ``stages``, once
+    (every policy, microbatch size and schedule family of the split shares them)."""
+    local = sharded(spec, tp, cp, ep, cp_comm)
+    return local, partition(local, stages)
+
+
+@lru_cache(maxsize=1024)
+def _flop_costs(spec, tp: int, stages: int, hardware: Hardware, cp: int, ep: int, cp_comm: str):
+    """``flop_costs`` at one sequence per microbatch, once per split (it does not depend on the
+    microbatch size; on the roofline only its transfers and latency are read)."""
+    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    return flop_costs(local, split, 1, hardware)
+
+
+@lru_cache(maxsize=4096)
+def memory_table(
+    spec: TransformerSpec,
+    tp: int,
+    stages: int,
+    policy: str = "none",
+    cp: int = 1,
+    ep: int = 1,
+    cp_comm: str = "ring",
+) -> MemoryTable:
+    """``stage_table``'s bytes alone (see ``MemoryTable``)."""
+    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    plan = plan_stages(RecomputePolicy.parse(policy), local, split)
+    shapes = stage_shapes(local, split, 1, recompute=plan.stages)
+    cached = tuple(
+        sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
+        for shape in shapes.shape_of_stage
+    )
+    layer_params = tuple(stage_units(local, split.stage_layers))
+    return MemoryTable(
+        cached=cached,
+        params=tuple(sum(p for p, _ in units) for units in layer_params),
+        layer_params=layer_params,
+        experts=tuple(sum(x for _, x in units) for units in layer_params),
+        sends=tuple(boundary_bytes(local, split, 1)),
+        recipe=local.recipe,
+        policy=policy,
+    )
+
+
 @lru_cache(maxsize=1024)
 def stage_table(
     spec: TransformerSpec,
@@ -109,36 +172,36 @@ def stage_table(
     recompute (``apply_recompute``, exactly the executor's costs). Times are per sequence: on
     the roofline (``hardware.preset``) the stage times of a microbatch of ``rows`` sequences,
     which do not scale with ``rows``, divided by ``rows``."""
-    local = sharded(spec, tp, cp, ep, cp_comm)
-    split = partition(local, stages)
+    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
+    base = _flop_costs(spec, tp, stages, hardware, cp, ep, cp_comm)
     if hardware.preset is not None:
         timed, _ = stage_seconds(local, split, rows, hardware.preset, local.layout)
         per_row = tuple(replace(c, F=c.F / rows, I=c.I / rows, W=c.W / rows) for c in timed)
-        base = replace(flop_costs(local, split, 1, hardware), stage_costs=per_row)
-    else:
-        base = flop_costs(local, split, 1, hardware)
+        base = replace(base, stage_costs=per_row)
     costs = apply_recompute(base, local, split, plan)
-    shapes = stage_shapes(local, split, 1, recompute=plan.stages)
-    cached = tuple(
-        sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
-        for shape in shapes.shape_of_stage
-    )
-    layer_params = tuple(stage_units(local, split.stage_layers))
+    memory = memory_table(spec, tp, stages, policy, cp, ep, cp_comm)
     return StageTable(
         F=tuple(c.F for c in costs.stage_costs),
         I=tuple(c.I for c in costs.stage_costs),
         W=tuple(c.W for c in costs.stage_costs),
-        cached=cached,
-        params=tuple(sum(p for p, _ in units) for units in layer_params),
-        layer_params=layer_params,
-        experts=tuple(sum(x for _, x in units) for units in layer_params),
+        cached=memory.cached,
+        params=memory.params,
+        layer_params=memory.layer_params,
+        experts=memory.experts,
         sends=costs.boundary_bytes,
         itemsize=local.itemsize,
         recipe=local.recipe,
         latency=costs.comm_latency,
         bandwidth=costs.comm_bandwidth,
         policy=policy,
+    )
+
+
+def memory_of(spec: TransformerSpec, c: Candidate) -> MemoryTable:
+    """``memory_table`` of configuration ``c``."""
+    return memory_table(
+        spec, c.tp, c.stages, c.recompute, c.cp, c.ep, c.cp_comm if c.cp > 1 else "ring"
     )
 
 
@@ -164,7 +227,9 @@ def stage_to_rank(traits: FamilyTraits, p: int, v: int) -> tuple[int, ...]:
     return v_stage_to_rank(p, v) if v_layout else loop_stage_to_rank(p, v)
 
 
-def with_budget(c: Candidate, traits: FamilyTraits, table: StageTable, limit: int) -> Candidate:
+def with_budget(
+    c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable, limit: int
+) -> Candidate:
     """``c``, for auto with the activation budget that keeps its fullest rank within ``limit``
     (the limit less the largest static memory of a rank); other families unchanged."""
     if traits.layout != "chunks":
@@ -221,22 +286,33 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
     return best
 
 
-def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable) -> list[int]:
+def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable) -> list[int]:
     """Per rank: parameters, gradients, optimizer state and receive buffers, as
     ``rank_memory.static_memory`` counts them (its sharding stage's rule)."""
-    memory = rank_static_memory(
-        stage_to_rank(traits, c.pp, c.chunks),
-        table.params,
-        [sent * c.microbatch_size for sent in table.sends],
-        table.recipe,
-        Sharding.of_layout(c.layout),
-        expert_params=table.experts,
-        layer_params=table.layer_params,
+    return list(
+        _static_bytes(
+            stage_to_rank(traits, c.pp, c.chunks),
+            table.params,
+            tuple(sent * c.microbatch_size for sent in table.sends),
+            table.recipe,
+            Sharding.of_layout(c.layout),
+            table.experts,
+            table.layer_params,
+        )
     )
-    return [m.total for m in memory]
 
 
-def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable) -> int:
+@lru_cache(maxsize=8192)
+def _static_bytes(owner, params, sends, recipe, sharding, experts, layer_params) -> tuple[int, ...]:
+    """``rank_static_memory``'s totals, once per split, batch and sharding (candidates that
+    differ only in their schedule family or microbatch count share them)."""
+    memory = rank_static_memory(
+        owner, params, sends, recipe, sharding, expert_params=experts, layer_params=layer_params
+    )
+    return tuple(m.total for m in memory)
+
+
+def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable) -> int:
     """A lower bound on the fullest rank's whole-rank memory in bytes."""
     owner = stage_to_rank(traits, c.pp, c.chunks)
     static = static_bytes(c, traits, table)
@@ -251,7 +327,7 @@ def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable) -> int:
     return best
 
 
-def kept_per_forward(table: StageTable, stage: int, policy: str) -> int:
+def kept_per_forward(table: StageTable | MemoryTable, stage: int, policy: str) -> int:
     """Bytes one forward of ``stage`` (one sequence) leaves cached until its backward under the
     recompute ``policy``: the net of its forward's work items in the policy's plan (its
     checkpoints and the layers it does not drop; selective: attention without its scores)."""

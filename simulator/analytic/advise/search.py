@@ -17,9 +17,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from simulator.analytic.advise.bounds import (
     memory_bound,
+    memory_of,
     static_bytes,
     table_of,
     time_bound,
@@ -139,12 +141,12 @@ def bounded(
         considered += 1
         if progress is not None and considered % BOUND_REPORT_EVERY == 0:
             progress("bounds", considered, len(everything), None)
-        table = table_of(request.spec, c, hardware)
-        memory = memory_bound(c, traits[c.schedule], table)
+        memory_table = memory_of(request.spec, c)  # the times only for those that may fit
+        memory = memory_bound(c, traits[c.schedule], memory_table)
         smallest = memory if smallest is None else min(smallest, memory)
         if memory > request.memory_limit:
             over += 1
-            static = max(static_bytes(c, traits[c.schedule], table))
+            static = max(static_bytes(c, traits[c.schedule], memory_table))
             verdict = STATIC if static > request.memory_limit else ACTIVATIONS
             fates.append(Fate(c, verdict, memory, static, _near_time(c, memory)))
             continue
@@ -152,7 +154,8 @@ def bounded(
             large += 1
             fates.append(Fate(c, TOO_LARGE, memory))
             continue
-        c = with_budget(c, traits[c.schedule], table, request.memory_limit)
+        c = with_budget(c, traits[c.schedule], memory_table, request.memory_limit)
+        table = table_of(request.spec, c, hardware)
         kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
     if progress is not None:
         progress("bounds", considered, len(everything), None)
@@ -174,11 +177,15 @@ def search(
     top: int = 10,
     prune: bool = True,
     progress: Progress | None = None,
+    batch: Batch | None = None,
 ) -> SearchResult:
     """The ``top`` fastest configurations of ``request`` that fit its memory limit.
 
     ``prune=False`` simulates every candidate with at most ``request.max_rows`` rows
-    (the exhaustive search the tests hold the pruned one to)."""
+    (the exhaustive search the tests hold the pruned one to). ``batch`` (a ``Batch``) runs the
+    simulations several at a time, e.g. as Ray tasks; the results are read in the same order
+    and by the same stopping rule, so the answer is the one-at-a-time search's exactly (a
+    batch's runs past the stop are dropped unread)."""
     if top < 1:
         raise PebbleError(f"--top must be at least 1, got {top}.")
     kept, counts = bounded(request, hardware, progress)
@@ -197,19 +204,19 @@ def search(
     runs: set[tuple] = set()  # the distinct runs that fit so far (``same_run``)
     bounds_of: dict[int, float] = {}  # id(outcome): its time bound
     first_refusal = ""
-    for done, (bound, c) in enumerate(kept):
+    for done, (bound, c), run in _in_order(kept, evaluate, batch):
         if prune and len(best) >= top and bound * (1 - SLACK) > -best[0][0]:
             result.pruned_time = len(kept) - done
             result.time_cutoff = -best[0][0]
             result.fates += [Fate(later, TIME, time_bound=b) for b, later in kept[done:]]
             break
-        try:
-            outcome = evaluate(c)
-        except PebbleError as exc:
+        ran = run()
+        if isinstance(ran, PebbleError):
             result.refused += 1
-            result.fates.append(Fate(c, REFUSED, time_bound=bound, reason=str(exc)))
-            first_refusal = first_refusal or str(exc)
+            result.fates.append(Fate(c, REFUSED, time_bound=bound, reason=str(ran)))
+            first_refusal = first_refusal or str(ran)
             continue
+        outcome = ran
         result.simulated.append(outcome)
         bounds_of[id(outcome)] = bound
         if outcome.fits and same_run(outcome) not in runs:
@@ -229,6 +236,44 @@ def search(
     fitting = _one_per_run(result, bounds_of)
     result.top = fitting[:top]
     return result
+
+
+def _run_one(evaluate: Evaluate, c: Candidate) -> Outcome | PebbleError:
+    try:
+        return evaluate(c)
+    except PebbleError as exc:
+        return exc
+
+
+def _in_order(kept: list[tuple[float, Candidate]], evaluate: Evaluate, batch: Batch | None):
+    """(index, (bound, candidate), a call giving its Outcome or PebbleError) in ``kept``'s
+    order. Nothing runs before the call: one at a time, or on the first call of a batch, the
+    ``batch.width`` candidates from there through ``batch.run``."""
+    if batch is None:
+        for done, pair in enumerate(kept):
+            yield done, pair, partial(_run_one, evaluate, pair[1])
+        return
+    for start in range(0, len(kept), batch.width):
+        chunk = kept[start : start + batch.width]
+        results: list = []
+
+        def ran(offset: int, chunk=chunk, results=results):
+            if not results:
+                results.extend(batch.run([c for _, c in chunk]))
+            return results[offset]
+
+        for offset, pair in enumerate(chunk):
+            yield start + offset, pair, partial(ran, offset)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Simulations run ``width`` at a time: ``run(candidates)`` gives each one's Outcome, or the
+    PebbleError its run raised, in order (``simulator.ray_pipeline.advise_tasks`` runs them as
+    Ray tasks)."""
+
+    run: Callable[[list[Candidate]], list[Outcome | PebbleError]]
+    width: int
 
 
 def same_run(outcome: Outcome) -> tuple:
