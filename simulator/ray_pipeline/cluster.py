@@ -15,6 +15,7 @@ import sys
 import schedules
 from simulator.errors import PebbleError
 from simulator.ray_pipeline.local_ray import seconds_from_env, start_owned_ray, stop_owned_ray
+from simulator.ray_pipeline.ray_messages import route_ray_messages_to_stderr
 from simulator.ray_pipeline.worker import BLAS_ENV
 
 SIMULATOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../simulator
@@ -70,6 +71,7 @@ def ensure_ray(address: str | None, num_actors: int) -> bool:
     """Connect to ``address`` or start a local Ray sized for ``num_actors``; True if started."""
     import ray
 
+    route_ray_messages_to_stderr()  # stdout stays ours (``--json``), even on a shared Ray
     if ray.is_initialized():
         return False
     if address:

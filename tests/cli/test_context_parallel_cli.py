@@ -92,9 +92,9 @@ def test_the_flags_give_a_context_parallel_layout_back():
                 "--global-batch",
                 8,
                 "--cp",
-                2,
+                3,
             ),
-            "advise does not search context parallelism yet",
+            "--cp 3 uses 3 GPUs per pipeline stage, which does not divide the 4 GPUs",
         ),
     ],
 )

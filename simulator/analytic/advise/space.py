@@ -370,6 +370,23 @@ def candidates(request: Request) -> Iterator[Candidate]:
             )
             if value is not None
         )
+        per_stage = [
+            (n, v)
+            for n, v in (
+                ("--tp", request.tensor),
+                ("--cp", request.context),
+                ("--dp", request.data),
+            )
+            if v is not None
+        ]
+        fixed_product = math.prod(v for _, v in per_stage)
+        if request.gpus % fixed_product:
+            named = " and ".join(f"{n} {v}" for n, v in per_stage)
+            raise PebbleError(
+                f"{named} use{'s' if len(per_stage) == 1 else ''} {fixed_product} GPUs per "
+                f"pipeline stage, which does not divide the {request.gpus} GPUs; choose degrees "
+                "whose product divides it."
+            )
         raise PebbleError(
             f"no split of {request.gpus} GPUs into pipeline x tensor x data degrees{fixed} suits "
             f"a global batch of {request.global_batch} sequences and this model; the "
