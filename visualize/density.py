@@ -10,7 +10,9 @@ to the figure's pixel columns instead:
   ``blend`` mixes those shares into one RGB image, white where nothing runs: a bubble stays
   white, a half-idle column is pale.
 * ``rectangles`` draws many boxes as one artist (a PolyCollection): matplotlib draws it
-  in one call where one Rectangle per box costs milliseconds each to add.
+  in one call where one Rectangle per box costs milliseconds each to add. Hatched boxes are one
+  compound path: Agg hatches each path of a collection apart, about a millisecond each, so
+  29,000 hatched boxes took 9 s as polygons and 0.1 s as one path.
 * ``step_envelope`` gives, per column, the largest value a step function takes inside it, so
   a peak is never lost however many steps share a pixel.
 """
@@ -18,8 +20,10 @@ to the figure's pixel columns instead:
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import PatchCollection, PolyCollection
 from matplotlib.colors import to_rgb
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path
 
 COLUMNS = 1600  # about the pixel width of an 11-inch figure at 150 dpi
 
@@ -92,10 +96,15 @@ def step_envelope(
     return edges, top
 
 
-def rectangles(ax, x0, x1, y0, y1, *, rasterize_above: int = 2000, **style) -> PolyCollection:
-    """Add boxes ``[x0, x1] x [y0, y1]`` (arrays) to ``ax`` as one PolyCollection and return
-    it; more than ``rasterize_above`` boxes are drawn as pixels inside an SVG (a vector box
-    each would be megabytes)."""
+_BOX_CODES = [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY]
+
+
+def rectangles(
+    ax, x0, x1, y0, y1, *, rasterize_above: int = 2000, **style
+) -> PolyCollection | PatchCollection:
+    """Add boxes ``[x0, x1] x [y0, y1]`` (arrays) to ``ax`` as one collection and return it;
+    more than ``rasterize_above`` boxes are drawn as pixels inside an SVG (a vector box each
+    would be megabytes). With a ``hatch`` the boxes (one look for all) are one compound path."""
     x0, x1, y0, y1 = (np.asarray(v, float) for v in (x0, x1, y0, y1))
     verts = np.stack(
         [
@@ -106,7 +115,12 @@ def rectangles(ax, x0, x1, y0, y1, *, rasterize_above: int = 2000, **style) -> P
         ],
         axis=1,
     )
-    collection = PolyCollection(verts, **style)
+    if style.get("hatch"):
+        closed = np.concatenate([verts, verts[:, :1]], axis=1).reshape(-1, 2)
+        compound = PathPatch(Path(closed, np.tile(_BOX_CODES, len(x0))))
+        collection = PatchCollection([compound], match_original=False, **style)
+    else:
+        collection = PolyCollection(verts, **style)
     collection.set_rasterized(len(x0) > rasterize_above)
     ax.add_collection(collection, autolim=False)
     return collection
