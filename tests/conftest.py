@@ -25,3 +25,13 @@ def ray_session():
         )
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """How pytest-xdist shares the tests out (``-n 2 --dist loadgroup``): every test on the
+    shared Ray in one worker, so there is one Ray instance per test session, and every other
+    test file whole in one worker, so a module's fixtures (an executed notebook, a simulated
+    70B run) are built once."""
+    for item in items:
+        on_ray = "ray_session" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("ray" if on_ray else item.nodeid.split("::")[0]))

@@ -128,8 +128,10 @@ def test_an_empty_timeline_has_no_steps():
     assert breakdown.rows() == [{**dict.fromkeys(PARTS, 0.0), "rank": 0, "step_time": 0.0}][:0]
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_parts_add_up_on_every_family_measured(ray_session, name):
+def test_parts_add_up_measured_with_replicas_and_recompute(ray_session):
+    """Every family's measured run adds up in test_ray_executor (one replica, no recompute);
+    here the V family with split backward, two replicas and full recompute."""
+    name = "zb-v"
     from simulator.model.optim import OptimizerConfig
     from simulator.model.reference import TrainConfig
     from simulator.ray_pipeline.executor import RayOptions, RayPipeline

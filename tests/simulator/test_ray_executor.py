@@ -16,6 +16,8 @@ from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
 from simulator.ray_pipeline.executor import RankFailure, RayOptions, RayPipeline
 from simulator.run import Layout, plan_training
+from simulator.timeline.breakdown import PARTS
+from tests.simulator.test_breakdown_sum import assert_adds_up
 
 RANKS, MICROBATCHES = 2, 4
 UNCALIBRATED = RayOptions(calibrate=False)  # where the run's timing is not what is tested
@@ -58,11 +60,21 @@ DP_CASES += [(n, 2) for n in ("1f1b", "interleaved-1f1b", "zb-h1", "zb-v") if n 
 @pytest.mark.parametrize(("name", "dp"), DP_CASES)
 def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
     """Calibrated first (each stage's actions run alone before step 0, the default): the
-    calibration leaves no trace in what is trained."""
+    calibration leaves no trace in what is trained, nor in the memory measured. One run per
+    case checks the weights, the order each actor ran, the measured activation peaks against
+    the analytic prediction, and that the measured step breakdown adds up."""
     schedule = schedule_named(name)
     config = config_for(schedule, dp=dp)
     with RayPipeline(plan_training(schedule, config, layout=Layout(data=dp)), config) as pipeline:
         result = pipeline.run(config.steps, check=True)
+        predicted = simulate(
+            schedule,
+            unit_costs(schedule, pipeline.partition),
+            config.model,
+            pipeline.partition,
+            pipeline.microbatch_rows,
+        )
+        states = ray_session.get([a.end_step.remote(99) for a in pipeline.actors[0]])
     one_step = train_reference(config, steps=1)
     three_steps = train_reference(config)
     assert max_rel(result.first_step_gradients, one_step.gradients) <= 1e-9
@@ -72,30 +84,20 @@ def test_pipelined_training_equals_sequential_reference(ray_session, name, dp):
     for replica in range(dp):
         for rank, actions in enumerate(schedule.actions):
             assert result.action_order[(replica, rank)] == [str(a) for a in actions]
+    assert_measured_memory_is_predicted(result.timeline, predicted, states, schedule.num_ranks)
+    breakdown = assert_adds_up(result.timeline)
+    assert (breakdown.parts[:, :, PARTS.index("compute")] > 0).all()
 
 
-@pytest.mark.parametrize("name", SCHEDULE_NAMES)
-def test_measured_peak_memory_equals_analytic_prediction(ray_session, name):
-    schedule = schedule_named(name)
-    config = config_for(schedule, steps=2)
-    with RayPipeline(plan_training(schedule, config), config, UNCALIBRATED) as pipeline:
-        result = pipeline.run(config.steps)
-        predicted = simulate(
-            schedule,
-            unit_costs(schedule, pipeline.partition),
-            config.model,
-            pipeline.partition,
-            pipeline.microbatch_rows,
-        )
-        ends = [a.end_step.remote(99) for a in pipeline.actors[0]]
-        states = ray_session.get(ends)
-    measured = {r.rank: r.peak_activation_bytes for r in result.timeline.summary().per_rank}
+def assert_measured_memory_is_predicted(measured_run, predicted, states, ranks: int) -> None:
+    """Each rank's activation peak is the analytic one, replica 0's caches are empty after the
+    step, and every cache change is matched (each rank's running total returns to 0)."""
+    measured = {r.rank: r.peak_activation_bytes for r in measured_run.summary().per_rank}
     expected = {r.rank: r.peak_activation_bytes for r in predicted.summary().per_rank}
     assert measured == expected
     assert all(s["cache_bytes"] == 0 and s["cached"] == 0 for s in states)
-    # every cache change is matched: the running total returns to zero on every rank
-    for rank in range(schedule.num_ranks):
-        _, totals = result.timeline.rank_memory(rank)
+    for rank in range(ranks):
+        _, totals = measured_run.rank_memory(rank)
         assert totals[-1] == 0
 
 

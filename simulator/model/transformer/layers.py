@@ -110,6 +110,19 @@ def _block_kinds(config: TransformerConfig, block: int) -> list[str]:
     return attention + mlp
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _dims(config: TransformerConfig, rows: int, itemsize: int, layout: Layout) -> Dims:
+    """One ``Dims`` per shape: ``advise`` asks for the same few shapes about two million times
+    a search, and building one runs its divisibility checks (8 of 15 s before this cache)."""
+    return Dims(config, rows, itemsize, layout)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _rule(rules: type[Rules], name: str, dims: Dims):
+    """A rule's answer (``footprint`` or ``flops``: frozen values) for one layer class and shape."""
+    return getattr(rules, name)(dims)
+
+
 @dataclass(frozen=True)
 class TransformerLayerInfo(LayerDescription):
     """One layer of the list, unbuilt: global index, kind, partition unit and the config.
@@ -164,15 +177,15 @@ class TransformerLayerInfo(LayerDescription):
                 tensor=layout.tensor if tp is None else tp,
                 sequence_parallel=layout.sequence_parallel if sp is None else sp,
             )
-        return Dims(self.config, rows, itemsize, layout)
+        return _dims(self.config, rows, itemsize, layout)
 
     def footprint(
         self, rows: int, itemsize: int, tp: int | None = None, sp: bool | None = None
     ) -> Footprint:
-        return self._rules.footprint(self.dims(rows, itemsize, tp, sp))
+        return _rule(self._rules, "footprint", self.dims(rows, itemsize, tp, sp))
 
     def flops(self, tp: int | None = None, sp: bool | None = None) -> Flops:
-        return self._rules.flops(self.dims(1, 2, tp, sp))
+        return _rule(self._rules, "flops", self.dims(1, 2, tp, sp))
 
     def gradient_bytes(self, rows: int, itemsize: int) -> int:
         """Bytes of the gradients this layer's backward holds at once (``gradient_buffers``; a
