@@ -152,6 +152,9 @@ class DependencyRule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_needs_of", {k: r.needs for k, r in self.kinds.items()})
 
+    def __hash__(self) -> int:  # a key of the simulator's per-stage memory plan cache
+        return hash((tuple(self.kinds.items()), self.requirements))
+
     def rule(self, kind: str) -> KindRule:
         return self.kinds[kind]
 

@@ -28,10 +28,10 @@ def ray_session():
 
 
 def pytest_collection_modifyitems(config, items):
-    """How pytest-xdist shares the tests out (``-n 2 --dist loadgroup``): every test on the
-    shared Ray in one worker, so there is one Ray instance per test session, and every other
-    test file whole in one worker, so a module's fixtures (an executed notebook, a simulated
-    70B run) are built once."""
+    """With pytest-xdist (``-n 2 --dist loadgroup``, the default ``addopts``), every test on the
+    shared Ray runs in one worker: one Ray instance per test session, however many workers
+    share the rest. Costly fixtures are session-scoped, so a worker builds each once even when
+    its tests arrive interleaved with other modules'."""
     for item in items:
-        on_ray = "ray_session" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("ray" if on_ray else item.nodeid.split("::")[0]))
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))

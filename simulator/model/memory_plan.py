@@ -6,6 +6,7 @@ action in proportion to each layer's FLOPs, so the analytic peaks equal a measur
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
@@ -70,7 +71,11 @@ def stage_shapes(
         if shape not in shape_ids:
             shape_ids[shape] = len(plans)
             inputs = tuple(input_bytes(spec, infos, first + a, rows) for a, _ in plan.segments)
-            plans.append(_stage_plans(stage_infos, rows, spec.itemsize, rule, plan, inputs, share))
+            plans.append(
+                _cached_stage_plans(
+                    tuple(stage_infos), rows, spec.itemsize, rule, plan, inputs, shape[2]
+                )
+            )
         shape_of_stage.append(shape_ids[shape])
         first_layer.append(first)
     return StageShapes(tuple(shape_of_stage), tuple(first_layer), tuple(plans))
@@ -115,6 +120,14 @@ def _shifted(plan: MemoryPlan, first: int) -> MemoryPlan:
         plan.held,
         plan.peak,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, share):
+    """``_stage_plans`` once per distinct stage across runs: ``advise`` simulates hundreds of
+    configurations whose stages repeat (the same layers, rows and recompute plan), and the
+    work items of a stage were half of its search time. The plans are never changed after."""
+    return _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, dict(share))
 
 
 def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, share=None):

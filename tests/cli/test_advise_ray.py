@@ -22,6 +22,8 @@ ARGS = (
     "2MiB",
     "--top",
     "5",
+    "--schedules",
+    "1f1b,zb-h1,zb-v,auto",  # a loop, a split backward, a V and auto: every kind of task
 )
 
 

@@ -3,6 +3,8 @@ exhaustive search finds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from schedules.registry import SCHEDULES, build_schedule
@@ -126,8 +128,10 @@ def test_bounds_hold_and_branch_and_bound_finds_the_exhaustive_top():
 
 
 def test_the_top_under_a_tight_limit_needs_recompute_and_pruning_still_finds_it():
-    """Where the fastest fitting configurations recompute, the pruned search returns them."""
+    """Where the fastest fitting configurations recompute, the pruned search returns them (a
+    loop, a V and auto: the test above covers every family)."""
     request, text, hardware = small_request(memory="1200000", global_batch=4)
+    request = replace(request, families=("1f1b", "zb-v", AUTO))
     evaluate = evaluator(text)
     exhaustive = search(request, hardware, evaluate, top=3, prune=False)
     assert {o.candidate.recompute for o in exhaustive.top} - {"none"}
