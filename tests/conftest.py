@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -27,11 +28,27 @@ def ray_session():
     ray.shutdown()
 
 
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``, the default ``addopts``), every test on the
-    shared Ray runs in one worker: one Ray instance per test session, however many workers
-    share the rest. Costly fixtures are session-scoped, so a worker builds each once even when
-    its tests arrive interleaved with other modules'."""
-    for item in items:
-        if "ray_session" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("ray"))
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+RAY_FILES = frozenset(
+    path.relative_to(ROOT).as_posix()
+    for path in TESTS.rglob("test_*.py")
+    if "ray_session" in path.read_text(encoding="utf-8")
+)
+"""The test files that use the shared Ray: they run in one worker, one after another."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """How pytest-xdist (``-n 2`` in ``addopts``) shares the tests out: every file that uses
+    the shared Ray goes to one worker, so there is one Ray instance per test session however
+    many workers there are; every other file goes whole to a worker, so its module fixtures (an
+    executed notebook, a browser, a simulated 70B run) are built once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "shared Ray" if path in RAY_FILES else path
+
+    return RayFilesTogether(config, log)

@@ -38,9 +38,6 @@ from simulator.cli.tutorial_pages import student_notebook  # noqa: E402
 from simulator.errors import PebbleError  # noqa: E402
 from tests.deadlines import scaled  # noqa: E402
 
-# one worker runs this whole file, so its session fixture is built once (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("tutorials")
-
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
 SOLUTIONS = TUTORIALS / "solutions"
@@ -195,7 +192,7 @@ def execute(name: str) -> Run:
     return run
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def executed():
     """name -> Run, each notebook executed once for all the tests below."""
     runs: dict[str, Run] = {}

@@ -26,9 +26,6 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-# one worker runs this whole file, so its session fixture is built once (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("browser")
-
 MODEL = "transformer:layers=4,hidden=64,heads=4,seq=16,vocab=96"
 RANKS, MICROBATCHES = 4, 8
 WAIT = 180  # seconds: an upper bound on a slow, shared machine, not a delay
@@ -45,12 +42,12 @@ def _browser() -> tuple[str, str]:
     return browser, driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def timeline():
     return simulate_plan(plan_run(make_schedule("1f1b", RANKS, MICROBATCHES), MODEL))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(timeline, tmp_path_factory):
     binary, driver_path = _browser()
     page = tmp_path_factory.mktemp("viewer") / "viewer.html"
