@@ -40,6 +40,10 @@ from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePolicy
 from simulator.run.recompute import recompute_policies
 
+SP_NOTE = (
+    "note: advise gives every layout with t >= 2 sequence parallelism (what Megatron-LM runs "
+    "with tensor parallelism), so --sp changes nothing."
+)
 MAX_ROWS = 5_000_000  # Timeline rows per configuration: about 2 s to simulate; larger are skipped
 
 
@@ -71,6 +75,13 @@ def _request(args):
     if args.explain is not None:
         wanted(args.explain)  # one sentence for a layout it cannot read, before the search
     degrees = layout_degrees(args)
+    if degrees.get("sequence_parallel"):
+        if degrees.get("tensor") == 1:
+            raise PebbleError(
+                "--sp splits activations across the tensor-parallel group; with --tp 1 there "
+                "is none (leave --tp out to search t, or give --tp 2 or more)."
+            )
+        print(SP_NOTE, file=sys.stderr)
     names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")
     families = tuple(
         dict.fromkeys(AUTO if is_auto(n) else canonical_name(n) for n in names if n.strip())

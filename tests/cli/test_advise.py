@@ -328,3 +328,14 @@ def test_the_text_gives_reasons_and_a_compare_line_that_runs(capsys):
     assert "--memory-limit" not in compare[0] or "KiB" in compare[0]
     code, _, err = run(capsys, *shlex.split(compare[0])[1:])
     assert code == 0, err
+
+
+def test_sp_is_what_advise_does_anyway_and_says_so(capsys):
+    """--sp is no silent choice: advise always pairs t >= 2 with sequence parallelism, says so,
+    and refuses --sp with --tp 1."""
+    code, out, err = run(capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--sp", "--json")
+    assert code == 0 and "--sp changes nothing" in err
+    rows = json.loads(out)["rows"]
+    assert all(row["sp"] == (row["tp"] > 1) for row in rows)
+    code, _, err = run(capsys, "advise", *SMALL, "--tp", "1", "--sp")
+    assert code != 0 and "with --tp 1 there is none" in err
