@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -30,17 +31,36 @@ def ray_session():
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-RAY_FILES = frozenset(
-    path.relative_to(ROOT).as_posix()
-    for path in TESTS.rglob("test_*.py")
-    if "ray_session" in path.read_text(encoding="utf-8")
-)
-"""The test files that use the shared Ray: they run in one worker, one after another."""
+
+
+def _tests_on_ray(path: Path) -> frozenset[str]:
+    """The test functions of one file that use the shared Ray: those taking ``ray_session``,
+    directly or through a fixture of the same file that takes it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    uses = {f.name: {a.arg for a in f.args.args} for f in functions}
+    on_ray = {"ray_session"}
+    grew = True
+    while grew:  # fixtures that take a fixture on Ray are on Ray too
+        found = {
+            name for name, args in uses.items() if args & on_ray and not name.startswith("test_")
+        }
+        grew = not found <= on_ray
+        on_ray |= found
+    return frozenset(
+        name for name, args in uses.items() if name.startswith("test_") and args & on_ray
+    )
+
+
+RAY_TESTS = {
+    path.relative_to(ROOT).as_posix(): _tests_on_ray(path) for path in TESTS.rglob("test_*.py")
+}
+"""Per test file, the tests on the shared Ray: they run in one worker, one after another."""
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """How pytest-xdist (``-n 2`` in ``addopts``) shares the tests out: every file that uses
+    """How pytest-xdist (``-n 2`` in ``addopts``) shares the tests out: every test that uses
     the shared Ray goes to one worker, so there is one Ray instance per test session however
     many workers there are; every other file goes whole to a worker, so its module fixtures (an
     executed notebook, a browser, a simulated 70B run) are built once."""
@@ -48,7 +68,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     class RayFilesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "shared Ray" if path in RAY_FILES else path
+            path, _, rest = nodeid.partition("::")
+            test = rest.split("[", 1)[0].split("::")[-1]
+            return "shared Ray" if test in RAY_TESTS.get(path, ()) else path
 
     return RayFilesTogether(config, log)
