@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -99,8 +100,11 @@ def notebook_session(nb, workdir: Path, timeout: float = CELL_TIMEOUT) -> Iterat
     from nbclient import NotebookClient
 
     with python_kernel() as manager:
-        client = NotebookClient(
-            nb, km=manager, timeout=timeout, resources={"metadata": {"path": str(workdir)}}
+        client = NotebookClient(  # nbclient's timeout is an int: 390.4 s would be refused
+            nb,
+            km=manager,
+            timeout=math.ceil(timeout),
+            resources={"metadata": {"path": str(workdir)}},
         )
         options = {"env": kernel_environment(), "stderr": subprocess.DEVNULL}
         with client.setup_kernel(cleanup_kc=True, **options):

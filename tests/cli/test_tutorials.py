@@ -285,3 +285,12 @@ def test_student_page_shows_no_answer(name):
             assert cell.source == student.cells[index].source
     assert all(c.outputs for c in solution.cells if c.cell_type == "code")  # not changed
     assert any(c.outputs for c in page.cells if c.cell_type == "code")  # the rest is shown
+
+
+def test_a_scaled_cell_timeout_that_is_not_whole_is_accepted(tmp_path):
+    """On a busy machine the suite scales its deadlines (390.4 s); nbclient takes whole seconds
+    only, and once refused every notebook of a loaded CI run."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1 + 1")])
+    with notebook_session(nb, tmp_path, 390.39) as client:
+        assert client.timeout == 391
+        client.execute_cell(nb.cells[0], 0)
