@@ -38,6 +38,7 @@ from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
 from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePolicy
+from simulator.run.plan import check_sequence_parallel
 from simulator.run.recompute import recompute_policies
 
 SP_NOTE = (
@@ -76,11 +77,8 @@ def _request(args):
         wanted(args.explain)  # one sentence for a layout it cannot read, before the search
     degrees = layout_degrees(args)
     if degrees.get("sequence_parallel"):
-        if degrees.get("tensor") == 1:
-            raise PebbleError(
-                "--sp splits activations across the tensor-parallel group; with --tp 1 there "
-                "is none (leave --tp out to search t, or give --tp 2 or more)."
-            )
+        if "tensor" in degrees:  # without --tp, t is searched and sp comes with every t >= 2
+            check_sequence_parallel(degrees["tensor"], True)
         print(SP_NOTE, file=sys.stderr)
     names = [*SCHEDULES, AUTO] if not args.schedules else args.schedules.split(",")
     families = tuple(

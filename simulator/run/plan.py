@@ -172,15 +172,20 @@ def layout_of_model(spec, **degrees) -> Layout:
     return Layout(**{**base, **given})
 
 
-def check_layout(layout: Layout, schedule: Schedule, spec) -> Layout:
-    """``layout`` on ``schedule``'s pipeline, refused in one sentence when ``spec`` is counted
-    under other tensor or sequence parallelism than the layout says."""
-    layout.check_model(spec)
-    if layout.sequence_parallel and layout.tensor == 1:
+def check_sequence_parallel(tensor: int, sequence_parallel: bool) -> None:
+    """One sentence for sequence parallelism without a tensor-parallel group to split over."""
+    if sequence_parallel and tensor == 1:
         raise PebbleError(
             "sequence parallelism (--sp, sp=1) splits a block's activations across the "
             "tensor-parallel group; give it with --tp 2 or more (tp=N in the model text)."
         )
+
+
+def check_layout(layout: Layout, schedule: Schedule, spec) -> Layout:
+    """``layout`` on ``schedule``'s pipeline, refused in one sentence when ``spec`` is counted
+    under other tensor or sequence parallelism than the layout says."""
+    layout.check_model(spec)
+    check_sequence_parallel(layout.tensor, layout.sequence_parallel)
     if spec.is_transformer and spec.layout != layout.for_layers():
         raise PebbleError(
             f"the model is counted under {spec.layout.for_layers()} but the run's layout is "

@@ -338,4 +338,4 @@ def test_sp_is_what_advise_does_anyway_and_says_so(capsys):
     rows = json.loads(out)["rows"]
     assert all(row["sp"] == (row["tp"] > 1) for row in rows)
     code, _, err = run(capsys, "advise", *SMALL, "--tp", "1", "--sp")
-    assert code != 0 and "with --tp 1 there is none" in err
+    assert code != 0 and "give it with --tp 2 or more" in err

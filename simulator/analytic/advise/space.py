@@ -360,8 +360,8 @@ def candidates(request: Request) -> Iterator[Candidate]:
                                     ep=e,
                                 )
     if not found:
-        fixed = "".join(
-            f" with {name} {value}"
+        given = [
+            (name, value)
             for name, value in (
                 ("--tp", request.tensor),
                 ("--cp", request.context),
@@ -369,19 +369,12 @@ def candidates(request: Request) -> Iterator[Candidate]:
                 ("--dp", request.data),
             )
             if value is not None
-        )
-        per_stage = [
-            (n, v)
-            for n, v in (
-                ("--tp", request.tensor),
-                ("--cp", request.context),
-                ("--dp", request.data),
-            )
-            if v is not None
         ]
-        fixed_product = math.prod(v for _, v in per_stage)
+        fixed = "".join(f" with {name} {value}" for name, value in given)
+        per_stage = [(name, value) for name, value in given if name != "--ep"]  # e is within d x c
+        fixed_product = math.prod(value for _, value in per_stage)
         if request.gpus % fixed_product:
-            named = " and ".join(f"{n} {v}" for n, v in per_stage)
+            named = " and ".join(f"{name} {value}" for name, value in per_stage)
             raise PebbleError(
                 f"{named} use{'s' if len(per_stage) == 1 else ''} {fixed_product} GPUs per "
                 f"pipeline stage, which does not divide the {request.gpus} GPUs; choose degrees "
