@@ -52,12 +52,6 @@ def _tests_on_ray(path: Path) -> frozenset[str]:
     )
 
 
-RAY_TESTS = {
-    path.relative_to(ROOT).as_posix(): _tests_on_ray(path) for path in TESTS.rglob("test_*.py")
-}
-"""Per test file, the tests on the shared Ray: they run in one worker, one after another."""
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """How pytest-xdist (``-n 2`` in ``addopts``) shares the tests out: every test that uses
@@ -66,10 +60,16 @@ def pytest_xdist_make_scheduler(config, log):
     executed notebook, a browser, a simulated 70B run) are built once."""
     from xdist.scheduler import LoadScopeScheduling
 
+    # per test file, its tests on the shared Ray (read here, in the controller only: parsing
+    # every test file takes half a second, which the workers need not spend)
+    ray_tests = {
+        path.relative_to(ROOT).as_posix(): _tests_on_ray(path) for path in TESTS.rglob("test_*.py")
+    }
+
     class RayFilesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path, _, rest = nodeid.partition("::")
             test = rest.split("[", 1)[0].split("::")[-1]
-            return "shared Ray" if test in RAY_TESTS.get(path, ()) else path
+            return "shared Ray" if test in ray_tests.get(path, ()) else path
 
     return RayFilesTogether(config, log)

@@ -7,7 +7,9 @@ action in proportion to each layer's FLOPs, so the analytic peaks equal a measur
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from simulator.model.action_work import action_work
@@ -39,7 +41,7 @@ class StageShapes:
 
     shape_of_stage: tuple[int, ...]
     first_layer: tuple[int, ...]
-    plans: tuple[dict[str, MemoryPlan], ...]
+    plans: tuple[Mapping[str, MemoryPlan], ...]
 
 
 def stage_shapes(
@@ -56,7 +58,7 @@ def stage_shapes(
     (default: its share of the action's FLOPs)."""
     infos = spec.layers()
     shape_ids: dict[tuple, int] = {}
-    plans: list[dict[str, MemoryPlan]] = []
+    plans: list[Mapping[str, MemoryPlan]] = []
     shape_of_stage, first_layer = [], []
     for stage_index, layer_range in enumerate(partition.stage_layers):
         stage_infos = [infos[i] for i in layer_range]
@@ -126,8 +128,11 @@ def _shifted(plan: MemoryPlan, first: int) -> MemoryPlan:
 def _cached_stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, share):
     """``_stage_plans`` once per distinct stage across runs: ``advise`` simulates hundreds of
     configurations whose stages repeat (the same layers, rows and recompute plan), and the
-    work items of a stage were half of its search time. The plans are never changed after."""
-    return _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, dict(share))
+    work items of a stage were half of its search time."""
+    plans = _stage_plans(
+        stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, dict(share)
+    )
+    return MappingProxyType(plans)  # shared by every run that asks: read-only
 
 
 def _stage_plans(stage_infos, rows, itemsize, rule, recompute, checkpoint_bytes, share=None):
