@@ -219,7 +219,7 @@ def cmd_view(args) -> int:
 def cmd_demo(args) -> int:
     from simulator.cli.demo import run_demo  # start-up: the demo imports matplotlib at once
 
-    report = run_demo(args.out, args.address, args.recompute)
+    report = run_demo(args.out, args.address, args.recompute, args.offload)
     print(f"\nthe tour is in {args.out}/: start with {report}")
     return 0
 

@@ -23,7 +23,7 @@ from simulator.model.layout import Layout
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.model.spec import ModelSpec
-from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.ray_pipeline.executor import RayOptions, RayPipeline, check_offload_runs
 from simulator.run.plan import plan_run
 from simulator.run.recompute import recompute_policies
 from visualize.overlay import BUSY_CORES, busy_machine_text
@@ -65,14 +65,23 @@ def demo_config() -> TrainConfig:
 
 
 def run_demo(
-    out: str | os.PathLike, address: str | None = None, recompute: str | None = None
+    out: str | os.PathLike,
+    address: str | None = None,
+    recompute: str | None = None,
+    offload: str | None = None,
 ) -> Path:
     """Run the tour into ``out``; returns the report's path. Library code: prints nothing but
     the progress bar (on stderr). ``recompute``: a ``--recompute`` policy every schedule trains
-    (and is predicted and compared) under."""
+    (and is predicted and compared) under; ``offload``: an ``--offload`` policy every schedule
+    trains and is predicted under (the comparison's unit costs have no seconds to price a
+    copy in, so it compares without)."""
     config = demo_config()
     if recompute is not None:  # a mistake is one sentence before Ray starts
         recompute_policies(recompute)
+    if offload is not None:
+        schedule = build_schedule(DEMO_SCHEDULES[0], RANKS, MICROBATCHES)
+        plan = plan_run(schedule, config.model, batch_size=config.batch_size, offload=offload)
+        check_offload_runs(plan)
     tasks = len(DEMO_SCHEDULES) * 2 + 2
     sections: list[Section] = []
     with (
@@ -80,7 +89,7 @@ def run_demo(
         tqdm(total=tasks, desc="demo", unit="task", file=sys.stderr, disable=None) as bar,
     ):
         for name in DEMO_SCHEDULES:
-            sections += _train_and_draw(name, config, address, staged, bar, recompute)
+            sections += _train_and_draw(name, config, address, staged, bar, recompute, offload)
         bar.set_postfix_str("comparing schedules")
         sections.append(_comparison(staged.staging, recompute))
         bar.update(1)
@@ -102,11 +111,19 @@ def run_demo(
     return report
 
 
-def _train_and_draw(name: str, config, address, staged, bar, recompute=None) -> list[Section]:
+def _train_and_draw(
+    name: str, config, address, staged, bar, recompute=None, offload=None
+) -> list[Section]:
     """Train ``name`` on Ray, predict it, draw every figure; returns its report sections."""
     bar.set_postfix_str(f"training {name} on Ray")
     schedule = build_schedule(name, RANKS, MICROBATCHES)
-    plan = plan_run(schedule, config.model, batch_size=config.batch_size, recompute=recompute)
+    plan = plan_run(
+        schedule,
+        config.model,
+        batch_size=config.batch_size,
+        recompute=recompute,
+        offload=offload,
+    )
     with RayPipeline(plan, config, RayOptions(address=address)) as pipeline:
         result = pipeline.run(STEPS)
         predicted = pipeline.prediction(result)

@@ -84,6 +84,10 @@ def _add_demo(sub) -> None:
         "--recompute",
         help="activation recomputation for the trained schedules (see simulate --recompute)",
     )
+    demo.add_argument(
+        "--offload",
+        help="activation offload for the trained schedules: none, full or STAGE:none|full,...",
+    )
 
 
 def _add_listings(sub) -> None:
@@ -187,6 +191,11 @@ def _add_train(sub) -> None:
         help="kill RANK during STEP (to see recovery; with --retries)",
     )
     train.add_argument("--recompute", help=RECOMPUTE_HELP)
+    train.add_argument(
+        "--offload",
+        help="activation offload: each rank copies its cached arrays to the node's Ray object "
+        "store after the forward and back before the backward: none, full or STAGE:none|full,...",
+    )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.add_argument("--out", help="write timeline.json, trace.json and profile.json here")
 

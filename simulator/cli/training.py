@@ -18,7 +18,7 @@ from simulator.cli.requests import plan_from_args
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
-from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.ray_pipeline.executor import RayOptions, RayPipeline, check_offload_runs
 from simulator.run.limits import check_actors, machine_memory
 from simulator.run.plan import CostSource, RunPlan, resolve_model
 from simulator.units import human_bytes
@@ -76,6 +76,7 @@ def prepare_training(args) -> TrainingSetup:
     can make is caught here, before Ray starts."""
     plan = plan_from_args(args, train=True)
     check_trainable(plan.layout)
+    check_offload_runs(plan)
     schedule, dp = plan.schedule, plan.layout.data
     check_fits_this_machine(plan)
     check_actors(schedule.num_ranks, dp)
@@ -118,8 +119,10 @@ def _dtype_note(args, plan: RunPlan) -> str | None:
 def check_fits_this_machine(plan: RunPlan) -> None:
     """One sentence, before Ray starts, when every rank and replica's parameters, gradients,
     optimizer state and peak activations (the analytic prediction of this very plan) would not
-    fit in this machine's memory."""
-    predicted = simulate_plan(replace(plan, costs=CostSource(), steps=1, cores=None))
+    fit in this machine's memory. Offload moves activations to this same machine's host
+    memory, so the whole is counted as if nothing moved."""
+    unit = replace(plan, costs=CostSource(), steps=1, cores=None, offload=None)
+    predicted = simulate_plan(unit)
     need = sum(r.memory["total"] for r in predicted.summary().per_rank) * plan.layout.data
     have = machine_memory()
     if need > have:

@@ -128,6 +128,7 @@ class RankActors:
                 self.origin,
                 pipeline.run_order.rule,
                 pipeline.stage_recompute(rank),
+                pipeline.rank_offload(rank),
             )
         )
 

@@ -31,11 +31,13 @@ from schedules.validate import validate
 from simulator.analytic.profile import Profile, profile_costs
 from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
+from simulator.model.offload_pairs import offload_pairs
 from simulator.model.recompute import StageRecompute
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
 from simulator.ray_pipeline.calibrated_profile import calibrated_profile
 from simulator.ray_pipeline.calibration import Calibration, calibrate
+from simulator.ray_pipeline.copy_streams import RankOffload
 from simulator.ray_pipeline.measured import RayRunResult, action_order, measured_timeline
 from simulator.ray_pipeline.records import ReduceTiming
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter
@@ -57,6 +59,17 @@ def check_plan_trains(plan: RunPlan, config: TrainConfig) -> None:
         )
     if config.model != plan.spec:
         raise PebbleError("the training config's model is not the plan's model.")
+
+
+def check_offload_runs(plan: RunPlan) -> None:
+    """One sentence for an offload policy a Ray run cannot follow: ``selective`` and
+    ``budget:`` are solved against predicted timing in seconds, before anything runs."""
+    if plan.offload is not None and plan.offload.pending is not None:
+        raise PebbleError(
+            f"train --offload takes none, full or per-stage STAGE:POLICY, not "
+            f"{plan.offload.policy}: that policy is solved against predicted timing; "
+            f"see what it sends with simulate --offload {plan.offload.policy} --hardware ..."
+        )
 
 
 class RankFailure(PebbleError):
@@ -86,6 +99,7 @@ class RayPipeline:
 
     def __init__(self, plan: RunPlan, config: TrainConfig, options: RayOptions | None = None):
         check_plan_trains(plan, config)
+        check_offload_runs(plan)
         self.plan = plan
         self.run_order = validate(plan.schedule)
         self.schedule = plan.schedule
@@ -115,6 +129,29 @@ class RayPipeline:
         if recompute is None or not recompute.active:
             return {}
         return {s: recompute.stages[s] for s in self.schedule.stages_of_rank(rank)}
+
+    def rank_offload(self, rank: int) -> RankOffload | None:
+        """What ``rank`` sends to the host and when it fetches it back (None: nothing): the
+        pairs both executors send (``offload_pairs``), each prefetch issued as the rank starts
+        the action just before the backward, as the analytic clock issues it."""
+        plan, run = self.plan.offload, self.run_order
+        if plan is None or not plan.active:
+            return None
+        sends, prefetch = set(), []
+        for backward, _ in offload_pairs(run, plan.stages).items():
+            if int(run.ranks[backward]) != rank:
+                continue
+            stage, mb = int(run.stages[backward]), int(run.microbatches[backward])
+            sends.add((stage, mb))
+            prefetch.append((int(run.positions[backward]) - 1, stage, mb))
+        if not sends:
+            return None
+        layers = tuple(
+            (s, frozenset(plan.stages[s].layers()))
+            for s in self.schedule.stages_of_rank(rank)
+            if plan.stages[s].active
+        )
+        return RankOffload(layers, frozenset(sends), tuple(sorted(prefetch)))
 
     @property
     def order(self) -> list[tuple[int, int]]:

@@ -58,6 +58,8 @@ def measured_timeline(pipeline, steps: int) -> Timeline:
             recompute=recompute.policy,
             recompute_flops=tuple(f * plan.layout.data for f in flops),
         )
+    if plan.offload is not None and plan.offload.active:
+        meta = replace(meta, offload=plan.offload.policy)
     calibration = pipeline.calibration
     if calibration is not None:
         meta = replace(meta, cores=calibration.cores, alone_costs=tuple(calibration.costs))

@@ -8,7 +8,9 @@ so the clocks of all actors on a machine agree (across machines, as far as NTP k
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 
 from simulator.model.cache import CacheEvent
 from simulator.ray_pipeline.records import Received
@@ -17,11 +19,21 @@ from simulator.timeline import (
     CacheChange,
     ComputeEvent,
     GradReady,
+    OffloadSpan,
     OptimizerStep,
     RecomputeSpan,
 )
 
-TABLES = ("events", "cache", "grad_ready", "received", "optimizer", "recompute", "action_cpu")
+TABLES = (
+    "events",
+    "cache",
+    "grad_ready",
+    "received",
+    "optimizer",
+    "recompute",
+    "action_cpu",
+    "offload",
+)
 
 
 class Recorder:
@@ -35,9 +47,21 @@ class Recorder:
         self.microbatches_per_step = 1
         self._contributions: dict[int, int] = {}
         self._tables: dict[str, list] = {name: [] for name in TABLES}
+        self._pinned = threading.local()  # a copy thread's cache changes carry the copy's time
 
     def now(self) -> float:
-        return time.time() - self.origin
+        pinned = getattr(self._pinned, "time", None)
+        return time.time() - self.origin if pinned is None else pinned
+
+    @contextmanager
+    def at(self, moment: float):
+        """Inside, this thread's ``now`` is ``moment``: the cache changes a copy makes are
+        stamped with the copy's start or end, so memory and the ``offload`` spans agree."""
+        self._pinned.time = moment
+        try:
+            yield
+        finally:
+            self._pinned.time = None
 
     def begin_step(self, step: int, microbatches: int) -> None:
         self.step = step
@@ -87,6 +111,12 @@ class Recorder:
     def on_receive(self, stage: int, kind: str, mb: int, nbytes: int) -> None:
         """Action (stage, kind, mb) started with a payload of ``nbytes`` from another rank."""
         self._tables["received"].append(Received(self.replica, stage, kind, mb, self.step, nbytes))
+
+    def on_copy(self, stage: int, kind: str, mb: int, start: float, end: float, nbytes: int):
+        """A host-link copy (``offload``/``prefetch``) or a backward's ``wait`` for one."""
+        self._tables["offload"].append(
+            OffloadSpan(self.rank, stage, kind, mb, self.step, start, end, nbytes, self.replica)
+        )
 
     def on_optimizer(self, start: float, end: float) -> None:
         self._tables["optimizer"].append(OptimizerStep(self.step, start, end))

@@ -85,6 +85,10 @@ def timeline_from_records(
         (r._replace(start=r.start - t0, end=r.end - t0) for r in rows["recompute"]),
         key=lambda r: (r.replica, r.rank, r.start),
     )
+    timeline.offload = sorted(
+        (o._replace(start=o.start - t0, end=o.end - t0) for o in rows["offload"]),
+        key=lambda o: (o.replica, o.rank, o.start, o.kind),
+    )
     timeline.action_cpu = sorted(
         rows["action_cpu"], key=lambda c: (c.replica, c.rank, c.step, c.stage, c.kind, c.microbatch)
     )

@@ -24,6 +24,7 @@ from simulator.model.reference import gradients_of, set_loss_scale, weights_of
 from simulator.model.stage import Stage
 from simulator.model.transformer.dropout import set_row_offset
 from simulator.ray_pipeline import calibration, machine
+from simulator.ray_pipeline.copy_streams import CopyStreams, RankOffload
 from simulator.ray_pipeline.recorder import Recorder
 
 BLAS_ENV = {
@@ -56,6 +57,7 @@ class RankWorker:
         origin: float,
         rule: DependencyRule = PIPELINE_RULE,
         recompute: dict[int, StageRecompute] | None = None,
+        offload: RankOffload | None = None,
     ):
         self.rank = rank
         self.replica = replica
@@ -76,6 +78,13 @@ class RankWorker:
             stage.on_recompute = self.recorder.on_recompute
             self.stages[stage_index] = stage
         self.optimizer = optimizer.build()
+        # activation offload: the rank's two copy streams (None: every pebble stays)
+        self.copies = (
+            CopyStreams(offload, self.cache, self.recorder)
+            if offload is not None and offload.active
+            else None
+        )
+        self._position = 0  # the next action's position in this rank's list, per step
         self.local: dict[tuple[int, str, int], np.ndarray] = {}
         self._expects_local: set[tuple[int, str, int]] = set()
         self.x: np.ndarray | None = None
@@ -101,11 +110,14 @@ class RankWorker:
 
     def begin_step(self, step: int) -> None:
         self.recorder.begin_step(step, self.num_microbatches)
+        self._position = 0
         for stage in self.stages.values():
             stage.losses.clear()
 
     def end_step(self, step: int) -> dict:
         """Confirm the step's backward is complete here: the cache must be empty."""
+        if self.copies is not None:
+            self.copies.drain()
         losses = sum(sum(s.losses.values()) for s in self.stages.values())
         return {
             "rank": self.rank,
@@ -143,6 +155,8 @@ class RankWorker:
             k: {n: a.copy() for n, a in v.items()} for k, v in state["optimizer"].items()
         }
         self.optimizer.steps_taken = state["optimizer_steps"]
+        if self.copies is not None:
+            self.copies.reset()
         self.cache.clear()
         self.local.clear()
         self.recorder.drain()
@@ -202,10 +216,16 @@ class RankWorker:
         """Run one action. ``payload`` is what it receives from another rank (the activation
         for F, the output gradient for I and B), or None when that comes from this rank or there
         is none. Where the output goes is the dependency rule's ``receiver``: the object store
-        when ``send``, ``self.local`` when ``keep_local``."""
-        start, cpu = self.recorder.now(), time.thread_time()
+        when ``send``, ``self.local`` when ``keep_local``. With offload, a backward first waits
+        for its prefetch, and a forward's pebbles go out as it ends (``copy_streams``)."""
         stage = self.stages[stage_index]
         rule = self.rule.rule(kind)
+        position, self._position = self._position, self._position + 1
+        if self.copies is not None:
+            self.copies.before_action(position)
+            if rule.sends_gradient:
+                self.copies.before_backward(stage_index, mb)
+        start, cpu = self.recorder.now(), time.thread_time()
         if payload is not None:
             self.recorder.on_receive(stage_index, kind, mb, payload.nbytes)
         elif (stage_index, kind, mb) in self._expects_local:
@@ -223,6 +243,8 @@ class RankWorker:
             self.local[(receiver, rule.output, mb)] = out
         cpu = time.thread_time() - cpu
         self.recorder.on_action(stage_index, kind, mb, start, self.recorder.now(), cpu)
+        if self.copies is not None and rule.is_forward:
+            self.copies.after_forward(stage_index, mb)
         result = out if send else None
         if grads_out:
             grads = [

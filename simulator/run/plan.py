@@ -109,11 +109,17 @@ def plan_training(
     *,
     layout: Layout | None = None,
     recompute: str | None = None,
+    offload: str | None = None,
 ) -> RunPlan:
     """The plan of training ``config`` (its model, and its batch over every replica) with
     ``schedule``: what ``RayPipeline`` takes beside the config."""
     return plan_run(
-        schedule, config.model, batch_size=config.batch_size, layout=layout, recompute=recompute
+        schedule,
+        config.model,
+        batch_size=config.batch_size,
+        layout=layout,
+        recompute=recompute,
+        offload=offload,
     )
 
 

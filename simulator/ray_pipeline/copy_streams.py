@@ -1,0 +1,192 @@
+"""Activation offload on a Ray rank: two copy streams that really move cached arrays between
+the rank's activation cache (its "device") and the node's Ray object store (its "host").
+
+Why the object store as the host: it is the node's shared memory, outside every actor's heap,
+and it is what a Ray cluster has for host memory on each node; a copy into it is a real copy
+(``ray.put`` serialises the array into shared memory) and a copy back is a real one too
+(``ray.get`` maps it, and the rank copies it into a fresh buffer of its own). A per-node
+host-store actor would add a second process and a round trip per copy for nothing the object
+store lacks: the store already lives per node and counts its bytes.
+
+Why threads: a copy stream runs beside the compute. Each direction has one worker thread, so
+copies of one direction run one at a time, in the order they were issued, as on a GPU's copy
+engine; numpy and the object store release the GIL for the bulk of a copy.
+
+The rules, the same as the analytic clock's (``simulator.analytic.offload_clock``):
+
+* after a forward whose microbatch goes out (``simulator.model.offload_pairs``), its cached
+  arrays inside the offloaded blocks are copied to the host; the device frees them when the
+  copy ends;
+* a prefetch is issued at the start of the action its plan names (``RankOffload.prefetch_at``),
+  starts once the offload has ended, allocates each array on the device as it starts, and
+  fills it; the host frees its copy when the prefetch ends;
+* the backward waits for its prefetch; the wait is exposed transfer time (a ``wait`` span).
+
+Every cache change a copy makes is stamped with the copy's own start or end time, so the
+Timeline's memory levels and its ``offload`` spans tell one story to the microsecond.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OFFLOAD, PREFETCH, WAIT = "offload", "prefetch", "wait"
+
+
+@dataclass(frozen=True)
+class RankOffload:
+    """What one rank sends to the host, frozen so it pickles to the actor.
+
+    ``layers``: per stage of the rank, the layer indices whose cached arrays go out;
+    ``sends``: the (stage, microbatch) pairs that go out; ``prefetch_at``: (position in the
+    rank's action list, stage, microbatch) of each prefetch: issued as that action starts."""
+
+    layers: tuple[tuple[int, frozenset[int]], ...] = ()
+    sends: frozenset[tuple[int, int]] = frozenset()
+    prefetch_at: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.sends)
+
+    def stage_layers(self, stage: int) -> frozenset[int]:
+        return dict(self.layers).get(stage, frozenset())
+
+    def issued_at(self, position: int) -> list[tuple[int, int]]:
+        return [(s, mb) for p, s, mb in self.prefetch_at if p == position]
+
+
+@dataclass
+class _Sent:
+    """One microbatch's arrays on their way out and back: what the host holds, and when."""
+
+    slots: list[tuple[int, int, str]]
+    offload: Future
+    ref: object = None  # the host's copy: one object holding the microbatch's arrays
+    shapes: list[tuple[tuple[int, ...], np.dtype]] = field(default_factory=list)
+    prefetch: Future | None = None
+
+
+class CopyStreams:
+    """A rank's two copy streams over its ``cache``, recording spans on ``recorder``.
+
+    ``put`` and ``get`` move an array to the host and back (the Ray object store by default)."""
+
+    def __init__(self, plan: RankOffload, cache, recorder, put=None, get=None) -> None:
+        self.plan = plan
+        self.cache = cache
+        self.recorder = recorder
+        self._put, self._get = put, get
+        self._out = ThreadPoolExecutor(1, thread_name_prefix="offload")
+        self._back = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        self._sent: dict[tuple[int, int], _Sent] = {}
+        self._lock = threading.Lock()
+        self.host_bytes = 0
+
+    # --------------------------------------------------------------- called by the rank
+    def after_forward(self, stage: int, mb: int) -> None:
+        """The forward of (stage, mb) ended: send its pebbles out if the plan says so."""
+        if (stage, mb) not in self.plan.sends:
+            return
+        sent = _Sent(self.cache.slots_of(mb, self.plan.stage_layers(stage)), Future())
+        self._sent[(stage, mb)] = sent
+        sent.offload = self._out.submit(self._offload, stage, mb, sent)
+
+    def before_action(self, position: int) -> None:
+        """The action at ``position`` of the rank's list is about to start: issue the
+        prefetches the plan ties to it."""
+        for stage, mb in self.plan.issued_at(position):
+            sent = self._sent.get((stage, mb))
+            if sent is not None and sent.prefetch is None:
+                sent.prefetch = self._back.submit(self._prefetch, stage, mb, sent)
+
+    def before_backward(self, stage: int, mb: int) -> None:
+        """The backward of (stage, mb) may start only once its pebbles are back: wait, and
+        record the wait when there was one."""
+        sent = self._sent.pop((stage, mb), None)
+        if sent is None:
+            return
+        if sent.prefetch is None:  # no earlier action issued it: issue it now
+            sent.prefetch = self._back.submit(self._prefetch, stage, mb, sent)
+        if sent.prefetch.done():
+            sent.prefetch.result()
+            return
+        start = self.recorder.now()
+        sent.prefetch.result()
+        self.recorder.on_copy(stage, WAIT, mb, start, self.recorder.now(), 0)
+
+    def drain(self) -> None:
+        """Wait for every copy in flight (the end of a step: the cache must be whole)."""
+        for sent in list(self._sent.values()):
+            sent.offload.result()
+            if sent.prefetch is not None:
+                sent.prefetch.result()
+
+    def reset(self) -> None:
+        """Forget every copy (a failed step is abandoned; the cache is cleared beside)."""
+        self.drain_quietly()
+        self._sent.clear()
+        with self._lock:
+            self.host_bytes = 0
+
+    def drain_quietly(self) -> None:
+        for sent in list(self._sent.values()):
+            for future in (sent.offload, sent.prefetch):
+                if future is not None:
+                    future.exception()
+
+    def close(self) -> None:
+        self._out.shutdown(wait=True)
+        self._back.shutdown(wait=True)
+
+    # --------------------------------------------------------------- on the copy threads
+    def _offload(self, stage: int, mb: int, sent: _Sent) -> None:
+        start = self.recorder.now()
+        arrays = [self.cache.peek(*slot) for slot in sent.slots]
+        sent.ref = self._to_host(arrays)
+        sent.shapes = [(a.shape, a.dtype) for a in arrays]
+        nbytes = sum(a.nbytes for a in arrays)
+        del arrays
+        end = self.recorder.now()
+        with self.recorder.at(end):  # the device frees the bytes as the copy ends
+            for slot in sent.slots:
+                self.cache.pop(*slot)
+        with self._lock:
+            self.host_bytes += nbytes
+        self.recorder.on_copy(stage, OFFLOAD, mb, start, end, nbytes)
+
+    def _prefetch(self, stage: int, mb: int, sent: _Sent) -> None:
+        sent.offload.result()
+        start = self.recorder.now()
+        buffers = []
+        with self.recorder.at(start):  # the device takes the bytes as the copy starts
+            for slot, (shape, dtype) in zip(sent.slots, sent.shapes, strict=True):
+                buffer = np.empty(shape, dtype)
+                self.cache.put(*slot, buffer)
+                buffers.append(buffer)
+        for buffer, held in zip(buffers, self._from_host(sent.ref), strict=True):
+            np.copyto(buffer, held)
+        nbytes = sum(b.nbytes for b in buffers)
+        sent.ref = None  # the host lets go of its copy
+        end = self.recorder.now()
+        with self._lock:
+            self.host_bytes -= nbytes
+        self.recorder.on_copy(stage, PREFETCH, mb, start, end, nbytes)
+
+    def _to_host(self, arrays: list[np.ndarray]):
+        if self._put is not None:
+            return self._put(arrays)
+        import ray
+
+        return ray.put(arrays)
+
+    def _from_host(self, ref) -> list[np.ndarray]:
+        if self._get is not None:
+            return self._get(ref)
+        import ray
+
+        return ray.get(ref)
