@@ -31,6 +31,7 @@ COLOURS = {  # bottom to top, in PARTS' order
     "compute": OKABE_ITO["blue"],
     "recompute": OKABE_ITO["sky"],
     "tensor_comm": OKABE_ITO["orange"],
+    "offload_wait": OKABE_ITO["purple"],
     "pipeline_wait": "#DDDDDD",
     "data_comm": OKABE_ITO["vermillion"],
     "optimizer": OKABE_ITO["green"],
@@ -39,6 +40,7 @@ WAIT_HATCH = "///"
 SHORT_LABELS = {  # the legend's: the long ones (PART_LABELS) overflow a 7-inch figure
     **PART_LABELS,
     "tensor_comm": "exposed TP comm",
+    "offload_wait": "exposed copy wait",
     "pipeline_wait": "pipeline wait (bubble)",
     "data_comm": "exposed DP comm",
 }

@@ -16,6 +16,7 @@ HEADINGS = {
     "compute": "compute",
     "recompute": "recompute",
     "tensor_comm": "TP comm",
+    "offload_wait": "copy wait",
     "pipeline_wait": "pipe wait",
     "data_comm": "DP comm",
     "optimizer": "optimizer",
@@ -32,7 +33,8 @@ def breakdown_lines(data: dict) -> list[str]:
     if not rows:
         return []
     unit = data["time_unit"]
-    header = f"{'rank':>10}  {'step':>10}" + "".join(f"  {HEADINGS[p]:>9}" for p in PARTS)
+    parts = _shown_parts(rows)
+    header = f"{'rank':>10}  {'step':>10}" + "".join(f"  {HEADINGS[p]:>9}" for p in parts)
     lines = ["", "where each step goes (share of the step time):", header, "-" * len(header)]
     if len(rows) <= MAX_RANKS_LISTED:
         shown = [(str(r["rank"]), r) for r in rows]
@@ -43,18 +45,28 @@ def breakdown_lines(data: dict) -> list[str]:
             (f"{fullest['rank']} busiest", fullest),
             (f"{emptiest['rank']} idlest", emptiest),
         ]
-    totals = {p: sum(r[p] for r in rows) for p in PARTS}
+    totals = {p: sum(r.get(p, 0.0) for r in rows) for p in PARTS}
     totals["step_time"] = sum(r["step_time"] for r in rows)
     for label, row in [*shown, ("all", totals)]:
-        lines.append(f"{label:>10}  {human_time(row['step_time'], unit):>10}" + _cells(row))
+        lines.append(f"{label:>10}  {human_time(row['step_time'], unit):>10}" + _cells(row, parts))
     lines.append(NOTE + ("; all: every rank's time together" if len(rows) > 1 else ""))
+    if "offload_wait" in parts:
+        lines.append("copy wait: backwards held back for their offloaded activations' prefetch")
     if len(rows) > MAX_RANKS_LISTED:
         lines.append(f"{len(rows)} ranks: the busiest (most compute) and the idlest shown")
     return lines
 
 
-def _cells(row: dict) -> str:
+def _shown_parts(rows: list[dict]) -> tuple[str, ...]:
+    """Every part, except exposed offload transfer where no rank waited for a copy (a run
+    without offload)."""
+    if any(r.get("offload_wait", 0.0) > 0 for r in rows):
+        return PARTS
+    return tuple(p for p in PARTS if p != "offload_wait")
+
+
+def _cells(row: dict, parts: tuple[str, ...]) -> str:
     """Each part as its share of the row's step time (``--json`` has the times)."""
     whole = row["step_time"]
-    shares = [100 * row[part] / whole if whole > 0 else 0.0 for part in PARTS]
+    shares = [100 * row[part] / whole if whole > 0 else 0.0 for part in parts]
     return "".join(f"  {f'{share:.1f}%':>9}" for share in shares)

@@ -1,5 +1,6 @@
 """Where each rank's step time goes: compute, recompute, exposed tensor-parallel communication,
-pipeline wait (the bubble), exposed data-parallel communication and the optimizer.
+exposed offload transfer, pipeline wait (the bubble), exposed data-parallel communication and
+the optimizer.
 
 Why its own module: a step time alone cannot say why one layout beats another; the parts can.
 They are read from the Timeline only, so a predicted and a measured run split the same way.
@@ -17,6 +18,8 @@ Definition (per rank, first replica, per step):
   of it covered by the optimizer step is ``optimizer``; the part covered by the reduction of
   this rank's own layers (``allreduce`` rows of the layers ``meta.layers`` puts on it; every row
   when the meta has no layers) is ``data_comm`` (exposed data-parallel communication);
+* of the time the rank is not busy, its ``wait`` spans of activation offload (a backward held
+  back for its prefetch: the ``offload`` table) are ``offload_wait``: exposed transfer;
 * everything else (gaps between actions, before the first and the rest of the tail) is
   ``pipeline_wait``: the bubble.
 
@@ -35,11 +38,20 @@ import numpy as np
 from simulator.timeline.kinds import PIPELINE_RULE, DependencyRule
 from simulator.timeline.stats import step_ends
 
-PARTS = ("compute", "recompute", "tensor_comm", "pipeline_wait", "data_comm", "optimizer")
+PARTS = (
+    "compute",
+    "recompute",
+    "tensor_comm",
+    "offload_wait",
+    "pipeline_wait",
+    "data_comm",
+    "optimizer",
+)
 PART_LABELS = {
     "compute": "compute",
     "recompute": "recompute",
     "tensor_comm": "exposed tensor comm",
+    "offload_wait": "exposed offload transfer",
     "pipeline_wait": "pipeline wait",
     "data_comm": "exposed data-parallel comm",
     "optimizer": "optimizer",
@@ -48,7 +60,7 @@ PART_LABELS = {
 
 @dataclass(frozen=True)
 class StepBreakdown:
-    """Per step and rank, the six parts of the step time (``PARTS``), in the Timeline's unit.
+    """Per step and rank, the seven parts of the step time (``PARTS``), in the Timeline's unit.
 
     Why arrays and not rows: at p=128 and many steps the table is read whole by the summary,
     the figure and ``advise``; ``parts[step, rank, i]`` is part ``PARTS[i]``."""
@@ -86,8 +98,13 @@ class StepBreakdown:
 
 def breakdown_rows(timeline) -> list[dict]:
     """Per rank, its mean step time over the steps split into ``PARTS`` (what ``--json``'s
-    ``breakdown`` lists): ``{rank, compute, ..., optimizer, step_time}``."""
-    return step_breakdown(timeline).rows()
+    ``breakdown`` lists): ``{rank, compute, ..., optimizer, step_time}``; ``offload_wait``
+    only for a run with activation offload."""
+    rows = step_breakdown(timeline).rows()
+    if not len(timeline.offload):
+        for row in rows:
+            del row["offload_wait"]
+    return rows
 
 
 def step_breakdown(timeline, rule: DependencyRule = PIPELINE_RULE) -> StepBreakdown:
@@ -113,6 +130,8 @@ def step_breakdown(timeline, rule: DependencyRule = PIPELINE_RULE) -> StepBreakd
     recompute = timeline.recompute.columns()
     reductions = timeline.allreduce.columns()
     owner = _layer_owner(timeline.meta)
+    copies = timeline.offload.columns()
+    waiting = (copies["kind"] == "wait") & (copies["replica"] == 0)
     for rank in range(ranks):
         mine = slice(bounds[rank], bounds[rank + 1])
         busy = _merged(start[mine], end[mine])
@@ -128,9 +147,16 @@ def step_breakdown(timeline, rule: DependencyRule = PIPELINE_RULE) -> StepBreakd
         tail_start = np.maximum(_last_busy_end(busy, ends_w), starts_w)
         opt_time = np.minimum(_within(opt, tail_start, ends_w), window - busy_time)
         dp_time = np.clip(_within(reduce_, tail_start, ends_w), 0.0, window - busy_time - opt_time)
-        wait = np.maximum(window - busy_time - opt_time - dp_time, 0.0)
+        held = waiting & (copies["rank"] == rank)
+        held_back = _merged(copies["start"][held].astype(float), copies["end"][held])
+        copy_time = np.clip(
+            _within(held_back, starts_w, ends_w), 0.0, window - busy_time - opt_time - dp_time
+        )
+        wait = np.maximum(window - busy_time - opt_time - dp_time - copy_time, 0.0)
         compute = busy_time - redo_time - comm_time
-        parts[:, rank] = np.stack([compute, redo_time, comm_time, wait, dp_time, opt_time], 1)
+        parts[:, rank] = np.stack(
+            [compute, redo_time, comm_time, copy_time, wait, dp_time, opt_time], 1
+        )
     return StepBreakdown(parts, ends_w - starts_w)
 
 
