@@ -10,9 +10,12 @@ The rules (``simulator.model.offload`` says what goes out):
 
 * an offload starts when its forward ends and its stream is free (copies on one stream run one
   at a time, in the order their forwards ran) and takes ``bytes / bandwidth``;
-* a prefetch is issued when the rank starts the action just before the backward (PipeOffload
-  likewise resumes one computation ahead), starts once its offload has ended and its stream is
-  free, and takes ``bytes / bandwidth``;
+* a prefetch is issued at its *issue point* (``prefetch_plan``): once the rank has finished a
+  given action of its list, the latest one that still lets the copy end before the backward
+  could start (just in time, so the bytes are back on the device for the shortest while), or,
+  where no point does, the earliest (as soon as the forward has ended); it starts once its
+  offload has ended and its stream is free, and takes ``bytes / bandwidth``. Each step is
+  timed twice: without prefetches, to know when each backward could start, then with them;
 * the device frees the bytes when the offload ends and allocates them when the prefetch starts
   (``cache`` rows); the host holds them from the offload's start to the prefetch's end;
 * a microbatch whose backward is the next action of its rank after its forward stays on the
@@ -28,8 +31,11 @@ from __future__ import annotations
 import numpy as np
 
 from schedules.validate import DryRun
+from simulator.analytic.prefetch_plan import Fetch
+from simulator.analytic.prefetch_plan import issue_points as place_prefetches
 
 OFFLOAD, PREFETCH, WAIT = "offload", "prefetch", "wait"
+_SLACK = 1e-12  # relative: a just-in-time copy may end this much after its backward's start
 
 
 class OffloadClock:
@@ -37,9 +43,12 @@ class OffloadClock:
 
     ``stage_bytes[s]``: (layer, bytes) of what stage ``s``'s forward sends to the host per
     microbatch; ``bandwidth``: host-link bytes per time unit, per direction and rank;
-    ``chosen[s]``: the microbatches stage ``s`` sends (None: every one)."""
+    ``chosen[s]``: the microbatches stage ``s`` sends (None: every one); ``issue_points``: a
+    ``prefetch_plan`` table to follow instead of planning one (``(stage, microbatch) -> k``)."""
 
-    def __init__(self, run: DryRun, stage_bytes, bandwidth: float, chosen=None) -> None:
+    def __init__(
+        self, run: DryRun, stage_bytes, bandwidth: float, chosen=None, issue_points=None
+    ) -> None:
         self.bandwidth = float(bandwidth)
         self.stage_bytes = stage_bytes
         rule = run.rule
@@ -68,20 +77,57 @@ class OffloadClock:
                 continue  # a selective plan keeps this one
             self.pair[i] = j
             self.moved[i] = self.moved[j] = total[run.stages[i]]
-        self.previous = previous
         self.run = run
+        self.position = run.positions.tolist()  # each action's place in its rank's list
+        self.order: dict[int, list[int]] = {}  # rank -> its actions' run indices, in order
+        for i, r in enumerate(run.ranks.tolist()):
+            self.order.setdefault(r, []).append(i)
+        self.fixed = issue_points  # a given table to follow (None: plan each step)
+        self.issue_points: dict = {}  # the last step's table
         self.copies: list[tuple] = []  # (kind, action, start, end) of the last step
 
     def __call__(self, rank, duration, producers, transfer, rank_free):
         """(starts, ends) of every action, as ``executor._action_times``, with prefetch waits;
-        the copies are left in ``self.copies``."""
+        the copies are left in ``self.copies``, the issue points in ``self.issue_points``.
+
+        Two passes: the first times the step without prefetches (when each backward could
+        start), from which ``prefetch_plan.issue_points`` places each prefetch (unless a table
+        was given); the second times it with the copies issued at those points."""
+        lists = (rank, duration, producers, transfer)
+        issue = self.fixed
+        if issue is None:
+            start, end = self._times(*lists, list(rank_free), None)
+            issue = self._plan(start, end)
+        self.issue_points = issue
+        return self._times(*lists, rank_free, issue)
+
+    def _plan(self, start: list[float], end: list[float]) -> dict:
+        """Each offloaded backward's issue point, from a timing without prefetch waits."""
+        run, rate = self.run, self.bandwidth
+        table = {}
+        for order in self.order.values():
+            keys, fetches = [], []
+            for i in order:
+                j = self.pair[i]
+                if j >= 0:
+                    keys.append((int(run.stages[i]), int(run.microbatches[i])))
+                    at = self.position
+                    fetches.append(Fetch(at[j], at[i], self.moved[i] / rate, start[i]))
+            ends = [end[i] for i in order]
+            table.update(zip(keys, place_prefetches(ends, fetches), strict=True))
+        return table
+
+    def _times(self, rank, duration, producers, transfer, rank_free, issue):
+        """One pass of the max-plus recurrence; with ``issue`` (the issue points), the copies
+        and the backwards' waits for them too."""
         n = len(rank)
         start, end = [0.0] * n, [0.0] * n
         out_end = [0.0] * n  # when a forward's offload ended
         to_host = {r: 0.0 for r in set(rank)}
         to_device = dict(to_host)
-        pair, moved, previous = self.pair.tolist(), self.moved.tolist(), self.previous.tolist()
-        rate = self.bandwidth
+        pair, moved = self.pair.tolist(), self.moved.tolist()
+        stages, mbs = self.run.stages.tolist(), self.run.microbatches.tolist()
+        order, rate = self.order, self.bandwidth
         copies = []
         for i in range(n):
             r = rank[i]
@@ -90,14 +136,14 @@ class OffloadClock:
                 if p[i] >= 0 and end[p[i]] + x[i] > t:
                     t = end[p[i]] + x[i]
             j = pair[i]
-            if j >= 0:
-                before = previous[i]
-                issued = start[before] if before >= 0 else t
+            if j >= 0 and issue is not None:
+                at, delay = issue[(stages[i], mbs[i])]
+                issued = end[order[r][at - 1]] + delay
                 begin = max(issued, out_end[j], to_device[r])
                 done = begin + moved[i] / rate
                 to_device[r] = done
                 copies.append((PREFETCH, i, begin, done))
-                if done > t:
+                if done > t + _SLACK * max(1.0, t):  # not a rounding error of a just-in-time one
                     copies.append((WAIT, i, t, done))
                     t = done
             start[i] = t
