@@ -14,19 +14,23 @@ from schedules.validate import DryRun
 from simulator.analytic.cost_source import cost_model, hardware_preset
 from simulator.analytic.costs import CostModel
 from simulator.analytic.executor import simulate
-from simulator.analytic.offload_costs import OffloadRun, host_link
+from simulator.analytic.offload_costs import HostLink, OffloadRun, host_link
 from simulator.analytic.offload_solve import solve_offload
 from simulator.run.plan import RunPlan
 from simulator.timeline import Timeline
 
 
 def simulate_plan(
-    plan: RunPlan, costs: CostModel | None = None, run: DryRun | None = None
+    plan: RunPlan,
+    costs: CostModel | None = None,
+    run: DryRun | None = None,
+    link: HostLink | None = None,
 ) -> Timeline:
     """The predicted Timeline of ``plan`` (at ``costs``, default the plan's own cost source),
     with the device's capacity and peak FLOP/s when its hardware is a preset. An offload copies
-    over the rank's share of the preset's host link; ``selective`` and ``budget:`` are solved
-    here, on these costs."""
+    over ``link`` (default: the rank's share of the preset's host link; a Ray run's prediction
+    passes the link its copies measured); ``selective`` and ``budget:`` are solved here, on
+    these costs."""
     costs = costs if costs is not None else cost_model(plan)
 
     def simulate_with(offload: OffloadRun | None) -> Timeline:
@@ -48,10 +52,11 @@ def simulate_plan(
     offload = None
     if plan.offload is not None:
         preset = hardware_preset(plan.costs.hardware)
-        link = host_link(preset, plan.layout.devices, costs.time_unit)
+        if link is None:
+            link = host_link(preset, plan.layout.devices, costs.time_unit)
         solved = plan.offload
         if solved.pending is not None:
-            solved = solve_offload(plan, simulate_with, link)
+            solved = solve_offload(plan, simulate_with, link, costs)
         offload = OffloadRun(solved, link)
     timeline = with_device(simulate_with(offload), plan.costs.hardware)
     if offload is not None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from schedules.validate import validate
+from simulator.analytic.offload_costs import HostLink
 from simulator.analytic.profile import Profile, profile_costs
 from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
@@ -367,11 +368,31 @@ class RayPipeline:
 
     def prediction(self, result: RayRunResult, quiet: bool = False) -> Timeline:
         """The analytic executor's Timeline of this very run, from the run's own profile;
-        ``quiet``: on a quiet machine, without the load other processes put on it."""
-        plan = replace(self.plan, steps=result.timeline.meta.steps, cores=result.profile.cores)
+        ``quiet``: on a quiet machine, without the load other processes put on it. With offload
+        the prediction leaves out core sharing and the runtime's cost per call: the copy clock
+        (``offload_clock``) models neither, so it predicts each rank on a device of its own."""
+        offload = self.plan.offload is not None
+        cores = None if offload else result.profile.cores
+        plan = replace(self.plan, steps=result.timeline.meta.steps, cores=cores)
         profile = replace(result.profile, outside_load=0.0) if quiet else result.profile
         costs = profile_costs(profile, plan.spec, plan.partition, plan.microbatch_rows)
-        return simulate_plan(plan, costs, run=self.run_order)
+        if offload:
+            costs = replace(
+                costs, call_overhead=0.0, send_overhead=0.0, call_cpu=0.0, background_load=0.0
+            )
+        link = measured_host_link(result.timeline)
+        return simulate_plan(plan, costs, run=self.run_order, link=link)
+
+
+def measured_host_link(timeline: Timeline) -> HostLink | None:
+    """The host link a Ray run's copies achieved: every copy's bytes over every copy's time
+    (None without offload). On this machine a copy is mostly the object store's fixed cost per
+    call, so this is a mean for the run's copy sizes, not a bandwidth for any size."""
+    copies = [o for o in timeline.offload if o.kind != "wait" and o.end > o.start]
+    seconds = sum(o.end - o.start for o in copies)
+    if not copies or seconds <= 0:
+        return None
+    return HostLink(sum(o.bytes for o in copies) / seconds)
 
 
 def _sum_over_replicas(per_actor: list[dict]) -> dict[tuple[int, str], np.ndarray]:
