@@ -23,7 +23,7 @@ MAX_LABELLED = 10
 class ParetoPoint:
     """One simulated configuration: its name, step time (s), whole-rank bytes of its fullest
     GPU, whether every GPU fits, its place in the ranked table (None: not listed) and its
-    recompute policy (configurations that fit are marked by policy)."""
+    recompute and offload policies (configurations that fit are marked by policy)."""
 
     label: str
     step_time: float
@@ -31,6 +31,7 @@ class ParetoPoint:
     fits: bool
     rank: int | None = None
     recompute: str = "none"  # the activation recomputation policy
+    offload: str = "none"  # the activation offload policy
 
 
 def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
@@ -134,6 +135,16 @@ _POLICY_MARKS = {
     "full": ("D", OKABE_ITO["sky"]),
 }
 _OTHER_MARK = ("P", OKABE_ITO["black"])
+# with offload, the marker is the offload policy's and the colour stays the recompute policy's:
+# full a down triangle (sent down to the host), selective a star (an ``x`` is over the limit)
+_OFFLOAD_MARKS = {"full": "v", "selective": "*"}
+_OTHER_OFFLOAD_MARK = "h"
+
+
+def _marker(recompute: str, offload: str) -> str:
+    if offload == "none":
+        return _POLICY_MARKS.get(recompute, _OTHER_MARK)[0]
+    return _OFFLOAD_MARKS.get(offload, _OTHER_OFFLOAD_MARK)
 
 
 def _off_top_colour(p: ParetoPoint) -> str:
@@ -141,20 +152,33 @@ def _off_top_colour(p: ParetoPoint) -> str:
     return _POLICY_MARKS.get(p.recompute, _OTHER_MARK)[1] if p.fits else _OVER["color"]
 
 
+def _order(known: list[str], policies: set[str]) -> list[str]:
+    return sorted(policies, key=lambda x: (known.index(x) if x in known else 99, x))
+
+
 def _groups(points: list[ParetoPoint]) -> list[tuple[str, list[ParetoPoint], dict]]:
-    """(legend name, points, scatter style): those that fit, one group per recompute policy (just
-    ``fits`` when none recomputes), then those over the limit."""
+    """(legend name, points, scatter style): those that fit, one group per recompute and
+    offload policy (just ``fits`` when none recomputes or offloads; the colour is the
+    recompute policy's, the marker the pair's), then those over the limit."""
     fits = [p for p in points if p.fits]
-    known = list(_POLICY_MARKS)
-    policies = sorted(
-        {p.recompute for p in fits}, key=lambda x: (known.index(x) if x in known else 99, x)
-    )
+    recomputes = _order(list(_POLICY_MARKS), {p.recompute for p in fits})
+    offloads = _order(["none", *_OFFLOAD_MARKS], {p.offload for p in fits})
     groups = []
-    for policy in policies:
-        marker, color = _POLICY_MARKS.get(policy, _OTHER_MARK)
-        name = "fits" if policies == ["none"] else f"fits, recompute {policy}"
-        group = [p for p in fits if p.recompute == policy]
-        groups.append((name, group, {**_FITS, "marker": marker, "color": color}))
+    for policy in recomputes:
+        color = _POLICY_MARKS.get(policy, _OTHER_MARK)[1]
+        for offload in offloads:
+            group = [p for p in fits if p.recompute == policy and p.offload == offload]
+            if not group:
+                continue
+            name = "fits"
+            if recomputes != ["none"]:
+                name += f", recompute {policy}"
+            if offloads != ["none"]:
+                name += ", no offload" if offload == "none" else f", offload {offload}"
+            style = {**_FITS, "marker": _marker(policy, offload), "color": color}
+            if offload != "none":
+                style.update(s=40, alpha=0.8)  # a triangle and a star read smaller than a dot
+            groups.append((name, group, style))
     if not fits:
         groups.append(("fits", [], {**_FITS, "color": OKABE_ITO["blue"]}))
     groups.append(("over the limit", [p for p in points if not p.fits], _OVER))
@@ -280,7 +304,9 @@ def _number_top(ax, side, points: list[ParetoPoint], view: _View) -> None:
     side.axis("off")
     first = ranked[0].step_time if ranked else 0.0
     lines = [
-        f"{p.rank:>2}  {human_time(p.step_time):>8}  {_slower(p.step_time, first):>6}  {p.label}"
+        _side_line(
+            f"{p.rank:>2}  {human_time(p.step_time):>8}  {_slower(p.step_time, first):>6}  ", p
+        )
         for p in ranked
     ]
     side.text(
@@ -293,6 +319,23 @@ def _number_top(ax, side, points: list[ParetoPoint], view: _View) -> None:
         fontsize=7.5,
         transform=side.transAxes,
     )
+
+
+SIDE_WIDTH = 66  # characters of the side list that fit beside the plot at 7.5 pt
+
+
+def _side_line(head: str, p: ParetoPoint) -> str:
+    """One ranked configuration; its policies (``rc=``, ``off=``) on a second line, under its
+    name, when the line would run past the figure's edge."""
+    line = head + p.label
+    if len(line) <= SIDE_WIDTH:
+        return line
+    name, sep, policies = p.label.partition(" rc=")
+    if not sep:
+        name, sep, policies = p.label.partition(" off=")
+    if not sep:
+        return line
+    return f"{head}{name}\n{' ' * len(head)}{sep.strip()}{policies}"
 
 
 def _slower(t: float, first: float) -> str:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 from tqdm import tqdm
 
 from schedules.registry import SCHEDULES, canonical_name
 from simulator.analytic.advise import (
     AUTO,
+    OFFLOAD_POLICIES,
     RECOMPUTE_POLICIES,
     Request,
     RunText,
@@ -23,6 +25,7 @@ from simulator.analytic.advise import (
     search,
 )
 from simulator.analytic.advise.explain import explain, wanted
+from simulator.analytic.advise.fates import ACTIVATIONS, OVER
 from simulator.analytic.advise.headroom import DEFAULT_HEADROOM, Headroom, usable_memory
 from simulator.analytic.advise.near_miss import near_misses
 from simulator.analytic.advise.no_fit import diagnose
@@ -35,9 +38,11 @@ from simulator.cli.numbers import strict_json
 from simulator.cli.outputs import StagedOutput
 from simulator.cli.printing import emit_json
 from simulator.errors import PebbleError
+from simulator.model.offload import OffloadPolicy
 from simulator.model.parse import parse_model
 from simulator.model.precision import precision_named
 from simulator.model.recompute import RecomputePolicy
+from simulator.run.offload_list import offload_policies
 from simulator.run.plan import check_sequence_parallel
 from simulator.run.recompute import recompute_policies
 
@@ -93,6 +98,7 @@ def _request(args):
         headroom=preset.memory_bytes - usable,
         families=families,
         recompute=_policies(args.recompute, RECOMPUTE_POLICIES),
+        offload=_offloads(getattr(args, "offload", None)),
         max_chunks=args.max_chunks,
         distributed_optimizer=_distributed_optimizer(args, degrees),
         sharding=max(1, degrees.get("sharding") or 1),
@@ -148,6 +154,16 @@ def _policies(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(policies))
 
 
+def _offloads(text: str | None) -> tuple[str, ...]:
+    """``--offload none,full,selective``: each policy checked (one sentence if not), in its
+    plain spelling, once; ``none`` when not given (``cmd_advise`` turns to offload when
+    nothing fits without it)."""
+    if text is None:
+        return ("none",)
+    policies = (OffloadPolicy.parse(p).to_text() for p in offload_policies(text))
+    return tuple(dict.fromkeys(policies))
+
+
 class _Bar:
     """A tqdm bar on stderr, drawn only on a terminal: one for bounding every candidate, one for
     simulating those that survive."""
@@ -173,17 +189,32 @@ class _Bar:
             self.bar = None
 
 
+def _needs_offload(request, result, given: str | None) -> bool:
+    """Search again with offload: nothing fit, ``--offload`` was not given, and some
+    configuration's static memory fits (offload moves activations, not weights or optimizer
+    state)."""
+    if result.top or given is not None or request.searches_offload:
+        return False
+    return any(f.verdict in (ACTIVATIONS, OVER) for f in result.fates)
+
+
 def cmd_advise(args) -> int:
     request, text, hardware = _request(args)
     started = time.perf_counter()
     bar = _Bar()
     started_ray = False
+    fallback = False
     try:
         evaluate = evaluator(text, request.memory_limit)
         batch = None
         if args.address:
             started_ray, batch = _join_ray(args.address, text, request.memory_limit)
         result = search(request, hardware, evaluate, top=args.top, progress=bar, batch=batch)
+        if _needs_offload(request, result, getattr(args, "offload", None)):
+            fallback = True
+            request = replace(request, offload=OFFLOAD_POLICIES)
+            bar.close()
+            result = search(request, hardware, evaluate, top=args.top, progress=bar, batch=batch)
     finally:
         bar.close()
         if started_ray:
@@ -200,6 +231,7 @@ def cmd_advise(args) -> int:
     misses = near_misses(result, request.memory_limit, request.headroom, evaluate)
     elapsed = time.perf_counter() - started
     data = payload(request, text, result, elapsed)
+    data["offload_fallback"] = fallback  # offload searched because nothing fit without it
     data["near_misses"] = [_miss_row(m, text) for m in misses]
     if explanation is not None:
         data["explain"] = _explain_row(explanation)
@@ -208,7 +240,7 @@ def cmd_advise(args) -> int:
     if args.json:
         emit_json(data)
     else:
-        print(format_advice(request, text, result, elapsed, misses))
+        print(format_advice(request, text, result, elapsed, misses, fallback))
         if explanation is not None:
             fmt = formats_of(request, result)
             print("\n" + "\n".join(explain_lines(explanation, request, fmt, args.top)))
@@ -239,6 +271,7 @@ def _miss_row(miss, text) -> dict:
         "label": o.candidate.label(),
         "step_time": o.step_time,
         "peak_memory": o.peak_memory,
+        "offload": o.candidate.offload,
         "over_by": miss.over,
         "fits_device": miss.fits_device,
         "command": simulate_command(o.candidate, text),

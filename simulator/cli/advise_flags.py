@@ -57,6 +57,12 @@ def add_advise(sub) -> None:
         "every:K, sqrt; default: none,selective,full)",
     )
     advise.add_argument(
+        "--offload",
+        metavar="P1,P2,...",
+        help="whole-model activation offload policies to search, comma-separated (none, full, "
+        "selective); default: none, and none,full,selective when nothing fits without offload",
+    )
+    advise.add_argument(
         "--max-chunks",
         type=numbers.count(numbers.MAX_CHUNKS, "MAX_CHUNKS"),
         default=4,

@@ -41,12 +41,21 @@ def schedule_name(c) -> str:
     return c.schedule
 
 
-def _twin_names(label: str, result) -> str:
+def _twin_names(c, result) -> str:
     """`` = auto v`` when a configuration of another family ran the same schedule on the same
     layout (``SearchResult.aliases``), else ""."""
-    twins = result.aliases.get(label, [])
+    own = c.label().split(" p", 1)[0]
+    twins = result.aliases.get(c.label(), [])
     names = dict.fromkeys(t.split(" p", 1)[0] for t in twins)
-    return "".join(f" = {name}" for name in names)
+    return "".join(f" = {name}" for name in names if name != own)
+
+
+def offload_text(c, result) -> str:
+    """The row's offload policy, with ``=selective`` when that policy sent the same
+    microbatches (``SearchResult.aliases``)."""
+    twins = result.aliases.get(c.label(), [])
+    others = dict.fromkeys(t.split(" off=", 1)[1] for t in twins if " off=" in t)
+    return c.offload + "".join(f"={name}" for name in others if name != c.offload)
 
 
 class Formats:
@@ -79,11 +88,26 @@ def formats_of(request, result) -> Formats:
     return Formats([o.step_time for o in result.top], request.memory_limit)
 
 
-def _cells(index: int, o, limit: int, result, fmt: Formats) -> list[str]:
+# with offload searched, after "recompute" and after "peak/GPU"
+_OFFLOAD_COLUMNS = (("offload", "<"),)
+_HOST_COLUMNS = (("host/GPU", ">"), ("wait", ">"))
+
+
+def columns(offload: bool) -> tuple[tuple[str, str], ...]:
+    """The table's (name, alignment) pairs; with offload searched, the policy, each GPU's
+    host bytes and the exposed prefetch wait too."""
+    if not offload:
+        return _COLUMNS
+    names = [name for name, _ in _COLUMNS]
+    at, peak = names.index("recompute") + 1, names.index("peak/GPU") + 1
+    return _COLUMNS[:at] + _OFFLOAD_COLUMNS + _COLUMNS[at:peak] + _HOST_COLUMNS + _COLUMNS[peak:]
+
+
+def _cells(index: int, o, limit: int, result, fmt: Formats, offload: bool) -> list[str]:
     c = o.candidate
-    return [
+    cells = [
         str(index),
-        schedule_name(c) + _twin_names(c.label(), result),
+        schedule_name(c) + _twin_names(c, result),
         c.layout.to_text(),
         str(c.microbatches),
         str(c.microbatch_size),
@@ -97,6 +121,11 @@ def _cells(index: int, o, limit: int, result, fmt: Formats) -> list[str]:
         fmt.bytes(o.peak_memory),
         binds_text(o, limit),
     ]
+    if offload:
+        host = fmt.bytes(o.host_peak) if c.offload != "none" else "-"
+        wait = fmt.time(o.offload_wait) if c.offload != "none" else "-"
+        cells = cells[:6] + [offload_text(c, result)] + cells[6:13] + [host, wait] + cells[13:]
+    return cells
 
 
 def step_share(o, part: str) -> float:
@@ -112,16 +141,20 @@ def binds_text(o, limit: int) -> str:
     return "communication" if binds == "bubble" and o.candidate.pp == 1 else binds
 
 
-def format_table(result, limit: int, fmt: Formats | None = None) -> list[str]:
+def format_table(
+    result, limit: int, fmt: Formats | None = None, offload: bool = False
+) -> list[str]:
+    """The ranked rows; ``offload``: offload was searched (its three columns)."""
     fmt = fmt or Formats([o.step_time for o in result.top], limit)
-    rows = [[name for name, _ in _COLUMNS]]
-    rows += [_cells(i, o, limit, result, fmt) for i, o in enumerate(result.top, 1)]
-    widths = [max(len(row[k]) for row in rows) for k in range(len(_COLUMNS))]
+    shown = columns(offload)
+    rows = [[name for name, _ in shown]]
+    rows += [_cells(i, o, limit, result, fmt, offload) for i, o in enumerate(result.top, 1)]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(shown))]
     lines = []
     for row in rows:
         cells = [
             f"{cell:{align}{width}}"
-            for cell, (_, align), width in zip(row, _COLUMNS, widths, strict=True)
+            for cell, (_, align), width in zip(row, shown, widths, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
@@ -158,6 +191,9 @@ def _row(o, limit: int, text, result) -> dict:
         "microbatches": c.microbatches,
         "microbatch_size": c.microbatch_size,
         "recompute": c.recompute,
+        "offload": c.offload,
+        "host_peak_bytes": o.host_peak,  # the most offloaded bytes one GPU's host share held
+        "offload_wait": o.offload_wait,  # the longest exposed prefetch wait of a rank, s
         "distributed_optimizer": c.distributed_optimizer,
         "step_time": o.step_time,
         "tokens_per_second": o.tokens_per_second,
@@ -181,12 +217,15 @@ def payload(request, text, result, elapsed: float) -> dict:
         "global_batch": request.global_batch,
         "memory_limit": request.memory_limit,  # usable: the device less the headroom
         "recompute_policies": list(request.recompute),
+        "offload_policies": list(request.offload),
+        "host_memory_per_gpu": host_share(request),
         "considered": result.considered,
         "pruned_memory": result.pruned_memory,
         "pruned_time": result.pruned_time,
         "simulated": len(result.simulated),
         "refused": result.refused,
         "too_large": result.too_large,
+        "unneeded": result.unneeded,
         "seconds": elapsed,
         "headroom": request.headroom,
         "rows": [_row(o, request.memory_limit, text, result) for o in result.top],
@@ -206,6 +245,7 @@ def pareto_points(result) -> list:
             fits=o.fits,
             rank=rank.get(id(o)),
             recompute=o.candidate.recompute,
+            offload=o.candidate.offload,
         )
         for o in result.simulated
     ]
@@ -236,7 +276,16 @@ def simulate_command(c: Candidate, text: RunText) -> str:
         words.append(flags)
     if c.recompute != "none":
         words.append(f"--recompute {c.recompute}")
+    if c.offload != "none":
+        words.append(f"--offload {c.offload}")
     return " ".join(words)
+
+
+def host_share(request) -> int:
+    """One GPU's share of its node's host memory: what its offloaded bytes must fit (as
+    ``simulate`` checks ``host_fits``)."""
+    preset = request.hardware
+    return preset.host_memory_bytes // preset.gpus_per_node
 
 
 def compare_command(result, text: RunText) -> str | None:
@@ -255,6 +304,7 @@ def compare_command(result, text: RunText) -> str | None:
         == (first.pp, first.tp, first.dp, first.microbatches)
         and o.candidate.microbatch_size == first.microbatch_size
         and o.candidate.recompute == first.recompute
+        and o.candidate.offload == first.offload
     ]
     interleaved = {c.chunks for c in same if chunks_flag(c) is not None}
     chunks = (
@@ -290,4 +340,6 @@ def compare_command(result, text: RunText) -> str | None:
         words.append(flags)
     if first.recompute != "none":
         words.append(f"--recompute {first.recompute}")
+    if first.offload != "none":
+        words.append(f"--offload {first.offload}")
     return " ".join(words)

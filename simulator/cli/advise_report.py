@@ -19,6 +19,7 @@ from simulator.analytic.advise.fates import (
     STATIC,
     TIME,
     TOO_LARGE,
+    UNNEEDED,
 )
 from simulator.cli.advise_print import (
     Formats,
@@ -26,13 +27,16 @@ from simulator.cli.advise_print import (
     format_table,
     formats_of,
     headline,
+    host_share,
     schedule_name,
     simulate_command,
     step_share,
 )
 from simulator.units import human_bytes
 
-OFFLOAD = "activation offload (not available in pebblesim yet)"
+OFFLOAD = "activation offload (--offload none,full,selective)"
+# static memory is weights, gradients and optimizer state: activation offload cannot move it
+STATIC_OFFLOAD = "optimizer-state offload (ZeRO-Offload; pebblesim offloads activations only)"
 
 
 def _least(fates, key):
@@ -77,8 +81,17 @@ def drop_reasons(request, result, fmt: Formats) -> list[str]:
             f"{reason.rstrip('.')})"
         )
     if by[OVER]:
+        host = sum(not f.outcome.host_fits for f in fates[OVER])
         lines.append(
             f"{by[OVER]:,} simulated and over {limit} (their bound fit, their real peak did not)"
+            if not host
+            else f"{by[OVER]:,} simulated and over {limit} or, {host:,} of them, over the host "
+            f"memory of a GPU ({fmt.bytes(host_share(request))}, its share of the node's)"
+        )
+    if by[UNNEEDED]:
+        lines.append(
+            f"{by[UNNEEDED]:,} with offload not simulated: the same configuration fits without "
+            "it, and offload never makes a step shorter"
         )
     if by[SAME]:
         lines.append(
@@ -95,18 +108,26 @@ def near_miss_lines(misses, fmt: Formats) -> list[str]:
         o = miss.outcome
         c = o.candidate
         device = " (fits the device: only the headroom is missed)" if miss.fits_device else ""
+        offload = "" if c.offload == "none" else f" off={c.offload}"
         lines.append(
             f"  {schedule_name(c)} {c.layout} m{c.microbatches}x{c.microbatch_size} "
-            f"rc={c.recompute}: {fmt.time(o.step_time)}, {fmt.bytes(o.peak_memory)}, over by "
-            f"{human_bytes(miss.over)}{device}"
+            f"rc={c.recompute}{offload}: {fmt.time(o.step_time)}, {fmt.bytes(o.peak_memory)}, "
+            f"over by {human_bytes(miss.over)}{device}"
         )
     return lines
 
 
-def format_advice(request, text, result, elapsed: float, misses=()) -> str:
+def format_advice(request, text, result, elapsed: float, misses=(), fallback=False) -> str:
+    """The whole text; ``fallback``: offload was searched because nothing fit without it."""
     fmt = formats_of(request, result)
     lines = [headline(request, text), ""]
-    lines += format_table(result, request.memory_limit, fmt)
+    if fallback:
+        lines += [
+            "nothing fits without activation offload: searched offload "
+            f"{', '.join(request.offload)} too (--offload none to refuse it)",
+            "",
+        ]
+    lines += format_table(result, request.memory_limit, fmt, request.searches_offload)
     lines += ["", "reproduce a row:"]
     width = len(str(len(result.top)))
     for i, o in enumerate(result.top, 1):
@@ -130,7 +151,8 @@ def format_advice(request, text, result, elapsed: float, misses=()) -> str:
         "c context, e expert, d data-parallel degree, z sharding stage (1: the optimizer "
         "state over the replicas); m microbatches of mb sequences; recompute: activation "
         "recomputation (searched: "
-        f"{', '.join(request.recompute)}). binds: memory (peak >= 90% of the usable memory), "
+        f"{', '.join(request.recompute)}).{_offload_legend(request, fmt)} binds: memory "
+        "(peak >= 90% of the usable memory), "
         "bubble (the busiest GPU idles >= 10% of the step) or compute; bubble '-': one rank, no "
         "pipeline. TP comm, DP comm, bubble: exposed tensor- and data-parallel communication "
         "and pipeline wait, each a share of all GPUs' step time (simulate shows each rank's). "
@@ -138,6 +160,19 @@ def format_advice(request, text, result, elapsed: float, misses=()) -> str:
         "(--headroom). Analytic predictions, not measurements.",
     ]
     return "\n".join(lines)
+
+
+def _offload_legend(request, fmt: Formats) -> str:
+    """The legend's words on offload, when it was searched."""
+    if not request.searches_offload:
+        return ""
+    return (
+        " offload: activations sent to host memory after each forward and fetched back for the "
+        f"backward (searched: {', '.join(request.offload)}; selective sends only what hides); "
+        "host/GPU: the most one GPU's host share held (at most "
+        f"{fmt.bytes(host_share(request))}, the node's host memory over its GPUs); wait: the "
+        "exposed prefetch time of the rank that waited most."
+    )
 
 
 def no_fit_error(request, result, diagnosis) -> str:
@@ -151,10 +186,11 @@ def no_fit_error(request, result, diagnosis) -> str:
     limit = human_bytes(request.memory_limit)
     if diagnosis is None:  # every candidate was simulated and over: the activations' floor
         least = min(o.peak_memory for o in result.simulated) if result.simulated else 0
+        offload = "" if request.searches_offload else f", {OFFLOAD}"
         return (
             f"no configuration of {where} fits in {limit} per GPU (the least needs "
             f"{human_bytes(least)}); what would help: more GPUs, full recompute, a shorter "
-            f"--seq, {OFFLOAD}."
+            f"--seq{offload}."
         )
     d = diagnosis
     helps = []
@@ -174,10 +210,10 @@ def no_fit_error(request, result, diagnosis) -> str:
                 f"sharding the gradients and weights too (ZeRO-3, --zero 3, about "
                 f"{human_bytes(d.zero3_static)} on that layout; advise does not search it yet)"
             )
-        helps.append(OFFLOAD)
+        helps.append(STATIC_OFFLOAD)
         cannot = (
-            "; recompute, a smaller batch or a shorter sequence cannot help: they shrink "
-            "activations only"
+            "; recompute, activation offload, a smaller batch or a shorter sequence cannot "
+            "help: they shrink activations only"
         )
     else:
         floor = (
@@ -193,7 +229,8 @@ def no_fit_error(request, result, diagnosis) -> str:
                 f"{d.least_static_label}; advise does not search it yet)"
             )
         helps.append("a shorter --seq")
-        helps.append(OFFLOAD)
+        if not request.searches_offload:
+            helps.append(OFFLOAD)
         cannot = ""
     if d.within_headroom:
         helps.insert(
@@ -233,6 +270,7 @@ _VERDICT_WORDS = {
     TIME: "dropped by the time bound",
     TOO_LARGE: "too large to simulate",
     REFUSED: "could not be built",
+    UNNEEDED: "fit without offload",
 }
 
 
@@ -250,6 +288,8 @@ def _why(f, ranks, limit: int, fmt: Formats, request, top: int) -> str:
         )
     if f.verdict == SAME:
         return f"the same run as {f.same_as}"
+    if f.verdict == UNNEEDED:
+        return f"not simulated: {f.same_as} fits without offload, at least as fast"
     if f.verdict == OVER:
         return (
             f"simulated, {fmt.bytes(o.peak_memory)} is over {fmt.bytes(limit)} by "

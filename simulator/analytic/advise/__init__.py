@@ -1,5 +1,5 @@
 """``pebblesim advise``'s search, without printing: which pipeline, tensor and data degrees,
-schedule, microbatching and recompute policy train a model fastest within a GPU's memory.
+schedule, microbatching, recompute and offload policy train a model fastest within a GPU's memory.
 
 ``space`` enumerates the configurations, ``bounds`` gives each closed-form lower bounds on step
 time and memory, ``search`` simulates only those that could be in the top k (branch and bound),
@@ -17,6 +17,7 @@ from simulator.analytic.advise.evaluate import (
 from simulator.analytic.advise.search import Outcome, SearchResult, search
 from simulator.analytic.advise.space import (
     AUTO,
+    OFFLOAD_POLICIES,
     RECOMPUTE_POLICIES,
     Candidate,
     Request,
@@ -26,6 +27,7 @@ from simulator.analytic.advise.space import (
 
 __all__ = [
     "AUTO",
+    "OFFLOAD_POLICIES",
     "RECOMPUTE_POLICIES",
     "Candidate",
     "Outcome",

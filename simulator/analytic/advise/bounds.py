@@ -32,6 +32,12 @@ forwards every schedule family runs on it before its first backward (a closed fo
 e.g. ``min(p - r, m)`` for 1F1B) times the smallest per-forward cache among its stages, or one
 forward of each of its stages (microbatch 0's, all cached when the first backward starts), if
 more.
+
+With activation offload the forwards' offloadable blocks may be on the host, so the activations
+counted are what no policy sends (the embedding, the head, the loss block: ``offload_units``)
+for those forwards, or one whole forward of a stage, whose bytes are all on the device when its
+backward starts, if more. Offload only delays a backward (its prefetch), so the time bound is
+the same configuration's without offload.
 """
 
 from __future__ import annotations
@@ -40,12 +46,15 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from schedules.actions import loop_stage_to_rank, v_stage_to_rank
+from schedules.dependencies import PIPELINE_RULE
 from simulator.analytic.advise.space import Candidate, FamilyTraits, sharded
 from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.recompute_costs import apply_recompute
 from simulator.analytic.roofline_costs import stage_seconds
 from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
+from simulator.model.offload import OffloadPolicy, stage_offload_bytes
+from simulator.model.offload import plan_stages as offload_stages
 from simulator.model.partitioning import boundary_bytes
 from simulator.model.precision import Precision
 from simulator.model.recompute import RecomputePolicy, plan_stages
@@ -106,6 +115,8 @@ class MemoryTable:
     sends: tuple[int, ...]
     recipe: Precision
     policy: str
+    offloadable: tuple[int, ...] = ()  # of ``cached``: what a full offload sends, per stage
+    # (``offload_table``; empty in a table made without offload)
 
 
 @lru_cache(maxsize=1024)
@@ -154,6 +165,29 @@ def memory_table(
     )
 
 
+@lru_cache(maxsize=4096)
+def offload_table(
+    spec: TransformerSpec,
+    tp: int,
+    stages: int,
+    policy: str = "none",
+    cp: int = 1,
+    ep: int = 1,
+    cp_comm: str = "ring",
+) -> MemoryTable:
+    """``memory_table`` with ``offloadable``: per stage, the bytes of one forward (one
+    sequence) that a full offload sends to the host (``stage_offload_bytes``); worked out only
+    for configurations with offload."""
+    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    plan = plan_stages(RecomputePolicy.parse(policy), local, split)
+    full = offload_stages(OffloadPolicy.parse("full"), local, split)
+    sent = stage_offload_bytes(local, split, 1, PIPELINE_RULE, full, plan.stages)
+    return replace(
+        memory_table(spec, tp, stages, policy, cp, ep, cp_comm),
+        offloadable=tuple(sum(size for _, size in layers) for layers in sent),
+    )
+
+
 @lru_cache(maxsize=1024)
 def stage_table(
     spec: TransformerSpec,
@@ -199,10 +233,9 @@ def stage_table(
 
 
 def memory_of(spec: TransformerSpec, c: Candidate) -> MemoryTable:
-    """``memory_table`` of configuration ``c``."""
-    return memory_table(
-        spec, c.tp, c.stages, c.recompute, c.cp, c.ep, c.cp_comm if c.cp > 1 else "ring"
-    )
+    """``memory_table`` of configuration ``c`` (``offload_table`` with offload)."""
+    make = memory_table if c.offload == "none" else offload_table
+    return make(spec, c.tp, c.stages, c.recompute, c.cp, c.ep, c.cp_comm if c.cp > 1 else "ring")
 
 
 def table_of(
@@ -313,16 +346,25 @@ def _static_bytes(owner, params, sends, recipe, sharding, experts, layer_params)
 
 
 def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable) -> int:
-    """A lower bound on the fullest rank's whole-rank memory in bytes."""
+    """A lower bound on the fullest rank's whole-rank memory in bytes (with offload: see the
+    module docstring)."""
     owner = stage_to_rank(traits, c.pp, c.chunks)
     static = static_bytes(c, traits, table)
     best = 0
     for rank in range(c.pp):
-        kept = [kept_per_forward(table, s, c.recompute) for s, r in enumerate(owner) if r == rank]
+        mine = [s for s, r in enumerate(owner) if r == rank]
+        kept = [kept_per_forward(table, s, c.recompute) for s in mine]
         warm = warmup_forwards(traits.name, c.pp, c.microbatches, c.chunks, rank)
-        # when the last stage's first backward starts, microbatch 0 went forward through every
-        # stage and nothing was freed yet: each rank holds one forward of each of its stages
-        activations = max(warm * min(kept), sum(kept))
+        if c.offload == "none":
+            # when the last stage's first backward starts, microbatch 0 went forward through
+            # every stage and nothing was freed yet: each rank holds one forward of each of its
+            # stages
+            activations = max(warm * min(kept), sum(kept))
+        else:
+            if not getattr(table, "offloadable", ()):
+                raise ValueError("a memory bound with offload needs an offload_table")
+            stays = [max(0, table.cached[s] - table.offloadable[s]) for s in mine]
+            activations = max(warm * min(stays), max(kept))
         best = max(best, static[rank] + activations * c.microbatch_size)
     return best
 

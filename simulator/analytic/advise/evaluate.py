@@ -21,6 +21,7 @@ from simulator.run.plan import CostSource, RunPlan, plan_run
 from simulator.run.schedule_source import make_schedule
 from simulator.timeline import Timeline
 from simulator.timeline.breakdown import step_breakdown
+from simulator.timeline.report import offload_waits
 from simulator.units import byte_unit
 
 
@@ -63,6 +64,7 @@ def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
         batch_size=c.global_batch,
         layout=c.layout,
         recompute=None if c.recompute == "none" else c.recompute,
+        offload=None if c.offload == "none" else c.offload,
         costs=CostSource(hardware=text.hardware),
     )
     if c.schedule == AUTO:
@@ -88,16 +90,49 @@ def schedule_key(plan: RunPlan) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+def offload_key(timeline: Timeline) -> str:
+    """A digest of what a run sent to the host (each stage's microbatches that went out, first
+    step and replica): ``selective`` that sends what ``full`` sends is the same run ("" when
+    nothing went out, as without offload)."""
+    spans = timeline.offload.columns()
+    if not len(spans["rank"]):
+        return ""
+    sent = sorted(
+        {
+            (int(stage), int(mb))
+            for kind, stage, mb, step, replica in zip(
+                spans["kind"],
+                spans["stage"],
+                spans["microbatch"],
+                spans["step"],
+                spans["replica"],
+                strict=True,
+            )
+            if str(kind) == "offload" and step == 0 and replica == 0
+        }
+    )
+    return hashlib.sha1(repr(sent).encode()).hexdigest() if sent else ""
+
+
 def outcome_of(
     c: Candidate, timeline: Timeline, limit: int | None = None, key: str = ""
 ) -> Outcome:
     """The figures ``advise`` ranks by, read from the Timeline as ``simulate`` reports them;
     with ``limit`` (the device less advise's headroom) "fits" means the fullest rank is within
-    it, else the Timeline's own capacity check."""
+    it, else the Timeline's own capacity check. With offload every GPU's offloaded bytes must
+    also fit its share of the node's host memory (``memory.host_fits``: a node holds
+    ``gpus_per_node`` GPUs, each with at most its share, so the node's host memory holds them)."""
     summary = timeline.summary()
     throughput = timeline.throughput()
     totals = [r.memory["total"] for r in summary.per_rank]
     peak_rank = max(range(len(totals)), key=totals.__getitem__)
+    host_fits = all(r.memory.get("host_fits") is not False for r in summary.per_rank)
+    device_fits = (
+        totals[peak_rank] <= limit
+        if limit is not None
+        else all(r.memory["fits"] for r in summary.per_rank)
+    )
+    offloads = len(timeline.offload) > 0
     return Outcome(
         candidate=c,
         step_time=throughput["step_time"],
@@ -107,13 +142,12 @@ def outcome_of(
         busy=max(r.busy for r in summary.per_rank),
         peak_memory=totals[peak_rank],
         peak_rank=peak_rank,
-        fits=(
-            totals[peak_rank] <= limit
-            if limit is not None
-            else all(r.memory["fits"] for r in summary.per_rank)
-        ),
+        fits=device_fits and host_fits,
         schedule_key=key,
         step_shares=tuple(step_breakdown(timeline).shares().values()),
+        host_peak=max(timeline.host_peak_bytes().values(), default=0) if offloads else 0,
+        offload_wait=max(offload_waits(timeline).values(), default=0.0) if offloads else 0.0,
+        host_fits=host_fits,
     )
 
 
@@ -122,6 +156,10 @@ def evaluator(text: RunText, limit: int | None = None):
 
     def evaluate(c: Candidate) -> Outcome:
         plan = candidate_plan(c, text)
-        return outcome_of(c, simulate_plan(plan), limit, schedule_key(plan))
+        timeline = simulate_plan(plan)
+        key = schedule_key(plan)
+        if plan.offload is not None:
+            key += f" offload {offload_key(timeline)}"
+        return outcome_of(c, timeline, limit, key)
 
     return evaluate

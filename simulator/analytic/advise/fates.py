@@ -22,6 +22,8 @@ REFUSED = "refused"  # the schedule could not be built (a size its family refuse
 OVER = "over"  # simulated, over the usable memory
 FITS = "fits"  # simulated, fits
 SAME = "same"  # simulated, fits, the same schedule and layout as a row already counted
+UNNEEDED = "unneeded"  # an offload policy where the same configuration fits without offload
+# (offload never shortens a step, so that one is at least as fast): not simulated
 MEMORY_VERDICTS = (STATIC, ACTIVATIONS)
 
 

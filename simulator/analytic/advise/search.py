@@ -3,7 +3,9 @@ could be in the top k.
 
 1. Every candidate gets its closed-form memory and time bounds (``bounds``). One whose memory
    bound is over the limit cannot fit: dropped.
-2. The rest are simulated in order of their time bound. Once k fitting configurations are known,
+2. The rest are simulated in order of their time bound (a configuration with activation offload
+   right after the same one without, which has the same bound; it is skipped when that one fits,
+   since offload never makes a step shorter). Once k fitting configurations are known,
    a candidate whose time bound is above the k-th best step time cannot enter the top k, and
    neither can any after it: the search stops. The answer is the same top k an exhaustive search
    would give (``prune=False`` runs that search; the tests compare them).
@@ -36,6 +38,7 @@ from simulator.analytic.advise.fates import (
     STATIC,
     TIME,
     TOO_LARGE,
+    UNNEEDED,
     Fate,
 )
 from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
@@ -60,11 +63,14 @@ class Outcome:
     busy: float  # the busiest rank's compute time, seconds
     peak_memory: int  # whole-rank bytes of the fullest rank
     peak_rank: int
-    fits: bool
+    fits: bool  # the device (within the limit) and, with offload, the host memory of each GPU
     schedule_key: str = ""  # a digest of the schedule run: equal keys on one layout, one run
     # each part of the step time (``simulator.timeline.breakdown.PARTS``: compute, recompute,
     # exposed TP comm, pipeline wait, exposed DP comm, optimizer) as a share of ranks x step
     step_shares: tuple[float, ...] = ()
+    host_peak: int = 0  # with offload: the most offloaded bytes one GPU's host share held
+    offload_wait: float = 0.0  # with offload: the longest exposed prefetch wait of a rank, s
+    host_fits: bool = True  # every GPU's offloaded bytes within its share of the node's host
 
     def binds(self, limit: int) -> str:
         """What stops this configuration going faster:
@@ -96,6 +102,7 @@ class SearchResult:
     refused: int = 0  # evaluate raised PebbleError: the schedule could not be built (a size its
     # family refuses, or no auto schedule within the activation budget)
     too_large: int = 0  # more Timeline rows than ``Request.max_rows``: not simulated
+    unneeded: int = 0  # offload configurations whose twin without offload fits: not simulated
     smallest_memory_bound: int = 0  # over every candidate: what not fitting looks like
     fates: list[Fate] = field(default_factory=list)  # every configuration's verdict and numbers
     time_cutoff: float | None = None  # the k-th best step time the time bound pruned against
@@ -128,6 +135,7 @@ def bounded(
     layers = len(request.spec.layers())
     kept, considered, over, large, smallest = [], 0, 0, 0, None
     fates: list[Fate] = []
+    times: dict[Candidate, float] = {}  # a configuration without offload: its time bound
 
     def _near_time(c: Candidate, memory: int) -> float | None:
         """The time bound of a configuration over the limit by at most ``NEAR_MISS``: a
@@ -155,8 +163,11 @@ def bounded(
             fates.append(Fate(c, TOO_LARGE, memory))
             continue
         c = with_budget(c, traits[c.schedule], memory_table, request.memory_limit)
-        table = table_of(request.spec, c, hardware)
-        kept.append((time_bound(c, traits[c.schedule], table, hardware), c))
+        twin = c.without_offload()  # offload only delays: the same time bound as without it
+        if twin not in times:
+            table = table_of(request.spec, c, hardware)
+            times[twin] = time_bound(c, traits[c.schedule], table, hardware)
+        kept.append((times[twin], c))
     if progress is not None:
         progress("bounds", considered, len(everything), None)
     kept.sort(key=lambda pair: (pair[0], pair[1].label()))
@@ -204,12 +215,19 @@ def search(
     runs: set[tuple] = set()  # the distinct runs that fit so far (``same_run``)
     bounds_of: dict[int, float] = {}  # id(outcome): its time bound
     first_refusal = ""
+    fitted: set[Candidate] = set()  # configurations without offload that were simulated and fit
     for done, (bound, c), run in _in_order(kept, evaluate, batch):
         if prune and len(best) >= top and bound * (1 - SLACK) > -best[0][0]:
             result.pruned_time = len(kept) - done
             result.time_cutoff = -best[0][0]
             result.fates += [Fate(later, TIME, time_bound=b) for b, later in kept[done:]]
             break
+        if c.offload != "none" and c.without_offload() in fitted:
+            result.unneeded += 1
+            result.fates.append(
+                Fate(c, UNNEEDED, time_bound=bound, same_as=c.without_offload().label())
+            )
+            continue
         ran = run()
         if isinstance(ran, PebbleError):
             result.refused += 1
@@ -219,6 +237,8 @@ def search(
         outcome = ran
         result.simulated.append(outcome)
         bounds_of[id(outcome)] = bound
+        if outcome.fits and c.offload == "none":
+            fitted.add(c)
         if outcome.fits and same_run(outcome) not in runs:
             runs.add(same_run(outcome))
             heapq.heappush(best, (-outcome.step_time, done))
@@ -278,7 +298,8 @@ class Batch:
 
 def same_run(outcome: Outcome) -> tuple:
     """What makes two configurations one row: the layout, the microbatching, the recompute
-    policy and the schedule actually run (auto that resolves to ZB-V, and ZB-V itself)."""
+    policy and the schedule actually run with what it sent to the host (auto that resolves to
+    ZB-V, and ZB-V; selective offload that sends what full does, and full)."""
     c = outcome.candidate
     run = outcome.schedule_key or c.label()
     return (c.layout.to_text(), c.microbatches, c.microbatch_size, c.recompute, run)

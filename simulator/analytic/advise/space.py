@@ -2,7 +2,8 @@
 
 A configuration (``Candidate``) fixes the pipeline, tensor and data degrees (``pp * tp * dp``
 = the GPUs, ``tp`` within a node), the schedule family and its chunks, the microbatch size and
-count (``dp * microbatches * microbatch_size`` = the global batch) and the recompute policy.
+count (``dp * microbatches * microbatch_size`` = the global batch), the recompute policy and the
+activation offload policy.
 Tensor parallelism always comes with sequence parallelism (in this cost model it moves the same
 bytes in the same time and holds a ``tp``-th of the activations), and with ``dp > 1`` the
 optimizer state is sharded over the replicas (ZeRO-1) unless the request says otherwise.
@@ -26,6 +27,7 @@ from simulator.analytic.hardware import HardwarePreset
 from simulator.errors import PebbleError
 from simulator.model import partition
 from simulator.model.layout import Layout
+from simulator.model.offload import OffloadPolicy
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.spec import ModelSpec
 from simulator.model.transformer.spec import TransformerSpec
@@ -37,6 +39,12 @@ from simulator.numbers import MAX_DP, MAX_TP
 # a model without attention) is skipped there.
 RECOMPUTE_POLICIES = ("none", "selective", "full")
 AUTO = "auto"  # the automatic schedule (``--schedule auto``), not a registry family
+# The offload policies ``advise --offload`` searches when offload is searched (``simulate
+# --offload``). Offload never shortens a step (a backward can only wait for its prefetch), so a
+# configuration with offload is only worth a row where the same one without it does not fit;
+# by default advise searches ``none`` and turns to these only when nothing fits
+# (``simulator.cli.advise``).
+OFFLOAD_POLICIES = ("none", "full", "selective")
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Candidate:
     cp: int = 1  # context-parallel degree (each sequence in 2 cp chunks, within the node with tp)
     cp_comm: str = "ring"  # how the context ranks exchange K/V (ring or allgather)
     ep: int = 1  # expert-parallel degree (MoE models: divides dp * cp and the experts)
+    offload: str = "none"  # the activation offload policy (``simulate --offload``)
 
     @property
     def sp(self) -> bool:
@@ -102,7 +111,13 @@ class Candidate:
         if self.schedule == AUTO:
             schedule = f"auto {'v' if self.chunks == 2 else 'loop'}"
         policy = "" if self.recompute == "none" else f" rc={self.recompute}"
+        if self.offload != "none":
+            policy += f" off={self.offload}"
         return f"{schedule} {self.layout} m{self.microbatches}x{self.microbatch_size}{policy}"
+
+    def without_offload(self) -> Candidate:
+        """The same configuration keeping every activation on the device."""
+        return replace(self, offload="none")
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,7 @@ class Request:
     cp_comm: str = "ring"  # how context-parallel ranks exchange K/V (``--cp-comm``)
     expert: int | None = None  # the expert-parallel degree, when fixed (``--ep``)
     headroom: int = 0  # bytes per GPU kept free beyond ``memory_limit`` (``advise.headroom``)
+    offload: tuple[str, ...] = ("none",)  # activation offload policies to search (``--offload``)
 
     def __post_init__(self) -> None:
         node = self.hardware.gpus_per_node
@@ -150,6 +166,20 @@ class Request:
                     f"every:K, sqrt), not {text!r}: a budget or a per-stage policy depends on "
                     "the split, so try it on a row with simulate --recompute."
                 )
+        if not self.offload:
+            raise PebbleError("advise needs at least one offload policy to search.")
+        for text in self.offload:
+            policy = OffloadPolicy.parse(text)
+            if policy.budget is not None or policy.per_stage:
+                raise PebbleError(
+                    f"advise searches whole-model offload policies (none, full, selective), not "
+                    f"{text!r}: a budget or a per-stage policy depends on the split, so try it "
+                    "on a row with simulate --offload."
+                )
+
+    @property
+    def searches_offload(self) -> bool:
+        return any(text != "none" for text in self.offload)
 
 
 @dataclass(frozen=True)
@@ -319,9 +349,19 @@ def _schedule_choices(traits: FamilyTraits, p: int, m: int, max_chunks: int, blo
             yield family.name, v
 
 
+def offload_choices(request: Request, schedule: str, pp: int) -> tuple[str, ...]:
+    """The offload policies tried for a schedule on ``pp`` ranks: none on one rank (each
+    backward follows its forward at once, so nothing could go out) and for auto (it plans its
+    schedule to the memory limit without offload); ``none`` first, the twin the others are
+    measured against."""
+    if pp == 1 or schedule == AUTO:
+        return ("none",) if "none" in request.offload else ()
+    return tuple(sorted(request.offload, key=lambda text: text != "none"))
+
+
 def candidates(request: Request) -> Iterator[Candidate]:
-    """Every configuration of ``request``, tensor- then pipeline-major; raises when none is
-    possible."""
+    """Every configuration of ``request``, tensor- then pipeline-major, each offload policy right
+    after the same configuration without offload; raises when none is possible."""
     traits = [family_traits(name) for name in request.families]
     blocks = blocks_of(request.spec)
     found = False
@@ -341,24 +381,33 @@ def candidates(request: Request) -> Iterator[Candidate]:
                         policies = distinct_policies(
                             request.spec, t, p * v, request.recompute, cp, e
                         )
+                        offloads = offload_choices(request, name, p)
                         for policy in policies:
                             for z in stages:
-                                found = True
-                                yield Candidate(
-                                    name,
-                                    p,
-                                    t,
-                                    d,
-                                    m,
-                                    size,
-                                    v,
-                                    policy,
-                                    zero,
-                                    sharding=z,
-                                    cp=cp,
-                                    cp_comm=request.cp_comm,
-                                    ep=e,
-                                )
+                                for off in offloads:
+                                    found = True
+                                    yield Candidate(
+                                        name,
+                                        p,
+                                        t,
+                                        d,
+                                        m,
+                                        size,
+                                        v,
+                                        policy,
+                                        zero,
+                                        sharding=z,
+                                        cp=cp,
+                                        cp_comm=request.cp_comm,
+                                        ep=e,
+                                        offload=off,
+                                    )
+    if not found and "none" not in request.offload:
+        raise PebbleError(
+            f"advise --offload {','.join(request.offload)} searches pipelines of two or more "
+            f"ranks with a named schedule, and {request.gpus} GPUs with this model and batch "
+            "have none; add none to the list."
+        )
     if not found:
         given = [
             (name, value)
