@@ -78,6 +78,15 @@ WRONG_ANSWERS = {
         ["smallest_p = 3", "smallest_p = 7", "smallest_p = 8"],
         ["gpipe_p = 4", "gpipe_p = 8", "gpipe_p = 16"],  # 1F1B's answer; the node; m
     ],
+    "06-red-and-blue-pebbles.ipynb": [
+        # rank 1's blocks 3 and 4 sent (its backward follows its forward); the Linear inputs
+        # only; all of rank 1's pebbles sent, the loss block's too
+        ["sent_gib = [3, 2]", "sent_gib = [1.5, 0]", "sent_gib = [3, 3]"],
+        # one way only, bytes / gap; one copy per forward, bytes / t_F; the H100's own PCIe
+        ["smallest_gbs = 104.2", "smallest_gbs = 338", "smallest_gbs = 50"],
+        # every rank that sends; the last rank; the first
+        ["waiting_ranks = {0, 1, 2}", "waiting_ranks = {3}", "waiting_ranks = {0}"],
+    ],
 }
 
 
