@@ -23,7 +23,8 @@ from simulator.model.layout import Layout
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.model.spec import ModelSpec
-from simulator.ray_pipeline.executor import RayOptions, RayPipeline, check_offload_runs
+from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.ray_pipeline.offload_setup import check_offload_runs
 from simulator.run.plan import plan_run
 from simulator.run.recompute import recompute_policies
 from visualize.overlay import BUSY_CORES, busy_machine_text

@@ -18,7 +18,8 @@ from simulator.cli.requests import plan_from_args
 from simulator.errors import PebbleError
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig, train_reference
-from simulator.ray_pipeline.executor import RayOptions, RayPipeline, check_offload_runs
+from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.ray_pipeline.offload_setup import check_offload_runs
 from simulator.run.limits import check_actors, machine_memory
 from simulator.run.plan import CostSource, RunPlan, resolve_model
 from simulator.units import human_bytes

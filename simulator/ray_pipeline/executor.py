@@ -28,11 +28,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from schedules.validate import validate
-from simulator.analytic.offload_costs import HostLink
 from simulator.analytic.profile import Profile, profile_costs
 from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
-from simulator.model.offload_pairs import offload_pairs
 from simulator.model.recompute import StageRecompute
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.actors import RankActors
@@ -40,6 +38,11 @@ from simulator.ray_pipeline.calibrated_profile import calibrated_profile
 from simulator.ray_pipeline.calibration import Calibration, calibrate
 from simulator.ray_pipeline.copy_streams import RankOffload
 from simulator.ray_pipeline.measured import RayRunResult, action_order, measured_timeline
+from simulator.ray_pipeline.offload_setup import (
+    check_offload_runs,
+    measured_host_link,
+    rank_offload,
+)
 from simulator.ray_pipeline.records import ReduceTiming
 from simulator.ray_pipeline.runtime_meter import RuntimeMeter, runtime_meter
 from simulator.ray_pipeline.wiring import segments, wire
@@ -60,17 +63,6 @@ def check_plan_trains(plan: RunPlan, config: TrainConfig) -> None:
         )
     if config.model != plan.spec:
         raise PebbleError("the training config's model is not the plan's model.")
-
-
-def check_offload_runs(plan: RunPlan) -> None:
-    """One sentence for an offload policy a Ray run cannot follow: ``selective`` and
-    ``budget:`` are solved against predicted timing in seconds, before anything runs."""
-    if plan.offload is not None and plan.offload.pending is not None:
-        raise PebbleError(
-            f"train --offload takes none, full or per-stage STAGE:POLICY, not "
-            f"{plan.offload.policy}: that policy is solved against predicted timing; "
-            f"see what it sends with simulate --offload {plan.offload.policy} --hardware ..."
-        )
 
 
 class RankFailure(PebbleError):
@@ -132,27 +124,8 @@ class RayPipeline:
         return {s: recompute.stages[s] for s in self.schedule.stages_of_rank(rank)}
 
     def rank_offload(self, rank: int) -> RankOffload | None:
-        """What ``rank`` sends to the host and when it fetches it back (None: nothing): the
-        pairs both executors send (``offload_pairs``), each prefetch issued as the rank starts
-        the action just before the backward, as the analytic clock issues it."""
-        plan, run = self.plan.offload, self.run_order
-        if plan is None or not plan.active:
-            return None
-        sends, prefetch = set(), []
-        for backward, _ in offload_pairs(run, plan.stages).items():
-            if int(run.ranks[backward]) != rank:
-                continue
-            stage, mb = int(run.stages[backward]), int(run.microbatches[backward])
-            sends.add((stage, mb))
-            prefetch.append((int(run.positions[backward]) - 1, stage, mb))
-        if not sends:
-            return None
-        layers = tuple(
-            (s, frozenset(plan.stages[s].layers()))
-            for s in self.schedule.stages_of_rank(rank)
-            if plan.stages[s].active
-        )
-        return RankOffload(layers, frozenset(sends), tuple(sorted(prefetch)))
+        """What ``rank`` sends to the host and when it fetches it back (None: nothing)."""
+        return rank_offload(self.plan, self.run_order, rank)
 
     @property
     def order(self) -> list[tuple[int, int]]:
@@ -382,17 +355,6 @@ class RayPipeline:
             )
         link = measured_host_link(result.timeline)
         return simulate_plan(plan, costs, run=self.run_order, link=link)
-
-
-def measured_host_link(timeline: Timeline) -> HostLink | None:
-    """The host link a Ray run's copies achieved: every copy's bytes over every copy's time
-    (None without offload). On this machine a copy is mostly the object store's fixed cost per
-    call, so this is a mean for the run's copy sizes, not a bandwidth for any size."""
-    copies = [o for o in timeline.offload if o.kind != "wait" and o.end > o.start]
-    seconds = sum(o.end - o.start for o in copies)
-    if not copies or seconds <= 0:
-        return None
-    return HostLink(sum(o.bytes for o in copies) / seconds)
 
 
 def _sum_over_replicas(per_actor: list[dict]) -> dict[tuple[int, str], np.ndarray]:

@@ -1,0 +1,61 @@
+"""What a Ray run with activation offload needs beyond training: which policies it can follow,
+what each rank sends and when it fetches it back, and the host link its copies achieved.
+
+Why apart from the step driver (``executor``): the plan is read here once, turned into one
+frozen ``RankOffload`` per rank (it pickles to the actor), and the driver only hands it over.
+"""
+
+from __future__ import annotations
+
+from simulator.analytic.offload_costs import HostLink
+from simulator.errors import PebbleError
+from simulator.model.offload_pairs import offload_pairs
+from simulator.ray_pipeline.copy_streams import RankOffload
+from simulator.run.plan import RunPlan
+from simulator.timeline import Timeline
+
+
+def check_offload_runs(plan: RunPlan) -> None:
+    """One sentence for an offload policy a Ray run cannot follow: ``selective`` and
+    ``budget:`` are solved against predicted timing in seconds, before anything runs."""
+    if plan.offload is not None and plan.offload.pending is not None:
+        raise PebbleError(
+            f"train --offload takes none, full or per-stage STAGE:POLICY, not "
+            f"{plan.offload.policy}: that policy is solved against predicted timing; "
+            f"see what it sends with simulate --offload {plan.offload.policy} --hardware ..."
+        )
+
+
+def rank_offload(plan, run, rank: int) -> RankOffload | None:
+    """What ``rank`` sends to the host and when it fetches it back (None: nothing): the
+    pairs both executors send (``offload_pairs``), each prefetch issued as the rank starts
+    the action just before the backward, as the analytic clock issues it."""
+    offload = plan.offload
+    if offload is None or not offload.active:
+        return None
+    sends, prefetch = set(), []
+    for backward, _ in offload_pairs(run, offload.stages).items():
+        if int(run.ranks[backward]) != rank:
+            continue
+        stage, mb = int(run.stages[backward]), int(run.microbatches[backward])
+        sends.add((stage, mb))
+        prefetch.append((int(run.positions[backward]) - 1, stage, mb))
+    if not sends:
+        return None
+    layers = tuple(
+        (s, frozenset(offload.stages[s].layers()))
+        for s in plan.schedule.stages_of_rank(rank)
+        if offload.stages[s].active
+    )
+    return RankOffload(layers, frozenset(sends), tuple(sorted(prefetch)))
+
+
+def measured_host_link(timeline: Timeline) -> HostLink | None:
+    """The host link a Ray run's copies achieved: every copy's bytes over every copy's time
+    (None without offload). On this machine a copy is mostly the object store's fixed cost per
+    call, so this is a mean for the run's copy sizes, not a bandwidth for any size."""
+    copies = [o for o in timeline.offload if o.kind != "wait" and o.end > o.start]
+    seconds = sum(o.end - o.start for o in copies)
+    if not copies or seconds <= 0:
+        return None
+    return HostLink(sum(o.bytes for o in copies) / seconds)
