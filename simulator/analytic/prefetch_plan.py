@@ -9,7 +9,8 @@ running rank can act on. So the moment is named by the rank's own action list: t
 the backward at position ``b`` has the *issue point* ``(k, delay)``, meaning "``delay`` after
 the rank has finished its action ``k - 1``" (``k <= b``; ``k = b``: after the action just
 before the backward). The analytic clock (``offload_clock``) times the run by this table, and
-the Ray executor issues the same copies at the same points.
+the Ray executor issues the same copies at the same points (``prefetch_table.plan_issue_points``
+gives a planned run's table).
 
 The rule (PipeOffload's, Wan, Qi et al. 2025, arXiv 2503.01328: its runtime places each reload
 as late as it can before its backward, walking the backwards from the last;
@@ -136,38 +137,3 @@ def prefetch_issue_points(
         rank_ends = [ends[action] for action in actions]
         table.update(zip(keys, issue_points(rank_ends, fetches), strict=True))
     return table
-
-
-def _kind(kind) -> str:
-    return getattr(kind, "value", kind)
-
-
-def plan_issue_points(plan) -> dict[tuple[int, int], IssuePoint]:
-    """``prefetch_issue_points`` of a planned run with offload (``RunPlan``): the table the
-    analytic executor follows for it (first step), for the Ray executor to follow too."""
-    from dataclasses import replace
-
-    from simulator.analytic.run_plan import simulate_plan
-
-    copied = simulate_plan(plan).offload.columns()
-    plain = simulate_plan(replace(plan, offload=None)).events.columns()
-    copies = {}
-    for kind, stage, mb, step, start, end, replica in zip(
-        *(copied[c] for c in ("kind", "stage", "microbatch", "step", "start", "end", "replica")),
-        strict=True,
-    ):
-        if str(kind) == "prefetch" and step == 0 and replica == 0:
-            copies[(int(stage), int(mb))] = float(end - start)
-    starts, ends = {}, {}
-    for stage, kind, mb, step, start, end, replica in zip(
-        *(plain[c] for c in ("stage", "kind", "microbatch", "step", "start", "end", "replica")),
-        strict=True,
-    ):
-        if step == 0 and replica == 0:
-            key = (int(stage), str(kind), int(mb))
-            starts[key], ends[key] = float(start), float(end)
-    order = {
-        rank: [(a.stage_index, _kind(a.kind), a.microbatch_index) for a in actions]
-        for rank, actions in enumerate(plan.schedule.actions)
-    }
-    return prefetch_issue_points(order, ends, starts, copies)

@@ -11,7 +11,8 @@ from simulator.analytic.costs import unit_costs
 from simulator.analytic.executor import simulate
 from simulator.analytic.hardware import HARDWARE_PRESETS
 from simulator.analytic.offload_costs import HostLink, OffloadRun, host_link
-from simulator.analytic.prefetch_plan import Fetch, IssuePoint, issue_points, plan_issue_points
+from simulator.analytic.prefetch_plan import Fetch, IssuePoint, issue_points
+from simulator.analytic.prefetch_table import plan_issue_points
 from simulator.analytic.run_plan import simulate_plan
 from simulator.errors import PebbleError
 from simulator.model.offload import OffloadPolicy, plan_stages, stage_offload_bytes
@@ -192,9 +193,10 @@ def test_a_hidden_prefetch_ends_as_its_backward_starts():
 
 
 def test_the_executor_follows_the_published_table():
-    """``plan_issue_points`` is the table the analytic clock follows: each prefetch of a
-    timed run starts at its point (the end of the action before it, plus the delay), or later
-    only where its offload or the one before it on the stream had not ended."""
+    """``plan_issue_points`` (``prefetch_table``) is the table the analytic clock follows: each
+    prefetch of a timed run starts at its point (the end of the action before it, plus the
+    delay), or later only where its offload or the one before it on the stream had not
+    ended."""
     costs = CostSource(hardware="h100-80gb")
     plan = plan_run(build_schedule("1f1b", 4, 8), "zb-6.2b", costs=costs, offload="full")
     table = plan_issue_points(plan)

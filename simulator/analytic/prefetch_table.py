@@ -1,0 +1,45 @@
+"""The prefetch issue table of a planned run, for an executor to follow.
+
+Why its own module: the table is planned on the analytic executor's timing (``run_plan``),
+while the rule itself (``prefetch_plan``) sits under the executor's clock; here the two meet
+without an import cycle. The Ray executor calls ``plan_issue_points(plan)`` and issues each
+prefetch where the analytic executor does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from simulator.analytic.prefetch_plan import IssuePoint, prefetch_issue_points
+from simulator.analytic.run_plan import simulate_plan
+
+
+def _kind(kind) -> str:
+    return getattr(kind, "value", kind)
+
+
+def plan_issue_points(plan) -> dict[tuple[int, int], IssuePoint]:
+    """``prefetch_issue_points`` of a planned run with offload (``RunPlan``): the table the
+    analytic executor follows for it (first step), for the Ray executor to follow too."""
+    copied = simulate_plan(plan).offload.columns()
+    plain = simulate_plan(replace(plan, offload=None)).events.columns()
+    copies = {}
+    for kind, stage, mb, step, start, end, replica in zip(
+        *(copied[c] for c in ("kind", "stage", "microbatch", "step", "start", "end", "replica")),
+        strict=True,
+    ):
+        if str(kind) == "prefetch" and step == 0 and replica == 0:
+            copies[(int(stage), int(mb))] = float(end - start)
+    starts, ends = {}, {}
+    for stage, kind, mb, step, start, end, replica in zip(
+        *(plain[c] for c in ("stage", "kind", "microbatch", "step", "start", "end", "replica")),
+        strict=True,
+    ):
+        if step == 0 and replica == 0:
+            key = (int(stage), str(kind), int(mb))
+            starts[key], ends[key] = float(start), float(end)
+    order = {
+        rank: [(a.stage_index, _kind(a.kind), a.microbatch_index) for a in actions]
+        for rank, actions in enumerate(plan.schedule.actions)
+    }
+    return prefetch_issue_points(order, ends, starts, copies)
