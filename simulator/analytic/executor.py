@@ -130,6 +130,29 @@ def simulate(
     return timeline
 
 
+def step_inputs(
+    schedule: Schedule,
+    costs: CostModel,
+    spec: ModelSpec,
+    partition: Partition,
+    microbatch_rows: int,
+    *,
+    run: DryRun | None = None,
+    recompute: RecomputePlan | None = None,
+) -> tuple[DryRun, tuple]:
+    """The dry run and the per-action lists ``simulate`` times a step from (rank, duration,
+    producers, transfer), with ``recompute``'s longer backwards. Why: a solver that times
+    many offload plans of one run (``offload_budget``) calls the clock on these directly
+    instead of building a whole Timeline per plan."""
+    run = run if run is not None else validate(schedule)
+    timeline = Timeline()
+    costs, share, recompute = _with_recompute(
+        timeline, costs, spec, partition, microbatch_rows, run, recompute, 1
+    )
+    walk = _Walk(run, costs, spec, partition, microbatch_rows, timeline, recompute, share)
+    return run, walk._lists
+
+
 def _run_steps(walk, timeline, costs, ranks: int, steps: int, sync: bool, replicas: int) -> None:
     """Every step: the actions, then (over ``replicas`` > 1 data and context ranks) the
     gradient reductions, then with ``sync`` the optimizer step all ranks wait for."""

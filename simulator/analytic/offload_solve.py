@@ -4,8 +4,9 @@ decided against the run's own timing.
 Why against the timing: whether a round trip hides depends on how much compute the schedule
 leaves between a microbatch's forward and its backward on that rank (the no-overhead condition
 of ``offload_clock``), and that depends on the costs, the schedule and the stage. So both
-policies are solved here, where the costs are known, by running the analytic executor itself
-and reading its ``wait`` spans; nothing is estimated beside it.
+policies are solved here, where the costs are known, with the offload clock itself as the
+oracle (``offload_timing``: one step of the analytic executor, plan after plan); the plan
+returned is checked against the executor's own Timeline.
 
 * ``selective`` (PipeOffload, Wan, Qi et al. 2025, arXiv 2503.01328, section 4: offload the
   activations whose lifespan covers the transfer): every offloadable block of every microbatch
@@ -14,115 +15,120 @@ and reading its ``wait`` spans; nothing is estimated beside it.
   only frees its stream, so each round can only shorten the others' copies). The result
   exposes no transfer time and sends as much as that allows.
 * ``budget:BYTES`` (or ``P%`` of the fullest rank's activation peak without offload): the
-  selective set first (free); while a rank's activation peak is above the budget, add the
-  microbatch of that rank's stages that waited least under full offload, and time again. A
-  greedy, verified by the executor at each step, not an exhaustive search: it stops at the
-  first plan within the budget, or says in one sentence how low full offload gets.
+  least exposed transfer time, then the fewest bytes sent, among every choice of which
+  microbatches each stage sends, keeping every rank's device peak within the budget: an exact
+  branch and bound (``offload_budget``, which states the plan space and why its cut-offs are
+  sound). It is seeded with the greedy this policy used to be (the selective set, then the
+  microbatches that waited least under full offload); past ``PLAN_LIMIT`` plans timed it
+  returns the best plan found and its policy text says it is not proven least. No plan within
+  the budget is one sentence naming the rank and how low it gets.
 
-A recompute plan given beside it is fixed first (``--recompute``); the offload is solved on top.
+A recompute plan given beside it is fixed first (``--recompute``), and the offload is solved on
+top, except that ``--recompute budget:X`` with ``--offload budget:Y`` is solved jointly
+(``offload_joint``).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from simulator.analytic.offload_clock import WAIT
-from simulator.analytic.offload_costs import OffloadRun
+from simulator.analytic.offload_budget import PLAN_LIMIT, solve_budget_exact
+from simulator.analytic.offload_timing import Choice, PlanTimer, Timing, with_microbatches
 from simulator.errors import PebbleError
-from simulator.model.offload import OffloadPlan, OffloadPolicy, StageOffload, offload_units
-from simulator.units import human_bytes
+from simulator.model.offload import OffloadPlan, OffloadPolicy
 
 
-def solve_offload(plan, simulate_with, link) -> OffloadPlan:
-    """``plan.offload`` solved: ``simulate_with(offload_run_or_None)`` times the plan."""
+def solve_offload(plan, simulate_with, link, costs, limit: int = PLAN_LIMIT) -> OffloadPlan:
+    """``plan.offload`` solved at ``costs``: ``simulate_with(offload_run_or_None)`` times the
+    whole plan (the check of the answer)."""
     policy: OffloadPolicy = plan.offload.pending
-    full = _full(plan)
-    run = OffloadRun(full, link)
-    waits = _waits(simulate_with(run))
-    chosen = {key for key in _candidates(plan, full)}
-    free = _hide(chosen - set(waits), plan, full, simulate_with, link)
+    timer = PlanTimer(plan, costs, link, simulate_with(None))
+    text = policy.to_text()
     if policy.budget is None:
-        return _plan(policy.to_text(), plan, full, free)
-    return _within_budget(policy, plan, full, free, waits, simulate_with, link)
+        chosen = selective(timer)
+    else:
+        budget = budget_bytes(policy.budget, timer)
+        solved = solve_budget_exact(timer, budget, greedy(timer, budget), limit)
+        chosen = solved.chosen
+        if not solved.proven:
+            text += f" (best of {solved.plans} plans searched, not proven least)"
+    check(timer, chosen, simulate_with)
+    return with_microbatches(text, timer.full, chosen)
 
 
-def _full(plan) -> OffloadPlan:
-    infos = plan.spec.layers()
-    stages = tuple(
-        StageOffload(offload_units([infos[i] for i in layers]))
-        for layers in plan.partition.stage_layers
-    )
-    return OffloadPlan("full", stages)
+def budget_bytes(budget: int | float, timer: PlanTimer) -> int:
+    """A budget in bytes: a share (a float) is of the fullest rank's peak without offload."""
+    return int(budget * max(timer.none_peaks)) if isinstance(budget, float) else int(budget)
 
 
-def _candidates(plan, full: OffloadPlan) -> list[tuple[int, int]]:
-    """(stage, microbatch) of every microbatch a full offload could send."""
-    m = plan.schedule.num_microbatches
-    return [(s, mb) for s, st in enumerate(full.stages) if st.active for mb in range(m)]
+def _all(timer: PlanTimer) -> Choice:
+    m = timer.plan.schedule.num_microbatches
+    return tuple(frozenset(range(m)) if b else frozenset() for b in timer.stage_bytes)
 
 
-def _plan(text: str, plan, full: OffloadPlan, chosen: set) -> OffloadPlan:
-    stages = tuple(
-        replace(stage, microbatches=frozenset(mb for s2, mb in chosen if s2 == s))
-        for s, stage in enumerate(full.stages)
-    )
-    return OffloadPlan(text, stages)
+def _pairs(chosen: Choice) -> set[tuple[int, int]]:
+    return {(s, mb) for s, mbs in enumerate(chosen) for mb in mbs}
 
 
-def _waits(timeline) -> dict[tuple[int, int], float]:
-    """(stage, microbatch) -> exposed time of its backward's prefetch (first step, replica)."""
-    spans = timeline.offload.columns()
-    out: dict[tuple[int, int], float] = {}
-    for kind, stage, mb, step, start, end, replica in zip(
-        spans["kind"],
-        spans["stage"],
-        spans["microbatch"],
-        spans["step"],
-        spans["start"],
-        spans["end"],
-        spans["replica"],
-        strict=True,
-    ):
-        if str(kind) == WAIT and step == 0 and replica == 0:
-            key = (int(stage), int(mb))
-            out[key] = out.get(key, 0.0) + float(end - start)
-    return out
+def _choice(pairs: set, stages: int) -> Choice:
+    return tuple(frozenset(mb for s2, mb in pairs if s2 == s) for s in range(stages))
 
 
-def _hide(chosen: set, plan, full, simulate_with, link) -> set:
-    """``chosen`` less every microbatch that waits, until none does."""
+def _waits(timer: PlanTimer, timing: Timing) -> dict[tuple[int, int], float]:
+    """(stage, microbatch) -> the time its backward waited."""
+    run = timer.run
+    return {
+        (int(run.stages[i]), int(run.microbatches[i])): float(timing.waits[i])
+        for i in timing.waits.nonzero()[0].tolist()
+    }
+
+
+def selective(timer: PlanTimer) -> Choice:
+    """Full offload less every microbatch that waits, until none does."""
+    stages = len(timer.stage_bytes)
+    chosen = _pairs(_all(timer)) & set(timer.time(_all(timer)).sent)
     while chosen:
-        waits = _waits(simulate_with(OffloadRun(_plan("selective", plan, full, chosen), link)))
+        waits = _waits(timer, timer.time(_choice(chosen, stages)))
         if not waits:
             break
         chosen -= set(waits)
-    return chosen
+    return _choice(chosen, stages)
 
 
-def _peaks(timeline) -> dict[int, int]:
-    return {r.rank: r.true_peak_bytes for r in timeline.summary().per_rank}
-
-
-def _within_budget(policy, plan, full, chosen, waits, simulate_with, link) -> OffloadPlan:
-    budget = policy.budget
-    if isinstance(budget, float):
-        budget = budget * max(_peaks(simulate_with(None)).values())
-    rank_of = plan.schedule.stage_to_rank
-    # the costliest last: what waited least under full offload goes out first
-    extra = sorted(set(_candidates(plan, full)) - chosen, key=lambda k: (waits.get(k, 0.0), k))
+def greedy(timer: PlanTimer, budget: int) -> Choice | None:
+    """The selective set, then, while a rank is over ``budget``, the microbatch of that rank
+    that waited least under full offload: a plan within the budget, or None. The exact
+    search's seed, not its answer."""
+    full = timer.time(_all(timer))
+    waits = _waits(timer, full)
+    stages = len(timer.stage_bytes)
+    chosen = _pairs(selective(timer))
+    rank_of = timer.plan.schedule.stage_to_rank
+    extra = sorted(set(full.sent) - chosen, key=lambda k: (waits.get(k, 0.0), k))
     while True:
-        trial = _plan(policy.to_text(), plan, full, chosen)
-        peaks = _peaks(simulate_with(OffloadRun(trial, link) if chosen else None))
-        over = {r for r, peak in peaks.items() if peak > budget}
+        peaks = timer.time(_choice(chosen, stages)).peaks
+        over = {r for r, peak in enumerate(peaks) if peak > budget}
         if not over:
-            return trial
+            return _choice(chosen, stages)
         pick = next((k for k in extra if rank_of[k[0]] in over), None)
         if pick is None:
-            rank = max(over, key=lambda r: peaks[r])
-            raise PebbleError(
-                f"no offload plan keeps rank {rank} within {human_bytes(budget)} of "
-                f"activations: sending every block it may, it still peaks at "
-                f"{human_bytes(peaks[rank])}."
-            )
+            return None
         extra.remove(pick)
         chosen = chosen | {pick}
+
+
+def check(timer: PlanTimer, chosen: Choice, simulate_with) -> None:
+    """The executor's Timeline of ``chosen`` agrees with the timer's figures (peaks and
+    exposed time on the first step): the solver's oracle is the executor's clock."""
+    from simulator.timeline.report import offload_waits  # noqa: PLC0415 (a report helper)
+
+    timing = timer.time(chosen)
+    timeline = simulate_with(timer.offload_run("check", chosen))
+    peaks = tuple(r.true_peak_bytes for r in timeline.summary().per_rank)
+    steps = max(1, timeline.meta.steps)
+    exposed = sum(offload_waits(timeline).values()) / steps
+    if timer.plan.sync and (
+        peaks != timing.peaks or abs(exposed - timing.exposed) > 1e-9 * (1 + exposed)
+    ):
+        raise PebbleError(
+            "the offload solver's timing of its plan disagrees with the executor's (peaks "
+            f"{timing.peaks} against {peaks}); this is a bug, please report it."
+        )
