@@ -17,9 +17,11 @@ The rules, the same as the analytic clock's (``simulator.analytic.offload_clock`
 * after a forward whose microbatch goes out (``simulator.model.offload_pairs``), its cached
   arrays inside the offloaded blocks are copied to the host; the device frees them when the
   copy ends;
-* a prefetch is issued at the start of the action its plan names (``RankOffload.prefetch_at``),
-  starts once the offload has ended, allocates each array on the device as it starts, and
-  fills it; the host frees its copy when the prefetch ends;
+* a prefetch is issued at its issue point (``simulator.analytic.prefetch_plan``,
+  ``RankOffload.prefetch_at``): as the rank finishes the action before that position, so a
+  copy can run in the idle gap before a backward whose input has not arrived; it starts once
+  the offload has ended, allocates each array on the device as it starts, and fills it; the
+  host frees its copy when the prefetch ends;
 * the backward waits for its prefetch; the wait is exposed transfer time (a ``wait`` span).
 
 Every cache change a copy makes is stamped with the copy's own start or end time, so the
@@ -43,7 +45,8 @@ class RankOffload:
 
     ``layers``: per stage of the rank, the layer indices whose cached arrays go out;
     ``sends``: the (stage, microbatch) pairs that go out; ``prefetch_at``: (position in the
-    rank's action list, stage, microbatch) of each prefetch: issued as that action starts."""
+    rank's action list, stage, microbatch) of each prefetch: issued as the rank finishes the
+    action before that position (``prefetch_plan.IssuePoint`` without its delay)."""
 
     layers: tuple[tuple[int, frozenset[int]], ...] = ()
     sends: frozenset[tuple[int, int]] = frozenset()
@@ -96,10 +99,10 @@ class CopyStreams:
         self._sent[(stage, mb)] = sent
         sent.offload = self._out.submit(self._offload, stage, mb, sent)
 
-    def before_action(self, position: int) -> None:
-        """The action at ``position`` of the rank's list is about to start: issue the
-        prefetches the plan ties to it."""
-        for stage, mb in self.plan.issued_at(position):
+    def after_action(self, position: int) -> None:
+        """The action at ``position`` of the rank's list has ended: issue the prefetches the
+        plan ties to the next position."""
+        for stage, mb in self.plan.issued_at(position + 1):
             sent = self._sent.get((stage, mb))
             if sent is not None and sent.prefetch is None:
                 sent.prefetch = self._back.submit(self._prefetch, stage, mb, sent)

@@ -40,6 +40,7 @@ from simulator.ray_pipeline.copy_streams import RankOffload
 from simulator.ray_pipeline.measured import RayRunResult, action_order, measured_timeline
 from simulator.ray_pipeline.offload_setup import (
     check_offload_runs,
+    issue_table,
     measured_host_link,
     rank_offload,
 )
@@ -110,6 +111,7 @@ class RayPipeline:
         self.layer_stage = {i: s for s, layers in self.param_layers.items() for i in layers}
         self.wired = wire(self.run_order, param_stages, self.dp)
         self.segments = segments(self.wired)
+        self._issue = None  # with offload: where each prefetch is issued (``issue_table``)
         self.actors = RankActors(self)
         self.calibration: Calibration | None = None
         self._meter: RuntimeMeter | None = None  # the runtime's CPU per call, from the run
@@ -125,7 +127,9 @@ class RayPipeline:
 
     def rank_offload(self, rank: int) -> RankOffload | None:
         """What ``rank`` sends to the host and when it fetches it back (None: nothing)."""
-        return rank_offload(self.plan, self.run_order, rank)
+        if self._issue is None:
+            self._issue = issue_table(self.plan, self.run_order)
+        return rank_offload(self.plan, self.run_order, rank, self._issue)
 
     @property
     def order(self) -> list[tuple[int, int]]:

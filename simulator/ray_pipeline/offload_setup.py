@@ -7,7 +7,10 @@ frozen ``RankOffload`` per rank (it pickles to the actor), and the driver only h
 
 from __future__ import annotations
 
+from simulator.analytic.cost_source import cost_model
 from simulator.analytic.offload_costs import HostLink
+from simulator.analytic.prefetch_plan import IssuePoint
+from simulator.analytic.prefetch_table import plan_issue_points
 from simulator.errors import PebbleError
 from simulator.model.offload_pairs import offload_pairs
 from simulator.ray_pipeline.copy_streams import RankOffload
@@ -26,20 +29,39 @@ def check_offload_runs(plan: RunPlan) -> None:
         )
 
 
-def rank_offload(plan, run, rank: int) -> RankOffload | None:
+def issue_table(plan, run) -> dict[tuple[int, int], IssuePoint]:
+    """Where each prefetch of a Ray run is issued: the analytic executor's own table
+    (``prefetch_table``) when the plan's costs are in seconds; unit costs have no seconds to
+    price a copy in, so their copies take no time (each prefetch is then issued as the action
+    before its backward ends)."""
+    offload = plan.offload
+    if offload is None or not offload.active:
+        return {}
+    if cost_model(plan).time_unit == "s":
+        return plan_issue_points(plan)
+    pairs = offload_pairs(run, offload.stages)
+    instant = {(int(run.stages[b]), int(run.microbatches[b])): 0.0 for b in pairs}
+    return plan_issue_points(plan, copy_times=instant)
+
+
+def rank_offload(plan, run, rank: int, issue: dict) -> RankOffload | None:
     """What ``rank`` sends to the host and when it fetches it back (None: nothing): the
-    pairs both executors send (``offload_pairs``), each prefetch issued as the rank starts
-    the action just before the backward, as the analytic clock issues it."""
+    pairs both executors send (``offload_pairs``), each prefetch issued at its point of
+    ``issue`` (``issue_table``) as the rank finishes the action before it; the point's delay
+    is dropped (the numpy ranks' timing is not the plan's; issuing at the boundary only brings
+    the bytes back earlier, never late)."""
     offload = plan.offload
     if offload is None or not offload.active:
         return None
     sends, prefetch = set(), []
-    for backward, _ in offload_pairs(run, offload.stages).items():
+    for backward in offload_pairs(run, offload.stages):
         if int(run.ranks[backward]) != rank:
             continue
         stage, mb = int(run.stages[backward]), int(run.microbatches[backward])
         sends.add((stage, mb))
-        prefetch.append((int(run.positions[backward]) - 1, stage, mb))
+        point = issue.get((stage, mb))
+        position = point.position if point is not None else int(run.positions[backward])
+        prefetch.append((position, stage, mb))
     if not sends:
         return None
     layers = tuple(

@@ -221,10 +221,8 @@ class RankWorker:
         stage = self.stages[stage_index]
         rule = self.rule.rule(kind)
         position, self._position = self._position, self._position + 1
-        if self.copies is not None:
-            self.copies.before_action(position)
-            if rule.sends_gradient:
-                self.copies.before_backward(stage_index, mb)
+        if self.copies is not None and rule.sends_gradient:
+            self.copies.before_backward(stage_index, mb)
         start, cpu = self.recorder.now(), time.thread_time()
         if payload is not None:
             self.recorder.on_receive(stage_index, kind, mb, payload.nbytes)
@@ -243,8 +241,10 @@ class RankWorker:
             self.local[(receiver, rule.output, mb)] = out
         cpu = time.thread_time() - cpu
         self.recorder.on_action(stage_index, kind, mb, start, self.recorder.now(), cpu)
-        if self.copies is not None and rule.is_forward:
-            self.copies.after_forward(stage_index, mb)
+        if self.copies is not None:
+            if rule.is_forward:
+                self.copies.after_forward(stage_index, mb)
+            self.copies.after_action(position)
         result = out if send else None
         if grads_out:
             grads = [

@@ -16,6 +16,7 @@ from simulator.model.offload import stage_offload_bytes
 from simulator.model.optim import OptimizerConfig
 from simulator.model.reference import TrainConfig
 from simulator.ray_pipeline.executor import RayOptions, RayPipeline
+from simulator.ray_pipeline.offload_setup import issue_table
 from simulator.run import plan_training
 
 UNCALIBRATED = RayOptions(calibrate=False)
@@ -78,6 +79,19 @@ def test_offload_trains_the_same_bits_and_moves_the_predicted_bytes(
     )
     for (_, stage, _, _, _), nbytes in copies.items():
         assert nbytes == sum(b for _, b in per_stage[stage])
+
+    # each prefetch starts no earlier than the end of the action before its issue point
+    issue = issue_table(plan, validate(schedule))
+    assert issue
+    for o in sent.timeline.offload:
+        if o.kind != "prefetch":
+            continue
+        point = issue[(o.stage, o.microbatch)]
+        mine = sorted(
+            (e for e in sent.timeline.events if e.rank == o.rank and e.step == o.step),
+            key=lambda e: e.start,
+        )
+        assert o.start >= mine[point.position - 1].end
 
     # the device holds what the schedule stores less what is on the host, at every action's
     # end: the real cache bytes against the model's accounting, on the measured clock
