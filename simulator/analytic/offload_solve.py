@@ -19,7 +19,7 @@ returned is checked against the executor's own Timeline.
   microbatches each stage sends, keeping every rank's device peak within the budget: an exact
   branch and bound (``offload_budget``, which states the plan space and why its cut-offs are
   sound). It is seeded with the greedy this policy used to be (the selective set, then the
-  microbatches that waited least under full offload); past ``PLAN_LIMIT`` plans timed it
+  microbatches that waited least under full offload); past ``plan_limit`` plans timed it
   returns the best plan found and its policy text says it is not proven least. No plan within
   the budget is one sentence naming the rank and how low it gets.
 
@@ -30,15 +30,16 @@ top, except that ``--recompute budget:X`` with ``--offload budget:Y`` is solved 
 
 from __future__ import annotations
 
-from simulator.analytic.offload_budget import PLAN_LIMIT, solve_budget_exact
+from simulator.analytic.offload_budget import solve_budget_exact
 from simulator.analytic.offload_timing import Choice, PlanTimer, Timing, with_microbatches
 from simulator.errors import PebbleError
 from simulator.model.offload import OffloadPlan, OffloadPolicy
 
 
-def solve_offload(plan, simulate_with, link, costs, limit: int = PLAN_LIMIT) -> OffloadPlan:
+def solve_offload(plan, simulate_with, link, costs, limit: int | None = None) -> OffloadPlan:
     """``plan.offload`` solved at ``costs``: ``simulate_with(offload_run_or_None)`` times the
-    whole plan (the check of the answer)."""
+    whole plan (the check of the answer); ``limit``: plans the budget's search may time
+    (None: ``offload_budget.plan_limit``)."""
     policy: OffloadPolicy = plan.offload.pending
     timer = PlanTimer(plan, costs, link, simulate_with(None))
     text = policy.to_text()
