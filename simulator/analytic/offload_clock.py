@@ -33,6 +33,7 @@ import numpy as np
 from schedules.validate import DryRun
 from simulator.analytic.prefetch_plan import Fetch
 from simulator.analytic.prefetch_plan import issue_points as place_prefetches
+from simulator.model.offload_pairs import offload_pairs
 
 OFFLOAD, PREFETCH, WAIT = "offload", "prefetch", "wait"
 _SLACK = 1e-12  # relative: a just-in-time copy may end this much after its backward's start
@@ -51,32 +52,18 @@ class OffloadClock:
     ) -> None:
         self.bandwidth = float(bandwidth)
         self.stage_bytes = stage_bytes
-        rule = run.rule
-        kinds = run.kinds.astype(str)
-        forward = np.isin(kinds, rule.having("is_forward"))
-        back = np.isin(kinds, rule.having("sends_gradient"))
-        total = np.array([sum(b for _, b in layers) for layers in stage_bytes], dtype=np.int64)
+        total = [sum(b for _, b in layers) for layers in stage_bytes]
+
+        def sends(stage: int, microbatch: int) -> bool:
+            picked = chosen[stage] if chosen is not None else None
+            return total[stage] > 0 and (picked is None or microbatch in picked)
+
         n = len(run.ranks)
-        # each rank's previous action, in its own order (the dry run keeps each rank's order)
-        previous = np.full(n, -1, dtype=np.int64)
-        last: dict[int, int] = {}
-        for i, r in enumerate(run.ranks.tolist()):
-            previous[i] = last.get(r, -1)
-            last[r] = i
-        forward_of = {}
-        for i in np.flatnonzero(forward).tolist():
-            forward_of[(int(run.stages[i]), int(run.microbatches[i]))] = i
         self.pair = np.full(n, -1, dtype=np.int64)  # backward -> its forward
         self.moved = np.zeros(n, dtype=np.int64)  # bytes a forward sends / a backward fetches
-        for i in np.flatnonzero(back & (total[run.stages] > 0)).tolist():
-            j = forward_of.get((int(run.stages[i]), int(run.microbatches[i])))
-            if j is None or previous[i] == j:
-                continue  # nothing runs between: the pebble stays
-            picked = chosen[int(run.stages[i])] if chosen is not None else None
-            if picked is not None and int(run.microbatches[i]) not in picked:
-                continue  # a selective plan keeps this one
+        for i, j in offload_pairs(run, sends).items():  # the pairs the Ray ranks send too
             self.pair[i] = j
-            self.moved[i] = self.moved[j] = total[run.stages[i]]
+            self.moved[i] = self.moved[j] = total[int(run.stages[i])]
         self.run = run
         self.position = run.positions.tolist()  # each action's place in its rank's list
         self.order: dict[int, list[int]] = {}  # rank -> its actions' run indices, in order

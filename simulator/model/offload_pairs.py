@@ -4,8 +4,8 @@ Why one function for both executors: the analytic clock (``simulator.analytic.of
 and the Ray rank (``simulator.ray_pipeline.copy_streams``) must send exactly the same pebbles,
 or "measured bytes equal predicted bytes" would compare two different plans. The rule:
 
-* a stage sends only if its plan is active (``StageOffload.active``) and the microbatch is one
-  it sends (``StageOffload.sends``);
+* a stage sends only what its plan sends (``plan_sends``: an active ``StageOffload`` and a
+  microbatch it sends; the analytic clock also asks that the blocks cache some bytes);
 * the pair is the microbatch's forward and its backward that sends the gradient (``B`` or
   ``I``: the one that reads the cached activations);
 * a pair whose backward is the very next action of its rank after the forward stays on the
@@ -17,18 +17,19 @@ or "measured bytes equal predicted bytes" would compare two different plans. The
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
-def offload_pairs(run, stages) -> dict[int, int]:
+def offload_pairs(run, sends: Callable[[int, int], bool]) -> dict[int, int]:
     """``backward order index -> forward order index`` of every (stage, microbatch) whose
-    offloadable blocks go to the host. ``run``: the schedule's ``DryRun``; ``stages``: one
-    ``StageOffload`` per stage (an ``OffloadPlan``'s ``stages``)."""
+    offloadable blocks go to the host. ``run``: the schedule's ``DryRun``; ``sends(stage,
+    microbatch)``: does the plan send it (``plan_sends``)?"""
     rule = run.rule
     kinds = run.kinds.astype(str)
     forward = np.isin(kinds, rule.having("is_forward"))
     back = np.isin(kinds, rule.having("sends_gradient"))
-    active = np.array([stage.active for stage in stages], dtype=bool)
     previous: dict[int, int] = {}
     last: dict[int, int] = {}
     for i, r in enumerate(run.ranks.tolist()):
@@ -38,10 +39,15 @@ def offload_pairs(run, stages) -> dict[int, int]:
         (int(run.stages[i]), int(run.microbatches[i])): i for i in np.flatnonzero(forward).tolist()
     }
     pairs: dict[int, int] = {}
-    for i in np.flatnonzero(back & active[run.stages]).tolist():
+    for i in np.flatnonzero(back).tolist():
         stage, microbatch = int(run.stages[i]), int(run.microbatches[i])
         j = forward_of.get((stage, microbatch))
-        if j is None or previous[i] == j or not stages[stage].sends(microbatch):
+        if j is None or previous[i] == j or not sends(stage, microbatch):
             continue
         pairs[i] = j
     return pairs
+
+
+def plan_sends(stages) -> Callable[[int, int], bool]:
+    """``sends`` of an ``OffloadPlan``'s ``stages`` (one ``StageOffload`` per stage)."""
+    return lambda stage, microbatch: stages[stage].active and stages[stage].sends(microbatch)

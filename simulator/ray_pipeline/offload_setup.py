@@ -12,7 +12,7 @@ from simulator.analytic.offload_costs import HostLink
 from simulator.analytic.prefetch_plan import IssuePoint
 from simulator.analytic.prefetch_table import plan_issue_points
 from simulator.errors import PebbleError
-from simulator.model.offload_pairs import offload_pairs
+from simulator.model.offload_pairs import offload_pairs, plan_sends
 from simulator.ray_pipeline.copy_streams import RankOffload
 from simulator.run.plan import RunPlan
 from simulator.timeline import Timeline
@@ -39,7 +39,7 @@ def issue_table(plan, run) -> dict[tuple[int, int], IssuePoint]:
         return {}
     if cost_model(plan).time_unit == "s":
         return plan_issue_points(plan)
-    pairs = offload_pairs(run, offload.stages)
+    pairs = offload_pairs(run, plan_sends(offload.stages))
     instant = {(int(run.stages[b]), int(run.microbatches[b])): 0.0 for b in pairs}
     return plan_issue_points(plan, copy_times=instant)
 
@@ -54,7 +54,7 @@ def rank_offload(plan, run, rank: int, issue: dict) -> RankOffload | None:
     if offload is None or not offload.active:
         return None
     sends, prefetch = set(), []
-    for backward in offload_pairs(run, offload.stages):
+    for backward in offload_pairs(run, plan_sends(offload.stages)):
         if int(run.ranks[backward]) != rank:
             continue
         stage, mb = int(run.stages[backward]), int(run.microbatches[backward])
