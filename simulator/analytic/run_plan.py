@@ -15,6 +15,7 @@ from simulator.analytic.cost_source import cost_model, hardware_preset
 from simulator.analytic.costs import CostModel
 from simulator.analytic.executor import simulate
 from simulator.analytic.offload_costs import HostLink, OffloadRun, host_link
+from simulator.analytic.offload_joint import is_joint, solve_joint
 from simulator.analytic.offload_solve import solve_offload
 from simulator.run.plan import RunPlan
 from simulator.timeline import Timeline
@@ -33,21 +34,24 @@ def simulate_plan(
     these costs."""
     costs = costs if costs is not None else cost_model(plan)
 
-    def simulate_with(offload: OffloadRun | None) -> Timeline:
-        return simulate(
-            plan.schedule,
-            costs,
-            plan.spec,
-            plan.partition,
-            plan.microbatch_rows,
-            steps=plan.steps,
-            sync=plan.sync,
-            layout=plan.layout,
-            run=run,
-            cores=plan.cores,
-            recompute=plan.recompute,
-            offload=offload,
-        )
+    def simulator(plan: RunPlan):
+        def simulate_with(offload: OffloadRun | None) -> Timeline:
+            return simulate(
+                plan.schedule,
+                costs,
+                plan.spec,
+                plan.partition,
+                plan.microbatch_rows,
+                steps=plan.steps,
+                sync=plan.sync,
+                layout=plan.layout,
+                run=run,
+                cores=plan.cores,
+                recompute=plan.recompute,
+                offload=offload,
+            )
+
+        return simulate_with
 
     offload = None
     if plan.offload is not None:
@@ -55,9 +59,12 @@ def simulate_plan(
         if link is None:
             link = host_link(preset, plan.layout.devices, costs.time_unit)
         solved = plan.offload
-        if solved.pending is not None:
-            solved = solve_offload(plan, simulate_with, link, costs)
+        if is_joint(plan):  # both budgets: recompute and offload chosen together
+            plan, solved = solve_joint(plan, simulator, link, costs)
+        elif solved.pending is not None:
+            solved = solve_offload(plan, simulator(plan), link, costs)
         offload = OffloadRun(solved, link)
+    simulate_with = simulator(plan)
     timeline = with_device(simulate_with(offload), plan.costs.hardware)
     if offload is not None:
         preset = hardware_preset(plan.costs.hardware)

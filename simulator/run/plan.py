@@ -21,7 +21,7 @@ from simulator.model.offload import OffloadPlan, OffloadPolicy
 from simulator.model.offload import plan_stages as offload_stages
 from simulator.model.parse import parse_model
 from simulator.model.precision import precision_named
-from simulator.model.recompute import RecomputePlan
+from simulator.model.recompute import RecomputePlan, RecomputePolicy
 from simulator.model.reference import TrainConfig
 from simulator.model.split import BALANCED, Split
 from simulator.model.transformer.spec import TransformerSpec
@@ -239,7 +239,7 @@ def plan_run(
         partition=parts,
         layout=layout,
         microbatch_rows=rows,
-        recompute=resolve_recompute(recompute, schedule, spec, parts, rows),
+        recompute=_recompute_beside(recompute, offload, schedule, spec, parts, rows),
         costs=costs or CostSource(),
         steps=steps,
         sync=sync,
@@ -247,6 +247,23 @@ def plan_run(
         split=split,
         offload=resolve_offload(offload, spec, parts),
     )
+
+
+def _recompute_beside(recompute, offload, schedule, spec, parts, rows):
+    """``--recompute`` resolved; beside an ``--offload budget:`` a recompute budget alone need
+    not be met (offload may close the gap, and ``offload_joint`` chooses both when the run's
+    costs are known), so where it cannot be, full recomputation stands in until then."""
+    try:
+        return resolve_recompute(recompute, schedule, spec, parts, rows)
+    except PebbleError:
+        if not (_is_budget(recompute, RecomputePolicy) and _is_budget(offload, OffloadPolicy)):
+            raise
+        full = resolve_recompute("full", schedule, spec, parts, rows)
+        return RecomputePlan(RecomputePolicy.parse(recompute).to_text(), full.stages)
+
+
+def _is_budget(text: str | None, policy) -> bool:
+    return text is not None and policy.parse(text).budget is not None
 
 
 def resolve_offload(text: str | None, spec, parts) -> OffloadPlan | None:

@@ -297,11 +297,18 @@ def _search(walk: RankWalk, fronts: list[list[Placement]], budget: float):
 
 
 def solve_budget(
-    schedule: Schedule, spec, partition, rows: int, budget: int | float, text: str = ""
+    schedule: Schedule,
+    spec,
+    partition,
+    rows: int,
+    budget: int | float | dict[int, int],
+    text: str = "",
 ) -> RecomputePlan:
     """The least-FLOPs segment plan per stage keeping every rank's activation peak within
-    ``budget`` bytes (an int) or that share of the fullest rank's no-recompute peak (a float);
-    a one-sentence PebbleError when no plan fits."""
+    ``budget`` bytes (an int), that share of the fullest rank's no-recompute peak (a float),
+    or each rank's own bytes (a dict by rank: ranks are independent, so each is its own
+    search; ``offload_joint`` recomputes only where offload cannot help); a one-sentence
+    PebbleError when no plan fits."""
     infos = spec.layers()
     fronts, held, by_shape = {}, {}, {}
     for s, layers in enumerate(partition.stage_layers):
@@ -327,14 +334,16 @@ def solve_budget(
         budget = budget * max(none)
     plans: dict[int, tuple] = {}
     for walk in walks:
-        chosen, least = _search(walk, [fronts[s] for s in walk.stages], budget)
+        mine = budget[walk.rank] if isinstance(budget, dict) else budget
+        chosen, least = _search(walk, [fronts[s] for s in walk.stages], mine)
         if chosen is None:
             raise PebbleError(
-                f"no recompute plan keeps rank {walk.rank} within {human_bytes(budget)} of "
+                f"no recompute plan keeps rank {walk.rank} within {human_bytes(mine)} of "
                 "activations: recomputing the most it can, it still peaks at "
                 f"{human_bytes(walk.peak(least))}."
             )
         for s, placement in zip(walk.stages, chosen, strict=True):
             plans[s] = placement.segments
     stages = tuple(StageRecompute(plans[s]) for s in range(partition.num_stages))
-    return RecomputePlan(text or f"budget:{budget:.0f}", stages)
+    default = "budget:per-rank" if isinstance(budget, dict) else f"budget:{budget:.0f}"
+    return RecomputePlan(text or default, stages)
