@@ -114,6 +114,10 @@ class CostModel:
     # a gradient's data-parallel reduction starts when it is complete (True), or not before its
     # rank has finished the step's backward (False: Megatron-LM's default)
     overlap_grad_reduce: bool = True
+    # the once-a-step reduction's ring factor on (D-1)/D of the gradient bytes: 2 an
+    # all-reduce, 1 a reduce-scatter (a distributed optimizer), 0 none (sharded gradients are
+    # reduce-scattered inside the backward passes instead; ``roofline_costs``)
+    grad_reduce_factor: float = 2.0
 
     def with_rule(self, rule: DependencyRule) -> CostModel:
         """The same costs, each kind priced by ``rule``'s traits (a rule with more kinds)."""
@@ -125,11 +129,14 @@ class CostModel:
         return self.comm_latency + (size / self.comm_bandwidth if size else 0.0)
 
     def allreduce_time(self, layer_index: int, replicas: int) -> float:
-        """Ring all-reduce: 2 (D-1)/D of the layer's parameter bytes over the link."""
-        if replicas <= 1:
+        """The layer's once-a-step gradient reduction: a ring all-reduce moves 2 (D-1)/D of its
+        parameter bytes over the link (``grad_reduce_factor`` 2), a reduce-scatter (D-1)/D
+        (1); none when the passes reduced them (0)."""
+        if replicas <= 1 or self.grad_reduce_factor <= 0:
             return 0.0
         size = self.param_bytes[layer_index] if self.param_bytes else 0
-        return self.allreduce_latency + 2 * (replicas - 1) / replicas * size / (
+        factor = self.grad_reduce_factor
+        return self.allreduce_latency + factor * (replicas - 1) / replicas * size / (
             self.allreduce_bandwidth
         )
 

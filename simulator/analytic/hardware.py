@@ -49,6 +49,14 @@ class HardwarePreset:
     # rest of the backward (--overlap-grad-reduce); 0: after the rank's backward is done,
     # Megatron-LM's default and what the published Megatron runs used
     dp_overlap: float = 0.0
+    # shared resources (``roofline_costs``, ``sharded_comm``): how much slower compute runs
+    # while a collective overlaps it (NCCL's kernels run one thread block per channel, and with
+    # the 8-16 channels it opens over NVLink or a NIC they take 8-16 of an A100's 108 SMs,
+    # 7-15%, of an H100's 132, 6-12%, plus the HBM traffic of the copies; we take 10%, a
+    # stated estimate, not a fit), and how many GPUs share one NIC (DGX A100/H100: one NIC a
+    # GPU; collectives of GPUs sharing a NIC share its ``internode_bandwidth``)
+    comm_contention: float = 0.10
+    gpus_per_nic: int = 1
     # None: time each operation on the roofline; a number (``efficiency=`` given): charge every
     # FLOP at that share of peak, the end-to-end model of earlier versions
     flop_model: bool = False
@@ -82,6 +90,16 @@ class HardwarePreset:
             )
         if self.dp_overlap not in (0, 1):
             raise PebbleError(f"hardware dp_overlap is 0 or 1, got {self.dp_overlap!r}.")
+        if not 0.0 <= self.comm_contention <= 1.0:
+            raise PebbleError(
+                f"hardware contention is a fraction in [0, 1], got {self.comm_contention!r}."
+            )
+        if isinstance(self.gpus_per_nic, bool) or not isinstance(self.gpus_per_nic, int):
+            raise PebbleError(
+                f"hardware gpus_per_nic must be a whole number, got {self.gpus_per_nic!r}."
+            )
+        if self.gpus_per_nic < 1:
+            raise PebbleError(f"hardware gpus_per_nic must be at least 1, got {self.gpus_per_nic}.")
         if not 0.0 <= self.tp_overlap <= 1.0:
             raise PebbleError(
                 f"hardware tp_overlap is a fraction in [0, 1], got {self.tp_overlap!r}."
@@ -129,8 +147,8 @@ _HOPPER_EFFICIENCY = "Dubey et al. 2024 (Llama 3), Table 4: 38-43% BF16 MFU on H
 # megascale-t2-175b-512gpu, -6144gpu and megascale-f9-530b-4480gpu (all three numbers);
 # H100 on llama3-t4-8k-8192gpu (gemm_efficiency only; the other two are the A100's). The 40GB
 # A100 is the same chip; H200 and GH200 are assumed to be the H100's.
-A100_FIT = {"gemm_efficiency": 0.7811, "gemm_dimension": 63.39, "kernel_floor": 5.355e-05}
-HOPPER_FIT = {"gemm_efficiency": 0.8464, "gemm_dimension": 63.39, "kernel_floor": 5.355e-05}
+A100_FIT = {"gemm_efficiency": 0.7932, "gemm_dimension": 70.2, "kernel_floor": 6.585e-05}
+HOPPER_FIT = {"gemm_efficiency": 0.6706, "gemm_dimension": 70.2, "kernel_floor": 6.585e-05}
 
 HARDWARE_PRESETS: dict[str, HardwarePreset] = {
     "a100-40gb": HardwarePreset(
@@ -259,6 +277,9 @@ _KEYS = {
     "hostmem": "host_memory_bytes",
     "tp_overlap": "tp_overlap",
     "dp_overlap": "dp_overlap",
+    "contention": "comm_contention",
+    "comm_contention": "comm_contention",
+    "gpus_per_nic": "gpus_per_nic",
 }
 _KEYS.update({f.name: f.name for f in fields(HardwarePreset) if f.name in _POSITIVE_FIELDS})
 
@@ -328,12 +349,12 @@ def parse_hardware_preset(text: str) -> HardwarePreset:
             raise PebbleError(f"hardware {key} {named}; give each value once.")
         given[field_name] = key
         number = _number(key, value)
-        if field_name in ("tp_overlap", "dp_overlap") and number == 0:
+        if field_name in ("tp_overlap", "dp_overlap", "comm_contention") and number == 0:
             changes[field_name] = 0.0
             continue
         if not math.isfinite(number) or number <= 0:
             raise PebbleError(f"hardware {key} must be positive and finite, got {value.strip()!r}.")
-        if field_name in ("memory_bytes", "gpus_per_node"):
+        if field_name in ("memory_bytes", "gpus_per_node", "gpus_per_nic"):
             if number != int(number):
                 raise PebbleError(f"hardware {key} must be a whole number, got {value.strip()!r}.")
             number = int(number)

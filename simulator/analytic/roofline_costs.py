@@ -20,8 +20,18 @@ from schedules.dependencies import PIPELINE_RULE, WORK_PARTS, DependencyRule
 from simulator.analytic.costs import CostModel, StageCost
 from simulator.analytic.hardware import HardwarePreset
 from simulator.analytic.roofline import Device, layer_seconds
+from simulator.analytic.sharded_comm import (
+    EP_OVERLAP,
+    Unit,
+    all_to_all_seconds,
+    buckets,
+    exposed_seconds,
+    ring_seconds,
+)
 from simulator.model.partitioning import boundary_bytes
+from simulator.model.sharding import Sharding
 from simulator.model.transformer.context_parallel import context_parallel_bytes
+from simulator.model.transformer.expert_parallel import moe_all_to_all_bytes
 
 NVLINK_EFFICIENCY = 0.77
 """Bus bandwidth NCCL's all-reduce reaches over NVLink as a share of the per-direction link rate:
@@ -55,16 +65,22 @@ def ring_time(nbytes: float, ranks: int, bandwidth: float, latency: float, facto
 
 def link_of(preset: HardwarePreset, span: int) -> tuple[float, float]:
     """(bus bandwidth, latency per step) of a group whose members lie ``span`` ranks apart end
-    to end (inside one node when ``span <= gpus_per_node``)."""
+    to end (inside one node when ``span <= gpus_per_node``). Across nodes every GPU's group
+    runs its collective at the same time (one program on every rank), so GPUs that share a NIC
+    (``gpus_per_nic``) share its bandwidth."""
     if span <= preset.gpus_per_node:
         return preset.nvlink_bandwidth * NVLINK_EFFICIENCY, NVLINK_LATENCY
-    return preset.internode_bandwidth * NETWORK_EFFICIENCY, NETWORK_LATENCY
+    # the GPUs that share a NIC run their groups' collectives at once: each gets its share
+    share = preset.internode_bandwidth * NETWORK_EFFICIENCY / preset.gpus_per_nic
+    return share, NETWORK_LATENCY
 
 
 def roofline_costs(plan, preset: HardwarePreset, rule: DependencyRule = PIPELINE_RULE):
     """The plan's per-stage F, I and W seconds on ``preset``: each layer's kernels on the
     roofline, plus each transformer block's exposed tensor-parallel collectives in the passes
-    that carry activations; transfers and the data-parallel reduction as NCCL runs them."""
+    that carry activations, the context and expert exchanges, and sharded data parallelism's
+    gathers and reduce-scatters inside the passes (``sharded_comm``); transfers and the
+    once-a-step gradient reduction as NCCL runs them."""
     spec, partition, rows, layout = plan.spec, plan.partition, plan.microbatch_rows, plan.layout
     device = device_of(preset)
     stage_costs, stage_comm = stage_seconds(spec, partition, rows, preset, layout, rule)
@@ -84,58 +100,169 @@ def roofline_costs(plan, preset: HardwarePreset, rule: DependencyRule = PIPELINE
         time_unit="s",
         tensor_comm=stage_comm,
         overlap_grad_reduce=bool(preset.dp_overlap),
+        grad_reduce_factor=STEP_REDUCE_FACTOR[min(layout.sharding, 3)],
     )
 
 
+STEP_REDUCE_FACTOR = {0: 2.0, 1: 1.0, 2: 0.0, 3: 0.0}
+"""The executor's once-a-step gradient reduction per sharding stage, as the ring's factor on
+``(D - 1) / D`` of the gradient bytes: z0 all-reduces (2), z1's distributed optimizer
+reduce-scatters (1; Megatron-LM ``docs/source/distrib_optimizer.md``: reduce-scatter the
+gradients, all-gather the updated weights, the latter in ``_optimizer_seconds``), z2 and z3
+reduce-scatter inside every microbatch's backward instead (``sharded_comm``)."""
+
+
 def stage_seconds(spec, partition, rows, preset, layout, rule=PIPELINE_RULE):
-    """Per stage, its ``StageCost`` on the roofline and its exposed tensor-parallel seconds per
-    pass (what ``roofline_costs`` charges; ``advise``'s bounds read the same numbers)."""
+    """Per stage, its ``StageCost`` on the roofline and its exposed communication seconds per
+    pass (what ``roofline_costs`` charges; ``advise``'s bounds read the same numbers). A
+    stage's passes are its blocks in order (``sharded_comm.Unit``): each block's kernels, its
+    exposed tensor-parallel collectives (the hidden ``tp_overlap`` share costs its compute the
+    contention), its K/V exchange and its all-to-all; then sharded data parallelism's gathers
+    and reduce-scatters overlap them (``sharded_comm.overlap_chain``)."""
     device = device_of(preset)
     infos = spec.layers()
-    tp_comm = _tp_seconds(spec, rows, preset, layout) * (1.0 - preset.tp_overlap)
+    tp_total = _tp_seconds(spec, rows, preset, layout)
+    tp_comm = tp_total * (1.0 - preset.tp_overlap)
+    tp_contention = tp_total * preset.tp_overlap * preset.comm_contention
+    sharded = _sharded_links(spec, layout, preset)
     stage_costs, stage_comm = [], []
     for layers in partition.stage_layers:
-        totals = dict.fromkeys(WORK_PARTS, 0.0)
+        blocks: dict[int, dict[str, float]] = {}
         for index in layers:
-            seconds = _layer(infos[index], rows, spec.itemsize, device)
-            for part in totals:
-                totals[part] += seconds[part]
-        blocks = {infos[i].block for i in layers if getattr(infos[i], "is_transformer_block", 0)}
-        for part in ("F", "I"):
-            totals[part] += len(blocks) * tp_comm
-        exchange = _kv_exchange(spec, layout, rows, preset, device, layers)
-        for part, seconds in exchange.items():
-            totals[part] += seconds
+            info = infos[index]
+            unit = blocks.setdefault(info.block, dict.fromkeys(_UNIT_KEYS, 0.0))
+            for part, seconds in _layer(info, rows, spec.itemsize, device).items():
+                unit[part] += seconds
+            unit["params"] += spec.param_count(info)
+            unit["experts"] += _expert_params(info)
+            for part, seconds, network in _exchanges(spec, layout, rows, preset, device, info):
+                unit[part] += seconds
+                unit["comm" + part] += seconds
+                unit["net" + part] += network
+        for block in {infos[i].block for i in layers if _is_block(infos[i])}:
+            for part in ("F", "I"):
+                blocks[block][part] += tp_comm + tp_contention
+                blocks[block]["comm" + part] += tp_comm
+        units = list(blocks.values())
+        totals = {part: sum(u[part] for u in units) for part in WORK_PARTS}
+        comm = {part: sum(u["comm" + part] for u in units if part != "W") for part in WORK_PARTS}
+        if sharded is not None:
+            for part, seconds in sharded.exposed(units, spec.recipe, preset).items():
+                totals[part] += seconds
+                comm[part] += seconds
         stage_costs.append(StageCost(**totals, rule=rule))
-        # one number a pass for the breakdown: the K/V exchange's F and I mean with the TP's
-        stage_comm.append(len(blocks) * tp_comm + sum(exchange.values()) / 2)
+        # one number a pass for the breakdown (which labels it in each F and I or B action):
+        # half the exposed communication of a microbatch's three parts
+        stage_comm.append(sum(comm.values()) / 2)
     return tuple(stage_costs), tuple(stage_comm)
 
 
-def _kv_exchange(spec, layout, rows, preset, device: Device, layers) -> dict[str, float]:
-    """Context parallelism's exposed K/V exchange in each attention layer's forward and
-    input-backward (``context_parallel.KVExchange``), over the context group's link."""
-    if layout.context <= 1 or not spec.is_transformer:
-        return {}
-    infos = spec.layers()
-    itemsize = spec.itemsize
-    exchange = context_parallel_bytes(spec.config, layout, rows, itemsize)
-    bandwidth, latency = link_of(preset, layout.tensor * layout.context)
-    out = {"F": 0.0, "I": 0.0}
-    for index in layers:
-        if infos[index].kind != "attention":
-            continue
-        core = _cached_layer(infos[index], rows, itemsize, device)
-        out["F"] += exchange.exposed_seconds(core["F"], bandwidth, latency)
-        out["I"] += exchange.exposed_seconds(core["I"], bandwidth, latency, backward=True)
+_UNIT_KEYS = ("F", "I", "W", "commF", "commI", "netF", "netI", "params", "experts")
+
+
+def _is_block(info) -> bool:
+    return bool(getattr(info, "is_transformer_block", 0))
+
+
+def _expert_params(info) -> int:
+    count = getattr(info, "expert_param_count", None)
+    return count() if count is not None else 0
+
+
+def _exchanges(spec, layout, rows, preset, device: Device, info):
+    """A layer's exposed exchanges as (part, seconds, seconds on the node's network): the
+    context-parallel K/V exchange of an attention core (``context_parallel.KVExchange``) and
+    the all-to-all dispatch and combine of a MoE block (``sharded_comm.all_to_all_seconds``),
+    each in the forward and the input-backward."""
+    if not spec.is_transformer:
+        return ()
+    out = []
+    if info.kind == "attention" and layout.context > 1:
+        exchange = context_parallel_bytes(spec.config, layout, rows, spec.itemsize)
+        span = layout.tensor * layout.context
+        bandwidth, latency = link_of(preset, span)
+        core = _cached_layer(info, rows, spec.itemsize, device)
+        for part, backward in (("F", False), ("I", True)):
+            exposed = exchange.exposed_seconds(core[part], bandwidth, latency, backward=backward)
+            sent = exchange.backward if backward else exchange.forward
+            hidden = max(0.0, sent / bandwidth - exposed) if exchange.overlapped else 0.0
+            seconds = exposed + preset.comm_contention * min(hidden, core[part])
+            out.append((part, seconds, exposed if span > preset.gpus_per_node else 0.0))
+    if info.kind == "moe" and layout.expert > 1:
+        volume = moe_all_to_all_bytes(spec.config, layout, rows, spec.itemsize)
+        span = layout.tensor * layout.expert
+        bandwidth, latency = link_of(preset, span)
+        one = all_to_all_seconds(volume.busiest_receive, layout.expert, bandwidth, latency)
+        seconds = 2 * one * (1.0 - EP_OVERLAP)  # dispatch and combine
+        network = seconds if span > preset.gpus_per_node else 0.0
+        out += [("F", seconds, network), ("I", seconds, network)]
     return out
+
+
+class _ShardedLinks:
+    """The groups z2 and z3 gather and reduce over, with their links (``sharded_comm``)."""
+
+    def __init__(self, sharding: Sharding, link, expert_link, network: bool):
+        self.sharding, self.link, self.expert_link, self.network = (
+            sharding,
+            link,
+            expert_link,
+            network,
+        )
+
+    def _collective(self, params: float, experts: float, nbytes: int) -> float:
+        dense = ring_seconds((params - experts) * nbytes, self.sharding.replicas, *self.link)
+        routed = ring_seconds(experts * nbytes, self.sharding.expert_replicas, *self.expert_link)
+        return dense + routed
+
+    def exposed(self, units, recipe, preset: HardwarePreset) -> dict[str, float]:
+        """What the stage's gathers (z3, in F and again in I) and per-bucket reduce-scatters
+        (z2, z3, in W) add to each pass, overlapped as ``overlap_chain`` says."""
+        s, kappa = self.sharding, preset.comm_contention
+        out = {}
+        if s.gathers_parameters:
+            gathers = [self._collective(u["params"], u["experts"], recipe.weights) for u in units]
+            forward = [Unit(u["F"], g, 0.0, u["netF"]) for u, g in zip(units, gathers, strict=True)]
+            backward = [
+                Unit(u["I"], g, 0.0, u["netI"]) for u, g in zip(units, gathers, strict=True)
+            ][::-1]
+            out["F"] = exposed_seconds(forward, kappa, self.network)
+            out["I"] = exposed_seconds(backward, kappa, self.network)
+        if s.splits_gradients:
+            order = units[::-1]
+            closes = set(buckets([u["params"] for u in order], s.bucket_params))
+            reduces, held = [], [0.0, 0.0]
+            for i, u in enumerate(order):
+                held = [held[0] + u["params"], held[1] + u["experts"]]
+                if i in closes:
+                    reduces.append(self._collective(*held, recipe.gradients))
+                    held = [0.0, 0.0]
+                else:
+                    reduces.append(0.0)
+            weight = [Unit(u["W"], 0.0, r) for u, r in zip(order, reduces, strict=True)]
+            out["W"] = exposed_seconds(weight, kappa, self.network)
+        return out
+
+
+def _sharded_links(spec, layout, preset: HardwarePreset) -> _ShardedLinks | None:
+    """z2 and z3's groups and links, or None when nothing is gathered or reduced in a pass:
+    the dense weights over the ``d c`` replicas and the routed experts over ``d c / e``, both
+    spanning the tensor, context and data ranks (Megatron's order)."""
+    sharding = Sharding.of_layout(layout)
+    if not sharding.splits_gradients:
+        return None
+    span = layout.tensor * layout.context * layout.data
+    link = link_of(preset, span)
+    return _ShardedLinks(sharding, link, link, span > preset.gpus_per_node)
 
 
 def _optimizer_seconds(plan, preset, device: Device, bandwidth: float, latency: float) -> float:
     """The optimizer step of the fullest rank: Adam reads and writes every byte of its
     parameters' weights, gradients, main weights and moments once (memory bound), over its
-    shard with the distributed optimizer, whose updated weights are then all-gathered over the
-    replicas (Megatron's distributed optimizer)."""
+    shard with a distributed optimizer (over the ``d c`` replicas, Megatron Core's
+    data-and-context group; ``Layout.optimizer_shards``), whose updated weights z1 and z2 then
+    all-gather (Megatron's distributed optimizer); z3 keeps them sharded and gathers them in
+    each pass (``sharded_comm``)."""
     spec, layout = plan.spec, plan.layout
     infos = spec.layers()
     per_rank: dict[int, int] = {}
@@ -144,8 +271,10 @@ def _optimizer_seconds(plan, preset, device: Device, bandwidth: float, latency: 
         per_rank[rank] = per_rank.get(rank, 0) + sum(spec.param_count(infos[i]) for i in layers)
     params = max(per_rank.values(), default=0)
     recipe = spec.recipe
-    shards = layout.data if layout.sharding >= 1 else 1
+    shards = layout.gradient_replicas if layout.sharding >= 1 else 1
     step = device.memory_time(2 * params / shards * recipe.total)
+    if layout.sharding >= 3:
+        return step
     gather = ring_time(params * recipe.weights, shards, bandwidth, latency, factor=1.0)
     return step + gather
 

@@ -4,9 +4,11 @@
 ``kernel_floor`` per GPU type on ``CALIBRATION_SPLIT`` (9 of 33 rows); the presets in
 ``simulator.analytic.hardware`` carry the result. This test simulates every held-out row with
 the presets as they are and holds the errors to what the fit reached, so a change to the cost
-model that loses accuracy fails here. The issue's median target (4%) is met; its worst case (10%)
-is not yet: ``HELD_OUT_WORST`` is what the fit reached, and ``KNOWN_MISSES`` names the row
-left out of the worst case, with its reason.
+model that loses accuracy fails here. Neither of the issue's targets (median 4%, worst 10%) is
+met since z1's gradient reduction is a reduce-scatter (it was an all-reduce, counting ZeRO-1's
+2 Psi a step as 3 Psi) and the fit was redone on the same rows: ``HELD_OUT_MEDIAN`` and
+``HELD_OUT_WORST`` are what that fit reached, and ``KNOWN_MISSES`` names the row left out of
+the worst case, with its reason.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from simulator.analytic.hardware import HARDWARE_PRESETS
 from simulator.analytic.published_runs import CALIBRATION_SPLIT, PUBLISHED_RUNS, held_out_runs
 from simulator.analytic.run_plan import simulate_plan
 
-HELD_OUT_MEDIAN = 0.04  # the issue's target; the fit reached 3.6%
-HELD_OUT_WORST = 0.15  # the issue asks 10%; the fit reached 14.8% (see the note)
+HELD_OUT_MEDIAN = 0.05  # the issue asks 4%; the fit reached 4.9%
+HELD_OUT_WORST = 0.16  # the issue asks 10%; the fit reached 15.0% (Korthikanti 22B full)
 KNOWN_MISSES = {
     "llama3-t4-128k-16384gpu-cp16": (
-        "predicted ~63% slow: at p16 v2 with 16 microbatches interleaved 1F1B idles 35% of the "
-        "step, and Llama 3 does not publish its interleaving or microbatching for this row"
+        "predicted ~28% slow at V = 8 (section 3.3.2; it was 63% at the V = 2 once assumed): the "
+        "bubble is 11% of the step, and the roofline's compute alone (80%, mostly the 131K "
+        "attention core timed as head-dimension-128 GEMMs) exceeds the published step"
     ),
 }
 

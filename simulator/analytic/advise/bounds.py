@@ -297,7 +297,8 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
     for s in range(n - 1, 0, -1):
         back[s - 1] = back[s] + I[s] + x[s - 1]
     replicas = c.layout.gradient_replicas
-    ring = 2 * (replicas - 1) / replicas * table.itemsize / hardware.link_bandwidth
+    factor = 2.0 if c.layout.sharding == 0 else 1.0  # z1 reduce-scatters (STEP_REDUCE_FACTOR)
+    ring = factor * (replicas - 1) / replicas * table.itemsize / hardware.link_bandwidth
     # the all-reduce term only where the executor's reduction is the plain ring over every
     # parameter: no routed experts (reduced over fewer ranks) and no z2/z3 (reduce-scatters)
     reduces = replicas > 1 and c.layout.sharding <= 1 and not any(x for x in table.experts)
