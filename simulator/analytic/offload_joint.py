@@ -84,10 +84,9 @@ def _recompute_candidates(plan, budget: int, ceiling: int, free: set[int]):
     """The recompute plans tried, least recomputation first: at each of ``LEVELS`` budgets
     spaced evenly from the peak with neither move down to half the joint budget, the
     least-FLOPs plan recomputing only on the ranks ``free`` offload cannot bring within the
-    budget, then the same on every rank; then full recomputation. Below the budget too: the
-    recompute solver bounds the activations a rank holds between passes, the joint budget its
-    true peak (with a running backward's gradient tensors), so a plan solved at the budget
-    itself may still be over it."""
+    budget, then the same on every rank; then full recomputation. Levels below the budget
+    too: with offload beside it, a rank may do best recomputing more than the budget asks
+    (its copies then hide behind the longer backward)."""
     low = budget // 2
     ranks = range(plan.schedule.num_ranks)
     for k in range(LEVELS - 1, -1, -1):

@@ -93,12 +93,19 @@ class _Piece:
 
 
 def _levels(items, count: int) -> list[int]:
-    """Per layer, the highest running total its backward work items reach."""
+    """Per layer, the highest running total its backward work items reach, each item's
+    ``working`` bytes (the gradient tensors a running backward holds) counted while it runs,
+    as ``memory_plan.working_peak`` counts them: the budget bounds the true peak."""
     level, out = 0, [None] * count
     for item in items:
-        before, level = level, level + item.delta
+        before = level
+        if item.at_start:
+            level += item.delta
+        top = level + item.working
+        if not item.at_start:
+            level += item.delta
         j = item.layer
-        out[j] = max(before, level, out[j] if out[j] is not None else before)
+        out[j] = max(before, top, level, out[j] if out[j] is not None else before)
     return [v if v is not None else 0 for v in out]
 
 
