@@ -26,6 +26,14 @@ largest wins):
   complete, at the earliest inside the m-th backward of its stage (after the round trip and
   m - 1 whole backwards); r's all-reduces then run one at a time.
 * naive runs one microbatch at a time: ``m`` round trips.
+* on the roofline (a preset) the links are the ones its costs use (the neighbour stage and the
+  data group inside a node or over the network); with the reduction after the backward
+  (Megatron's default) a rank's all-reduces start when its last action ends; and every step
+  ends with the optimizer step of the fullest rank, added to the largest of the above.
+
+The stage tables (bytes and roofline seconds) of a split are sums of per-block tables worked
+out once for every split (``BLOCKWISE`` policies; ``tests/simulator/test_advise_speed.py``
+holds them equal to the split's own).
 
 Memory: a rank's parameters, gradients, optimizer state and receive buffers exactly, plus the
 forwards every schedule family runs on it before its first backward (a closed form per family,
@@ -50,7 +58,7 @@ from schedules.dependencies import PIPELINE_RULE
 from simulator.analytic.advise.space import Candidate, FamilyTraits, sharded
 from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.recompute_costs import apply_recompute
-from simulator.analytic.roofline_costs import stage_seconds
+from simulator.analytic.roofline_costs import device_of, link_of, ring_time, stage_seconds
 from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.offload import OffloadPolicy, stage_offload_bytes
@@ -127,6 +135,69 @@ def local_split(spec: TransformerSpec, tp: int, stages: int, cp: int, ep: int, c
     return local, partition(local, stages)
 
 
+# policies whose plan of a stage is the plans of its blocks, whatever the split: a stage's
+# cached bytes are its blocks' sums (``every:K`` and ``sqrt`` place checkpoints by the split)
+BLOCKWISE = ("none", "selective", "full")
+
+
+@lru_cache(maxsize=256)
+def _block_split(spec: TransformerSpec, tp: int, cp: int, ep: int, cp_comm: str):
+    """``local_split`` into one block a stage (None when the partition does not give that)."""
+    local = sharded(spec, tp, cp, ep, cp_comm)
+    blocks = len({info.block for info in local.layers()})
+    split = partition(local, blocks)
+    infos = local.layers()
+    if any(len({infos[i].block for i in layers}) != 1 for layers in split.stage_layers):
+        return None
+    return split
+
+
+def _block_ranges(split, blocks) -> tuple[tuple[int, int], ...] | None:
+    """Per stage of ``split``, its first and last block (as stages of ``blocks``, the split into
+    one block a stage); None when a stage does not start and end on a block's edge."""
+    first = {layers[0]: b for b, layers in enumerate(blocks.stage_layers)}
+    last = {layers[-1]: b for b, layers in enumerate(blocks.stage_layers)}
+    out = []
+    for layers in split.stage_layers:
+        if layers[0] not in first or layers[-1] not in last:
+            return None
+        out.append((first[layers[0]], last[layers[-1]]))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1024)
+def _block_memory(spec: TransformerSpec, tp: int, policy: str, cp: int, ep: int, cp_comm: str):
+    """Per block (one a stage): (cached bytes of one forward, its units), or None."""
+    blocks = _block_split(spec, tp, cp, ep, cp_comm)
+    if blocks is None:
+        return None
+    local = sharded(spec, tp, cp, ep, cp_comm)
+    return _stage_memory(local, blocks, policy)
+
+
+def _stage_memory(local, split, policy: str):
+    """Per stage of ``split``: the bytes one forward (one sequence) leaves cached under
+    ``policy``, and its units (``stage_units``)."""
+    plan = plan_stages(RecomputePolicy.parse(policy), local, split)
+    shapes = stage_shapes(local, split, 1, recompute=plan.stages)
+    cached = tuple(
+        sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
+        for shape in shapes.shape_of_stage
+    )
+    return cached, tuple(stage_units(local, split.stage_layers))
+
+
+@lru_cache(maxsize=1024)
+def _block_seconds(spec, tp: int, rows: int, preset, cp: int, ep: int, cp_comm: str):
+    """Per block (one a stage): its roofline ``StageCost`` at ``rows`` sequences, or None."""
+    blocks = _block_split(spec, tp, cp, ep, cp_comm)
+    if blocks is None:
+        return None
+    local = sharded(spec, tp, cp, ep, cp_comm)
+    timed, _ = stage_seconds(local, blocks, rows, preset, local.layout)
+    return timed
+
+
 @lru_cache(maxsize=1024)
 def _flop_costs(spec, tp: int, stages: int, hardware: Hardware, cp: int, ep: int, cp_comm: str):
     """``flop_costs`` at one sequence per microbatch, once per split (it does not depend on the
@@ -145,15 +216,21 @@ def memory_table(
     ep: int = 1,
     cp_comm: str = "ring",
 ) -> MemoryTable:
-    """``stage_table``'s bytes alone (see ``MemoryTable``)."""
+    """``stage_table``'s bytes alone (see ``MemoryTable``): under a blockwise policy, the sums
+    of its blocks' (worked out once for every split), else the split's own."""
     local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
-    plan = plan_stages(RecomputePolicy.parse(policy), local, split)
-    shapes = stage_shapes(local, split, 1, recompute=plan.stages)
-    cached = tuple(
-        sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
-        for shape in shapes.shape_of_stage
-    )
-    layer_params = tuple(stage_units(local, split.stage_layers))
+    per_block = _block_memory(spec, tp, policy, cp, ep, cp_comm) if policy in BLOCKWISE else None
+    ranges = None
+    if per_block is not None:
+        ranges = _block_ranges(split, _block_split(spec, tp, cp, ep, cp_comm))
+    if ranges is None:
+        cached, layer_params = _stage_memory(local, split, policy)
+    else:
+        blocks_cached, blocks_units = per_block
+        cached = tuple(sum(blocks_cached[a : b + 1]) for a, b in ranges)
+        layer_params = tuple(
+            tuple(unit for block in blocks_units[a : b + 1] for unit in block) for a, b in ranges
+        )
     return MemoryTable(
         cached=cached,
         params=tuple(sum(p for p, _ in units) for units in layer_params),
@@ -210,8 +287,7 @@ def stage_table(
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
     base = _flop_costs(spec, tp, stages, hardware, cp, ep, cp_comm)
     if hardware.preset is not None:
-        timed, _ = stage_seconds(local, split, rows, hardware.preset, local.layout)
-        per_row = tuple(replace(c, F=c.F / rows, I=c.I / rows, W=c.W / rows) for c in timed)
+        per_row = _per_row_seconds(spec, tp, stages, hardware.preset, rows, cp, ep, cp_comm)
         base = replace(base, stage_costs=per_row)
     costs = apply_recompute(base, local, split, plan)
     memory = memory_table(spec, tp, stages, policy, cp, ep, cp_comm)
@@ -230,6 +306,30 @@ def stage_table(
         bandwidth=costs.comm_bandwidth,
         policy=policy,
     )
+
+
+@lru_cache(maxsize=1024)
+def _per_row_seconds(spec, tp: int, stages: int, preset, rows: int, cp: int, ep: int, cp_comm):
+    """The split's roofline stage costs per sequence at ``rows`` sequences a microbatch (every
+    recompute policy shares them): its blocks' sums, timed once for every split."""
+    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    blocks = _block_seconds(spec, tp, rows, preset, cp, ep, cp_comm)
+    ranges = (
+        None if blocks is None else _block_ranges(split, _block_split(spec, tp, cp, ep, cp_comm))
+    )
+    if ranges is None:
+        timed, _ = stage_seconds(local, split, rows, preset, local.layout)
+    else:
+        timed = tuple(
+            replace(
+                blocks[a],
+                F=sum(c.F for c in blocks[a : b + 1]),
+                I=sum(c.I for c in blocks[a : b + 1]),
+                W=sum(c.W for c in blocks[a : b + 1]),
+            )
+            for a, b in ranges
+        )
+    return tuple(replace(c, F=c.F / rows, I=c.I / rows, W=c.W / rows) for c in timed)
 
 
 def memory_of(spec: TransformerSpec, c: Candidate) -> MemoryTable:
@@ -257,7 +357,22 @@ def table_of(
 
 def stage_to_rank(traits: FamilyTraits, p: int, v: int) -> tuple[int, ...]:
     v_layout = traits.layout == "v" or (traits.layout == "chunks" and v == 2)
-    return v_stage_to_rank(p, v) if v_layout else loop_stage_to_rank(p, v)
+    return _placement(v_layout, p, v)[0]
+
+
+def stages_of_ranks(traits: FamilyTraits, p: int, v: int) -> tuple[tuple[int, ...], ...]:
+    """Per rank, its stages in order (``stage_to_rank`` turned around)."""
+    v_layout = traits.layout == "v" or (traits.layout == "chunks" and v == 2)
+    return _placement(v_layout, p, v)[1]
+
+
+@lru_cache(maxsize=1024)
+def _placement(v_layout: bool, p: int, v: int):
+    owner = tuple(v_stage_to_rank(p, v) if v_layout else loop_stage_to_rank(p, v))
+    ranks: list[list[int]] = [[] for _ in range(p)]
+    for s, r in enumerate(owner):
+        ranks[r].append(s)
+    return owner, tuple(tuple(mine) for mine in ranks)
 
 
 def with_budget(
@@ -270,13 +385,54 @@ def with_budget(
     return replace(c, activation_limit=max(0, limit - max(static_bytes(c, traits, table))))
 
 
-def _transfers(table: StageTable, owner: tuple[int, ...], rows: int) -> list[float]:
+@dataclass(frozen=True)
+class Links:
+    """The links a configuration's step uses, as the executor's costs price them: stage to
+    stage (latency, bandwidth), the data-parallel reduction's bandwidth, whether it overlaps
+    the backward, and the optimizer step's seconds (0 when not known)."""
+
+    latency: float
+    bandwidth: float
+    reduce_bandwidth: float
+    overlap: bool = True
+    optimizer: float = 0.0
+
+
+def links_of(c: Candidate, table: StageTable, hardware: Hardware, owner) -> Links:
+    """On the roofline (a preset), the links ``roofline_costs`` gives this layout: the
+    neighbour stage ``t * c * d + 1`` ranks away, the data group spanning ``t * c * d``, inside
+    a node or over the network, and the optimizer step of the fullest rank (Adam over its
+    shard, then the all-gather of the updated weights). Otherwise the fastest link, with the
+    reduction overlapped and no optimizer time: lower bounds on any."""
+    preset = hardware.preset
+    if preset is None:
+        return Links(table.latency, table.bandwidth, hardware.link_bandwidth)
+    inner = c.tp * c.cp
+    bandwidth, latency = link_of(preset, inner * c.dp + 1)
+    reduce_bandwidth, reduce_latency = link_of(preset, inner * c.dp)
+    per_rank = [0] * c.pp
+    for s, r in enumerate(owner):
+        per_rank[r] += table.params[s]
+    params = max(per_rank)
+    shards = c.layout.gradient_replicas if c.layout.sharding >= 1 else 1
+    recipe = table.recipe
+    optimizer = device_of(preset).memory_time(2 * params / shards * recipe.total)
+    if c.layout.sharding <= 2:  # z3 keeps the weights sharded (``roofline_costs``)
+        optimizer += ring_time(
+            params * recipe.weights, shards, reduce_bandwidth, reduce_latency, 1.0
+        )
+    if any(table.experts):  # routed experts' state is sharded its own way: not counted
+        optimizer = 0.0
+    return Links(latency, bandwidth, reduce_bandwidth, bool(preset.dp_overlap), optimizer)
+
+
+def _transfers(links: Links, table, owner: tuple[int, ...], rows: int) -> list[float]:
     """Seconds to move stage s's output to stage s + 1 (0 on the same rank, and after the last)."""
     out = []
     for s in range(len(owner)):
         crosses = s + 1 < len(owner) and owner[s] != owner[s + 1]
         size = table.sends[s] * rows
-        out.append(table.latency + (size / table.bandwidth if size else 0.0) if crosses else 0.0)
+        out.append(links.latency + (size / links.bandwidth if size else 0.0) if crosses else 0.0)
     return out
 
 
@@ -287,7 +443,8 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
     F = [f * rows for f in table.F]
     I = [i * rows for i in table.I]
     W = [w * rows for w in table.W]
-    x = _transfers(table, owner, rows)
+    links = links_of(c, table, hardware, owner)
+    x = _transfers(links, table, owner, rows)
     reach = [0.0] * (n + 1)  # reach[s]: F's and transfers of the stages before s
     below = [0.0] * (n + 1)  # below[s]: B's and transfers of the stages before s
     for s in range(n):
@@ -297,16 +454,14 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
     for s in range(n - 1, 0, -1):
         back[s - 1] = back[s] + I[s] + x[s - 1]
     replicas = c.layout.gradient_replicas
+    gradient = table.recipe.gradients if hardware.preset is not None else table.itemsize
     factor = 2.0 if c.layout.sharding == 0 else 1.0  # z1 reduce-scatters (STEP_REDUCE_FACTOR)
-    ring = factor * (replicas - 1) / replicas * table.itemsize / hardware.link_bandwidth
+    ring = factor * (replicas - 1) / replicas * gradient / links.reduce_bandwidth
     # the all-reduce term only where the executor's reduction is the plain ring over every
     # parameter: no routed experts (reduced over fewer ranks) and no z2/z3 (reduce-scatters)
     reduces = replicas > 1 and c.layout.sharding <= 1 and not any(x for x in table.experts)
     best = m * (reach[n] + below[n]) if traits.name == "naive" else 0.0
-    ranks: list[list[int]] = [[] for _ in range(c.pp)]
-    for s, r in enumerate(owner):
-        ranks[r].append(s)
-    for mine in ranks:
+    for mine in stages_of_ranks(traits, c.pp, c.chunks):
         lo, hi = mine[0], mine[-1]
         backward = m * sum(I[s] + W[s] for s in mine)
         busy = m * sum(F[s] for s in mine) + backward
@@ -314,10 +469,14 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
         trip = reach[n] + back[hi]
         best = max(best, reach[lo] + busy + tail, trip + backward)
         if reduces:
-            # a gradient can be complete inside the m-th backward, after m - 1 whole ones
-            first = trip + (m - 1) * min(I[s] + W[s] for s in mine)
-            best = max(best, first + ring * sum(table.params[s] for s in mine))
-    return best
+            reduce = ring * sum(table.params[s] for s in mine)
+            if links.overlap:
+                # a gradient can be complete inside the m-th backward, after m - 1 whole ones
+                first = trip + (m - 1) * min(I[s] + W[s] for s in mine)
+            else:  # the rank's reductions start when its last action ends
+                first = max(reach[lo] + busy, trip + backward)
+            best = max(best, first + reduce)
+    return best + links.optimizer
 
 
 def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable) -> list[int]:
@@ -349,11 +508,9 @@ def _static_bytes(owner, params, sends, recipe, sharding, experts, layer_params)
 def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable) -> int:
     """A lower bound on the fullest rank's whole-rank memory in bytes (with offload: see the
     module docstring)."""
-    owner = stage_to_rank(traits, c.pp, c.chunks)
     static = static_bytes(c, traits, table)
     best = 0
-    for rank in range(c.pp):
-        mine = [s for s, r in enumerate(owner) if r == rank]
+    for rank, mine in enumerate(stages_of_ranks(traits, c.pp, c.chunks)):
         kept = [kept_per_forward(table, s, c.recompute) for s in mine]
         warm = warmup_forwards(traits.name, c.pp, c.microbatches, c.chunks, rank)
         if c.offload == "none":

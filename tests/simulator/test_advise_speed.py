@@ -1,0 +1,102 @@
+"""advise's faster bounding gives what the slower one gave: stage tables summed from per-block
+ones equal the split's own, the time bound with the roofline's links and optimizer step stays
+below every prediction across nodes, and the pruned search still gives the exhaustive top."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from schedules.registry import SCHEDULES
+from simulator.analytic.advise import (
+    AUTO,
+    Request,
+    RunText,
+    candidates,
+    evaluator,
+    family_traits,
+    search,
+    time_bound,
+)
+from simulator.analytic.advise.bounds import (
+    _per_row_seconds,
+    _stage_memory,
+    local_split,
+    memory_of,
+    memory_table,
+    table_of,
+    with_budget,
+)
+from simulator.analytic.cost_source import parse_hardware
+from simulator.analytic.hardware import parse_hardware_preset
+from simulator.analytic.roofline_costs import stage_seconds
+from simulator.errors import PebbleError
+from simulator.model.parse import parse_model
+
+SMALL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math"
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "cp"),
+    [(SMALL, 1, 1), (SMALL, 2, 2), ("llama3-8b,seq=4096", 4, 2), ("llama3-8b,seq=4096", 8, 1)],
+)
+def test_tables_summed_from_blocks_equal_the_splits_own(model, tp, cp):
+    spec = parse_model(model)
+    preset = parse_hardware_preset("h100-80gb")
+    blocks = len({info.block for info in spec.layers()})
+    for stages in sorted({1, 2, 3, blocks // 2, blocks - 1, blocks}):
+        local, split = local_split(spec, tp, stages, cp, 1, "ring")
+        for policy in ("none", "selective", "full"):
+            table = memory_table(spec, tp, stages, policy, cp, 1, "ring")
+            cached, units = _stage_memory(local, split, policy)
+            assert (table.cached, table.layer_params) == (cached, units), (stages, policy)
+        for rows in (1, 2):
+            summed = _per_row_seconds(spec, tp, stages, preset, rows, cp, 1, "ring")
+            own, _ = stage_seconds(local, split, rows, preset, local.layout)
+            for a, b in zip(summed, own, strict=True):
+                for part in ("F", "I", "W"):
+                    assert math.isclose(getattr(a, part) * rows, getattr(b, part), rel_tol=1e-12)
+
+
+def _request(gpus: int, global_batch: int, hardware: str = "a100-40gb,memory=2MiB"):
+    preset = parse_hardware_preset(hardware)
+    request = Request(
+        spec=parse_model(SMALL),
+        hardware=preset,
+        gpus=gpus,
+        global_batch=global_batch,
+        memory_limit=preset.memory_bytes,
+        families=(*SCHEDULES, AUTO),
+    )
+    return request, RunText(SMALL, hardware), parse_hardware(hardware)
+
+
+def test_the_time_bound_holds_across_nodes():
+    """32 GPUs of 8 a node: data groups and pipeline neighbours over the network, the
+    optimizer step and the reduction after the backward (the H100's and A100's default)."""
+    request, text, hardware = _request(32, 16, "a100-40gb")
+    evaluate = evaluator(text)
+    checked = tight = 0
+    for c in list(candidates(request))[::7]:
+        traits = family_traits(c.schedule)
+        c = with_budget(c, traits, memory_of(request.spec, c), request.memory_limit)
+        bound = time_bound(c, traits, table_of(request.spec, c, hardware), hardware)
+        try:
+            outcome = evaluate(c)
+        except PebbleError:
+            continue
+        assert bound <= outcome.step_time * (1 + 1e-9), c.label()
+        checked += 1
+        tight += bound >= 0.9 * outcome.step_time
+    assert checked > 120 and tight > checked / 4
+
+
+def test_the_pruned_search_across_nodes_gives_the_exhaustive_top():
+    request, text, hardware = _request(16, 4)
+    evaluate = evaluator(text, request.memory_limit)
+    pruned = search(request, hardware, evaluate, top=5)
+    exhaustive = search(request, hardware, evaluate, top=5, prune=False)
+    assert [o.candidate for o in pruned.top] == [o.candidate for o in exhaustive.top]
+    assert [o.step_time for o in pruned.top] == [o.step_time for o in exhaustive.top]
+    assert len(pruned.simulated) < len(exhaustive.simulated) / 4
