@@ -32,11 +32,11 @@ import pytest
 from schedules import build_schedule
 from schedules.dependencies import PIPELINE_RULE
 from simulator.analytic.costs import unit_costs
-from simulator.analytic.executor import simulate
 from simulator.analytic.offload_costs import HostLink, OffloadRun
 from simulator.analytic.run_plan import simulate_plan
 from simulator.model.offload import OffloadPlan, OffloadPolicy, plan_stages, stage_offload_bytes
 from simulator.run.plan import CostSource, plan_run
+from tests.simulator.offload_harness import time_plan
 
 F, B = 1.0, 2.0
 
@@ -47,18 +47,6 @@ def _setting(name="1f1b", ranks=8, microbatches=32, chunks=None):
     plan = plan_run(schedule)
     costs = unit_costs(plan.schedule, plan.partition, F, B / 2, B / 2)
     return plan, costs
-
-
-def _time(plan, costs, offload=None):
-    return simulate(
-        plan.schedule,
-        costs,
-        plan.spec,
-        plan.partition,
-        plan.microbatch_rows,
-        layout=plan.layout,
-        offload=offload,
-    )
 
 
 def _link(plan, offload: OffloadPlan, k: float) -> tuple[HostLink, int]:
@@ -104,8 +92,8 @@ def test_with_k_at_most_one_every_activation_goes_out_for_free(k):
     plan, costs = _setting()
     full = plan_stages(OffloadPolicy.parse("full"), plan.spec, plan.partition)
     link, _ = _link(plan, full, k)
-    plain = _time(plan, costs)
-    timeline = _time(plan, costs, OffloadRun(full, link))
+    plain = time_plan(plan, costs)
+    timeline = time_plan(plan, costs, OffloadRun(full, link))
     fetched = {(c.stage, c.microbatch) for c in timeline.offload if c.kind == "prefetch"}
     stages, m = plan.schedule.num_stages, plan.schedule.num_microbatches
     assert fetched == {(s, mb) for s in range(stages - 1) for mb in range(m)}
@@ -122,8 +110,8 @@ def test_with_k_up_to_two_at_least_half_goes_out_for_free(k):
     plan, costs = _setting()
     full = plan_stages(OffloadPolicy.parse("full"), plan.spec, plan.partition)
     link, _ = _link(plan, full, k)
-    plain = _time(plan, costs)
-    assert _waited(_time(plan, costs, OffloadRun(full, link))) > 0
+    plain = time_plan(plan, costs)
+    assert _waited(time_plan(plan, costs, OffloadRun(full, link))) > 0
     lives = _lifespans(plain)
     hidden = {key for key, life in lives.items() if life >= k * (F + B)}
     total = plan.schedule.num_stages * plan.schedule.num_microbatches
@@ -132,7 +120,7 @@ def test_with_k_up_to_two_at_least_half_goes_out_for_free(k):
         replace(stage, microbatches=frozenset(mb for s2, mb in hidden if s2 == s))
         for s, stage in enumerate(full.stages)
     )
-    timeline = _time(plan, costs, OffloadRun(OffloadPlan("hidden", stages), link))
+    timeline = time_plan(plan, costs, OffloadRun(OffloadPlan("hidden", stages), link))
     fetched = {(c.stage, c.microbatch) for c in timeline.offload if c.kind == "prefetch"}
     assert fetched == hidden
     assert _waited(timeline) == 0
@@ -175,8 +163,8 @@ def test_interleaved_1f1b_offloading_the_first_chunks_halves_the_peak():
         OffloadPolicy.parse(",".join(f"{s}:full" for s in range(p))), plan.spec, plan.partition
     )
     link, _ = _link(plan, first, 0.05)
-    plain = _time(plan, costs).summary().per_rank
-    moved = _time(plan, costs, OffloadRun(first, link))
+    plain = time_plan(plan, costs).summary().per_rank
+    moved = time_plan(plan, costs, OffloadRun(first, link))
     assert _waited(moved) == 0
     before = max(r.stored_activation_bytes for r in plain)
     after = max(r.stored_activation_bytes for r in moved.summary().per_rank)
