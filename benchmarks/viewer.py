@@ -1,20 +1,31 @@
-"""Benchmark: the HTML viewer at half a million actions (build time, file size, and, with
-``--browser``, how long headless chromium takes to show it and to redraw a zoom).
+"""Benchmark: the HTML viewer at the demo's size and at half a million actions: build time, page
+size, and, with ``--browser``, how long headless chromium takes to draw it and to redraw a zoom.
 
-The run is 1F1B on 64 ranks x 4096 microbatches (524,288 actions, over a million cache
-changes), predicted by the analytic executor with unit costs; nothing is written but the page.
-Build time is split into the data (the figures' data functions, as arrays), the figure and the
-HTML. The browser part needs Debian's chromium and chromium-driver and Selenium; it times the
-page from navigation until plotly has drawn it, then zooms and pans with ``Plotly.relayout``
-and times each until the next animation frame (the redraw a person waits for).
+Two runs, both predicted by the analytic executor with unit costs:
 
-Run: python benchmarks/viewer.py [--ranks 64] [--microbatches 4096] [--out FILE.html] [--browser]
+* demo: what ``pebblesim demo`` views, 1F1B on 4 ranks x 8 microbatches x 4 steps, predicted
+  against "measured" (the same run twice: one page with both lanes);
+* large: 1F1B on 64 ranks x 4096 microbatches (524,288 actions, over a million cache changes).
+
+Build time is split into the data (the figures' data functions, as arrays), the figure as first
+drawn (``viewer_page``: the level of detail of the whole run) and the HTML (the packed full data
+included). The browser part needs Debian's chromium and chromium-driver and Selenium (WebGL runs
+on the CPU: there is no GPU). It times the page from navigation until plotly has drawn it and
+the next frame is painted ("first draw"), until the packed data is decoded, then zooms and pans
+with ``Plotly.relayout`` and times each until the page's script has redrawn what is in view and
+the next frame is painted. The machine's load average is printed beside the times: on a shared
+machine they move with it. ``--screenshots DIR`` saves the page drawn and zoomed.
+
+Run: python benchmarks/viewer.py [--size demo|large|both] [--ranks 64] [--microbatches 4096]
+                                 [--browser] [--repeat 3] [--screenshots DIR] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simulator.analytic.run_plan import simulate_plan  # noqa: E402
 from simulator.run import make_schedule, plan_run  # noqa: E402
 from visualize.style import time_span  # noqa: E402
-from visualize.viewer import PLOT_ID, viewer_figure  # noqa: E402
+from visualize.viewer import PLOT_ID, viewer_page  # noqa: E402
 from visualize.viewer_data import (  # noqa: E402
     action_boxes,
     gradient_spans,
@@ -33,8 +44,17 @@ from visualize.viewer_data import (  # noqa: E402
     pebble_rows,
     pebble_spans,
 )
+from visualize.viewer_page import page_html  # noqa: E402
 
-SHOWN = "window.shownAt = performance.now();"  # runs once plotly has drawn the page
+SHOWN = "requestAnimationFrame(() => { window.shownAt = performance.now(); });"
+PLOT = f"document.getElementById('{PLOT_ID}')"
+ZOOMS = (  # shares of the whole run: (name, from, to)
+    ("zoom to 10%", 0.45, 0.55),
+    ("pan by 5%", 0.50, 0.60),
+    ("zoom to 1%", 0.5, 0.51),
+    ("zoom to 0.1%", 0.5, 0.501),
+    ("back to all", 0.0, 1.0),
+)
 
 
 def timed(what: str, work):
@@ -44,91 +64,145 @@ def timed(what: str, work):
     return result
 
 
-def build(ranks: int, microbatches: int, out: Path) -> None:
-    print(f"1f1b, {ranks} ranks x {microbatches} microbatches (analytic, unit costs)")
-    plan = plan_run(make_schedule("1f1b", ranks, microbatches))
+def build(name: str, ranks: int, microbatches: int, steps: int, pair: bool, out: Path) -> None:
+    print(f"{name}: 1f1b, {ranks} ranks x {microbatches} microbatches x {steps} step(s) "
+          f"(analytic, unit costs){', viewed as a pair' if pair else ''}")  # fmt: skip
+    plan = plan_run(make_schedule("1f1b", ranks, microbatches, steps=steps), steps=steps)
     timeline = timed("simulate", lambda: simulate_plan(plan))
     print(f"  {len(timeline.events):,} actions, {len(timeline.cache):,} cache changes")
     print("the data, each part alone:")
     rows = pebble_rows(timeline)
     timed("boxes with their bytes", lambda: action_boxes(timeline))
-    timed("pebble spans", lambda: pebble_spans(timeline, rows))
-    timed("gradient spans", lambda: gradient_spans(timeline, rows))
+    spans = timed("pebble spans", lambda: pebble_spans(timeline, rows))
+    grads = timed("gradient spans", lambda: gradient_spans(timeline, rows))
     timed("memory per rank", lambda: memory_steps(timeline, time_span(timeline)))
+    print(
+        f"  {len(spans.row):,} pebble spans, {len(grads.row):,} gradient spans on {len(rows)} rows"
+    )
     print("the page:")
     started = time.perf_counter()
-    figure = timed("figure (data included)", lambda: viewer_figure([timeline]))
-    html = timed(
-        "html",
-        lambda: figure.to_html(
-            include_plotlyjs=True, full_html=True, div_id=PLOT_ID, post_script=SHOWN
-        ),
-    )
+    timelines = [timeline, timeline] if pair else [timeline]
+    page = timed("figure as first drawn (+ data)", lambda: viewer_page(timelines))
+    html = timed("html with the packed data", lambda: page_html(page, PLOT_ID, SHOWN))
     out.write_text(html, encoding="utf-8")
     total = time.perf_counter() - started
-    print(f"  build total {total:.1f} s; {out} is {out.stat().st_size / 2**20:.1f} MiB")
+    data = html[html.index(f'id="{PLOT_ID}-data">') : html.index("</script>", html.index(PLOT_ID))]
+    print(f"  build total {total:.1f} s; {out} is {out.stat().st_size / 2**20:.1f} MiB "
+          f"(packed data {len(data) / 2**20:.1f} MiB, plotly.js 4.6 MiB)")  # fmt: skip
+    for on in page.layers:
+        traces = page.figure.data[on.first : on.first + len(on.layer.kinds)]
+        drawn = sum(len(trace.x) // 3 for trace in traces)
+        print(f"  first view, {on.layer.panel}: {on.layer.count:,} segments, "
+              f"{drawn:,} drawn one by one")  # fmt: skip
 
 
-def browse(page: Path) -> None:
+def driver(width: int = 1300, height: int = 2500):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    options.page_load_strategy = "none"  # navigation returns at once; the wait is below
+    options.page_load_strategy = "none"  # navigation returns at once; the waits are below
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                  "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-                 "--window-size=1300,1900"):  # fmt: skip
+                 f"--window-size={width},{height}", "--force-device-scale-factor=1"):  # fmt: skip
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.command_executor.client_config.timeout = 3600  # a busy page answers late
-    driver.set_script_timeout(3600)
-    plot = f"document.getElementById('{PLOT_ID}')"
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    browser.command_executor.client_config.timeout = 600  # a busy page answers late
+    browser.set_script_timeout(600)
+    return browser
+
+
+def wait_for(browser, expression: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 600, poll_frequency=0.05).until(
+        lambda d: d.execute_script(f"return {expression} || null;")
+    )
+
+
+def load(browser, page: Path) -> tuple[float, float]:
+    """Navigate to ``page``; (first draw, data decoded), in seconds after navigation."""
+    browser.get(page.as_uri())
+    shown = wait_for(browser, "window.shownAt") / 1000
+    browser.execute_async_script("pebblesimLod.ready.then(() => arguments[0](1));")
+    return shown, browser.execute_script("return pebblesimLod.decoded;") / 1000
+
+
+def zoom(browser, span, low: float, high: float) -> dict:
+    width = span[1] - span[0]
+    return browser.execute_async_script(
+        "var done = arguments[2], g = " + PLOT + ", t = performance.now();"
+        "Plotly.relayout(g, {'xaxis.range': [arguments[0], arguments[1]]})"
+        ".then(() => pebblesimLod.request())"
+        ".then(() => requestAnimationFrame(() => done({ms: performance.now() - t,"
+        " render: pebblesimLod.lastRender, error: pebblesimLod.error})));",
+        span[0] + low * width,
+        span[0] + high * width,
+    )
+
+
+def browse(page: Path, repeat: int, shots: Path | None, name: str) -> None:
+    browser = driver()
     try:
-        started = time.perf_counter()
-        driver.get(page.as_uri())
-        WebDriverWait(driver, 3600, poll_frequency=1).until(
-            lambda d: d.execute_script("return window.shownAt || null;")
-        )
-        shown = driver.execute_script("return window.shownAt;") / 1000
-        print(
-            f"browser: drawn {shown:.1f} s after navigation (page clock); "
-            f"{time.perf_counter() - started:.1f} s until it answered"
-        )
-        span = driver.execute_script(f"return {plot}._fullLayout.xaxis.range.slice();")
-        width = span[1] - span[0]
-        for name, low, high in (
-            ("zoom to 10%", 0.45, 0.55),
-            ("pan", 0.50, 0.60),
-            ("zoom to 0.1%", 0.5, 0.501),
-            ("back to all", 0.0, 1.0),
-        ):
-            elapsed = driver.execute_async_script(
-                "var done = arguments[2], g = " + plot + ", t = performance.now();"
-                "Plotly.relayout(g, {'xaxis.range': [arguments[0], arguments[1]]})"
-                ".then(() => requestAnimationFrame(() => done(performance.now() - t)));",
-                span[0] + low * width,
-                span[0] + high * width,
-            )
-            print(f"  {name:<14} redrawn in {elapsed:7.0f} ms")
+        firsts, decodes, zooms = [], [], {z[0]: [] for z in ZOOMS}
+        for attempt in range(repeat):
+            shown, decoded = load(browser, page)
+            firsts.append(shown)
+            decodes.append(decoded)
+            if shots and attempt == 0:
+                browser.save_screenshot(str(shots / f"viewer-{name}.png"))
+            span = browser.execute_script(f"return {PLOT}._fullLayout.xaxis.range.slice();")
+            for label, low, high in ZOOMS:
+                result = zoom(browser, span, low, high)
+                if result["error"]:
+                    raise RuntimeError(result["error"])
+                zooms[label].append(result)
+                if shots and attempt == 0 and label == "zoom to 0.1%":
+                    browser.save_screenshot(str(shots / f"viewer-{name}-zoomed.png"))
+        load_average = os.getloadavg()[0]
+        print(f"browser ({repeat} loads; load average {load_average:.1f} on "
+              f"{os.cpu_count()} cores):")  # fmt: skip
+        print(f"  first draw   median {statistics.median(firsts):5.2f} s "
+              f"(min {min(firsts):.2f}) after navigation")  # fmt: skip
+        print(f"  data decoded median {statistics.median(decodes):5.2f} s after navigation")
+        for label, results in zooms.items():
+            ms = [r["ms"] for r in results]
+            counts = results[0]["render"]["counts"]["pipeline"]
+            script = results[0]["render"]["compute"]
+            print(f"  {label:<14} redrawn in median {statistics.median(ms):6.0f} ms "
+                  f"(min {min(ms):.0f}; script {script:.0f} ms); pipeline: "
+                  f"{counts['drawn']:,} drawn, {counts['merged']:,} aggregated")  # fmt: skip
     finally:
-        driver.quit()
+        browser.quit()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ranks", type=int, default=64)
-    parser.add_argument("--microbatches", type=int, default=4096)
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "viewer.html")
+    parser.add_argument("--size", choices=("demo", "large", "both"), default="both")
+    parser.add_argument("--ranks", type=int, default=64, help="of the large run")
+    parser.add_argument("--microbatches", type=int, default=4096, help="of the large run")
     parser.add_argument("--browser", action="store_true", help="also time it in chromium")
+    parser.add_argument("--repeat", type=int, default=3, help="page loads timed per size")
+    parser.add_argument("--screenshots", type=Path, help="save the drawn pages here")
+    parser.add_argument("--keep", type=Path, help="write the pages here (else a temporary folder)")
     args = parser.parse_args()
-    build(args.ranks, args.microbatches, args.out)
-    if args.browser:
-        if not (shutil.which("chromium") and shutil.which("chromedriver")):
-            sys.exit("--browser needs chromium and chromedriver (apt-get install chromium "
-                     "chromium-driver).")  # fmt: skip
-        browse(args.out)
+    if args.browser and not (shutil.which("chromium") and shutil.which("chromedriver")):
+        sys.exit("--browser needs chromium and chromedriver (apt-get install chromium "
+                 "chromium-driver).")  # fmt: skip
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="pebblesim-viewer-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    sizes = {"demo": (4, 8, 4, True), "large": (args.ranks, args.microbatches, 1, False)}
+    for name, (ranks, microbatches, steps, pair) in sizes.items():
+        if args.size not in (name, "both"):
+            continue
+        page = folder / f"viewer-{name}.html"
+        build(name, ranks, microbatches, steps, pair, page)
+        if args.browser:
+            browse(page, args.repeat, args.screenshots, name)
+        print()
 
 
 if __name__ == "__main__":

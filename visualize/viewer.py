@@ -10,16 +10,22 @@ breakdowns, and the makespan error in the title.
 Why plotly: it is a well-kept library (plotly.py and plotly.js, MIT, released every few
 months) that writes one standalone HTML file with plotly.js inlined (``include_plotlyjs=True``:
 no CDN, no network), draws large data with WebGL (``scattergl``), links axes across subplots,
-and has sliders with frames built in. Its numpy arrays go into the page as typed base64 arrays,
-not JSON lists, so a half-million-action run stays a file a browser opens. Bokeh does most of
-this too, but its standalone page needs its JavaScript inlined by hand and has no frame
-animation; matplotlib's HTML (mpld3) has no WebGL.
+and has sliders with frames built in. Bokeh does most of this too, but its standalone page needs
+its JavaScript inlined by hand and has no frame animation; matplotlib's HTML (mpld3) has no WebGL.
+
+At any size the figure holds what the screen can show (``viewer_lod``): boxes and pebble spans
+a pixel wide or more, one by one and hoverable, up to a few thousand; the rest merged per pixel
+column into one image per panel; memory lines cut to their extremes per few pixels. The page
+carries the whole run once, packed, and its script (``viewer_script``) redraws every zoom and
+pan from it, so half a million actions are a page of a few MiB that draws and zooms like a
+small one; a note under each panel says whether it shows every action or an aggregate.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -37,9 +43,13 @@ from visualize.viewer_data import (
     pebble_spans,
     recompute_columns,
 )
+from visualize.viewer_layers import RunBoxes, pebble_layer, pipeline_layer
 from visualize.viewer_layout import (
     MARGIN_BOTTOM,
+    MARGIN_LEFT,
+    MARGIN_RIGHT,
     MARGIN_TOP,
+    PLOT_WIDTH,
     WIDTH,
     Panels,
     breakdown_traces,
@@ -48,10 +58,20 @@ from visualize.viewer_layout import (
     panel_domains,
     time_slider,
 )
-from visualize.viewer_traces import box_traces, memory_traces, pebble_traces
+from visualize.viewer_lod import (
+    SegmentLayer,
+    envelope,
+    memory_buckets,
+    overview_rgba,
+    plan,
+    png_uri,
+)
+from visualize.viewer_page import MemoryLine, OnPage, layer_note, memory_note, page_html
+from visualize.viewer_traces import layer_traces, memory_traces
 
 PLOT_ID = "pebblesim-viewer"  # the plot's element id in the page (the browser test finds it)
 PAIR_OFFSET = 0.21
+RANK_LABELS = 32  # rank labels on the pipeline chart, at most
 TITLES = (
     "pipeline: what each rank computes when (hover a box; drag to zoom, double-click to reset)",
     "pebble graph: microbatches cached per layer, purple once its weight gradient is ready",
@@ -102,10 +122,6 @@ def _unit(axis_label: str) -> str:
     return axis_label[axis_label.find("(") + 1 : axis_label.rfind(")")] if "(" in axis_label else ""
 
 
-def _shift(columns, origin: float):
-    return columns._replace(start=columns.start - origin, end=columns.end - origin)
-
-
 def _breakdown(timeline: Timeline) -> list[dict] | None:
     try:
         return breakdown_rows(timeline)
@@ -125,10 +141,25 @@ def _title(runs: list[Placed]) -> str:
     )
 
 
+class Page(NamedTuple):
+    """The figure as first drawn, and what the page's script needs to redraw it at any zoom:
+    the segment layers and memory lines in full, where their traces and notes are."""
+
+    figure: go.Figure
+    layers: list[OnPage]
+    memory: list[MemoryLine]
+    memory_note: int  # the memory panel's note (an annotation's index)
+
+
 def viewer_figure(timelines: list[Timeline]) -> go.Figure:
     """The viewer's figure for one run, or for a (predicted, measured) pair (see the module
-    docstring). Raises PebbleError for a run without compute events or a pair of different
-    configurations."""
+    docstring), as first drawn. Raises PebbleError for a run without compute events or a pair
+    of different configurations."""
+    return viewer_page(timelines).figure
+
+
+def viewer_page(timelines: list[Timeline]) -> Page:
+    """``viewer_figure`` with the full data its page carries (``Page``)."""
     if len(timelines) not in (1, 2):
         raise PebbleError("the viewer shows one Timeline, or a predicted and a measured one.")
     for timeline in timelines:
@@ -144,11 +175,17 @@ def viewer_figure(timelines: list[Timeline]) -> go.Figure:
     with_breakdown = any(parts is not None for _label, parts in recorded)
     panels = Panels.for_sizes(ranks * len(runs), len(rows), with_breakdown)
     fig = _panels(panels, paired=len(runs) == 2)
+    span = max((time_span(r.timeline) - r.origin) * r.factor for r in runs)
+    x_range = (0.0, span * 1.02)
 
-    _add_pipeline(fig, runs, unit, panels.line_width("pipeline", ranks * len(runs)))
-    _add_pebbles(fig, runs[-1], rows, unit, panels.line_width("pebble", len(rows)))
-    span, bytes_name = _add_memory(fig, runs, unit)
-    _axes(fig, rows, ranks, span, axis_label, bytes_name)
+    width = panels.line_width("pipeline", ranks * len(runs))
+    pipeline = pipeline_layer(_run_boxes(runs), ranks, unit, width)
+    layers = [_add_layer(fig, pipeline, ("x", "y"), x_range, (ranks - 0.5, -0.5), panels.pipeline)]
+    pebbles = _pebble_layer(runs[-1], rows, unit, panels.line_width("pebble", len(rows)))
+    y_rows = (len(rows) - 0.5, -0.5)
+    layers.append(_add_layer(fig, pebbles, ("x2", "y2"), x_range, y_rows, panels.pebble))
+    memory, bytes_name, note = _add_memory(fig, runs, unit, x_range, ranks)
+    _axes(fig, rows, ranks, x_range, axis_label, bytes_name)
     if with_breakdown:
         capacity = runs[-1].timeline.meta.memory_capacity
         bars, breakdown_unit = breakdown_traces(recorded, capacity, ("x4", "y4"))
@@ -171,7 +208,7 @@ def viewer_figure(timelines: list[Timeline]) -> go.Figure:
         },  # fmt: skip
         width=WIDTH,
         height=page_height(panels),
-        margin={"t": MARGIN_TOP, "b": MARGIN_BOTTOM, "l": 110, "r": 30},
+        margin={"t": MARGIN_TOP, "b": MARGIN_BOTTOM, "l": MARGIN_LEFT, "r": MARGIN_RIGHT},
         shapes=frames[-1].layout.shapes,
         sliders=[slider],
         updatemenus=[buttons],
@@ -181,7 +218,7 @@ def viewer_figure(timelines: list[Timeline]) -> go.Figure:
         plot_bgcolor="white",
         legend={"groupclick": "toggleitem", "font": {"size": 10}},
     )
-    return fig
+    return Page(fig, layers, memory, note)
 
 
 def _panels(panels: Panels, paired: bool) -> go.Figure:
@@ -199,66 +236,97 @@ def _panels(panels: Panels, paired: bool) -> go.Figure:
     return fig
 
 
-def _add_pipeline(fig: go.Figure, runs: list[Placed], unit: str, width: float) -> None:
+def _run_boxes(runs: list[Placed]) -> list[RunBoxes]:
+    """Each run's boxes and recompute spans in axis units."""
+    out = []
     for run in runs:
-        boxes = _shift(action_boxes(run.timeline), run.origin)
-        recompute = _shift(recompute_columns(run.timeline), run.origin)
-        for columns in (boxes, recompute):
-            if columns.count:
-                fig.add_traces(
-                    box_traces(
-                        columns, factor=run.factor, unit=unit, width=width,
-                        offset=run.lane, run=run.label, axes=("x", "y"),
-                    )
-                )  # fmt: skip
+        boxes, recompute = action_boxes(run.timeline), recompute_columns(run.timeline)
+        out.append(RunBoxes(run.label, run.lane, _to_axis(boxes, run), _to_axis(recompute, run)))
+    return out
 
 
-def _add_pebbles(fig: go.Figure, run: Placed, rows, unit: str, width: float) -> None:
-    spans = _shift(pebble_spans(run.timeline, rows), run.origin)
-    grads = _shift(gradient_spans(run.timeline, rows), run.origin)
-    fig.add_traces(
-        pebble_traces(
-            spans, grads, [row.name for row in rows], factor=run.factor, unit=unit,
-            width=width, axes=("x2", "y2"),
-        )
+def _to_axis(columns, run: Placed):
+    return columns._replace(
+        start=(columns.start - run.origin) * run.factor,
+        end=(columns.end - run.origin) * run.factor,
+    )
+
+
+def _pebble_layer(run: Placed, rows, unit: str, width: float) -> SegmentLayer:
+    spans = _to_axis(pebble_spans(run.timeline, rows), run)
+    grads = _to_axis(gradient_spans(run.timeline, rows), run)
+    return pebble_layer(spans, grads, [row.name for row in rows], unit, width)
+
+
+def _add_layer(fig, layer: SegmentLayer, axes, x_range, y_range, height: int) -> OnPage:
+    """The layer's traces as drawn over ``x_range`` (the whole run), and its note."""
+    drawn = plan(layer, x_range[0], x_range[1], PLOT_WIDTH)
+    pixel = (x_range[1] - x_range[0]) / PLOT_WIDTH
+    row = (y_range[0] - y_range[1]) / height
+    image = {
+        "x0": x_range[0] + pixel / 2, "dx": pixel, "y0": y_range[1] + row / 2, "dy": row,
+        "visible": bool(drawn.merged),
+        "source": png_uri(overview_rgba(layer, drawn.shares, y_range, height)),
+    }  # fmt: skip
+    first = len(fig.data)
+    fig.add_traces(layer_traces(layer, drawn, axes, image))
+    return OnPage(layer, axes, first, _note(fig, axes[1], layer_note(layer.noun, drawn)))
+
+
+def _note(fig, yaxis: str, text: str) -> int:
+    """A note under a panel, right of its time axis's title: what the panel shows at this
+    zoom (every action, or aggregated)."""
+    domain = fig.layout[f"yaxis{yaxis[1:]}"].domain
+    fig.add_annotation(
+        text=text, x=1.0, xref="paper", xanchor="right", y=domain[0], yref="paper",
+        yanchor="top", yshift=-22, showarrow=False, font={"size": 11, "color": "#8C510A"},
     )  # fmt: skip
+    return len(fig.layout.annotations) - 1
 
 
-def _add_memory(fig: go.Figure, runs: list[Placed], unit: str) -> tuple[float, str]:
-    """Every run's memory lines; returns the time axis's span and the bytes unit."""
-    span = 0.0
-    memories = []
-    for run in runs:
-        end = time_span(run.timeline)
-        span = max(span, (end - run.origin) * run.factor)
-        memories.append(memory_steps(run.timeline, end))
+def _add_memory(fig, runs: list[Placed], unit: str, x_range, ranks: int):
+    """Every run's memory lines as first drawn (each bucket of pixels keeps its first, lowest,
+    highest and last point); returns the full lines, the bytes unit and the note's index."""
+    memories = [memory_steps(run.timeline, time_span(run.timeline)) for run in runs]
     largest = max((float(m.bytes.max(initial=0)) for ms in memories for m in ms), default=0.0)
-    unit_bytes = byte_unit(max(largest, 1.0))
+    scale, bytes_name = byte_unit(max(largest, 1.0))
+    buckets = memory_buckets(PLOT_WIDTH, sum(len(m) for m in memories))
+    lines, decimated = [], False
     for run, steps in zip(runs, memories, strict=True):
-        placed = [s._replace(time=s.time - run.origin) for s in steps]
+        drawn = []
+        for memory in steps:
+            time = ((memory.time - run.origin) * run.factor).astype(np.float32)
+            value = (memory.bytes / scale).astype(np.float32)
+            kept, collapsed = envelope(time, value, x_range[0], x_range[1], buckets)
+            decimated |= collapsed
+            lines.append(MemoryLine(len(fig.data) + len(drawn), time, value))
+            drawn.append((memory.rank, time[kept], value[kept]))
         fig.add_traces(
             memory_traces(
-                placed, factor=run.factor, unit=unit, bytes_unit=unit_bytes, run=run.label,
+                drawn, ranks=ranks, unit=unit, bytes_name=bytes_name, run=run.label,
                 dash="dot" if run.label == "predicted " else "solid", axes=("x3", "y3"),
             )
         )  # fmt: skip
-    return span, unit_bytes[1]
+    pixels = PLOT_WIDTH / buckets
+    return lines, bytes_name, _note(fig, "y3", memory_note(decimated, pixels))
 
 
-def _axes(fig, rows, ranks, span, axis_label, bytes_name) -> None:
+def _axes(fig, rows, ranks, x_range, axis_label, bytes_name) -> None:
     grid = {"showgrid": True, "gridcolor": "#E6E6E6", "zeroline": False}
     for axis in ("xaxis", "xaxis2", "xaxis3"):
-        fig.layout[axis].update(range=[0, span * 1.02], **grid)
+        fig.layout[axis].update(range=list(x_range), **grid)
     fig.layout.xaxis2.matches = "x"
     fig.layout.xaxis3.matches = "x"
     for axis in ("xaxis", "xaxis2", "xaxis3"):
         fig.layout[axis].update(title={"text": axis_label, "standoff": 4}, showticklabels=True)
+    every = max(1, -(-ranks // RANK_LABELS))  # at most RANK_LABELS labels; zoom in for the rest
     fig.layout.yaxis.update(
-        tickvals=list(range(ranks)),
-        ticktext=[f"rank {r}" for r in range(ranks)],
+        tickvals=list(range(0, ranks, every)),
+        ticktext=[f"rank {r}" for r in range(0, ranks, every)],
         range=[ranks - 0.5, -0.5],
         showgrid=False,
         zeroline=False,
+        scaleanchor=False,  # an image trace would tie its scale to x
     )
     labels = [row.label for row in rows]
     step = max(1, -(-len(rows) // 40))  # at most 40 row labels; zoom in for the rest
@@ -269,19 +337,15 @@ def _axes(fig, rows, ranks, span, axis_label, bytes_name) -> None:
         showgrid=False,
         zeroline=False,
         tickfont={"size": 9},
+        scaleanchor=False,
     )
     fig.layout.yaxis3.update(title={"text": bytes_name}, rangemode="tozero", **grid)
 
 
 def viewer_html(timelines: list[Timeline]) -> str:
-    """The whole page: the figure with plotly.js inlined, scroll-zoom on, no link out."""
-    return viewer_figure(timelines).to_html(
-        include_plotlyjs=True,
-        full_html=True,
-        div_id=PLOT_ID,
-        auto_play=False,
-        config={"scrollZoom": True, "displaylogo": False, "responsive": False},
-    )
+    """The whole page: the figure with plotly.js inlined, scroll-zoom on, no link out, and
+    the full data with the script that redraws it at every zoom (``viewer_page``)."""
+    return page_html(viewer_page(timelines), PLOT_ID)
 
 
-__all__ = ["PLOT_ID", "Placed", "place", "viewer_figure", "viewer_html"]
+__all__ = ["PLOT_ID", "Page", "Placed", "place", "viewer_figure", "viewer_html", "viewer_page"]

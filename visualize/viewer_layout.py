@@ -51,6 +51,9 @@ class Panels(NamedTuple):
 PANEL_GAP = 80  # pixels between panels (room for the time axis title and the panel title)
 MARGIN_TOP = 110  # the title, the play button
 MARGIN_BOTTOM = 130  # the slider
+MARGIN_LEFT = 110  # the rank and row labels
+MARGIN_RIGHT = 30
+PLOT_WIDTH = WIDTH - MARGIN_LEFT - MARGIN_RIGHT  # pixels of a time axis (the legend floats)
 
 
 def page_height(panels: Panels) -> int:
@@ -213,7 +216,10 @@ def breakdown_traces(
 
 __all__ = [
     "MARGIN_BOTTOM",
+    "MARGIN_LEFT",
+    "MARGIN_RIGHT",
     "MARGIN_TOP",
+    "PLOT_WIDTH",
     "PANEL_GAP",
     "SLIDER_FRAMES",
     "WIDTH",

@@ -1,11 +1,11 @@
 """The HTML viewer's traces: one WebGL trace per kind of thing drawn, never one per action.
 
-Why this shape: a browser stays smooth with a few WebGL traces of half a million points each,
+Why this shape: a browser stays smooth with a few WebGL traces of some thousand points each,
 and chokes on half a million shapes or SVG paths. A box is a thick horizontal line segment
 (``start, end, gap``) in its kind's trace; a second, invisible marker trace of the same kind
 holds one point per box at its middle with the numbers the hover shows (``customdata``), so
-the drawing and the hover cost one array each. Colours and names are the figures' own
-(``visualize.style``), so the viewer reads like the PNGs.
+the drawing and the hover cost one array each. What is too narrow to draw one by one is one
+image per panel (``viewer_lod``); the page's script refills every trace for each zoom.
 """
 
 from __future__ import annotations
@@ -14,18 +14,9 @@ import numpy as np
 import plotly.graph_objects as go
 from matplotlib.colors import to_hex
 
-from simulator.units import byte_unit
-from visualize.style import (
-    GRAD_COLOR,
-    RECOMPUTE_FACE,
-    kind_color,
-    kind_name,
-    pebble_colormap,
-    rank_palette,
-)
-from visualize.viewer_data import BoxColumns, MemorySteps, Spans
+from visualize.style import rank_palette
+from visualize.viewer_lod import Plan, SegmentLayer
 
-PEBBLE_BINS = 8  # at most this many pebble-count colours (one trace each)
 HOVER_SIZE = 6  # pixels: how near the pointer must come to a box's middle
 
 
@@ -42,186 +33,81 @@ def segments(start: np.ndarray, end: np.ndarray, row: np.ndarray) -> tuple[np.nd
     return x, y
 
 
-def box_traces(
-    boxes: BoxColumns,
-    *,
-    factor: float,
-    unit: str,
-    width: float,
-    offset: float = 0.0,
-    run: str = "",
-    axes: tuple[str, str] = ("x", "y"),
-) -> list[go.Scattergl]:
-    """Per kind, the boxes' line trace and their hover trace. ``factor`` converts Timeline
-    times to the axis ``unit``; ``offset`` moves the lanes (predicted above measured); ``run``
-    prefixes the legend ("predicted ")."""
-    traces = []
-    bytes_factor, bytes_name = byte_unit(max(float(np.abs(boxes.bytes).max(initial=0)), 1.0))
-    kinds = list(dict.fromkeys(boxes.kind.tolist()))
-    for kind in kinds:
-        mine = boxes.kind == kind
-        start, end = boxes.start[mine] * factor, boxes.end[mine] * factor
-        lane = boxes.row[mine] + offset if offset else boxes.row[mine]
-        colour = RECOMPUTE_FACE if kind == "R" else kind_color(kind)
-        name = f"{run}{'R recompute' if kind == 'R' else kind_name(kind)}"
-        group = f"{run}{kind}"
-        x, y = segments(start, end, lane)
+def layer_traces(
+    layer: SegmentLayer, drawn: Plan, axes: tuple[str, str], image: dict
+) -> list[go.Scatter | go.Scattergl | go.Image]:
+    """Per kind of ``layer``, the line trace of its segments drawn one by one; then one hover
+    trace for all of them (a point at each middle: WebGL finds the nearest fast, and one
+    WebGL trace per panel keeps a CPU-drawn page quick); then the image of the merged rest
+    (``image``: the ``go.Image`` placement and ``source``). The page's script refills all of
+    them for every window."""
+    traces: list = []
+    for number, kind in enumerate(layer.kinds):
+        index = drawn.detail[layer.kind[drawn.detail] == number]
+        x, y = segments(layer.start[index], layer.end[index], layer.lane_y[layer.lane[index]])
+        if not len(index):  # an empty trace would leave the legend; a NaN point draws nothing
+            x, y = np.array([np.nan], np.float32), np.array([np.nan], np.float32)
         traces.append(
-            go.Scattergl(
-                x=x,
-                y=y,
-                mode="lines",
-                line={"color": colour, "width": width * (0.55 if kind == "R" else 1.0)},
-                name=name,
-                legendgroup=group,
-                hoverinfo="skip",
-                xaxis=axes[0],
-                yaxis=axes[1],
+            go.Scatter(
+                x=x, y=y, mode="lines", line={"color": kind.colour, "width": kind.width},
+                name=kind.name, legendgroup=kind.group, hoverinfo="skip",
+                xaxis=axes[0], yaxis=axes[1],
             )
-        )
-        data = np.column_stack(
-            [
-                boxes.row[mine],
-                boxes.stage[mine],
-                boxes.microbatch[mine],
-                boxes.step[mine],
-                start,
-                end,
-                end - start,
-                boxes.bytes[mine] / bytes_factor,
-            ]
-        ).astype(np.float32)  # hover text: 7 digits are plenty, and half the bytes
-        action = f"%{{customdata[1]}}{kind}%{{customdata[2]}}"
-        traces.append(
-            go.Scattergl(
-                x=((start + end) / 2).astype(np.float32),
-                y=lane.astype(np.float32 if offset else np.int16),
-                mode="markers",
-                marker={"color": colour, "size": HOVER_SIZE, "opacity": 0},
-                customdata=data,
-                name=name,
-                legendgroup=group,
-                showlegend=False,
-                hovertemplate=(
-                    f"<b>{run}{action}</b> ({name.removeprefix(run)})<br>"
-                    "rank %{customdata[0]} · stage %{customdata[1]} · "
-                    "microbatch %{customdata[2]} · step %{customdata[3]}<br>"
-                    f"%{{customdata[4]:.6~g}} → %{{customdata[5]:.6~g}} {unit} "
-                    f"(%{{customdata[6]:.4~g}} {unit})<br>"
-                    f"cached %{{customdata[7]:+.4~g}} {bytes_name}<extra></extra>"
-                ),
-                xaxis=axes[0],
-                yaxis=axes[1],
-            )
-        )
-    return traces
-
-
-def count_bins(largest: int) -> list[tuple[int, int]]:
-    """(lowest, highest) pebble counts per colour: one per count up to ``PEBBLE_BINS``, else
-    ``PEBBLE_BINS`` ranges of about equal ratio (1, 2, 3-4, 5-8, ...)."""
-    if largest <= PEBBLE_BINS:
-        return [(c, c) for c in range(1, largest + 1)]
-    uppers = np.unique(np.round(np.geomspace(1, largest, PEBBLE_BINS)).astype(int))
-    lowers = np.r_[1, uppers[:-1] + 1]
-    return [(int(lo), int(hi)) for lo, hi in zip(lowers, uppers, strict=True)]
-
-
-def pebble_traces(
-    spans: Spans,
-    grads: Spans,
-    names: list[str],
-    *,
-    factor: float,
-    unit: str,
-    width: float,
-    axes: tuple[str, str],
-) -> list[go.Scattergl]:
-    """The pebble graph: one trace per count range (light: few microbatches cached, dark:
-    many), then the weight gradients in purple, each with its hover trace."""
-    traces: list[go.Scattergl] = []
-    largest = int(spans.value.max(initial=0))
-    cmap, _norm = pebble_colormap(largest)
-    label = np.array(names, dtype=object)
-    for low, high in count_bins(largest):
-        mine = (spans.value >= low) & (spans.value <= high)
-        if not mine.any():
-            continue
-        colour = to_hex(cmap(high - 1))
-        name = f"{low} cached" if low == high else f"{low}–{high} cached"
-        traces += _span_pair(
-            spans, mine, label, factor, width, colour, name, axes,
-            "<b>%{text}</b>: %{customdata[0]} microbatch(es) cached<br>"
-            f"%{{customdata[1]:.6~g}} → %{{customdata[2]:.6~g}} {unit}<extra></extra>",
         )  # fmt: skip
-    if len(grads.row):
-        traces += _span_pair(
-            grads, np.ones(len(grads.row), bool), label, factor, width * 0.45, GRAD_COLOR,
-            "weight gradient ready", axes,
-            "<b>%{text}</b>: weight gradient of step %{customdata[0]} complete<br>"
-            f"%{{customdata[1]:.6~g}} → %{{customdata[2]:.6~g}} {unit}<extra></extra>",
-        )  # fmt: skip
+    index = drawn.detail
+    traces.append(
+        go.Scattergl(
+            x=((layer.start[index] + layer.end[index]) / 2).astype(np.float32),
+            y=layer.lane_y[layer.lane[index]].astype(np.float32),
+            mode="markers",
+            marker={
+                "color": [layer.kinds[k].colour for k in layer.kind[index]],
+                "size": HOVER_SIZE,
+                "opacity": 0,
+            },
+            customdata=layer.customdata(index),
+            text=layer.titles(index),
+            hovertemplate=layer.hovertemplate,
+            name=f"{layer.panel} hover",
+            showlegend=False,
+            xaxis=axes[0],
+            yaxis=axes[1],
+        )
+    )
+    traces.append(
+        go.Image(**image, hoverinfo="skip", name=f"{layer.panel} overview",
+                 xaxis=axes[0], yaxis=axes[1])
+    )  # fmt: skip
     return traces
-
-
-def _span_pair(spans, mine, label, factor, width, colour, name, axes, hover) -> list:
-    start, end = spans.start[mine] * factor, spans.end[mine] * factor
-    rows = spans.row[mine]
-    x, y = segments(start, end, rows)
-    line = go.Scattergl(
-        x=x,
-        y=y,
-        mode="lines",
-        line={"color": colour, "width": width},
-        name=name,
-        legendgroup=name,
-        hoverinfo="skip",
-        xaxis=axes[0],
-        yaxis=axes[1],
-    )
-    points = go.Scattergl(
-        x=((start + end) / 2).astype(np.float32),
-        y=rows.astype(np.int16),
-        mode="markers",
-        marker={"color": colour, "size": HOVER_SIZE, "opacity": 0},
-        text=label[rows] if len(rows) else [],
-        customdata=np.column_stack([spans.value[mine], start, end]).astype(np.float32),
-        hovertemplate=hover,
-        name=name,
-        legendgroup=name,
-        showlegend=False,
-        xaxis=axes[0],
-        yaxis=axes[1],
-    )
-    return [line, points]
 
 
 def memory_traces(
-    steps: list[MemorySteps],
+    lines: list[tuple[int, np.ndarray, np.ndarray]],
     *,
-    factor: float,
+    ranks: int,
     unit: str,
-    bytes_unit: tuple[float, str],
+    bytes_name: str,
     run: str = "",
     dash: str = "solid",
     axes: tuple[str, str],
-) -> list[go.Scattergl]:
-    """One step line per rank (``hv``: a value holds until the next change)."""
-    colours = [to_hex(c) for c in rank_palette(len(steps))]
+) -> list[go.Scatter]:
+    """One step line per rank (``hv``: a value holds until the next change); ``lines`` are
+    (rank, time in axis units, bytes in ``bytes_name``)."""
+    colours = [to_hex(c) for c in rank_palette(ranks)]
     traces = []
-    for memory in steps:
-        name = f"{run}rank {memory.rank}" + (" (decimated)" if memory.decimated else "")
+    for rank, time, value in lines:
+        name = f"{run}rank {rank}"
         traces.append(
-            go.Scattergl(
-                x=(memory.time * factor).astype(np.float32),
-                y=(memory.bytes / bytes_unit[0]).astype(np.float32),
+            go.Scatter(
+                x=np.asarray(time, np.float32),
+                y=np.asarray(value, np.float32),
                 mode="lines",
-                line={"color": colours[memory.rank], "width": 1.4, "dash": dash, "shape": "hv"},
+                line={"color": colours[rank], "width": 1.4, "dash": dash, "shape": "hv"},
                 name=name,
                 legendgroup=f"{run}memory",
                 legendgrouptitle_text=f"{run}cached activations",
                 hovertemplate=(
-                    f"<b>{name}</b><br>%{{y:.4~g}} {bytes_unit[1]} cached "
+                    f"<b>{name}</b><br>%{{y:.4~g}} {bytes_name} cached "
                     f"from %{{x:.6~g}} {unit}<extra></extra>"
                 ),
                 xaxis=axes[0],
@@ -231,12 +117,4 @@ def memory_traces(
     return traces
 
 
-__all__ = [
-    "HOVER_SIZE",
-    "PEBBLE_BINS",
-    "box_traces",
-    "count_bins",
-    "memory_traces",
-    "pebble_traces",
-    "segments",
-]
+__all__ = ["HOVER_SIZE", "layer_traces", "memory_traces", "segments"]

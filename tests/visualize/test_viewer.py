@@ -20,10 +20,12 @@ from tests.visualize.synthetic import (
     gpipe_timeline,
 )
 from visualize.pebble_data import row_counts
-from visualize.viewer import PAIR_OFFSET, PLOT_ID, viewer_figure, viewer_html
+from visualize.viewer import PAIR_OFFSET, PLOT_ID, viewer_figure, viewer_html, viewer_page
 from visualize.viewer_data import MEMORY_POINTS, _envelope, action_boxes, memory_steps, pebble_rows
+from visualize.viewer_layers import count_bins
 from visualize.viewer_layout import SLIDER_FRAMES
-from visualize.viewer_traces import count_bins
+from visualize.viewer_lod import unpack
+from visualize.viewer_page import page_data
 
 P, M = 3, 4
 
@@ -81,9 +83,10 @@ def test_the_page_embeds_every_box_with_its_times(page):
     )
     got = sorted(zip(y[0::3].tolist(), starts.tolist(), ends.tolist(), strict=True))
     assert got == expected
-    hover = traces_named(figure, "F forward", "markers")[0]
+    hover = traces_named(figure, "pipeline hover", "markers")[0]
     data = decoded(hover["customdata"])
-    assert len(data) == P * M
+    forward = [title.split(" ")[0][1] == "F" for title in hover["text"]]
+    assert len(data) == 2 * P * M and sum(forward) == P * M
     assert "microbatch %{customdata[2]}" in hover["hovertemplate"]
 
 
@@ -100,7 +103,7 @@ def test_one_trace_per_kind_not_per_action():
     small = viewer_figure([gpipe_timeline(P, 4)])
     large = viewer_figure([gpipe_timeline(P, 40)])
     pipeline = lambda fig: [t for t in fig.data if t.xaxis == "x"]  # noqa: E731
-    assert len(pipeline(small)) == len(pipeline(large)) == 4  # F and B: lines and hover
+    assert len(pipeline(small)) == len(pipeline(large)) == 4  # F and B lines, hover, image
     assert len(large.data[0].x) == 3 * P * 40
 
 
@@ -129,14 +132,16 @@ def test_the_time_panels_share_one_axis_and_the_slider_moves_only_shapes(page):
 
 def test_pebble_spans_are_the_figures_counts():
     timeline = gpipe_timeline(P, M)
-    figure = viewer_figure([timeline])
+    data = page_data(viewer_page([timeline]))
+    columns = unpack(data["blob"], data["columns"])
     rows = pebble_rows(timeline)
     expected = sorted((c.row, c.start, c.end, c.count) for c in row_counts(timeline, rows))
-    got = []
-    for trace in figure.data:
-        if trace.xaxis == "x2" and trace.mode == "markers" and "cached" in trace.name:
-            for (count, start, end), row in zip(trace.customdata, trace.y, strict=True):
-                got.append((int(row), float(start), float(end), int(count)))
+    counts = [k["title"].endswith("cached") for k in data["layers"][1]["kinds"]]
+    mine = np.array(counts)[columns["pebble.kind"]]
+    got = zip(
+        *(columns[f"pebble.{name}"][mine].tolist() for name in ("lane", "start", "end", "value")),
+        strict=True,
+    )
     assert sorted(got) == expected
 
 
@@ -174,10 +179,9 @@ def test_predicted_against_measured_draws_both_runs_lane_by_lane():
     figure = viewer_figure([predicted, measured])
     lanes = {}
     for trace in figure.data:
-        if trace.xaxis == "x" and trace.mode == "markers":
-            lanes.setdefault(trace.name.split()[0], set()).update(
-                np.round(np.asarray(trace.y, float), 2).tolist()
-            )
+        if trace.xaxis == "x" and trace.type == "scatter":
+            y = np.asarray(trace.y, float)
+            lanes.setdefault(trace.name.split()[0], set()).update(np.round(y, 2).tolist())
     assert lanes["predicted"] == {round(r - PAIR_OFFSET, 2) for r in range(P)}
     assert lanes["measured"] == {round(r + PAIR_OFFSET, 2) for r in range(P)}
     assert "error 10.0% (over)" in figure.layout.title.text
@@ -189,7 +193,7 @@ def test_a_pair_in_different_units_reads_as_shares_of_each_makespan():
     measured = gpipe_timeline(P, M, scale=1e-3, time_unit="s", source="ray")
     figure = viewer_figure([predicted, measured])
     assert figure.layout.xaxis.title.text == "time (% of each run's makespan)"
-    ends = [np.nanmax(t.x) for t in figure.data if t.xaxis == "x" and t.mode == "lines"]
+    ends = [np.nanmax(t.x) for t in figure.data if t.xaxis == "x" and t.type == "scatter"]
     last_event = max(e.end for e in measured.events)  # the optimizer step ends the makespan
     share = 100 * last_event / measured.summary().makespan
     assert max(ends) == pytest.approx(share, rel=1e-6) and share < 100

@@ -14,12 +14,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simulator.analytic.run_plan import simulate_plan
 from simulator.run import make_schedule, plan_run
 from visualize.style import kind_color
-from visualize.viewer import PLOT_ID, TITLES, viewer_html
+from visualize.viewer import PLOT_ID, TITLES, viewer_html, viewer_page
+from visualize.viewer_lod import plan
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -30,6 +32,7 @@ MODEL = "transformer:layers=4,hidden=64,heads=4,seq=16,vocab=96"
 RANKS, MICROBATCHES = 4, 8
 WAIT = 180  # seconds: an upper bound on a slow, shared machine, not a delay
 SCREENSHOT = Path(tempfile.gettempdir()) / "pebblesim-viewer-zoomed.png"
+LARGE_SCREENSHOT = Path(tempfile.gettempdir()) / "pebblesim-viewer-large-zoomed.png"
 PLOT = f"document.getElementById('{PLOT_ID}')"
 
 
@@ -113,6 +116,7 @@ def test_the_page_renders_every_panel(browser):
     titles = browser.execute_script(
         f"return Array.from({PLOT}.querySelectorAll('.annotation-text')).map(e => e.textContent);"
     )
+    titles = titles[: len(TITLES)]  # then each panel's note (what it shows at this zoom)
     assert [t.split(":")[0] for t in titles] == [t.split(":")[0] for t in TITLES]
     assert layout_value(browser, "g._fullLayout.xaxis2.matches") == "x"
     assert layout_value(browser, "g.querySelectorAll('.slider-container').length") == 1
@@ -178,3 +182,87 @@ def test_play_moves_the_cursor_through_the_run(browser):
     veil = "g.layout.shapes[g.layout.shapes.length - 1].x0"
     WebDriverWait(browser, WAIT).until(lambda d: 0 < layout_value(d, veil) < end)
     WebDriverWait(browser, WAIT).until(lambda d: layout_value(d, veil) == pytest.approx(end))
+
+
+# A run too large to draw box by box: 8 ranks x 1024 microbatches, 16,384 actions on ~900
+# pixels. These tests load it in the same browser, after the small page's tests.
+LARGE_RANKS, LARGE_MICROBATCHES = 8, 1024
+
+
+@pytest.fixture(scope="module")
+def large(browser, tmp_path_factory):
+    timeline = simulate_plan(plan_run(make_schedule("1f1b", LARGE_RANKS, LARGE_MICROBATCHES)))
+    page = tmp_path_factory.mktemp("viewer") / "large.html"
+    page.write_text(viewer_html([timeline]), encoding="utf-8")
+    browser.get(page.as_uri())
+    WebDriverWait(browser, WAIT).until(
+        lambda d: d.execute_script("return !!(window.pebblesimLod && pebblesimLod.decoded);")
+    )
+    return timeline
+
+
+def notes(driver) -> list[str]:
+    texts = driver.execute_script(
+        f"return Array.from({PLOT}.querySelectorAll('.annotation-text')).map(e => e.textContent);"
+    )
+    return texts[len(TITLES) :]
+
+
+def test_a_large_run_first_shows_aggregated_columns_and_the_script_agrees(browser, large):
+    assert notes(browser)[0].startswith("aggregated per pixel: 16,384 actions")
+    layer = viewer_page([large]).layers[0].layer
+    span = layout_value(browser, "g._fullLayout.xaxis.range.slice()")
+    for low, high, columns in ((0.0, 1.0, 900), (0.3, 0.4, 500), (0.5, 0.502, 300)):
+        t0, t1 = span[0] + low * (span[1] - span[0]), span[0] + high * (span[1] - span[0])
+        expected = plan(layer, t0, t1, columns)
+        got = browser.execute_script(
+            "return pebblesimLod.plan('pipeline', arguments[0], arguments[1], arguments[2]);",
+            t0, t1, columns,
+        )  # fmt: skip
+        assert (got["detail"], got["merged"], got["visible"]) == (
+            len(expected.detail), expected.merged, expected.visible,
+        )  # fmt: skip
+        busy = np.array(got["busy"])  # float32 times in the page: shares agree to 1e-3
+        assert np.abs(busy - expected.shares.sum(axis=1)).max() < 1e-3
+
+
+def test_zooming_in_draws_each_action_and_its_hover_names_the_microbatch(browser, large):
+    renders = browser.execute_script("return pebblesimLod.renders;")
+    span = layout_value(browser, "g._fullLayout.xaxis.range.slice()")
+    left, middle = box_position(browser, span[0] + 0.40 * (span[1] - span[0]), 1)
+    right, _ = box_position(browser, span[0] + 0.46 * (span[1] - span[0]), 1)
+    move_to(browser, left, middle).click_and_hold().move_by_offset(
+        int((right - left) / 2), 0
+    ).move_by_offset(int((right - left) / 2), 0).release().perform()
+    WebDriverWait(browser, WAIT).until(
+        lambda d: (
+            d.execute_script("return pebblesimLod.renders;") > renders
+            and d.execute_script("return pebblesimLod.lastRender.counts.pipeline.merged;") == 0
+        )
+    )
+    zoomed = layout_value(browser, "g._fullLayout.xaxis.range.slice()")
+    drawn = browser.execute_script("return pebblesimLod.lastRender.counts.pipeline;")
+    inside = [e for e in large.events if zoomed[0] < e.end and e.start < zoomed[1]]
+    assert drawn["drawn"] == drawn["visible"] == len(inside)
+    assert notes(browser)[0] == f"each of the {len(inside):,} actions in view drawn"
+
+    box = max(
+        (e for e in inside if e.rank == 1 and zoomed[0] < e.start < e.end < zoomed[1]),
+        key=lambda e: e.end - e.start,
+    )
+    browser.execute_script(
+        f"window.hovered = null; {PLOT}.on('plotly_hover', e => "
+        "{ window.hovered = e.points[0].customdata; });"
+    )
+    px, py = box_position(browser, (box.start + box.end) / 2, 1)
+    move_to(browser, px, py).perform()
+    WebDriverWait(browser, WAIT).until(lambda d: d.execute_script("return window.hovered;"))
+    rank, stage, microbatch = browser.execute_script("return window.hovered;")[:3]
+    assert (rank, stage, microbatch) == (1, box.stage, box.microbatch)
+    text = browser.execute_script(
+        f"return Array.from({PLOT}.querySelectorAll('.hovertext')).map(e => e.textContent)"
+        ".join(' ');"
+    )
+    assert f"{box.stage}{box.kind}{box.microbatch}" in text
+    assert f"microbatch {box.microbatch}" in text
+    browser.save_screenshot(str(LARGE_SCREENSHOT))
