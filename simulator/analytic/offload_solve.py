@@ -34,6 +34,7 @@ from simulator.analytic.offload_budget import solve_budget_exact
 from simulator.analytic.offload_timing import Choice, PlanTimer, Timing, with_microbatches
 from simulator.errors import PebbleError
 from simulator.model.offload import OffloadPlan, OffloadPolicy
+from simulator.timeline.report import offload_waits
 
 
 def solve_offload(plan, simulate_with, link, costs, limit: int | None = None) -> OffloadPlan:
@@ -119,8 +120,6 @@ def greedy(timer: PlanTimer, budget: int) -> Choice | None:
 def check(timer: PlanTimer, chosen: Choice, simulate_with) -> None:
     """The executor's Timeline of ``chosen`` agrees with the timer's figures (peaks and
     exposed time on the first step): the solver's oracle is the executor's clock."""
-    from simulator.timeline.report import offload_waits  # noqa: PLC0415 (a report helper)
-
     timing = timer.time(chosen)
     timeline = simulate_with(timer.offload_run("check", chosen))
     peaks = tuple(r.true_peak_bytes for r in timeline.summary().per_rank)
