@@ -9,9 +9,10 @@ breakdowns, and the makespan error in the title.
 
 Why plotly: it is a well-kept library (plotly.py and plotly.js, MIT, released every few
 months) that writes one standalone HTML file with plotly.js inlined (``include_plotlyjs=True``:
-no CDN, no network), draws large data with WebGL (``scattergl``), links axes across subplots,
-and has sliders with frames built in. Bokeh does most of this too, but its standalone page needs
-its JavaScript inlined by hand and has no frame animation; matplotlib's HTML (mpld3) has no WebGL.
+no CDN, no network), links axes across subplots, hovers any trace, draws images in data
+coordinates, and has sliders with frames built in. Bokeh does most of this too, but its
+standalone page needs its JavaScript inlined by hand and has no frame animation; matplotlib's
+HTML (mpld3) draws every artist as SVG.
 
 At any size the figure holds what the screen can show (``viewer_lod``): boxes and pebble spans
 a pixel wide or more, one by one and hoverable, up to a few thousand; the rest merged per pixel

@@ -1,7 +1,7 @@
 """The HTML viewer's data as numpy arrays: boxes, pebble spans, memory steps, per-action bytes.
 
-Why arrays and not the figures' row objects: the viewer draws one WebGL trace per kind, and a
-WebGL trace takes whole columns (half a million actions are half a million x values, not half a
+Why arrays and not the figures' row objects: the viewer draws one trace per kind and packs the
+whole run into its page as columns (half a million actions are half a million x values, not half a
 million Python objects handed to the browser). Everything here comes from the same data
 functions the matplotlib figures use (``pipeline_data``, ``pebble_data``, ``rows``), turned into
 columns once, so the viewer and the figures never disagree about what a box or a pebble is.

@@ -1,9 +1,9 @@
 """Level of detail for the HTML viewer: draw what the screen can show, keep the rest in the page.
 
 Why: half a million actions are a few hundred boxes per pixel column of a 1,060-pixel chart.
-Drawn one by one (a WebGL line each) they cost seconds to draw and to redraw on every zoom on
-a machine without a GPU, and the page carried every box three times (line, hover point, hover
-numbers) as JSON. Here a panel's segments (boxes, pebble spans) are one ``SegmentLayer``, and
+Drawn one by one they cost seconds to draw and to redraw on every zoom where the CPU draws
+(WebGL without a GPU), and the page carried every box three times (line, hover point, hover
+numbers). Here a panel's segments (boxes, pebble spans) are one ``SegmentLayer``, and
 for any window of time ``plan`` splits the visible ones in two:
 
 * segments at least a pixel wide stay segments (drawn, hoverable), as long as there are at

@@ -23,8 +23,8 @@ CONFIG = {"scrollZoom": True, "displaylogo": False, "responsive": False}
 
 
 class OnPage(NamedTuple):
-    """A segment layer on the page: kind ``k``'s line trace is ``first + k``, then come the
-    layer's hover trace and its image; ``note`` is an annotation index."""
+    """A segment layer on the page: kind ``k``'s line trace is ``first + k``, the layer's
+    image the one after the last kind's; ``note`` is an annotation index."""
 
     layer: SegmentLayer
     axes: tuple[str, str]

@@ -195,27 +195,22 @@ SCRIPT = r"""
     var perKind = layer.kinds.map(function () { return []; });
     drawn.detail.forEach(function (i) { perKind[layer.kind[i]].push(i); });
     perKind.forEach(function (list, n) {
-      var x = new Float32Array(3 * list.length), y = new Float32Array(3 * list.length);
-      list.forEach(function (i, j) {
-        var yl = layer.laneY[layer.lane[i]];
-        x[3 * j] = layer.start[i]; x[3 * j + 1] = layer.end[i]; x[3 * j + 2] = NaN;
-        y[3 * j] = y[3 * j + 1] = y[3 * j + 2] = yl;
+      var count = 4 * list.length, x = new Float32Array(count), y = new Float32Array(count);
+      var custom = new Array(count), text = new Array(count);
+      list.forEach(function (i, j) {  // start, middle, end (hovered), gap
+        var s = layer.start[i], e = layer.end[i], lane = layer.laneY[layer.lane[i]];
+        var row = hoverRow(layer, i), heading = title(layer, i);
+        x[4 * j] = s; x[4 * j + 1] = (s + e) / 2; x[4 * j + 2] = e; x[4 * j + 3] = NaN;
+        for (var q = 0; q < 4; q++) {
+          y[4 * j + q] = lane; custom[4 * j + q] = row; text[4 * j + q] = heading;
+        }
       });
       // an empty trace would leave the legend: one point that draws nothing keeps it there
       var line = gd.data[layer.first + n];
-      line.x = list.length ? x : [NaN]; line.y = list.length ? y : [NaN];
+      line.x = count ? x : [NaN]; line.y = count ? y : [NaN];
+      line.customdata = count ? custom : null; line.text = count ? text : null;
     });
-    var n = drawn.detail.length, hx = new Float32Array(n), hy = new Float32Array(n);
-    var custom = new Array(n), text = new Array(n), colour = new Array(n);
-    drawn.detail.forEach(function (i, j) {
-      hx[j] = (layer.start[i] + layer.end[i]) / 2; hy[j] = layer.laneY[layer.lane[i]];
-      custom[j] = hoverRow(layer, i); text[j] = title(layer, i);
-      colour[j] = layer.kinds[layer.kind[i]].colour;
-    });
-    var hover = gd.data[layer.first + layer.kinds.length];
-    hover.x = hx; hover.y = hy; hover.customdata = custom; hover.text = text;
-    hover.marker = Object.assign({}, hover.marker, {color: colour});
-    var img = gd.data[layer.first + layer.kinds.length + 1];
+    var img = gd.data[layer.first + layer.kinds.length];
     img.visible = drawn.narrow.length > 0;
     if (img.visible) {
       var pixel = (t1 - t0) / columns, yRange = ya.range, row = (yRange[0] - yRange[1]) / height;

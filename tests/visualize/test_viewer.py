@@ -76,35 +76,35 @@ def test_the_page_embeds_every_box_with_its_times(page):
     forward = traces_named(figure, "F forward", "lines")[0]
     x = decoded(forward["x"]).astype(float)
     y = decoded(forward["y"]).astype(float)
-    starts, ends, gaps = x[0::3], x[1::3], x[2::3]
-    assert np.isnan(gaps).all()
+    starts, middles, ends, gaps = x[0::4], x[1::4], x[2::4], x[3::4]
+    assert np.isnan(gaps).all() and np.allclose(middles, (starts + ends) / 2)
     expected = sorted(
         (r, f_start(P, M, r, i), f_start(P, M, r, i) + 1) for r in range(P) for i in range(M)
     )
-    got = sorted(zip(y[0::3].tolist(), starts.tolist(), ends.tolist(), strict=True))
+    got = sorted(zip(y[0::4].tolist(), starts.tolist(), ends.tolist(), strict=True))
     assert got == expected
-    hover = traces_named(figure, "pipeline hover", "markers")[0]
-    data = decoded(hover["customdata"])
-    forward = [title.split(" ")[0][1] == "F" for title in hover["text"]]
-    assert len(data) == 2 * P * M and sum(forward) == P * M
-    assert "microbatch %{customdata[2]}" in hover["hovertemplate"]
+    data = decoded(forward["customdata"])[0::4]  # the hover's numbers at each box's points
+    rows = sorted(zip(data[:, 0].tolist(), data[:, 4].tolist(), strict=True))
+    assert rows == [(r, s) for r, s, _e in expected]
+    assert set(forward["text"][1::4]) >= {f"{r}F0 (F forward)" for r in range(P)}
+    assert "microbatch %{customdata[2]}" in forward["hovertemplate"]
 
 
 def test_backward_boxes_start_where_gpipe_puts_them(page):
     figure = page_figure(page)
     backward = traces_named(figure, "B backward", "lines")[0]
     x = decoded(backward["x"]).astype(float)
-    rows = decoded(backward["y"])[0::3].astype(int)
+    rows = decoded(backward["y"])[0::4].astype(int)
     expected = sorted((r, b_start(P, M, r, i)) for r in range(P) for i in range(M))
-    assert sorted(zip(rows.tolist(), x[0::3].tolist(), strict=True)) == expected
+    assert sorted(zip(rows.tolist(), x[0::4].tolist(), strict=True)) == expected
 
 
 def test_one_trace_per_kind_not_per_action():
     small = viewer_figure([gpipe_timeline(P, 4)])
     large = viewer_figure([gpipe_timeline(P, 40)])
     pipeline = lambda fig: [t for t in fig.data if t.xaxis == "x"]  # noqa: E731
-    assert len(pipeline(small)) == len(pipeline(large)) == 4  # F and B lines, hover, image
-    assert len(large.data[0].x) == 3 * P * 40
+    assert len(pipeline(small)) == len(pipeline(large)) == 3  # F and B, and the image
+    assert len(large.data[0].x) == 4 * P * 40
 
 
 def test_each_action_carries_the_bytes_it_cached_and_freed():

@@ -1,7 +1,7 @@
 """The HTML viewer in a real headless browser (Debian's chromium and chromium-driver, Selenium).
 
-It loads the page from disk, checks what plotly rendered (panels, legend, slider, WebGL
-canvases, a box's pixels in its kind's colour), zooms by dragging across the pipeline chart
+It loads the page from disk, checks what plotly rendered (panels, legend, slider, a box's
+pixels in its kind's colour), zooms by dragging across the pipeline chart
 (all three time panels follow), hovers one box (the tooltip names the action), plays the time
 slider, and saves a screenshot to look at. Skipped, with the reason, where the browser, its
 driver or Selenium is missing. Every wait is on a condition in the page, never a sleep.
@@ -61,7 +61,7 @@ def browser(timeline, tmp_path_factory):
         "--headless=new",
         "--no-sandbox",  # CI runs as root
         "--disable-dev-shm-usage",
-        "--enable-unsafe-swiftshader",  # WebGL on the CPU: there is no GPU
+        "--enable-unsafe-swiftshader",  # WebGL on the CPU (plotly's own): there is no GPU
         "--use-angle=swiftshader",
         "--window-size=1300,1900",
         "--force-device-scale-factor=1",
@@ -73,7 +73,7 @@ def browser(timeline, tmp_path_factory):
         WebDriverWait(driver, WAIT).until(
             lambda d: d.execute_script(
                 f"var g = {PLOT}; return !!(g && g._fullLayout && g._fullLayout._plots"
-                " && g.querySelectorAll('canvas').length);"
+                " && window.pebblesimLod && pebblesimLod.firstDraw);"
             )
         )
         yield driver
@@ -122,7 +122,7 @@ def test_the_page_renders_every_panel(browser):
     assert layout_value(browser, "g.querySelectorAll('.slider-container').length") == 1
 
 
-def test_webgl_drew_the_boxes_in_their_colour(browser, timeline):
+def test_the_boxes_are_drawn_in_their_colour(browser, timeline):
     from PIL import Image
 
     first = min((e for e in timeline.events if e.rank == 0), key=lambda e: e.start)

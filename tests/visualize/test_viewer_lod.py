@@ -152,5 +152,5 @@ def test_a_small_run_draws_every_box_and_says_so():
     page = viewer_page([gpipe_timeline(3, 4)])
     notes = [a.text for a in page.figure.layout.annotations]
     assert "each of the 24 actions in view drawn" in notes
-    image = page.figure.data[page.layers[0].first + len(page.layers[0].layer.kinds) + 1]
+    image = page.figure.data[page.layers[0].first + len(page.layers[0].layer.kinds)]
     assert image.type == "image" and image.visible is False
