@@ -20,8 +20,8 @@ from simulator.analytic.advise import (
     memory_bound,
     search,
 )
-from simulator.analytic.advise.bounds import memory_of
 from simulator.analytic.advise.fates import UNNEEDED
+from simulator.analytic.advise.stage_tables import memory_of
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.cli import main

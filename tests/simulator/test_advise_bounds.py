@@ -21,13 +21,10 @@ from simulator.analytic.advise import (
     stage_table,
     time_bound,
 )
-from simulator.analytic.advise.bounds import (
-    kept_per_forward,
-    static_bytes,
-    table_of,
-    warmup_forwards,
-)
-from simulator.analytic.advise.space import RECOMPUTE_POLICIES, distinct_policies
+from simulator.analytic.advise.memory_bounds import kept_per_forward, static_bytes, warmup_forwards
+from simulator.analytic.advise.policies import distinct_policies
+from simulator.analytic.advise.space import RECOMPUTE_POLICIES
+from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.recompute_costs import stage_recompute_flops

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 
 from simulator.analytic.advise import AUTO, Request, RunText, evaluator, family_traits, search
-from simulator.analytic.advise.bounds import memory_bound, table_of, time_bound
-from simulator.analytic.advise.space import candidates
+from simulator.analytic.advise.enumeration import candidates
+from simulator.analytic.advise.memory_bounds import memory_bound
+from simulator.analytic.advise.stage_tables import table_of
+from simulator.analytic.advise.time_bounds import time_bound
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.errors import PebbleError

@@ -19,15 +19,9 @@ from simulator.analytic.advise import (
     search,
     time_bound,
 )
-from simulator.analytic.advise.bounds import (
-    _per_row_seconds,
-    _stage_memory,
-    local_split,
-    memory_of,
-    memory_table,
-    table_of,
-    with_budget,
-)
+from simulator.analytic.advise.block_tables import _per_row_seconds, _stage_memory, local_split
+from simulator.analytic.advise.memory_bounds import with_budget
+from simulator.analytic.advise.stage_tables import memory_of, memory_table, table_of
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.roofline_costs import stage_seconds

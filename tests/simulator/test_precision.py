@@ -7,7 +7,7 @@ import pytest
 
 from schedules.registry import SCHEDULES, build_schedule
 from simulator.analytic.advise import AUTO, Request, candidates, family_traits, stage_table
-from simulator.analytic.advise.bounds import static_bytes
+from simulator.analytic.advise.memory_bounds import static_bytes
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.errors import PebbleError

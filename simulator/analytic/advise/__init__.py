@@ -1,12 +1,13 @@
 """``pebblesim advise``'s search, without printing: which pipeline, tensor and data degrees,
 schedule, microbatching, recompute and offload policy train a model fastest within a GPU's memory.
 
-``space`` enumerates the configurations, ``bounds`` gives each closed-form lower bounds on step
-time and memory, ``search`` simulates only those that could be in the top k (branch and bound),
+``space`` defines the configurations and ``enumeration`` walks them, ``time_bounds`` and
+``memory_bounds`` give each closed-form lower bounds on step time and memory (from
+``stage_tables``), ``search`` simulates only those that could be in the top k (branch and bound),
 and ``evaluate`` plans and predicts one configuration as ``simulate`` would.
 """
 
-from simulator.analytic.advise.bounds import memory_bound, stage_table, time_bound
+from simulator.analytic.advise.enumeration import candidates
 from simulator.analytic.advise.evaluate import (
     RunText,
     candidate_plan,
@@ -14,6 +15,8 @@ from simulator.analytic.advise.evaluate import (
     evaluator,
     run_candidate,
 )
+from simulator.analytic.advise.families import family_traits
+from simulator.analytic.advise.memory_bounds import memory_bound
 from simulator.analytic.advise.search import Outcome, SearchResult, search
 from simulator.analytic.advise.space import (
     AUTO,
@@ -21,9 +24,9 @@ from simulator.analytic.advise.space import (
     RECOMPUTE_POLICIES,
     Candidate,
     Request,
-    candidates,
-    family_traits,
 )
+from simulator.analytic.advise.stage_tables import stage_table
+from simulator.analytic.advise.time_bounds import time_bound
 
 __all__ = [
     "AUTO",

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from simulator.analytic.advise.degrees import blocks_of, sharded
 from simulator.analytic.advise.fates import FITS, Fate
 from simulator.analytic.advise.search import SearchResult, _rank_key
-from simulator.analytic.advise.space import Request, blocks_of, sharded
+from simulator.analytic.advise.space import Request
 from simulator.errors import PebbleError
 from simulator.model.layout import Layout
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from simulator.analytic.advise.bounds import stage_to_rank, static_bytes, table_of
+from simulator.analytic.advise.enumeration import candidates
+from simulator.analytic.advise.families import family_traits
 from simulator.analytic.advise.fates import MEMORY_VERDICTS, STATIC
+from simulator.analytic.advise.memory_bounds import static_bytes
+from simulator.analytic.advise.placement import stage_to_rank
 from simulator.analytic.advise.search import SearchResult
-from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
+from simulator.analytic.advise.space import Candidate, Request
+from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.costs import Hardware
 from simulator.errors import PebbleError
 

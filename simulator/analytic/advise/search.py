@@ -21,14 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from simulator.analytic.advise.bounds import (
-    memory_bound,
-    memory_of,
-    static_bytes,
-    table_of,
-    time_bound,
-    with_budget,
-)
+from simulator.analytic.advise.enumeration import candidates
+from simulator.analytic.advise.families import family_traits
 from simulator.analytic.advise.fates import (
     ACTIVATIONS,
     FITS,
@@ -41,7 +35,10 @@ from simulator.analytic.advise.fates import (
     UNNEEDED,
     Fate,
 )
-from simulator.analytic.advise.space import Candidate, Request, candidates, family_traits
+from simulator.analytic.advise.memory_bounds import memory_bound, static_bytes, with_budget
+from simulator.analytic.advise.space import Candidate, Request
+from simulator.analytic.advise.stage_tables import memory_of, table_of
+from simulator.analytic.advise.time_bounds import time_bound
 from simulator.analytic.costs import Hardware
 from simulator.errors import PebbleError
 
