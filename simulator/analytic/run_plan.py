@@ -33,39 +33,8 @@ def simulate_plan(
     passes the link its copies measured); ``selective`` and ``budget:`` are solved here, on
     these costs."""
     costs = costs if costs is not None else cost_model(plan)
-
-    def simulator(plan: RunPlan):
-        def simulate_with(offload: OffloadRun | None) -> Timeline:
-            return simulate(
-                plan.schedule,
-                costs,
-                plan.spec,
-                plan.partition,
-                plan.microbatch_rows,
-                steps=plan.steps,
-                sync=plan.sync,
-                layout=plan.layout,
-                run=run,
-                cores=plan.cores,
-                recompute=plan.recompute,
-                offload=offload,
-            )
-
-        return simulate_with
-
-    offload = None
-    if plan.offload is not None:
-        preset = hardware_preset(plan.costs.hardware)
-        if link is None:
-            link = host_link(preset, plan.layout.devices, costs.time_unit)
-        solved = plan.offload
-        if is_joint(plan):  # both budgets: recompute and offload chosen together
-            plan, solved = solve_joint(plan, simulator, link, costs)
-        elif solved.pending is not None:
-            solved = solve_offload(plan, simulator(plan), link, costs)
-        offload = OffloadRun(solved, link)
-    simulate_with = simulator(plan)
-    timeline = with_device(simulate_with(offload), plan.costs.hardware)
+    plan, offload = solved_plan(plan, costs, run, link)
+    timeline = with_device(_simulator(plan, costs, run)(offload), plan.costs.hardware)
     if offload is not None:
         preset = hardware_preset(plan.costs.hardware)
         share = preset.host_memory_bytes // preset.gpus_per_node if preset else None
@@ -73,6 +42,51 @@ def simulate_plan(
             timeline.meta, offload=offload.plan.policy, host_memory_capacity=share
         )
     return timeline
+
+
+def solved_plan(
+    plan: RunPlan, costs: CostModel, run: DryRun | None = None, link: HostLink | None = None
+) -> tuple[RunPlan, OffloadRun | None]:
+    """``plan`` with its offload solved at ``costs`` (``selective``, ``budget:``; with both
+    budgets its recompute too), and the offload as the executor runs it (None: none). The Ray
+    executor solves a run's offload here too, at its calibrated costs and measured host link."""
+    if plan.offload is None:
+        return plan, None
+    if link is None:
+        preset = hardware_preset(plan.costs.hardware)
+        link = host_link(preset, plan.layout.devices, costs.time_unit)
+    solved = plan.offload
+
+    def simulator(plan: RunPlan):
+        return _simulator(plan, costs, run)
+
+    if is_joint(plan):  # both budgets: recompute and offload chosen together
+        plan, solved = solve_joint(plan, simulator, link, costs)
+    elif solved.pending is not None:
+        solved = solve_offload(plan, simulator(plan), link, costs)
+    return replace(plan, offload=solved), OffloadRun(solved, link)
+
+
+def _simulator(plan: RunPlan, costs: CostModel, run: DryRun | None):
+    """``simulate_with(offload_run)``: ``plan`` timed at ``costs`` with that offload."""
+
+    def simulate_with(offload: OffloadRun | None) -> Timeline:
+        return simulate(
+            plan.schedule,
+            costs,
+            plan.spec,
+            plan.partition,
+            plan.microbatch_rows,
+            steps=plan.steps,
+            sync=plan.sync,
+            layout=plan.layout,
+            run=run,
+            cores=plan.cores,
+            recompute=plan.recompute,
+            offload=offload,
+        )
+
+    return simulate_with
 
 
 def with_device(timeline: Timeline, hardware: str | None) -> Timeline:
