@@ -19,22 +19,23 @@ def _kind(kind) -> str:
 
 
 def plan_issue_points(
-    plan, copy_times: dict[tuple[int, int], float] | None = None
+    plan, copy_times: dict[tuple[int, int], float] | None = None, costs=None, link=None
 ) -> dict[tuple[int, int], IssuePoint]:
     """``prefetch_issue_points`` of a planned run with offload (``RunPlan``): the table the
     analytic executor follows for it (first step), for the Ray executor to follow too.
     ``copy_times``: each offloaded ``(stage, microbatch)``'s copy time, where the plan's own
-    costs cannot price a copy (unit costs; default: from the prediction with offload)."""
+    costs cannot price a copy (unit costs; default: from the prediction with offload);
+    ``costs`` and ``link``: ``simulate_plan``'s (default: the plan's own)."""
     copies = dict(copy_times) if copy_times is not None else {}
     if copy_times is None:
-        copied = simulate_plan(plan).offload.columns()
+        copied = simulate_plan(plan, costs, link=link).offload.columns()
         columns = ("kind", "stage", "microbatch", "step", "start", "end", "replica")
         for kind, stage, mb, step, start, end, replica in zip(
             *(copied[c] for c in columns), strict=True
         ):
             if str(kind) == "prefetch" and step == 0 and replica == 0:
                 copies[(int(stage), int(mb))] = float(end - start)
-    plain = simulate_plan(replace(plan, offload=None)).events.columns()
+    plain = simulate_plan(replace(plan, offload=None), costs).events.columns()
     starts, ends = {}, {}
     for stage, kind, mb, step, start, end, replica in zip(
         *(plain[c] for c in ("stage", "kind", "microbatch", "step", "start", "end", "replica")),

@@ -39,6 +39,28 @@ import numpy as np
 OFFLOAD, PREFETCH, WAIT = "offload", "prefetch", "wait"
 
 
+def host_copy_seconds(nbytes: int, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds of a copy of ``nbytes`` to the host (the object store) and of one back
+    into a fresh array: the host link a rank reaches, timed as its copy streams copy."""
+    import statistics
+    import time
+
+    import ray
+
+    array = np.ones(max(1, nbytes // 8))
+    out, back = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ref = ray.put([array])
+        middle = time.perf_counter()
+        buffer = np.empty_like(array)
+        np.copyto(buffer, ray.get(ref)[0])
+        out.append(middle - start)
+        back.append(time.perf_counter() - middle)
+        del ref
+    return statistics.median(out), statistics.median(back)
+
+
 @dataclass(frozen=True)
 class RankOffload:
     """What one rank sends to the host, frozen so it pickles to the actor.
@@ -179,6 +201,10 @@ class CopyStreams:
         with self._lock:
             self.host_bytes -= nbytes
         self.recorder.on_copy(stage, PREFETCH, mb, start, end, nbytes)
+
+    def set_plan(self, plan: RankOffload) -> None:
+        """Follow ``plan`` from the next step (a solved policy arrives after calibration)."""
+        self.plan = plan
 
     def _to_host(self, arrays: list[np.ndarray]):
         if self._put is not None:

@@ -38,6 +38,7 @@ from simulator.ray_pipeline.calibrated_profile import calibrated_profile
 from simulator.ray_pipeline.calibration import Calibration, calibrate
 from simulator.ray_pipeline.copy_streams import RankOffload
 from simulator.ray_pipeline.measured import RayRunResult, action_order, measured_timeline
+from simulator.ray_pipeline.offload_on_ray import needs_solving, solve_on_ray
 from simulator.ray_pipeline.offload_setup import (
     check_offload_runs,
     issue_table,
@@ -99,6 +100,8 @@ class RayPipeline:
         self.schedule = plan.schedule
         self.config = config
         self.options = options or RayOptions()
+        if needs_solving(plan):  # solved at calibration's costs, so calibrate
+            self.options = replace(self.options, calibrate=True)
         self.dp = plan.layout.data
         self.microbatch_rows = plan.microbatch_rows
         self.partition = plan.partition
@@ -130,6 +133,15 @@ class RayPipeline:
         if self._issue is None:
             self._issue = issue_table(self.plan, self.run_order)
         return rank_offload(self.plan, self.run_order, rank, self._issue)
+
+    def _solve_offload(self) -> None:
+        """``selective`` or ``budget:``: solved at calibration's costs over the host link a
+        rank measured (``offload_on_ray``), then every rank told what to send."""
+        import ray
+
+        self.plan, costs, link = solve_on_ray(self)
+        self._issue = issue_table(self.plan, self.run_order, costs, link)
+        ray.get([a.set_offload.remote(self.rank_offload(rank)) for a, rank, _ in self.actors])
 
     @property
     def order(self) -> list[tuple[int, int]]:
@@ -297,6 +309,8 @@ class RayPipeline:
         if self.calibration is None and self.options.calibrate:
             self.calibration = calibrate(self)
             self._meter = runtime_meter(self)
+        if needs_solving(self.plan):
+            self._solve_offload()
         losses: list[float] = []
         first_grads = None
         restarts = 0

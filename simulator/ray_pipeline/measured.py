@@ -58,7 +58,7 @@ def measured_timeline(pipeline, steps: int) -> Timeline:
             recompute=recompute.policy,
             recompute_flops=tuple(f * plan.layout.data for f in flops),
         )
-    if plan.offload is not None and plan.offload.active:
+    if plan.offload is not None:  # even when a solved policy sent nothing: it was asked for
         meta = replace(meta, offload=plan.offload.policy)
     calibration = pipeline.calibration
     if calibration is not None:

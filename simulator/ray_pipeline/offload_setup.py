@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from simulator.analytic.cost_source import cost_model
 from simulator.analytic.offload_costs import HostLink
+from simulator.analytic.offload_joint import is_joint
 from simulator.analytic.prefetch_plan import IssuePoint
 from simulator.analytic.prefetch_table import plan_issue_points
 from simulator.errors import PebbleError
@@ -19,26 +20,27 @@ from simulator.timeline import Timeline
 
 
 def check_offload_runs(plan: RunPlan) -> None:
-    """One sentence for an offload policy a Ray run cannot follow: ``selective`` and
-    ``budget:`` are solved against predicted timing in seconds, before anything runs."""
-    if plan.offload is not None and plan.offload.pending is not None:
+    """One sentence for an offload a Ray run cannot follow: with both budgets the joint solve
+    chooses the recompute plan too, which the rank actors are built with before it runs."""
+    if plan.offload is not None and is_joint(plan):
         raise PebbleError(
-            f"train --offload takes none, full or per-stage STAGE:POLICY, not "
-            f"{plan.offload.policy}: that policy is solved against predicted timing; "
-            f"see what it sends with simulate --offload {plan.offload.policy} --hardware ..."
+            f"train solves --offload {plan.offload.policy} on this machine before step 0, "
+            "but not jointly with --recompute budget: (the ranks are built with their "
+            "recompute plan); give the recompute policy (e.g. full) or see the joint plan with "
+            "simulate."
         )
 
 
-def issue_table(plan, run) -> dict[tuple[int, int], IssuePoint]:
+def issue_table(plan, run, costs=None, link=None) -> dict[tuple[int, int], IssuePoint]:
     """Where each prefetch of a Ray run is issued: the analytic executor's own table
-    (``prefetch_table``) when the plan's costs are in seconds; unit costs have no seconds to
-    price a copy in, so their copies take no time (each prefetch is then issued as the action
-    before its backward ends)."""
+    (``prefetch_table``) when the costs (``costs``, default the plan's own) are in seconds;
+    unit costs have no seconds to price a copy in, so their copies take no time (each prefetch
+    is then issued as the action before its backward ends)."""
     offload = plan.offload
-    if offload is None or not offload.active:
+    if offload is None or not offload.active or offload.pending is not None:
         return {}
-    if cost_model(plan).time_unit == "s":
-        return plan_issue_points(plan)
+    if (costs if costs is not None else cost_model(plan)).time_unit == "s":
+        return plan_issue_points(plan, costs=costs, link=link)
     pairs = offload_pairs(run, plan_sends(offload.stages))
     instant = {(int(run.stages[b]), int(run.microbatches[b])): 0.0 for b in pairs}
     return plan_issue_points(plan, copy_times=instant)
@@ -51,8 +53,8 @@ def rank_offload(plan, run, rank: int, issue: dict) -> RankOffload | None:
     is dropped (the numpy ranks' timing is not the plan's; issuing at the boundary only brings
     the bytes back earlier, never late)."""
     offload = plan.offload
-    if offload is None or not offload.active:
-        return None
+    if offload is None or not offload.active or offload.pending is not None:
+        return None  # a solved policy goes to the ranks once solved (``solve_on_ray``)
     sends, prefetch = set(), []
     for backward in offload_pairs(run, plan_sends(offload.stages)):
         if int(run.ranks[backward]) != rank:

@@ -24,7 +24,7 @@ from simulator.model.reference import gradients_of, set_loss_scale, weights_of
 from simulator.model.stage import Stage
 from simulator.model.transformer.dropout import set_row_offset
 from simulator.ray_pipeline import calibration, machine
-from simulator.ray_pipeline.copy_streams import CopyStreams, RankOffload
+from simulator.ray_pipeline.copy_streams import CopyStreams, RankOffload, host_copy_seconds
 from simulator.ray_pipeline.recorder import Recorder
 
 BLAS_ENV = {
@@ -186,6 +186,19 @@ class RankWorker:
         (the prediction adds the recompute from the forward's share)."""
         with self.stages[stage_index].recompute_off():
             return calibration.run_alone(self, stage_index, kind, key, payload, send)
+
+    def host_copy_seconds(self, nbytes: int, repeats: int) -> tuple[float, float]:
+        """Seconds of a copy to the host and of one back (``copy_streams``)."""
+        return host_copy_seconds(nbytes, repeats)
+
+    def set_offload(self, offload: RankOffload | None) -> int:
+        """Send and fetch back what ``offload`` says from the next step (None: nothing)."""
+        if self.copies is not None:
+            self.copies.close()
+        self.copies = None
+        if offload is not None and offload.active:
+            self.copies = CopyStreams(offload, self.cache, self.recorder)
+        return self.rank
 
     def finish_calibration(self) -> int:
         return calibration.finish(self)

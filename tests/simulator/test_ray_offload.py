@@ -4,6 +4,7 @@ and back, train the same bits as without offload, and measure what the model pre
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -138,9 +139,34 @@ def _assert_device_is_stored_less_host(timeline) -> None:
             assert device == stored - on_host, (rank, event)
 
 
-def test_a_solved_policy_on_ray_is_one_sentence(ray_session):
+def test_selective_is_solved_on_this_machine_and_sends_what_it_chose(ray_session):
+    """Solved before step 0 at calibration's costs over the host link a rank timed: the ranks
+    send exactly the microbatches the solved plan names, and train the same bits."""
+    schedule = build_schedule("1f1b", 2, 4, None)
+    wide = ModelSpec(widths=(2, 512, 512, 512, 3), activation="tanh", dtype="float64", seed=3)
+    config = replace(_config(schedule), model=wide, batch_size=1024)  # copies that can hide
+    _, kept, _ = _train(schedule, config, None, None)
+    plan = plan_training(schedule, config, offload="selective")
+    with RayPipeline(plan, config, UNCALIBRATED) as pipeline:  # it calibrates all the same
+        sent = pipeline.run(config.steps, check=True)
+        solved = pipeline.plan.offload
+    assert solved.pending is None and sent.timeline.meta.offload == "selective"
+    chosen = {
+        (stage, mb)
+        for stage, plan_of in enumerate(solved.stages)
+        if plan_of.active
+        for mb in range(schedule.num_microbatches)
+        if plan_of.sends(mb)
+    }
+    went = {(o.stage, o.microbatch) for o in sent.timeline.offload if o.kind == "offload"}
+    assert went == chosen  # (what hides depends on this machine's speed: maybe nothing)
+    for key, grad in kept.first_step_gradients.items():
+        assert np.array_equal(sent.first_step_gradients[key], grad), key
+
+
+def test_a_joint_budget_on_ray_is_one_sentence(ray_session):
     schedule = build_schedule("1f1b", 2, 4, None)
     config = _config(schedule)
-    plan = plan_training(schedule, config, offload="selective")
-    with pytest.raises(PebbleError, match="train --offload takes none, full"):
+    plan = plan_training(schedule, config, recompute="budget:90%", offload="budget:90%")
+    with pytest.raises(PebbleError, match="not jointly with --recompute budget"):
         RayPipeline(plan, config, UNCALIBRATED)
