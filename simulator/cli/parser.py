@@ -86,7 +86,7 @@ def _add_demo(sub) -> None:
     )
     demo.add_argument(
         "--offload",
-        help="activation offload for the trained schedules: none, full or STAGE:none|full,...",
+        help="activation offload for the trained schedules (see train --offload)",
     )
 
 
@@ -194,7 +194,8 @@ def _add_train(sub) -> None:
     train.add_argument(
         "--offload",
         help="activation offload: each rank copies its cached arrays to the node's Ray object "
-        "store after the forward and back before the backward: none, full or STAGE:none|full,...",
+        "store after the forward and back before the backward: none, full, STAGE:none|full,..., "
+        "or selective / budget:BYTES|P%% (solved on this machine after calibration)",
     )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.add_argument("--out", help="write timeline.json, trace.json and profile.json here")
