@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulator.analytic.run_plan import simulate_plan  # noqa: E402
@@ -91,7 +93,7 @@ def build(name: str, ranks: int, microbatches: int, steps: int, pair: bool, out:
           f"(packed data {len(data) / 2**20:.1f} MiB, plotly.js 4.6 MiB)")  # fmt: skip
     for on in page.layers:
         traces = page.figure.data[on.first : on.first + len(on.layer.kinds)]
-        drawn = sum(len(trace.x) // 3 for trace in traces)
+        drawn = sum(int(np.isfinite(np.asarray(t.x, float)).sum()) // 3 for t in traces)
         print(f"  first view, {on.layer.panel}: {on.layer.count:,} segments, "
               f"{drawn:,} drawn one by one")  # fmt: skip
 
@@ -121,17 +123,36 @@ def wait_for(browser, expression: str):
     )
 
 
-def load(browser, page: Path) -> tuple[float, float]:
-    """Navigate to ``page``; (first draw, data decoded), in seconds after navigation."""
+def cpu(browser) -> float:
+    """Seconds of CPU the page's main thread has used (the renderer's, from Chrome's
+    DevTools): unlike the clock, it does not grow when other work shares the cores."""
+    metrics = browser.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "ThreadTime")
+
+
+def used(browser, before: float) -> float:
+    after = cpu(browser)
+    return after - before if after >= before else after  # a new renderer starts from 0
+
+
+def load(browser, page: Path) -> dict:
+    """Navigate to ``page``: first draw and data decoded (seconds after navigation, page
+    clock), and the main thread's CPU until the first draw."""
+    before = cpu(browser)
     browser.get(page.as_uri())
     shown = wait_for(browser, "window.shownAt") / 1000
+    spent = used(browser, before)
     browser.execute_async_script("pebblesimLod.ready.then(() => arguments[0](1));")
-    return shown, browser.execute_script("return pebblesimLod.decoded;") / 1000
+    decoded = browser.execute_script("return pebblesimLod.decoded;") / 1000
+    return {"shown": shown, "decoded": decoded, "cpu": spent}
 
 
 def zoom(browser, span, low: float, high: float) -> dict:
+    """Zoom the time axis to ``[low, high]`` of ``span``; the time until the page's script
+    has redrawn it and the next frame is painted, and the main thread's CPU meanwhile."""
     width = span[1] - span[0]
-    return browser.execute_async_script(
+    before = cpu(browser)
+    result = browser.execute_async_script(
         "var done = arguments[2], g = " + PLOT + ", t = performance.now();"
         "Plotly.relayout(g, {'xaxis.range': [arguments[0], arguments[1]]})"
         ".then(() => pebblesimLod.request())"
@@ -140,16 +161,21 @@ def zoom(browser, span, low: float, high: float) -> dict:
         span[0] + low * width,
         span[0] + high * width,
     )
+    result["cpu"] = used(browser, before)
+    return result
+
+
+def median(values) -> float:
+    return statistics.median(values)
 
 
 def browse(page: Path, repeat: int, shots: Path | None, name: str) -> None:
     browser = driver()
+    browser.execute_cdp_cmd("Performance.enable", {"timeDomain": "threadTicks"})
     try:
-        firsts, decodes, zooms = [], [], {z[0]: [] for z in ZOOMS}
+        loads, zooms = [], {z[0]: [] for z in ZOOMS}
         for attempt in range(repeat):
-            shown, decoded = load(browser, page)
-            firsts.append(shown)
-            decodes.append(decoded)
+            loads.append(load(browser, page))
             if shots and attempt == 0:
                 browser.save_screenshot(str(shots / f"viewer-{name}.png"))
             span = browser.execute_script(f"return {PLOT}._fullLayout.xaxis.range.slice();")
@@ -160,18 +186,18 @@ def browse(page: Path, repeat: int, shots: Path | None, name: str) -> None:
                 zooms[label].append(result)
                 if shots and attempt == 0 and label == "zoom to 0.1%":
                     browser.save_screenshot(str(shots / f"viewer-{name}-zoomed.png"))
-        load_average = os.getloadavg()[0]
-        print(f"browser ({repeat} loads; load average {load_average:.1f} on "
-              f"{os.cpu_count()} cores):")  # fmt: skip
-        print(f"  first draw   median {statistics.median(firsts):5.2f} s "
-              f"(min {min(firsts):.2f}) after navigation")  # fmt: skip
-        print(f"  data decoded median {statistics.median(decodes):5.2f} s after navigation")
+        print(f"browser, median of {repeat} loads (load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores; CPU: the page's main thread):")  # fmt: skip
+        shown = [r["shown"] for r in loads]
+        print(f"  first draw    {median(shown):5.2f} s after navigation (min {min(shown):.2f}; "
+              f"CPU {median(r['cpu'] for r in loads):.2f} s)")  # fmt: skip
+        print(f"  data decoded  {median(r['decoded'] for r in loads):5.2f} s after navigation")
         for label, results in zooms.items():
             ms = [r["ms"] for r in results]
             counts = results[0]["render"]["counts"]["pipeline"]
-            script = results[0]["render"]["compute"]
-            print(f"  {label:<14} redrawn in median {statistics.median(ms):6.0f} ms "
-                  f"(min {min(ms):.0f}; script {script:.0f} ms); pipeline: "
+            print(f"  {label:<13} {median(ms):5.0f} ms (min {min(ms):.0f}; CPU "
+                  f"{1000 * median(r['cpu'] for r in results):.0f} ms, the script's part "
+                  f"{median(r['render']['compute'] for r in results):.0f} ms); pipeline: "
                   f"{counts['drawn']:,} drawn, {counts['merged']:,} aggregated")  # fmt: skip
     finally:
         browser.quit()

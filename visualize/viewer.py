@@ -73,6 +73,7 @@ from visualize.viewer_traces import layer_traces, memory_traces
 PLOT_ID = "pebblesim-viewer"  # the plot's element id in the page (the browser test finds it)
 PAIR_OFFSET = 0.21
 RANK_LABELS = 32  # rank labels on the pipeline chart, at most
+BAR_LABELS = 16  # and under the whole-rank memory bars
 TITLES = (
     "pipeline: what each rank computes when (hover a box; drag to zoom, double-click to reset)",
     "pebble graph: microbatches cached per layer, purple once its weight gradient is ready",
@@ -194,6 +195,9 @@ def viewer_page(timelines: list[Timeline]) -> Page:
         fig.layout.yaxis4.update(
             title={"text": breakdown_unit}, rangemode="tozero", gridcolor="#E6E6E6"
         )
+        every = max(1, -(-ranks // BAR_LABELS))  # upright labels, never crowded into the slider
+        labels = [f"rank {r}" for r in range(0, ranks, every)]
+        fig.layout.xaxis4.update(tickvals=labels, ticktext=labels, tickangle=0)
     fixed = optimizer_shapes([(r.timeline, r.origin, r.factor) for r in runs])
     frames, slider, buttons = time_slider(span, unit, fixed)
     fig.frames = frames

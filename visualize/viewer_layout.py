@@ -123,6 +123,14 @@ def cursor_shapes(time: float, span: float) -> list[dict]:
     return [*cursor, veil]
 
 
+def short_number(value: float) -> str:
+    """A slider label of three digits at most: ``6.6``, ``998``, ``2.99k``, ``12.7k``, ``1.2M``."""
+    for limit, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def time_slider(span: float, unit: str, fixed: list[dict]) -> tuple[list[go.Frame], dict, dict]:
     """Frames, the slider and its play / pause buttons. Each frame replaces the layout's
     shapes with ``fixed`` plus the cursor at its time; the first frame is the end of the run
@@ -158,7 +166,7 @@ def time_slider(span: float, unit: str, fixed: list[dict]) -> tuple[list[go.Fram
         "currentvalue": {"prefix": "time ", "suffix": f" {unit}", "visible": True},
         "steps": [
             {
-                "label": f"{t:.3g}",
+                "label": short_number(float(t)),
                 "method": "animate",
                 "args": [[f"t{i}"], pause],
             }
@@ -229,5 +237,6 @@ __all__ = [
     "optimizer_shapes",
     "page_height",
     "panel_domains",
+    "short_number",
     "time_slider",
 ]
