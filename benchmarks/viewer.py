@@ -17,7 +17,8 @@ the next frame is painted. The machine's load average is printed beside the time
 machine they move with it. ``--screenshots DIR`` saves the page drawn and zoomed.
 
 Run: python benchmarks/viewer.py [--size demo|large|both] [--ranks 64] [--microbatches 4096]
-                                 [--browser] [--repeat 3] [--screenshots DIR] [--keep DIR]
+                                 [--model llama3-70b --hardware h100] [--browser] [--repeat 3]
+                                 [--screenshots DIR] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulator.analytic.run_plan import simulate_plan  # noqa: E402
-from simulator.run import make_schedule, plan_run  # noqa: E402
+from simulator.run import CostSource, make_schedule, plan_run  # noqa: E402
 from visualize.style import time_span  # noqa: E402
 from visualize.viewer import PLOT_ID, viewer_page  # noqa: E402
 from visualize.viewer_data import (  # noqa: E402
@@ -66,10 +67,12 @@ def timed(what: str, work):
     return result
 
 
-def build(name: str, ranks: int, microbatches: int, steps: int, pair: bool, out: Path) -> None:
+def build(name, ranks, microbatches, steps, pair, out: Path, model=None, hardware=None) -> None:
+    costs = f"{model} on {hardware}" if hardware else "unit costs"
     print(f"{name}: 1f1b, {ranks} ranks x {microbatches} microbatches x {steps} step(s) "
-          f"(analytic, unit costs){', viewed as a pair' if pair else ''}")  # fmt: skip
-    plan = plan_run(make_schedule("1f1b", ranks, microbatches, steps=steps), steps=steps)
+          f"(analytic, {costs}){', viewed as a pair' if pair else ''}")  # fmt: skip
+    schedule = make_schedule("1f1b", ranks, microbatches, steps=steps)
+    plan = plan_run(schedule, model, steps=steps, costs=CostSource(hardware=hardware))
     timeline = timed("simulate", lambda: simulate_plan(plan))
     print(f"  {len(timeline.events):,} actions, {len(timeline.cache):,} cache changes")
     print("the data, each part alone:")
@@ -208,6 +211,8 @@ def main() -> None:
     parser.add_argument("--size", choices=("demo", "large", "both"), default="both")
     parser.add_argument("--ranks", type=int, default=64, help="of the large run")
     parser.add_argument("--microbatches", type=int, default=4096, help="of the large run")
+    parser.add_argument("--model", help="a model preset for the large run (e.g. llama3-70b)")
+    parser.add_argument("--hardware", help="time it on this preset (e.g. h100), not unit costs")
     parser.add_argument("--browser", action="store_true", help="also time it in chromium")
     parser.add_argument("--repeat", type=int, default=3, help="page loads timed per size")
     parser.add_argument("--screenshots", type=Path, help="save the drawn pages here")
@@ -225,7 +230,8 @@ def main() -> None:
         if args.size not in (name, "both"):
             continue
         page = folder / f"viewer-{name}.html"
-        build(name, ranks, microbatches, steps, pair, page)
+        model = (args.model, args.hardware) if name == "large" else (None, None)
+        build(name, ranks, microbatches, steps, pair, page, *model)
         if args.browser:
             browse(page, args.repeat, args.screenshots, name)
         print()

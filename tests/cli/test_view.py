@@ -9,6 +9,7 @@ from simulator.cli import main
 from simulator.timeline import Timeline
 from tests.visualize.synthetic import gpipe_timeline
 from tests.visualize.test_viewer import page_figure
+from visualize.viewer import PLOT_ID
 
 P, M = 3, 4
 
@@ -19,7 +20,9 @@ def test_view_command_writes_the_page(tmp_path, capsys):
     assert main(["view", str(source)]) == 0
     written = tmp_path / "run.html"
     assert capsys.readouterr().out.strip() == str(written)
-    assert page_figure(written.read_text())["layout"]["title"]["text"].startswith("pebblesim")
+    page = written.read_text()
+    assert page_figure(page)["layout"]["title"]["text"].startswith("pebblesim")
+    assert f'id="{PLOT_ID}-data"' in page and "pebblesimLod" in page  # the run, to zoom into
     target = tmp_path / "pair.html"
     assert main(["view", str(source), str(source), "-o", str(target)]) == 0
     assert "predicted against measured" in target.read_text()
