@@ -48,6 +48,8 @@ few hundred combinations).
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,7 +302,16 @@ def _search(walk: RankWalk, fronts: list[list[Placement]], budget: float):
             dfs(i + 1, trial, flops + placement.flops)
 
     dfs(0, [], 0.0)
-    return best[1], least
+    return best[1], _lowest(walk, fronts, least)
+
+
+def _lowest(walk: RankWalk, fronts: list[list[Placement]], fallback: list[Placement]):
+    """The choice with the lowest peak, for the sentence a failed budget prints: every
+    combination where there are few (one stage per rank: its front), else ``fallback`` (the
+    choice that stores the least)."""
+    if math.prod(len(f) for f in fronts) > 10_000:
+        return fallback
+    return list(min(itertools.product(*fronts), key=walk.peak))
 
 
 def solve_budget(

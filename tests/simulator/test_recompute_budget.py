@@ -22,6 +22,7 @@ from simulator.model.parse import parse_model
 from simulator.model.partitioning import partition
 from simulator.model.recompute import RecomputePlan, StageRecompute, recompute_units
 from simulator.run import recompute_budget as rb
+from simulator.units import human_bytes
 
 MLP = ModelSpec(widths=(3, 8, 16, 8, 12, 8, 8, 4), layernorm=True)
 GPT = parse_model("transformer:layers=4,hidden=16,heads=4,seq=8,vocab=96,dropout=0.1")
@@ -133,3 +134,14 @@ def test_a_share_budget_is_of_the_fullest_rank():
     share = rb.solve_budget(schedule, MLP, parts, ROWS, 0.5)
     exact = rb.solve_budget(schedule, MLP, parts, ROWS, int(top * 0.5))
     assert share.stages == exact.stages
+
+
+def test_an_impossible_budget_names_the_lowest_peak_there_is():
+    """The sentence's "still peaks at" is the least peak any plan reaches on the fullest
+    rank (brute force over every plan), not the plan that stores the least."""
+    schedule = build_schedule("1f1b", 2, 4)
+    parts = partition(MLP, schedule.num_stages)
+    lowest = min(peak for peak, _ in every_plan(schedule, MLP, parts))
+    with pytest.raises(PebbleError) as failed:
+        rb.solve_budget(schedule, MLP, parts, ROWS, lowest - 1)
+    assert f"still peaks at {human_bytes(lowest)}" in str(failed.value)
