@@ -12,7 +12,9 @@ collectives counts them twice; and one number cannot make a 1.7B model's skinny 
 * an attention core runs as the GEMMs of its scores and weighted sum, per head ``(s, s, d)``
   and ``(s, d, s)``, so its small head dimension costs what it costs;
 * everything else (norms, dropout, activations, residual adds, the loss) moves its tensors
-  through HBM at ``memory_bandwidth x MEMORY_EFFICIENCY``;
+  through HBM at ``memory_bandwidth x MEMORY_EFFICIENCY``, in the kernels Megatron-LM runs
+  (``_elementwise``: no forward kernel for a residual fork, dropout, bias and residual add
+  fused into one, a norm one kernel each way);
 * each kernel is the larger of its FLOP time and its byte time (the roofline), plus
   ``kernel_floor`` (launch and tail).
 
@@ -109,17 +111,37 @@ def _attention(info, dims: Dims, device: Device) -> dict[str, float]:
         out[part] = device.gemm_time(queries, keys, d, total / one) if total > 0 else 0.0
     if info.config.attention_kind == "math":  # the s x s scores go through HBM
         scores = dims.b * dims.local_heads * queries * keys
-        for part, passes in MATH_SCORE_PASSES.items():
-            out[part] += device.memory_time(scores * passes * dims.itemsize)
+        per_score = math_score_bytes(info.config.dropout > 0.0, dims.itemsize)
+        for part, nbytes in per_score.items():
+            out[part] += device.memory_time(scores * nbytes)
     return out
 
 
-MATH_SCORE_PASSES = {"F": 5, "I": 5}
-"""Times a math (unfused) attention core moves its ``b a/t s s`` scores through HBM, in the
-element-wise kernels between its two GEMMs: the forward writes the scores, reads them and
-writes the softmax, reads it and writes the dropped copy (mask at 1 byte, counted as one more
-pass over 16-bit data); the backward reads the dropped copy's gradient, the mask, the softmax
-and writes the scores' gradient. A fused (flash) core keeps them on chip."""
+MASK_BYTES = 1
+"""Bytes per element of a dropout mask: PyTorch keeps it as ``bool`` (``native_dropout``; the
+TorchScript and ``torch.compile`` lowerings of ``dropout`` compare ``rand_like(x) < 1 - p``)."""
+
+
+def math_score_bytes(dropout: bool, itemsize: int) -> dict[str, float]:
+    """Bytes per ``s x s`` score element a math (unfused) attention core moves through HBM in
+    the element-wise kernels between its two GEMMs, as Megatron-LM runs them (the GEMMs' own
+    reads and writes of the scores are their operands, on the GEMM's roofline):
+
+    * forward: the fused scale-mask-softmax (``FusedScaleMaskSoftmax``, causal kernel
+      ``scaled_upper_triang_masked_softmax``) reads the scores and writes the probabilities;
+      with dropout, ``attention_dropout`` reads them and writes the dropped copy and its
+      1-byte mask;
+    * backward: the dropout's backward reads the dropped copy's gradient and the mask and writes
+      the probabilities' gradient; the softmax's backward reads that gradient and the
+      probabilities and writes the scores' gradient.
+
+    Source: NVIDIA/Megatron-LM ``megatron/model/transformer.py`` (``ParallelAttention``) and
+    ``megatron/model/fused_softmax.py`` at 841f789f (May 2022, the code of Korthikanti et al.
+    2022). A fused (flash) core keeps the scores on chip."""
+    e = itemsize
+    if dropout:
+        return {"F": 2 * e + (2 * e + MASK_BYTES), "I": (2 * e + MASK_BYTES) + 3 * e}
+    return {"F": 2 * e, "I": 3 * e}
 
 
 def _flop_time(flops: float, tokens: int, width: int, device: Device) -> float:
@@ -130,9 +152,77 @@ def _flop_time(flops: float, tokens: int, width: int, device: Device) -> float:
 
 
 def _elementwise(info, dims: Dims, device: Device) -> dict[str, float]:
-    """Reads and writes of a kernel without FLOPs worth counting: the forward reads its input
-    and writes its output; the input-backward reads the output's gradient and the input and
-    writes the input's gradient; the weight-backward of a norm reads both again."""
+    """The kernels of a layer without FLOPs worth counting, as Megatron-LM runs them, each one
+    kernel (its bytes through HBM plus ``kernel_floor``) or none. ``T`` is the rank's tokens
+    outside the tensor-parallel region (``Dims.seq_tokens``: all of them, or ``s b / t`` with
+    sequence parallelism), ``e`` the item size, ``m`` = 1 byte a dropout mask element:
+
+    * ``fork``: forward none (the residual is only referenced twice); backward one add of the
+      two gradients (autograd's accumulation): reads 2 ``T h e``, writes ``T h e``.
+    * ``ln``, ``rmsnorm``: forward reads ``x``, writes ``y`` (``2 T h e``); backward one kernel
+      reads ``dy`` and ``x``, writes ``dx`` and per-CTA partial weight gradients (``3 T h e``),
+      then a finalize kernel sums the partials (the weight-backward: its floor and the
+      ``h``-wide fp32 gradients). Megatron-LM 2022 runs apex's persistent
+      ``FastLayerNormFN`` (``apex/contrib/csrc/layer_norm``: ``ln_fwd_kernel``,
+      ``ln_bwd_kernel``, ``ln_bwd_finalize_kernel``) for every hidden size of the published
+      runs (``persist_ln_hidden_sizes``, ``megatron/model/fused_layer_norm.py`` at 841f789f);
+      today Transformer Engine's norms, the same kernels.
+    * ``dropout`` inside a block, fused with the ``add`` after it and the row-parallel
+      linear's bias (``bias_dropout_add_fused_train``, TorchScript; NVIDIA/Megatron-LM
+      ``megatron/model/transformer.py`` at 841f789f, May 2022, and today
+      ``megatron/core/fusions/fused_bias_dropout.py`` at d98e8a64, ``jit_fuser``:
+      ``torch.jit.script`` or ``torch.compile``): forward one kernel reads the branch and the
+      residual, writes the sum and the mask (``T h (3 e + m)``); backward one kernel reads the
+      gradient and the mask, writes the branch's gradient (``T h (2 e + m)``); the residual's
+      gradient is the incoming one, unchanged.
+    * ``add`` after such a dropout: nothing, forward or backward (inside the kernel above).
+      Without dropout (``config.dropout`` 0) the add is that kernel: forward reads two, writes
+      one (``3 T h e``); backward none.
+    * ``dropout`` alone (after the embedding): forward reads ``x``, writes ``y`` and the mask;
+      backward reads ``dy`` and the mask, writes ``dx`` (``T h (2 e + m)`` each way).
+    * ``mlp_gelu`` (Megatron's ``bias_gelu_impl``), ``swiglu``: inside the tensor-parallel
+      region, over all the rank's tokens at the local width: forward reads the input, writes
+      the output; backward reads ``dy`` and the input, writes ``dx``.
+    * ``embedding``: forward a gather writes ``T h e``; ``token_ce`` reads the logits forward
+      and reads and writes them backward.
+
+    Not charged: a bias gradient (a sum over tokens of a gradient already written) and a
+    norm's per-token statistics (``4`` or ``8`` bytes a token). Times only: what is stored is
+    ``simulator.model.transformer``'s business."""
+    kind, e = info.kind, dims.itemsize
+    config = dims.config
+    in_block = bool(getattr(info, "is_transformer_block", False))
+    rows = dims.seq_tokens * dims.h  # one h-wide tensor outside the tensor-parallel region
+    forward = backward = weight = 0.0
+    if kind == "fork":
+        backward = 3 * rows * e
+    elif kind in ("ln", "rmsnorm"):
+        forward, backward = 2 * rows * e, 3 * rows * e
+        weight = dims.h * 4 * (2 if kind == "ln" and config.bias else 1)
+    elif kind == "dropout" and in_block:
+        forward, backward = rows * (3 * e + MASK_BYTES), rows * (2 * e + MASK_BYTES)
+    elif kind == "dropout":
+        forward = backward = rows * (2 * e + MASK_BYTES)
+    elif kind == "add":
+        forward = 0.0 if config.dropout > 0.0 else 3 * rows * e
+    elif kind in ("mlp_gelu", "swiglu"):
+        grad_out, grad_in = gradient_elements(kind, dims)  # full tokens, local widths
+        forward = (grad_in + grad_out) * e
+        backward = (grad_out + 2 * grad_in) * e
+    else:
+        return _generic(info, dims, device)
+    return {
+        "F": device.memory_time(forward),
+        "I": device.memory_time(backward),
+        "W": device.memory_time(weight),
+    }
+
+
+def _generic(info, dims: Dims, device: Device) -> dict[str, float]:
+    """Reads and writes of another kernel without FLOPs worth counting: the forward reads its
+    input and writes its output; the input-backward reads the output's gradient and the input
+    and writes the input's gradient; the weight-backward of a layer with weights reads both
+    again."""
     grad_out, grad_in = gradient_elements(info.kind, dims)
     n_in, n_out = info.cls.widths(dims.config)
     tokens = dims.seq_tokens

@@ -4,9 +4,10 @@
 ``kernel_floor`` per GPU type on ``CALIBRATION_SPLIT`` (9 of 33 rows); the presets in
 ``simulator.analytic.hardware`` carry the result. This test simulates every held-out row with
 the presets as they are and holds the errors to what the fit reached, so a change to the cost
-model that loses accuracy fails here. Neither of the issue's targets (median 4%, worst 10%) is
-met since z1's gradient reduction is a reduce-scatter (it was an all-reduce, counting ZeRO-1's
-2 Psi a step as 3 Psi) and the fit was redone on the same rows: ``HELD_OUT_MEDIAN`` and
+model that loses accuracy fails here. The issue's median target (4%) is met since the
+element-wise kernels are Megatron-LM's fused ones (``roofline._elementwise``: no forward fork,
+dropout and residual add in one kernel, the activation at its local width) and the fit was
+redone on the same rows; its worst-case target (10%) is not: ``HELD_OUT_MEDIAN`` and
 ``HELD_OUT_WORST`` are what that fit reached, and ``KNOWN_MISSES`` names the row left out of
 the worst case, with its reason.
 """
@@ -21,8 +22,8 @@ from simulator.analytic.hardware import HARDWARE_PRESETS
 from simulator.analytic.published_runs import CALIBRATION_SPLIT, PUBLISHED_RUNS, held_out_runs
 from simulator.analytic.run_plan import simulate_plan
 
-HELD_OUT_MEDIAN = 0.05  # the issue asks 4%; the fit reached 4.9%
-HELD_OUT_WORST = 0.16  # the issue asks 10%; the fit reached 15.0% (Korthikanti 22B full)
+HELD_OUT_MEDIAN = 0.04  # the issue asks 4%; the fit reached 3.6%
+HELD_OUT_WORST = 0.115  # the issue asks 10%; the fit reached 11.0% (MegaScale 530B, 11,200 GPUs)
 KNOWN_MISSES = {
     "llama3-t4-128k-16384gpu-cp16": (
         "predicted ~28% slow at V = 8 (section 3.3.2; it was 63% at the V = 2 once assumed): the "
