@@ -106,6 +106,24 @@ def move_to(driver, px: float, py: float) -> ActionChains:
     )
 
 
+def hover(driver, box) -> str:
+    """Hover the middle of ``box`` (an event on rank 1), check the point hovered is that
+    action, and return the tooltip's text."""
+    driver.execute_script(
+        f"window.hovered = null; {PLOT}.on('plotly_hover', e => "
+        "{ window.hovered = e.points[0].customdata; });"
+    )
+    px, py = box_position(driver, (box.start + box.end) / 2, 1)
+    move_to(driver, px, py).perform()
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script("return window.hovered;"))
+    rank, stage, microbatch = driver.execute_script("return window.hovered;")[:3]
+    assert (rank, stage, microbatch) == (1, box.stage, box.microbatch)
+    return driver.execute_script(
+        f"return Array.from({PLOT}.querySelectorAll('.hovertext')).map(e => e.textContent)"
+        ".join(' ');"
+    )
+
+
 def test_the_page_renders_every_panel(browser):
     texts = browser.execute_script(
         f"var g = {PLOT}; return Array.from(g.querySelectorAll('.legendtext, .annotation-text,"
@@ -152,19 +170,7 @@ def test_zoom_drags_all_time_panels_and_hover_names_the_action(browser, timeline
 
     inside = [e for e in timeline.events if e.rank == 1 and zoomed[0] < e.start < e.end < zoomed[1]]
     box = max(inside, key=lambda e: e.end - e.start)
-    browser.execute_script(
-        f"window.hovered = null; {PLOT}.on('plotly_hover', e => "
-        "{ window.hovered = e.points[0].customdata; });"
-    )
-    px, py = box_position(browser, (box.start + box.end) / 2, 1)
-    move_to(browser, px, py).perform()
-    WebDriverWait(browser, WAIT).until(lambda d: d.execute_script("return window.hovered;"))
-    rank, stage, microbatch = browser.execute_script("return window.hovered;")[:3]
-    assert (rank, stage, microbatch) == (1, box.stage, box.microbatch)
-    text = browser.execute_script(
-        f"return Array.from({PLOT}.querySelectorAll('.hovertext')).map(e => e.textContent)"
-        ".join(' ');"
-    )
+    text = hover(browser, box)
     assert f"{box.stage}{box.kind}{box.microbatch}" in text and "cached" in text
     browser.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
@@ -250,19 +256,7 @@ def test_zooming_in_draws_each_action_and_its_hover_names_the_microbatch(browser
         (e for e in inside if e.rank == 1 and zoomed[0] < e.start < e.end < zoomed[1]),
         key=lambda e: e.end - e.start,
     )
-    browser.execute_script(
-        f"window.hovered = null; {PLOT}.on('plotly_hover', e => "
-        "{ window.hovered = e.points[0].customdata; });"
-    )
-    px, py = box_position(browser, (box.start + box.end) / 2, 1)
-    move_to(browser, px, py).perform()
-    WebDriverWait(browser, WAIT).until(lambda d: d.execute_script("return window.hovered;"))
-    rank, stage, microbatch = browser.execute_script("return window.hovered;")[:3]
-    assert (rank, stage, microbatch) == (1, box.stage, box.microbatch)
-    text = browser.execute_script(
-        f"return Array.from({PLOT}.querySelectorAll('.hovertext')).map(e => e.textContent)"
-        ".join(' ');"
-    )
+    text = hover(browser, box)
     assert f"{box.stage}{box.kind}{box.microbatch}" in text
     assert f"microbatch {box.microbatch}" in text
     browser.save_screenshot(str(LARGE_SCREENSHOT))
