@@ -5,6 +5,7 @@ below every prediction across nodes, and the pruned search still gives the exhau
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -87,7 +88,10 @@ def test_the_time_bound_holds_across_nodes():
 
 
 def test_the_pruned_search_across_nodes_gives_the_exhaustive_top():
+    """Over a loop, a V and the automatic family (every family is searched exhaustively on one
+    node in ``test_advise_bounds``; here the point is two nodes)."""
     request, text, hardware = _request(16, 4)
+    request = replace(request, families=("1f1b", "zb-v", AUTO))
     evaluate = evaluator(text, request.memory_limit)
     pruned = search(request, hardware, evaluate, top=5)
     exhaustive = search(request, hardware, evaluate, top=5, prune=False)
