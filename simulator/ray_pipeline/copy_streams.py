@@ -30,7 +30,8 @@ Timeline's memory levels and its ``offload`` spans tell one story to the microse
 
 from __future__ import annotations
 
-import threading
+import statistics
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -42,19 +43,13 @@ OFFLOAD, PREFETCH, WAIT = "offload", "prefetch", "wait"
 def host_copy_seconds(nbytes: int, repeats: int = 3) -> tuple[float, float]:
     """Median seconds of a copy of ``nbytes`` to the host (the object store) and of one back
     into a fresh array: the host link a rank reaches, timed as its copy streams copy."""
-    import statistics
-    import time
-
-    import ray
-
     array = np.ones(max(1, nbytes // 8))
     out, back = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        ref = ray.put([array])
+        ref = CopyStreams.to_host([array])
         middle = time.perf_counter()
-        buffer = np.empty_like(array)
-        np.copyto(buffer, ray.get(ref)[0])
+        np.copyto(np.empty_like(array), CopyStreams.from_host(ref)[0])
         out.append(middle - start)
         back.append(time.perf_counter() - middle)
         del ref
@@ -97,20 +92,16 @@ class _Sent:
 
 
 class CopyStreams:
-    """A rank's two copy streams over its ``cache``, recording spans on ``recorder``.
+    """A rank's two copy streams over its ``cache``, recording spans on ``recorder`` (what the
+    host holds is read from those spans: ``Timeline.host_peak_bytes``)."""
 
-    ``put`` and ``get`` move an array to the host and back (the Ray object store by default)."""
-
-    def __init__(self, plan: RankOffload, cache, recorder, put=None, get=None) -> None:
+    def __init__(self, plan: RankOffload, cache, recorder) -> None:
         self.plan = plan
         self.cache = cache
         self.recorder = recorder
-        self._put, self._get = put, get
         self._out = ThreadPoolExecutor(1, thread_name_prefix="offload")
         self._back = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
         self._sent: dict[tuple[int, int], _Sent] = {}
-        self._lock = threading.Lock()
-        self.host_bytes = 0
 
     # --------------------------------------------------------------- called by the rank
     def after_forward(self, stage: int, mb: int) -> None:
@@ -152,17 +143,13 @@ class CopyStreams:
                 sent.prefetch.result()
 
     def reset(self) -> None:
-        """Forget every copy (a failed step is abandoned; the cache is cleared beside)."""
-        self.drain_quietly()
-        self._sent.clear()
-        with self._lock:
-            self.host_bytes = 0
-
-    def drain_quietly(self) -> None:
-        for sent in list(self._sent.values()):
+        """Forget every copy (a failed step is abandoned; the cache is cleared beside): each
+        copy in flight is let finish, whatever it raised."""
+        for sent in self._sent.values():
             for future in (sent.offload, sent.prefetch):
                 if future is not None:
                     future.exception()
+        self._sent.clear()
 
     def close(self) -> None:
         self._out.shutdown(wait=True)
@@ -172,7 +159,7 @@ class CopyStreams:
     def _offload(self, stage: int, mb: int, sent: _Sent) -> None:
         start = self.recorder.now()
         arrays = [self.cache.peek(*slot) for slot in sent.slots]
-        sent.ref = self._to_host(arrays)
+        sent.ref = self.to_host(arrays)
         sent.shapes = [(a.shape, a.dtype) for a in arrays]
         nbytes = sum(a.nbytes for a in arrays)
         del arrays
@@ -180,8 +167,6 @@ class CopyStreams:
         with self.recorder.at(end):  # the device frees the bytes as the copy ends
             for slot in sent.slots:
                 self.cache.pop(*slot)
-        with self._lock:
-            self.host_bytes += nbytes
         self.recorder.on_copy(stage, OFFLOAD, mb, start, end, nbytes)
 
     def _prefetch(self, stage: int, mb: int, sent: _Sent) -> None:
@@ -193,29 +178,22 @@ class CopyStreams:
                 buffer = np.empty(shape, dtype)
                 self.cache.put(*slot, buffer)
                 buffers.append(buffer)
-        for buffer, held in zip(buffers, self._from_host(sent.ref), strict=True):
+        for buffer, held in zip(buffers, self.from_host(sent.ref), strict=True):
             np.copyto(buffer, held)
         nbytes = sum(b.nbytes for b in buffers)
         sent.ref = None  # the host lets go of its copy
-        end = self.recorder.now()
-        with self._lock:
-            self.host_bytes -= nbytes
-        self.recorder.on_copy(stage, PREFETCH, mb, start, end, nbytes)
+        self.recorder.on_copy(stage, PREFETCH, mb, start, self.recorder.now(), nbytes)
 
-    def set_plan(self, plan: RankOffload) -> None:
-        """Follow ``plan`` from the next step (a solved policy arrives after calibration)."""
-        self.plan = plan
-
-    def _to_host(self, arrays: list[np.ndarray]):
-        if self._put is not None:
-            return self._put(arrays)
-        import ray
+    @staticmethod
+    def to_host(arrays: list[np.ndarray]):
+        """A copy of ``arrays`` in the node's object store (one object), by reference."""
+        import ray  # start-up: the driver imports this module for RankOffload, Ray or not
 
         return ray.put(arrays)
 
-    def _from_host(self, ref) -> list[np.ndarray]:
-        if self._get is not None:
-            return self._get(ref)
-        import ray
+    @staticmethod
+    def from_host(ref) -> list[np.ndarray]:
+        """The arrays behind ``ref``, mapped from the object store (read-only)."""
+        import ray  # start-up: as above
 
         return ray.get(ref)

@@ -78,12 +78,8 @@ class RankWorker:
             stage.on_recompute = self.recorder.on_recompute
             self.stages[stage_index] = stage
         self.optimizer = optimizer.build()
-        # activation offload: the rank's two copy streams (None: every pebble stays)
-        self.copies = (
-            CopyStreams(offload, self.cache, self.recorder)
-            if offload is not None and offload.active
-            else None
-        )
+        self.copies: CopyStreams | None = None  # activation offload's copy streams
+        self.set_offload(offload)
         self._position = 0  # the next action's position in this rank's list, per step
         self.local: dict[tuple[int, str, int], np.ndarray] = {}
         self._expects_local: set[tuple[int, str, int]] = set()
