@@ -38,6 +38,7 @@ from simulator.run.recompute_budget import solve_budget
 from simulator.units import human_bytes
 
 LEVELS = 7  # recompute budgets tried, from half the joint budget to the peak with neither move
+SELECTIVE = OffloadPolicy("selective")
 
 
 def is_joint(plan) -> bool:
@@ -56,13 +57,15 @@ def solve_joint(plan, simulator, link, costs):
     budget = _joint_budget(plan, ceiling)
     best, tried = None, set()
     free = _free_ranks(plan, simulator, link, costs, budget)
+    # each recompute plan's exact offload search gets a LEVELS-th of a lone budget's plans
+    limit = max(50, plan_limit(len(validate(plan.schedule))) // LEVELS)
     for recompute in _recompute_candidates(plan, budget, ceiling, free):
         key = None if recompute is None else recompute.stages
         if key in tried:
             continue
         tried.add(key)
         trial = replace(plan, recompute=recompute)
-        found = _fastest_offload(trial, simulator, link, costs, budget, best)
+        found = _fastest_offload(trial, simulator, link, costs, budget, limit, best)
         if found is not None and (best is None or found[0] < best[0]):
             best = found
     if best is None:
@@ -97,43 +100,41 @@ def _recompute_candidates(plan, budget: int, ceiling: int, free: set[int]):
     yield plan_stages(RecomputePolicy.parse("full"), plan.spec, plan.partition)
 
 
+def _solved(trial, policy: OffloadPolicy, simulator, link, costs, limit=None):
+    """``(plan, offload plan, summary)`` of ``policy`` solved over ``trial`` and timed (None:
+    no plan of that policy within its budget)."""
+    pending = replace(trial, offload=OffloadPlan(policy.to_text(), (), pending=policy))
+    try:
+        offload = solve_offload(pending, simulator(pending), link, costs, limit)
+    except PebbleError:
+        return None
+    return pending, offload, simulator(pending)(OffloadRun(offload, link)).summary()
+
+
 def _free_ranks(plan, simulator, link, costs, budget: int) -> set[int]:
     """The ranks that ``selective`` offload (every copy that hides: free) brings within the
     budget without recomputation."""
-    bare = replace(plan, recompute=None)
-    policy = OffloadPolicy("selective")
-    pending = replace(bare, offload=OffloadPlan("selective", (), pending=policy))
-    try:
-        offload = solve_offload(pending, simulator(pending), link, costs)
-    except PebbleError:
+    solved = _solved(replace(plan, recompute=None), SELECTIVE, simulator, link, costs)
+    if solved is None:
         return set()
-    timeline = simulator(pending)(OffloadRun(offload, link) if offload.active else None)
-    return {r.rank for r in timeline.summary().per_rank if r.true_peak_bytes <= budget}
+    return {r.rank for r in solved[2].per_rank if r.true_peak_bytes <= budget}
 
 
-def _fastest_offload(trial, simulator, link, costs, budget: int, best=None):
+def _fastest_offload(trial, simulator, link, costs, budget: int, limit: int, best=None):
     """``(makespan, plan, offload plan)`` of the fastest offload within ``budget`` over
     ``trial``'s recompute (None: none fits, or none can beat ``best``). Cheapest first: no
     offload; then ``selective`` (it hides every copy, so its step is the one without offload);
-    then the exact budget, on a ``LEVELS``-th of the plans a lone budget may time. An offload
-    never shortens a step, so a recompute plan slower without offload than ``best`` is out."""
-    simulate_with = simulator(replace(trial, offload=None))
-    plain = simulate_with(None).summary()
+    then the exact budget, on ``limit`` plans. An offload never shortens a step, so a
+    recompute plan slower without offload than ``best`` is out."""
+    plain = simulator(replace(trial, offload=None))(None).summary()
     if best is not None and plain.makespan >= best[0]:
         return None
-    nothing = OffloadPlan("none", ())
     if max(r.true_peak_bytes for r in plain.per_rank) <= budget:
-        return plain.makespan, trial, nothing
-    limit = max(50, plan_limit(len(validate(trial.schedule))) // LEVELS)
-    for policy in (OffloadPolicy("selective"), replace(trial.offload.pending, budget=budget)):
-        pending = replace(trial, offload=OffloadPlan(policy.to_text(), (), pending=policy))
-        try:
-            offload = solve_offload(pending, simulator(pending), link, costs, limit)
-        except PebbleError:
-            continue  # no offload plan within the budget over this recompute plan
-        timeline = simulator(pending)(OffloadRun(offload, link))
-        summary = timeline.summary()
-        if max(r.true_peak_bytes for r in summary.per_rank) <= budget:
+        return plain.makespan, trial, OffloadPlan("none", ())
+    for policy in (SELECTIVE, replace(trial.offload.pending, budget=budget)):
+        solved = _solved(trial, policy, simulator, link, costs, limit)
+        if solved is not None and max(r.true_peak_bytes for r in solved[2].per_rank) <= budget:
+            pending, offload, summary = solved
             return summary.makespan, pending, offload
     return None
 
@@ -156,10 +157,3 @@ def _least_flops(plan, level: int | dict[int, int]) -> RecomputePlan | None:
     except PebbleError:
         solved = plan_stages(RecomputePolicy.parse("full"), plan.spec, plan.partition)
     return solved if solved.active else None
-
-
-def _offload_at(plan, budget: int) -> OffloadPlan:
-    """The plan's offload policy, pending, with ``budget`` in bytes."""
-    pending: OffloadPolicy = plan.offload.pending
-    policy = replace(pending, budget=budget)
-    return OffloadPlan(plan.offload.policy, (), pending=policy)

@@ -34,7 +34,7 @@ def simulate_plan(
     these costs."""
     costs = costs if costs is not None else cost_model(plan)
     plan, offload = solved_plan(plan, costs, run, link)
-    timeline = with_device(_simulator(plan, costs, run)(offload), plan.costs.hardware)
+    timeline = with_device(plan_simulator(plan, costs, run)(offload), plan.costs.hardware)
     if offload is not None:
         preset = hardware_preset(plan.costs.hardware)
         share = preset.host_memory_bytes // preset.gpus_per_node if preset else None
@@ -58,7 +58,7 @@ def solved_plan(
     solved = plan.offload
 
     def simulator(plan: RunPlan):
-        return _simulator(plan, costs, run)
+        return plan_simulator(plan, costs, run)
 
     if is_joint(plan):  # both budgets: recompute and offload chosen together
         plan, solved = solve_joint(plan, simulator, link, costs)
@@ -67,8 +67,9 @@ def solved_plan(
     return replace(plan, offload=solved), OffloadRun(solved, link)
 
 
-def _simulator(plan: RunPlan, costs: CostModel, run: DryRun | None):
-    """``simulate_with(offload_run)``: ``plan`` timed at ``costs`` with that offload."""
+def plan_simulator(plan: RunPlan, costs: CostModel, run: DryRun | None = None):
+    """``simulate_with(offload_run)``: ``plan`` timed at ``costs`` with that offload (the
+    solvers time plan after plan with it, and the tests a plan at hand-made costs)."""
 
     def simulate_with(offload: OffloadRun | None) -> Timeline:
         return simulate(

@@ -12,12 +12,11 @@ from simulator.analytic.hardware import HARDWARE_PRESETS
 from simulator.analytic.offload_costs import HostLink, OffloadRun, host_link
 from simulator.analytic.prefetch_plan import Fetch, IssuePoint, issue_points
 from simulator.analytic.prefetch_table import plan_issue_points
-from simulator.analytic.run_plan import simulate_plan
+from simulator.analytic.run_plan import plan_simulator, simulate_plan
 from simulator.errors import PebbleError
 from simulator.model.offload import OffloadPolicy, plan_stages, stage_offload_bytes
 from simulator.run.plan import CostSource, plan_run
 from simulator.timeline import Timeline
-from tests.simulator.offload_harness import time_plan
 
 
 @pytest.mark.parametrize(
@@ -89,14 +88,14 @@ def test_offload_is_hidden_exactly_when_the_gap_covers_the_round_trip(name, rank
     the round trip some backward waits, whatever the queueing. (zb-v's gaps of 1 at copy 0.5
     test the boundary: a round trip that exactly fills its gap hides.)"""
     plan, costs, offload = _run(name, ranks, 8)
-    plain = time_plan(plan, costs)
+    plain = plan_simulator(plan, costs)(None)
     sent = stage_offload_bytes(
         plan.spec, plan.partition, plan.microbatch_rows, PIPELINE_RULE, offload
     )
     size = {sum(b for _, b in layers) for layers in sent if layers}
     assert len(size) == 1  # equal stages: one copy size
     link = HostLink(size.pop() / copy)  # one copy takes ``copy`` time units
-    timeline = time_plan(plan, costs, OffloadRun(offload, link))
+    timeline = plan_simulator(plan, costs)(OffloadRun(offload, link))
     waited = sum(w.end - w.start for w in timeline.offload if w.kind == "wait")
     gaps, spacing = _trips(plain, {s for s, layers in enumerate(sent) if layers})
     assert gaps, "some microbatch goes out"
@@ -111,12 +110,12 @@ def test_offload_is_hidden_exactly_when_the_gap_covers_the_round_trip(name, rank
 
 def test_full_offload_moves_stored_activations_to_the_host():
     plan, costs, offload = _run("1f1b", 4, 8)
-    plain = time_plan(plan, costs).summary()
+    plain = plan_simulator(plan, costs)(None).summary()
     sent = stage_offload_bytes(
         plan.spec, plan.partition, plan.microbatch_rows, PIPELINE_RULE, offload
     )
     link = HostLink(max(sum(b for _, b in layers) for layers in sent) / 0.1)  # copy: F / 10
-    timeline = time_plan(plan, costs, OffloadRun(offload, link))
+    timeline = plan_simulator(plan, costs)(OffloadRun(offload, link))
     moved = timeline.summary()
     assert moved.makespan == pytest.approx(plain.makespan)
     host = timeline.host_peak_bytes()
@@ -164,12 +163,12 @@ def test_a_hidden_prefetch_ends_as_its_backward_starts():
     most two microbatches on the device (the one its forward makes, the one its backward
     takes); the step is as long as without offload."""
     plan, costs, offload = _run("1f1b", 4, 8)
-    plain = time_plan(plan, costs)
+    plain = plan_simulator(plan, costs)(None)
     sent = stage_offload_bytes(
         plan.spec, plan.partition, plan.microbatch_rows, PIPELINE_RULE, offload
     )
     size = sum(b for _, b in sent[0])
-    timeline = time_plan(plan, costs, OffloadRun(offload, HostLink(size / 0.1)))
+    timeline = plan_simulator(plan, costs)(OffloadRun(offload, HostLink(size / 0.1)))
     assert timeline.summary().makespan == pytest.approx(plain.summary().makespan)
     start = {(e.stage, e.microbatch): e.start for e in timeline.events if e.kind == "B"}
     fetched = [c for c in timeline.offload if c.kind == "prefetch"]

@@ -33,10 +33,9 @@ from schedules import build_schedule
 from schedules.dependencies import PIPELINE_RULE
 from simulator.analytic.costs import unit_costs
 from simulator.analytic.offload_costs import HostLink, OffloadRun
-from simulator.analytic.run_plan import simulate_plan
+from simulator.analytic.run_plan import plan_simulator, simulate_plan
 from simulator.model.offload import OffloadPlan, OffloadPolicy, plan_stages, stage_offload_bytes
 from simulator.run.plan import CostSource, plan_run
-from tests.simulator.offload_harness import time_plan
 
 F, B = 1.0, 2.0
 
@@ -92,8 +91,8 @@ def test_with_k_at_most_one_every_activation_goes_out_for_free(k):
     plan, costs = _setting()
     full = plan_stages(OffloadPolicy.parse("full"), plan.spec, plan.partition)
     link, _ = _link(plan, full, k)
-    plain = time_plan(plan, costs)
-    timeline = time_plan(plan, costs, OffloadRun(full, link))
+    plain = plan_simulator(plan, costs)(None)
+    timeline = plan_simulator(plan, costs)(OffloadRun(full, link))
     fetched = {(c.stage, c.microbatch) for c in timeline.offload if c.kind == "prefetch"}
     stages, m = plan.schedule.num_stages, plan.schedule.num_microbatches
     assert fetched == {(s, mb) for s in range(stages - 1) for mb in range(m)}
@@ -110,8 +109,8 @@ def test_with_k_up_to_two_at_least_half_goes_out_for_free(k):
     plan, costs = _setting()
     full = plan_stages(OffloadPolicy.parse("full"), plan.spec, plan.partition)
     link, _ = _link(plan, full, k)
-    plain = time_plan(plan, costs)
-    assert _waited(time_plan(plan, costs, OffloadRun(full, link))) > 0
+    plain = plan_simulator(plan, costs)(None)
+    assert _waited(plan_simulator(plan, costs)(OffloadRun(full, link))) > 0
     lives = _lifespans(plain)
     hidden = {key for key, life in lives.items() if life >= k * (F + B)}
     total = plan.schedule.num_stages * plan.schedule.num_microbatches
@@ -120,7 +119,7 @@ def test_with_k_up_to_two_at_least_half_goes_out_for_free(k):
         replace(stage, microbatches=frozenset(mb for s2, mb in hidden if s2 == s))
         for s, stage in enumerate(full.stages)
     )
-    timeline = time_plan(plan, costs, OffloadRun(OffloadPlan("hidden", stages), link))
+    timeline = plan_simulator(plan, costs)(OffloadRun(OffloadPlan("hidden", stages), link))
     fetched = {(c.stage, c.microbatch) for c in timeline.offload if c.kind == "prefetch"}
     assert fetched == hidden
     assert _waited(timeline) == 0
@@ -163,8 +162,8 @@ def test_interleaved_1f1b_offloading_the_first_chunks_halves_the_peak():
         OffloadPolicy.parse(",".join(f"{s}:full" for s in range(p))), plan.spec, plan.partition
     )
     link, _ = _link(plan, first, 0.05)
-    plain = time_plan(plan, costs).summary().per_rank
-    moved = time_plan(plan, costs, OffloadRun(first, link))
+    plain = plan_simulator(plan, costs)(None).summary().per_rank
+    moved = plan_simulator(plan, costs)(OffloadRun(first, link))
     assert _waited(moved) == 0
     before = max(r.stored_activation_bytes for r in plain)
     after = max(r.stored_activation_bytes for r in moved.summary().per_rank)
