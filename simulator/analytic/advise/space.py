@@ -149,26 +149,25 @@ class Request:
             )
         if not self.families:
             raise PebbleError("advise needs at least one schedule family to search.")
-        if not self.recompute:
-            raise PebbleError("advise needs at least one recompute policy to search.")
-        for text in self.recompute:
-            policy = RecomputePolicy.parse(text)
-            if policy.budget is not None or policy.per_stage:
-                raise PebbleError(
-                    f"advise searches whole-model recompute policies (none, selective, full, "
-                    f"every:K, sqrt), not {text!r}: a budget or a per-stage policy depends on "
-                    "the split, so try it on a row with simulate --recompute."
-                )
-        if not self.offload:
-            raise PebbleError("advise needs at least one offload policy to search.")
-        for text in self.offload:
-            policy = OffloadPolicy.parse(text)
-            if policy.budget is not None or policy.per_stage:
-                raise PebbleError(
-                    f"advise searches whole-model offload policies (none, full, selective), not "
-                    f"{text!r}: a budget or a per-stage policy depends on the split, so try it "
-                    "on a row with simulate --offload."
-                )
+        for move, texts, parse, named in (
+            (
+                "recompute",
+                self.recompute,
+                RecomputePolicy.parse,
+                "none, selective, full, every:K, sqrt",
+            ),
+            ("offload", self.offload, OffloadPolicy.parse, "none, full, selective"),
+        ):
+            if not texts:
+                raise PebbleError(f"advise needs at least one {move} policy to search.")
+            for text in texts:
+                policy = parse(text)
+                if policy.budget is not None or policy.per_stage:
+                    raise PebbleError(
+                        f"advise searches whole-model {move} policies ({named}), not {text!r}: "
+                        "a budget or a per-stage policy depends on the split, so try it on a "
+                        f"row with simulate --{move}."
+                    )
 
     @property
     def searches_offload(self) -> bool:
