@@ -80,7 +80,8 @@ __all__ = [
 def auto_schedule(problem: AutoProblem) -> Schedule:
     """The fastest schedule the search finds for ``problem`` within its memory limit."""
     best = search(problem)
-    actions = [tuple(Action(s, Kind(KIND_NAMES[k]), j) for s, k, j in row) for row in best.rows]
+    kinds = [Kind(name) for name in KIND_NAMES]
+    actions = [tuple(Action(s, kinds[k], j) for s, k, j in row) for row in best.rows]
     return Schedule("auto", problem.num_microbatches, problem.stage_to_rank, tuple(actions))
 
 

@@ -33,7 +33,10 @@ class Played:
     """A played skeleton: the rows with Ws, their timing and each rank's idle time.
 
     Why the timing comes along: playing already computes every start by the analytic
-    executor's rules, so the search scores a played candidate without timing it again."""
+    executor's rules, so the search scores a played candidate without timing it again; and
+    every action but a W (which only frees) was admitted against the limit with the rise an I
+    climbs to, so it fits without a second memory pass (``tests/schedules/test_auto_schedule``
+    holds both)."""
 
     def __init__(self, rows: Rows, timing: Timing, idle: list[float]) -> None:
         self.rows, self.timing, self.idle = rows, timing, idle
@@ -45,19 +48,24 @@ def play(
     rule: str = "worst",
     from_zero: bool = False,
     slack: list[float] | None = None,
+    give_up: float = math.inf,
 ) -> Played | None:
     """Slot Ws into ``skeleton`` (rows of F, I and B only); None if memory cannot be met.
 
     ``from_zero`` counts a rank's wait before its first action as idle (for the makespan);
     ``slack`` lets a rank stay idle up to that much before ``worst`` fills a gap (the
     zero-bubble authors' second pass: the idle other ranks had in a first pass is approved).
+    ``give_up``: None as soon as some rank surely ends after it (its clock plus the work it
+    still owes), when only a faster candidate is of use.
     """
-    return _Player(tables, skeleton, rule, from_zero, slack or [0.0] * tables.p).run()
+    return _Player(tables, skeleton, rule, from_zero, slack or [0.0] * tables.p, give_up).run()
 
 
 class _Player:
-    def __init__(self, tables, skeleton, rule, from_zero, slack) -> None:
+    def __init__(self, tables, skeleton, rule, from_zero, slack, give_up=math.inf) -> None:
         self.t, self.skeleton, self.rule, self.slack = tables, skeleton, rule, slack
+        self.give_up = give_up
+        self.owed = [0.0] * tables.p  # per rank, the cost of the actions it has still to run
         p, S, m = tables.p, tables.S, tables.m
         self.ends = [-1.0] * (len(TABLES) * S * m)  # per flow sent: (table * S + s) * m + mb
         self.sources, self.targets = tables.sources, tables.targets
@@ -81,7 +89,7 @@ class _Player:
             self.idle,
         )
         plans, pending, rows = self._compile(), self.pending, self.rows
-        ends = self.ends
+        ends, owed, give_up = self.ends, self.owed, self.give_up
         cost_w, delta_w, limit, worst = t.cost[W], t.delta[W], t.limit, self.worst
         position = [0] * t.p
         pop, push = heapq.heappop, heapq.heappush
@@ -127,6 +135,9 @@ class _Player:
                 idle[r] += at - free[r]
                 worst = idle[r] if idle[r] > worst else worst
             free[r] = end = at + cost
+            owed[r] -= cost
+            if end + owed[r] > give_up:
+                return None  # surely ends after give_up
             held[r] += delta
             rows[r].append((s, k, j))
             push(heap, (end, r))
@@ -142,13 +153,15 @@ class _Player:
     def _compile(self) -> list[list[tuple]]:
         """Each skeleton action with what the loop needs: cost, memory, the flat index of the
         end it waits for (-1: none) plus the link's transfer, the index of the end it sets, and
-        the rank its output wakes (-1: none) with that link's transfer (``links``)."""
+        the rank its output wakes (-1: none) with that link's transfer (``links``). Sets each
+        rank's ``owed``: its actions' costs, a W for every I."""
         t, sources, targets = self.t, self.sources, self.targets
         cost, delta, rise, forward = t.cost, t.delta, t.rise, t.delta[F]
         plans = []
-        for row in self.skeleton:
+        for r, row in enumerate(self.skeleton):
             plan = []
             for s, k, j in row:
+                self.owed[r] += cost[k][s] + (cost[W][s] if k == I else 0.0)
                 base, link = sources[k][s]
                 out, wake, wake_link = targets[k][s]
                 need = forward[s] if k == F else rise[s] if k == I else 0.0
@@ -159,44 +172,6 @@ class _Player:
                 )
             plans.append(plan)
         return plans
-
-    def _fill(self, r: int, gap: float, queue) -> bool:
-        """Run the oldest pending W in a gap of ``gap`` before the next action?"""
-        if self.t.cost[W][queue[0][0]] <= gap or self.rule == "always":
-            return True
-        if self.rule == "fit":
-            return False
-        return self.idle[r] + gap > max(self.worst, self.slack[r])
-
-    def _weight(self, r: int) -> None:
-        s, j = self.pending[r].popleft()
-        self._place(r, s, W, j, self.free[r])
-
-    def _commit(self, r: int, s: int, k: int, j: int, arrival: float) -> None:
-        start = max(self.free[r], arrival)
-        end = self._place(r, s, k, j, start)
-        out, wake, wake_link = self.targets[k][s]
-        if out >= 0:
-            self.ends[out + j] = end
-            if wake >= 0:
-                heapq.heappush(self.heap, (end + wake_link, wake))
-        if k == I:
-            self.pending[r].append((s, j))
-
-    def _place(self, r: int, s: int, k: int, j: int, start: float) -> float:
-        t = self.t
-        gap = start - self.free[r]
-        if self.first[r] == math.inf:
-            self.first[r] = start
-        elif gap > 0:
-            self.idle[r] += gap
-            self.worst = max(self.worst, self.idle[r])
-        end = start + t.cost[k][s]
-        self.free[r] = end
-        self.held[r] += t.delta[k][s]
-        self.rows[r].append((s, k, j))
-        heapq.heappush(self.heap, (end, r))
-        return end
 
 
 def split_backward(rows: Rows) -> Rows:

@@ -30,82 +30,148 @@ def list_schedule(
     rule: str = "worst",
     forward_first: bool = False,
     from_zero: bool = False,
+    give_up: float = math.inf,
 ) -> Played | None:
-    """Build a schedule by list scheduling (see the module doc); None if it gets stuck."""
-    return _Lister(tables, warmup, rule, forward_first, from_zero).run()
+    """Build a schedule by list scheduling (see the module doc); None if it gets stuck, or
+    as soon as some rank surely ends after ``give_up`` (as ``execute.play``)."""
+    return _Lister(tables, warmup, rule, forward_first, from_zero, give_up).run()
 
 
 class _Lister(_Player):
-    def __init__(self, tables, warmup, rule, forward_first, from_zero) -> None:
-        super().__init__(tables, [[] for _ in range(tables.p)], rule, from_zero, [0.0] * tables.p)
+    def __init__(self, tables, warmup, rule, forward_first, from_zero, give_up) -> None:
+        super().__init__(
+            tables, [[] for _ in range(tables.p)], rule, from_zero, [0.0] * tables.p, give_up
+        )
+        cost = tables.cost
+        self.owed = [
+            tables.m * sum(cost[F][s] + cost[I][s] + cost[W][s] for s in stages)
+            for stages in tables.stages
+        ]
         self.warmup, self.forward_first = warmup, forward_first
         self.next_f, self.next_i = [0] * tables.S, [0] * tables.S
         self.freeable = [0.0] * tables.p
         self.sources = self._sources()
         self.room = [limit * (1 + 1e-12) for limit in tables.limit]
         self.left = 3 * tables.S * tables.m
+        self.unplaced_i = [tables.m * len(stages) for stages in tables.stages]  # per rank
 
     def run(self) -> Played | None:
+        """The event loop, inlined for speed as ``_Player.run`` (it runs once per action of
+        every list candidate): pick the ready I (or F with ``forward_first``), else an
+        admissible F, else a pending W under the gap rules; place it on the rank's clock."""
         t, heap, free, pending = self.t, self.heap, self.free, self.pending
+        held, first, idle, rows, ends = self.held, self.first, self.idle, self.rows, self.ends
+        owed, give_up, slack, rule, worst = (
+            self.owed,
+            self.give_up,
+            self.slack,
+            self.rule,
+            self.worst,
+        )
+        next_f, next_i, freeable, room_of = self.next_f, self.next_i, self.freeable, self.room
+        warmup, sources, forward_first = self.warmup, self.sources, self.forward_first
+        cost, delta, rise, targets, limit, m = t.cost, t.delta, t.rise, t.targets, t.limit, t.m
+        cost_w, delta_w, delta_f = cost[W], delta[W], delta[F]
+        pop, push, inf = heapq.heappop, heapq.heappush, math.inf
+        left, unplaced_i = self.left, self.unplaced_i
         while heap:
-            now, r = heapq.heappop(heap)
-            if now < free[r]:
+            now, r = pop(heap)
+            at = free[r]
+            if now < at:
                 continue
             queue = pending[r]
-            pick, soonest = self._choose(r, now)
+            # the ready action to run next on rank r, and the earliest known later arrival
+            soonest, backward, forward = inf, None, None
+            room = room_of[r] - held[r] + freeable[r]
+            for s, f_src, f_link, i_src, i_link, need in sources[r]:
+                j = next_i[s]
+                if j < next_f[s]:
+                    done = ends[i_src + j]
+                    if done >= 0:
+                        arrival = done + i_link
+                        if arrival > now:
+                            soonest = arrival if arrival < soonest else soonest
+                        elif backward is None or arrival < backward[3]:
+                            backward = (s, I, j, arrival)
+                j = next_f[s]
+                if forward is None and j < m and j <= next_i[s] + warmup[s] and need <= room:
+                    done = 0.0 if f_src < 0 else ends[f_src + j]
+                    if done >= 0:
+                        arrival = done + f_link
+                        if arrival > now:
+                            soonest = arrival if arrival < soonest else soonest
+                        else:
+                            forward = (s, F, j, arrival)
+            pick = forward if forward_first and forward is not None else backward or forward
+            weight = False  # run the oldest pending W now (else ``pick``)
             if pick is None:
-                gap = soonest - free[r]
-                if queue and (self._all_placed(r) or gap < math.inf and self._fill(r, gap, queue)):
-                    self._weight(r)
-                elif soonest < math.inf:
-                    heapq.heappush(heap, (soonest, r))
+                if queue:
+                    gap = soonest - at
+                    if not unplaced_i[r]:  # every I of the rank placed
+                        weight = True
+                    elif gap < inf:  # a W in the gap before the next arrival?
+                        weight = (
+                            cost_w[queue[0][0]] <= gap
+                            or rule == "always"
+                            or (rule != "fit" and idle[r] + gap > max(worst, slack[r]))
+                        )
+                if not weight:
+                    if soonest < inf:
+                        push(heap, (soonest, r))
+                    continue
+            else:
+                s, k, j, arrival = pick
+                if queue and arrival > at:
+                    gap = arrival - at
+                    weight = (
+                        cost_w[queue[0][0]] <= gap
+                        or rule == "always"
+                        or (rule != "fit" and idle[r] + gap > max(worst, slack[r]))
+                    )
+                if not weight and held[r] + (delta_f[s] if k == F else rise[s]) > limit[r] * (
+                    1 + 1e-12
+                ):
+                    if not queue:
+                        return None
+                    weight = True
+            if weight:  # the oldest pending W, timed from when the rank was free
+                s, j = queue.popleft()
+                freeable[r] += delta_w[s]
+                k, start = W, at
+            else:
+                start = arrival if arrival > at else at
+            if first[r] == inf:
+                first[r] = start
+            elif start > at:
+                idle[r] += start - at
+                worst = idle[r] if idle[r] > worst else worst
+            step = cost[k][s]
+            free[r] = end = start + step
+            owed[r] -= step
+            if end + owed[r] > give_up:
+                return None  # surely ends after give_up
+            held[r] += delta[k][s]
+            rows[r].append((s, k, j))
+            push(heap, (end, r))
+            left -= 1
+            if k == W:
                 continue
-            s, k, j, arrival = pick
-            if queue and arrival > free[r] and self._fill(r, arrival - free[r], queue):
-                self._weight(r)
-                continue
-            need = t.delta[F][s] if k == F else t.rise[s]
-            if self.held[r] + need > t.limit[r] * (1 + 1e-12):
-                if not queue:
-                    return None
-                self._weight(r)
-                continue
-            self._commit(r, s, k, j, arrival)
-        if self.left:
+            out, wake, wake_link = targets[k][s]
+            if out >= 0:
+                ends[out + j] = end
+                if wake >= 0:
+                    push(heap, (end + wake_link, wake))
+            if k == F:
+                next_f[s] += 1
+            else:
+                next_i[s] += 1
+                unplaced_i[r] -= 1
+                freeable[r] -= delta_w[s]
+                queue.append((s, j))
+        if left:
             return None
-        first = tuple(0.0 if f == math.inf else f for f in self.first)
-        return Played(self.rows, Timing(first, tuple(free)), self.idle)
-
-    def _choose(self, r: int, now: float):
-        """The ready action to run next on rank r, and the earliest known later arrival."""
-        ends, m, soonest, backward, forward = self.ends, self.t.m, math.inf, None, None
-        next_f, next_i, room = (
-            self.next_f,
-            self.next_i,
-            self.room[r] - self.held[r] + self.freeable[r],
-        )
-        for s, f_src, f_link, i_src, i_link, need in self.sources[r]:
-            j = next_i[s]
-            if j < next_f[s]:
-                done = ends[i_src + j]
-                if done >= 0:
-                    arrival = done + i_link
-                    if arrival > now:
-                        soonest = arrival if arrival < soonest else soonest
-                    elif backward is None or arrival < backward[3]:
-                        backward = (s, I, j, arrival)
-            j = next_f[s]
-            if forward is None and j < m and j <= next_i[s] + self.warmup[s] and need <= room:
-                done = 0.0 if f_src < 0 else ends[f_src + j]
-                if done >= 0:
-                    arrival = done + f_link
-                    if arrival > now:
-                        soonest = arrival if arrival < soonest else soonest
-                    else:
-                        forward = (s, F, j, arrival)
-        if self.forward_first and forward is not None:
-            return forward, soonest
-        return backward or forward, soonest
+        first = tuple(0.0 if f == math.inf else f for f in first)
+        return Played(rows, Timing(first, tuple(free)), idle)
 
     def _sources(self) -> list[list[tuple]]:
         """Per rank, deepest stage first: where each stage's F and I inputs end up in the flat
@@ -124,21 +190,3 @@ class _Lister(_Player):
                 )
             found.append(row)
         return found
-
-    def _all_placed(self, r: int) -> bool:
-        return all(self.next_i[s] == self.t.m for s in self.t.stages[r])
-
-    def _commit(self, r: int, s: int, k: int, j: int, arrival: float) -> None:
-        super()._commit(r, s, k, j, arrival)
-        if k == F:
-            self.next_f[s] += 1
-        else:
-            self.next_i[s] += 1
-            self.freeable[r] -= self.t.delta[W][s]
-        self.left -= 1
-
-    def _weight(self, r: int) -> None:
-        s, _ = self.pending[r][0]
-        self.freeable[r] += self.t.delta[W][s]
-        super()._weight(r)
-        self.left -= 1

@@ -5,11 +5,17 @@ Why several: no single shape wins everywhere. With little memory the answer is 1
 with the Ws placed well (the paper's ZB-1p equals ZB-H1); with more, deeper warmups; on a V,
 ZB-V's interleaving of the two chunks. Each generator here is cheap and returns rows
 (``timing.Rows``); the search plays and scores them all.
+
+The hand-written families and the one-at-a-time order depend on the sizes alone (ranks,
+microbatches, placement), not on the costs or the limit, and ``advise`` asks auto for many
+problems of the same sizes: they are built once per size (``lru_cache``) and shared, as tuples
+so no caller can change them.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from schedules.auto.problem import B, F, I, W
 from schedules.auto.timing import Rows, Tables, rows_of_schedule
@@ -27,8 +33,13 @@ def families(tables: Tables) -> list[str]:
 
 
 def hand_written(tables: Tables, name: str) -> Rows:
-    """The registry's ``name`` schedule for these sizes, as rows."""
-    return rows_of_schedule(build_schedule(name, tables.p, tables.m))
+    """The registry's ``name`` schedule for these sizes, as rows (read-only: shared)."""
+    return _hand_written(name, tables.p, tables.m)
+
+
+@lru_cache(maxsize=64)
+def _hand_written(name: str, p: int, m: int) -> Rows:
+    return tuple(tuple(row) for row in rows_of_schedule(build_schedule(name, p, m)))
 
 
 def v_depths(tables: Tables) -> list[int]:
@@ -47,17 +58,23 @@ def v_depths(tables: Tables) -> list[int]:
 
 def one_at_a_time(tables: Tables, split: bool) -> Rows:
     """Each microbatch down every stage and back before the next starts: the least memory any
-    schedule needs (with ``split``, I then W at once on each stage; else a full B)."""
-    rows: Rows = [[] for _ in range(tables.p)]
-    for j in range(tables.m):
-        for s in range(tables.S):
-            rows[tables.rank[s]].append((s, F, j))
-        for s in reversed(range(tables.S)):
+    schedule needs (with ``split``, I then W at once on each stage; else a full B). Read-only:
+    shared between problems of the same sizes."""
+    return _one_at_a_time(tables.p, tables.m, tuple(tables.rank), split)
+
+
+@lru_cache(maxsize=16)
+def _one_at_a_time(p: int, m: int, rank: tuple[int, ...], split: bool) -> Rows:
+    rows: Rows = [[] for _ in range(p)]
+    for j in range(m):
+        for s in range(len(rank)):
+            rows[rank[s]].append((s, F, j))
+        for s in reversed(range(len(rank))):
             if split:
-                rows[tables.rank[s]] += [(s, I, j), (s, W, j)]
+                rows[rank[s]] += [(s, I, j), (s, W, j)]
             else:
-                rows[tables.rank[s]].append((s, B, j))
-    return rows
+                rows[rank[s]].append((s, B, j))
+    return tuple(tuple(row) for row in rows)
 
 
 def one_f_one_b_shape(tables: Tables, warmup: list[int]) -> Rows:

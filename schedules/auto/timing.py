@@ -84,10 +84,12 @@ class Timing:
         return self.makespan if objective == "makespan" else self.span
 
 
-def retime(tables: Tables, rows: Rows) -> Timing | None:
-    """Run ``rows`` as the analytic executor would; None if some rank waits forever. Each
-    action waits for the one need ``links`` names for its kind and stage."""
+def retime(tables: Tables, rows: Rows, give_up: float = math.inf) -> Timing | None:
+    """Run ``rows`` as the analytic executor would; None if some rank waits forever, or as
+    soon as some rank surely ends after ``give_up`` (its clock plus its actions still to run).
+    Each action waits for the one need ``links`` names for its kind and stage."""
     cost, sources, targets = tables.cost, tables.sources, tables.targets
+    owed = [sum(cost[k][s] for s, k, _ in row) for row in rows] if give_up < math.inf else None
     done = [-1.0] * (len(TABLES) * tables.S * tables.m)
     waiting: dict[int, int] = {}
     position = [0] * tables.p
@@ -108,6 +110,10 @@ def retime(tables: Tables, rows: Rows) -> Timing | None:
                     break
                 start = max(start, ready + link)
             end = start + cost[k][s]
+            if owed is not None:
+                owed[r] -= cost[k][s]
+                if end + owed[r] > give_up:
+                    return None
             out = targets[k][s][0]
             if out >= 0:
                 done[out + j] = end
