@@ -118,6 +118,10 @@ class CostModel:
     # all-reduce, 1 a reduce-scatter (a distributed optimizer), 0 none (sharded gradients are
     # reduce-scattered inside the backward passes instead; ``roofline_costs``)
     grad_reduce_factor: float = 2.0
+    # per layer of the model, the seconds its forward takes and the seconds its selective
+    # recompute re-runs (the roofline's kernels): a recompute is priced by them when given,
+    # else by its FLOPs' share of the stage's forward (``recompute_costs``)
+    recompute_seconds: tuple[tuple[float, float], ...] = ()
 
     def with_rule(self, rule: DependencyRule) -> CostModel:
         """The same costs, each kind priced by ``rule``'s traits (a rule with more kinds)."""

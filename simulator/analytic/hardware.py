@@ -147,9 +147,12 @@ _HOPPER_EFFICIENCY = "Dubey et al. 2024 (Llama 3), Table 4: 38-43% BF16 MFU on H
 # megascale-t2-175b-512gpu, -6144gpu and megascale-f9-530b-4480gpu (all three numbers);
 # H100 on llama3-t4-8k-8192gpu (gemm_efficiency only; the other two are the A100's). The 40GB
 # A100 is the same chip; H200 and GH200 are assumed to be the H100's. Refitted on the same rows
-# when the element-wise kernels became Megatron-LM's fused ones (``roofline._elementwise``).
-A100_FIT = {"gemm_efficiency": 0.7561, "gemm_dimension": 73.25, "kernel_floor": 6.613e-05}
-HOPPER_FIT = {"gemm_efficiency": 0.6621, "gemm_dimension": 73.25, "kernel_floor": 6.613e-05}
+# when the element-wise kernels became Megatron-LM's fused ones (``roofline._elementwise``), and
+# again when the backward's tensor-parallel collectives ran under its GEMMs (``tensor_comm``), a
+# fused attention computed its causal tiles at its own backward rate and a selective recompute
+# was priced as the kernels it re-runs.
+A100_FIT = {"gemm_efficiency": 0.7226, "gemm_dimension": 55.24, "kernel_floor": 4.759e-05}
+HOPPER_FIT = {"gemm_efficiency": 0.5802, "gemm_dimension": 55.24, "kernel_floor": 4.759e-05}
 
 HARDWARE_PRESETS: dict[str, HardwarePreset] = {
     "a100-40gb": HardwarePreset(

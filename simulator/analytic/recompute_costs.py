@@ -12,7 +12,7 @@ import numpy as np
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
 from simulator.analytic.costs import CostModel, with_recompute
-from simulator.model.action_work import recompute_flops
+from simulator.model.action_work import recompute_flops, recompute_time_share
 from simulator.model.memory_plan import shape_key
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
@@ -42,13 +42,39 @@ def apply_recompute(
     rule: DependencyRule = PIPELINE_RULE,
     per_stage: list[tuple[float, float]] | None = None,
 ) -> CostModel:
-    """``costs`` with every recomputing stage's backward longer by its recompute
-    (``per_stage``: ``stage_recompute_flops``, when the caller has it already)."""
+    """``costs`` with every recomputing stage's backward longer by its recompute: by the cost
+    model's own timing of what it re-runs where it has one (the roofline's), else by the
+    recomputed FLOPs' share of the forward (``per_stage``: ``stage_recompute_flops``, when the
+    caller has it already)."""
     if plan is None or not plan.active:
         return costs
+    if costs.recompute_seconds:
+        return with_recompute(costs, stage_recompute_shares(costs, spec, partition, plan, rule))
     per_stage = per_stage or stage_recompute_flops(spec, partition, plan, rule)
     ratios = tuple(r / f if f else 0.0 for r, f in per_stage)
     return with_recompute(costs, ratios)
+
+
+def stage_recompute_shares(
+    costs: CostModel,
+    spec,
+    partition: Partition,
+    plan: RecomputePlan,
+    rule: DependencyRule = PIPELINE_RULE,
+) -> tuple[float, ...]:
+    """Per stage, its recompute's seconds over its forward's, from the cost model's own timing
+    of each layer's forward and selective part (``CostModel.recompute_seconds``)."""
+    infos = spec.layers()
+    out, seen = [], {}
+    for stage_index, layers in enumerate(partition.stage_layers):
+        stage_plan = plan.stages[stage_index].relative(layers[0])
+        stage_infos = [infos[i] for i in layers]
+        seconds = tuple(costs.recompute_seconds[i] for i in layers)
+        key = (shape_key(stage_infos), stage_plan, seconds)
+        if key not in seen:
+            seen[key] = recompute_time_share(stage_infos, spec.itemsize, rule, stage_plan, seconds)
+        out.append(seen[key])
+    return tuple(out)
 
 
 def rank_recompute_flops(

@@ -10,7 +10,9 @@ collectives counts them twice; and one number cannot make a 1.7B model's skinny 
   d / (d + gemm_dimension)``, where ``d = min(m, n, k)``: large GEMMs approach the best a
   device sustains, small or skinny ones fall far below it (tiles that do not fill the SMs);
 * an attention core runs as the GEMMs of its scores and weighted sum, per head ``(s, s, d)``
-  and ``(s, d, s)``, so its small head dimension costs what it costs;
+  and ``(s, d, s)``, so its small head dimension costs what it costs; a fused (flash) core
+  computes only its causal tiles and runs its backward at ``FUSED_BACKWARD_RATE`` of its
+  forward's rate;
 * everything else (norms, dropout, activations, residual adds, the loss) moves its tensors
   through HBM at ``memory_bandwidth x MEMORY_EFFICIENCY``, in the kernels Megatron-LM runs
   (``_elementwise``: no forward kernel for a residual fork, dropout, bias and residual add
@@ -105,9 +107,12 @@ def _attention(info, dims: Dims, device: Device) -> dict[str, float]:
     queries = getattr(dims, "local_seq", dims.s)
     keys, d = dims.s, dims.d
     one = 2.0 * queries * keys * d
+    fused = info.config.attention_kind != "math"
     out = {}
     for part in ("F", "I", "W"):
         total = getattr(flops, part) * dims.b
+        if fused and part == "I":
+            total /= FUSED_BACKWARD_RATE
         out[part] = device.gemm_time(queries, keys, d, total / one) if total > 0 else 0.0
     if info.config.attention_kind == "math":  # the s x s scores go through HBM
         scores = dims.b * dims.local_heads * queries * keys
@@ -115,6 +120,30 @@ def _attention(info, dims: Dims, device: Device) -> dict[str, float]:
         for part, nbytes in per_score.items():
             out[part] += device.memory_time(scores * nbytes)
     return out
+
+
+FUSED_BACKWARD_RATE = 63 / 73
+"""A fused attention core's backward runs its FLOPs at this share of its forward's rate: its
+five products per tile (the rebuilt scores, dV, dP, dQ, dK) share on-chip memory and write dQ
+with atomic adds. Dao 2023 (FlashAttention-2, arXiv 2307.08691), section 4.1: up to 73% of
+the A100's peak in the forward and 63% in the backward; we take the ratio on every GPU."""
+
+
+def selective_seconds(info, rows: int, itemsize: int, device: Device) -> float:
+    """Seconds a selective recompute of this layer re-runs before its backward: for a math
+    attention core, its share of the core's GEMM FLOPs (``RECOMPUTED_FLOPS_SHARE``, the scores)
+    plus the forward's element-wise kernels over the ``s x s`` scores (scale-mask-softmax and
+    dropout, ``math_score_bytes``), which are most of it; 0 for a layer selective
+    recomputation keeps whole."""
+    if getattr(info.cls, "RECOMPUTED_SLOTS", None) is None or info.kind != "attention":
+        return 0.0
+    dims = info.dims(rows, itemsize)
+    queries = getattr(dims, "local_seq", dims.s)
+    flops = info.flops().F * dims.b * info.cls.RECOMPUTED_FLOPS_SHARE
+    gemms = device.gemm_time(queries, dims.s, dims.d, flops / (2.0 * queries * dims.s * dims.d))
+    scores = dims.b * dims.local_heads * queries * dims.s
+    per_score = math_score_bytes(info.config.dropout > 0.0, dims.itemsize)["F"]
+    return gemms + device.memory_time(scores * per_score)
 
 
 MASK_BYTES = 1

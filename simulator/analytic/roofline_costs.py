@@ -19,7 +19,7 @@ from functools import lru_cache
 from schedules.dependencies import PIPELINE_RULE, WORK_PARTS, DependencyRule
 from simulator.analytic.costs import CostModel, StageCost
 from simulator.analytic.hardware import HardwarePreset
-from simulator.analytic.roofline import Device, layer_seconds
+from simulator.analytic.roofline import Device, layer_seconds, selective_seconds
 from simulator.analytic.sharded_comm import (
     EP_OVERLAP,
     Unit,
@@ -27,6 +27,11 @@ from simulator.analytic.sharded_comm import (
     buckets,
     exposed_seconds,
     ring_seconds,
+)
+from simulator.analytic.tensor_comm import (
+    COLUMN_PARALLEL_KINDS,
+    BlockCollectives,
+    block_collectives,
 )
 from simulator.model.partitioning import boundary_bytes
 from simulator.model.sharding import Sharding
@@ -101,7 +106,22 @@ def roofline_costs(plan, preset: HardwarePreset, rule: DependencyRule = PIPELINE
         tensor_comm=stage_comm,
         overlap_grad_reduce=bool(preset.dp_overlap),
         grad_reduce_factor=STEP_REDUCE_FACTOR[min(layout.sharding, 3)],
+        recompute_seconds=layer_recompute_seconds(spec, rows, preset),
     )
+
+
+def layer_recompute_seconds(spec, rows: int, preset: HardwarePreset):
+    """Per layer, (its forward's seconds, its selective recompute's seconds) on the roofline at
+    ``rows`` sequences a microbatch: what a recompute of it re-runs (``recompute_costs``)."""
+    device = device_of(preset)
+    out = []
+    for info in spec.layers():
+        forward = _layer(info, rows, spec.itemsize, device)["F"]
+        selective = 0.0
+        if getattr(info, "config", None) is not None:
+            selective = selective_seconds(info, rows, spec.itemsize, device)
+        out.append((forward, selective))
+    return tuple(out)
 
 
 STEP_REDUCE_FACTOR = {0: 2.0, 1: 1.0, 2: 0.0, 3: 0.0}
@@ -121,28 +141,32 @@ def stage_seconds(spec, partition, rows, preset, layout, rule=PIPELINE_RULE):
     and reduce-scatters overlap them (``sharded_comm.overlap_chain``)."""
     device = device_of(preset)
     infos = spec.layers()
-    tp_total = _tp_seconds(spec, rows, preset, layout)
-    tp_comm = tp_total * (1.0 - preset.tp_overlap)
-    tp_contention = tp_total * preset.tp_overlap * preset.comm_contention
+    tensor = _TensorGroup.of(spec, rows, preset, layout)
     sharded = _sharded_links(spec, layout, preset)
     stage_costs, stage_comm = [], []
     for layers in partition.stage_layers:
         blocks: dict[int, dict[str, float]] = {}
+        columns: dict[int, list[tuple[float, float]]] = {}
         for index in layers:
             info = infos[index]
             unit = blocks.setdefault(info.block, dict.fromkeys(_UNIT_KEYS, 0.0))
-            for part, seconds in _layer(info, rows, spec.itemsize, device).items():
+            seconds_of = _layer(info, rows, spec.itemsize, device)
+            for part, seconds in seconds_of.items():
                 unit[part] += seconds
+            if info.kind in COLUMN_PARALLEL_KINDS:
+                columns.setdefault(info.block, []).append((seconds_of["I"], seconds_of["W"]))
             unit["params"] += spec.param_count(info)
             unit["experts"] += _expert_params(info)
             for part, seconds, network in _exchanges(spec, layout, rows, preset, device, info):
                 unit[part] += seconds
                 unit["comm" + part] += seconds
                 unit["net" + part] += network
-        for block in {infos[i].block for i in layers if _is_block(infos[i])}:
-            for part in ("F", "I"):
-                blocks[block][part] += tp_comm + tp_contention
-                blocks[block]["comm" + part] += tp_comm
+        if tensor is not None:
+            for block in {infos[i].block for i in layers if _is_block(infos[i])}:
+                collectives = tensor.of_block(tuple(columns.get(block, ())))
+                for part in ("F", "I"):
+                    blocks[block][part] += collectives.charged(part, preset.comm_contention)
+                    blocks[block]["comm" + part] += getattr(collectives, part)
         units = list(blocks.values())
         totals = {part: sum(u[part] for u in units) for part in WORK_PARTS}
         comm = {part: sum(u["comm" + part] for u in units if part != "W") for part in WORK_PARTS}
@@ -301,13 +325,36 @@ def _mlp_layer(kind, n_in, n_out, rows, itemsize, device: Device) -> dict[str, f
     return {"F": device.memory_time(moved), "I": device.memory_time(1.5 * moved), "W": 0.0}
 
 
-def _tp_seconds(spec, rows: int, preset: HardwarePreset, layout) -> float:
-    """One block's tensor-parallel collectives in one pass: two all-reduces of the ``s b h``
-    activations (Megatron), or with sequence parallelism two all-gathers and two
-    reduce-scatters, which a ring moves in the same bytes (Korthikanti et al. 2022, 4.2.2)."""
-    t = layout.tensor
-    if not spec.is_transformer or t <= 1:
-        return 0.0
-    bandwidth, latency = link_of(preset, t)
-    message = rows * math.ceil(spec.config.seq / layout.context) * spec.config.hidden
-    return 2 * ring_time(message * spec.itemsize, t, bandwidth, latency)
+class _TensorGroup:
+    """A run's tensor-parallel group: the bytes of one block's collectives and the link they
+    cross; ``of_block`` prices them as Megatron-LM overlaps them (``tensor_comm``)."""
+
+    def __init__(self, message: float, layout, preset: HardwarePreset):
+        self.message, self.layout, self.preset = message, layout, preset
+        self.link = link_of(preset, layout.tensor)
+
+    @classmethod
+    def of(cls, spec, rows: int, preset: HardwarePreset, layout) -> _TensorGroup | None:
+        """The group of a transformer run with ``t > 1`` (None otherwise). The message is the
+        ``s b h`` activations of a rank's ``s / c`` tokens: with sequence parallelism the ring
+        moves the same bytes in its all-gathers and reduce-scatters (Korthikanti et al. 2022,
+        4.2.2)."""
+        if not spec.is_transformer or layout.tensor <= 1:
+            return None
+        message = rows * math.ceil(spec.config.seq / layout.context) * spec.config.hidden
+        return cls(message * spec.itemsize, layout, preset)
+
+    def of_block(self, column_linears: tuple[tuple[float, float], ...]) -> BlockCollectives:
+        layout = self.layout
+        return _block_collectives(
+            self.message,
+            layout.tensor,
+            layout.sequence_parallel,
+            column_linears,
+            self.link,
+            self.preset.tp_overlap,
+        )
+
+
+_block_collectives = lru_cache(maxsize=4096)(block_collectives)
+"""``advise`` prices the same few block shapes many times over."""

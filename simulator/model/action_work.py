@@ -22,7 +22,9 @@ class WorkItem:
     its net cache change (placed at the item's start when ``at_start``, else at its end),
     whether it completes the layer's weight-gradient share, whether it recomputes, and the
     bytes it holds only while it runs (``working``: a backward's gradient tensors, which no
-    cache keeps; ``simulator.model.transformer.gradient_buffers``)."""
+    cache keeps; ``simulator.model.transformer.gradient_buffers``), and what a recompute item
+    re-runs of its layer (``rerun``: "forward", all of it; "selective", the part selective
+    recomputation drops; "" for everything else), which a cost model times."""
 
     layer: int
     flops: float
@@ -31,6 +33,7 @@ class WorkItem:
     weight_grad: bool = False
     recompute: bool = False
     working: int = 0
+    rerun: str = ""
 
 
 def _forward_bytes(info, footprint, selective: bool) -> int:
@@ -47,7 +50,9 @@ def _selective_item(j: int, info, footprint, flops) -> WorkItem | None:
     if slots is None:
         return None
     share = info.cls.RECOMPUTED_FLOPS_SHARE
-    return WorkItem(j, share * flops.F, sum(footprint.F[slots]), True, recompute=True)
+    return WorkItem(
+        j, share * flops.F, sum(footprint.F[slots]), True, recompute=True, rerun="selective"
+    )
 
 
 def action_work(
@@ -88,7 +93,7 @@ def action_work(
             a, b = recompute.segments[ends[j]]
             items.append(WorkItem(a, 0.0, -checkpoint_bytes[ends[j]], True, recompute=True))
             items.extend(
-                WorkItem(k, flops[k].F, sum(footprints[k].F), True, recompute=True)
+                WorkItem(k, flops[k].F, sum(footprints[k].F), True, recompute=True, rerun="forward")
                 for k in range(a, b + 1)
             )
         if reruns and recompute.selective:
@@ -125,6 +130,24 @@ def gradient_buffers(stage_infos, rows: int, itemsize: int) -> list[int]:
             if info.kind == "fork":
                 held = 0
     return out
+
+
+def recompute_time_share(stage_infos, itemsize: int, rule, recompute, seconds) -> float:
+    """Recompute seconds over forward seconds of one stage's backward, from each layer's
+    ``(forward, selective)`` seconds (``seconds``, in the stage's order; a cost model's own
+    timing of the two): what one backward re-runs, priced as the kernels it re-runs rather than
+    as its FLOPs' share (a math attention core's selective recompute is mostly its softmax and
+    dropout, which move bytes and do few FLOPs). 0 without recomputation."""
+    forward = sum(full for full, _ in seconds)
+    if not recompute.active or forward <= 0:
+        return 0.0
+    backward = next(r for r in rule.kinds.values() if r.sends_gradient)
+    items = action_work(
+        stage_infos, 1, itemsize, backward, recompute, (0,) * len(recompute.segments)
+    )
+    which = {"forward": 0, "selective": 1}
+    again = sum(seconds[item.layer][which[item.rerun]] for item in items if item.rerun)
+    return again / forward
 
 
 def recompute_flops(stage_infos, rows: int, itemsize: int, rule, recompute) -> tuple[float, float]:

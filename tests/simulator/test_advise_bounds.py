@@ -4,6 +4,7 @@ exhaustive search finds."""
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,7 +28,8 @@ from simulator.analytic.advise.space import RECOMPUTE_POLICIES
 from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
-from simulator.analytic.recompute_costs import stage_recompute_flops
+from simulator.analytic.recompute_costs import stage_recompute_shares
+from simulator.analytic.roofline_costs import layer_recompute_seconds
 from simulator.errors import PebbleError
 from simulator.model.memory_plan import memory_plans
 from simulator.model.parse import parse_model
@@ -138,7 +140,8 @@ def test_the_top_under_a_tight_limit_needs_recompute_and_pruning_still_finds_it(
 
 def test_the_bounds_see_each_policys_kept_bytes_and_recompute_seconds():
     """Per stage: full keeps less than selective, selective less than none (attention's scores),
-    and the backward is longer by exactly the executor's recompute (``apply_recompute``)."""
+    and the backward is longer by exactly the executor's recompute (``apply_recompute``: on the
+    roofline, the seconds of what it re-runs)."""
     request, _, hardware = small_request()
     tables = {p: stage_table(request.spec, 1, 4, hardware, p) for p in request.recompute}
     none, selective, full = (tables[p] for p in ("none", "selective", "full"))
@@ -151,7 +154,10 @@ def test_the_bounds_see_each_policys_kept_bytes_and_recompute_seconds():
     shapes = memory_plans(plan.spec, plan.partition, 1, recompute=plan.recompute.stages)
     kept = [sum(d for _, d, _ in shapes[(s, "F")].changes) for s in range(4)]
     assert [kept_per_forward(full, s, "full") for s in range(4)] == kept
-    ratios = [r / f for r, f in stage_recompute_flops(plan.spec, plan.partition, plan.recompute)]
+    timed = SimpleNamespace(
+        recompute_seconds=layer_recompute_seconds(plan.spec, 1, hardware.preset)
+    )
+    ratios = stage_recompute_shares(timed, plan.spec, plan.partition, plan.recompute)
     assert full.I == pytest.approx(
         [i + r * f for i, r, f in zip(none.I, ratios, none.F, strict=True)]
     )

@@ -46,6 +46,7 @@ from simulator.model.transformer.context_parallel import (
     kv_exchange,
 )
 from simulator.model.transformer.dims import Dims
+from simulator.model.transformer.flash_attention import causal_share
 from simulator.model.transformer.flash_dropout import RNG_STATE_BYTES
 from simulator.model.transformer.presets import model_preset
 from simulator.run import CostSource, make_schedule, plan_run
@@ -115,7 +116,8 @@ def test_llama3_table_4_cp16_rank_stores_what_the_8k_rows_store():
     8,192-token rows without it run the same TP 8; a fused attention's footprint is linear in
     the tokens a rank holds, and 131,072 / 16 = 8,192, so a rank of the long-context row stores
     exactly what a rank of the short one does, while its attention core computes 16 times the
-    FLOPs (s / c queries against 16 times as many keys). 16,384 GPUs = 8 x 16 x 16 x 8 (DP 8),
+    FLOPs of the square (s / c queries against 16 times as many keys), of which a fused kernel
+    computes the causal tiles. 16,384 GPUs = 8 x 16 x 16 x 8 (DP 8),
     and 16 sequences a replica make the 16M tokens a batch."""
     config = model_preset("llama3-405b")
     long_layout = Layout(pipeline=16, tensor=8, sequence_parallel=True, context=16, data=8)
@@ -126,7 +128,9 @@ def test_llama3_table_4_cp16_rank_stores_what_the_8k_rows_store():
     assert stored(long, 1) == stored(short, 1)
     for ours, theirs in zip(long, short, strict=True):
         if ours.kind == "attention":
-            assert ours.flops().F == 16 * theirs.flops().F
+            # the causal tiles of each square (``causal_share``: half, plus the diagonal's)
+            tiles = causal_share(131_072) / causal_share(8_192)
+            assert ours.flops().F == pytest.approx(16 * theirs.flops().F * tiles, rel=1e-12)
         else:
             assert ours.flops() == theirs.flops()
 

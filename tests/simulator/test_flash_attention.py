@@ -16,7 +16,7 @@ from simulator.model.transformer import TransformerConfig, transformer_layer_inf
 from simulator.model.transformer.attention import CausalSelfAttention
 from simulator.model.transformer.dims import Dims
 from simulator.model.transformer.dropout import dropout_mask
-from simulator.model.transformer.flash_attention import FlashAttention, tiles
+from simulator.model.transformer.flash_attention import FlashAttention, causal_share, tiles
 from simulator.model.transformer.flash_dropout import RNG_STATE_BYTES, keep_tile
 from tests.simulator.test_gradcheck import numeric_grad, rel_error
 
@@ -261,6 +261,23 @@ def test_flops_forward_as_math_backward_adds_the_rebuilt_scores(case):
     assert flash.I == 10 * s * s * d * a == math_flops.I + 2 * s * s * d * a
     assert flash.W == math_flops.W == 0
     assert FlashAttention.param_count(dims) == 0
+
+
+@pytest.mark.parametrize("seq, block", [(256, 64), (4096, 128), (8192, 128), (96, 128)])
+def test_causal_share_is_the_area_of_the_tiles_the_kernel_visits(seq, block):
+    """The numpy kernel's loops (``tiles``: key tiles up to the query tile's end) cover
+    exactly ``causal_share`` of the square, the FLOPs a fused core is charged."""
+    visited = sum(
+        (q1 - q0) * (k1 - k0) for q0, q1 in tiles(seq, block) for k0, k1 in tiles(q1, block)
+    )
+    assert visited / seq**2 == pytest.approx(causal_share(seq, block), rel=1e-12)
+
+
+def test_long_sequence_flops_are_the_causal_half_of_the_math_count():
+    dims = Dims(flash_config(next(iter(CASES)), 8192), 1, 2)
+    flash, math_flops = FlashAttention.flops(dims), CausalSelfAttention.flops(dims)
+    assert flash.F / math_flops.F == pytest.approx(0.5 + 64 / 8192, rel=1e-12)
+    assert flash.I == pytest.approx(2.5 * flash.F, rel=1e-12)
 
 
 # ---------------------------------------------------------------- optional oracle

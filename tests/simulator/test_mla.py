@@ -193,10 +193,13 @@ def test_deepseek_v3_core_caches_and_computes_by_hand():
     assert fp.F == (qk_bytes, qk_bytes, 2 * s * A * DV, 2 * s * A * DV, 4 * s * A)
     assert sum(fp.F) + sum(fp.B) == 0 and fp.W == ()
     flops = core.flops()
-    pairs = 2.0 * s * s * A
-    assert flops.F == pairs * (192 + 128)
-    assert flops.I == pairs * (3 * 192 + 2 * 128)  # scores rebuilt, then dV, dP, dQ, dK
-    assert replace(core, config=replace(V3, attention="math")).flops().I == 2 * flops.F
+    pairs = 2.0 * s * s * A * (0.5 + 0.5 * 128 / s)  # the causal tiles of 128 rows
+    assert flops.F == pytest.approx(pairs * (192 + 128), rel=1e-12)
+    # scores rebuilt, then dV, dP, dQ, dK
+    assert flops.I == pytest.approx(pairs * (3 * 192 + 2 * 128), rel=1e-12)
+    math_core = replace(core, config=replace(V3, attention="math")).flops()
+    assert math_core.F == 2.0 * s * s * A * (192 + 128)  # the whole square, as MFU counts it
+    assert math_core.I == 2 * math_core.F
 
 
 def test_deepseek_v3_projection_caches_and_computes_by_hand():

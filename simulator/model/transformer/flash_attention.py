@@ -51,6 +51,25 @@ STATS_ITEMSIZE = 4
 """Bytes of a softmax statistic (the log-sum-exp): float32 unless activations are wider."""
 
 
+KERNEL_TILE = 128
+"""Query rows of one tile of the fused kernels we time: FlashAttention-2's forward for head
+dimension 128 on sm80/sm90 (``kBlockM`` 128, ``csrc/flash_attn/src/flash_fwd_launch_template.h``)
+and cuDNN's fused attention work in tiles of 128 rows."""
+
+
+def causal_share(seq: int, tile: int = KERNEL_TILE) -> float:
+    """Share of the ``s x s`` score square a fused causal kernel computes: the tiles at or below
+    the diagonal, ``(n + 1) / 2n`` of them for ``n = s / tile`` (Dao 2023, FlashAttention-2,
+    section 3.1.1: "we can skip the computation of that block", about half for long sequences).
+    Under context parallelism with Megatron Core's load balancing (chunks i and 2c-1-i on rank
+    i), every rank computes the same share: s^2 / 2c plus one diagonal tile row per chunk, which
+    is again ``1/2 + tile / 2s`` of its ``s/c x s`` rectangle. The numpy kernel here skips the
+    same tiles (at its own ``BLOCK``)."""
+    if seq <= tile:
+        return 1.0  # one tile: computed whole
+    return 0.5 + 0.5 * tile / seq
+
+
 def stats_dtype(dtype) -> np.dtype:
     """The dtype of the running statistics and the log-sum-exp: float32 or wider."""
     return np.result_type(np.dtype(dtype), np.float32)
@@ -216,11 +235,14 @@ class FlashAttention(AttentionHeads):
 
     @classmethod
     def flops(cls, dims: Dims) -> Flops:
-        """Per sequence, as the math layer counts them (Narayanan et al. 2021: the full s^2,
-        the causal half computed and masked): forward ``q k^T`` and ``P v``, 2 s^2 d per head
-        each; the backward rebuilds the scores (one more ``q k^T``) before its four products
-        (dV, dP, dQ, dK), so it is 2.5 forwards where the math layer's is 2. Under context
-        parallelism a rank's s / c queries meet the s keys (ring steps or the gathered K/V):
-        1/c of the work, the balanced causal share of chunks i and 2c-1-i (``Dims``)."""
-        forward = 2 * 2.0 * dims.local_seq * dims.s * dims.d * dims.local_heads
+        """Per sequence, what the kernel computes: forward ``q k^T`` and ``P v``, 2 s^2 d per
+        head each over the whole square, times ``causal_share`` (the tiles at or below the
+        diagonal; the math layer computes the square and masks half of it); the backward
+        rebuilds the scores (one more ``q k^T``) before its four products (dV, dP, dQ, dK), so
+        it is 2.5 forwards where the math layer's is 2. Under context parallelism a rank's
+        s / c queries meet the s keys (ring steps or the gathered K/V): 1/c of the work, the
+        balanced causal share of chunks i and 2c-1-i (``Dims``). Model FLOPs (MFU) count the
+        math layer's whole square (``model_flops_per_row``), not these."""
+        square = 2 * 2.0 * dims.local_seq * dims.s * dims.d * dims.local_heads
+        forward = square * causal_share(dims.s)
         return Flops(F=forward, I=2.5 * forward, W=0.0)

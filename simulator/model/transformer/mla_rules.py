@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from simulator.model.layers import Flops, Footprint
 from simulator.model.transformer.base import Rules
 from simulator.model.transformer.dims import Dims
-from simulator.model.transformer.flash_attention import STATS_ITEMSIZE
+from simulator.model.transformer.flash_attention import STATS_ITEMSIZE, causal_share
 
 PROJECTION_FORWARD_KEYS = ("input", "cq", "nq", "ckv", "nkv")
 PROJECTION_GRAD_KEYS = ("d_q", "d_nq", "d_cq", "d_kv", "d_nkv", "d_ckv")
@@ -187,14 +187,17 @@ class LatentCoreRules(Rules):
 
     @classmethod
     def flops(cls, dims: Dims) -> Flops:
-        """Per sequence, the full s^2 as the other cores count it: forward ``q k^T``
+        """Per sequence, the s^2 square (a fused kernel only its causal tiles,
+        ``flash_attention.causal_share``): forward ``q k^T``
         (2 s^2 d_qk a head) and ``P v`` (2 s^2 d_v); the backward rebuilds the scores
         (2 s^2 d_qk), then dV and dP (2 s^2 d_v each), dQ and dK (2 s^2 d_qk each).
         ``attention=math`` leaves the rebuild out (twice the forward: what model FLOPs
         utilisation counts; the cache stays the fused core's, the only latent core)."""
         w = LatentWidths.of(dims)
         pairs = 2.0 * dims.local_seq * dims.s * w.heads
-        rebuilt = 0 if dims.config.attention_kind == "math" else w.qk
+        fused = dims.config.attention_kind != "math"
+        pairs *= causal_share(dims.s) if fused else 1.0  # the tiles a fused kernel computes
+        rebuilt = w.qk if fused else 0
         return Flops(F=pairs * (w.qk + w.v), I=pairs * (2 * w.qk + 2 * w.v + rebuilt), W=0.0)
 
     @classmethod
