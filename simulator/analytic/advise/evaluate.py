@@ -2,8 +2,8 @@
 
 Why here: the search hands every configuration that survives its bounds to ``evaluate``; the
 run is built from the configuration's ``Layout`` through the same library calls (``plan_run``,
-``plan_auto``, ``simulate_plan``) that ``simulate`` makes from its flags, so every printed
-command gives the printed numbers (``tests/cli/test_advise.py`` runs one).
+``plan_auto``'s ``schedule_for``, ``simulate_plan``) that ``simulate`` makes from its flags, so
+every printed command gives the printed numbers (``tests/cli/test_advise.py`` runs one).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from schedules.registry import SCHEDULES
 from simulator.analytic.advise.search import Outcome
 from simulator.analytic.advise.space import AUTO, Candidate
-from simulator.analytic.auto_plan import empty_schedule, plan_auto
+from simulator.analytic.auto_plan import empty_schedule, schedule_for
+from simulator.analytic.cost_source import cost_model
+from simulator.analytic.costs import CostModel
 from simulator.analytic.run_plan import simulate_plan
 from simulator.run.plan import CostSource, RunPlan, plan_run
 from simulator.run.schedule_source import make_schedule
@@ -60,6 +62,13 @@ def limit_text(limit: int) -> str:
 
 def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
     """The run of ``c``: its schedule on the model under its layout, at its hardware's costs."""
+    return _planned(c, text)[0]
+
+
+def _planned(c: Candidate, text: RunText) -> tuple[RunPlan, CostModel | None]:
+    """``candidate_plan`` and, for auto, the cost model its schedule was searched at (what
+    ``plan_auto`` works out: the plan's own, which depends on the stages' placement, not on the
+    schedule's actions), so the run is not priced twice; None: ``simulate_plan`` prices it."""
     options = dict(
         batch_size=c.global_batch,
         layout=c.layout,
@@ -69,11 +78,12 @@ def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
     )
     if c.schedule == AUTO:
         empty = empty_schedule(c.pp, c.microbatches, placement(c))
-        return plan_auto(
-            plan_run(empty, text.model, **options), limit_text(c.activation_limit), placement(c)
-        )
+        plan = plan_run(empty, text.model, **options)
+        costs = cost_model(plan)
+        limit = limit_text(c.activation_limit)
+        return plan.with_schedule(schedule_for(plan, costs, limit, placement(c))), costs
     schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
-    return plan_run(schedule, text.model, **options)
+    return plan_run(schedule, text.model, **options), None
 
 
 def run_candidate(c: Candidate, text: RunText) -> Timeline:
@@ -155,8 +165,8 @@ def evaluator(text: RunText, limit: int | None = None):
     """``evaluate(candidate) -> Outcome`` for the search; ``limit``: see ``outcome_of``."""
 
     def evaluate(c: Candidate) -> Outcome:
-        plan = candidate_plan(c, text)
-        timeline = simulate_plan(plan)
+        plan, costs = _planned(c, text)
+        timeline = simulate_plan(plan, costs)
         key = schedule_key(plan)
         if plan.offload is not None:
             key += f" offload {offload_key(timeline)}"

@@ -24,12 +24,23 @@ wins; the stage tables are ``stage_tables``'):
   (Megatron's default) a rank's all-reduces start when its last action ends; and every step
   ends with the optimizer step of the fullest rank, added to the largest of the above.
 
+* auto under its activation budget ``L``: a microbatch holds at least stage s's forward bytes
+  ``f_s`` on s's rank from the start of its forward there to the end of its input-gradient
+  backward there, at least the round trip ``R_s`` (the forwards from s to the last stage and
+  the input-gradient backwards back to s, with their transfers). Auto keeps every rank's
+  running total within ``L`` in its order, so at most ``k = floor(L / f_s)`` of these spans
+  overlap at any time: the m spans fall into k chains of disjoint ones, and the step lasts at
+  least ``ceil(m / k) R_s``. Summed over a rank's stages (the bytes it holds over time), at
+  least ``m sum_s f_s R_s / L``. Loose budgets (k >= m) add nothing; tight ones, where auto
+  runs a few microbatches at a time, are priced before their schedules are built.
+
 Offload only delays a backward (its prefetch), so the time bound of a configuration with
 activation offload is the same configuration's without offload.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from simulator.analytic.advise.families import FamilyTraits
@@ -38,6 +49,8 @@ from simulator.analytic.advise.space import Candidate
 from simulator.analytic.advise.stage_tables import StageTable
 from simulator.analytic.costs import Hardware
 from simulator.analytic.roofline_costs import device_of, link_of, ring_time
+
+BUDGET_SLACK = 1e-9  # relative: auto's own check allows 1e-12 over its budget; never tighter
 
 
 @dataclass(frozen=True)
@@ -131,4 +144,25 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
             else:  # the rank's reductions start when its last action ends
                 first = max(reach[lo] + busy, trip + backward)
             best = max(best, first + reduce)
+    if c.activation_limit is not None and traits.layout == "chunks":
+        forward = [table.cached[s] * rows for s in range(n)]
+        trips = [reach[n] - reach[s] + back[s] + I[s] for s in range(n)]
+        best = max(best, _budget_bound(c, forward, trips, stages_of_ranks(traits, c.pp, c.chunks)))
     return best + links.optimizer
+
+
+def _budget_bound(c: Candidate, forward: list[int], trips: list[float], ranks) -> float:
+    """Auto's step under its activation budget, at least (see the module docstring):
+    ``forward[s]`` the bytes a forward of stage s holds until its input-gradient backward,
+    ``trips[s]`` the shortest time from one's start to the other's end."""
+    budget = c.activation_limit * (1 + BUDGET_SLACK)
+    best = 0.0
+    for mine in ranks:
+        for s in mine:
+            at_once = math.floor(budget / forward[s]) if forward[s] > 0 else c.microbatches
+            if at_once >= 1:  # else auto refuses the budget: no bound
+                best = max(best, math.ceil(c.microbatches / at_once) * trips[s])
+        if budget > 0:
+            held = sum(forward[s] * trips[s] for s in mine)
+            best = max(best, c.microbatches * held / budget)
+    return best
