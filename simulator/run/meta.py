@@ -1,6 +1,13 @@
-"""The ``meta`` block both executors write: which schedule, model split and units a run used."""
+"""The ``meta`` block both executors write: which schedule, model split and units a run used.
+
+Its parts that follow from the model and its split alone (each layer's place, the model's
+FLOPs, each action's activation memory) are worked out once per split (``lru_cache``): a
+search such as ``advise`` simulates many runs of one model on few splits.
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
@@ -31,19 +38,6 @@ def run_meta(
     (its data-parallel replicas and sharding set the whole-rank memory and the device count),
     with each (stage, kind)'s activation memory under ``rule`` and ``recompute``."""
     dp = layout.data
-    stage_of = partition.layer_stages()
-    layers = tuple(
-        LayerMeta(
-            index=info.index,
-            name=info.name,
-            kind=info.kind,
-            stage=stage_of[info.index],
-            rank=schedule.stage_to_rank[stage_of[info.index]],
-            has_params=info.has_params,
-            block=info.block,
-        )
-        for info in spec.layers()
-    )
     rows_per_step = microbatch_rows * schedule.num_microbatches * dp
     tokens = rows_per_step * (spec.config.seq if spec.is_transformer else 1)
     return TimelineMeta(
@@ -59,20 +53,48 @@ def run_meta(
         microbatch_rows=microbatch_rows,
         time_unit=time_unit,
         stage_to_rank=tuple(schedule.stage_to_rank),
-        layers=layers,
+        layers=_layers(spec, partition, tuple(schedule.stage_to_rank)),
         rank_memory=tuple(static_memory(spec, schedule, partition, microbatch_rows, layout)),
-        flops_per_step=model_flops_per_row(spec) * rows_per_step,
+        flops_per_step=_flops_per_row(spec) * rows_per_step,
         tokens_per_step=tokens,
         devices=layout.devices,
         layout=layout.to_text(),
-        action_memory=tuple(
-            ActionMemory(*entry)
-            for entry in action_memory(
-                spec,
-                partition,
-                microbatch_rows,
-                rule,
-                recompute.stages if recompute is not None and recompute.active else None,
-            )
+        action_memory=_action_memory(
+            spec,
+            partition,
+            microbatch_rows,
+            rule,
+            recompute.stages if recompute is not None and recompute.active else None,
         ),
+    )
+
+
+@lru_cache(maxsize=64)
+def _layers(spec: ModelSpec, partition: Partition, stage_to_rank: tuple[int, ...]):
+    """Each layer's ``LayerMeta``: its stage under ``partition``, and that stage's rank."""
+    stage_of = partition.layer_stages()
+    return tuple(
+        LayerMeta(
+            index=info.index,
+            name=info.name,
+            kind=info.kind,
+            stage=stage_of[info.index],
+            rank=stage_to_rank[stage_of[info.index]],
+            has_params=info.has_params,
+            block=info.block,
+        )
+        for info in spec.layers()
+    )
+
+
+@lru_cache(maxsize=64)
+def _flops_per_row(spec: ModelSpec) -> float:
+    return model_flops_per_row(spec)
+
+
+@lru_cache(maxsize=64)
+def _action_memory(spec, partition, rows, rule, recompute) -> tuple[ActionMemory, ...]:
+    """``action_memory``'s entries as ``ActionMemory`` (see ``run_meta``)."""
+    return tuple(
+        ActionMemory(*entry) for entry in action_memory(spec, partition, rows, rule, recompute)
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
+from schedules.actions import Schedule
 from schedules.registry import SCHEDULES
 from simulator.analytic.advise.search import Outcome
 from simulator.analytic.advise.space import AUTO, Candidate
@@ -82,8 +84,15 @@ def _planned(c: Candidate, text: RunText) -> tuple[RunPlan, CostModel | None]:
         costs = cost_model(plan)
         limit = limit_text(c.activation_limit)
         return plan.with_schedule(schedule_for(plan, costs, limit, placement(c))), costs
-    schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
+    schedule = _family_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
     return plan_run(schedule, text.model, **options), None
+
+
+@lru_cache(maxsize=16)
+def _family_schedule(name: str, ranks: int, microbatches: int, chunks: int | None) -> Schedule:
+    """``make_schedule``, once per size: configurations that differ only in their tensor,
+    context or data degrees run the same (immutable) schedule."""
+    return make_schedule(name, ranks, microbatches, chunks)
 
 
 def run_candidate(c: Candidate, text: RunText) -> Timeline:
@@ -96,7 +105,8 @@ def schedule_key(plan: RunPlan) -> str:
     configurations with the same layout and the same key run the same thing (auto that resolves
     to ZB-V, and ZB-V), and ``advise`` shows them as one row."""
     schedule = plan.schedule
-    text = repr((schedule.stage_to_rank, [[str(a) for a in acts] for acts in schedule.actions]))
+    actions = [[f"{s}{kind.value}{j}" for s, kind, j in acts] for acts in schedule.actions]
+    text = repr((schedule.stage_to_rank, actions))  # each action as ``str`` gives it: ``2F0``
     return hashlib.sha1(text.encode()).hexdigest()
 
 
