@@ -14,7 +14,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from simulator.analytic.advise.degrees import sharded
-from simulator.analytic.roofline_costs import stage_seconds
+from simulator.analytic.roofline_costs import layer_recompute_seconds, stage_seconds
 from simulator.model import partition
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.recompute import RecomputePolicy, plan_stages
@@ -136,3 +136,10 @@ def _per_row_seconds(spec, tp: int, stages: int, preset, rows: int, cp: int, ep:
             for a, b in ranges
         )
     return tuple(replace(c, F=c.F / rows, I=c.I / rows, W=c.W / rows) for c in timed)
+
+
+@lru_cache(maxsize=1024)
+def layer_recompute(spec, tp: int, rows: int, preset, cp: int, ep: int, cp_comm: str):
+    """``layer_recompute_seconds`` of the spec one rank holds under (tp, cp, ep) at ``rows``
+    sequences a microbatch: per layer, so every split and recompute policy shares it."""
+    return layer_recompute_seconds(sharded(spec, tp, cp, ep, cp_comm), rows, preset)

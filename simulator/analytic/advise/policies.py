@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import lru_cache
 
-from simulator.analytic.advise.degrees import sharded
+from simulator.analytic.advise.block_tables import local_split
 from simulator.analytic.advise.space import AUTO, Request
 from simulator.model import partition
 from simulator.model.recompute import RecomputePolicy, plan_stages
@@ -27,8 +27,10 @@ def distinct_policies(
 ) -> tuple[str, ...]:
     """``policies`` less those whose plan on this split equals an earlier one's (the same run):
     selective on a model without an attention core is none, sqrt is full with one block a stage."""
-    local = sharded(spec, tp, cp, ep) if spec.is_transformer else spec
-    split = partition(local, stages)
+    if spec.is_transformer:  # the split the stage tables use (``local_split``), made once
+        local, split = local_split(spec, tp, stages, cp, ep, "ring")
+    else:
+        local, split = spec, partition(spec, stages)
     infos = local.layers()
     cores = [  # stages with an attention core, the only layer selective recompute changes
         any(getattr(infos[i].cls, "RECOMPUTED_SLOTS", None) is not None for i in layers)

@@ -18,11 +18,15 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from schedules.dependencies import PIPELINE_RULE
-from simulator.analytic.advise.block_tables import _per_row_seconds, local_split, split_memory
+from simulator.analytic.advise.block_tables import (
+    _per_row_seconds,
+    layer_recompute,
+    local_split,
+    split_memory,
+)
 from simulator.analytic.advise.space import Candidate
 from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.recompute_costs import apply_recompute
-from simulator.analytic.roofline_costs import layer_recompute_seconds
 from simulator.model.offload import OffloadPolicy, stage_offload_bytes
 from simulator.model.offload import plan_stages as offload_stages
 from simulator.model.partitioning import boundary_bytes
@@ -148,7 +152,7 @@ def stage_table(
     base = _flop_costs(spec, tp, stages, hardware, cp, ep, cp_comm)
     if hardware.preset is not None:
         per_row = _per_row_seconds(spec, tp, stages, hardware.preset, rows, cp, ep, cp_comm)
-        recompute = layer_recompute_seconds(local, rows, hardware.preset)
+        recompute = layer_recompute(spec, tp, rows, hardware.preset, cp, ep, cp_comm)
         base = replace(base, stage_costs=per_row, recompute_seconds=recompute)
     costs = apply_recompute(base, local, split, plan)
     memory = memory_table(spec, tp, stages, policy, cp, ep, cp_comm)
