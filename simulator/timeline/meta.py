@@ -9,7 +9,7 @@ limits of ``simulator.timeline.schema``, stage_to_rank and layers consistent wit
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from simulator.errors import PebbleError
 from simulator.timeline.json_values import (
@@ -138,13 +138,15 @@ class TimelineMeta:
     host_memory_capacity: int | None = None
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        # ``asdict``'s result, without its deep copy (every run is checked through this dict):
+        # the nested fields are rebuilt below, the others and the rows' fields are scalars
+        out = _fields_of(self)
         out["stage_to_rank"] = list(self.stage_to_rank)
-        out["layers"] = [asdict(layer) for layer in self.layers]
-        out["rank_memory"] = [asdict(memory) for memory in self.rank_memory]
+        out["layers"] = [_fields_of(layer) for layer in self.layers]
+        out["rank_memory"] = [_fields_of(memory) for memory in self.rank_memory]
         out["alone_costs"] = [dict(costs) for costs in self.alone_costs]
         out["recompute_flops"] = list(self.recompute_flops)
-        out["action_memory"] = [asdict(entry) for entry in self.action_memory]
+        out["action_memory"] = [_fields_of(entry) for entry in self.action_memory]
         out["tensor_comm"] = list(self.tensor_comm)
         # written only when known: older files stay equal
         keys = (
@@ -179,6 +181,11 @@ class TimelineMeta:
             ActionMemory(**entry) for entry in values.get("action_memory", ())
         )
         return cls(**values)
+
+
+def _fields_of(item) -> dict:
+    """A dataclass's fields by name, values as they are (``asdict`` without its deep copy)."""
+    return {f.name: getattr(item, f.name) for f in fields(item)}
 
 
 # ------------------------------------------------------------------ the check
