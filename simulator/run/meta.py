@@ -1,13 +1,15 @@
 """The ``meta`` block both executors write: which schedule, model split and units a run used.
 
-Its parts that follow from the model and its split alone (each layer's place, the model's
-FLOPs, each action's activation memory) are worked out once per split (``lru_cache``): a
-search such as ``advise`` simulates many runs of one model on few splits.
+Its parts that follow from the model, its split and the stages' placement alone (each layer's
+place, each rank's static memory, the model's FLOPs, each action's activation memory) are
+worked out once per split (``lru_cache``): a search such as ``advise`` simulates many runs of
+one model on few splits.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
@@ -18,7 +20,7 @@ from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
 from simulator.run.rank_memory import model_flops_per_row, static_memory
 from simulator.timeline import LayerMeta, TimelineMeta
-from simulator.timeline.meta import ActionMemory
+from simulator.timeline.meta import ActionMemory, RankMemory
 
 
 def run_meta(
@@ -54,7 +56,9 @@ def run_meta(
         time_unit=time_unit,
         stage_to_rank=tuple(schedule.stage_to_rank),
         layers=_layers(spec, partition, tuple(schedule.stage_to_rank)),
-        rank_memory=tuple(static_memory(spec, schedule, partition, microbatch_rows, layout)),
+        rank_memory=_rank_memory(
+            spec, tuple(schedule.stage_to_rank), partition, microbatch_rows, layout
+        ),
         flops_per_step=_flops_per_row(spec) * rows_per_step,
         tokens_per_step=tokens,
         devices=layout.devices,
@@ -85,6 +89,17 @@ def _layers(spec: ModelSpec, partition: Partition, stage_to_rank: tuple[int, ...
         )
         for info in spec.layers()
     )
+
+
+class _Placement(NamedTuple):
+    """What ``static_memory`` reads of a schedule: where its stages live."""
+
+    stage_to_rank: tuple[int, ...]
+
+
+@lru_cache(maxsize=64)
+def _rank_memory(spec, stage_to_rank, partition, rows, layout) -> tuple[RankMemory, ...]:
+    return tuple(static_memory(spec, _Placement(stage_to_rank), partition, rows, layout))
 
 
 @lru_cache(maxsize=64)

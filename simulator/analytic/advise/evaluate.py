@@ -67,10 +67,10 @@ def candidate_plan(c: Candidate, text: RunText) -> RunPlan:
     return _planned(c, text)[0]
 
 
-def _planned(c: Candidate, text: RunText) -> tuple[RunPlan, CostModel | None]:
-    """``candidate_plan`` and, for auto, the cost model its schedule was searched at (what
-    ``plan_auto`` works out: the plan's own, which depends on the stages' placement, not on the
-    schedule's actions), so the run is not priced twice; None: ``simulate_plan`` prices it."""
+def _planned(c: Candidate, text: RunText, price=None) -> tuple[RunPlan, CostModel | None]:
+    """``candidate_plan`` and its cost model: ``price(plan)`` (default ``cost_model``), for
+    auto the one its schedule was searched at (as ``plan_auto`` works it out), so the run is not
+    priced twice; None for a named family without ``price`` (``simulate_plan`` prices it)."""
     options = dict(
         batch_size=c.global_batch,
         layout=c.layout,
@@ -81,11 +81,12 @@ def _planned(c: Candidate, text: RunText) -> tuple[RunPlan, CostModel | None]:
     if c.schedule == AUTO:
         empty = empty_schedule(c.pp, c.microbatches, placement(c))
         plan = plan_run(empty, text.model, **options)
-        costs = cost_model(plan)
+        costs = (price or cost_model)(plan)
         limit = limit_text(c.activation_limit)
         return plan.with_schedule(schedule_for(plan, costs, limit, placement(c))), costs
     schedule = _family_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
-    return plan_run(schedule, text.model, **options), None
+    plan = plan_run(schedule, text.model, **options)
+    return plan, price(plan) if price is not None else None
 
 
 @lru_cache(maxsize=16)
@@ -174,8 +175,27 @@ def outcome_of(
 def evaluator(text: RunText, limit: int | None = None):
     """``evaluate(candidate) -> Outcome`` for the search; ``limit``: see ``outcome_of``."""
 
+    priced: dict[tuple, CostModel] = {}
+
+    def price(plan: RunPlan) -> CostModel:
+        """``cost_model(plan)``, once per layout: it reads the model, its split, the microbatch,
+        the layout, the stages' placement and the cost source, not the schedule's actions, so
+        configurations that differ only in their schedule (zb-h1, zb-h2 and auto on one
+        layout) share it."""
+        key = (
+            plan.spec,
+            plan.partition,
+            plan.microbatch_rows,
+            plan.layout,
+            tuple(plan.schedule.stage_to_rank),
+            plan.costs,
+        )
+        if key not in priced:
+            priced[key] = cost_model(plan)
+        return priced[key]
+
     def evaluate(c: Candidate) -> Outcome:
-        plan, costs = _planned(c, text)
+        plan, costs = _planned(c, text, price)
         timeline = simulate_plan(plan, costs)
         key = schedule_key(plan)
         if plan.offload is not None:
