@@ -90,15 +90,22 @@ class _Player:
         )
         plans, pending, rows = self._compile(), self.pending, self.rows
         ends, owed, give_up = self.ends, self.owed, self.give_up
-        cost_w, delta_w, limit, worst = t.cost[W], t.delta[W], t.limit, self.worst
-        position = [0] * t.p
+        cost_w, delta_w, worst, rule, slack = (
+            t.cost[W],
+            t.delta[W],
+            self.worst,
+            self.rule,
+            self.slack,
+        )
+        room = [limit * (1 + 1e-12) for limit in t.limit]
+        position, lengths = [0] * t.p, [len(plan) for plan in plans]
         pop, push = heapq.heappop, heapq.heappush
         while heap:
             now, r = pop(heap)
             if now < free[r]:
                 continue
             queue, plan = pending[r], plans[r]
-            if position[r] < len(plan):
+            if position[r] < lengths[r]:
                 s, k, j, cost, delta, need, src, link, out, wake, wake_link = plan[position[r]]
                 arrival = 0.0 if src < 0 else ends[src]
                 if arrival < 0:
@@ -106,14 +113,12 @@ class _Player:
                 arrival += link
                 at = free[r]
                 fill = bool(queue) and arrival > at
-                if fill and cost_w[queue[0][0]] > arrival - at and self.rule != "always":
-                    fill = self.rule == "worst" and idle[r] + arrival - at > max(
-                        worst, self.slack[r]
-                    )
+                if fill and cost_w[queue[0][0]] > arrival - at and rule != "always":
+                    fill = rule == "worst" and idle[r] + arrival - at > max(worst, slack[r])
                 if not fill and arrival > now:
                     push(heap, (arrival, r))  # a late-decided W moved the clock back
                     continue
-                if not fill and held[r] + need > limit[r] * (1 + 1e-12):
+                if not fill and held[r] + need > room[r]:
                     if not queue:
                         return None
                     fill = True

@@ -144,11 +144,18 @@ def peak_memory(tables: Tables, rows: Rows) -> list[float]:
 
 
 def fits(tables: Tables, rows: Rows) -> bool:
-    """Every rank's peak within its limit (to a relative 1e-12, for float sums)."""
-    return all(
-        peak <= limit * (1 + 1e-12)
-        for peak, limit in zip(peak_memory(tables, rows), tables.limit, strict=True)
-    )
+    """Every rank's peak (``peak_memory``) within its limit (to a relative 1e-12, for float
+    sums); the walk stops at the first running total over it."""
+    delta, rise = tables.delta, tables.rise
+    for row, limit in zip(rows, tables.limit, strict=True):
+        room, held = limit * (1 + 1e-12), 0.0
+        for s, k, _ in row:
+            if k == I and held + rise[s] > room:
+                return False
+            held += delta[k][s]
+            if held > room:
+                return False
+    return True
 
 
 def rows_of_schedule(schedule: Schedule) -> Rows:
