@@ -148,7 +148,9 @@ class CostModel:
 def with_recompute(costs: CostModel, ratios: tuple[float, ...]) -> CostModel:
     """``costs`` with each stage's backward that sends the gradient (``I``, and ``B``: the kinds
     whose ``KindRule.sends_gradient``) longer by its recompute: ``ratio`` times the stage's
-    forward (recompute FLOPs over forward FLOPs, from ``recompute_costs.stage_recompute_flops``).
+    forward (the recompute's seconds over the forward's where the cost model times layers,
+    ``recompute_costs.stage_recompute_shares``, else recompute FLOPs over forward FLOPs,
+    ``recompute_costs.stage_recompute_flops``).
     The input-backward part grows, so every kind with a share of it does; a kind measured whole
     grows by the recompute if it sends the gradient. From a profile the forward is measured, so
     the recompute costs what that share of the measured forward took; from FLOPs it is those
