@@ -154,8 +154,10 @@ def format_advice(request, text, result, elapsed: float, misses=(), fallback=Fal
         f"{', '.join(request.recompute)}).{_offload_legend(request, fmt)} binds: memory "
         "(peak >= 90% of the usable memory), "
         "bubble (the busiest GPU idles >= 10% of the step) or compute; bubble '-': one rank, no "
-        "pipeline. TP comm, DP comm, bubble: exposed tensor- and data-parallel communication "
-        "and pipeline wait, each a share of all GPUs' step time (simulate shows each rank's). "
+        "pipeline. TP comm, DP comm, bubble: exposed tensor-parallel communication (with "
+        "context parallelism's K/V exchange and expert parallelism's all-to-all), exposed "
+        "data-parallel communication and pipeline wait, each a share of all GPUs' step time "
+        "(simulate shows each rank's). "
         "headroom: memory kept free for the CUDA context and allocator fragmentation "
         "(--headroom). Analytic predictions, not measurements.",
     ]

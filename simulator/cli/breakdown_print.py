@@ -22,8 +22,9 @@ HEADINGS = {
     "optimizer": "optimizer",
 }
 NOTE = (
-    "mean per step (--json has the times); TP comm, DP comm: exposed tensor- and\n"
-    "data-parallel communication; pipe wait: the bubble"
+    "mean per step (--json has the times); TP comm: exposed tensor-parallel communication\n"
+    "(and context parallelism's K/V exchange, expert parallelism's all-to-all); DP comm:\n"
+    "exposed data-parallel communication; pipe wait: the bubble"
 )
 
 

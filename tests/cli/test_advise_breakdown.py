@@ -50,7 +50,7 @@ def test_the_table_prints_the_exposed_communication_and_the_bubble():
     assert code == 0
     header = next(line for line in out.splitlines() if line.lstrip().startswith("#"))
     assert "TP comm  DP comm  bubble" in header
-    assert "TP comm, DP comm, bubble: exposed tensor- and data-parallel communication" in out
+    assert "TP comm, DP comm, bubble: exposed tensor-parallel communication (with" in out
 
 
 def test_explain_gives_a_ranked_layouts_breakdown(advice):
