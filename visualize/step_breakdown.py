@@ -12,6 +12,8 @@ bubble is hatched, so it reads as "nothing ran" in grey print too.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -44,6 +46,20 @@ SHORT_LABELS = {  # the legend's: the long ones (PART_LABELS) overflow a 7-inch 
     "pipeline_wait": "pipeline wait (bubble)",
     "data_comm": "exposed DP comm",
 }
+
+
+def _label(part: str, layout: str) -> str:
+    """The legend's label of ``part``; the layer-internal exchanges are named by the degrees
+    of the layout that make them (``p4 v2 t1 c1 e8 d8 z1``: "exposed EP comm")."""
+    if part != "tensor_comm":
+        return SHORT_LABELS[part]
+    degrees = dict(re.findall(r"\b([tce])(\d+)", layout))
+    names = [
+        name
+        for key, name in (("t", "TP"), ("c", "CP"), ("e", "EP"))
+        if int(degrees.get(key, 1)) > 1
+    ]
+    return f"exposed {'/'.join(names or ['TP'])} comm"
 
 
 def step_breakdown_figure(timeline: Timeline, *, title: str | None = None) -> Figure:
@@ -84,7 +100,7 @@ def step_breakdown_figure(timeline: Timeline, *, title: str | None = None) -> Fi
                     facecolor=COLOURS[part],
                     hatch=hatch,
                     edgecolor="#888888" if hatch else COLOURS[part],
-                    label=f"{SHORT_LABELS[part]} {share:.1f}%",
+                    label=f"{_label(part, timeline.meta.layout)} {share:.1f}%",
                 )
             )
     ax.set_ylim(0, max(float(bottoms.max()), 1e-300) * 1.05)
