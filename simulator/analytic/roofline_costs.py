@@ -139,30 +139,28 @@ def stage_seconds(spec, partition, rows, preset, layout, rule=PIPELINE_RULE):
     exposed tensor-parallel collectives (the hidden ``tp_overlap`` share costs its compute the
     contention), its K/V exchange and its all-to-all; then sharded data parallelism's gathers
     and reduce-scatters overlap them (``sharded_comm.overlap_chain``)."""
-    device = device_of(preset)
-    infos = spec.layers()
+    table = _layer_table(spec, rows, preset, layout)
     tensor = _TensorGroup.of(spec, rows, preset, layout)
     sharded = _sharded_links(spec, layout, preset)
     stage_costs, stage_comm = [], []
     for layers in partition.stage_layers:
-        blocks: dict[int, dict[str, float]] = {}
+        sums: dict[int, list[float]] = {}
         columns: dict[int, list[tuple[float, float]]] = {}
+        in_blocks: set[int] = set()
         for index in layers:
-            info = infos[index]
-            unit = blocks.setdefault(info.block, dict.fromkeys(_UNIT_KEYS, 0.0))
-            seconds_of = _layer(info, rows, spec.itemsize, device)
-            for part, seconds in seconds_of.items():
-                unit[part] += seconds
-            if info.kind in COLUMN_PARALLEL_KINDS:
-                columns.setdefault(info.block, []).append((seconds_of["I"], seconds_of["W"]))
-            unit["params"] += spec.param_count(info)
-            unit["experts"] += _expert_params(info)
-            for part, seconds, network in _exchanges(spec, layout, rows, preset, device, info):
-                unit[part] += seconds
-                unit["comm" + part] += seconds
-                unit["net" + part] += network
+            block, values, column, is_block = table[index]
+            unit = sums.get(block)
+            if unit is None:
+                unit = sums[block] = [0.0] * len(_UNIT_KEYS)
+            for k, value in enumerate(values):
+                unit[k] += value
+            if column is not None:
+                columns.setdefault(block, []).append(column)
+            if is_block:
+                in_blocks.add(block)
+        blocks = {block: dict(zip(_UNIT_KEYS, unit, strict=True)) for block, unit in sums.items()}
         if tensor is not None:
-            for block in {infos[i].block for i in layers if _is_block(infos[i])}:
+            for block in in_blocks:
                 collectives = tensor.of_block(tuple(columns.get(block, ())))
                 for part in ("F", "I"):
                     blocks[block][part] += collectives.charged(part, preset.comm_contention)
@@ -182,6 +180,42 @@ def stage_seconds(spec, partition, rows, preset, layout, rule=PIPELINE_RULE):
 
 
 _UNIT_KEYS = ("F", "I", "W", "commF", "commI", "netF", "netI", "params", "experts")
+
+
+@lru_cache(maxsize=256)
+def _layer_table(spec, rows: int, preset: HardwarePreset, layout):
+    """Per layer of ``spec``, what it adds to its block's unit (``_UNIT_KEYS``' values: its
+    kernels' seconds, its exchanges, its parameters), with its block, its ``(dX, dW)`` GEMM
+    seconds if it is a column-parallel linear, and whether it is in a transformer block. Worked
+    out once per shape: ``advise`` times every split of the same model (1,516 layers for Llama
+    3 405B) many times over."""
+    device = device_of(preset)
+    out, shapes = [], {}
+    for info in spec.layers():
+        # a transformer layer's figures depend on its kind and whether it is in a block (the
+        # model's config and layout are the same for all): the 126 blocks of Llama 3 405B are
+        # worked out once
+        shape = (info.kind, _is_block(info)) if getattr(info, "config", None) else None
+        known = shapes.get(shape) if shape is not None else None
+        if known is not None:
+            out.append((info.block, *known, _is_block(info)))
+            continue
+        unit = dict.fromkeys(_UNIT_KEYS, 0.0)
+        seconds_of = _layer(info, rows, spec.itemsize, device)
+        for part, seconds in seconds_of.items():
+            unit[part] += seconds
+        unit["params"] += spec.param_count(info)
+        unit["experts"] += _expert_params(info)
+        for part, seconds, network in _exchanges(spec, layout, rows, preset, device, info):
+            unit[part] += seconds
+            unit["comm" + part] += seconds
+            unit["net" + part] += network
+        column = (seconds_of["I"], seconds_of["W"]) if info.kind in COLUMN_PARALLEL_KINDS else None
+        values = tuple(unit[key] for key in _UNIT_KEYS)
+        if shape is not None:
+            shapes[shape] = (values, column)
+        out.append((info.block, values, column, _is_block(info)))
+    return tuple(out)
 
 
 def _is_block(info) -> bool:
