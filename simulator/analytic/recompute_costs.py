@@ -70,7 +70,8 @@ def stage_recompute_shares(
         stage_plan = plan.stages[stage_index].relative(layers[0])
         stage_infos = [infos[i] for i in layers]
         seconds = tuple(costs.recompute_seconds[i] for i in layers)
-        key = (shape_key(stage_infos), stage_plan, seconds)
+        # the spec's config and layout are the stages' own: kinds, plan and seconds say it all
+        key = (tuple(info.kind for info in stage_infos), stage_plan, seconds)
         if key not in seen:
             seen[key] = recompute_time_share(stage_infos, spec.itemsize, rule, stage_plan, seconds)
         out.append(seen[key])

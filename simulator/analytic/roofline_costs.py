@@ -114,13 +114,19 @@ def layer_recompute_seconds(spec, rows: int, preset: HardwarePreset):
     """Per layer, (its forward's seconds, its selective recompute's seconds) on the roofline at
     ``rows`` sequences a microbatch: what a recompute of it re-runs (``recompute_costs``)."""
     device = device_of(preset)
-    out = []
+    out, shapes = [], {}
     for info in spec.layers():
-        forward = _layer(info, rows, spec.itemsize, device)["F"]
-        selective = 0.0
-        if getattr(info, "config", None) is not None:
-            selective = selective_seconds(info, rows, spec.itemsize, device)
-        out.append((forward, selective))
+        shape = (info.kind, _is_block(info)) if getattr(info, "config", None) else None
+        if shape is None or shape not in shapes:
+            forward = _layer(info, rows, spec.itemsize, device)["F"]
+            selective = 0.0
+            if shape is not None:
+                selective = selective_seconds(info, rows, spec.itemsize, device)
+            if shape is None:
+                out.append((forward, selective))
+                continue
+            shapes[shape] = (forward, selective)
+        out.append(shapes[shape])
     return tuple(out)
 
 

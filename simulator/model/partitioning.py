@@ -107,12 +107,18 @@ def balanced_partition(spec: ModelSpec, num_stages: int) -> Partition:
             "ranks/chunks."
         )
 
+    shapes: dict[tuple, float] = {}  # a transformer layer's FLOPs by (kind, in a block)
+
+    def layer_flops(info: LayerInfo) -> float:
+        shape = (info.kind, getattr(info, "is_transformer_block", None))
+        if spec.is_transformer and shape in shapes:
+            return shapes[shape]
+        f = info.flops()
+        shapes[shape] = f.F + f.I + f.W
+        return shapes[shape]
+
     def cost(block: list[LayerInfo]) -> float:
-        total = 0.0
-        for info in block:
-            f = info.flops()
-            total += f.F + f.I + f.W
-        return total
+        return sum(layer_flops(info) for info in block)
 
     costs = [cost(b) for b in blocks]
     total = sum(costs)
