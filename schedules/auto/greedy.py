@@ -56,22 +56,15 @@ class _Lister(_Player):
         self.unplaced_i = [tables.m * len(stages) for stages in tables.stages]  # per rank
 
     def run(self) -> Played | None:
-        """The event loop, inlined for speed as ``_Player.run`` (it runs once per action of
-        every list candidate): pick the ready I (or F with ``forward_first``), else an
-        admissible F, else a pending W under the gap rules; place it on the rank's clock."""
+        """The event loop (``_Player.run``'s, inlined for speed): the ready I (F first with
+        ``forward_first``), else an admissible F, else a pending W by the gap rules."""
         t, heap, free, pending = self.t, self.heap, self.free, self.pending
         held, first, idle, rows, ends = self.held, self.first, self.idle, self.rows, self.ends
-        owed, give_up, slack, rule, worst = (
-            self.owed,
-            self.give_up,
-            self.slack,
-            self.rule,
-            self.worst,
-        )
+        owed, give_up, slack, worst = self.owed, self.give_up, self.slack, self.worst
         next_f, next_i, freeable, room_of = self.next_f, self.next_i, self.freeable, self.room
-        warmup, sources, forward_first = self.warmup, self.sources, self.forward_first
-        cost, delta, rise, targets, limit, m = t.cost, t.delta, t.rise, t.targets, t.limit, t.m
-        cost_w, delta_w, delta_f = cost[W], delta[W], delta[F]
+        sources, forward_first = self.sources, self.forward_first
+        cost, delta, rise, targets, limit = t.cost, t.delta, t.rise, t.targets, t.limit
+        delta_w, delta_f = delta[W], delta[F]
         pop, push, inf = heapq.heappop, heapq.heappush, math.inf
         left, unplaced_i = self.left, self.unplaced_i
         while heap:
@@ -80,28 +73,8 @@ class _Lister(_Player):
             if now < at:
                 continue
             queue = pending[r]
-            # the ready action to run next on rank r, and the earliest known later arrival
-            soonest, backward, forward = inf, None, None
             room = room_of[r] - held[r] + freeable[r]
-            for s, f_src, f_link, i_src, i_link, need in sources[r]:
-                j = next_i[s]
-                if j < next_f[s]:
-                    done = ends[i_src + j]
-                    if done >= 0:
-                        arrival = done + i_link
-                        if arrival > now:
-                            soonest = arrival if arrival < soonest else soonest
-                        elif backward is None or arrival < backward[3]:
-                            backward = (s, I, j, arrival)
-                j = next_f[s]
-                if forward is None and j < m and j <= next_i[s] + warmup[s] and need <= room:
-                    done = 0.0 if f_src < 0 else ends[f_src + j]
-                    if done >= 0:
-                        arrival = done + f_link
-                        if arrival > now:
-                            soonest = arrival if arrival < soonest else soonest
-                        else:
-                            forward = (s, F, j, arrival)
+            soonest, backward, forward = self._ready(sources[r], now, room)
             pick = forward if forward_first and forward is not None else backward or forward
             weight = False  # run the oldest pending W now (else ``pick``)
             if pick is None:
@@ -110,11 +83,7 @@ class _Lister(_Player):
                     if not unplaced_i[r]:  # every I of the rank placed
                         weight = True
                     elif gap < inf:  # a W in the gap before the next arrival?
-                        weight = (
-                            cost_w[queue[0][0]] <= gap
-                            or rule == "always"
-                            or (rule != "fit" and idle[r] + gap > max(worst, slack[r]))
-                        )
+                        weight = self._w_now(queue, gap, idle[r], max(worst, slack[r]))
                 if not weight:
                     if soonest < inf:
                         push(heap, (soonest, r))
@@ -123,14 +92,9 @@ class _Lister(_Player):
                 s, k, j, arrival = pick
                 if queue and arrival > at:
                     gap = arrival - at
-                    weight = (
-                        cost_w[queue[0][0]] <= gap
-                        or rule == "always"
-                        or (rule != "fit" and idle[r] + gap > max(worst, slack[r]))
-                    )
-                if not weight and held[r] + (delta_f[s] if k == F else rise[s]) > limit[r] * (
-                    1 + 1e-12
-                ):
+                    weight = self._w_now(queue, gap, idle[r], max(worst, slack[r]))
+                over = held[r] + (delta_f[s] if k == F else rise[s]) > limit[r] * (1 + 1e-12)
+                if not weight and over:
                     if not queue:
                         return None
                     weight = True
@@ -145,8 +109,7 @@ class _Lister(_Player):
             elif start > at:
                 idle[r] += start - at
                 worst = idle[r] if idle[r] > worst else worst
-            step = cost[k][s]
-            free[r] = end = start + step
+            free[r] = end = start + (step := cost[k][s])
             owed[r] -= step
             if end + owed[r] > give_up:
                 return None  # surely ends after give_up
@@ -159,8 +122,8 @@ class _Lister(_Player):
             out, wake, wake_link = targets[k][s]
             if out >= 0:
                 ends[out + j] = end
-                if wake >= 0:
-                    push(heap, (end + wake_link, wake))
+            if out >= 0 and wake >= 0:
+                push(heap, (end + wake_link, wake))
             if k == F:
                 next_f[s] += 1
             else:
@@ -172,6 +135,43 @@ class _Lister(_Player):
             return None
         first = tuple(0.0 if f == math.inf else f for f in first)
         return Played(rows, Timing(first, tuple(free)), idle)
+
+    def _ready(self, sources, now: float, room: float):
+        """(the earliest known arrival after ``now``, the ready I with the earliest arrival,
+        the first admissible ready F) among a rank's stages, deepest first (``_sources``)."""
+        next_f, next_i, ends, warmup, m = self.next_f, self.next_i, self.ends, self.warmup, self.t.m
+        soonest, backward, forward = math.inf, None, None
+        for s, f_src, f_link, i_src, i_link, need in sources:
+            j = next_i[s]
+            if j < next_f[s]:
+                done = ends[i_src + j]
+                if done >= 0:
+                    arrival = done + i_link
+                    if arrival > now:
+                        soonest = arrival if arrival < soonest else soonest
+                    elif backward is None or arrival < backward[3]:
+                        backward = (s, I, j, arrival)
+            j = next_f[s]
+            if forward is None and j < m and j <= next_i[s] + warmup[s] and need <= room:
+                done = 0.0 if f_src < 0 else ends[f_src + j]
+                if done >= 0:
+                    arrival = done + f_link
+                    if arrival > now:
+                        soonest = arrival if arrival < soonest else soonest
+                    else:
+                        forward = (s, F, j, arrival)
+        return soonest, backward, forward
+
+    def _w_now(self, queue, gap: float, idle: float, worst: float) -> bool:
+        """Whether the oldest pending W runs in a ``gap`` before the next action (the gap
+        rules of ``execute``: it fits, or the rule says always, or waiting would make the
+        rank's idle time the step's worst)."""
+        rule = self.rule
+        return (
+            self.t.cost[W][queue[0][0]] <= gap
+            or rule == "always"
+            or (rule != "fit" and idle + gap > worst)
+        )
 
     def _sources(self) -> list[list[tuple]]:
         """Per rank, deepest stage first: where each stage's F and I inputs end up in the flat
