@@ -114,20 +114,30 @@ def layer_recompute_seconds(spec, rows: int, preset: HardwarePreset):
     """Per layer, (its forward's seconds, its selective recompute's seconds) on the roofline at
     ``rows`` sequences a microbatch: what a recompute of it re-runs (``recompute_costs``)."""
     device = device_of(preset)
+
+    def timed(info) -> tuple[float, float]:
+        forward = _layer(info, rows, spec.itemsize, device)["F"]
+        transformer = getattr(info, "config", None) is not None
+        return forward, selective_seconds(info, rows, spec.itemsize, device) if transformer else 0.0
+
+    return tuple(_per_shape(spec, timed))
+
+
+def _per_shape(spec, work) -> list:
+    """``work(info)`` for every layer of ``spec``, worked out once per transformer layer shape:
+    a transformer layer's figures depend on its kind and whether it is in a block (the model's
+    config and layout are the same for all), so the 126 blocks of Llama 3 405B are timed once.
+    An MLP's layers (their widths differ) are each their own."""
     out, shapes = [], {}
     for info in spec.layers():
-        shape = (info.kind, _is_block(info)) if getattr(info, "config", None) else None
-        if shape is None or shape not in shapes:
-            forward = _layer(info, rows, spec.itemsize, device)["F"]
-            selective = 0.0
-            if shape is not None:
-                selective = selective_seconds(info, rows, spec.itemsize, device)
-            if shape is None:
-                out.append((forward, selective))
-                continue
-            shapes[shape] = (forward, selective)
+        if getattr(info, "config", None) is None:
+            out.append(work(info))
+            continue
+        shape = (info.kind, _is_block(info))
+        if shape not in shapes:
+            shapes[shape] = work(info)
         out.append(shapes[shape])
-    return tuple(out)
+    return out
 
 
 STEP_REDUCE_FACTOR = {0: 2.0, 1: 1.0, 2: 0.0, 3: 0.0}
@@ -190,22 +200,14 @@ _UNIT_KEYS = ("F", "I", "W", "commF", "commI", "netF", "netI", "params", "expert
 
 @lru_cache(maxsize=256)
 def _layer_table(spec, rows: int, preset: HardwarePreset, layout):
-    """Per layer of ``spec``, what it adds to its block's unit (``_UNIT_KEYS``' values: its
-    kernels' seconds, its exchanges, its parameters), with its block, its ``(dX, dW)`` GEMM
-    seconds if it is a column-parallel linear, and whether it is in a transformer block. Worked
-    out once per shape: ``advise`` times every split of the same model (1,516 layers for Llama
-    3 405B) many times over."""
+    """Per layer of ``spec``: its block, what it adds to the block's unit (``_UNIT_KEYS``'
+    values: its kernels' seconds, its exchanges, its parameters), its ``(dX, dW)`` GEMM seconds
+    if it is a column-parallel linear, and whether it is in a transformer block. Worked out once
+    per shape (``_per_shape``) and cached: ``advise`` times every split of the same model many
+    times over."""
     device = device_of(preset)
-    out, shapes = [], {}
-    for info in spec.layers():
-        # a transformer layer's figures depend on its kind and whether it is in a block (the
-        # model's config and layout are the same for all): the 126 blocks of Llama 3 405B are
-        # worked out once
-        shape = (info.kind, _is_block(info)) if getattr(info, "config", None) else None
-        known = shapes.get(shape) if shape is not None else None
-        if known is not None:
-            out.append((info.block, *known, _is_block(info)))
-            continue
+
+    def unit_of(info):
         unit = dict.fromkeys(_UNIT_KEYS, 0.0)
         seconds_of = _layer(info, rows, spec.itemsize, device)
         for part, seconds in seconds_of.items():
@@ -217,11 +219,13 @@ def _layer_table(spec, rows: int, preset: HardwarePreset, layout):
             unit["comm" + part] += seconds
             unit["net" + part] += network
         column = (seconds_of["I"], seconds_of["W"]) if info.kind in COLUMN_PARALLEL_KINDS else None
-        values = tuple(unit[key] for key in _UNIT_KEYS)
-        if shape is not None:
-            shapes[shape] = (values, column)
-        out.append((info.block, values, column, _is_block(info)))
-    return tuple(out)
+        return tuple(unit[key] for key in _UNIT_KEYS), column
+
+    rows_of = _per_shape(spec, unit_of)
+    return tuple(
+        (info.block, values, column, _is_block(info))
+        for info, (values, column) in zip(spec.layers(), rows_of, strict=True)
+    )
 
 
 def _is_block(info) -> bool:
