@@ -28,11 +28,7 @@ from simulator.analytic.sharded_comm import (
     exposed_seconds,
     ring_seconds,
 )
-from simulator.analytic.tensor_comm import (
-    COLUMN_PARALLEL_KINDS,
-    BlockCollectives,
-    block_collectives,
-)
+from simulator.analytic.tensor_comm import COLUMN_PARALLEL_KINDS, TensorGroup
 from simulator.model.partitioning import boundary_bytes
 from simulator.model.sharding import Sharding
 from simulator.model.transformer.context_parallel import context_parallel_bytes
@@ -156,7 +152,7 @@ def stage_seconds(spec, partition, rows, preset, layout, rule=PIPELINE_RULE):
     contention), its K/V exchange and its all-to-all; then sharded data parallelism's gathers
     and reduce-scatters overlap them (``sharded_comm.overlap_chain``)."""
     table = _layer_table(spec, rows, preset, layout)
-    tensor = _TensorGroup.of(spec, rows, preset, layout)
+    tensor = _tensor_group(spec, rows, preset, layout)
     sharded = _sharded_links(spec, layout, preset)
     stage_costs, stage_comm = [], []
     for layers in partition.stage_layers:
@@ -369,36 +365,18 @@ def _mlp_layer(kind, n_in, n_out, rows, itemsize, device: Device) -> dict[str, f
     return {"F": device.memory_time(moved), "I": device.memory_time(1.5 * moved), "W": 0.0}
 
 
-class _TensorGroup:
-    """A run's tensor-parallel group: the bytes of one block's collectives and the link they
-    cross; ``of_block`` prices them as Megatron-LM overlaps them (``tensor_comm``)."""
-
-    def __init__(self, message: float, layout, preset: HardwarePreset):
-        self.message, self.layout, self.preset = message, layout, preset
-        self.link = link_of(preset, layout.tensor)
-
-    @classmethod
-    def of(cls, spec, rows: int, preset: HardwarePreset, layout) -> _TensorGroup | None:
-        """The group of a transformer run with ``t > 1`` (None otherwise). The message is the
-        ``s b h`` activations of a rank's ``s / c`` tokens: with sequence parallelism the ring
-        moves the same bytes in its all-gathers and reduce-scatters (Korthikanti et al. 2022,
-        4.2.2)."""
-        if not spec.is_transformer or layout.tensor <= 1:
-            return None
-        message = rows * math.ceil(spec.config.seq / layout.context) * spec.config.hidden
-        return cls(message * spec.itemsize, layout, preset)
-
-    def of_block(self, column_linears: tuple[tuple[float, float], ...]) -> BlockCollectives:
-        layout = self.layout
-        return _block_collectives(
-            self.message,
-            layout.tensor,
-            layout.sequence_parallel,
-            column_linears,
-            self.link,
-            self.preset.tp_overlap,
-        )
-
-
-_block_collectives = lru_cache(maxsize=4096)(block_collectives)
-"""``advise`` prices the same few block shapes many times over."""
+def _tensor_group(spec, rows: int, preset: HardwarePreset, layout) -> TensorGroup | None:
+    """The tensor-parallel group of a transformer run with ``t > 1`` (None otherwise). Its
+    message is the ``s b h`` activations of a rank's ``s / c`` tokens: with sequence
+    parallelism the ring moves the same bytes in its all-gathers and reduce-scatters
+    (Korthikanti et al. 2022, 4.2.2)."""
+    if not spec.is_transformer or layout.tensor <= 1:
+        return None
+    message = rows * math.ceil(spec.config.seq / layout.context) * spec.config.hidden
+    return TensorGroup(
+        message * spec.itemsize,
+        layout.tensor,
+        layout.sequence_parallel,
+        link_of(preset, layout.tensor),
+        preset.tp_overlap,
+    )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from simulator.analytic.sharded_comm import ring_seconds
 
@@ -92,3 +93,30 @@ def block_collectives(
         hidden_F=forward * tp_overlap,
         hidden_I=hidden + exposed * tp_overlap,
     )
+
+
+@dataclass(frozen=True)
+class TensorGroup:
+    """A run's tensor-parallel group: the bytes of one block's collectives on a rank, its
+    ranks, whether sequence parallelism is on, its link (bus bandwidth, latency per step) and
+    the extra hidden share; ``of_block`` prices one block's collectives."""
+
+    message: float
+    ranks: int
+    sequence_parallel: bool
+    link: tuple[float, float]
+    tp_overlap: float = 0.0
+
+    def of_block(self, column_linears: tuple[tuple[float, float], ...]) -> BlockCollectives:
+        return _priced(
+            self.message,
+            self.ranks,
+            self.sequence_parallel,
+            column_linears,
+            self.link,
+            self.tp_overlap,
+        )
+
+
+_priced = lru_cache(maxsize=4096)(block_collectives)
+"""``advise`` prices the same few block shapes many times over."""
