@@ -29,6 +29,7 @@ from simulator.analytic.sharded_comm import (
     ring_seconds,
 )
 from simulator.analytic.tensor_comm import COLUMN_PARALLEL_KINDS, TensorGroup
+from simulator.model.layer_shapes import in_block, per_layer_shape
 from simulator.model.partitioning import boundary_bytes
 from simulator.model.sharding import Sharding
 from simulator.model.transformer.context_parallel import context_parallel_bytes
@@ -113,27 +114,11 @@ def layer_recompute_seconds(spec, rows: int, preset: HardwarePreset):
 
     def timed(info) -> tuple[float, float]:
         forward = _layer(info, rows, spec.itemsize, device)["F"]
-        transformer = getattr(info, "config", None) is not None
-        return forward, selective_seconds(info, rows, spec.itemsize, device) if transformer else 0.0
+        if not spec.is_transformer:  # an MLP has no selective recompute
+            return forward, 0.0
+        return forward, selective_seconds(info, rows, spec.itemsize, device)
 
-    return tuple(_per_shape(spec, timed))
-
-
-def _per_shape(spec, work) -> list:
-    """``work(info)`` for every layer of ``spec``, worked out once per transformer layer shape:
-    a transformer layer's figures depend on its kind and whether it is in a block (the model's
-    config and layout are the same for all), so the 126 blocks of Llama 3 405B are timed once.
-    An MLP's layers (their widths differ) are each their own."""
-    out, shapes = [], {}
-    for info in spec.layers():
-        if getattr(info, "config", None) is None:
-            out.append(work(info))
-            continue
-        shape = (info.kind, _is_block(info))
-        if shape not in shapes:
-            shapes[shape] = work(info)
-        out.append(shapes[shape])
-    return out
+    return tuple(per_layer_shape(spec, timed))
 
 
 STEP_REDUCE_FACTOR = {0: 2.0, 1: 1.0, 2: 0.0, 3: 0.0}
@@ -199,8 +184,8 @@ def _layer_table(spec, rows: int, preset: HardwarePreset, layout):
     """Per layer of ``spec``: its block, what it adds to the block's unit (``_UNIT_KEYS``'
     values: its kernels' seconds, its exchanges, its parameters), its ``(dX, dW)`` GEMM seconds
     if it is a column-parallel linear, and whether it is in a transformer block. Worked out once
-    per shape (``_per_shape``) and cached: ``advise`` times every split of the same model many
-    times over."""
+    per shape (``per_layer_shape``) and cached: ``advise`` times every split of the same model
+    many times over."""
     device = device_of(preset)
 
     def unit_of(info):
@@ -217,15 +202,11 @@ def _layer_table(spec, rows: int, preset: HardwarePreset, layout):
         column = (seconds_of["I"], seconds_of["W"]) if info.kind in COLUMN_PARALLEL_KINDS else None
         return tuple(unit[key] for key in _UNIT_KEYS), column
 
-    rows_of = _per_shape(spec, unit_of)
+    rows_of = per_layer_shape(spec, unit_of)
     return tuple(
-        (info.block, values, column, _is_block(info))
+        (info.block, values, column, in_block(info))
         for info, (values, column) in zip(spec.layers(), rows_of, strict=True)
     )
-
-
-def _is_block(info) -> bool:
-    return bool(getattr(info, "is_transformer_block", 0))
 
 
 def _expert_params(info) -> int:

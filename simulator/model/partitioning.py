@@ -16,6 +16,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from simulator.errors import PebbleError
+from simulator.model.layer_shapes import per_layer_shape
 from simulator.model.spec import LayerInfo, ModelSpec
 from simulator.model.split import Split
 
@@ -107,20 +108,12 @@ def balanced_partition(spec: ModelSpec, num_stages: int) -> Partition:
             "ranks/chunks."
         )
 
-    shapes: dict[tuple, float] = {}  # a transformer layer's FLOPs by (kind, in a block)
-
     def layer_flops(info: LayerInfo) -> float:
-        shape = (info.kind, getattr(info, "is_transformer_block", None))
-        if spec.is_transformer and shape in shapes:
-            return shapes[shape]
         f = info.flops()
-        shapes[shape] = f.F + f.I + f.W
-        return shapes[shape]
+        return f.F + f.I + f.W
 
-    def cost(block: list[LayerInfo]) -> float:
-        return sum(layer_flops(info) for info in block)
-
-    costs = [cost(b) for b in blocks]
+    flops = per_layer_shape(spec, layer_flops)
+    costs = [sum(flops[info.index] for info in b) for b in blocks]
     total = sum(costs)
     # Cut after block k when that boundary is the one nearest the stage's cumulative share
     # (taking block k+1 too would overshoot the share by more than stopping here falls short),
