@@ -9,7 +9,6 @@ one model on few splits.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple
 
 from schedules.actions import Schedule
 from schedules.dependencies import PIPELINE_RULE, DependencyRule
@@ -18,7 +17,7 @@ from simulator.model.memory_plan import action_memory
 from simulator.model.partitioning import Partition
 from simulator.model.recompute import RecomputePlan
 from simulator.model.spec import ModelSpec
-from simulator.run.rank_memory import model_flops_per_row, static_memory
+from simulator.run.rank_memory import model_flops_per_row, placed_static_memory
 from simulator.timeline import LayerMeta, TimelineMeta
 from simulator.timeline.meta import ActionMemory, RankMemory
 
@@ -91,15 +90,9 @@ def _layers(spec: ModelSpec, partition: Partition, stage_to_rank: tuple[int, ...
     )
 
 
-class _Placement(NamedTuple):
-    """What ``static_memory`` reads of a schedule: where its stages live."""
-
-    stage_to_rank: tuple[int, ...]
-
-
 @lru_cache(maxsize=64)
 def _rank_memory(spec, stage_to_rank, partition, rows, layout) -> tuple[RankMemory, ...]:
-    return tuple(static_memory(spec, _Placement(stage_to_rank), partition, rows, layout))
+    return tuple(placed_static_memory(spec, stage_to_rank, partition, rows, layout))
 
 
 @lru_cache(maxsize=64)

@@ -53,9 +53,23 @@ def static_memory(
     precision recipe; ``layout`` (default: one replica, nothing sharded) says over how many
     replicas its sharding stage splits what; ``bucket`` overrides the gradient bucket of z2 and
     z3 (parameters; default Megatron Core's, ``sharding.default_bucket``)."""
+    return placed_static_memory(
+        spec, tuple(schedule.stage_to_rank), partition, microbatch_rows, layout, bucket
+    )
+
+
+def placed_static_memory(
+    spec,
+    stage_to_rank: tuple[int, ...],
+    partition: Partition,
+    microbatch_rows: int,
+    layout: Layout | None = None,
+    bucket: int | None = None,
+) -> list[RankMemory]:
+    """``static_memory`` from where the stages live alone (all it reads of a schedule)."""
     layers = stage_units(spec, partition.stage_layers)
     return rank_static_memory(
-        schedule.stage_to_rank,
+        stage_to_rank,
         [sum(p for p, _ in stage) for stage in layers],
         boundary_bytes(spec, partition, microbatch_rows),
         spec.recipe,
