@@ -90,13 +90,7 @@ class _Player:
         )
         plans, pending, rows = self._compile(), self.pending, self.rows
         ends, owed, give_up = self.ends, self.owed, self.give_up
-        cost_w, delta_w, worst, rule, slack = (
-            t.cost[W],
-            t.delta[W],
-            self.worst,
-            self.rule,
-            self.slack,
-        )
+        cost_w, delta_w, worst, slack = t.cost[W], t.delta[W], self.worst, self.slack
         room = [limit * (1 + 1e-12) for limit in t.limit]
         position, lengths = [0] * t.p, [len(plan) for plan in plans]
         pop, push = heapq.heappop, heapq.heappush
@@ -113,8 +107,8 @@ class _Player:
                 arrival += link
                 at = free[r]
                 fill = bool(queue) and arrival > at
-                if fill and cost_w[queue[0][0]] > arrival - at and rule != "always":
-                    fill = rule == "worst" and idle[r] + arrival - at > max(worst, slack[r])
+                if fill:
+                    fill = self._w_now(queue, arrival - at, idle[r], max(worst, slack[r]))
                 if not fill and arrival > now:
                     push(heap, (arrival, r))  # a late-decided W moved the clock back
                     continue
@@ -154,6 +148,17 @@ class _Player:
             return None
         first = tuple(0.0 if f == math.inf else f for f in self.first)
         return Played(rows, Timing(first, tuple(free)), idle)
+
+    def _w_now(self, queue, gap: float, idle: float, worst: float) -> bool:
+        """Whether the oldest pending W runs in a ``gap`` before the next action (the gap
+        rules: it fits, or the rule says always, or, under ``worst``, waiting would make the
+        rank's idle time the step's worst)."""
+        rule = self.rule
+        return (
+            self.t.cost[W][queue[0][0]] <= gap
+            or rule == "always"
+            or (rule != "fit" and idle + gap > worst)
+        )
 
     def _compile(self) -> list[list[tuple]]:
         """Each skeleton action with what the loop needs: cost, memory, the flat index of the

@@ -162,17 +162,6 @@ class _Lister(_Player):
                         forward = (s, F, j, arrival)
         return soonest, backward, forward
 
-    def _w_now(self, queue, gap: float, idle: float, worst: float) -> bool:
-        """Whether the oldest pending W runs in a ``gap`` before the next action (the gap
-        rules of ``execute``: it fits, or the rule says always, or waiting would make the
-        rank's idle time the step's worst)."""
-        rule = self.rule
-        return (
-            self.t.cost[W][queue[0][0]] <= gap
-            or rule == "always"
-            or (rule != "fit" and idle + gap > worst)
-        )
-
     def _sources(self) -> list[list[tuple]]:
         """Per rank, deepest stage first: where each stage's F and I inputs end up in the flat
         ``ends`` (offset to add the microbatch to; -1: stage 0's F reads the data) with the

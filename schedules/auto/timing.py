@@ -128,34 +128,29 @@ def retime(tables: Tables, rows: Rows, give_up: float = math.inf) -> Timing | No
     return Timing(tuple(0.0 if f == math.inf else f for f in first), tuple(free))
 
 
+def _levels(tables: Tables, row):
+    """Every level one rank's memory reaches along ``row``: an I's rise above what is held
+    before it, then the running total after each action."""
+    delta, rise, held = tables.delta, tables.rise, 0.0
+    for s, k, _ in row:
+        if k == I:
+            yield held + rise[s]
+        held += delta[k][s]
+        yield held
+
+
 def peak_memory(tables: Tables, rows: Rows) -> list[float]:
     """Per rank, the highest running total of its memory deltas (an I counted at its rise)."""
-    peaks = []
-    delta, rise = tables.delta, tables.rise
-    for row in rows:
-        held = peak = 0.0
-        for s, k, _ in row:
-            if k == I:
-                peak = max(peak, held + rise[s])
-            held += delta[k][s]
-            peak = max(peak, held)
-        peaks.append(peak)
-    return peaks
+    return [max(0.0, max(_levels(tables, row), default=0.0)) for row in rows]
 
 
 def fits(tables: Tables, rows: Rows) -> bool:
     """Every rank's peak (``peak_memory``) within its limit (to a relative 1e-12, for float
-    sums); the walk stops at the first running total over it."""
-    delta, rise = tables.delta, tables.rise
-    for row, limit in zip(rows, tables.limit, strict=True):
-        room, held = limit * (1 + 1e-12), 0.0
-        for s, k, _ in row:
-            if k == I and held + rise[s] > room:
-                return False
-            held += delta[k][s]
-            if held > room:
-                return False
-    return True
+    sums); the walk stops at the first level over it."""
+    return all(
+        all(level <= limit * (1 + 1e-12) for level in _levels(tables, row))
+        for row, limit in zip(rows, tables.limit, strict=True)
+    )
 
 
 def rows_of_schedule(schedule: Schedule) -> Rows:
