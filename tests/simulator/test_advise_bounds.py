@@ -11,8 +11,6 @@ import pytest
 from schedules.registry import SCHEDULES, build_schedule
 from simulator.analytic.advise import (
     AUTO,
-    Request,
-    RunText,
     candidates,
     evaluator,
     family_traits,
@@ -26,8 +24,6 @@ from simulator.analytic.advise.memory_bounds import kept_per_forward, static_byt
 from simulator.analytic.advise.policies import distinct_policies
 from simulator.analytic.advise.space import RECOMPUTE_POLICIES
 from simulator.analytic.advise.stage_tables import table_of
-from simulator.analytic.cost_source import parse_hardware
-from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.recompute_costs import stage_recompute_shares
 from simulator.analytic.roofline_costs import layer_recompute_seconds
 from simulator.errors import PebbleError
@@ -35,28 +31,11 @@ from simulator.model.memory_plan import memory_plans
 from simulator.model.parse import parse_model
 from simulator.run import make_schedule, plan_run
 from simulator.run.rank_memory import static_memory
+from tests.simulator.advise_harness import MODEL, small_request
+
 
 # the math attention core: selective recompute has scores to drop only there, and the default
 # recompute axis (none, selective, full) is three different runs only then
-MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math"
-
-
-def small_request(memory: str = "2MiB", zero: bool = True, **changes):
-    hardware = f"a100-40gb,memory={memory}"
-    preset = parse_hardware_preset(hardware)
-    request = Request(
-        spec=parse_model(changes.pop("model", MODEL)),
-        hardware=preset,
-        gpus=changes.pop("gpus", 8),
-        global_batch=changes.pop("global_batch", 16),
-        memory_limit=preset.memory_bytes,
-        families=(*SCHEDULES, AUTO),
-        distributed_optimizer=zero,
-        **changes,
-    )
-    return request, RunText(changes.get("model", MODEL), hardware), parse_hardware(hardware)
-
-
 def forwards_before_first_backward(schedule) -> list[int]:
     out = []
     for actions in schedule.actions:

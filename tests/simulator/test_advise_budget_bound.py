@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from schedules.registry import SCHEDULES
 from simulator.analytic.advise import (
     AUTO,
-    Request,
-    RunText,
     candidates,
     evaluator,
     family_traits,
@@ -20,26 +17,9 @@ from simulator.analytic.advise.evaluate import placement
 from simulator.analytic.advise.memory_bounds import with_budget
 from simulator.analytic.advise.stage_tables import memory_of, table_of
 from simulator.analytic.auto_plan import empty_schedule, problem_for
-from simulator.analytic.cost_source import cost_model, parse_hardware
-from simulator.analytic.hardware import parse_hardware_preset
-from simulator.model.parse import parse_model
+from simulator.analytic.cost_source import cost_model
 from simulator.run.plan import CostSource, plan_run
-
-MODEL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math"
-
-
-def _request(memory: str, global_batch: int = 8):
-    hardware = f"a100-40gb,memory={memory}"
-    preset = parse_hardware_preset(hardware)
-    request = Request(
-        spec=parse_model(MODEL),
-        hardware=preset,
-        gpus=8,
-        global_batch=global_batch,
-        memory_limit=preset.memory_bytes,
-        families=(*SCHEDULES, AUTO),
-    )
-    return request, RunText(MODEL, hardware), parse_hardware(hardware)
+from tests.simulator.advise_harness import small_request
 
 
 def _auto_candidates(request):
@@ -53,7 +33,7 @@ def _auto_candidates(request):
 def test_auto_holds_the_bytes_per_forward_the_bound_reads():
     """Auto's problem (``problem_for``) holds per stage the stage table's cached bytes times the
     microbatch's sequences: the ``f_s`` the budget bound divides the budget by."""
-    request, text, hardware = _request("1.5MiB", global_batch=16)
+    request, text, hardware = small_request("1.5MiB")
     checked = 0
     for c in list(_auto_candidates(request))[::3]:
         empty = empty_schedule(c.pp, c.microbatches, placement(c))
@@ -76,7 +56,7 @@ def test_the_budget_bound_holds_bites_and_keeps_the_top():
     """Under a tight limit auto runs a few microbatches at a time: the bound (with its budget
     term) stays below every simulated auto step, is above the bound without the term for some,
     and the pruned search still gives the exhaustive top."""
-    request, text, hardware = _request("1200000", global_batch=16)
+    request, text, hardware = small_request("1200000")
     request = replace(request, families=("1f1b", "zb-v", AUTO))
     evaluate = evaluator(text)
     exhaustive = search(request, hardware, evaluate, top=3, prune=False)

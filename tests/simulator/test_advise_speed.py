@@ -9,11 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from schedules.registry import SCHEDULES
 from simulator.analytic.advise import (
     AUTO,
-    Request,
-    RunText,
     candidates,
     evaluator,
     family_traits,
@@ -23,18 +20,16 @@ from simulator.analytic.advise import (
 from simulator.analytic.advise.block_tables import _per_row_seconds, _stage_memory, local_split
 from simulator.analytic.advise.memory_bounds import with_budget
 from simulator.analytic.advise.stage_tables import memory_of, memory_table, table_of
-from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.roofline_costs import stage_seconds
 from simulator.errors import PebbleError
 from simulator.model.parse import parse_model
-
-SMALL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math"
+from tests.simulator.advise_harness import MODEL, small_request
 
 
 @pytest.mark.parametrize(
     ("model", "tp", "cp"),
-    [(SMALL, 1, 1), (SMALL, 2, 2), ("llama3-8b,seq=4096", 4, 2), ("llama3-8b,seq=4096", 8, 1)],
+    [(MODEL, 1, 1), (MODEL, 2, 2), ("llama3-8b,seq=4096", 4, 2), ("llama3-8b,seq=4096", 8, 1)],
 )
 def test_tables_summed_from_blocks_equal_the_splits_own(model, tp, cp):
     spec = parse_model(model)
@@ -54,23 +49,10 @@ def test_tables_summed_from_blocks_equal_the_splits_own(model, tp, cp):
                     assert math.isclose(getattr(a, part) * rows, getattr(b, part), rel_tol=1e-12)
 
 
-def _request(gpus: int, global_batch: int, hardware: str = "a100-40gb,memory=2MiB"):
-    preset = parse_hardware_preset(hardware)
-    request = Request(
-        spec=parse_model(SMALL),
-        hardware=preset,
-        gpus=gpus,
-        global_batch=global_batch,
-        memory_limit=preset.memory_bytes,
-        families=(*SCHEDULES, AUTO),
-    )
-    return request, RunText(SMALL, hardware), parse_hardware(hardware)
-
-
 def test_the_time_bound_holds_across_nodes():
     """32 GPUs of 8 a node: data groups and pipeline neighbours over the network, the
     optimizer step and the reduction after the backward (the H100's and A100's default)."""
-    request, text, hardware = _request(32, 16, "a100-40gb")
+    request, text, hardware = small_request(None, gpus=32, global_batch=16)
     evaluate = evaluator(text)
     checked = tight = 0
     for c in list(candidates(request))[::7]:
@@ -90,7 +72,7 @@ def test_the_time_bound_holds_across_nodes():
 def test_the_pruned_search_across_nodes_gives_the_exhaustive_top():
     """Over a loop, a V and the automatic family (every family is searched exhaustively on one
     node in ``test_advise_bounds``; here the point is two nodes)."""
-    request, text, hardware = _request(16, 4)
+    request, text, hardware = small_request(gpus=16, global_batch=4)
     request = replace(request, families=("1f1b", "zb-v", AUTO))
     evaluate = evaluator(text, request.memory_limit)
     pruned = search(request, hardware, evaluate, top=5)
