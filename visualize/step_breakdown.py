@@ -50,7 +50,9 @@ SHORT_LABELS = {  # the legend's: the long ones (PART_LABELS) overflow a 7-inch 
 
 def _label(part: str, layout: str) -> str:
     """The legend's label of ``part``; the layer-internal exchanges are named by the degrees
-    of the layout that make them (``p4 v2 t1 c1 e8 d8 z1``: "exposed EP comm")."""
+    of the layout that make them (``p4 v2 t1 c1 e8 d8 z1``: "exposed EP comm"). The layout is
+    read from the Timeline's text (``visualize`` reads nothing of the model package), leniently:
+    a hand-edited file's odd text only names the part "TP"."""
     if part != "tensor_comm":
         return SHORT_LABELS[part]
     degrees = dict(re.findall(r"\b([tce])(\d+)", layout))
