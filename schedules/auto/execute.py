@@ -35,7 +35,7 @@ class Played:
     Why the timing comes along: playing already computes every start by the analytic
     executor's rules, so the search scores a played candidate without timing it again; and
     every action but a W (which only frees) was admitted against the limit with the rise an I
-    climbs to, so it fits without a second memory pass (``tests/schedules/test_auto_schedule``
+    or a B climbs to, so it fits without a second memory pass (``tests/schedules/test_auto_schedule``
     holds both)."""
 
     def __init__(self, rows: Rows, timing: Timing, idle: list[float]) -> None:
@@ -166,7 +166,8 @@ class _Player:
         the rank its output wakes (-1: none) with that link's transfer (``links``). Sets each
         rank's ``owed``: its actions' costs, a W for every I."""
         t, sources, targets = self.t, self.sources, self.targets
-        cost, delta, rise, forward = t.cost, t.delta, t.rise, t.delta[F]
+        cost, delta, forward = t.cost, t.delta, t.delta[F]
+        need_of = {F: forward, I: t.rise, B: t.rise_backward}
         plans = []
         for r, row in enumerate(self.skeleton):
             plan = []
@@ -174,7 +175,7 @@ class _Player:
                 self.owed[r] += cost[k][s] + (cost[W][s] if k == I else 0.0)
                 base, link = sources[k][s]
                 out, wake, wake_link = targets[k][s]
-                need = forward[s] if k == F else rise[s] if k == I else 0.0
+                need = need_of[k][s] if k in need_of else 0.0
                 src = base + j if base >= 0 else -1
                 out = out + j if out >= 0 else -1
                 plan.append(

@@ -33,7 +33,9 @@ class AutoProblem:
     ``memory_forward``; ``I`` leaves ``memory_weight`` (what W still needs), so it adds
     ``memory_weight - memory_forward``, rising at most ``memory_input_rise`` above its start on
     the way (default: only to where it ends); ``W`` frees ``memory_weight``; a full ``B`` frees
-    ``memory_forward`` and never rises. ``memory_limit`` caps every rank's running total (one
+    ``memory_forward``, rising at most ``memory_backward_rise`` above its start on the way
+    (default: not at all). A rise is the pass's own working memory (the gradients it makes
+    before it frees what it read), which a planned run's memory plans give. ``memory_limit`` caps every rank's running total (one
     number, one per rank, or None for no cap). ``objective`` is what is minimised: ``makespan``
     (every rank starts the step at 0 and the step ends with its last action: the analytic
     executor's step time) or ``span`` (the longest rank's first-to-last action time: the paper's
@@ -53,6 +55,7 @@ class AutoProblem:
     objective: str = "makespan"
     backward: float | tuple[float, ...] | None = None  # full B time; None: I + W
     memory_input_rise: float | tuple[float, ...] | None = None
+    memory_backward_rise: float | tuple[float, ...] = 0.0
     stage_to_rank: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ class AutoProblem:
                 "memory_input_rise must be at least where I ends (weight - forward)."
             )
         object.__setattr__(self, "memory_input_rise", rise)
+        backward_rise = _per("memory_backward_rise", self.memory_backward_rise, stages)
+        object.__setattr__(self, "memory_backward_rise", backward_rise)
         object.__setattr__(self, "transfer", _per("transfer", self.transfer, max(stages - 1, 0)))
         if self.memory_limit is not None:
             object.__setattr__(self, "memory_limit", _per("memory_limit", self.memory_limit, p))
@@ -101,11 +106,17 @@ class AutoProblem:
 
     def memory_floor(self) -> list[float]:
         """Per rank, the least activation memory any schedule needs: one microbatch's forwards
-        of all the rank's stages (which a full backward then frees without rising)."""
-        return [
-            sum(self.memory_forward[s] for s in self.stages_of_rank(r))
-            for r in range(self.num_ranks)
-        ]
+        of all the rank's stages, and each full backward's rise on the way back (deepest stage
+        first, with the forwards of the rank's shallower stages still held)."""
+        floors = []
+        for r in range(self.num_ranks):
+            held = sum(self.memory_forward[s] for s in self.stages_of_rank(r))
+            floor = held
+            for s in reversed(self.stages_of_rank(r)):
+                floor = max(floor, held + self.memory_backward_rise[s])
+                held -= self.memory_forward[s]
+            floors.append(floor)
+        return floors
 
     def work(self) -> list[float]:
         """Per rank, its compute time for the step with split backward (F + I + W per stage)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from schedules.actions import Schedule
 from schedules.auto.links import LINKS, TABLES
-from schedules.auto.problem import KIND_NAMES, AutoProblem, I
+from schedules.auto.problem import KIND_NAMES, AutoProblem, B, I
 
 Rows = list[list[tuple[int, int, int]]]
 
@@ -27,7 +27,7 @@ class Tables:
 
     ``link[s]`` is the transfer time between stages s and s+1 (0 when both are on one rank);
     ``delta[kind][s]`` the memory change of an action; ``rise[s]`` how far an ``I`` may climb
-    above its start. ``num_microbatches`` may be smaller than the problem's (a quick preview).
+    above its start, ``rise_backward[s]`` a full ``B``. ``num_microbatches`` may be smaller than the problem's (a quick preview).
     """
 
     def __init__(self, problem: AutoProblem, num_microbatches: int | None = None) -> None:
@@ -55,6 +55,7 @@ class Tables:
             [-f for f in mf],
         ]
         self.rise = list(problem.memory_input_rise)
+        self.rise_backward = list(problem.memory_backward_rise)
         limit = problem.memory_limit
         self.limit = [math.inf] * self.p if limit is None else list(limit)
         self.rank_rise = [max(self.rise[s] for s in stages) for stages in self.stages]
@@ -129,18 +130,21 @@ def retime(tables: Tables, rows: Rows, give_up: float = math.inf) -> Timing | No
 
 
 def _levels(tables: Tables, row):
-    """Every level one rank's memory reaches along ``row``: an I's rise above what is held
-    before it, then the running total after each action."""
-    delta, rise, held = tables.delta, tables.rise, 0.0
+    """Every level one rank's memory reaches along ``row``: an I's or a B's rise above what is
+    held before it, then the running total after each action."""
+    delta, rise, rise_backward, held = tables.delta, tables.rise, tables.rise_backward, 0.0
     for s, k, _ in row:
         if k == I:
             yield held + rise[s]
+        elif k == B:
+            yield held + rise_backward[s]
         held += delta[k][s]
         yield held
 
 
 def peak_memory(tables: Tables, rows: Rows) -> list[float]:
-    """Per rank, the highest running total of its memory deltas (an I counted at its rise)."""
+    """Per rank, the highest running total of its memory deltas (an I or a B counted at its
+    rise)."""
     return [max(0.0, max(_levels(tables, row), default=0.0)) for row in rows]
 
 

@@ -104,20 +104,17 @@ def problem_for(
 ) -> AutoProblem:
     """The ``AutoProblem`` of ``plan`` at ``costs``: times per stage and link, memory deltas
     per stage from the footprints (under ``plan.recompute``: what a forward keeps, and the
-    backward longer by its recompute), and the limit read from ``limit``."""
+    backward longer by its recompute), each backward's rise as the executor counts it (its
+    plan's peak, working bytes included, so a schedule within the limit is within it when
+    run), and the limit read from ``limit``."""
     stages = plan.partition.num_stages
     recompute = plan.recompute.stages if plan.recompute is not None else None
     plans = memory_plans(plan.spec, plan.partition, plan.microbatch_rows, recompute=recompute)
     costs = apply_recompute(costs, plan.spec, plan.partition, plan.recompute)
-    forward, weight, rise = [], [], []
-    for s in range(stages):
-        forward.append(float(sum(d for _, d, _ in plans[(s, "F")].changes)))
-        weight.append(float(-sum(d for _, d, _ in plans[(s, "W")].changes)))
-        held, top = 0.0, 0.0
-        for _, delta, _ in plans[(s, "I")].changes:
-            held += delta
-            top = max(top, held)
-        rise.append(top)
+    forward = [float(plans[(s, "F")].held) for s in range(stages)]
+    weight = [float(-plans[(s, "W")].held) for s in range(stages)]
+    rise = [float(plans[(s, "I")].peak) for s in range(stages)]  # with its working bytes
+    backward_rise = [float(plans[(s, "B")].peak) for s in range(stages)]
     stage_costs = costs.stage_costs
     ranks = plan.schedule.num_ranks
     per_rank = [0.0] * ranks
@@ -136,6 +133,7 @@ def problem_for(
         memory_input_rise=tuple(
             max(r, w - f, 0.0) for r, w, f in zip(rise, weight, forward, strict=True)
         ),
+        memory_backward_rise=tuple(backward_rise),
         memory_limit=parse_limit(limit, max(per_rank)),
         layout=placement,
         objective=objective,
