@@ -33,9 +33,9 @@ class Played:
     """A played skeleton: the rows with Ws, their timing and each rank's idle time.
 
     Why the timing comes along: playing already computes every start by the analytic
-    executor's rules, so the search scores a played candidate without timing it again; and
-    every action but a W (which only frees) was admitted against the limit with the rise an I
-    or a B climbs to, so it fits without a second memory pass (``tests/schedules/test_auto_schedule``
+    executor's rules, so the search scores a played candidate without timing it again; and every
+    action but a W (which only frees) was admitted against the limit with the rise an I or a B
+    climbs to, so it fits without a second memory pass (``tests/schedules/test_auto_schedule``
     holds both)."""
 
     def __init__(self, rows: Rows, timing: Timing, idle: list[float]) -> None:

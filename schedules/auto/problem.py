@@ -35,12 +35,12 @@ class AutoProblem:
     the way (default: only to where it ends); ``W`` frees ``memory_weight``; a full ``B`` frees
     ``memory_forward``, rising at most ``memory_backward_rise`` above its start on the way
     (default: not at all). A rise is the pass's own working memory (the gradients it makes
-    before it frees what it read), which a planned run's memory plans give. ``memory_limit`` caps every rank's running total (one
-    number, one per rank, or None for no cap). ``objective`` is what is minimised: ``makespan``
-    (every rank starts the step at 0 and the step ends with its last action: the analytic
-    executor's step time) or ``span`` (the longest rank's first-to-last action time: the paper's
-    "cost", the step time when steps overlap without a synchronising optimizer step).
-    """
+    before it frees what it read), which a planned run's memory plans give. ``memory_limit``
+    caps every rank's running total (one number, one per rank, or None for no cap).
+    ``objective`` is what is minimised: ``makespan`` (every rank starts the step at 0 and the
+    step ends with its last action: the analytic executor's step time) or ``span`` (the longest
+    rank's first-to-last action time: the paper's "cost", the step time when steps overlap
+    without a synchronising optimizer step)."""
 
     num_ranks: int
     num_microbatches: int

@@ -27,7 +27,8 @@ class Tables:
 
     ``link[s]`` is the transfer time between stages s and s+1 (0 when both are on one rank);
     ``delta[kind][s]`` the memory change of an action; ``rise[s]`` how far an ``I`` may climb
-    above its start, ``rise_backward[s]`` a full ``B``. ``num_microbatches`` may be smaller than the problem's (a quick preview).
+    above its start, ``rise_backward[s]`` a full ``B``. ``num_microbatches`` may be smaller than
+    the problem's (a quick preview).
     """
 
     def __init__(self, problem: AutoProblem, num_microbatches: int | None = None) -> None:
