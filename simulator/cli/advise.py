@@ -8,6 +8,7 @@ shows a progress bar on stderr (only on a terminal), prints the table and the co
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import replace
@@ -27,6 +28,7 @@ from simulator.analytic.advise import (
 from simulator.analytic.advise.explain import explain, wanted
 from simulator.analytic.advise.fates import ACTIVATIONS, OVER
 from simulator.analytic.advise.headroom import DEFAULT_HEADROOM, Headroom, usable_memory
+from simulator.analytic.advise.local_pool import LocalPool, available_cores
 from simulator.analytic.advise.near_miss import near_misses
 from simulator.analytic.advise.no_fit import diagnose
 from simulator.analytic.auto_plan import is_auto
@@ -200,25 +202,36 @@ def _needs_offload(request, result, given: str | None) -> bool:
 
 def cmd_advise(args) -> int:
     request, text, hardware = _request(args)
+    if args.jobs is not None and args.address:
+        raise PebbleError(
+            "--jobs runs the simulations on this machine and --address on a Ray cluster; give "
+            "one of them."
+        )
     started = time.perf_counter()
     bar = _Bar()
     started_ray = False
     fallback = False
-    try:
-        evaluate = evaluator(text, request.memory_limit)
-        batch = None
-        if args.address:
-            started_ray, batch = _join_ray(args.address, text, request.memory_limit)
-        result = search(request, hardware, evaluate, top=args.top, progress=bar, batch=batch)
-        if _needs_offload(request, result, getattr(args, "offload", None)):
-            fallback = True
-            request = replace(request, offload=OFFLOAD_POLICIES)
-            bar.close()
+    evaluate = evaluator(text, request.memory_limit)
+    jobs = 1 if args.address else args.jobs or available_cores()
+    with contextlib.ExitStack() as workers:
+        try:
+            batch = None
+            if args.address:
+                started_ray, batch = _join_ray(args.address, text, request.memory_limit)
+            elif jobs > 1:
+                batch = workers.enter_context(LocalPool(evaluate, jobs)).stream
             result = search(request, hardware, evaluate, top=args.top, progress=bar, batch=batch)
-    finally:
-        bar.close()
-        if started_ray:
-            _leave_ray()
+            if _needs_offload(request, result, getattr(args, "offload", None)):
+                fallback = True
+                request = replace(request, offload=OFFLOAD_POLICIES)
+                bar.close()
+                result = search(
+                    request, hardware, evaluate, top=args.top, progress=bar, batch=batch
+                )
+        finally:
+            bar.close()
+            if started_ray:
+                _leave_ray()
     explanation = explain(args.explain, request, result) if args.explain is not None else None
     if not result.top:
         if explanation is not None:

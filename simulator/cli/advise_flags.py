@@ -80,15 +80,27 @@ def add_advise(sub) -> None:
         help="sharding stages to search over the data x context ranks, comma-separated (1: "
         "optimizer state, 2: plus gradients, 3: plus parameters, FSDP; default: --zero's, or 1)",
     )
-    advise.add_argument(
-        "--address",
-        metavar="ADDR",
-        help="run the simulations as Ray tasks on the cluster at ADDR (host:port, "
-        "ray://host:port or auto), one CPU each; the answer is the local search's",
-    )
+    _add_where(advise)
     add_layout_args(advise, search=True)
     advise.add_argument(
         "--top", type=numbers.count(1000, ""), default=DEFAULT_TOP, help="rows to print"
     )
     advise.add_argument("--json", action="store_true", help="print one JSON object")
     advise.add_argument("--out", help="write pareto.png/.svg and advise.json here")
+
+
+def _add_where(advise) -> None:
+    """Where the simulations run: a Ray cluster, or this machine's cores."""
+    advise.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="run the simulations as Ray tasks on the cluster at ADDR (host:port, "
+        "ray://host:port or auto), one CPU each; the answer is the local search's",
+    )
+    advise.add_argument(
+        "--jobs",
+        type=numbers.count(1024, ""),
+        help="worker processes on this machine that bound and simulate the configurations "
+        "(default: its cores; 1: all in this process); the answer is the same. Not with "
+        "--address",
+    )

@@ -339,3 +339,17 @@ def test_sp_is_what_advise_does_anyway_and_says_so(capsys):
     assert all(row["sp"] == (row["tp"] > 1) for row in rows)
     code, _, err = run(capsys, "advise", *SMALL, "--tp", "1", "--sp")
     assert code != 0 and "give it with --tp 2 or more" in err
+
+
+def test_jobs_change_the_speed_not_the_answer(capsys, advice):
+    """The default (workers on this machine's cores) printed ``advice``; one job in this process
+    prints the same JSON but for the search's own seconds. --jobs with --address is refused."""
+    code, out, _ = run(
+        capsys, "advise", *SMALL, "--memory-limit", "2MiB", "--top", "5", "--json", "--jobs", "1"
+    )
+    assert code == 0
+    alone = json.loads(out)
+    assert {**alone, "seconds": 0} == {**advice, "seconds": 0}
+    code, _, err = run(capsys, "advise", *SMALL, "--jobs", "2", "--address", "127.0.0.1:1")
+    assert code != 0
+    assert err.strip().count("\n") == 0 and "give one of them" in err

@@ -330,3 +330,43 @@ def test_what_a_killed_driver_and_launcher_left_the_next_command_ends_and_says(t
     pattern = r"pebblesim: ended \d+ process(es)? of the local Ray that a killed run left behind"
     assert len(lines) == 1 and re.fullmatch(rf"{pattern} \(pid {run.child.pid}\)", lines[0])
     assert not list(run.state.glob("ray-*"))
+
+
+# advise with two workers on a search that bounds and simulates for seconds
+ADVISE = (
+    "advise", "--model", "llama3-405b", "--hardware", "h100-80gb", "--gpus", "16384",
+    "--global-batch", "2048", "--jobs", "2",
+)  # fmt: skip
+
+
+def workers_up(run: Run):
+    return lambda titles: len(titles) >= 2  # the forked workers: the driver's only children
+
+
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_a_signal_while_advise_workers_run_ends_them_with_the_run(tmp_path, signum, group):
+    """Ctrl-C reaches the workers too (they ignore it; the driver ends them on its way out);
+    SIGTERM to the driver alone ends them the same way."""
+    run = Run(tmp_path, ADVISE)
+    try:
+        run.wait_for(workers_up(run), scaled(60))
+        took = run.interrupt(signum, group)
+    finally:
+        run.kill()
+    check_interrupted(run, signum, took)
+
+
+def test_advise_workers_end_when_their_driver_is_killed_with_sigkill(tmp_path):
+    """The driver cannot end anything after SIGKILL; the kernel ends its workers
+    (``PR_SET_PDEATHSIG``)."""
+    run = Run(tmp_path, ADVISE)
+    try:
+        run.wait_for(workers_up(run), scaled(60))
+        run.child.kill()
+        run.child.wait()
+        deadline = time.monotonic() + scaled(EXIT_WITHIN)
+        while run.alive() and time.monotonic() < deadline:
+            time.sleep(POLL)
+    finally:
+        run.kill()
+    assert run.alive() == [], "a worker outlived its killed driver"

@@ -9,13 +9,14 @@ import pytest
 
 from schedules.registry import SCHEDULES
 from simulator.analytic.advise import AUTO, Request, RunText, evaluator, search
+from simulator.analytic.advise.bounding import NEAR_MISS
 from simulator.analytic.advise.evaluate import limit_text
 from simulator.analytic.advise.explain import explain
 from simulator.analytic.advise.fates import FITS, MEMORY_VERDICTS, SAME, STATIC
 from simulator.analytic.advise.headroom import Headroom, usable_memory
 from simulator.analytic.advise.near_miss import near_misses
 from simulator.analytic.advise.no_fit import diagnose, least_static
-from simulator.analytic.advise.search import NEAR_MISS, same_run
+from simulator.analytic.advise.search import same_run
 from simulator.analytic.cost_source import parse_hardware
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.errors import PebbleError

@@ -3,7 +3,7 @@ every one that fits: what a user weighs against a smaller headroom, a little rec
 more degree of sharding.
 
 Why apart from the search: the search never simulates a configuration whose memory bound is over
-the limit. Those within ``NEAR_MISS`` of it kept their time bound (``search.bounded``); here the
+the limit. Those within ``NEAR_MISS`` of it kept their time bound (``bounding.bounded``); here the
 most promising are simulated, a few at most, so every near miss is shown with its real peak and
 step time, not a bound.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.analytic.advise.bounding import NEAR_MISS
 from simulator.analytic.advise.fates import MEMORY_VERDICTS, OVER
-from simulator.analytic.advise.search import NEAR_MISS, Evaluate, Outcome, SearchResult, same_run
+from simulator.analytic.advise.search import Evaluate, Outcome, SearchResult, same_run
 from simulator.analytic.advise.space import AUTO
 from simulator.errors import PebbleError
 

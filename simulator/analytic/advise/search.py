@@ -1,7 +1,7 @@
 """Branch and bound over ``advise``'s configurations: bound everything, simulate the few that
 could be in the top k.
 
-1. Every candidate gets its closed-form memory and time bounds (``bounds``). One whose memory
+1. Every candidate gets its closed-form memory and time bounds (``bounding``). One whose memory
    bound is over the limit cannot fit: dropped.
 2. The rest are simulated in order of their time bound (a configuration with activation offload
    right after the same one without, which has the same bound; it is skipped when that one fits,
@@ -17,35 +17,31 @@ exactly as ``pebblesim simulate`` would, and this module prints nothing.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
+from simulator.analytic.advise.bounding import Spread, bounded
 from simulator.analytic.advise.enumeration import candidates
 from simulator.analytic.advise.families import family_traits
 from simulator.analytic.advise.fates import (
-    ACTIVATIONS,
     FITS,
     OVER,
     REFUSED,
     SAME,
-    STATIC,
     TIME,
-    TOO_LARGE,
     UNNEEDED,
     Fate,
 )
-from simulator.analytic.advise.memory_bounds import memory_bound, static_bytes, with_budget
+from simulator.analytic.advise.memory_bounds import with_budget
 from simulator.analytic.advise.space import Candidate, Request
-from simulator.analytic.advise.stage_tables import memory_of, table_of
-from simulator.analytic.advise.time_bounds import time_bound
+from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.costs import Hardware
 from simulator.errors import PebbleError
 
 MEMORY_BINDS = 0.90  # peak at or above this share of the limit: memory binds
 BUBBLE_BINDS = 0.10  # the busiest rank idle at least this share of the step: the bubble binds
 SLACK = 1e-9  # relative: a bound equal to a time (up to rounding) does not prune it
-NEAR_MISS = 0.10  # over the limit by at most this share of it: a near miss worth listing
 
 
 @dataclass(frozen=True)
@@ -113,69 +109,11 @@ class SearchResult:
 
 Evaluate = Callable[[Candidate], Outcome]
 Progress = Callable[[str, int, int, SearchResult | None], None]  # (phase, done, total, result)
-BOUND_REPORT_EVERY = 100  # candidates between progress reports while bounding
 
 
 def _rank_key(outcome: Outcome) -> tuple:
     c = outcome.candidate
     return (outcome.step_time, outcome.peak_memory, c.label())
-
-
-def bounded(
-    request: Request, hardware: Hardware, progress: Progress | None = None
-) -> tuple[list[tuple[float, Candidate]], dict]:
-    """Every candidate's bounds: (time bound, candidate) for those that may fit, sorted, and
-    counts {considered, pruned_memory, too_large, smallest_memory_bound}."""
-    traits = {name: family_traits(name) for name in request.families}
-    traits = {t.name: t for t in traits.values()}
-    everything = list(candidates(request))
-    layers = len(request.spec.layers())
-    kept, considered, over, large, smallest = [], 0, 0, 0, None
-    fates: list[Fate] = []
-    times: dict[Candidate, float] = {}  # a configuration without offload: its time bound
-
-    def _near_time(c: Candidate, memory: int) -> float | None:
-        """The time bound of a configuration over the limit by at most ``NEAR_MISS``: a
-        near-miss candidate (the rest need none)."""
-        if memory > request.memory_limit * (1 + NEAR_MISS):
-            return None
-        table = table_of(request.spec, c, hardware)
-        return time_bound(c, traits[c.schedule], table, hardware)
-
-    for c in everything:
-        considered += 1
-        if progress is not None and considered % BOUND_REPORT_EVERY == 0:
-            progress("bounds", considered, len(everything), None)
-        memory_table = memory_of(request.spec, c)  # the times only for those that may fit
-        memory = memory_bound(c, traits[c.schedule], memory_table)
-        smallest = memory if smallest is None else min(smallest, memory)
-        if memory > request.memory_limit:
-            over += 1
-            static = max(static_bytes(c, traits[c.schedule], memory_table))
-            verdict = STATIC if static > request.memory_limit else ACTIVATIONS
-            fates.append(Fate(c, verdict, memory, static, _near_time(c, memory)))
-            continue
-        if c.rows(traits[c.schedule].split, layers) > request.max_rows:
-            large += 1
-            fates.append(Fate(c, TOO_LARGE, memory))
-            continue
-        c = with_budget(c, traits[c.schedule], memory_table, request.memory_limit)
-        twin = c.without_offload()  # offload only delays: the same time bound as without it
-        if twin not in times:
-            table = table_of(request.spec, c, hardware)
-            times[twin] = time_bound(c, traits[c.schedule], table, hardware)
-        kept.append((times[twin], c))
-    if progress is not None:
-        progress("bounds", considered, len(everything), None)
-    kept.sort(key=lambda pair: (pair[0], pair[1].label()))
-    counts = {
-        "considered": considered,
-        "pruned_memory": over,
-        "too_large": large,
-        "smallest_memory_bound": smallest,
-        "fates": fates,
-    }
-    return kept, counts
 
 
 def search(
@@ -185,18 +123,19 @@ def search(
     top: int = 10,
     prune: bool = True,
     progress: Progress | None = None,
-    batch: Batch | None = None,
+    batch: Batch | Stream | None = None,
 ) -> SearchResult:
     """The ``top`` fastest configurations of ``request`` that fit its memory limit.
 
     ``prune=False`` simulates every candidate with at most ``request.max_rows`` rows
-    (the exhaustive search the tests hold the pruned one to). ``batch`` (a ``Batch``) runs the
-    simulations several at a time, e.g. as Ray tasks; the results are read in the same order
-    and by the same stopping rule, so the answer is the one-at-a-time search's exactly (a
-    batch's runs past the stop are dropped unread)."""
+    (the exhaustive search the tests hold the pruned one to). ``batch`` runs the simulations
+    several at a time: a ``Batch`` (e.g. Ray tasks) or a ``Stream`` (e.g. local worker
+    processes); the results are read in the same order and by the same stopping rule, so the
+    answer is the one-at-a-time search's exactly (runs past the stop are dropped unread)."""
     if top < 1:
         raise PebbleError(f"--top must be at least 1, got {top}.")
-    kept, counts = bounded(request, hardware, progress)
+    spread = batch.spread if isinstance(batch, Stream) else None
+    kept, counts = bounded(request, hardware, progress, spread)
     if not prune:  # every candidate small enough to simulate, in enumeration order
         traits = {name: family_traits(name) for name in request.families}
         layers, kept = len(request.spec.layers()), []
@@ -262,13 +201,27 @@ def _run_one(evaluate: Evaluate, c: Candidate) -> Outcome | PebbleError:
         return exc
 
 
-def _in_order(kept: list[tuple[float, Candidate]], evaluate: Evaluate, batch: Batch | None):
+def _in_order(
+    kept: list[tuple[float, Candidate]], evaluate: Evaluate, batch: Batch | Stream | None
+):
     """(index, (bound, candidate), a call giving its Outcome or PebbleError) in ``kept``'s
-    order. Nothing runs before the call: one at a time, or on the first call of a batch, the
-    ``batch.width`` candidates from there through ``batch.run``."""
+    order. One at a time, nothing runs before the call; a ``Batch`` runs the ``batch.width``
+    candidates from there on the first call in it; a ``Stream`` runs ahead on its own, and a
+    call reads its results up to that index."""
     if batch is None:
         for done, pair in enumerate(kept):
             yield done, pair, partial(_run_one, evaluate, pair[1])
+        return
+    if isinstance(batch, Stream):
+        source, read = batch.results([c for _, c in kept]), []
+
+        def upto(index: int):
+            while len(read) <= index:
+                read.append(next(source))
+            return read[index]
+
+        for done, pair in enumerate(kept):
+            yield done, pair, partial(upto, done)
         return
     for start in range(0, len(kept), batch.width):
         chunk = kept[start : start + batch.width]
@@ -291,6 +244,17 @@ class Batch:
 
     run: Callable[[list[Candidate]], list[Outcome | PebbleError]]
     width: int
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Simulations run ahead of the search: ``results(candidates)`` yields each one's Outcome,
+    or the PebbleError its run raised, in order, while later ones run (``local_pool`` runs them
+    on this machine's other cores). The search reads them in its order and by its stopping rule,
+    so the answer is the one-at-a-time search's exactly; runs past the stop are dropped."""
+
+    results: Callable[[list[Candidate]], Iterator[Outcome | PebbleError]]
+    spread: Spread | None = None  # bounds the search's groups of configurations there too
 
 
 def same_run(outcome: Outcome) -> tuple:

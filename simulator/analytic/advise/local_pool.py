@@ -1,0 +1,109 @@
+"""``advise``'s simulations on this machine's other cores: worker processes that run ahead of
+the search.
+
+Why forked processes: bounding and simulating are pure Python (the GIL rules out threads), and a
+forked worker starts with the parent's modules and caches, so it pays no import. The workers
+bound the search's groups of configurations (``bounding``), then simulate. Why ahead of the
+search: the
+search reads results in its own order and stops by its own rule (``search.search``), so the
+workers simulate the next configurations in that order while the search reads the earlier
+ones; what they ran past the stop is dropped unread, and the answer is the one-at-a-time
+search's exactly (``tests/simulator/test_advise_local_pool.py``).
+
+The workers leave with the run: they ignore SIGINT (a Ctrl-C reaches the whole foreground group,
+and the parent ends them on its way out), take SIGTERM and SIGHUP by default, and on Linux are
+sent SIGKILL by the kernel if the parent dies without ending them (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
+from simulator.analytic.advise.search import Outcome, Stream
+from simulator.analytic.advise.space import Candidate
+from simulator.errors import PebbleError
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+Evaluate = Callable[[Candidate], Outcome]
+_evaluate: Evaluate | None = None  # a worker's: set before the fork, inherited by the worker
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class LocalPool:
+    """``jobs`` worker processes for one command (a context manager): ``stream`` is the
+    ``Stream`` the search reads, which bounds its groups of configurations and simulates them in
+    the workers. The first use forks them; leaving the ``with`` ends them."""
+
+    def __init__(self, evaluate: Evaluate, jobs: int) -> None:
+        if jobs < 2:
+            raise ValueError("a local pool needs at least 2 jobs")
+        self.evaluate, self.jobs = evaluate, jobs
+        self._pool = None
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stream(self) -> Stream:
+        return Stream(results=self.results, spread=self.spread)
+
+    def results(self, candidates: list[Candidate]) -> Iterator[Outcome | PebbleError]:
+        """Each candidate's Outcome or PebbleError, in order, simulated ``jobs`` at a time."""
+        yield from self._workers().imap(_run_one, candidates, chunksize=1)
+
+    def spread(self, work: Callable, items: list) -> Iterator:
+        """``work(item)`` for each item in the workers, as each ends (any order)."""
+        yield from self._workers().imap_unordered(work, items, chunksize=1)
+
+    def _workers(self):
+        """The worker processes, forked on first use (so they inherit every cache so far)."""
+        global _evaluate
+        if self._pool is None:
+            _evaluate = self.evaluate
+            context = multiprocessing.get_context("fork")
+            self._pool = context.Pool(self.jobs, initializer=_worker_start, initargs=(os.getpid(),))
+        return self._pool
+
+    def close(self) -> None:
+        """End the workers (mid-simulation or idle) and wait for them."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _worker_start(parent: int) -> None:
+    """In each worker before its first task: the signals as the module docstring says."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _run_one(candidate: Candidate) -> Outcome | PebbleError:
+    try:
+        return _evaluate(candidate)
+    except PebbleError as exc:
+        return PebbleError(str(exc))  # its sentence alone pickles back whole
