@@ -1,21 +1,24 @@
-"""Benchmark: ``pebblesim advise`` over advise's default axes (every family, auto, recompute
-none, selective and full, context degrees with t * c within a node). Cases:
+"""Benchmark: ``pebblesim advise`` at the CLI's defaults (every family and auto, recompute none,
+selective and full, context degrees with t * c within a node, the top 10, a 5% headroom, the
+machine's cores as workers). Cases:
 
 * ``llama3-70b`` (the default): Llama 3 70B (sequence 4096) on 64 x H100-80GB, global batch
   512 sequences. Target: < 60 s.
 * ``llama3-405b``: Llama 3 405B on 16,384 x H100-80GB, global batch 2048 sequences (issue 24's
   case). Target: <= 10 s on a quiet machine.
 
-Prints the search's wall time, its candidate counts (considered, pruned by the memory bound,
-pruned by the time bound, simulated), the mean time of one simulation (so what an exhaustive
-search spends in the executor) and the top rows.
+Prints the search's wall time (the median of ``--repeats``), its candidate counts (considered,
+pruned by the memory bound, pruned by the time bound, simulated) and the top rows; with
+``--jobs 1`` also the mean time of one simulation (so what an exhaustive search would spend in
+the executor) and the bounding's share.
 
-Run: python benchmarks/advise.py [--case llama3-405b] [--global-batch N] [--repeats 1]
+Run: python benchmarks/advise.py [--case llama3-405b] [--jobs N] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -23,10 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schedules.registry import SCHEDULES  # noqa: E402
-from simulator.analytic.advise import AUTO, Request, RunText, evaluator, search  # noqa: E402
-from simulator.analytic.cost_source import hardware_preset, parse_hardware  # noqa: E402
-from simulator.model.parse import parse_model  # noqa: E402
+from simulator.analytic.advise import evaluator, search  # noqa: E402
+from simulator.analytic.advise.local_pool import LocalPool, available_cores  # noqa: E402
+from simulator.cli.advise import _request  # noqa: E402
+from simulator.cli.advise_flags import DEFAULT_TOP  # noqa: E402
+from simulator.cli.parser import build_parser  # noqa: E402
 from simulator.units import human_bytes  # noqa: E402
 
 CASES = {  # name: (model, GPUs, global batch, target seconds)
@@ -39,27 +43,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=sorted(CASES), default="llama3-70b")
     parser.add_argument("--global-batch", type=int, help="default: the case's")
+    parser.add_argument("--jobs", type=int, default=available_cores(), help="default: the cores")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     model, gpus, global_batch, target = CASES[args.case]
     global_batch = args.global_batch or global_batch
-    text = RunText(model, "h100-80gb")
-    preset = hardware_preset(text.hardware)
-    request = Request(
-        spec=parse_model(text.model),
-        hardware=preset,
-        gpus=gpus,
-        global_batch=global_batch,
-        memory_limit=preset.memory_bytes,
-        families=(*SCHEDULES, AUTO),
-    )
-    hardware = parse_hardware(text.hardware)
-    times, bounding = [], []
+    words = f"advise --model {model} --hardware h100-80gb --gpus {gpus}"
+    words += f" --global-batch {global_batch}"
+    request, text, hardware = _request(build_parser().parse_args(words.split()))
+    times, simulations = [], []
     for _ in range(args.repeats):
-        simulations: list[float] = []
-        evaluate = evaluator(text)
+        simulations.clear()
+        evaluate = evaluator(text, request.memory_limit)
 
-        def timed(c, evaluate=evaluate, simulations=simulations):
+        def timed(c, evaluate=evaluate):
             began = time.perf_counter()
             try:
                 return evaluate(c)
@@ -67,25 +64,25 @@ def main() -> None:
                 simulations.append(time.perf_counter() - began)
 
         began = time.perf_counter()
-        result = search(request, hardware, timed, top=5)
+        with contextlib.ExitStack() as workers:
+            batch = None
+            if args.jobs > 1:
+                batch = workers.enter_context(LocalPool(timed, args.jobs)).stream
+            result = search(request, hardware, timed, top=DEFAULT_TOP, batch=batch)
         times.append(time.perf_counter() - began)
-        bounding.append(times[-1] - sum(simulations))
-    mean = statistics.mean(simulations) if simulations else 0.0
-    print(
-        f"advise --model {text.model} --hardware {text.hardware} --gpus {gpus} "
-        f"--global-batch {global_batch}"
+    print(f"pebblesim {words} --jobs {args.jobs}")
+    line = (
+        f"search: {statistics.median(times):.1f} s (target {target:g} s); "
+        f"{result.considered:,} considered, {result.pruned_memory:,} pruned by the memory "
+        f"bound, {result.pruned_time:,} by the time bound, {len(result.simulated):,} simulated"
     )
-    print(
-        f"search: {statistics.median(times):.1f} s (target {target:g} s; bounding "
-        f"{statistics.median(bounding):.1f} s, simulating the rest); {result.considered:,} "
-        f"considered, {result.pruned_memory:,} pruned by the memory bound, "
-        f"{result.pruned_time:,} by the time bound, {len(result.simulated):,} simulated "
-        f"({mean * 1e3:.0f} ms each), {result.refused} could not be built, "
-        f"{result.too_large} too large to simulate"
-    )
+    if simulations:  # one job: the simulations ran in this process
+        mean = statistics.mean(simulations)
+        line += f" ({mean * 1e3:.0f} ms each; bounding {times[-1] - sum(simulations):.1f} s)"
+    print(line + f", {result.refused} could not be built, {result.too_large} too large")
     for i, o in enumerate(result.top, 1):
         print(
-            f"  {i}. {o.candidate.label():<40} {o.step_time:6.2f} s  MFU {100 * o.mfu:4.1f}%  "
+            f"  {i:2}. {o.candidate.label():<40} {o.step_time:6.2f} s  MFU {100 * o.mfu:4.1f}%  "
             f"bubble {100 * o.bubble:4.1f}%  peak {human_bytes(o.peak_memory)}"
         )
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from schedules.actions import Schedule
 from schedules.registry import SCHEDULES
+from schedules.validate import DryRun, validate
 from simulator.analytic.advise.search import Outcome
 from simulator.analytic.advise.space import AUTO, Candidate
 from simulator.analytic.auto_plan import empty_schedule, schedule_for
@@ -27,6 +28,8 @@ from simulator.timeline import Timeline
 from simulator.timeline.breakdown import step_breakdown
 from simulator.timeline.report import offload_waits
 from simulator.units import byte_unit
+
+WALKS_KEPT = 64  # schedules whose dry run and digest an evaluator keeps
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,10 @@ def run_candidate(c: Candidate, text: RunText) -> Timeline:
     return simulate_plan(candidate_plan(c, text))
 
 
-def schedule_key(plan: RunPlan) -> str:
-    """A digest of the schedule a plan runs (every rank's actions and the stage placement): two
+def schedule_key(schedule: Schedule) -> str:
+    """A digest of a schedule (every rank's actions and the stage placement): two
     configurations with the same layout and the same key run the same thing (auto that resolves
     to ZB-V, and ZB-V), and ``advise`` shows them as one row."""
-    schedule = plan.schedule
     actions = [[f"{s}{kind.value}{j}" for s, kind, j in acts] for acts in schedule.actions]
     text = repr((schedule.stage_to_rank, actions))  # each action as ``str`` gives it: ``2F0``
     return hashlib.sha1(text.encode()).hexdigest()
@@ -194,10 +196,22 @@ def evaluator(text: RunText, limit: int | None = None):
             priced[key] = cost_model(plan)
         return priced[key]
 
+    walked: dict[int, tuple[Schedule, DryRun, str]] = {}
+
+    def walk(schedule: Schedule) -> tuple[Schedule, DryRun, str]:
+        """(schedule, its dry run, its digest), once per schedule: a family's schedule of one
+        size is one object (``_family_schedule``), run on many layouts."""
+        entry = walked.get(id(schedule))
+        if entry is None or entry[0] is not schedule:
+            if len(walked) >= WALKS_KEPT:
+                walked.clear()
+            entry = walked[id(schedule)] = (schedule, validate(schedule), schedule_key(schedule))
+        return entry
+
     def evaluate(c: Candidate) -> Outcome:
         plan, costs = _planned(c, text, price)
-        timeline = simulate_plan(plan, costs)
-        key = schedule_key(plan)
+        _, run, key = walk(plan.schedule)
+        timeline = simulate_plan(plan, costs, run)
         if plan.offload is not None:
             key += f" offload {offload_key(timeline)}"
         return outcome_of(c, timeline, limit, key)
