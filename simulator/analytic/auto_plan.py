@@ -13,7 +13,10 @@ empty schedule of that placement first (``empty_schedule``), then given its sche
 (``plan_auto``). The memory limit is bytes (``80GiB``, ``2.5e9``) or ``Nx``: N microbatches'
 worth of the largest activation footprint one microbatch leaves on a rank (one stage in the loop
 placement, both of a rank's stages in a V), so at p ranks ``px`` is 1F1B's memory (the paper's
-ZB-1p, and ZB-V's) and ``2px`` the paper's ZB-2p.
+ZB-1p, and ZB-V's) and ``2px`` the paper's ZB-2p. Those limit each rank's activations alike;
+``total:76GiB`` limits each rank's whole memory instead (what ``advise`` plans to): a rank gets
+what its own weights, gradients, optimizer state and buffers leave, so the ranks without the
+embedding or the head hold more microbatches.
 
 Not modelled by the search: a measured profile's per-call and per-send overheads
 (``CostModel.call_overhead``, ``send_overhead``; zero for unit and FLOP costs). With them the
@@ -23,6 +26,7 @@ schedule is still valid and within the limit, but timed by the search without th
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 
 from schedules.actions import Schedule, loop_stage_to_rank, v_stage_to_rank
 from schedules.auto import AutoProblem, auto_schedule
@@ -34,9 +38,11 @@ from simulator.model.memory_plan import memory_plans
 from simulator.numbers import parse_float
 from simulator.run.limits import check_schedule_size
 from simulator.run.plan import RunPlan
-from simulator.units import BYTE_SUFFIXES
+from simulator.run.rank_memory import static_memory
+from simulator.units import BYTE_SUFFIXES, human_bytes
 
 MAX_AUTO_ACTIONS = 1_000_000  # auto plays about a dozen candidates: ~20 s at this size
+TOTAL = "total:"  # a limit on each rank's whole memory, not its activations alone
 _LIMIT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]*)\s*$")
 
 
@@ -134,23 +140,61 @@ def problem_for(
             max(r, w - f, 0.0) for r, w, f in zip(rise, weight, forward, strict=True)
         ),
         memory_backward_rise=tuple(backward_rise),
-        memory_limit=parse_limit(limit, max(per_rank)),
+        memory_limit=parse_limit(limit, max(per_rank), lambda: _static_totals(plan)),
         layout=placement,
         objective=objective,
     )
 
 
-def parse_limit(text: str | None, microbatch_bytes: float) -> float | None:
-    """A memory limit: bytes with an optional unit (B, kB, MB, GB, TB, KiB ... TiB), or ``Nx``
-    (N times ``microbatch_bytes``, one microbatch's activations on the fullest rank)."""
+def _static_totals(plan: RunPlan) -> list[int]:
+    """Per rank, the bytes that do not depend on the schedule (as whole-rank memory counts
+    them): where the placement puts the stages is all it reads of the plan's schedule."""
+    return [
+        m.total
+        for m in static_memory(
+            plan.spec, plan.schedule, plan.partition, plan.microbatch_rows, plan.layout
+        )
+    ]
+
+
+def parse_limit(
+    text: str | None,
+    microbatch_bytes: float,
+    static: Callable[[], Sequence[int]] | None = None,
+) -> float | tuple[float, ...] | None:
+    """A memory limit: bytes with an optional unit (B, kB, MB, GB, TB, KiB ... TiB), ``Nx``
+    (N times ``microbatch_bytes``, one microbatch's activations on the fullest rank), or
+    ``total:BYTES``, each rank's whole memory: its activations get what its own static memory
+    (``static()``: per rank, weights, gradients, optimizer state and buffers) leaves of BYTES,
+    so a rank that holds less (no embedding, no head) runs more microbatches at once."""
     if text is None:
         return None
-    match = _LIMIT.match(str(text))
+    body = str(text).strip()
+    if body.lower().startswith(TOTAL):
+        whole = _bytes(body[len(TOTAL) :], text, microbatch_bytes, per_microbatch=False)
+        if static is None:
+            raise PebbleError(f"--memory-limit {body[:40]!r} needs a planned run to read from.")
+        held = list(static())
+        fullest = max(range(len(held)), key=held.__getitem__)
+        if held[fullest] >= whole:
+            raise PebbleError(
+                f"--memory-limit {body[:40]}: rank {fullest}'s weights, gradients, optimizer "
+                f"state and buffers alone take {human_bytes(held[fullest])}, which leaves no "
+                "room for its activations."
+            )
+        return tuple(float(whole - bytes_) for bytes_ in held)
+    return _bytes(body, text, microbatch_bytes)
+
+
+def _bytes(body: str, text, microbatch_bytes: float, per_microbatch: bool = True) -> float:
+    """Bytes with an optional unit, or (``per_microbatch``) ``Nx``."""
+    match = _LIMIT.match(body)
     unit = match.group(2).lower() if match else ""
-    if not match or (unit not in BYTE_SUFFIXES and unit != "x"):
+    if not match or (unit not in BYTE_SUFFIXES and not (per_microbatch and unit == "x")):
         raise PebbleError(
-            f"cannot read --memory-limit {str(text)[:40]!r}; write bytes (80GiB, 2.5e9) or Nx "
-            "(N microbatches of one rank's activations, e.g. 8x)."
+            f"cannot read --memory-limit {str(text)[:40]!r}; write bytes (80GiB, 2.5e9), Nx "
+            "(N microbatches of one rank's activations, e.g. 8x) or total:BYTES (each rank's "
+            "whole memory, e.g. total:76GiB)."
         )
     value = parse_float(
         match.group(1), minimum=0.0, maximum=1e30, allow_minimum=False, what="a memory limit"

@@ -12,9 +12,10 @@ def add_auto_args(parser) -> None:
     """``--memory-limit`` and ``--layout``, for the commands that take ``--schedule auto``."""
     parser.add_argument(
         "--memory-limit",
-        help="with --schedule auto: activation bytes per rank (80GiB, 2.5e9) or Nx, N "
+        help="with --schedule auto: activation bytes per rank (80GiB, 2.5e9), Nx, N "
         "microbatches of one rank's activations (e.g. 8x; at p ranks, N = p is 1F1B's memory "
-        "and N = 2p the paper's ZB-2p)",
+        "and N = 2p the paper's ZB-2p), or total:BYTES, each rank's whole memory (weights, "
+        "gradients, optimizer state, buffers and activations; e.g. total:76GiB)",
     )
     parser.add_argument(
         "--layout",

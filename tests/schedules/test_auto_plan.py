@@ -12,6 +12,7 @@ from simulator.analytic.cost_source import cost_model
 from simulator.analytic.executor import simulate
 from simulator.errors import PebbleError
 from simulator.run import CostSource, plan_run
+from simulator.run.rank_memory import static_memory
 
 MODELS = [
     None,  # simulate's default: one 1024-wide Linear+ReLU block per stage
@@ -52,3 +53,40 @@ def test_limits_read_bytes_units_and_microbatches():
         with pytest.raises(PebbleError) as error:
             parse_limit(bad, 10)
         assert "\n" not in str(error.value)
+
+
+def test_a_total_limit_keeps_every_ranks_whole_memory_within_it():
+    """``total:BYTES``: each rank's activations get what its own static memory leaves, so every
+    rank's whole memory (static plus the true activation peak) is within BYTES when it runs,
+    and a rank with less static memory is given more room."""
+    model = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=4096,dtype=bfloat16"
+    plan = plan_run(empty_schedule(4, 8, "loop"), model, costs=CostSource(hardware="a100-40gb"))
+    statics = [
+        m.total
+        for m in static_memory(
+            plan.spec, plan.schedule, plan.partition, plan.microbatch_rows, plan.layout
+        )
+    ]
+    costs = cost_model(plan)
+    floors = problem_for(plan, costs, None, "loop").memory_floor()  # one microbatch's need
+    whole = max(s + 3 * f for s, f in zip(statics, floors, strict=True))
+    problem = problem_for(plan, costs, f"total:{whole}B", "loop")
+    assert problem.memory_limit == tuple(float(whole - s) for s in statics)
+    assert len(set(problem.memory_limit)) > 1, "the head's rank must hold more than the others"
+    schedule = schedule_for(plan, costs, f"total:{whole}B", "loop")
+    timeline = simulate(schedule, costs, plan.spec, plan.partition, plan.microbatch_rows)
+    totals = [
+        r.true_peak_bytes + s for r, s in zip(timeline.summary().per_rank, statics, strict=True)
+    ]
+    assert max(totals) <= whole
+
+
+def test_a_total_limit_below_a_ranks_static_memory_names_that_rank():
+    plan = plan_run(empty_schedule(4, 8, "loop"), MODELS[2], costs=CostSource(hardware="a100-40gb"))
+    with pytest.raises(PebbleError) as error:
+        problem_for(plan, cost_model(plan), "total:1kB", "loop")
+    message = str(error.value)
+    assert "\n" not in message and "rank 0's weights" in message and "no room" in message
+    for bad in ("total:8x", "total:", "total:lots"):
+        with pytest.raises(PebbleError, match="total:BYTES"):
+            problem_for(plan, cost_model(plan), bad, "loop")
