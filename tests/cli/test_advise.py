@@ -244,7 +244,7 @@ def test_the_recompute_axis_is_none_selective_and_full_by_default():
     for policy in ("full", "selective", "none"):
         c = replace(full, recompute=policy)
         bounds.append(
-            memory_bound(c, traits, table_of(request.spec, c.tp, c.stages, hardware, policy))
+            memory_bound(c, traits, table_of(request.spec, c.layer, c.stages, hardware, policy))
         )
     assert bounds == sorted(bounds) and len(set(bounds)) == 3
 

@@ -27,6 +27,7 @@ from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.recompute_costs import stage_recompute_shares
 from simulator.analytic.roofline_costs import layer_recompute_seconds
 from simulator.errors import PebbleError
+from simulator.model.layout import UNSHARDED
 from simulator.model.memory_plan import memory_plans
 from simulator.model.parse import parse_model
 from simulator.run import make_schedule, plan_run
@@ -122,7 +123,7 @@ def test_the_bounds_see_each_policys_kept_bytes_and_recompute_seconds():
     and the backward is longer by exactly the executor's recompute (``apply_recompute``: on the
     roofline, the seconds of what it re-runs)."""
     request, _, hardware = small_request()
-    tables = {p: stage_table(request.spec, 1, 4, hardware, p) for p in request.recompute}
+    tables = {p: stage_table(request.spec, UNSHARDED, 4, hardware, p) for p in request.recompute}
     none, selective, full = (tables[p] for p in ("none", "selective", "full"))
     blocks = range(1, 3)  # stages 1 and 2 hold transformer blocks only
     for s in blocks:
@@ -148,8 +149,11 @@ def test_a_policy_that_is_another_on_this_split_is_searched_once():
     from simulator.model.spec import ModelSpec
 
     spec = parse_model(MODEL)
-    assert distinct_policies(ModelSpec.uniform(4), 1, 2, RECOMPUTE_POLICIES) == ("none", "full")
-    assert distinct_policies(spec, 1, 2, ("none", "selective", "full", "sqrt")) == (
+    assert distinct_policies(ModelSpec.uniform(4), UNSHARDED, 2, RECOMPUTE_POLICIES) == (
+        "none",
+        "full",
+    )
+    assert distinct_policies(spec, UNSHARDED, 2, ("none", "selective", "full", "sqrt")) == (
         "none",
         "selective",
         "full",
@@ -157,9 +161,12 @@ def test_a_policy_that_is_another_on_this_split_is_searched_once():
     )
     # a fused core keeps no scores to drop: selective is none
     flash = parse_model(MODEL.replace("attention=math", "attention=flash"))
-    assert distinct_policies(flash, 1, 2, RECOMPUTE_POLICIES) == ("none", "full")
+    assert distinct_policies(flash, UNSHARDED, 2, RECOMPUTE_POLICIES) == ("none", "full")
     # ten stages of one block (or embedding or head) each: sqrt and every:1 are full
-    assert distinct_policies(spec, 1, 10, ("full", "sqrt", "every:1", "none")) == ("full", "none")
+    assert distinct_policies(spec, UNSHARDED, 10, ("full", "sqrt", "every:1", "none")) == (
+        "full",
+        "none",
+    )
 
 
 @pytest.mark.parametrize("policy", ["budget:50%", "0:full", "1:none,0:full"])

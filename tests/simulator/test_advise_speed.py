@@ -23,6 +23,7 @@ from simulator.analytic.advise.stage_tables import memory_of, memory_table, tabl
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.roofline_costs import stage_seconds
 from simulator.errors import PebbleError
+from simulator.model.layout import Layout
 from simulator.model.parse import parse_model
 from tests.simulator.advise_harness import MODEL, small_request
 
@@ -35,14 +36,15 @@ def test_tables_summed_from_blocks_equal_the_splits_own(model, tp, cp):
     spec = parse_model(model)
     preset = parse_hardware_preset("h100-80gb")
     blocks = len({info.block for info in spec.layers()})
+    layer = Layout(tensor=tp, sequence_parallel=tp > 1, context=cp)
     for stages in sorted({1, 2, 3, blocks // 2, blocks - 1, blocks}):
-        local, split = local_split(spec, tp, stages, cp, 1, "ring")
+        local, split = local_split(spec, layer, stages)
         for policy in ("none", "selective", "full"):
-            table = memory_table(spec, tp, stages, policy, cp, 1, "ring")
+            table = memory_table(spec, layer, stages, policy)
             cached, units = _stage_memory(local, split, policy)
             assert (table.cached, table.layer_params) == (cached, units), (stages, policy)
         for rows in (1, 2):
-            summed = _per_row_seconds(spec, tp, stages, preset, rows, cp, 1, "ring")
+            summed = _per_row_seconds(spec, layer, stages, preset, rows)
             own, _ = stage_seconds(local, split, rows, preset, local.layout)
             for a, b in zip(summed, own, strict=True):
                 for part in ("F", "I", "W"):

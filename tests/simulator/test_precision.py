@@ -152,7 +152,7 @@ def test_advise_bounds_count_static_memory_by_the_recipe(name):
     )
     checked = 0
     for c in [c for c in candidates(request) if c.schedule != AUTO][::9]:
-        table = stage_table(request.spec, c.tp, c.stages, parse_hardware(hardware), c.recompute)
+        table = stage_table(request.spec, c.layer, c.stages, parse_hardware(hardware), c.recompute)
         assert table.recipe is PRECISIONS[name]
         chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
         schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)

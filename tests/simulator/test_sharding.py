@@ -233,7 +233,7 @@ def test_advise_bounds_count_the_same_rule(stage):
     spec = parse_model(model)
     for p, d in ((2, 4), (4, 2)):
         layout = Layout(pipeline=p, data=d, sharding=stage)
-        table = stage_table(spec, 1, p, hardware, "none")
+        table = stage_table(spec, layout.for_layers(), p, hardware, "none")
         schedule = make_schedule("1f1b", p, 4)
         plan = plan_run(schedule, model, batch_size=4 * d, layout=layout)
         expected = static_memory(

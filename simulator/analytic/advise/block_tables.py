@@ -3,8 +3,10 @@
 Every candidate split of a model cuts it between its blocks (embedding, transformer blocks,
 head), so under a ``BLOCKWISE`` recompute policy a stage's cached bytes, and on the roofline its
 seconds under any policy, are its blocks' sums. The tables of one block a stage are worked out
-once per (spec, degrees) and summed for every split, instead of planning and timing each split
-from scratch (``tests/simulator/test_advise_speed.py`` holds the sums equal to the split's own).
+once per (spec, layer layout) and summed for every split, instead of planning and timing each
+split from scratch (``tests/simulator/test_advise_speed.py`` holds the sums equal to the split's
+own). A layer layout is one ``Layout`` value with only the degrees that shard a layer
+(``Layout.for_layers``), so a new such degree reaches every table without a new parameter.
 ``stage_tables`` builds the per-stage tables the bounds read from these.
 """
 
@@ -16,6 +18,7 @@ from functools import lru_cache
 from simulator.analytic.advise.degrees import sharded
 from simulator.analytic.roofline_costs import layer_recompute_seconds, stage_seconds
 from simulator.model import partition
+from simulator.model.layout import Layout
 from simulator.model.memory_plan import stage_shapes
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.transformer.spec import TransformerSpec
@@ -23,10 +26,11 @@ from simulator.run.rank_memory import stage_units
 
 
 @lru_cache(maxsize=1024)
-def local_split(spec: TransformerSpec, tp: int, stages: int, cp: int, ep: int, cp_comm: str):
-    """The spec one rank holds under (tp, cp, ep) and its balanced split into ``stages``, once
-    (every policy, microbatch size and schedule family of the split shares them)."""
-    local = sharded(spec, tp, cp, ep, cp_comm)
+def local_split(spec: TransformerSpec, layer: Layout, stages: int):
+    """The spec one rank holds under the layer layout ``layer`` (``Layout.for_layers``) and its
+    balanced split into ``stages``, once (every policy, microbatch size and schedule family of
+    the split shares them)."""
+    local = sharded(spec, layer)
     return local, partition(local, stages)
 
 
@@ -36,9 +40,9 @@ BLOCKWISE = ("none", "selective", "full")
 
 
 @lru_cache(maxsize=256)
-def _block_split(spec: TransformerSpec, tp: int, cp: int, ep: int, cp_comm: str):
+def _block_split(spec: TransformerSpec, layer: Layout):
     """``local_split`` into one block a stage (None when the partition does not give that)."""
-    local = sharded(spec, tp, cp, ep, cp_comm)
+    local = sharded(spec, layer)
     blocks = len({info.block for info in local.layers()})
     split = partition(local, blocks)
     infos = local.layers()
@@ -61,12 +65,12 @@ def _block_ranges(split, blocks) -> tuple[tuple[int, int], ...] | None:
 
 
 @lru_cache(maxsize=1024)
-def _block_memory(spec: TransformerSpec, tp: int, policy: str, cp: int, ep: int, cp_comm: str):
+def _block_memory(spec: TransformerSpec, layer: Layout, policy: str):
     """Per block (one a stage): (cached bytes of one forward, its units), or None."""
-    blocks = _block_split(spec, tp, cp, ep, cp_comm)
+    blocks = _block_split(spec, layer)
     if blocks is None:
         return None
-    local = sharded(spec, tp, cp, ep, cp_comm)
+    local = sharded(spec, layer)
     return _stage_memory(local, blocks, policy)
 
 
@@ -82,17 +86,15 @@ def _stage_memory(local, split, policy: str):
     return cached, tuple(stage_units(local, split.stage_layers))
 
 
-def split_memory(
-    spec: TransformerSpec, tp: int, stages: int, policy: str, cp: int, ep: int, cp_comm: str
-):
+def split_memory(spec: TransformerSpec, layer: Layout, stages: int, policy: str):
     """Per stage of ``local_split``: the bytes one forward (one sequence) leaves cached under
     ``policy`` and its units; under a blockwise policy the sums of its blocks' (worked out once
     for every split), else the split's own."""
-    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
-    per_block = _block_memory(spec, tp, policy, cp, ep, cp_comm) if policy in BLOCKWISE else None
+    local, split = local_split(spec, layer, stages)
+    per_block = _block_memory(spec, layer, policy) if policy in BLOCKWISE else None
     ranges = None
     if per_block is not None:
-        ranges = _block_ranges(split, _block_split(spec, tp, cp, ep, cp_comm))
+        ranges = _block_ranges(split, _block_split(spec, layer))
     if ranges is None:
         return _stage_memory(local, split, policy)
     blocks_cached, blocks_units = per_block
@@ -104,25 +106,23 @@ def split_memory(
 
 
 @lru_cache(maxsize=1024)
-def _block_seconds(spec, tp: int, rows: int, preset, cp: int, ep: int, cp_comm: str):
+def _block_seconds(spec, layer: Layout, rows: int, preset):
     """Per block (one a stage): its roofline ``StageCost`` at ``rows`` sequences, or None."""
-    blocks = _block_split(spec, tp, cp, ep, cp_comm)
+    blocks = _block_split(spec, layer)
     if blocks is None:
         return None
-    local = sharded(spec, tp, cp, ep, cp_comm)
+    local = sharded(spec, layer)
     timed, _ = stage_seconds(local, blocks, rows, preset, local.layout)
     return timed
 
 
 @lru_cache(maxsize=1024)
-def _per_row_seconds(spec, tp: int, stages: int, preset, rows: int, cp: int, ep: int, cp_comm):
+def _per_row_seconds(spec, layer: Layout, stages: int, preset, rows: int):
     """The split's roofline stage costs per sequence at ``rows`` sequences a microbatch (every
     recompute policy shares them): its blocks' sums, timed once for every split."""
-    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
-    blocks = _block_seconds(spec, tp, rows, preset, cp, ep, cp_comm)
-    ranges = (
-        None if blocks is None else _block_ranges(split, _block_split(spec, tp, cp, ep, cp_comm))
-    )
+    local, split = local_split(spec, layer, stages)
+    blocks = _block_seconds(spec, layer, rows, preset)
+    ranges = None if blocks is None else _block_ranges(split, _block_split(spec, layer))
     if ranges is None:
         timed, _ = stage_seconds(local, split, rows, preset, local.layout)
     else:
@@ -139,7 +139,8 @@ def _per_row_seconds(spec, tp: int, stages: int, preset, rows: int, cp: int, ep:
 
 
 @lru_cache(maxsize=1024)
-def layer_recompute(spec, tp: int, rows: int, preset, cp: int, ep: int, cp_comm: str):
-    """``layer_recompute_seconds`` of the spec one rank holds under (tp, cp, ep) at ``rows``
-    sequences a microbatch: per layer, so every split and recompute policy shares it."""
-    return layer_recompute_seconds(sharded(spec, tp, cp, ep, cp_comm), rows, preset)
+def layer_recompute(spec, layer: Layout, rows: int, preset):
+    """``layer_recompute_seconds`` of the spec one rank holds under the layer layout ``layer``
+    at ``rows`` sequences a microbatch: per layer, so every split and recompute policy shares
+    it."""
+    return layer_recompute_seconds(sharded(spec, layer), rows, preset)

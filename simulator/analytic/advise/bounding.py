@@ -1,11 +1,11 @@
 """The first half of ``advise``'s branch and bound: every configuration's closed-form memory and
 time bounds, before anything is simulated.
 
-Why in groups of one layer layout (tensor, context and expert degrees): a configuration's bounds
-read the stage tables of its layer layout (``stage_tables``, cached per layout, split and
-recompute policy), so a group's configurations share most of their work. Groups are independent,
-which lets the local workers (``local_pool``) bound them side by side; merged back in enumeration
-order, the answer is the same as one process bounding them in turn.
+Why in groups of one layer layout (``Candidate.layer``: its tensor, context and expert degrees):
+a configuration's bounds read the stage tables of its layer layout (``stage_tables``, cached per
+layout, split and recompute policy), so a group's configurations share most of their work.
+Groups are independent, which lets the local workers (``local_pool``) bound them side by side;
+merged back in enumeration order, the answer is the same as one process bounding them in turn.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from simulator.analytic.advise.space import Candidate, Request
 from simulator.analytic.advise.stage_tables import memory_of, table_of
 from simulator.analytic.advise.time_bounds import time_bound
 from simulator.analytic.costs import Hardware
+from simulator.model.layout import Layout
 
 NEAR_MISS = 0.10  # over the limit by at most this share of it: a near miss worth listing
 BOUND_REPORT_EVERY = 100  # candidates between progress reports while bounding in this process
@@ -92,9 +93,9 @@ def bounded(
 def _groups(everything: list[Candidate]) -> list[list[tuple[int, Candidate]]]:
     """The candidates by layer layout, each with its enumeration index, largest group first
     (so that spread work ends evenly)."""
-    groups: dict[tuple, list[tuple[int, Candidate]]] = {}
+    groups: dict[Layout, list[tuple[int, Candidate]]] = {}
     for index, c in enumerate(everything):
-        groups.setdefault((c.tp, c.cp, c.ep, c.cp_comm), []).append((index, c))
+        groups.setdefault(c.layer, []).append((index, c))
     return sorted(groups.values(), key=len, reverse=True)
 
 

@@ -27,7 +27,7 @@ def divisors(n: int) -> list[int]:
 def tensor_degrees(request: Request) -> list[int]:
     """Tensor-parallel degrees that stay within a node and divide the model (heads, kv heads,
     FFN, vocabulary)."""
-    return sorted({t for t, _ in layer_degrees(request)})
+    return sorted({layer.tensor for layer in layer_degrees(request)})
 
 
 def context_degrees(request: Request, tp: int) -> list[int]:
@@ -44,10 +44,11 @@ def context_degrees(request: Request, tp: int) -> list[int]:
     return out
 
 
-def layer_degrees(request: Request) -> list[tuple[int, int]]:
-    """(tensor, context) pairs that divide the GPUs, keep the tensor group within a node and
-    that the model can be split by (heads, kv heads, FFN, vocabulary; the sequence into
-    ``2c`` chunks; attention that can exchange K/V)."""
+def layer_degrees(request: Request) -> list[Layout]:
+    """Layer layouts (``Layout.for_layers``: tensor with sequence parallelism, context and its
+    K/V exchange; expert 1, ``expert_degrees`` adds it) whose devices divide the GPUs, whose
+    tensor group stays within a node and that the model can be split by (heads, kv heads, FFN,
+    vocabulary; the sequence into ``2c`` chunks; attention that can exchange K/V)."""
     node = request.hardware.gpus_per_node
     out = []
     for t in divisors(request.gpus):
@@ -57,44 +58,48 @@ def layer_degrees(request: Request) -> list[tuple[int, int]]:
             if request.gpus % (t * c):
                 continue
             try:
-                sharded(request.spec, t, c, cp_comm=request.cp_comm)
+                layer = Layout(
+                    tensor=t,
+                    sequence_parallel=t > 1,
+                    context=c,
+                    cp_comm=request.cp_comm if c > 1 else "ring",
+                )
+                sharded(request.spec, layer)
             except PebbleError:
                 continue
-            out.append((t, c))
+            out.append(layer)
     return out
 
 
-def expert_degrees(request: Request, tp: int, cp: int, dp: int) -> list[int]:
-    """Expert-parallel degrees for a mixture of experts: those dividing ``dp * cp`` (the ranks
-    it reuses) and the routed experts (the one fixed by ``--ep``); 1 for a dense model."""
+def expert_degrees(request: Request, layer: Layout, dp: int) -> list[Layout]:
+    """``layer`` with each expert-parallel degree for a mixture of experts: those dividing its
+    context ranks times ``dp`` (the ranks it reuses) and the routed experts (the one fixed by
+    ``--ep``); ``layer`` alone (e1) for a dense model."""
     config = request.spec.config
     if not getattr(config, "is_moe", False):
-        return [1] if request.expert in (None, 1) else []
+        return [layer] if request.expert in (None, 1) else []
     out = []
-    for e in divisors(math.gcd(dp * cp, config.experts)):
+    for e in divisors(math.gcd(dp * layer.context, config.experts)):
         if e > MAX_TP or request.expert not in (None, e):
             continue
         try:
-            sharded(request.spec, tp, cp, e, request.cp_comm)
+            sharded(request.spec, replace(layer, expert=e))
         except PebbleError:
             continue
-        out.append(e)
+        out.append(replace(layer, expert=e))
     return out
 
 
-def sharded(
-    spec: TransformerSpec, tp: int, cp: int = 1, ep: int = 1, cp_comm: str = "ring"
-) -> TransformerSpec:
-    """The spec held by one rank of tensor degree ``tp`` (sequence parallel with it), context
-    degree ``cp`` and expert degree ``ep``."""
-    layout = Layout(
-        tensor=tp,
-        sequence_parallel=tp > 1,
-        context=cp,
-        cp_comm=cp_comm if cp > 1 else "ring",
-        expert=ep,
-    )
-    return replace(spec, layout=layout)
+def sharded(spec: TransformerSpec, layer: Layout) -> TransformerSpec:
+    """The spec held by one rank of the layer layout ``layer`` (only the degrees that shard a
+    layer, ``Layout.for_layers``, so that the tables cached per layout are not made again for
+    every pipeline or data degree; tensor parallelism with sequence parallelism, as advise
+    always pairs them)."""
+    if layer != layer.for_layers():
+        raise ValueError(f"advise's tables take a layer layout alone, got {layer}.")
+    if layer.sequence_parallel != (layer.tensor > 1):
+        raise ValueError(f"advise pairs sp with every tensor degree above 1, got {layer}.")
+    return replace(spec, layout=layer)
 
 
 def blocks_of(spec: TransformerSpec) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 from simulator.analytic.advise.degrees import blocks_of, divisors, expert_degrees, layer_degrees
 from simulator.analytic.advise.families import family_traits, schedule_choices
@@ -23,22 +24,20 @@ def candidates(request: Request) -> Iterator[Candidate]:
     traits = [family_traits(name) for name in request.families]
     blocks = blocks_of(request.spec)
     found = False
-    for t, cp in layer_degrees(request):
-        for p in divisors(request.gpus // (t * cp)):
-            d = request.gpus // (t * cp * p)
+    for base in layer_degrees(request):
+        for p in divisors(request.gpus // base.devices):
+            d = request.gpus // (base.devices * p)
             if p > blocks or d > MAX_DP or request.global_batch % d:
                 continue
             if request.data not in (None, d):
                 continue
-            zero = request.distributed_optimizer and d * cp > 1
+            zero = request.distributed_optimizer and replace(base, data=d).gradient_replicas > 1
             stages = request.shardings if zero and request.shardings else (request.sharding,)
-            for e in expert_degrees(request, t, cp, d):
+            for layer in expert_degrees(request, base, d):
                 for size in divisors(request.global_batch // d):
                     m = request.global_batch // (d * size)
                     for name, v in schedule_choices(traits, p, m, request.max_chunks, blocks):
-                        policies = distinct_policies(
-                            request.spec, t, p * v, request.recompute, cp, e
-                        )
+                        policies = distinct_policies(request.spec, layer, p * v, request.recompute)
                         offloads = offload_choices(request, name, p)
                         for policy in policies:
                             for z in stages:
@@ -47,7 +46,7 @@ def candidates(request: Request) -> Iterator[Candidate]:
                                     yield Candidate(
                                         name,
                                         p,
-                                        t,
+                                        layer.tensor,
                                         d,
                                         m,
                                         size,
@@ -55,9 +54,9 @@ def candidates(request: Request) -> Iterator[Candidate]:
                                         policy,
                                         zero,
                                         sharding=z,
-                                        cp=cp,
+                                        cp=layer.context,
                                         cp_comm=request.cp_comm,
-                                        ep=e,
+                                        ep=layer.expert,
                                         offload=off,
                                     )
     if not found and "none" not in request.offload:

@@ -99,7 +99,7 @@ def not_searched(fields: dict[str, object], request: Request) -> str:
         if request.tensor not in (None, t):
             return f"--tp {request.tensor} fixes the tensor degree"
         try:
-            sharded(request.spec, t)
+            sharded(request.spec, Layout(tensor=t, sequence_parallel=t > 1))
         except PebbleError as exc:
             return f"t{t} does not divide the model: {exc}"
     if d is not None:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from simulator.analytic.advise.block_tables import local_split
 from simulator.analytic.advise.space import AUTO, Request
 from simulator.model import partition
+from simulator.model.layout import Layout
 from simulator.model.recompute import RecomputePolicy, plan_stages
 from simulator.model.spec import ModelSpec
 from simulator.model.transformer.spec import TransformerSpec
@@ -18,17 +19,14 @@ from simulator.model.transformer.spec import TransformerSpec
 
 @lru_cache(maxsize=1024)
 def distinct_policies(
-    spec: TransformerSpec | ModelSpec,
-    tp: int,
-    stages: int,
-    policies: tuple[str, ...],
-    cp: int = 1,
-    ep: int = 1,
+    spec: TransformerSpec | ModelSpec, layer: Layout, stages: int, policies: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """``policies`` less those whose plan on this split equals an earlier one's (the same run):
-    selective on a model without an attention core is none, sqrt is full with one block a stage."""
+    """``policies`` less those whose plan on this split of ``spec`` under the layer layout
+    ``layer`` (``Layout.for_layers``; a model that is not a transformer is not sharded)
+    equals an earlier one's (the same run): selective on a model without an attention core is
+    none, sqrt is full with one block a stage."""
     if spec.is_transformer:  # the split the stage tables use (``local_split``), made once
-        local, split = local_split(spec, tp, stages, cp, ep, "ring")
+        local, split = local_split(spec, layer, stages)
     else:
         local, split = spec, partition(spec, stages)
     infos = local.layers()

@@ -84,6 +84,12 @@ class Candidate:
         )
 
     @property
+    def layer(self) -> Layout:
+        """Its layer layout (``Layout.for_layers``): the degrees that change what one rank holds
+        of a layer, the one key of the stage tables (``stage_tables``) and the bounds' groups."""
+        return self.layout.for_layers()
+
+    @property
     def global_batch(self) -> int:
         return self.dp * self.microbatches * self.microbatch_size
 

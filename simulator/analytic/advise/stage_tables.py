@@ -27,6 +27,7 @@ from simulator.analytic.advise.block_tables import (
 from simulator.analytic.advise.space import Candidate
 from simulator.analytic.costs import Hardware, flop_costs
 from simulator.analytic.recompute_costs import apply_recompute
+from simulator.model.layout import Layout
 from simulator.model.offload import OffloadPolicy, stage_offload_bytes
 from simulator.model.offload import plan_stages as offload_stages
 from simulator.model.partitioning import boundary_bytes
@@ -74,27 +75,21 @@ class MemoryTable:
 
 
 @lru_cache(maxsize=1024)
-def _flop_costs(spec, tp: int, stages: int, hardware: Hardware, cp: int, ep: int, cp_comm: str):
+def _flop_costs(spec, layer: Layout, stages: int, hardware: Hardware):
     """``flop_costs`` at one sequence per microbatch, once per split (it does not depend on the
     microbatch size; on the roofline only its transfers and latency are read)."""
-    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    local, split = local_split(spec, layer, stages)
     return flop_costs(local, split, 1, hardware)
 
 
 @lru_cache(maxsize=4096)
 def memory_table(
-    spec: TransformerSpec,
-    tp: int,
-    stages: int,
-    policy: str = "none",
-    cp: int = 1,
-    ep: int = 1,
-    cp_comm: str = "ring",
+    spec: TransformerSpec, layer: Layout, stages: int, policy: str = "none"
 ) -> MemoryTable:
     """``stage_table``'s bytes alone (see ``MemoryTable``): under a blockwise policy, the sums
     of its blocks' (worked out once for every split), else the split's own."""
-    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
-    cached, layer_params = split_memory(spec, tp, stages, policy, cp, ep, cp_comm)
+    local, split = local_split(spec, layer, stages)
+    cached, layer_params = split_memory(spec, layer, stages, policy)
     return MemoryTable(
         cached=cached,
         params=tuple(sum(p for p, _ in units) for units in layer_params),
@@ -108,23 +103,17 @@ def memory_table(
 
 @lru_cache(maxsize=4096)
 def offload_table(
-    spec: TransformerSpec,
-    tp: int,
-    stages: int,
-    policy: str = "none",
-    cp: int = 1,
-    ep: int = 1,
-    cp_comm: str = "ring",
+    spec: TransformerSpec, layer: Layout, stages: int, policy: str = "none"
 ) -> MemoryTable:
     """``memory_table`` with ``offloadable``: per stage, the bytes of one forward (one
     sequence) that a full offload sends to the host (``stage_offload_bytes``); worked out only
     for configurations with offload."""
-    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    local, split = local_split(spec, layer, stages)
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
     full = offload_stages(OffloadPolicy.parse("full"), local, split)
     sent = stage_offload_bytes(local, split, 1, PIPELINE_RULE, full, plan.stages)
     return replace(
-        memory_table(spec, tp, stages, policy, cp, ep, cp_comm),
+        memory_table(spec, layer, stages, policy),
         offloadable=tuple(sum(size for _, size in layers) for layers in sent),
     )
 
@@ -132,30 +121,29 @@ def offload_table(
 @lru_cache(maxsize=1024)
 def stage_table(
     spec: TransformerSpec,
-    tp: int,
+    layer: Layout,
     stages: int,
     hardware: Hardware,
     policy: str = "none",
     rows: int = 1,
-    cp: int = 1,
-    ep: int = 1,
-    cp_comm: str = "ring",
 ) -> StageTable:
-    """The per-stage figures of ``spec`` at tensor degree ``tp`` split into ``stages``, under the
-    recompute ``policy`` resolved as ``simulate --recompute`` resolves it: each stage's forward
-    keeps what its plan keeps (``memory_plan``'s forward items), its backward is longer by the
-    recompute (``apply_recompute``, exactly the executor's costs). Times are per sequence: on
-    the roofline (``hardware.preset``) the stage times of a microbatch of ``rows`` sequences,
-    which do not scale with ``rows``, divided by ``rows``."""
-    local, split = local_split(spec, tp, stages, cp, ep, cp_comm)
+    """The per-stage figures of ``spec`` under the layer layout ``layer`` (``Layout.for_layers``:
+    the tensor, sequence, context and expert degrees, one value so that a new degree needs no
+    new parameter) split into ``stages``, under the recompute ``policy`` resolved as ``simulate
+    --recompute`` resolves it: each stage's forward keeps what its plan keeps (``memory_plan``'s
+    forward items), its backward is longer by the recompute (``apply_recompute``, exactly the
+    executor's costs). Times are per sequence: on the roofline (``hardware.preset``) the stage
+    times of a microbatch of ``rows`` sequences, which do not scale with ``rows``, divided by
+    ``rows``."""
+    local, split = local_split(spec, layer, stages)
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
-    base = _flop_costs(spec, tp, stages, hardware, cp, ep, cp_comm)
+    base = _flop_costs(spec, layer, stages, hardware)
     if hardware.preset is not None:
-        per_row = _per_row_seconds(spec, tp, stages, hardware.preset, rows, cp, ep, cp_comm)
-        recompute = layer_recompute(spec, tp, rows, hardware.preset, cp, ep, cp_comm)
+        per_row = _per_row_seconds(spec, layer, stages, hardware.preset, rows)
+        recompute = layer_recompute(spec, layer, rows, hardware.preset)
         base = replace(base, stage_costs=per_row, recompute_seconds=recompute)
     costs = apply_recompute(base, local, split, plan)
-    memory = memory_table(spec, tp, stages, policy, cp, ep, cp_comm)
+    memory = memory_table(spec, layer, stages, policy)
     return StageTable(
         F=tuple(c.F for c in costs.stage_costs),
         I=tuple(c.I for c in costs.stage_costs),
@@ -176,21 +164,12 @@ def stage_table(
 def memory_of(spec: TransformerSpec, c: Candidate) -> MemoryTable:
     """``memory_table`` of configuration ``c`` (``offload_table`` with offload)."""
     make = memory_table if c.offload == "none" else offload_table
-    return make(spec, c.tp, c.stages, c.recompute, c.cp, c.ep, c.cp_comm if c.cp > 1 else "ring")
+    return make(spec, c.layer, c.stages, c.recompute)
 
 
 def table_of(
     spec: TransformerSpec, c: Candidate, hardware: Hardware, policy: str | None = None
 ) -> StageTable:
     """``stage_table`` of configuration ``c`` (its recompute policy unless ``policy``)."""
-    return stage_table(
-        spec,
-        c.tp,
-        c.stages,
-        hardware,
-        c.recompute if policy is None else policy,
-        c.microbatch_size,
-        c.cp,
-        c.ep,
-        c.cp_comm if c.cp > 1 else "ring",
-    )
+    policy = c.recompute if policy is None else policy
+    return stage_table(spec, c.layer, c.stages, hardware, policy, c.microbatch_size)
