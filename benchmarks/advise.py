@@ -26,12 +26,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.analytic.advise import evaluator, search  # noqa: E402
+from schedules.registry import SCHEDULES  # noqa: E402
+from simulator.analytic.advise import AUTO, Request, RunText, evaluator, search  # noqa: E402
+from simulator.analytic.advise.headroom import (  # noqa: E402
+    DEFAULT_HEADROOM,
+    Headroom,
+    usable_memory,
+)
 from simulator.analytic.advise.local_pool import LocalPool, available_cores  # noqa: E402
-from simulator.cli.advise import _request  # noqa: E402
-from simulator.cli.advise_flags import DEFAULT_TOP  # noqa: E402
-from simulator.cli.parser import build_parser  # noqa: E402
+from simulator.analytic.cost_source import hardware_preset, parse_hardware  # noqa: E402
+from simulator.model.parse import parse_model  # noqa: E402
 from simulator.units import human_bytes  # noqa: E402
+
+TOP = 10  # advise's --top default
 
 CASES = {  # name: (model, GPUs, global batch, target seconds)
     "llama3-70b": ("llama3-70b,seq=4096", 64, 512, 60.0),
@@ -50,7 +57,7 @@ def main() -> None:
     global_batch = args.global_batch or global_batch
     words = f"advise --model {model} --hardware h100-80gb --gpus {gpus}"
     words += f" --global-batch {global_batch}"
-    request, text, hardware = _request(build_parser().parse_args(words.split()))
+    request, text, hardware = _request(model, gpus, global_batch)
     times, simulations = [], []
     for _ in range(args.repeats):
         simulations.clear()
@@ -68,7 +75,7 @@ def main() -> None:
             batch = None
             if args.jobs > 1:
                 batch = workers.enter_context(LocalPool(timed, args.jobs)).stream
-            result = search(request, hardware, timed, top=DEFAULT_TOP, batch=batch)
+            result = search(request, hardware, timed, top=TOP, batch=batch)
         times.append(time.perf_counter() - began)
     print(f"pebblesim {words} --jobs {args.jobs}")
     line = (
@@ -85,6 +92,23 @@ def main() -> None:
             f"  {i:2}. {o.candidate.label():<40} {o.step_time:6.2f} s  MFU {100 * o.mfu:4.1f}%  "
             f"bubble {100 * o.bubble:4.1f}%  peak {human_bytes(o.peak_memory)}"
         )
+
+
+def _request(model: str, gpus: int, global_batch: int):
+    """(request, run text, hardware) as ``pebblesim advise`` builds them at its defaults."""
+    text = RunText(model, "h100-80gb")
+    preset = hardware_preset(text.hardware)
+    usable = usable_memory(preset.memory_bytes, Headroom.parse(DEFAULT_HEADROOM))
+    request = Request(
+        spec=parse_model(model),
+        hardware=preset,
+        gpus=gpus,
+        global_batch=global_batch,
+        memory_limit=usable,
+        headroom=preset.memory_bytes - usable,
+        families=(*SCHEDULES, AUTO),
+    )
+    return request, text, parse_hardware(text.hardware)
 
 
 if __name__ == "__main__":
