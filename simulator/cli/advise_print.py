@@ -7,6 +7,7 @@ import shlex
 
 from simulator.analytic.advise import AUTO, Candidate, RunText, chunks_flag
 from simulator.analytic.advise.evaluate import limit_text
+from simulator.analytic.auto_plan import TOTAL
 from simulator.cli.layout_flags import layout_flags_text
 from simulator.timeline.breakdown import PARTS
 from simulator.units import byte_unit, human_bytes, time_scale
@@ -265,7 +266,7 @@ def simulate_command(c: Candidate, text: RunText) -> str:
         words.append(f"--chunks {chunks}")
     if c.schedule == AUTO:
         words.append(f"--layout {'v' if c.chunks == 2 else 'loop'}")
-        words.append(f"--memory-limit {limit_text(c.activation_limit)}")
+        words.append(f"--memory-limit {TOTAL}{limit_text(c.auto_memory)}")
     words += [
         f"--model {shlex.quote(text.model)}",
         f"--batch-size {c.global_batch}",
@@ -328,7 +329,7 @@ def compare_command(result, text: RunText) -> str | None:
     if chunks is not None:
         words.append(f"--chunks {chunks}")
     if auto is not None:
-        words.append(f"--memory-limit {limit_text(auto.activation_limit)}")
+        words.append(f"--memory-limit {TOTAL}{limit_text(auto.auto_memory)}")
         words.append(f"--layout {'v' if auto.chunks == 2 else 'loop'}")
     words += [
         f"--model {shlex.quote(text.model)}",

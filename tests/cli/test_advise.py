@@ -325,7 +325,7 @@ def test_the_text_gives_reasons_and_a_compare_line_that_runs(capsys):
     assert "(2.0 MiB less a 102.4 KiB headroom)" in out
     compare = [line.strip() for line in out.splitlines() if "pebblesim compare" in line]
     assert len(compare) == 1
-    assert "--memory-limit" not in compare[0] or "KiB" in compare[0]
+    assert "--memory-limit" not in compare[0] or "--memory-limit total:1.90MiB" in compare[0]
     code, _, err = run(capsys, *shlex.split(compare[0])[1:])
     assert code == 0, err
 

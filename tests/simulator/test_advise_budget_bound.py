@@ -15,7 +15,7 @@ from simulator.analytic.advise import (
 )
 from simulator.analytic.advise.evaluate import placement
 from simulator.analytic.advise.memory_bounds import with_budget
-from simulator.analytic.advise.stage_tables import memory_of, table_of
+from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.auto_plan import empty_schedule, problem_for
 from simulator.analytic.cost_source import cost_model
 from simulator.run.plan import CostSource, plan_run
@@ -27,7 +27,7 @@ def _auto_candidates(request):
     traits = family_traits(AUTO)
     for c in candidates(request):
         if c.schedule == AUTO and c.offload == "none":
-            yield with_budget(c, traits, memory_of(request.spec, c), request.memory_limit)
+            yield with_budget(c, traits, request.memory_limit)
 
 
 def test_auto_holds_the_bytes_per_forward_the_bound_reads():
@@ -68,7 +68,7 @@ def test_the_budget_bound_holds_bites_and_keeps_the_top():
         table = table_of(request.spec, c, hardware)
         bound = time_bound(c, traits, table, hardware)
         assert bound <= outcome.step_time * (1 + 1e-9), c
-        bites += bound > time_bound(replace(c, activation_limit=None), traits, table, hardware)
+        bites += bound > time_bound(replace(c, auto_memory=None), traits, table, hardware)
     assert bites > 0
     pruned = search(request, hardware, evaluate, top=3)
     assert [o.candidate for o in pruned.top] == [o.candidate for o in exhaustive.top]

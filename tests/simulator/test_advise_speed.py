@@ -19,7 +19,7 @@ from simulator.analytic.advise import (
 )
 from simulator.analytic.advise.block_tables import _per_row_seconds, _stage_memory, local_split
 from simulator.analytic.advise.memory_bounds import with_budget
-from simulator.analytic.advise.stage_tables import memory_of, memory_table, table_of
+from simulator.analytic.advise.stage_tables import memory_table, table_of
 from simulator.analytic.hardware import parse_hardware_preset
 from simulator.analytic.roofline_costs import stage_seconds
 from simulator.errors import PebbleError
@@ -59,7 +59,7 @@ def test_the_time_bound_holds_across_nodes():
     checked = tight = 0
     for c in list(candidates(request))[::7]:
         traits = family_traits(c.schedule)
-        c = with_budget(c, traits, memory_of(request.spec, c), request.memory_limit)
+        c = with_budget(c, traits, request.memory_limit)
         bound = time_bound(c, traits, table_of(request.spec, c, hardware), hardware)
         try:
             outcome = evaluate(c)

@@ -135,7 +135,7 @@ def bound_group(
             large += 1
             fates.append((index, Fate(c, TOO_LARGE, memory)))
             continue
-        c = with_budget(c, traits[c.schedule], memory_table, request.memory_limit)
+        c = with_budget(c, traits[c.schedule], request.memory_limit)
         twin = c.without_offload()  # offload only delays: the same time bound as without it
         if twin not in times:
             table = table_of(request.spec, c, hardware)

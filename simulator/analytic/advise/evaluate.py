@@ -18,7 +18,7 @@ from schedules.registry import SCHEDULES
 from schedules.validate import DryRun, validate
 from simulator.analytic.advise.search import Outcome
 from simulator.analytic.advise.space import AUTO, Candidate
-from simulator.analytic.auto_plan import empty_schedule, schedule_for
+from simulator.analytic.auto_plan import TOTAL, empty_schedule, schedule_for
 from simulator.analytic.cost_source import cost_model
 from simulator.analytic.costs import CostModel
 from simulator.analytic.run_plan import simulate_plan
@@ -55,9 +55,10 @@ def placement(c: Candidate) -> str:
 
 
 def limit_text(limit: int) -> str:
-    """Auto's activation budget as ``simulate --memory-limit`` reads it, in human units and
-    rounded *down* to two decimals of its unit (``41.46GiB``, not ``44522807296``): the run
-    advise simulates is the one the printed line gives, and it stays within the budget."""
+    """Auto's limit on each rank's memory as ``simulate --memory-limit total:`` reads it, in
+    human units and rounded *down* to two decimals of its unit (``75.99GiB``, not
+    ``81599004672``): the run advise simulates is the one the printed line gives, and it stays
+    within the limit."""
     factor, unit = byte_unit(limit)
     if unit == "B":
         return f"{int(limit)}B"
@@ -85,7 +86,7 @@ def _planned(c: Candidate, text: RunText, price=None) -> tuple[RunPlan, CostMode
         empty = empty_schedule(c.pp, c.microbatches, placement(c))
         plan = plan_run(empty, text.model, **options)
         costs = (price or cost_model)(plan)
-        limit = limit_text(c.activation_limit)
+        limit = TOTAL + limit_text(c.auto_memory)
         return plan.with_schedule(schedule_for(plan, costs, limit, placement(c))), costs
     schedule = _family_schedule(c.schedule, c.pp, c.microbatches, chunks_flag(c))
     plan = plan_run(schedule, text.model, **options)

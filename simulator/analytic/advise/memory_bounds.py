@@ -15,7 +15,7 @@ counted are what no policy sends (the embedding, the head, the loss block: ``off
 for those forwards, or one whole forward of a stage, whose bytes are all on the device when its
 backward starts, if more.
 
-The same static memory gives auto its activation budget (``with_budget``).
+The same static memory gives auto each rank's activation budget (``with_budget``).
 """
 
 from __future__ import annotations
@@ -106,11 +106,10 @@ def kept_per_forward(table: StageTable | MemoryTable, stage: int, policy: str) -
     return table.cached[stage]
 
 
-def with_budget(
-    c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable, limit: int
-) -> Candidate:
-    """``c``, for auto with the activation budget that keeps its fullest rank within ``limit``
-    (the limit less the largest static memory of a rank); other families unchanged."""
+def with_budget(c: Candidate, traits: FamilyTraits, limit: int) -> Candidate:
+    """``c``, for auto planned to ``limit`` on each rank's whole memory (``total:``): each rank's
+    activations get what its own static memory leaves, so a rank without the embedding or the
+    head holds more microbatches; other families unchanged."""
     if traits.layout != "chunks":
         return c
-    return replace(c, activation_limit=max(0, limit - max(static_bytes(c, traits, table))))
+    return replace(c, auto_memory=limit)

@@ -35,7 +35,6 @@ from simulator.analytic.advise.fates import (
 )
 from simulator.analytic.advise.memory_bounds import with_budget
 from simulator.analytic.advise.space import Candidate, Request
-from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.costs import Hardware
 from simulator.errors import PebbleError
 
@@ -142,8 +141,7 @@ def search(
         for c in candidates(request):
             t = traits[c.schedule]
             if c.rows(t.split, layers) <= request.max_rows:
-                table = table_of(request.spec, c, hardware)
-                kept.append((0.0, with_budget(c, t, table, request.memory_limit)))
+                kept.append((0.0, with_budget(c, t, request.memory_limit)))
         counts["pruned_memory"] = 0
         counts["fates"] = []
     result = SearchResult(top=[], **counts)

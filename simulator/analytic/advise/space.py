@@ -53,7 +53,8 @@ class Candidate:
     chunks: int = 1  # stages per rank
     recompute: str = "none"
     distributed_optimizer: bool = False
-    activation_limit: int | None = None  # auto's per-rank activation budget, bytes
+    auto_memory: int | None = None  # auto: each rank's whole memory, bytes (--memory-limit
+    # total:...): a rank's activations get what its own static memory leaves of it
     sharding: int = 1  # the stage of a distributed optimizer (2, 3: ZeRO-2, ZeRO-3)
     cp: int = 1  # context-parallel degree (each sequence in 2 cp chunks, within the node with tp)
     cp_comm: str = "ring"  # how the context ranks exchange K/V (ring or allgather)

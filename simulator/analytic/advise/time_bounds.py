@@ -24,7 +24,8 @@ wins; the stage tables are ``stage_tables``'):
   (Megatron's default) a rank's all-reduces start when its last action ends; and every step
   ends with the optimizer step of the fullest rank, added to the largest of the above.
 
-* auto under its activation budget ``L``: a microbatch holds at least stage s's forward bytes
+* auto under its activation budget ``L`` on a rank (what the rank's static memory leaves of the
+  limit on its whole memory, ``total:``): a microbatch holds at least stage s's forward bytes
   ``f_s`` on s's rank from the start of its forward there to the end of its input-gradient
   backward there, at least the round trip ``R_s`` (the forwards from s to the last stage and
   the input-gradient backwards back to s, with their transfers). Auto keeps every rank's
@@ -44,6 +45,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.analytic.advise.families import FamilyTraits
+from simulator.analytic.advise.memory_bounds import static_bytes
 from simulator.analytic.advise.placement import stage_to_rank, stages_of_ranks
 from simulator.analytic.advise.space import Candidate
 from simulator.analytic.advise.stage_tables import StageTable
@@ -144,20 +146,25 @@ def time_bound(c: Candidate, traits: FamilyTraits, table: StageTable, hardware: 
             else:  # the rank's reductions start when its last action ends
                 first = max(reach[lo] + busy, trip + backward)
             best = max(best, first + reduce)
-    if c.activation_limit is not None and traits.layout == "chunks":
+    if c.auto_memory is not None and traits.layout == "chunks":
         forward = [table.cached[s] * rows for s in range(n)]
         trips = [reach[n] - reach[s] + back[s] + I[s] for s in range(n)]
-        best = max(best, _budget_bound(c, forward, trips, stages_of_ranks(traits, c.pp, c.chunks)))
+        budgets = [c.auto_memory - held for held in static_bytes(c, traits, table)]
+        ranks = stages_of_ranks(traits, c.pp, c.chunks)
+        best = max(best, _budget_bound(c, forward, trips, ranks, budgets))
     return best + links.optimizer
 
 
-def _budget_bound(c: Candidate, forward: list[int], trips: list[float], ranks) -> float:
-    """Auto's step under its activation budget, at least (see the module docstring):
+def _budget_bound(
+    c: Candidate, forward: list[int], trips: list[float], ranks, budgets: list[int]
+) -> float:
+    """Auto's step under its activation budgets, at least (see the module docstring):
     ``forward[s]`` the bytes a forward of stage s holds until its input-gradient backward,
-    ``trips[s]`` the shortest time from one's start to the other's end."""
-    budget = c.activation_limit * (1 + BUDGET_SLACK)
+    ``trips[s]`` the shortest time from one's start to the other's end, ``budgets[r]`` what
+    rank r's static memory leaves of the limit on its whole memory."""
     best = 0.0
-    for mine in ranks:
+    for mine, left in zip(ranks, budgets, strict=True):
+        budget = left * (1 + BUDGET_SLACK)
         for s in mine:
             at_once = math.floor(budget / forward[s]) if forward[s] > 0 else c.microbatches
             if at_once >= 1:  # else auto refuses the budget: no bound
