@@ -18,6 +18,16 @@ from simulator.cli.parser import build_parser
 from simulator.cli.signals import SignalGuard, exit_code, reap_abandoned_runs
 from simulator.errors import PebbleError
 
+LOCAL_RAY = ("train", "demo")  # the commands that start a local Ray without --address
+
+
+def _uses_ray(args) -> bool:
+    """Whether the command runs on Ray: ``train`` and ``demo`` always (a local Ray without
+    ``--address``), ``advise`` only on the cluster ``--address`` names (else its workers are
+    this machine's processes, and starting Ray would only take a core from them)."""
+    address = getattr(args, "address", None)
+    return bool(address) or (hasattr(args, "address") and args.command in LOCAL_RAY)
+
 
 def _error(message: object) -> int:
     print(f"pebblesim: error: {message}", file=sys.stderr)
@@ -33,7 +43,7 @@ def run_command(argv: list[str] | None, guard: SignalGuard) -> int:
         with guard.held():
             guard.output_folder = getattr(args, "out", None)
             reap_abandoned_runs()  # what a run killed with SIGKILL left of its local Ray
-            if hasattr(args, "address"):  # the commands with --address are the ones using Ray
+            if _uses_ray(args):
                 guard.prepare_ray(local=not args.address)
             from simulator.cli import commands  # start-up: numpy and more load under the guard
 
