@@ -61,7 +61,8 @@ def drop_reasons(request, result, fmt: Formats) -> list[str]:
         least = _least(fates[ACTIVATIONS], lambda f: f.memory_bound)
         lines.append(
             f"{by[ACTIVATIONS]:,} dropped by the memory bound because the activations their "
-            f"schedule must hold before its first backward push them over {limit} (the least: "
+            f"schedule must hold before its first backward (ZB-H1, ZB-H2: its first weight "
+            f"gradient) push them over {limit} (the least: "
             f"at least {fmt.bytes(least.memory_bound)}, of which {fmt.bytes(least.static)} "
             f"static, {least.candidate.label()})"
         )

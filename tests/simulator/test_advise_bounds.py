@@ -20,7 +20,12 @@ from simulator.analytic.advise import (
     stage_table,
     time_bound,
 )
-from simulator.analytic.advise.memory_bounds import kept_per_forward, static_bytes, warmup_forwards
+from simulator.analytic.advise.memory_bounds import (
+    deferred_weights,
+    kept_per_forward,
+    static_bytes,
+    warmup_forwards,
+)
 from simulator.analytic.advise.policies import distinct_policies
 from simulator.analytic.advise.space import RECOMPUTE_POLICIES
 from simulator.analytic.advise.stage_tables import table_of
@@ -206,3 +211,53 @@ def test_configurations_too_large_to_simulate_are_skipped_and_counted():
     assert result.considered == (
         result.too_large + result.pruned_memory + result.pruned_time + len(result.simulated)
     )
+
+
+def _held_before_each_action(schedule, rank: int, forward: float, left: float):
+    """What ``rank`` holds (cached forwards and inputs-gradients' leftovers awaiting their W)
+    after each of its actions, in its order: the stored level the executor walks."""
+    forwards = lefts = 0
+    for action in schedule.actions[rank]:
+        kind = action.kind.value
+        forwards += {"F": 1, "I": -1, "B": -1}.get(kind, 0)
+        lefts += {"I": 1, "W": -1}.get(kind, 0)
+        yield forwards * forward + lefts * left
+
+
+@pytest.mark.parametrize("family", ["zb-h1", "zb-h2"])
+def test_deferred_weight_counts_are_reached_by_the_schedule(family):
+    """Some moment of each rank's order holds at least the forwards and pending Ws
+    ``deferred_weights`` counts, whatever the bytes of each (the closed form is exact at the
+    last rank's first W)."""
+    exact = 0
+    for p in range(1, 9):
+        for m in range(1, 4 * p + 1):
+            schedule = build_schedule(family, p, m, None)
+            for rank in range(p):
+                forwards, lefts = deferred_weights(family, p, m, rank)
+                for forward, left in ((1.0, 1.25), (1.0, 0.25), (2.0, 7.0)):
+                    held = max(_held_before_each_action(schedule, rank, forward, left))
+                    counted = forwards * forward + lefts * left
+                    assert counted <= held + 1e-9, (family, p, m, rank, forward, left)
+                    exact += lefts > 0 and counted == held
+    assert exact > 0
+
+
+def test_the_deferred_weight_bound_holds_and_bites():
+    """On a request where ZB-H1 and ZB-H2 run enough microbatches, their memory bound stays
+    below the executor's peak and is above the warmup-only bound for some."""
+    request, text, hardware = small_request(memory=None, global_batch=32)
+    request = replace(request, families=("zb-h1", "zb-h2"), recompute=("none",))
+    evaluate = evaluator(text)
+    bites = checked = 0
+    for c in candidates(request):
+        if c.pp < 2 or c.microbatches < c.pp:
+            continue
+        traits = family_traits(c.schedule)
+        table = table_of(request.spec, c, hardware)
+        bound = memory_bound(c, traits, table)
+        assert bound <= evaluate(c).peak_memory, c
+        warm_only = memory_bound(c, traits, replace(table, left=(0,) * len(table.left)))
+        bites += bound > warm_only
+        checked += 1
+    assert checked > 10 and bites > 0

@@ -41,8 +41,11 @@ def test_tables_summed_from_blocks_equal_the_splits_own(model, tp, cp):
         local, split = local_split(spec, layer, stages)
         for policy in ("none", "selective", "full"):
             table = memory_table(spec, layer, stages, policy)
-            cached, units = _stage_memory(local, split, policy)
-            assert (table.cached, table.layer_params) == (cached, units), (stages, policy)
+            cached, left, units = _stage_memory(local, split, policy)
+            assert (table.cached, table.left, table.layer_params) == (cached, left, units), (
+                stages,
+                policy,
+            )
         for rows in (1, 2):
             summed = _per_row_seconds(spec, layer, stages, preset, rows)
             own, _ = stage_seconds(local, split, rows, preset, local.layout)

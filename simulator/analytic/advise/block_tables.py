@@ -66,7 +66,8 @@ def _block_ranges(split, blocks) -> tuple[tuple[int, int], ...] | None:
 
 @lru_cache(maxsize=1024)
 def _block_memory(spec: TransformerSpec, layer: Layout, policy: str):
-    """Per block (one a stage): (cached bytes of one forward, its units), or None."""
+    """Per block (one a stage): (cached bytes of one forward, bytes left between its
+    input-gradient and weight-gradient backwards, its units), or None."""
     blocks = _block_split(spec, layer)
     if blocks is None:
         return None
@@ -76,20 +77,20 @@ def _block_memory(spec: TransformerSpec, layer: Layout, policy: str):
 
 def _stage_memory(local, split, policy: str):
     """Per stage of ``split``: the bytes one forward (one sequence) leaves cached under
-    ``policy``, and its units (``stage_units``)."""
+    ``policy``, the bytes its input-gradient backward (I) then leaves for its weight-gradient
+    one (W), and its units (``stage_units``)."""
     plan = plan_stages(RecomputePolicy.parse(policy), local, split)
     shapes = stage_shapes(local, split, 1, recompute=plan.stages)
-    cached = tuple(
-        sum(delta for _, delta, _ in shapes.plans[shape]["F"].changes)
-        for shape in shapes.shape_of_stage
-    )
-    return cached, tuple(stage_units(local, split.stage_layers))
+    plans = [shapes.plans[shape] for shape in shapes.shape_of_stage]
+    cached = tuple(kinds["F"].held for kinds in plans)
+    left = tuple(kinds["F"].held + kinds["I"].held for kinds in plans)
+    return cached, left, tuple(stage_units(local, split.stage_layers))
 
 
 def split_memory(spec: TransformerSpec, layer: Layout, stages: int, policy: str):
     """Per stage of ``local_split``: the bytes one forward (one sequence) leaves cached under
-    ``policy`` and its units; under a blockwise policy the sums of its blocks' (worked out once
-    for every split), else the split's own."""
+    ``policy``, the bytes its I leaves for its W, and its units; under a blockwise policy the
+    sums of its blocks' (worked out once for every split), else the split's own."""
     local, split = local_split(spec, layer, stages)
     per_block = _block_memory(spec, layer, policy) if policy in BLOCKWISE else None
     ranges = None
@@ -97,12 +98,13 @@ def split_memory(spec: TransformerSpec, layer: Layout, stages: int, policy: str)
         ranges = _block_ranges(split, _block_split(spec, layer))
     if ranges is None:
         return _stage_memory(local, split, policy)
-    blocks_cached, blocks_units = per_block
+    blocks_cached, blocks_left, blocks_units = per_block
     cached = tuple(sum(blocks_cached[a : b + 1]) for a, b in ranges)
+    left = tuple(sum(blocks_left[a : b + 1]) for a, b in ranges)
     layer_params = tuple(
         tuple(unit for block in blocks_units[a : b + 1] for unit in block) for a, b in ranges
     )
-    return cached, layer_params
+    return cached, left, layer_params
 
 
 @lru_cache(maxsize=1024)

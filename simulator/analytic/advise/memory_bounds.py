@@ -8,7 +8,8 @@ It counts a rank's parameters, gradients, optimizer state and receive buffers ex
 forwards every schedule family runs on it before its first backward (a closed form per family,
 e.g. ``min(p - r, m)`` for 1F1B) times the smallest per-forward cache among its stages, or one
 forward of each of its stages (microbatch 0's, all cached when the first backward starts), if
-more.
+more; for ZB-H1 and ZB-H2, whose ranks defer their weight-gradient backwards, what a rank holds
+just before its first W, if more (``deferred_weights``).
 
 With activation offload the forwards' offloadable blocks may be on the host, so the activations
 counted are what no policy sends (the embedding, the head, the loss block: ``offload_units``)
@@ -47,6 +48,22 @@ def warmup_forwards(family: str, p: int, m: int, v: int, rank: int) -> int:
     if family == "dualpipe-v":
         return min(2 * p, 2 * m)
     return 1  # naive, and any family without a closed form: one forward before any backward
+
+
+def deferred_weights(family: str, p: int, m: int, rank: int) -> tuple[int, int]:
+    """(forwards cached, input-gradient backwards whose W is pending) on ``rank`` just before
+    its first weight-gradient backward, for the zero-bubble families that defer their Ws
+    (one stage a rank): rank r of ZB-H1 has run all p forwards and r + 1 Is by then, rank r
+    of ZB-H2 2p - 1 forwards and 2r + 1 Is (when m is at least that many; else (0, 0), no
+    bound). Each I leaves what its W needs (``left``), which is more than its forward cached
+    when the W reads the output gradients as well, so the last ranks, which defer the most Ws,
+    hold the most (``tests/simulator/test_advise_bounds.py`` holds this below the executor's
+    peak)."""
+    if family == "zb-h1" and m >= p:
+        return p - rank - 1, rank + 1
+    if family == "zb-h2" and m >= 2 * p - 1:
+        return 2 * p - 2 * rank - 2, 2 * rank + 1
+    return 0, 0
 
 
 def static_bytes(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryTable) -> list[int]:
@@ -88,6 +105,9 @@ def memory_bound(c: Candidate, traits: FamilyTraits, table: StageTable | MemoryT
             # every stage and nothing was freed yet: each rank holds one forward of each of its
             # stages
             activations = max(warm * min(kept), sum(kept))
+            if len(mine) == 1:
+                forwards, lefts = deferred_weights(traits.name, c.pp, c.microbatches, rank)
+                activations = max(activations, forwards * kept[0] + lefts * table.left[mine[0]])
         else:
             if not getattr(table, "offloadable", ()):
                 raise ValueError("a memory bound with offload needs an offload_table")

@@ -45,6 +45,7 @@ class StageTable:
     I: tuple[float, ...]
     W: tuple[float, ...]
     cached: tuple[int, ...]  # bytes a forward leaves cached until its backward
+    left: tuple[int, ...]  # bytes its input-gradient backward leaves until its weight-gradient
     params: tuple[int, ...]  # on one tensor-parallel rank
     layer_params: tuple[tuple[tuple[int, int], ...], ...]  # per stage, its blocks (stage_units)
     experts: tuple[int, ...]  # per stage, its routed-expert parameters (of ``params``)
@@ -64,6 +65,7 @@ class MemoryTable:
     are worked out only for candidates that may fit (``stage_table``)."""
 
     cached: tuple[int, ...]
+    left: tuple[int, ...]  # bytes an input-gradient backward leaves until its weight-gradient one
     params: tuple[int, ...]
     layer_params: tuple[tuple[tuple[int, int], ...], ...]
     experts: tuple[int, ...]
@@ -89,9 +91,10 @@ def memory_table(
     """``stage_table``'s bytes alone (see ``MemoryTable``): under a blockwise policy, the sums
     of its blocks' (worked out once for every split), else the split's own."""
     local, split = local_split(spec, layer, stages)
-    cached, layer_params = split_memory(spec, layer, stages, policy)
+    cached, left, layer_params = split_memory(spec, layer, stages, policy)
     return MemoryTable(
         cached=cached,
+        left=left,
         params=tuple(sum(p for p, _ in units) for units in layer_params),
         layer_params=layer_params,
         experts=tuple(sum(x for _, x in units) for units in layer_params),
@@ -149,6 +152,7 @@ def stage_table(
         I=tuple(c.I for c in costs.stage_costs),
         W=tuple(c.W for c in costs.stage_costs),
         cached=memory.cached,
+        left=memory.left,
         params=memory.params,
         layer_params=memory.layer_params,
         experts=memory.experts,
