@@ -36,14 +36,16 @@ def test_bounds_in_groups_in_any_order_are_the_same():
     assert counts["pruned_memory"] > 0 and kept, "the request must both drop and keep some"
 
 
-@pytest.mark.parametrize("top", [1, 5])
-def test_two_workers_give_the_one_process_answer(top):
+def test_two_workers_give_the_one_process_answer():
+    """And a search that stops reading ends the workers running ahead of it, so a second
+    search (advise's offload fallback) does not queue behind the first one's leftovers."""
     request, text, hardware = small_request()
     evaluate = evaluator(text, request.memory_limit)
-    alone = search(request, hardware, evaluate, top=top)
+    alone = search(request, hardware, evaluate, top=5)
     with LocalPool(evaluate, 2) as pool:
-        spread = search(request, hardware, evaluate, top=top, batch=pool.stream)
-        again = search(request, hardware, evaluate, top=top, batch=pool.stream)  # a second search
+        spread = search(request, hardware, evaluate, top=5, batch=pool.stream)
+        assert multiprocessing.active_children() == []
+        again = search(request, hardware, evaluate, top=5, batch=pool.stream)
     assert spread.top == alone.top
     assert again.top == alone.top
     assert [o.candidate for o in spread.simulated] == [o.candidate for o in alone.simulated]
@@ -64,7 +66,8 @@ def test_a_refusal_in_a_worker_comes_back_as_its_sentence_and_the_workers_end():
     alone = search(request, hardware, refuse_auto, top=5)
     with LocalPool(refuse_auto, 2) as pool:
         spread = search(request, hardware, refuse_auto, top=5, batch=pool.stream)
-        assert len(multiprocessing.active_children()) == 2
+        bounds = pool.spread(len, [[1, 2], [3]])  # the workers start again on the next use
+        assert sorted(bounds) == [1, 2] and len(multiprocessing.active_children()) == 2
     assert multiprocessing.active_children() == []
     assert spread.refused == alone.refused > 0
     assert [f.reason for f in spread.fates] == [f.reason for f in alone.fates]

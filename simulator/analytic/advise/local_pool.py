@@ -65,8 +65,13 @@ class LocalPool:
         return Stream(results=self.results, spread=self.spread)
 
     def results(self, candidates: list[Candidate]) -> Iterator[Outcome | PebbleError]:
-        """Each candidate's Outcome or PebbleError, in order, simulated ``jobs`` at a time."""
-        yield from self._workers().imap(_run_one, candidates, chunksize=1)
+        """Each candidate's Outcome or PebbleError, in order, simulated ``jobs`` at a time.
+        When the search stops reading (it closes this), the workers, still running ahead
+        through the rest, are ended: the next use forks new ones."""
+        try:
+            yield from self._workers().imap(_run_one, candidates, chunksize=1)
+        finally:
+            self.close()
 
     def spread(self, work: Callable, items: list) -> Iterator:
         """``work(item)`` for each item in the workers, as each ends (any order)."""

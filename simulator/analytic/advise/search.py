@@ -150,7 +150,8 @@ def search(
     bounds_of: dict[int, float] = {}  # id(outcome): its time bound
     first_refusal = ""
     fitted: set[Candidate] = set()  # configurations without offload that were simulated and fit
-    for done, (bound, c), run in _in_order(kept, evaluate, batch):
+    runs_in_order = _in_order(kept, evaluate, batch)
+    for done, (bound, c), run in runs_in_order:
         if prune and len(best) >= top and bound * (1 - SLACK) > -best[0][0]:
             result.pruned_time = len(kept) - done
             result.time_cutoff = -best[0][0]
@@ -180,6 +181,7 @@ def search(
                 heapq.heappop(best)
         if progress is not None:
             progress("simulate", done + 1, len(kept), result)
+    runs_in_order.close()  # a stream's workers stop running ahead
     if progress is not None:
         progress("simulate", len(kept), len(kept), result)
     if first_refusal and not result.simulated:  # the model or hardware, not the memory
@@ -218,8 +220,11 @@ def _in_order(
                 read.append(next(source))
             return read[index]
 
-        for done, pair in enumerate(kept):
-            yield done, pair, partial(upto, done)
+        try:
+            for done, pair in enumerate(kept):
+                yield done, pair, partial(upto, done)
+        finally:
+            source.close()  # the search stopped reading: what runs ahead is not wanted
         return
     for start in range(0, len(kept), batch.width):
         chunk = kept[start : start + batch.width]
