@@ -8,6 +8,7 @@ only their headline figures. Lower-left is better; nothing right of the limit li
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass
 
@@ -305,7 +306,7 @@ def _number_top(ax, side, points: list[ParetoPoint], view: _View) -> None:
     first = ranked[0].step_time if ranked else 0.0
     lines = [
         _side_line(
-            f"{p.rank:>2}  {human_time(p.step_time):>8}  {_slower(p.step_time, first):>6}  ", p
+            f"{p.rank:>2}  {_step_text(p.step_time):>8}  {_slower(p.step_time, first):>6}  ", p
         )
         for p in ranked
     ]
@@ -336,6 +337,15 @@ def _side_line(head: str, p: ParetoPoint) -> str:
     if not sep:
         return line
     return f"{head}{name}\n{' ' * len(head)}{sep.strip()}{policies}"
+
+
+def _step_text(t: float) -> str:
+    """A step time to three significant digits, trailing zeros kept so that the list's column
+    reads alike (``33.0 s`` beside ``32.9 s``, where ``human_time`` gives ``33 s``)."""
+    factor, name = time_scale(t)
+    value = t * factor
+    decimals = max(0, 2 - math.floor(math.log10(abs(value)))) if value else 0
+    return f"{value:.{decimals}f} {name}"
 
 
 def _slower(t: float, first: float) -> str:
