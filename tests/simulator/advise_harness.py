@@ -16,16 +16,21 @@ def small_request(memory: str | None = "2MiB", zero: bool = True, **changes):
     """(request, run text, hardware) of ``MODEL`` searched over every family and auto on 8 GPUs
     (``gpus``), 16 sequences a step (``global_batch``), each GPU holding ``memory`` (None: the
     device's own); other ``Request`` fields through ``changes``."""
+    return request_for(MODEL, memory, zero, **changes)
+
+
+def request_for(model: str, memory: str | None = "2MiB", zero: bool = True, **changes):
+    """``small_request`` of another ``model`` (a mixture of experts, a precision recipe)."""
     hardware = "a100-40gb" + (f",memory={memory}" if memory is not None else "")
     preset = parse_hardware_preset(hardware)
     request = Request(
-        spec=parse_model(MODEL),
+        spec=parse_model(model),
         hardware=preset,
         gpus=changes.pop("gpus", 8),
         global_batch=changes.pop("global_batch", 16),
         memory_limit=preset.memory_bytes,
-        families=(*SCHEDULES, AUTO),
+        families=changes.pop("families", (*SCHEDULES, AUTO)),
         distributed_optimizer=zero,
         **changes,
     )
-    return request, RunText(MODEL, hardware), parse_hardware(hardware)
+    return request, RunText(model, hardware), parse_hardware(hardware)

@@ -8,12 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from simulator.analytic.advise import Request, RunText, evaluator, search
+from simulator.analytic.advise import evaluator, search
 from simulator.analytic.advise.explain import explain
-from simulator.analytic.cost_source import parse_hardware
-from simulator.analytic.hardware import parse_hardware_preset
-from simulator.model.parse import parse_model
-from tests.simulator.advise_harness import small_request
+from tests.simulator.advise_harness import request_for, small_request
 
 MOE = (
     "transformer:layers=2,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math,"
@@ -43,18 +40,8 @@ def dense():
 def moe_request(**changes):
     """A two-block mixture of four experts (top-2) on 8 A100s, searched over 1F1B without
     recompute, with ``changes`` to the request."""
-    hardware = "a100-40gb,memory=2MiB"
-    preset = parse_hardware_preset(hardware)
-    request = Request(
-        spec=parse_model(MOE),
-        hardware=preset,
-        gpus=8,
-        global_batch=16,
-        memory_limit=preset.memory_bytes,
-        families=("1f1b",),
-        recompute=("none",),
-    )
-    return searched(request, RunText(MOE, hardware), parse_hardware(hardware), **changes)
+    request, text, hardware = request_for(MOE, families=("1f1b",), recompute=("none",))
+    return searched(request, text, hardware, **changes)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 
 from schedules.registry import SCHEDULES, build_schedule
-from simulator.analytic.advise import AUTO, Request, candidates, family_traits, stage_table
+from simulator.analytic.advise import AUTO, candidates, family_traits, stage_table
 from simulator.analytic.advise.memory_bounds import static_bytes
-from simulator.analytic.cost_source import parse_hardware
-from simulator.analytic.hardware import parse_hardware_preset
 from simulator.errors import PebbleError
 from simulator.model import ModelSpec, partition
 from simulator.model.layout import Layout
@@ -24,6 +22,7 @@ from simulator.model.precision import (
 from simulator.model.transformer.spec import TransformerSpec
 from simulator.run import make_schedule, plan_run
 from simulator.run.rank_memory import static_memory
+from tests.simulator.advise_harness import request_for
 
 SMALL = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16"
 
@@ -139,20 +138,11 @@ def test_whole_rank_memory_of_a_run_follows_its_recipe():
 @pytest.mark.parametrize("name", ["bf16", "fp8"])
 def test_advise_bounds_count_static_memory_by_the_recipe(name):
     model = f"{SMALL},precision={name}"
-    hardware = "a100-40gb,memory=2MiB"
-    preset = parse_hardware_preset(hardware)
-    request = Request(
-        spec=parse_model(model),
-        hardware=preset,
-        gpus=8,
-        global_batch=32,
-        memory_limit=preset.memory_bytes,
-        families=(*SCHEDULES, AUTO),
-        context=1,  # the tables below are context degree 1's
-    )
+    # context degree 1: the tables below are its
+    request, _, hardware = request_for(model, global_batch=32, context=1)
     checked = 0
     for c in [c for c in candidates(request) if c.schedule != AUTO][::9]:
-        table = stage_table(request.spec, c.layer, c.stages, parse_hardware(hardware), c.recompute)
+        table = stage_table(request.spec, c.layer, c.stages, hardware, c.recompute)
         assert table.recipe is PRECISIONS[name]
         chunks = None if SCHEDULES[c.schedule].fixed_chunks else c.chunks
         schedule = make_schedule(c.schedule, c.pp, c.microbatches, chunks)
