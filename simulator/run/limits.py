@@ -37,12 +37,25 @@ def machine_memory() -> int:
         return 16 * 2**30
 
 
+def _override() -> int | None:
+    """``PEBBLESIM_MAX_ACTIONS`` when it is a positive whole number."""
+    override = os.environ.get("PEBBLESIM_MAX_ACTIONS", "").strip()
+    return int(override) if override.isdigit() and int(override) > 0 else None
+
+
 def max_actions() -> int:
     """The most actions (over all steps) one analytic run may simulate here."""
-    override = os.environ.get("PEBBLESIM_MAX_ACTIONS", "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
+    override = _override()
+    if override is not None:
+        return override
     return int(MEMORY_SHARE * machine_memory() / BYTES_PER_ACTION)
+
+
+def _why_the_limit() -> str:
+    """Where ``max_actions`` comes from, for the refusal's sentence."""
+    if _override() is not None:
+        return "PEBBLESIM_MAX_ACTIONS sets it"
+    return f"half of this machine's {human_bytes(machine_memory())}"
 
 
 def _limit_sentence(what: str, limit: int, how: str) -> str:
@@ -58,7 +71,7 @@ def check_actions(actions: int, what: str = "this run") -> None:
             _limit_sentence(
                 f"{what} would simulate {actions:,} actions, about {need} of memory",
                 limit,
-                f"half of this machine's {human_bytes(machine_memory())}",
+                _why_the_limit(),
             )
         )
 
