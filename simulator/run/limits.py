@@ -51,14 +51,11 @@ def max_actions() -> int:
     return int(MEMORY_SHARE * machine_memory() / BYTES_PER_ACTION)
 
 
-def _why_the_limit() -> str:
-    """Where ``max_actions`` comes from, for the refusal's sentence."""
-    if _override() is not None:
-        return "PEBBLESIM_MAX_ACTIONS sets it"
-    return f"half of this machine's {human_bytes(machine_memory())}"
 
 
 def _limit_sentence(what: str, limit: int, how: str) -> str:
+    if _override() is not None:
+        return f"{what}; the limit here is {limit:,}, set by PEBBLESIM_MAX_ACTIONS."
     return f"{what}; the limit here is {limit:,} ({how}; set PEBBLESIM_MAX_ACTIONS to change it)."
 
 
@@ -71,7 +68,7 @@ def check_actions(actions: int, what: str = "this run") -> None:
             _limit_sentence(
                 f"{what} would simulate {actions:,} actions, about {need} of memory",
                 limit,
-                _why_the_limit(),
+                f"half of this machine's {human_bytes(machine_memory())}",
             )
         )
 
