@@ -51,8 +51,6 @@ def max_actions() -> int:
     return int(MEMORY_SHARE * machine_memory() / BYTES_PER_ACTION)
 
 
-
-
 def _limit_sentence(what: str, limit: int, how: str) -> str:
     if _override() is not None:
         return f"{what}; the limit here is {limit:,}, set by PEBBLESIM_MAX_ACTIONS."
