@@ -31,6 +31,7 @@ from simulator.analytic.advise.headroom import DEFAULT_HEADROOM, Headroom, usabl
 from simulator.analytic.advise.local_pool import LocalPool, available_cores
 from simulator.analytic.advise.near_miss import near_misses
 from simulator.analytic.advise.no_fit import diagnose
+from simulator.analytic.advise.search import Stream
 from simulator.analytic.auto_plan import is_auto
 from simulator.analytic.cost_source import hardware_preset, parse_hardware
 from simulator.cli.advise_print import formats_of, pareto_points, payload, simulate_command
@@ -228,6 +229,11 @@ def cmd_advise(args) -> int:
                 result = search(
                     request, hardware, evaluate, top=args.top, progress=bar, batch=batch
                 )
+            misses = []
+            if result.top:  # the near misses' few simulations where the search's ran
+                misses = near_misses(
+                    result, request.memory_limit, request.headroom, evaluate, _run_all(batch)
+                )
         finally:
             bar.close()
             if started_ray:
@@ -241,7 +247,6 @@ def cmd_advise(args) -> int:
         if any(f.verdict in ("static", "activations") for f in result.fates):
             diagnosis = diagnose(request, result, hardware)
         raise PebbleError(no_fit_error(request, result, diagnosis))
-    misses = near_misses(result, request.memory_limit, request.headroom, evaluate)
     elapsed = time.perf_counter() - started
     data = payload(request, text, result, elapsed)
     data["offload_fallback"] = fallback  # offload searched because nothing fit without it
@@ -260,6 +265,13 @@ def cmd_advise(args) -> int:
         if args.out:
             print(f"\nwrote {args.out}/pareto.png, pareto.svg and advise.json")
     return 0
+
+
+def _run_all(batch):
+    """Several simulations at once where the search ran its own (None: one by one here)."""
+    if isinstance(batch, Stream):
+        return lambda candidates: list(batch.results(candidates))
+    return None if batch is None else batch.run
 
 
 def _join_ray(address: str, text, limit: int):

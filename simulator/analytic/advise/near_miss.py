@@ -10,12 +10,14 @@ step time, not a bound.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from simulator.analytic.advise.bounding import NEAR_MISS
 from simulator.analytic.advise.fates import MEMORY_VERDICTS, OVER
 from simulator.analytic.advise.search import Evaluate, Outcome, SearchResult, same_run
-from simulator.analytic.advise.space import AUTO
+from simulator.analytic.advise.space import AUTO, Candidate
 from simulator.errors import PebbleError
 
 SHOWN = 3  # near misses listed
@@ -32,10 +34,16 @@ class NearMiss:
 
 
 def near_misses(
-    result: SearchResult, limit: int, headroom: int, evaluate: Evaluate
+    result: SearchResult,
+    limit: int,
+    headroom: int,
+    evaluate: Evaluate,
+    run_all: Callable[[list[Candidate]], list[Outcome | PebbleError]] | None = None,
 ) -> list[NearMiss]:
     """Up to ``SHOWN`` configurations over ``limit`` by at most ``NEAR_MISS`` of it and faster
-    than the best that fits (any speed when none fits), fastest first, one per distinct run."""
+    than the best that fits (any speed when none fits), fastest first, one per distinct run.
+    ``run_all`` simulates the few candidates at once (the search's workers or Ray tasks); by
+    default ``evaluate`` runs them one after the other."""
     best = result.top[0].step_time if result.top else float("inf")
     reach = limit * (1 + NEAR_MISS)
     found = [
@@ -54,10 +62,10 @@ def near_misses(
         ),
         key=lambda f: (f.time_bound, f.candidate.label()),
     )
-    for fate in bounded[:SIMULATED_AT_MOST]:
-        try:
-            outcome = evaluate(fate.candidate)
-        except PebbleError:
+    chosen = [fate.candidate for fate in bounded[:SIMULATED_AT_MOST]]
+    ran = (run_all or partial(_one_by_one, evaluate))(chosen) if chosen else []
+    for outcome in ran:
+        if isinstance(outcome, PebbleError):
             continue
         if limit < outcome.peak_memory <= reach and outcome.step_time < best:
             found.append(outcome)
@@ -69,3 +77,13 @@ def near_misses(
         over = o.peak_memory - limit
         out.append(NearMiss(o, over, o.peak_memory <= limit + headroom))
     return out[:SHOWN]
+
+
+def _one_by_one(evaluate: Evaluate, candidates: list[Candidate]) -> list[Outcome | PebbleError]:
+    out: list[Outcome | PebbleError] = []
+    for c in candidates:
+        try:
+            out.append(evaluate(c))
+        except PebbleError as exc:
+            out.append(exc)
+    return out
