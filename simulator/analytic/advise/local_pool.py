@@ -12,7 +12,9 @@ search's exactly (``tests/simulator/test_advise_local_pool.py``).
 
 The workers leave with the run: they ignore SIGINT (a Ctrl-C reaches the whole foreground group,
 and the parent ends them on its way out), take SIGTERM and SIGHUP by default, and on Linux are
-sent SIGKILL by the kernel if the parent dies without ending them (``PR_SET_PDEATHSIG``).
+sent SIGKILL by the kernel if the parent dies without ending them (``PR_SET_PDEATHSIG``). The
+three signals are held from the fork until the worker has set them (``_worker_start``), so none
+is lost in between.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from simulator.analytic.advise.space import Candidate
 from simulator.errors import PebbleError
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WORKER_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 Evaluate = Callable[[Candidate], Outcome]
 _evaluate: Evaluate | None = None  # a worker's: set before the fork, inherited by the worker
 
@@ -83,7 +86,13 @@ class LocalPool:
         if self._pool is None:
             _evaluate = self.evaluate
             context = multiprocessing.get_context("fork")
-            self._pool = context.Pool(self.jobs, initializer=_worker_start, initargs=(os.getpid(),))
+            held = _hold_signals()  # the workers start with them held (``_worker_start``)
+            try:
+                self._pool = context.Pool(
+                    self.jobs, initializer=_worker_start, initargs=(os.getpid(),)
+                )
+            finally:
+                _release_signals(held)
         return self._pool
 
     def close(self) -> None:
@@ -94,11 +103,31 @@ class LocalPool:
             pool.join()
 
 
+def _hold_signals():
+    """Block SIGINT, SIGTERM and SIGHUP in this thread while the workers are forked (the mask
+    before, or None where threads have no signal mask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+
+
+def _release_signals(held) -> None:
+    """This thread's mask as before ``_hold_signals``: what arrived meanwhile is delivered."""
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _worker_start(parent: int) -> None:
-    """In each worker before its first task: the signals as the module docstring says."""
+    """In each worker before its first task: the signals as the module docstring says. They
+    were held since the fork, so a SIGTERM from ``Pool.terminate`` that came before this line
+    ends the worker now; unheld, it could land in the window after the fork where Python drops
+    a signal meant for the parent's handler, and the worker then waited forever on the pool's
+    queue, which ``terminate`` locks, with the driver waiting for it (seen once in CI)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError, TypeError):
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
