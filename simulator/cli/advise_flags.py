@@ -101,6 +101,6 @@ def _add_where(advise) -> None:
         "--jobs",
         type=numbers.count(1024, ""),
         help="worker processes on this machine that bound and simulate the configurations "
-        "(default: its cores; 1: all in this process); the answer is the same. Not with "
-        "--address",
+        "(default: the cores this process may use, a container's CPU quota included, at most "
+        "8; 1: all in this process); the answer is the same. Not with --address",
     )

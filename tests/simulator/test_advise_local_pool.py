@@ -11,7 +11,13 @@ import pytest
 
 from simulator.analytic.advise import evaluator, search
 from simulator.analytic.advise.bounding import bounded
-from simulator.analytic.advise.local_pool import LocalPool, available_cores
+from simulator.analytic.advise.local_pool import (
+    MAX_JOBS,
+    LocalPool,
+    available_cores,
+    quota_v1,
+    quota_v2,
+)
 from simulator.errors import PebbleError
 from tests.simulator.advise_harness import small_request
 
@@ -78,7 +84,20 @@ def test_a_pool_needs_two_jobs_and_the_machine_has_cores():
     request, text, _ = small_request()
     with pytest.raises(ValueError):
         LocalPool(evaluator(text, request.memory_limit), 1)
-    assert available_cores() >= 1
+    assert 1 <= available_cores() <= MAX_JOBS
+
+
+def test_a_containers_cpu_quota_caps_the_workers(tmp_path):
+    """A container sees its host's cores but may use its quota: cgroup v2 ``cpu.max`` and v1
+    ``cpu.cfs_quota_us`` over its period."""
+    assert quota_v2("max 100000") is None
+    assert quota_v2("200000 100000") == 2.0
+    assert quota_v2("150000 100000\n") == 1.5
+    period = tmp_path / "cpu.cfs_period_us"
+    period.write_text("50000\n")
+    assert quota_v1("-1", str(period)) is None
+    assert quota_v1("100000", str(period)) == 2.0
+    assert quota_v1("250000", str(tmp_path / "missing")) == 2.5  # the kernel's default period
 
 
 def test_an_offload_search_with_workers_is_the_one_process_search():

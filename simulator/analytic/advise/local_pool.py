@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import math
 import multiprocessing
 import os
 import signal
@@ -33,17 +34,46 @@ from simulator.analytic.advise.space import Candidate
 from simulator.errors import PebbleError
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+MAX_JOBS = 8  # workers at most: past a few, the search's stopping rule wastes what runs ahead
 WORKER_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 Evaluate = Callable[[Candidate], Outcome]
 _evaluate: Evaluate | None = None  # a worker's: set before the fork, inherited by the worker
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the platform has one)."""
+    """The cores this process may run on: its CPU affinity (where the platform has one), cut
+    to a container's CPU quota (a cgroup's ``cpu.max``, or v1's ``cfs_quota_us``: a container
+    sees every core of its host but may use only its share), and to ``MAX_JOBS``."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    for path, read in CPU_QUOTAS:
+        with contextlib.suppress(OSError, ValueError):
+            with open(path) as handle:
+                quota = read(handle.read())
+            if quota is not None:
+                cores = min(cores, max(1, math.floor(quota)))
+            break
+    return max(1, min(cores, MAX_JOBS))
+
+
+def quota_v2(text: str) -> float | None:
+    """Cores a cgroup v2 ``cpu.max`` allows (``"200000 100000"``: 2), None for ``max``."""
+    quota, period = text.split()[:2]
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def quota_v1(text: str, period_path: str = "/sys/fs/cgroup/cpu/cpu.cfs_period_us") -> float | None:
+    """Cores a cgroup v1 ``cpu.cfs_quota_us`` allows over its period (the kernel's default
+    100 ms when the period cannot be read); None for -1 (no quota)."""
+    quota = int(text.strip())
+    if quota < 0:
+        return None
+    period = 100_000
+    with contextlib.suppress(OSError, ValueError), open(period_path) as handle:
+        period = int(handle.read().strip()) or period
+    return quota / period
 
 
 class LocalPool:
@@ -141,3 +171,9 @@ def _run_one(candidate: Candidate) -> Outcome | PebbleError:
         return _evaluate(candidate)
     except PebbleError as exc:
         return PebbleError(str(exc))  # its sentence alone pickles back whole
+
+
+CPU_QUOTAS = (  # the first file that exists decides
+    ("/sys/fs/cgroup/cpu.max", quota_v2),
+    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", quota_v1),
+)
