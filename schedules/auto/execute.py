@@ -23,7 +23,7 @@ import math
 from collections import deque
 
 from schedules.auto.links import TABLES
-from schedules.auto.problem import B, F, I, W
+from schedules.auto.problem import B, I, W
 from schedules.auto.timing import Rows, Tables, Timing
 
 RULES = ("fit", "worst", "always")
@@ -166,8 +166,7 @@ class _Player:
         the rank its output wakes (-1: none) with that link's transfer (``links``). Sets each
         rank's ``owed``: its actions' costs, a W for every I."""
         t, sources, targets = self.t, self.sources, self.targets
-        cost, delta, forward = t.cost, t.delta, t.delta[F]
-        need_of = {F: forward, I: t.rise, B: t.rise_backward}
+        cost, delta, rise = t.cost, t.delta, t.rise
         plans = []
         for r, row in enumerate(self.skeleton):
             plan = []
@@ -175,7 +174,7 @@ class _Player:
                 self.owed[r] += cost[k][s] + (cost[W][s] if k == I else 0.0)
                 base, link = sources[k][s]
                 out, wake, wake_link = targets[k][s]
-                need = need_of[k][s] if k in need_of else 0.0
+                need = rise[k][s]
                 src = base + j if base >= 0 else -1
                 out = out + j if out >= 0 else -1
                 plan.append(

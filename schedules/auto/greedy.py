@@ -64,7 +64,7 @@ class _Lister(_Player):
         next_f, next_i, freeable, room_of = self.next_f, self.next_i, self.freeable, self.room
         sources, forward_first = self.sources, self.forward_first
         cost, delta, rise, targets, limit = t.cost, t.delta, t.rise, t.targets, t.limit
-        delta_w, delta_f = delta[W], delta[F]
+        delta_w = delta[W]
         pop, push, inf = heapq.heappop, heapq.heappush, math.inf
         left, unplaced_i = self.left, self.unplaced_i
         while heap:
@@ -93,7 +93,7 @@ class _Lister(_Player):
                 if queue and arrival > at:
                     gap = arrival - at
                     weight = self._w_now(queue, gap, idle[r], max(worst, slack[r]))
-                over = held[r] + (delta_f[s] if k == F else rise[s]) > limit[r] * (1 + 1e-12)
+                over = held[r] + rise[k][s] > limit[r] * (1 + 1e-12)
                 if not weight and over:
                     if not queue:
                         return None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from schedules.actions import Schedule
 from schedules.auto.links import LINKS, TABLES
-from schedules.auto.problem import KIND_NAMES, AutoProblem, B, I
+from schedules.auto.problem import KIND_NAMES, AutoProblem, I
 
 Rows = list[list[tuple[int, int, int]]]
 
@@ -26,9 +26,9 @@ class Tables:
     """The problem as flat per-stage lists, which the builders' inner loops index directly.
 
     ``link[s]`` is the transfer time between stages s and s+1 (0 when both are on one rank);
-    ``delta[kind][s]`` the memory change of an action; ``rise[s]`` how far an ``I`` may climb
-    above its start, ``rise_backward[s]`` a full ``B``. ``num_microbatches`` may be smaller than
-    the problem's (a quick preview).
+    ``delta[kind][s]`` the memory change of an action; ``rise[kind][s]`` how far it may climb
+    above its start on the way (an F to where it ends, a W not at all, an I and a full B by the
+    problem's rises). ``num_microbatches`` may be smaller than the problem's (a quick preview).
     """
 
     def __init__(self, problem: AutoProblem, num_microbatches: int | None = None) -> None:
@@ -55,11 +55,15 @@ class Tables:
             [-w for w in mw],
             [-f for f in mf],
         ]
-        self.rise = list(problem.memory_input_rise)
-        self.rise_backward = list(problem.memory_backward_rise)
+        self.rise = [
+            list(mf),
+            list(problem.memory_input_rise),
+            [0.0] * self.S,
+            list(problem.memory_backward_rise),
+        ]
         limit = problem.memory_limit
         self.limit = [math.inf] * self.p if limit is None else list(limit)
-        self.rank_rise = [max(self.rise[s] for s in stages) for stages in self.stages]
+        self.rank_rise = [max(self.rise[I][s] for s in stages) for stages in self.stages]
         # per [kind][stage]: the end an action waits for and the end it sets (``links``)
         self.sources, self.targets = LINKS.sources(self), LINKS.targets(self)
 
@@ -131,20 +135,17 @@ def retime(tables: Tables, rows: Rows, give_up: float = math.inf) -> Timing | No
 
 
 def _levels(tables: Tables, row):
-    """Every level one rank's memory reaches along ``row``: an I's or a B's rise above what is
-    held before it, then the running total after each action."""
-    delta, rise, rise_backward, held = tables.delta, tables.rise, tables.rise_backward, 0.0
+    """Every level one rank's memory reaches along ``row``: each action's rise above what is
+    held before it, then the running total after it."""
+    delta, rise, held = tables.delta, tables.rise, 0.0
     for s, k, _ in row:
-        if k == I:
-            yield held + rise[s]
-        elif k == B:
-            yield held + rise_backward[s]
+        yield held + rise[k][s]
         held += delta[k][s]
         yield held
 
 
 def peak_memory(tables: Tables, rows: Rows) -> list[float]:
-    """Per rank, the highest running total of its memory deltas (an I or a B counted at its
+    """Per rank, the highest running total of its memory deltas (each action counted at its
     rise)."""
     return [max(0.0, max(_levels(tables, row), default=0.0)) for row in rows]
 
