@@ -31,7 +31,6 @@ from simulator.analytic.advise.headroom import DEFAULT_HEADROOM, Headroom, usabl
 from simulator.analytic.advise.local_pool import LocalPool, available_cores
 from simulator.analytic.advise.near_miss import near_misses
 from simulator.analytic.advise.no_fit import diagnose
-from simulator.analytic.advise.search import Stream
 from simulator.analytic.auto_plan import is_auto
 from simulator.analytic.cost_source import hardware_preset, parse_hardware
 from simulator.cli.advise_print import formats_of, pareto_points, payload, simulate_command
@@ -231,8 +230,9 @@ def cmd_advise(args) -> int:
                 )
             misses = []
             if result.top:  # the near misses' few simulations where the search's ran
+                run_all = None if batch is None else batch.run
                 misses = near_misses(
-                    result, request.memory_limit, request.headroom, evaluate, _run_all(batch)
+                    result, request.memory_limit, request.headroom, evaluate, run_all
                 )
         finally:
             bar.close()
@@ -265,13 +265,6 @@ def cmd_advise(args) -> int:
         if args.out:
             print(f"\nwrote {args.out}/pareto.png, pareto.svg and advise.json")
     return 0
-
-
-def _run_all(batch):
-    """Several simulations at once where the search ran its own (None: one by one here)."""
-    if isinstance(batch, Stream):
-        return lambda candidates: list(batch.results(candidates))
-    return None if batch is None else batch.run
 
 
 def _join_ray(address: str, text, limit: int):

@@ -4,10 +4,9 @@ the search.
 Why forked processes: bounding and simulating are pure Python (the GIL rules out threads), and a
 forked worker starts with the parent's modules and caches, so it pays no import. The workers
 bound the search's groups of configurations (``bounding``), then simulate. Why ahead of the
-search: the
-search reads results in its own order and stops by its own rule (``search.search``), so the
-workers simulate the next configurations in that order while the search reads the earlier
-ones; what they ran past the stop is dropped unread, and the answer is the one-at-a-time
+search: the search reads results in its own order and stops by its own rule (``search.search``),
+so the workers simulate the next configurations in that order while the search reads the
+earlier ones; what they ran past the stop is dropped unread, and the answer is the one-at-a-time
 search's exactly (``tests/simulator/test_advise_local_pool.py``).
 
 The workers leave with the run: they ignore SIGINT (a Ctrl-C reaches the whole foreground group,
@@ -29,7 +28,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 
-from simulator.analytic.advise.search import Outcome, Stream
+from simulator.analytic.advise.search import Outcome, Stream, run_one
 from simulator.analytic.advise.space import Candidate
 from simulator.errors import PebbleError
 
@@ -167,10 +166,9 @@ def _worker_start(parent: int) -> None:
 
 
 def _run_one(candidate: Candidate) -> Outcome | PebbleError:
-    try:
-        return _evaluate(candidate)
-    except PebbleError as exc:
-        return PebbleError(str(exc))  # its sentence alone pickles back whole
+    ran = run_one(_evaluate, candidate)
+    # a refusal's sentence alone pickles back whole
+    return PebbleError(str(ran)) if isinstance(ran, PebbleError) else ran
 
 
 CPU_QUOTAS = (  # the first file that exists decides

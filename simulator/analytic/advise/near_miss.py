@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from simulator.analytic.advise.bounding import NEAR_MISS
 from simulator.analytic.advise.fates import MEMORY_VERDICTS, OVER
-from simulator.analytic.advise.search import Evaluate, Outcome, SearchResult, same_run
+from simulator.analytic.advise.search import Evaluate, Outcome, SearchResult, run_one, same_run
 from simulator.analytic.advise.space import AUTO, Candidate
 from simulator.errors import PebbleError
 
@@ -63,7 +62,10 @@ def near_misses(
         key=lambda f: (f.time_bound, f.candidate.label()),
     )
     chosen = [fate.candidate for fate in bounded[:SIMULATED_AT_MOST]]
-    ran = (run_all or partial(_one_by_one, evaluate))(chosen) if chosen else []
+    if run_all is None or not chosen:
+        ran = [run_one(evaluate, c) for c in chosen]
+    else:
+        ran = run_all(chosen)
     for outcome in ran:
         if isinstance(outcome, PebbleError):
             continue
@@ -77,13 +79,3 @@ def near_misses(
         over = o.peak_memory - limit
         out.append(NearMiss(o, over, o.peak_memory <= limit + headroom))
     return out[:SHOWN]
-
-
-def _one_by_one(evaluate: Evaluate, candidates: list[Candidate]) -> list[Outcome | PebbleError]:
-    out: list[Outcome | PebbleError] = []
-    for c in candidates:
-        try:
-            out.append(evaluate(c))
-        except PebbleError as exc:
-            out.append(exc)
-    return out

@@ -194,7 +194,8 @@ def search(
     return result
 
 
-def _run_one(evaluate: Evaluate, c: Candidate) -> Outcome | PebbleError:
+def run_one(evaluate: Evaluate, c: Candidate) -> Outcome | PebbleError:
+    """``evaluate(c)``, or the PebbleError it raised (a refusal is a result, not an error)."""
     try:
         return evaluate(c)
     except PebbleError as exc:
@@ -210,7 +211,7 @@ def _in_order(
     call reads its results up to that index."""
     if batch is None:
         for done, pair in enumerate(kept):
-            yield done, pair, partial(_run_one, evaluate, pair[1])
+            yield done, pair, partial(run_one, evaluate, pair[1])
         return
     if isinstance(batch, Stream):
         source, read = batch.results([c for _, c in kept]), []
@@ -258,6 +259,10 @@ class Stream:
 
     results: Callable[[list[Candidate]], Iterator[Outcome | PebbleError]]
     spread: Spread | None = None  # bounds the search's groups of configurations there too
+
+    def run(self, candidates: list[Candidate]) -> list[Outcome | PebbleError]:
+        """Every candidate's result at once, as ``Batch.run`` gives them."""
+        return list(self.results(candidates))
 
 
 def same_run(outcome: Outcome) -> tuple:
