@@ -37,9 +37,9 @@ def machine_memory() -> int:
         return 16 * 2**30
 
 
-def _override() -> int | None:
-    """``PEBBLESIM_MAX_ACTIONS`` when it is a positive whole number."""
-    override = os.environ.get("PEBBLESIM_MAX_ACTIONS", "").strip()
+def _override(name: str = "PEBBLESIM_MAX_ACTIONS") -> int | None:
+    """The environment variable ``name`` when it is a positive whole number."""
+    override = os.environ.get(name, "").strip()
     return int(override) if override.isdigit() and int(override) > 0 else None
 
 
@@ -99,8 +99,7 @@ def check_table_size(stages: int, microbatches: int) -> None:
 
 def check_actors(ranks: int, dp: int) -> None:
     """A Ray run starts ranks x dp actors."""
-    override = os.environ.get("PEBBLESIM_MAX_ACTORS", "").strip()
-    limit = int(override) if override.isdigit() and int(override) > 0 else MAX_ACTORS
+    limit = _override("PEBBLESIM_MAX_ACTORS") or MAX_ACTORS
     if ranks * dp > limit:
         raise PebbleError(
             f"training {ranks} ranks x {dp} replicas starts {ranks * dp:,} Ray actors; the "
