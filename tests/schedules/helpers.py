@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from hypothesis import strategies as st
+
 from schedules.actions import Schedule
+
+TRANSFERS = st.sampled_from([0.0, 0.3])  # between neighbouring stages on different ranks
+
+
+def auto_problem_axes(cost) -> dict:
+    """The hypothesis strategies of a small auto problem (placement, sizes, memory limit in
+    microbatches, the bytes an I leaves for its W, and F, I, W costs drawn from ``cost``), which
+    the auto property tests share."""
+    return {
+        "layout": st.sampled_from(["loop", "v"]),
+        "p": st.integers(1, 4),
+        "m": st.integers(1, 10),
+        "limit": st.floats(1.0, 3.0),
+        "weight": st.sampled_from([0.0, 0.4, 1.0]),
+        "costs": st.one_of(st.just((1.0, 1.0, 1.0)), st.tuples(cost, cost, cost)),
+    }
 
 
 def peak_in_flight(schedule: Schedule, rank: int) -> int:

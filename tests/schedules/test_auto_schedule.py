@@ -15,7 +15,7 @@ from simulator.analytic.costs import CostModel, StageCost
 from simulator.analytic.executor import simulate
 from simulator.model import ModelSpec
 from simulator.model.partitioning import partition
-from tests.schedules.helpers import assert_topological
+from tests.schedules.helpers import TRANSFERS, assert_topological, auto_problem_axes
 
 LOOP_FAMILIES = ("naive", "gpipe", "1f1b", "zb-h1", "zb-h2")
 V_FAMILIES = ("zb-v", "dualpipe-v")
@@ -147,13 +147,8 @@ COSTS = st.sampled_from([0.5, 1.0, 1.5, 2.0])
 
 @settings(max_examples=60, deadline=None)
 @given(
-    layout=st.sampled_from(["loop", "v"]),
-    p=st.integers(1, 4),
-    m=st.integers(1, 10),
-    limit=st.floats(1.0, 3.0),
-    weight=st.sampled_from([0.0, 0.4, 1.0]),
-    transfer=st.sampled_from([0.0, 0.3]),
-    costs=st.one_of(st.just((1.0, 1.0, 1.0)), st.tuples(COSTS, COSTS, COSTS)),
+    **auto_problem_axes(COSTS),
+    transfer=TRANSFERS,
 )
 def test_never_slower_than_a_hand_written_schedule_that_fits(
     layout, p, m, limit, weight, transfer, costs

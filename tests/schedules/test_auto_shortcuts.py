@@ -18,6 +18,7 @@ from schedules.auto.portfolio import GIVE_UP_SLACK, candidates, search
 from schedules.auto.problem import B, F, I, W
 from schedules.auto.timing import Tables, fits, retime, rows_of_schedule
 from schedules.registry import build_schedule
+from tests.schedules.helpers import TRANSFERS, auto_problem_axes
 
 COSTS = st.floats(0.2, 3.0)
 
@@ -70,13 +71,8 @@ def test_shared_orders_equal_fresh_ones(layout):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    layout=st.sampled_from(["loop", "v"]),
-    p=st.integers(1, 4),
-    m=st.integers(1, 10),
-    limit=st.floats(1.0, 3.0),
-    weight=st.sampled_from([0.0, 0.4, 1.0]),
-    transfer=st.sampled_from([0.0, 0.3]),
-    costs=st.one_of(st.just((1.0, 1.0, 1.0)), st.tuples(COSTS, COSTS, COSTS)),
+    **auto_problem_axes(COSTS),
+    transfer=TRANSFERS,
     objective=st.sampled_from(["makespan", "span"]),
 )
 def test_the_search_picks_what_scoring_every_candidate_picks(
@@ -91,12 +87,7 @@ def test_the_search_picks_what_scoring_every_candidate_picks(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    layout=st.sampled_from(["loop", "v"]),
-    p=st.integers(1, 4),
-    m=st.integers(1, 10),
-    limit=st.floats(1.0, 3.0),
-    weight=st.sampled_from([0.0, 0.4, 1.0]),
-    costs=st.one_of(st.just((1.0, 1.0, 1.0)), st.tuples(COSTS, COSTS, COSTS)),
+    **auto_problem_axes(COSTS),
     rule=st.sampled_from(["fit", "worst", "always"]),
 )
 def test_played_candidates_fit_and_are_timed_as_retimed(layout, p, m, limit, weight, costs, rule):

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.analytic.advise import AUTO, Request, RunText, evaluator, family_traits, search
+from simulator.analytic.advise import AUTO, evaluator, family_traits, search
 from simulator.analytic.advise.enumeration import candidates
 from simulator.analytic.advise.memory_bounds import memory_bound
 from simulator.analytic.advise.stage_tables import table_of
 from simulator.analytic.advise.time_bounds import time_bound
-from simulator.analytic.cost_source import parse_hardware
-from simulator.analytic.hardware import parse_hardware_preset
 from simulator.errors import PebbleError
-from simulator.model.parse import parse_model
+from tests.simulator.advise_harness import request_for
 
 DENSE = "transformer:layers=8,hidden=64,heads=4,seq=32,vocab=96,dtype=bfloat16,attention=math"
 MOE = (
@@ -25,18 +23,10 @@ FAMILIES = ("1f1b", "zb-h1", "interleaved-1f1b", "zb-v", AUTO)
 
 
 def request_of(model: str, memory: str, **changes):
-    hardware = f"a100-40gb,memory={memory}"
-    preset = parse_hardware_preset(hardware)
-    request = Request(
-        spec=parse_model(model),
-        hardware=preset,
-        gpus=changes.pop("gpus", 8),
-        global_batch=changes.pop("global_batch", 4),
-        memory_limit=preset.memory_bytes,
-        families=changes.pop("families", FAMILIES),
-        **changes,
-    )
-    return request, RunText(model, hardware), parse_hardware(hardware)
+    """``request_for`` with this file's defaults: 4 sequences a step over ``FAMILIES``."""
+    changes.setdefault("global_batch", 4)
+    changes.setdefault("families", FAMILIES)
+    return request_for(model, memory, **changes)
 
 
 def assert_bounds_hold(request, text, hardware, top=3):
