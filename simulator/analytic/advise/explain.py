@@ -85,8 +85,7 @@ def not_searched(fields: dict[str, object], request: Request) -> str:
     """Why ``request`` has no configuration with these degrees: the first rule they break (each
     degree's own rule, then the GPUs, the batch, the sharding stage and the stages), naming the
     flag that changes it where one does."""
-    rules = (_sp_rule, _tensor_rule, _context_rule, _expert_rule, _devices_rule)
-    for rule in (*rules, _data_rule, _sharding_rule, _stages_rule):
+    for rule in RULES:
         reason = rule(fields, request)
         if reason:
             return reason
@@ -251,3 +250,17 @@ def _stages_rule(fields: dict[str, object], request: Request) -> str:
     if v is not None and v > max(request.max_chunks, 2):
         return f"--max-chunks {request.max_chunks} caps v"
     return ""
+
+
+# in the order ``not_searched`` tries them: each degree's own rule, then the GPUs, the batch, the
+# sharding stage and the stages
+RULES = (
+    _sp_rule,
+    _tensor_rule,
+    _context_rule,
+    _expert_rule,
+    _devices_rule,
+    _data_rule,
+    _sharding_rule,
+    _stages_rule,
+)
