@@ -10,6 +10,7 @@ from simulator.cli import numbers
 from simulator.cli.layout_flags import add_layout_args
 
 DEFAULT_TOP = 10
+MAX_WORKERS = 64  # --jobs: each worker is a fork of the search, holding its own caches
 
 
 def add_advise(sub) -> None:
@@ -99,7 +100,7 @@ def _add_where(advise) -> None:
     )
     advise.add_argument(
         "--jobs",
-        type=numbers.count(1024, ""),
+        type=numbers.count(MAX_WORKERS, "MAX_WORKERS in simulator/cli/advise_flags.py"),
         help="worker processes on this machine that bound and simulate the configurations "
         "(default: the cores this process may use, a container's CPU quota included, at most "
         "8; 1: all in this process); the answer is the same. Not with --address",
