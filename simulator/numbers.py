@@ -24,6 +24,7 @@ MAX_TP = 1024  # tensor-parallel degree: no node has more GPUs than this
 MAX_DP = 1024  # data-parallel replicas: each is a full pipeline of actors under train
 MAX_BATCH_SIZE = 100_000_000  # rows per step: the data set of one step is held in memory
 MAX_RETRIES = 1000  # restarts after a rank dies: each restarts a whole step
+MAX_WORKERS = 64  # advise --jobs: each worker is a fork of the search, with its own caches
 
 # Real values. Times are seconds (measured costs) or units (unit costs); 1e9 is 30 years, so any
 # makespan the simulator sums from them stays finite.

@@ -10,7 +10,6 @@ from simulator.cli import numbers
 from simulator.cli.layout_flags import add_layout_args
 
 DEFAULT_TOP = 10
-MAX_WORKERS = 64  # --jobs: each worker is a fork of the search, holding its own caches
 
 
 def add_advise(sub) -> None:
@@ -100,7 +99,7 @@ def _add_where(advise) -> None:
     )
     advise.add_argument(
         "--jobs",
-        type=numbers.count(MAX_WORKERS, "MAX_WORKERS in simulator/cli/advise_flags.py"),
+        type=numbers.count(numbers.MAX_WORKERS, "MAX_WORKERS"),
         help="worker processes on this machine that bound and simulate the configurations "
         "(default: the cores this process may use, a container's CPU quota included, at most "
         "8; 1: all in this process); the answer is the same. Not with --address",

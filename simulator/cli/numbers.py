@@ -26,6 +26,7 @@ from simulator.numbers import (  # noqa: F401 (the limits, re-exported for the f
     MAX_STEPS,
     MAX_TIME,
     MAX_TP,
+    MAX_WORKERS,
     SHOWN_CHARS,
     parse_float,
     parse_int,
